@@ -1,0 +1,57 @@
+"""The public Python API; the CLI is a thin layer over it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .arch import load_arch
+from .engine.result import RunResult
+from .engine.roofline import roofline
+from .errors import CapacityError
+from .frontend.llm import load_model
+from .ir import Graph, Role
+
+
+def check_fits(graph: Graph, arch) -> None:
+    """Raise :class:`CapacityError` when the graph's weights and KV cache exceed DRAM."""
+    by_role = graph.bytes_by_role()
+    need = by_role[Role.WEIGHT.value] + by_role[Role.KV_CACHE.value]
+    cap = arch.dram.capacity
+    if need > cap:
+        raise CapacityError(
+            f"{graph.name} needs {need / 1e9:.2f} GB of weights and KV cache but {arch.name} has "
+            f"{cap / 1e9:.2f} GB of DRAM. Use a smaller model or precision (--dtype), a larger "
+            f"memory (--set dram.capacity=...), or pass --ignore-capacity to time it anyway.")
+
+
+def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
+             dims: Mapping[str, int] | None = None, overrides: Mapping[str, str] | Sequence[str] | None = None,
+             check_capacity: bool = True, **model_kw) -> RunResult:
+    """Run ``model`` on ``arch`` and return the per-op result tree.
+
+    Parameters
+    ----------
+    model : path, built-in LLM name, or Graph
+    arch : shipped arch name, YAML path, or a loaded Arch
+    dims : bindings of the model's symbolic dimensions
+    overrides : arch field overrides, e.g. ``{"dram.bandwidth": "3 TB/s"}``
+    check_capacity : raise CapacityError if weights + KV cache exceed DRAM
+    **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
+        for :func:`npusim.load_model`.
+
+    Examples
+    --------
+    >>> r = simulate("tiny-llama", "rngd", phase="decode", batch=2, kv_len=16)
+    >>> r.latency_s >= r.bound_latency_s > 0
+    True
+    """
+    graph = model if isinstance(model, Graph) else load_model(model, dims=dims, **model_kw)
+    if isinstance(arch, (str, Path)):
+        arch = load_arch(arch, overrides)
+    elif overrides:
+        raise ValueError("overrides apply only when arch is given by name or path")
+    if check_capacity:
+        check_fits(graph, arch)
+    result = roofline(graph, arch)
+    result.meta.setdefault("parameters", graph.parameters)
+    return result

@@ -1,0 +1,137 @@
+"""``npusim`` command line: a thin layer over the Python API.
+
+Every error caused by the user's input prints one paragraph and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import NpusimError
+from .ir import ShapeError
+
+EXIT_USAGE = 2
+
+
+def _dims(pairs: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in pairs:
+        name, sep, value = p.partition("=")
+        if not sep or not name.strip():
+            raise NpusimError(f"--dim {p!r}: expected NAME=VALUE, e.g. --dim batch=8")
+        try:
+            v = int(value)
+        except ValueError:
+            raise NpusimError(f"--dim {p!r}: {value!r} is not an integer") from None
+        if v < 1:
+            raise NpusimError(f"--dim {p!r}: a dimension must be >= 1")
+        out[name.strip()] = v
+    return out
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an .onnx file, or a built-in LLM name (see `npusim models`)")
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                   help="bind a symbolic ONNX dimension (repeatable)")
+    p.add_argument("--phase", choices=("prefill", "decode"), default="prefill",
+                   help="LLM step to build (built-in LLMs only)")
+    p.add_argument("--batch", type=int, default=1, help="LLM batch size")
+    p.add_argument("--seq", type=int, default=None, help="LLM prompt tokens (prefill); default 128")
+    p.add_argument("--kv-len", type=int, default=None, help="LLM cached tokens (decode); default 128")
+    p.add_argument("--dtype", default="bf16", help="LLM weight/activation dtype (default bf16)")
+    p.add_argument("--on-unsupported", choices=("error", "memory"), default="error",
+                   help="an op with no lowering is an error (default) or costed as memory traffic")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
+
+
+def _load(args):
+    from .frontend.llm import load_model
+    return load_model(args.model, dims=_dims(args.dim), phase=args.phase, batch=args.batch,
+                      seq=args.seq, kv_len=args.kv_len, dtype=args.dtype,
+                      on_unsupported=args.on_unsupported)
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    except OSError as e:
+        raise NpusimError(f"cannot write --json {path}: {e.strerror}") from None
+
+
+def cmd_run(args) -> int:
+    from .api import simulate
+    from .report.terminal import print_run
+    graph = _load(args)
+    result = simulate(graph, args.arch, overrides=args.set,
+                      check_capacity=not args.ignore_capacity)
+    print_run(result, top=args.top)
+    _write_json(args.json, result.to_dict())
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .report.terminal import inspect_dict, print_inspect
+    info = inspect_dict(_load(args))
+    print_inspect(info)
+    _write_json(args.json, info)
+    return 0
+
+
+def cmd_archs(args) -> int:
+    from .arch import list_archs
+    from .report.terminal import print_archs
+    print_archs(list_archs())
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .frontend.llm import builtin_models
+    for name in builtin_models():
+        print(name)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="npusim", description="Cycle-approximate simulation of AI accelerators.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a model on an arch")
+    _model_args(run)
+    run.add_argument("--arch", default="rngd", help="shipped arch name or YAML path (default rngd)")
+    run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                     help="override an arch field, e.g. --set dram.bandwidth=3TB/s (repeatable)")
+    run.add_argument("--top", type=int, default=15, help="ops to list (default 15)")
+    run.add_argument("--ignore-capacity", action="store_true",
+                     help="time the model even if weights and KV cache exceed DRAM")
+    run.set_defaults(func=cmd_run)
+
+    ins = sub.add_parser("inspect", help="op census, MACs, parameters, bytes by role")
+    _model_args(ins)
+    ins.set_defaults(func=cmd_inspect)
+
+    sub.add_parser("archs", help="list the shipped archs").set_defaults(func=cmd_archs)
+    sub.add_parser("models", help="list the built-in LLMs").set_defaults(func=cmd_models)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (NpusimError, ShapeError) as e:
+        print(f"npusim: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileNotFoundError as e:
+        print(f"npusim: error: {e.filename}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

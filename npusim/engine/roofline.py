@@ -1,0 +1,105 @@
+"""The roofline bound, per op and for a whole graph.
+
+For each op: the ideal compute time (MACs at the arch's peak rate for the dtype the arch runs the
+op in, or element ops at the vector units' peak) and the ideal memory time (the op's unavoidable
+DRAM bytes at peak DRAM bandwidth). The larger is the op's bound. The cycle-approximate engine
+reports its own latency beside this bound and must never beat it.
+
+Unavoidable DRAM bytes, the assumptions that make them a true lower bound:
+
+* weights, KV cache and constants start in DRAM at the start of the run: each distinct tensor
+  is read once, charged to its first reader. A ``Movement`` that reads part of a weight (an
+  embedding gather) is charged only what it moves and does not count as that first read;
+* graph inputs are read once (first reader) and graph outputs written once (their producer);
+* an intermediate activation may stay on chip if it fits in the arch's total on-chip SRAM;
+  the part that cannot fit (``bytes - sram_total``) is written once and read once.
+
+Everything else (re-reads, SRAM traffic, launch overheads, imperfect overlap) is the engine's
+business and can only add time.
+"""
+from __future__ import annotations
+
+from ..ir import Collective, Contraction, Graph, Movement, Op, Role
+from .result import OpRecord, RunResult
+
+
+def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
+    """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring."""
+    graph_inputs = set(graph.inputs)
+    graph_outputs = set(graph.outputs)
+    charged: set[str] = set()
+    out: dict[str, float] = {}
+    for op in graph.ops():
+        total = 0.0
+        partial = isinstance(op, Movement) and op.moved_bytes is not None
+        stored = 0.0
+        for t in op.inputs:
+            if t.name in charged:
+                continue
+            if partial and t.role != Role.ACTIVATION:
+                stored += t.nbytes
+                continue
+            if t.role != Role.ACTIVATION or t.name in graph_inputs:
+                total += t.nbytes
+                charged.add(t.name)
+            else:
+                total += max(0.0, t.nbytes - sram_bytes)
+                charged.add(t.name)
+        if partial:
+            total += min(stored, float(op.moved_bytes))
+        for t in op.outputs:
+            if t.name in graph_outputs or t.role == Role.KV_CACHE:
+                total += t.nbytes
+            else:
+                total += max(0.0, t.nbytes - sram_bytes)
+        out[op.name] = total
+    return out
+
+
+def op_bound(op: Op, arch, dram_bytes: float) -> OpRecord:
+    """Roofline record of one op on ``arch`` given its unavoidable DRAM bytes."""
+    dt = op.compute_dtype
+    exec_dt = dt
+    compute_s = 0.0
+    memory_s = dram_bytes / arch.dram.bandwidth
+    if isinstance(op, Contraction):
+        exec_dt = arch.execution_dtype(dt)
+        compute_s = op.macs / arch.peak_macs_per_s(exec_dt)
+    elif isinstance(op, Collective):
+        # Ring all-reduce moves 2(g-1)/g of the payload over each chip's link.
+        g = max(op.group, 1)
+        memory_s += op.payload_bytes * 2 * (g - 1) / g / arch.link.bandwidth
+    else:
+        compute_s = op.vector_ops / arch.peak_vector_ops_per_s
+    bound_s = max(compute_s, memory_s)
+    return OpRecord(
+        name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
+        dtype=str(dt), exec_dtype=str(exec_dt), macs=int(op.macs),
+        vector_ops=float(op.vector_ops), bytes=float(op.bytes), dram_bytes=float(dram_bytes),
+        compute_s=compute_s, memory_s=memory_s, bound_s=bound_s, latency_s=bound_s,
+        bound="compute" if compute_s >= memory_s and compute_s > 0 else "memory",
+    )
+
+
+def roofline(graph: Graph, arch) -> RunResult:
+    """Roofline of every op of ``graph`` on ``arch``, in schedule order.
+
+    The records' ``latency_s`` is the op's own bound (ops run one after another, no overlap);
+    :attr:`RunResult.bound_latency_s` is the whole-graph bound with perfect overlap.
+
+    Examples
+    --------
+    >>> from npusim.ir import Contraction, Graph, BF16, Role
+    >>> from npusim.arch import load_arch
+    >>> g = Graph("mm")
+    >>> _ = g.add(Contraction.einsum("mk,kn->mn", {"m": 4096, "k": 4096, "n": 4096},
+    ...                              ["x", "w"], "y", BF16, name="mm",
+    ...                              roles=[Role.ACTIVATION, Role.WEIGHT]))
+    >>> r = roofline(g, load_arch("rngd"))
+    >>> r.ops[0].bound
+    'compute'
+    """
+    dram = _dram_bytes(graph, arch.sram_total)
+    records = tuple(op_bound(op, arch, dram[op.name]) for op in graph.ops())
+    return RunResult(model=graph.name, arch=arch.name, engine="roofline", ops=records,
+                     meta=dict(graph.meta), warnings=tuple(graph.warnings))

@@ -1,0 +1,1 @@
+"""Faces of a result: terminal tables now; JSON, CSV, xlsx, plots and traces as they come."""
