@@ -25,8 +25,13 @@ from .result import OpRecord, RunResult
 
 def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
     """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring."""
-    graph_inputs = set(graph.inputs)
-    graph_outputs = set(graph.outputs)
+    aliases = getattr(graph, "aliases", {})
+
+    def storage(name: str) -> str:       # a free view (reshape) shares its root's storage
+        return aliases.get(name, name)
+
+    graph_inputs = {storage(n) for n in graph.inputs}
+    graph_outputs = {storage(n) for n in graph.outputs}
     charged: set[str] = set()
     out: dict[str, float] = {}
     for op in graph.ops():
@@ -34,21 +39,21 @@ def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
         partial = isinstance(op, Movement) and op.moved_bytes is not None
         stored = 0.0
         for t in op.inputs:
-            if t.name in charged:
+            root = storage(t.name)
+            if root in charged:
                 continue
             if partial and t.role != Role.ACTIVATION:
                 stored += t.nbytes
                 continue
-            if t.role != Role.ACTIVATION or t.name in graph_inputs:
+            if t.role != Role.ACTIVATION or root in graph_inputs:
                 total += t.nbytes
-                charged.add(t.name)
             else:
                 total += max(0.0, t.nbytes - sram_bytes)
-                charged.add(t.name)
+            charged.add(root)
         if partial:
             total += min(stored, float(op.moved_bytes))
         for t in op.outputs:
-            if t.name in graph_outputs or t.role == Role.KV_CACHE:
+            if storage(t.name) in graph_outputs or t.role == Role.KV_CACHE:
                 total += t.nbytes
             else:
                 total += max(0.0, t.nbytes - sram_bytes)

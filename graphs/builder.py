@@ -1,0 +1,733 @@
+"""Build standard ONNX graphs of decoder-only LLMs from Hugging Face-style configs.
+
+One prefill step or one decode step of Llama 3.x, EXAONE 3.5 / 4.0 and gpt-oss shaped models:
+embedding, RMSNorm, GQA attention with RoPE and a KV cache, sliding-window layers, SwiGLU or a
+top-k mixture of experts, final norm and LM head. Only default-domain ops (opset 23) are used, so
+onnxruntime runs the tiny configs and any ONNX tool can read the big ones.
+
+Weights are graph initializers. Small models get random data; big models get initializers that
+carry only dims and data type and point at an external file that is never written nor read, so
+Llama 3.1 405B builds in well under a second. Every initializer is a model parameter; constants
+(shape vectors, RoPE frequencies, mask values) are ``Constant`` nodes.
+
+This module imports only onnx, numpy and the standard library.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+OPSET = 23
+IR_VERSION = 10
+MATERIALIZE_BELOW = 50_000_000
+EXTERNAL_LOCATION = "npusim-weights-not-materialized.bin"
+PHASES = ("prefill", "decode")
+
+_DTYPES = {
+    "fp32": (TensorProto.FLOAT, np.float32),
+    "fp16": (TensorProto.FLOAT16, np.float16),
+    "bf16": (TensorProto.BFLOAT16, None),
+}
+_DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16",
+                  "bfloat16": "bf16"}
+
+# Hugging Face key spellings that differ between model families (EXAONE 3.5 uses its own).
+_KEY_ALIASES = {"num_layers": "num_hidden_layers", "layer_norm_epsilon": "rms_norm_eps",
+                "n_routed_experts": "num_local_experts", "num_experts": "num_local_experts",
+                "experts_per_token": "num_experts_per_tok"}
+
+
+# -- configs ------------------------------------------------------------------------------
+def _configs_dir():
+    try:
+        return resources.files(__package__ or "npusim.graphs").joinpath("configs")
+    except ModuleNotFoundError:
+        # Imported straight from a checkout (e.g. doctests run on graphs/), not as a package.
+        return Path(__file__).resolve().parent / "configs"
+
+
+def list_models() -> list[str]:
+    """Names of the committed configs, sorted.
+
+    Returns
+    -------
+    list of str
+        Names accepted by :func:`load_config` and :func:`build_llm`.
+
+    Examples
+    --------
+    >>> "llama-3.1-8b" in list_models()
+    True
+    """
+    return sorted(p.name[:-5] for p in _configs_dir().iterdir() if p.name.endswith(".json"))
+
+
+def load_config(name: str) -> dict:
+    """Load a committed Hugging Face-style config by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_models`, e.g. ``"llama-3.1-8b"``.
+
+    Returns
+    -------
+    dict
+        The config, with its ``_npusim`` provenance block.
+
+    Raises
+    ------
+    ValueError
+        If no config has that name; the message lists the known names.
+    """
+    known = list_models()
+    if name not in known:
+        raise ValueError(f"unknown LLM config {name!r}; known configs: {', '.join(known)}. "
+                         "Pass one of these names, or a Hugging Face config dict.")
+    return json.loads(_configs_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The architecture facts the builder needs, resolved from a config dict."""
+
+    name: str
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    inter: int
+    vocab: int
+    eps: float
+    rope_theta: float
+    rope_scaling: dict | None
+    tie: bool
+    experts: int
+    top_k: int
+    window: int | None
+    layer_types: tuple[str, ...]
+    attention_bias: bool
+    mlp_bias: bool
+    sinks: bool
+    qk_norm: bool
+    post_norm: bool
+    rope_on_full: bool
+    swiglu_limit: float | None
+    swiglu_alpha: float
+
+    @property
+    def group(self) -> int:
+        return self.heads // self.kv_heads
+
+    def is_sliding(self, layer: int) -> bool:
+        return self.window is not None and self.layer_types[layer] == "sliding_attention"
+
+    def uses_rope(self, layer: int) -> bool:
+        return self.rope_on_full or self.is_sliding(layer)
+
+
+def _require(cfg: dict, key: str, where: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise ValueError(f"LLM config {where}: required key {key!r} is missing; add it "
+                         "(Hugging Face spelling, e.g. hidden_size, num_hidden_layers).")
+    return cfg[key]
+
+
+def _positive_int(cfg: dict, key: str, where: str) -> int:
+    value = _require(cfg, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"LLM config {where}: {key!r} must be a positive integer, got {value!r}.")
+    return value
+
+
+def _layer_types(cfg: dict, layers: int, window: int | None, where: str) -> tuple[str, ...]:
+    types = cfg.get("layer_types")
+    pattern = cfg.get("sliding_window_pattern")
+    if types is None and isinstance(pattern, str) and pattern:
+        types = ["sliding_attention" if pattern[i % len(pattern)].upper() == "L"
+                 else "full_attention" for i in range(layers)]
+    if types is None:
+        types = ["sliding_attention" if window else "full_attention"] * layers \
+            if cfg.get("model_type") in ("mistral",) else ["full_attention"] * layers
+    types = tuple(types)
+    if len(types) != layers:
+        raise ValueError(f"LLM config {where}: layer_types has {len(types)} entries but "
+                         f"num_hidden_layers is {layers}; give one entry per layer.")
+    bad = sorted({t for t in types if t not in ("sliding_attention", "full_attention")})
+    if bad:
+        raise ValueError(f"LLM config {where}: unknown layer_types {bad}; use "
+                         "'sliding_attention' or 'full_attention'.")
+    if window is None and "sliding_attention" in types:
+        raise ValueError(f"LLM config {where}: layer_types has sliding_attention layers but no "
+                         "sliding_window; set sliding_window to the window length in tokens.")
+    return types
+
+
+def resolve(model: str | dict) -> Spec:
+    """Resolve a config name or dict into a :class:`Spec`.
+
+    Parameters
+    ----------
+    model : str or dict
+        A name from :func:`list_models` or a Hugging Face-style config dict.
+
+    Returns
+    -------
+    Spec
+        Sizes and per-family features (sinks, QK-norm, post-norm, sliding layers, MoE).
+    """
+    raw = load_config(model) if isinstance(model, str) else model
+    if not isinstance(raw, dict):
+        raise ValueError(f"model must be a config name or a dict, got {type(raw).__name__}.")
+    cfg = {_KEY_ALIASES.get(k, k): v for k, v in raw.items()}
+    extra = cfg.get("_npusim") or {}
+    where = repr(model) if isinstance(model, str) else repr(extra.get("name", "<dict>"))
+    hidden = _positive_int(cfg, "hidden_size", where)
+    layers = _positive_int(cfg, "num_hidden_layers", where)
+    heads = _positive_int(cfg, "num_attention_heads", where)
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or hidden // heads
+    if heads % kv_heads:
+        raise ValueError(f"LLM config {where}: num_attention_heads ({heads}) is not a multiple "
+                         f"of num_key_value_heads ({kv_heads}); GQA needs whole groups.")
+    if head_dim % 2:
+        raise ValueError(f"LLM config {where}: head_dim {head_dim} is odd; RoPE needs it even.")
+    model_type = str(cfg.get("model_type", "llama"))
+    window = cfg.get("sliding_window")
+    if window is not None and (not isinstance(window, int) or window <= 0):
+        raise ValueError(f"LLM config {where}: sliding_window must be a positive integer or "
+                         f"null, got {window!r}.")
+    experts = int(cfg.get("num_local_experts") or 0)
+    top_k = int(cfg.get("num_experts_per_tok") or 0)
+    if experts and not 0 < top_k <= experts:
+        raise ValueError(f"LLM config {where}: num_experts_per_tok must be in 1..{experts}, "
+                         f"got {top_k}.")
+    gpt_oss = model_type == "gpt_oss"
+    exaone4 = model_type == "exaone4"
+    return Spec(
+        name=str(extra.get("name", model if isinstance(model, str) else model_type)),
+        model_type=model_type, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
+        head_dim=head_dim, inter=_positive_int(cfg, "intermediate_size", where),
+        vocab=_positive_int(cfg, "vocab_size", where), eps=float(cfg.get("rms_norm_eps", 1e-5)),
+        rope_theta=float(cfg.get("rope_theta", 10000.0)), rope_scaling=cfg.get("rope_scaling"),
+        tie=bool(cfg.get("tie_word_embeddings", False)), experts=experts, top_k=top_k,
+        window=window, layer_types=_layer_types(cfg, layers, window, where),
+        attention_bias=bool(cfg.get("attention_bias", gpt_oss)),
+        mlp_bias=bool(cfg.get("mlp_bias", gpt_oss)),
+        sinks=bool(extra.get("attention_sinks", gpt_oss)),
+        qk_norm=exaone4, post_norm=exaone4,
+        # EXAONE 4.0 leaves RoPE out of its global layers only when it has local layers.
+        rope_on_full=not (exaone4 and window is not None),
+        swiglu_limit=cfg.get("swiglu_limit"),
+        swiglu_alpha=float(extra.get("swiglu_alpha", 1.702)),
+    )
+
+
+# -- parameter arithmetic ----------------------------------------------------------------
+def _param_shapes(s: Spec) -> list[tuple[str, tuple[int, ...]]]:
+    """Every parameter's name and shape, in graph order; the single source of truth."""
+    d, hd, q, kv = s.hidden, s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim
+    out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (s.vocab, d))]
+    for i in range(s.layers):
+        p = f"model.layers.{i}"
+        out.append((f"{p}.input_layernorm.weight" if not s.post_norm
+                    else f"{p}.post_attention_layernorm.weight", (d,)))
+        for proj, width in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
+            out.append((f"{p}.self_attn.{proj}.weight", (d, width)))
+            if s.attention_bias:
+                out.append((f"{p}.self_attn.{proj}.bias", (width,)))
+        if s.qk_norm:
+            out += [(f"{p}.self_attn.q_norm.weight", (hd,)), (f"{p}.self_attn.k_norm.weight", (hd,))]
+        if s.sinks:
+            out.append((f"{p}.self_attn.sinks", (s.heads,)))
+        out.append((f"{p}.self_attn.o_proj.weight", (q, d)))
+        if s.attention_bias:
+            out.append((f"{p}.self_attn.o_proj.bias", (d,)))
+        out.append((f"{p}.post_attention_layernorm.weight" if not s.post_norm
+                    else f"{p}.post_feedforward_layernorm.weight", (d,)))
+        if s.experts:
+            e, f = s.experts, s.inter
+            out += [(f"{p}.mlp.router.weight", (d, e)), (f"{p}.mlp.router.bias", (e,))]
+            for proj, shape, bias in (("gate_proj", (e, d, f), (e, f)),
+                                      ("up_proj", (e, d, f), (e, f)),
+                                      ("down_proj", (e, f, d), (e, d))):
+                out.append((f"{p}.mlp.experts.{proj}.weight", shape))
+                if s.mlp_bias:
+                    out.append((f"{p}.mlp.experts.{proj}.bias", bias))
+        else:
+            for proj, shape, bias in (("gate_proj", (d, s.inter), (s.inter,)),
+                                      ("up_proj", (d, s.inter), (s.inter,)),
+                                      ("down_proj", (s.inter, d), (d,))):
+                out.append((f"{p}.mlp.{proj}.weight", shape))
+                if s.mlp_bias:
+                    out.append((f"{p}.mlp.{proj}.bias", bias))
+    out.append(("model.norm.weight", (d,)))
+    if not s.tie:
+        out.append(("lm_head.weight", (d, s.vocab)))
+    return out
+
+
+def count_parameters(model_or_config: str | dict | onnx.ModelProto) -> int:
+    """Total parameter count of a config (by arithmetic) or of a built model (by initializers).
+
+    Parameters
+    ----------
+    model_or_config : str, dict or onnx.ModelProto
+        A config name, a config dict, or a model from :func:`build_llm`.
+
+    Returns
+    -------
+    int
+        Number of parameters; for MoE models all experts count, not only the active ones.
+
+    Examples
+    --------
+    >>> count_parameters("llama-3.1-8b")
+    8030261248
+    """
+    if isinstance(model_or_config, onnx.ModelProto):
+        return sum(math.prod(t.dims) for t in model_or_config.graph.initializer)
+    return sum(math.prod(shape) for _, shape in _param_shapes(resolve(model_or_config)))
+
+
+# -- graph construction ------------------------------------------------------------------
+def _inv_freq(s: Spec) -> np.ndarray:
+    """RoPE inverse frequencies, with Llama 3 long-context scaling when the config asks."""
+    hd = s.head_dim
+    inv = 1.0 / (s.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+    sc = s.rope_scaling or {}
+    if sc.get("rope_type") == "llama3":
+        # Llama 3.1 frequency scaling (arXiv:2407.21783 and its reference code's published
+        # formula): long wavelengths are divided by `factor`, short ones kept, smooth between.
+        factor, lo, hi = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"]
+        old = sc["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        smooth = (old / wavelen - lo) / (hi - lo)
+        scaled = np.where(wavelen > old / lo, inv / factor, inv)
+        mid = (wavelen <= old / lo) & (wavelen >= old / hi)
+        inv = np.where(mid, (1 - smooth) * inv / factor + smooth * inv, scaled)
+    # YaRN (gpt-oss) also rescales frequencies and logits; it changes values, never shapes or
+    # op counts, so plain RoPE stands in for it here.
+    return inv.astype(np.float32)
+
+
+def _bf16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns, rounding to nearest even."""
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+class _Builder:
+    """Accumulates nodes, initializers and constants for one graph."""
+
+    def __init__(self, s: Spec, dtype: str, materialize: bool) -> None:
+        self.s = s
+        self.onnx_type, self.np_type = _DTYPES[dtype]
+        self.dtype = dtype
+        self.materialize = materialize
+        self.rng = np.random.default_rng(0)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[TensorProto] = []
+        self.consts: dict[tuple, str] = {}
+        self.counter = 0
+
+    # tensors -----------------------------------------------------------------------
+    def _encode(self, name: str, a: np.ndarray) -> TensorProto:
+        if self.dtype == "bf16":
+            t = TensorProto(name=name, data_type=TensorProto.BFLOAT16, dims=a.shape)
+            t.raw_data = _bf16_bits(a).tobytes()
+            return t
+        return onnx.numpy_helper.from_array(a.astype(self.np_type), name)
+
+    def param(self, name: str, shape: tuple[int, ...], kind: str = "weight") -> str:
+        if not self.materialize:
+            t = TensorProto(name=name, data_type=self.onnx_type, dims=shape)
+            t.data_location = TensorProto.EXTERNAL
+            t.external_data.add(key="location", value=EXTERNAL_LOCATION)
+            self.inits.append(t)
+            return name
+        if kind == "norm":
+            a = 1.0 + 0.05 * self.rng.standard_normal(shape)
+        elif kind == "sink":
+            a = 0.5 * self.rng.standard_normal(shape)
+        else:
+            fan_in = shape[-2] if len(shape) >= 2 else 1
+            scale = 1.0 / math.sqrt(fan_in) if kind == "weight" else 0.02
+            a = scale * self.rng.standard_normal(shape)
+        self.inits.append(self._encode(name, a.astype(np.float32)))
+        return name
+
+    def const(self, value, dtype: str = "int64") -> str:
+        """A deduplicated Constant node; ``dtype="act"`` means the activation dtype."""
+        arr = np.asarray(value, dtype=np.float32 if dtype == "act" else dtype)
+        key = (dtype, arr.shape, arr.tobytes())
+        if key not in self.consts:
+            name = f"const.{len(self.consts)}"
+            t = self._encode(name, arr) if dtype == "act" else onnx.numpy_helper.from_array(arr, name)
+            self.nodes.append(helper.make_node("Constant", [], [name], name=name, value=t))
+            self.consts[key] = name
+        return self.consts[key]
+
+    def op(self, op_type: str, inputs: list[str], name: str, n_out: int = 1, **attrs) -> Any:
+        outs = [name] if n_out == 1 else [f"{name}:{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    # blocks ------------------------------------------------------------------------
+    def rmsnorm(self, x: str, weight: str, name: str) -> str:
+        return self.op("RMSNormalization", [x, weight], name, epsilon=self.s.eps, axis=-1)
+
+    def linear(self, x: str, prefix: str, shape: tuple[int, int], bias: bool) -> str:
+        y = self.op("MatMul", [x, self.param(f"{prefix}.weight", shape)], prefix)
+        if bias:
+            y = self.op("Add", [y, self.param(f"{prefix}.bias", (shape[1],), "bias")],
+                        f"{prefix}.bias_add")
+        return y
+
+    def reshape(self, x: str, shape, name: str) -> str:
+        return self.op("Reshape", [x, self.const(list(shape))], name)
+
+    def rope(self, x: str, cos: str, sin: str, name: str) -> str:
+        half = self.s.head_dim // 2
+        x1 = self.op("Slice", [x, self.const([0]), self.const([half]), self.const([-1])],
+                     f"{name}.x1")
+        x2 = self.op("Slice", [x, self.const([half]), self.const([2 * half]), self.const([-1])],
+                     f"{name}.x2")
+        rot = self.op("Concat", [self.op("Neg", [x2], f"{name}.neg"), x1], f"{name}.rotate_half",
+                      axis=-1)
+        return self.op("Add", [self.op("Mul", [x, cos], f"{name}.cos_mul"),
+                               self.op("Mul", [rot, sin], f"{name}.sin_mul")], name)
+
+    def rope_tables(self, start: int, length: int) -> tuple[str, str]:
+        """cos/sin [length, head_dim] for absolute positions start..start+length-1."""
+        pos = self.op("Range", [self.const(float(start), "float32"),
+                                self.const(float(start + length), "float32"),
+                                self.const(1.0, "float32")], "rope.positions")
+        inv = _inv_freq(self.s)
+        freqs = self.op("Mul", [self.op("Unsqueeze", [pos, self.const([1])], "rope.pos_col"),
+                                self.const(np.concatenate([inv, inv])[None, :], "float32")],
+                        "rope.angles")
+        cos, sin = self.op("Cos", [freqs], "rope.cos"), self.op("Sin", [freqs], "rope.sin")
+        if self.onnx_type != TensorProto.FLOAT:
+            cos = self.op("Cast", [cos], "rope.cos_cast", to=self.onnx_type)
+            sin = self.op("Cast", [sin], "rope.sin_cast", to=self.onnx_type)
+        return cos, sin
+
+    def mask(self, q_start: int, seq: int, k_start: int, k_len: int, window: int | None,
+             name: str) -> str:
+        """Boolean [seq, k_len]: key position <= query position, and within the window."""
+        qpos = self.op("Range", [self.const(q_start), self.const(q_start + seq), self.const(1)],
+                       f"{name}.q_positions")
+        kpos = self.op("Range", [self.const(k_start), self.const(k_start + k_len),
+                                 self.const(1)], f"{name}.k_positions")
+        dist = self.op("Sub", [self.op("Unsqueeze", [qpos, self.const([1])], f"{name}.q_col"),
+                               self.op("Unsqueeze", [kpos, self.const([0])], f"{name}.k_row")],
+                       f"{name}.distance")
+        ok = self.op("GreaterOrEqual", [dist, self.const(0)], f"{name}.causal")
+        if window is not None:
+            ok = self.op("And", [ok, self.op("Less", [dist, self.const(window)],
+                                             f"{name}.in_window")], f"{name}.allowed")
+        return ok
+
+    def attention(self, x: str, i: int, batch: int, seq: int, past: int, cos: str, sin: str,
+                  masks: dict) -> tuple[str, str, str]:
+        s, p = self.s, f"model.layers.{i}.self_attn"
+        kvh, g, hd = s.kv_heads, s.group, s.head_dim
+        q = self.linear(x, f"{p}.q_proj", (s.hidden, s.heads * hd), s.attention_bias)
+        k = self.linear(x, f"{p}.k_proj", (s.hidden, kvh * hd), s.attention_bias)
+        v = self.linear(x, f"{p}.v_proj", (s.hidden, kvh * hd), s.attention_bias)
+        q = self.reshape(q, (batch, seq, kvh, g, hd), f"{p}.q_split_heads")
+        k = self.reshape(k, (batch, seq, kvh, hd), f"{p}.k_split_heads")
+        v = self.reshape(v, (batch, seq, kvh, hd), f"{p}.v_split_heads")
+        if s.qk_norm:
+            q = self.rmsnorm(q, self.param(f"{p}.q_norm.weight", (hd,), "norm"), f"{p}.q_norm")
+            k = self.rmsnorm(k, self.param(f"{p}.k_norm.weight", (hd,), "norm"), f"{p}.k_norm")
+        # q as [b, kv_heads, group, s, d]: each KV head serves its group by broadcasting,
+        # so no KV copy is made (what grouped-query kernels do).
+        q = self.op("Transpose", [q], f"{p}.q_heads_first", perm=[0, 2, 3, 1, 4])
+        k = self.op("Transpose", [k], f"{p}.k_heads_first", perm=[0, 2, 1, 3])
+        v = self.op("Transpose", [v], f"{p}.v_heads_first", perm=[0, 2, 1, 3])
+        if s.uses_rope(i):
+            q = self.rope(q, cos, sin, f"{p}.q_rope")
+            k = self.rope(k, cos, sin, f"{p}.k_rope")
+        if past:
+            k = self.op("Concat", [f"past_key_values.{i}.key", k], f"{p}.k_cache_append", axis=2)
+            v = self.op("Concat", [f"past_key_values.{i}.value", v], f"{p}.v_cache_append",
+                        axis=2)
+        total = past + seq
+        keep = min(total, s.window) if s.is_sliding(i) else total
+        present_k, present_v = k, v
+        if keep < total:
+            # The cache of a sliding layer holds only the last `window` tokens.
+            sl = [self.const([total - keep]), self.const([total]), self.const([2])]
+            present_k = self.op("Slice", [k, *sl], f"{p}.k_cache_window")
+            present_v = self.op("Slice", [v, *sl], f"{p}.v_cache_window")
+        q = self.op("Mul", [q, self.const(1.0 / math.sqrt(hd), "act")], f"{p}.q_scale")
+        kt = self.op("Transpose", [self.op("Unsqueeze", [k, self.const([2])], f"{p}.k_group_axis")],
+                     f"{p}.k_transpose", perm=[0, 1, 2, 4, 3])
+        scores = self.op("MatMul", [q, kt], f"{p}.qk_matmul")          # [b, kv, g, s, T]
+        allowed = masks["sliding" if s.is_sliding(i) else "full"]
+        neg = -3.0e4 if self.dtype == "fp16" else -1.0e30
+        scores = self.op("Where", [allowed, scores, self.const(neg, "act")], f"{p}.causal_mask")
+        if s.sinks:
+            sink = self.reshape(self.param(f"{p}.sinks", (s.heads,), "sink"), (1, kvh, g, 1, 1),
+                                f"{p}.sinks_reshape")
+            sink = self.op("Expand", [sink, self.const([batch, kvh, g, seq, 1])],
+                           f"{p}.sinks_expand")
+            scores = self.op("Concat", [scores, sink], f"{p}.sinks_concat", axis=-1)
+        probs = self.op("Softmax", [scores], f"{p}.softmax", axis=-1)
+        if s.sinks:
+            probs = self.op("Slice", [probs, self.const([0]), self.const([total]),
+                                      self.const([-1])], f"{p}.sinks_drop")
+        vv = self.op("Unsqueeze", [v, self.const([2])], f"{p}.v_group_axis")
+        ctx = self.op("MatMul", [probs, vv], f"{p}.pv_matmul")          # [b, kv, g, s, d]
+        ctx = self.op("Transpose", [ctx], f"{p}.ctx_tokens_first", perm=[0, 3, 1, 2, 4])
+        ctx = self.reshape(ctx, (batch, seq, s.heads * hd), f"{p}.ctx_merge_heads")
+        out = self.linear(ctx, f"{p}.o_proj", (s.heads * hd, s.hidden), s.attention_bias)
+        return out, present_k, present_v
+
+    def swiglu(self, gate: str, up: str, name: str) -> str:
+        s = self.s
+        if s.swiglu_limit is None:
+            act = self.op("Mul", [gate, self.op("Sigmoid", [gate], f"{name}.sigmoid")],
+                          f"{name}.silu")
+            return self.op("Mul", [act, up], f"{name}.gate_mul")
+        # gpt-oss: clamped gate and up, sigmoid(alpha * gate), and (up + 1).
+        lim = s.swiglu_limit
+        gate = self.op("Clip", [gate, "", self.const(lim, "act")], f"{name}.gate_clamp")
+        up = self.op("Clip", [up, self.const(-lim, "act"), self.const(lim, "act")],
+                     f"{name}.up_clamp")
+        sig = self.op("Sigmoid", [self.op("Mul", [gate, self.const(s.swiglu_alpha, "act")],
+                                          f"{name}.alpha_mul")], f"{name}.sigmoid")
+        glu = self.op("Mul", [gate, sig], f"{name}.glu")
+        return self.op("Mul", [self.op("Add", [up, self.const(1.0, "act")], f"{name}.up_plus_one"),
+                               glu], f"{name}.gate_mul")
+
+    def dense_mlp(self, x: str, i: int) -> str:
+        s, p = self.s, f"model.layers.{i}.mlp"
+        gate = self.linear(x, f"{p}.gate_proj", (s.hidden, s.inter), s.mlp_bias)
+        up = self.linear(x, f"{p}.up_proj", (s.hidden, s.inter), s.mlp_bias)
+        return self.linear(self.swiglu(gate, up, f"{p}.act"), f"{p}.down_proj",
+                           (s.inter, s.hidden), s.mlp_bias)
+
+    def moe(self, x: str, i: int, batch: int, seq: int) -> str:
+        s, p = self.s, f"model.layers.{i}.mlp"
+        n, d, f, e, k = batch * seq, s.hidden, s.inter, s.experts, s.top_k
+        tokens = self.reshape(x, (n, d), f"{p}.flatten_tokens")
+        logits = self.linear(tokens, f"{p}.router", (d, e), True)                 # [n, e]
+        if self.dtype == "bf16":
+            # TopK gains bfloat16 only in opset 24; route in fp32, as many kernels do anyway.
+            logits = self.op("Cast", [logits], f"{p}.router_to_fp32", to=TensorProto.FLOAT)
+        top_vals, top_idx = self.op("TopK", [logits, self.const([k])], f"{p}.topk", n_out=2,
+                                    axis=-1, largest=1, sorted=1)
+        weights = self.op("Softmax", [top_vals], f"{p}.routing_softmax", axis=-1)  # [n, k]
+        if self.dtype == "bf16":
+            weights = self.op("Cast", [weights], f"{p}.routing_to_bf16", to=self.onnx_type)
+        xt = self.reshape(tokens, (n, 1, 1, d), f"{p}.tokens_for_experts")
+
+        def expert(proj: str, inp: str, shape: tuple[int, int, int]) -> str:
+            # Only the k chosen experts' weights take part: [e, a, b] gathered by [n, k].
+            w = self.op("Gather", [self.param(f"{p}.experts.{proj}.weight", shape), top_idx],
+                        f"{p}.experts.{proj}.gather", axis=0)                     # [n, k, a, b]
+            y = self.op("MatMul", [inp, w], f"{p}.experts.{proj}")               # [n, k, 1, b]
+            if s.mlp_bias:
+                b = self.op("Gather", [self.param(f"{p}.experts.{proj}.bias", (e, shape[2]),
+                                                  "bias"), top_idx],
+                            f"{p}.experts.{proj}.bias_gather", axis=0)            # [n, k, b]
+                b = self.op("Unsqueeze", [b, self.const([2])], f"{p}.experts.{proj}.bias_axis")
+                y = self.op("Add", [y, b], f"{p}.experts.{proj}.bias_add")
+            return y
+
+        gate = expert("gate_proj", xt, (e, d, f))
+        up = expert("up_proj", xt, (e, d, f))
+        act = self.swiglu(gate, up, f"{p}.experts.act")
+        down = expert("down_proj", act, (e, f, d))                                 # [n, k, 1, d]
+        down = self.reshape(down, (n, k, d), f"{p}.experts.squeeze")
+        w = self.op("Unsqueeze", [weights, self.const([2])], f"{p}.routing_weights_axis")
+        mixed = self.op("ReduceSum", [self.op("Mul", [down, w], f"{p}.experts.weigh"),
+                                      self.const([1])], f"{p}.experts.combine", keepdims=0)
+        return self.reshape(mixed, (batch, seq, d), f"{p}.unflatten_tokens")
+
+
+def _layer_past(s: Spec, i: int, kv_len: int) -> int:
+    return min(kv_len, s.window) if s.is_sliding(i) else kv_len
+
+
+def _check_args(s: Spec, phase: str, batch: int, seq: int | None, kv_len: int | None,
+                dtype: str) -> tuple[int, int]:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}.")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported by the LLM builder; use one of "
+                         f"{sorted(_DTYPES)} (quantised formats are applied later, on the IR).")
+    for label, value in (("batch", batch), ("seq", seq), ("kv_len", kv_len)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < (0 if label == "kv_len" else 1)):
+            raise ValueError(f"{label} must be a positive integer, got {value!r}.")
+    if phase == "prefill":
+        if seq is None:
+            raise ValueError("prefill needs seq (the number of prompt tokens).")
+        if kv_len:
+            raise ValueError("prefill starts from an empty cache: leave kv_len unset "
+                             "(chunked prefill over a cache is a decode-like step, not built here).")
+        return seq, 0
+    if seq not in (None, 1):
+        raise ValueError(f"decode processes one token per sequence: seq must be 1 or unset, "
+                         f"got {seq}.")
+    if not kv_len:
+        raise ValueError("decode needs kv_len >= 1 (tokens already in the KV cache).")
+    return 1, kv_len
+
+
+def build_llm(model: str | dict, phase: str, batch: int, seq: int | None = None,
+              kv_len: int | None = None, *, dtype: str = "bf16",
+              materialize: bool | None = None) -> onnx.ModelProto:
+    """Build one prefill or decode step of a decoder-only LLM as standard ONNX (opset 23).
+
+    Parameters
+    ----------
+    model : str or dict
+        A config name from :func:`list_models` or a Hugging Face-style config dict.
+    phase : {"prefill", "decode"}
+        Prefill reads ``input_ids [batch, seq]`` and writes ``present.{i}.key/value``
+        ``[batch, kv_heads, min(seq, window), head_dim]``; decode reads ``input_ids [batch, 1]``
+        and ``past_key_values.{i}.key/value [batch, kv_heads, L_i, head_dim]`` with
+        ``L_i = min(kv_len, window)`` on sliding layers and ``kv_len`` elsewhere.
+    batch : int
+        Sequences per step.
+    seq : int, optional
+        Prompt length (prefill); 1 or unset for decode.
+    kv_len : int, optional
+        Tokens already cached (decode only).
+    dtype : {"bf16", "fp16", "fp32"}
+        Type of weights, activations and KV cache.
+    materialize : bool, optional
+        Write random weights (fixed seed). ``None`` means: only when the model has fewer than
+        50 M parameters; otherwise initializers carry only dims and point at an external file
+        that is never written, so the model cannot be run, only analysed.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Output ``logits [batch, 1, vocab]`` (last position) and the present KV per layer.
+        ``metadata_props`` records the model, phase and sizes.
+
+    Examples
+    --------
+    >>> m = build_llm("tiny-llama", "decode", batch=2, kv_len=5, dtype="fp32")
+    >>> [d.dim_value for d in m.graph.input[1].type.tensor_type.shape.dim]
+    [2, 2, 5, 16]
+    """
+    s = resolve(model)
+    seq_len, past = _check_args(s, phase, batch, seq, kv_len, dtype)
+    n_params = count_parameters(model)
+    if materialize is None:
+        materialize = n_params < MATERIALIZE_BELOW
+    b = _Builder(s, dtype, materialize)
+    act = b.onnx_type
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq_len])]
+    outputs = [helper.make_tensor_value_info("logits", act, [batch, 1, s.vocab])]
+
+    h = b.op("Gather", [b.param("model.embed_tokens.weight", (s.vocab, s.hidden)), "input_ids"],
+             "model.embed_tokens", axis=0)
+    cos, sin = b.rope_tables(past, seq_len)
+    masks = {}
+    full_len = past + seq_len
+    masks["full"] = b.mask(past, seq_len, 0, full_len, None, "mask.full")
+    if any(s.is_sliding(i) for i in range(s.layers)):
+        lp = _layer_past(s, next(i for i in range(s.layers) if s.is_sliding(i)), past)
+        masks["sliding"] = b.mask(past, seq_len, past - lp, lp + seq_len, s.window,
+                                  "mask.sliding")
+    for i in range(s.layers):
+        p = f"model.layers.{i}"
+        lp = _layer_past(s, i, past)
+        if past:
+            for kind in ("key", "value"):
+                inputs.append(helper.make_tensor_value_info(
+                    f"past_key_values.{i}.{kind}", act, [batch, s.kv_heads, lp, s.head_dim]))
+        if s.post_norm:
+            attn, pk, pv = b.attention(h, i, batch, seq_len, lp, cos, sin, masks)
+            attn = b.rmsnorm(attn, b.param(f"{p}.post_attention_layernorm.weight", (s.hidden,),
+                                           "norm"), f"{p}.post_attention_layernorm")
+        else:
+            x = b.rmsnorm(h, b.param(f"{p}.input_layernorm.weight", (s.hidden,), "norm"),
+                          f"{p}.input_layernorm")
+            attn, pk, pv = b.attention(x, i, batch, seq_len, lp, cos, sin, masks)
+        h = b.op("Add", [h, attn], f"{p}.attn_residual")
+        norm_name = f"{p}.post_feedforward_layernorm" if s.post_norm \
+            else f"{p}.post_attention_layernorm"
+        norm_w = b.param(f"{norm_name}.weight", (s.hidden,), "norm")
+        x = h if s.post_norm else b.rmsnorm(h, norm_w, norm_name)
+        mlp = b.moe(x, i, batch, seq_len) if s.experts else b.dense_mlp(x, i)
+        if s.post_norm:
+            mlp = b.rmsnorm(mlp, norm_w, norm_name)
+        h = b.op("Add", [h, mlp], f"{p}.mlp_residual")
+        keep = min(lp + seq_len, s.window) if s.is_sliding(i) else lp + seq_len
+        for kind, src in (("key", pk), ("value", pv)):
+            name = f"present.{i}.{kind}"
+            b.op("Identity", [src], name)
+            outputs.append(helper.make_tensor_value_info(name, act,
+                                                         [batch, s.kv_heads, keep, s.head_dim]))
+
+    last = b.op("Slice", [h, b.const([-1]), b.const([2**62]), b.const([1])], "model.last_token")
+    last = b.rmsnorm(last, b.param("model.norm.weight", (s.hidden,), "norm"), "model.norm")
+    if s.tie:
+        flat = b.reshape(last, (batch, s.hidden), "lm_head.flatten")
+        logits = b.op("Gemm", [flat, "model.embed_tokens.weight"], "lm_head", transB=1)
+        b.reshape(logits, (batch, 1, s.vocab), "logits")
+    else:
+        logits = b.op("MatMul", [last, b.param("lm_head.weight", (s.hidden, s.vocab))], "lm_head")
+        b.op("Identity", [logits], "logits")
+
+    graph = helper.make_graph(b.nodes, f"{s.name} {phase}", inputs, outputs, b.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                          producer_name="npusim.graphs.builder")
+    m.ir_version = IR_VERSION
+    meta = {"model": s.name, "model_type": s.model_type, "phase": phase, "batch": batch,
+            "seq": seq_len, "kv_len": past, "dtype": dtype, "materialized": materialize,
+            "parameters": n_params, "sliding_window": s.window,
+            "layer_types": list(s.layer_types), "experts": s.experts, "top_k": s.top_k}
+    helper.set_model_props(m, {f"npusim.{k}": json.dumps(v) for k, v in meta.items()})
+    return m
+
+
+def check(model: onnx.ModelProto) -> None:
+    """Run ``onnx.checker`` (full check, with shape inference) on a built model.
+
+    ``onnx.checker`` insists on opening the external file of every non-materialized
+    initializer, which by design does not exist; so those initializers are checked as graph
+    inputs of the same type and shape, on a copy. Materialized models are checked as they are.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        A model from :func:`build_llm`.
+
+    Raises
+    ------
+    onnx.checker.ValidationError, onnx.shape_inference.InferenceError
+        If the graph is not valid ONNX.
+    """
+    external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        onnx.checker.check_model(model, full_check=True)
+        return
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    kept = [t for t in copy.graph.initializer if t.data_location != TensorProto.EXTERNAL]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    copy.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                            for t in external)
+    onnx.checker.check_model(copy, full_check=True)

@@ -1,0 +1,248 @@
+"""Finding, reading and overriding arch files; :func:`load_arch` and :func:`list_archs`."""
+from __future__ import annotations
+
+import copy
+import importlib.resources
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ArchError
+from .model import Arch
+from .schema import build, did_you_mean, lookup, valid_keys
+
+_SUFFIXES = (".yaml", ".yml")
+
+
+class _Lined(dict):
+    """A YAML mapping that remembers the line of each key, for error messages."""
+
+    lines: dict
+
+
+def _lined(value: Any) -> _Lined:
+    out = _Lined(value if isinstance(value, Mapping) else {})
+    out.lines = dict(getattr(value, "lines", {}))
+    return out
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml's when built) rejecting duplicate keys; safe_load keeps the last."""
+
+    label = "<arch>"
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode,
+                       deep: bool = False) -> _Lined:
+    loader.flatten_mapping(node)
+    out = _Lined()
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise ArchError(f"{loader.label}: line {line}: a mapping key must be a plain "
+                            f"name, not {key!r}") from None
+        if key in out:
+            raise ArchError(
+                f"{loader.label}: line {line}: duplicate key {key!r} (first given at line "
+                f"{out.lines[key]}); keep only one")
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = line
+    return out
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _construct_mapping)
+
+
+def parse_yaml(text: str, label: str) -> Any:
+    """Parse YAML text safely, rejecting duplicate keys; errors name ``label`` and the line."""
+    loader = _UniqueKeyLoader(text)
+    loader.label = label
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise ArchError(f"{label}: malformed YAML at {at}: {exc.problem or exc.context}; "
+                        f"fix the syntax there") from None
+    except yaml.YAMLError as exc:
+        raise ArchError(f"{label}: malformed YAML: {exc}; fix the syntax") from None
+    finally:
+        loader.dispose()
+
+
+def _shipped_dir():
+    """The folder of shipped archs: the installed package, or archs/ in a source checkout."""
+    try:
+        return importlib.resources.files("npusim.archs")
+    except ModuleNotFoundError:
+        # A source checkout that is not pip-installed: archs/ sits beside npusim/.
+        return Path(__file__).resolve().parents[2] / "archs"
+
+
+def _shipped() -> dict[str, Any]:
+    out = {}
+    for entry in _shipped_dir().iterdir():
+        if entry.is_file() and entry.name.endswith(".yaml"):
+            out[entry.name[:-len(".yaml")]] = entry
+    return out
+
+
+def list_archs() -> list[tuple[str, str]]:
+    """Shipped architectures as ``(name, one-line description)``, sorted by name.
+
+    >>> ("rngd" in dict(list_archs()))
+    True
+    """
+    out = []
+    for name, entry in sorted(_shipped().items()):
+        tree = parse_yaml(entry.read_text(encoding="utf-8"), f"{name}.yaml")
+        desc = tree.get("description", "") if isinstance(tree, Mapping) else ""
+        out.append((name, " ".join(str(desc).split())))
+    return out
+
+
+def _looks_like_path(x: str | Path) -> bool:
+    s = str(x)
+    return isinstance(x, Path) or "/" in s or "\\" in s or s.lower().endswith(_SUFFIXES)
+
+
+def _read_source(name_or_path: str | Path) -> tuple[str, str]:
+    """Return (YAML text, label for messages) of a shipped name or a file path."""
+    shipped = _shipped()
+    if not _looks_like_path(name_or_path):
+        key = str(name_or_path).strip().lower()
+        if key in shipped:
+            return shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"
+        raise ArchError(
+            f"arch {str(name_or_path)!r} is neither a shipped arch nor a .yaml file"
+            f"{did_you_mean(key, sorted(shipped))}; shipped archs: "
+            f"{', '.join(sorted(shipped))}; or give the path of a .yaml file")
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise ArchError(
+            f"{path}: no such arch file; give an existing .yaml file or a shipped arch name "
+            f"({', '.join(sorted(shipped))})")
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(f"{path}: cannot read the arch file ({exc}); check the path and "
+                        f"that it is UTF-8 text") from None
+
+
+def _parse_override_value(value: Any) -> Any:
+    # CLI strings are YAML scalars ("16" -> 16, "null" -> None, "3TB/s" stays a string);
+    # nothing but a scalar is accepted, so an override cannot smuggle in structure.
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if not isinstance(parsed, (dict, list)) else value
+
+
+def _normalise_overrides(overrides, label: str) -> list[tuple[str, Any, str]]:
+    if overrides is None:
+        return []
+    items: list[tuple[str, Any, str]] = []
+    if isinstance(overrides, Mapping):
+        for k, v in overrides.items():
+            items.append((str(k).strip(), _parse_override_value(v), f"{k}={v}"))
+        return items
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
+        raise ArchError(f"{label}: overrides must be a list of 'field=value' strings or a "
+                        f"mapping {{field: value}}, got {overrides!r}")
+    for s in overrides:
+        if not isinstance(s, str) or "=" not in s:
+            raise ArchError(f"{label}: override {s!r} is not 'dotted.field=value'; write e.g. "
+                            f"dram.bandwidth=3TB/s")
+        k, v = s.split("=", 1)
+        items.append((k.strip(), _parse_override_value(v.strip()), s))
+    return items
+
+
+def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, ...]]:
+    """Apply dotted-field overrides to a raw arch tree (a copy); return it and their texts."""
+    items = _normalise_overrides(overrides, label)
+    if not items:
+        return tree, ()
+    tree = copy.deepcopy(tree)
+    if not isinstance(tree, _Lined):
+        raise ArchError(f"{label}: the file is not a mapping of fields; cannot apply overrides")
+    for key, value, text in items:
+        parts = tuple(p.strip() for p in key.split("."))
+        if not key or any(not p for p in parts):
+            raise ArchError(f"{label}: override {text!r}: empty field name; write e.g. "
+                            f"dram.bandwidth=3TB/s")
+        node = tree
+        for i, part in enumerate(parts):
+            here = parts[:i + 1]
+            spec = lookup(here)
+            if spec is None:
+                parent = parts[:i]
+                options = valid_keys(parent)
+                where = ".".join(parent) or "the top level"
+                raise ArchError(
+                    f"{label}: override {text!r}: unknown field '{'.'.join(here)}'"
+                    f"{did_you_mean(part, options)}; valid fields in {where}: "
+                    f"{', '.join(options) if options else '(none: it is a value)'}")
+            if i == len(parts) - 1:
+                node[part] = value
+                node.lines[part] = f"override {text!r}"
+                break
+            if not isinstance(node.get(part), _Lined):
+                # A null (or absent) section becomes a fresh one; validation then lists
+                # whatever it still lacks.
+                node[part] = _lined(node.get(part))
+            node = node[part]
+    return tree, tuple(t for _, _, t in items)
+
+
+def load_arch(name_or_path: str | Path,
+              overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Arch:
+    """Load an architecture by shipped name or from a YAML file, with optional overrides.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A shipped arch name (see :func:`list_archs`) or the path of a ``.yaml`` file.
+    overrides : mapping or sequence of str, optional
+        ``["dram.bandwidth=3TB/s", ...]`` (as from the CLI's ``--set``) or
+        ``{"dram.bandwidth": "3 TB/s"}``; applied to the raw tree, then validated exactly
+        like the file.
+
+    Returns
+    -------
+    Arch
+        Frozen, validated, every quantity a float in SI units.
+
+    Raises
+    ------
+    ArchError
+        For a missing file or unknown name, malformed YAML, duplicate or unknown keys, missing
+        fields, wrong units, impossible values or unknown dtypes; the message names the file
+        and the dotted field and says the fix.
+
+    Examples
+    --------
+    >>> a = load_arch("rngd", ["dram.bandwidth=3TB/s"])
+    >>> a.dram.bandwidth
+    3000000000000.0
+    """
+    text, label = _read_source(name_or_path)
+    tree = parse_yaml(text, label)
+    if tree is None:
+        raise ArchError(f"{label}: the file is empty; it must be a mapping of arch fields "
+                        f"(start from a shipped arch such as rngd.yaml)")
+    tree, applied = apply_overrides(tree, overrides, label)
+    return build(tree, label, applied)
+
+
+__all__ = ["load_arch", "list_archs", "apply_overrides", "parse_yaml"]

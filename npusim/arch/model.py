@@ -1,0 +1,228 @@
+"""The architecture as frozen dataclasses: plain floats in SI units (Hz, bytes, bytes/s, s, W)
+or counts. Built only by :func:`npusim.arch.load_arch`, which validates everything first.
+
+``None`` in a field means "not published"; a model that needs the value must say so rather
+than guess.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from ..errors import ArchError
+from ..ir import DType, dtype as _dtype
+
+
+class FrozenMap(Mapping):
+    """A read-only, hashable, picklable mapping (frozen dataclasses hold these, not dicts).
+
+    >>> m = FrozenMap({"bf16": 256.0})
+    >>> m["bf16"], len(m), m == {"bf16": 256.0}
+    (256.0, 1, True)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping | None = None) -> None:
+        object.__setattr__(self, "_items", dict(items or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenMap is read-only")
+
+    def __getstate__(self) -> dict:
+        return self._items
+
+    def __setstate__(self, state: dict) -> None:
+        object.__setattr__(self, "_items", dict(state))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The contraction engine of one core.
+
+    ``units`` identical engine units per core (RNGD: 64 slices per PE; a GPU SM: 4 tensor
+    cores); ``rows`` x ``cols`` is the spatial shape of one unit in 16-bit MAC positions
+    (``None`` when unpublished); ``macs_per_cycle`` maps a dtype name to MACs per cycle for
+    the whole core.
+    """
+
+    kind: str
+    units: int
+    rows: int | None
+    cols: int | None
+    dataflow: str | None
+    macs_per_cycle: FrozenMap
+
+
+@dataclass(frozen=True)
+class Vector:
+    """The vector unit of one core: fp32 element operations per cycle."""
+
+    ops_per_cycle: float
+
+
+@dataclass(frozen=True)
+class Cores:
+    """``count`` identical cores; ``sram`` bytes and ``sram_bandwidth`` bytes/cycle each."""
+
+    count: int
+    engine: Engine
+    vector: Vector
+    sram: float
+    sram_bandwidth: float | None
+
+
+@dataclass(frozen=True)
+class Dram:
+    """Off-chip memory. Geometry fields are ``None`` where unpublished; timings come later."""
+
+    type: str
+    capacity: float
+    bandwidth: float
+    channels: int | None
+    bank_groups: int | None
+    banks_per_group: int | None
+    row_size: float | None
+    burst: float | None
+
+
+@dataclass(frozen=True)
+class Noc:
+    """On-chip network: aggregate bandwidth in bytes/s (``None`` if unpublished)."""
+
+    bandwidth: float | None
+
+
+@dataclass(frozen=True)
+class Dma:
+    """Tensor DMA: engines, bytes per cycle each, fixed startup cycles per command."""
+
+    engines: int | None
+    bytes_per_cycle: float | None
+    startup_cycles: float | None
+
+
+@dataclass(frozen=True)
+class Link:
+    """Chip-to-chip link: ``bandwidth`` bytes/s per direction per chip, ``latency`` seconds."""
+
+    kind: str
+    bandwidth: float
+    latency: float | None
+
+
+@dataclass(frozen=True)
+class Power:
+    """Board power: thermal design power and idle power, watts (``None`` if unpublished)."""
+
+    tdp: float | None
+    idle: float | None
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A validated chip architecture. Build it with :func:`npusim.arch.load_arch`.
+
+    Examples
+    --------
+    >>> from npusim.arch import load_arch
+    >>> rngd = load_arch("rngd")
+    >>> rngd.peak_macs_per_s("bf16") / 1e12
+    131.072
+    >>> rngd.execution_dtype("mxfp4").name
+    'fp8_e4m3'
+    """
+
+    name: str
+    description: str
+    clock: float
+    cores: Cores
+    shared_sram: float
+    dram: Dram
+    noc: Noc
+    dma: Dma
+    link: Link | None
+    power: Power
+    dtype_fallback: FrozenMap
+    source: str = field(default="", compare=False)
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def sram_total(self) -> float:
+        """Bytes of on-chip SRAM usable for tensors: every core's SRAM plus the shared SRAM."""
+        return self.cores.count * self.cores.sram + self.shared_sram
+
+    @property
+    def peak_vector_ops_per_s(self) -> float:
+        """fp32 element operations per second, whole chip."""
+        return self.cores.count * self.cores.vector.ops_per_cycle * self.clock
+
+    def execution_dtype(self, dt: DType | str) -> DType:
+        """The dtype the engine really runs ``dt`` in: itself if native, else its fallback.
+
+        Raises
+        ------
+        ArchError
+            If ``dt`` has neither a MAC rate nor a fallback in this arch.
+        """
+        d = self._dtype(dt)
+        rates = self.cores.engine.macs_per_cycle
+        if d.name in rates:
+            return d
+        if d.name in self.dtype_fallback:
+            return _dtype(self.dtype_fallback[d.name])
+        raise ArchError(
+            f"arch {self.name} has no MAC rate for dtype {d.name} and no fallback; native "
+            f"dtypes are {', '.join(rates)}. Add one to {self._where()} as "
+            f"'dtype_fallback: {{{d.name}: <native dtype>}}' or pass "
+            f"--set dtype_fallback.{d.name}=<native dtype>")
+
+    def peak_macs_per_s(self, dt: DType | str) -> float:
+        """Peak MACs per second of the whole chip for ``dt`` (after any dtype fallback)."""
+        ex = self.execution_dtype(dt)
+        return self.cores.count * self.cores.engine.macs_per_cycle[ex.name] * self.clock
+
+    def to_dict(self) -> dict:
+        """The fully resolved arch as JSON-able data, every quantity in SI units.
+
+        The ``units`` entry names the unit of each dotted field that has one.
+        """
+        from .schema import si_units  # the schema knows units; imported late to avoid a cycle
+        out = _plain(self)
+        out["units"] = si_units()
+        return out
+
+    def _dtype(self, dt: DType | str) -> DType:
+        try:
+            return _dtype(dt)
+        except ValueError as exc:
+            raise ArchError(f"arch {self.name}: {exc}") from None
+
+    def _where(self) -> str:
+        return self.source or f"the arch file of {self.name}"
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [_plain(v) for v in obj]
+    return obj

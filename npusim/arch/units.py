@@ -1,0 +1,158 @@
+"""Quantities with units at the parsing edge of an architecture file.
+
+pint's default registry makes ``bit`` (and so ``byte``) dimensionless, which would let
+``'3 GHz'`` pass for ``'3 TB/s'`` (both 1/[time]). We build a small registry of our own in
+which information is a dimension of its own, so a wrong unit kind is always caught. The
+registry is built on first use (never at import time) and cached.
+
+Sizes follow SI and IEC: ``kB``/``MB``/``GB``/``TB`` are decimal (1e3 ... 1e12),
+``KiB``/``MiB``/``GiB``/``TiB`` binary (2**10 ... 2**40); ``B`` is a byte, ``b`` a bit.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pint
+
+# Why not pint's default file: see the module docstring. Kept minimal on purpose.
+_DEFINITIONS = """
+pico- = 1e-12 = p-
+nano- = 1e-9 = n-
+micro- = 1e-6 = u- = µ-
+milli- = 1e-3 = m-
+kilo- = 1e3 = k-
+mega- = 1e6 = M-
+giga- = 1e9 = G-
+tera- = 1e12 = T-
+peta- = 1e15 = P-
+kibi- = 2**10 = Ki-
+mebi- = 2**20 = Mi-
+gibi- = 2**30 = Gi-
+tebi- = 2**40 = Ti-
+second = [time] = s = sec
+hertz = 1 / second = Hz
+bit = [information] = b
+byte = 8 * bit = B = octet
+joule = [energy] = J
+watt = joule / second = W
+cycle = [cycle]
+"""
+
+# A number, then a unit expression; the number part is never handed to pint, so no
+# arithmetic ("2 * 1.5 TB/s") sneaks in as an expression language.
+_QUANTITY = re.compile(
+    r"^\s*(?P<num>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of quantity: its name in messages, SI unit, pint dimensionality, an example."""
+
+    name: str
+    si: str
+    dims: tuple[tuple[str, int], ...]
+    example: str
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("frequency", "Hz", (("[time]", -1),), "1 GHz"),
+    Kind("size", "B", (("[information]", 1),), "256 MiB"),
+    Kind("bandwidth", "B/s", (("[information]", 1), ("[time]", -1)), "1.5 TB/s"),
+    Kind("time", "s", (("[time]", 1),), "500 ns"),
+    Kind("power", "W", (("[energy]", 1), ("[time]", -1)), "150 W"),
+    Kind("energy", "J", (("[energy]", 1),), "0.5 pJ"),
+    Kind("bytes per cycle", "B/cycle", (("[information]", 1), ("[cycle]", -1)), "128 B/cycle"),
+)}
+
+# What to call a unit the user wrote, when it is not the kind expected.
+_DESCRIBE = {k.dims: (f"a {k.name}" if k.name != "bytes per cycle" else "bytes per cycle")
+             for k in KINDS.values()}
+_DESCRIBE[(("[information]", 1), ("[time]", -1))] = "a bandwidth (bytes per second)"
+_DESCRIBE[(("[information]", 1),)] = "a size in bytes"
+_EXPECT = {"frequency": "a frequency", "size": "a size in bytes",
+           "bandwidth": "bytes per second", "time": "a time", "power": "a power",
+           "energy": "an energy", "bytes per cycle": "bytes per cycle"}
+
+
+@lru_cache(maxsize=1)
+def registry() -> pint.UnitRegistry:
+    """Return npusim's unit registry (built once, on first use)."""
+    ureg = pint.UnitRegistry(None)
+    ureg.load_definitions([line for line in _DEFINITIONS.splitlines() if line.strip()])
+    return ureg
+
+
+@lru_cache(maxsize=512)
+def _unit(text: str) -> tuple[tuple[tuple[str, int], ...], float]:
+    """Dimensions of a unit expression and its factor to the SI unit of those dimensions.
+
+    Cached: sweeps load the same few units thousands of times, and pint is slow.
+    """
+    ureg = registry()
+    q = ureg.Quantity(1.0, ureg.parse_units(text))
+    dims = tuple(sorted(dict(q.dimensionality).items()))
+    kind = next((k for k in KINDS.values() if tuple(sorted(k.dims)) == dims), None)
+    to_si = float(q.to(ureg.parse_units(kind.si)).magnitude) if kind else float("nan")
+    return dims, to_si
+
+
+class UnitProblem(ValueError):
+    """A quantity string that cannot be read as the expected kind; the text says why and how."""
+
+
+def parse_quantity(value: object, kind: str) -> float:
+    """Read ``value`` (e.g. ``'1.5 TB/s'``) as a quantity of ``kind`` and return SI float.
+
+    Parameters
+    ----------
+    value : object
+        What the YAML held: must be a string of a number and a unit.
+    kind : str
+        A key of :data:`KINDS` (``"bandwidth"``, ``"size"``...).
+
+    Returns
+    -------
+    float
+        The magnitude in the kind's SI unit (bytes, bytes/s, Hz, s, W, J, bytes/cycle).
+
+    Raises
+    ------
+    UnitProblem
+        With a message that says what was found and what is expected.
+
+    Examples
+    --------
+    >>> parse_quantity("1.5 TB/s", "bandwidth")
+    1500000000000.0
+    >>> parse_quantity("512 KiB", "size")
+    524288.0
+    """
+    k = KINDS[kind]
+    expected = f"expected {_EXPECT[kind]}, e.g. '{k.example}'"
+    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+        raise UnitProblem(f"{value!r} is not a quantity; {expected}")
+    if isinstance(value, (int, float)):
+        raise UnitProblem(f"{value!r} is a number without a unit; {expected}")
+    m = _QUANTITY.match(str(value))
+    if not m:
+        raise UnitProblem(f"{value!r} is not a number followed by a unit; {expected}")
+    if not m.group("unit"):
+        raise UnitProblem(f"{value!r} is a number without a unit; {expected}")
+    try:
+        dims, to_si = _unit(m.group("unit"))
+    except (pint.errors.UndefinedUnitError, ValueError, AttributeError, TypeError) as exc:
+        hint = ""
+        if "KB" in m.group("unit"):
+            hint = " (write kB for 1000 bytes or KiB for 1024 bytes)"
+        raise UnitProblem(f"{value!r}: unknown unit {m.group('unit')!r}{hint}; {expected}") \
+            from exc
+    if dims != tuple(sorted(k.dims)):
+        found = _DESCRIBE.get(dims, "dimensionless" if not dims else f"of dimension {dims}")
+        raise UnitProblem(f"{value!r} is {found}; {expected}")
+    out = float(m.group("num")) * to_si
+    if not math.isfinite(out):
+        raise UnitProblem(f"{value!r} is not finite; {expected}")
+    return out
