@@ -33,6 +33,7 @@ class Graph:
         self.outputs: list[str] = []
         self.meta: dict = dict(meta or {})
         self.warnings: list[str] = []
+        self.aliases: dict[str, str] = {}
 
     # -- building ---------------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -49,7 +50,7 @@ class Graph:
             self.add_tensor(t)
         self.nx.add_node(op.name, op=op)
         for t in op.inputs:
-            src = self.producer.get(t.name)
+            src = self.producer.get(self.aliases.get(t.name, t.name))
             if src is not None and src != op.name:
                 if self.nx.has_edge(src, op.name):
                     self.nx.edges[src, op.name]["tensors"].append(t.name)
@@ -61,6 +62,21 @@ class Graph:
                                  f"({self.producer[t.name]!r} and {op.name!r})")
             self.producer[t.name] = op.name
         return op
+
+    def alias(self, name: str, of: str) -> None:
+        """Declare tensor ``name`` a free view of ``of`` (a reshape): same storage, no op.
+
+        Readers of ``name`` then depend on the producer of ``of`` (added before or after), and
+        sizes by role count the shared storage once.
+        """
+        self.aliases[name] = self.aliases.get(of, of)
+
+    def _storage(self) -> list[Tensor]:
+        """One tensor per distinct storage (a view and its root count once)."""
+        roots: dict[str, Tensor] = {}
+        for t in self.tensors.values():
+            roots.setdefault(self.aliases.get(t.name, t.name), t)
+        return list(roots.values())
 
     # -- reading ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -87,12 +103,12 @@ class Graph:
 
     @property
     def parameters(self) -> int:
-        """Number of weight values (each weight tensor counted once)."""
-        return sum(t.numel for t in self.tensors_by_role(Role.WEIGHT))
+        """Number of weight values (each weight tensor counted once, views not again)."""
+        return sum(t.numel for t in self._storage() if t.role == Role.WEIGHT)
 
     def bytes_by_role(self) -> dict[str, float]:
         out = {r.value: 0.0 for r in Role}
-        for t in self.tensors.values():
+        for t in self._storage():
             out[t.role.value] += t.nbytes
         return out
 

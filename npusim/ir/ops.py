@@ -29,7 +29,7 @@ class Axis:
     """One tensor axis as an affine function of iteration dims: ``sum(c * d) + offset``.
 
     >>> Axis.affine({"p": 2, "r": 1}, offset=-1).extent({"p": 4, "r": 3})
-    (-1, 8)
+    (-1, 7)
     """
 
     terms: tuple[tuple[str, int], ...]

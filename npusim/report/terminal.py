@@ -19,9 +19,15 @@ def si(x: float, unit: str = "") -> str:
     return f"{x:.3g} {unit}".strip()
 
 
-def print_run(result: RunResult, console: Console | None = None, top: int = 15) -> None:
+def console() -> Console:
+    """A console that keeps tables readable when piped (rich assumes 80 columns there)."""
+    con = Console()
+    return con if con.is_terminal else Console(width=120)
+
+
+def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> None:
     """Summary lines, then the ``top`` ops by latency."""
-    con = console or Console()
+    con = con or console()
     t = result.totals()
     share = {r.name: r.latency_s / t["latency_s"] if t["latency_s"] else 0.0 for r in result.ops}
     con.print(f"[bold]{result.model}[/bold] on [bold]{result.arch}[/bold] "
@@ -33,14 +39,25 @@ def print_run(result: RunResult, console: Console | None = None, top: int = 15) 
     con.print(f"  latency {si(t['latency_s'], 's')} (ops in sequence)   roofline bound "
               f"{si(t['bound_latency_s'], 's')} (compute {si(t['compute_s'], 's')}, "
               f"memory {si(t['memory_s'], 's')})")
-    table = Table(title=f"top {min(top, len(result.ops))} of {len(result.ops)} ops by latency")
-    for col, just in (("op", "left"), ("type", "left"), ("source", "left"), ("MACs", "right"),
-                      ("bytes", "right"), ("latency", "right"), ("share", "right"),
-                      ("bound", "left")):
+    by_kind: dict[str, float] = {}
+    for r in result.ops:
+        by_kind[r.kind] = by_kind.get(r.kind, 0.0) + share[r.name]
+    con.print("  time by kind: " + "   ".join(
+        f"{k} {100 * v:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+    rows = sorted(result.ops, key=lambda r: -r.latency_s)[:top]
+    # The source column earns its width only where an op's name is not its ONNX node's.
+    show_source = any(r.source != r.name for r in rows)
+    table = Table(title=f"top {len(rows)} of {len(result.ops)} ops by latency")
+    cols = [("op", "left"), ("type", "left")] + ([("source", "left")] if show_source else []) + [
+        ("MACs", "right"), ("bytes", "right"), ("latency", "right"), ("share", "right"),
+        ("bound", "left")]
+    for col, just in cols:
         table.add_column(col, justify=just, overflow="fold")
-    for r in sorted(result.ops, key=lambda r: -r.latency_s)[:top]:
-        table.add_row(r.name, r.op_type or r.kind, r.source, si(r.macs), si(r.bytes, "B"),
-                      si(r.latency_s, "s"), f"{100 * share[r.name]:.1f}%", r.bound)
+    for r in rows:
+        cells = [r.name, r.op_type or r.kind] + ([r.source] if show_source else []) + [
+            si(r.macs), si(r.bytes, "B"), si(r.latency_s, "s"), f"{100 * share[r.name]:.1f}%",
+            r.bound]
+        table.add_row(*cells)
     con.print(table)
     for w in result.warnings:
         con.print(f"[yellow]warning:[/yellow] {w}")
@@ -62,8 +79,8 @@ def inspect_dict(graph: Graph) -> dict:
     }
 
 
-def print_inspect(info: dict, console: Console | None = None) -> None:
-    con = console or Console()
+def print_inspect(info: dict, con: Console | None = None) -> None:
+    con = con or console()
     con.print(f"[bold]{info['model']}[/bold]: {info['ops']} ops, {si(info['macs'], 'MAC')}, "
               f"{si(info['parameters'])} parameters")
     roles = "   ".join(f"{k} {si(v, 'B')}" for k, v in info["bytes_by_role"].items())
@@ -79,8 +96,8 @@ def print_inspect(info: dict, console: Console | None = None) -> None:
         con.print(f"[yellow]warning:[/yellow] {w}")
 
 
-def print_archs(rows: list[tuple[str, str]], console: Console | None = None) -> None:
-    con = console or Console()
+def print_archs(rows: list[tuple[str, str]], con: Console | None = None) -> None:
+    con = con or console()
     width = max((len(n) for n, _ in rows), default=0)
     for name, desc in rows:
         con.print(f"{name:<{width}}  {desc}", highlight=False)

@@ -1,0 +1,264 @@
+"""What a lowering sees: one ONNX node with its tensors resolved, and helpers to build ops.
+
+:class:`Session` holds what the loader learned about the whole model (types and shapes after
+inference, which tensors are constants, small constant values, the IR tensors made so far);
+:class:`Node` is the view of one node handed to its lowering.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from onnx import NodeProto, helper
+
+from ..errors import ModelError
+from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Reduction,
+                  Role, Tensor)
+from .dtypes_onnx import ir_dtype
+
+
+@dataclass
+class Session:
+    """Model-wide facts shared by every node's lowering.
+
+    Attributes
+    ----------
+    label : str
+        The file name (or model name) used in error messages.
+    types : dict
+        Tensor name -> ``(onnx elem type, shape or None)``; a shape is None when unknown.
+    const : set of str
+        Tensors computed from initializers and constants only (folded, never an op).
+    weight_names : set of str
+        Constants read at a lowering's weight position (integer-typed weights included).
+    kv_names : set of str
+        Graph inputs and outputs named like a KV cache.
+    trained : set of str
+        Constants that hold (stand-ins for) trained values: initializers, Constant nodes,
+        ConstantOfShape fills, and re-layouts of those; not tables computed by arithmetic
+        (rotary cos/sin, masks), which are constants.
+    value_of : callable
+        ``name -> numpy array or None``: the value of a small constant.
+    """
+
+    label: str
+    graph: Graph
+    types: dict[str, tuple[int, tuple[int, ...] | None]]
+    const: set[str]
+    weight_names: set[str]
+    kv_names: set[str]
+    value_of: Callable[[str], np.ndarray | None]
+    trained: set[str] = field(default_factory=set)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    op_names: set[str] = field(default_factory=set)
+
+    def role(self, name: str, dt: DType, shape: tuple[int, ...]) -> Role:
+        """Role of a tensor: KV cache by name, weight or constant if folded, else activation."""
+        if name in self.kv_names or self.aliases.get(name) in self.kv_names:
+            return Role.KV_CACHE
+        if name in self.const:
+            big = math.prod(shape) > 1  # a scalar scale or zero point is not a parameter
+            if big and (name in self.weight_names or (name in self.trained and dt.is_float)):
+                return Role.WEIGHT
+            return Role.CONSTANT
+        return Role.ACTIVATION
+
+    def tensor(self, name: str, shape: tuple[int, ...] | None = None,
+               dt: DType | None = None) -> Tensor:
+        """The IR tensor of ONNX tensor ``name`` (made once; later calls must agree)."""
+        t = self.tensors.get(name)
+        same_shape = shape is None or (t is not None and tuple(shape) == t.shape)
+        if t is not None and same_shape and (dt is None or dt == t.dtype):
+            return t
+        elem, known = self.types.get(name, (0, None))
+        shape = tuple(int(s) for s in shape) if shape is not None else known
+        if shape is None:
+            raise ModelError(f"{self.label}: the shape of tensor {name!r} is unknown after shape "
+                             f"inference; bind every symbolic dim (--dim NAME=VALUE) or give the "
+                             f"model static shapes")
+        dt = dt or ir_dtype(elem)
+        if dt is None:
+            raise ModelError(f"{self.label}: tensor {name!r} has ONNX element type {elem}, "
+                             f"which npusim cannot cost (strings, complex or unknown)")
+        if t is not None:
+            raise ModelError(f"{self.label}: tensor {name!r} is used as {t.shape} {t.dtype} and "
+                             f"as {shape} {dt}; npusim needs one shape per tensor")
+        t = Tensor(name, shape, dt, self.role(name, dt, shape))
+        self.tensors[name] = t
+        return t
+
+    def alias(self, view: str, of: str) -> None:
+        """Record ONNX tensor ``view`` as a free view of ``of`` (see :meth:`Graph.alias`)."""
+        root = self.aliases.get(of, of)
+        self.aliases[view] = root
+        self.graph.alias(view, root)
+
+    def unique(self, base: str) -> str:
+        """An op name not used before, ``base`` itself when possible."""
+        name, k = base, 1
+        while name in self.op_names:
+            k += 1
+            name = f"{base}#{k}"
+        self.op_names.add(name)
+        return name
+
+
+class Node:
+    """One ONNX node as its lowering sees it.
+
+    Inputs and outputs are addressed by position; ``inp(i)`` gives the IR tensor (shape from
+    shape inference, role decided by the loader) and ``out(i)`` the output tensor. Helper
+    methods build IR ops named after the node, with ``source`` = the node name and ``op_type``
+    = the ONNX op type.
+    """
+
+    def __init__(self, proto: NodeProto, source: str, session: Session) -> None:
+        self.proto = proto
+        self.source = source
+        self.op_type = proto.op_type
+        self.domain = proto.domain
+        self.s = session
+        self._attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+
+    # -- reading ----------------------------------------------------------------------
+    def __str__(self) -> str:
+        dom = f" (domain {self.domain})" if self.domain not in ("", "ai.onnx") else ""
+        return f"node {self.source!r} ({self.op_type}{dom})"
+
+    def fail(self, msg: str) -> ModelError:
+        """A ModelError naming the file and this node; the caller raises it."""
+        return ModelError(f"{self.s.label}: {self}: {msg}")
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        v = self._attrs.get(name, default)
+        if isinstance(v, bytes):
+            return v.decode()
+        if isinstance(v, list) and v and isinstance(v[0], bytes):
+            return [x.decode() for x in v]
+        return v
+
+    @property
+    def n_in(self) -> int:
+        return len(self.proto.input)
+
+    @property
+    def n_out(self) -> int:
+        return len(self.proto.output)
+
+    def has(self, i: int) -> bool:
+        """Input ``i`` is given (ONNX marks an omitted optional input with an empty name)."""
+        return i < len(self.proto.input) and bool(self.proto.input[i])
+
+    def has_out(self, i: int) -> bool:
+        return i < len(self.proto.output) and bool(self.proto.output[i])
+
+    def in_name(self, i: int) -> str:
+        return self.proto.input[i]
+
+    def inp(self, i: int) -> Tensor:
+        """IR tensor of input ``i``."""
+        if not self.has(i):
+            raise self.fail(f"input {i} is required but missing")
+        return self.s.tensor(self.proto.input[i])
+
+    def inputs(self) -> list[Tensor]:
+        """Every given input, in order."""
+        return [self.inp(i) for i in range(self.n_in) if self.has(i)]
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        return self.inp(i).shape
+
+    def value(self, i: int) -> np.ndarray | None:
+        """Value of input ``i`` if it is a small constant, else None."""
+        return self.s.value_of(self.proto.input[i]) if self.has(i) else None
+
+    def int_value(self, i: int, what: str) -> list[int]:
+        """Input ``i`` as a list of ints; it must be a constant (axes, pads, sizes)."""
+        v = self.value(i)
+        if v is None:
+            raise self.fail(f"{what} (input {i}, {self.proto.input[i]!r}) must be a constant "
+                            f"npusim can fold; it is computed at run time")
+        return [int(x) for x in np.asarray(v).reshape(-1)]
+
+    def out(self, i: int = 0, shape: Sequence[int] | None = None,
+            dt: DType | None = None) -> Tensor:
+        """IR tensor of output ``i``; ``shape``/``dt`` are used when inference gave none."""
+        name = self.proto.output[i]
+        elem, known = self.s.types.get(name, (0, None))
+        if shape is not None and known is not None and tuple(shape) != tuple(known):
+            raise self.fail(f"output {name!r} has shape {tuple(known)} by ONNX shape inference "
+                            f"but {tuple(shape)} by npusim's lowering; the model's shapes are "
+                            f"inconsistent")
+        if known is not None:
+            shape = None
+        if dt is None and ir_dtype(elem) is None and self.has(0):
+            dt = self.inp(0).dtype
+        return self.s.tensor(name, shape, dt if ir_dtype(elem) is None else None)
+
+    def outputs(self) -> list[Tensor]:
+        return [self.out(i) for i in range(self.n_out) if self.has_out(i)]
+
+    def alias(self, out_i: int = 0, in_i: int = 0) -> list[Op]:
+        """Make output ``out_i`` a free view of input ``in_i``: no op, no data moved.
+
+        The view keeps its own name and shape; the graph records it as sharing the input's
+        storage, so readers depend on the input's producer and bytes are counted once.
+        """
+        self.s.alias(self.proto.output[out_i], self.proto.input[in_i])
+        return []
+
+    # -- building ---------------------------------------------------------------------
+    def name(self, suffix: str = "") -> str:
+        return self.s.unique(f"{self.source}/{suffix}" if suffix else self.source)
+
+    def tmp(self, suffix: str, shape: Sequence[int], dt: DType) -> Tensor:
+        """A fresh intermediate activation inside this node (``<first output>/<suffix>``)."""
+        base = f"{self.proto.output[0] if self.n_out else self.source}/{suffix}"
+        name, k = base, 1
+        while name in self.s.tensors or name in self.s.types:
+            k += 1
+            name = f"{base}#{k}"
+        t = Tensor(name, tuple(shape), dt, Role.ACTIVATION)
+        self.s.tensors[name] = t
+        return t
+
+    def _common(self, suffix: str, inputs: Iterable[Tensor] | None,
+                outputs: Iterable[Tensor] | None) -> dict:
+        return dict(name=self.name(suffix), source=self.source, op_type=self.op_type,
+                    inputs=tuple(self.inputs() if inputs is None else inputs),
+                    outputs=tuple(self.outputs() if outputs is None else outputs))
+
+    def elementwise(self, func: str, ops_per_element: float = 1.0, *, inputs=None, outputs=None,
+                    suffix: str = "") -> Elementwise:
+        return Elementwise(func=func, ops_per_element=float(ops_per_element),
+                           **self._common(suffix, inputs, outputs))
+
+    def reduction(self, func: str, ops_per_element: float = 1.0, *, inputs=None, outputs=None,
+                  suffix: str = "") -> Reduction:
+        return Reduction(func=func, ops_per_element=float(ops_per_element),
+                         **self._common(suffix, inputs, outputs))
+
+    def movement(self, func: str, moved_bytes: float | None = None, *, inputs=None, outputs=None,
+                 suffix: str = "") -> Movement:
+        return Movement(func=func, moved_bytes=None if moved_bytes is None else float(moved_bytes),
+                        **self._common(suffix, inputs, outputs))
+
+    def contraction(self, dims: Sequence[tuple[str, int]], operands: Sequence[Operand],
+                    output: Operand, dt: DType, *, extra_inputs: Sequence[Tensor] = (),
+                    suffix: str = "") -> Contraction:
+        """A contraction; ``extra_inputs`` (bias, scales, zero points) are read, not multiplied."""
+        ins = [o.tensor for o in operands]
+        ins += [t for t in extra_inputs if all(t.name != x.name for x in ins)]
+        return Contraction(name=self.name(suffix), source=self.source, op_type=self.op_type,
+                           dims=tuple((d, int(e)) for d, e in dims), operands=tuple(operands),
+                           output=output, dtype=dt, inputs=tuple(ins), outputs=(output.tensor,))
+
+
+def operand(t: Tensor, *axes: str | Axis | None) -> Operand:
+    """An operand whose axes are dims (by name), affine :class:`Axis` objects, or None for a
+    broadcast axis of size 1."""
+    return Operand(t, tuple(Axis(()) if a is None else Axis.of(a) if isinstance(a, str) else a
+                            for a in axes))
