@@ -18,11 +18,12 @@ def toy_arch(macs_per_s=1e12, vec=1e11, bw=1e11, sram=0.0, fallback=None):
         return FP8_E4M3 if dt.name in fallback else dt
 
     return SimpleNamespace(
-        name="toy", sram_total=sram, peak_vector_ops_per_s=vec,
+        name="toy", sram_total=sram, peak_vector_ops_per_s=vec, clock=1e9,
+        power=SimpleNamespace(tdp=100.0, idle=None),
         dram=SimpleNamespace(bandwidth=bw, capacity=1e12),
         link=SimpleNamespace(bandwidth=1e10),
         execution_dtype=execution_dtype,
-        peak_macs_per_s=lambda dt: rates[dt.name])
+        peak_macs_per_s=lambda dt: rates[getattr(dt, "name", dt)])
 
 
 def matmul_graph(m, k, n, wdt=BF16):

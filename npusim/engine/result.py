@@ -3,6 +3,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+BOUNDS = ("compute", "memory", "latency")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A busy interval of one resource (``"core0"``, ``"dma"``, ``"vector"``, ``"link"``)."""
+
+    resource: str
+    start_s: float
+    end_s: float
+    label: str = ""
+
 
 @dataclass(frozen=True)
 class OpRecord:
@@ -21,15 +33,35 @@ class OpRecord:
     bytes : float
         Bytes of every distinct operand, each counted once.
     dram_bytes : float
-        Bytes that must cross the DRAM interface whatever the schedule (see ``roofline``).
+        Bytes the engine moves across the DRAM interface for this op (the roofline engine:
+        the unavoidable bytes, see :mod:`npusim.engine.roofline`).
     compute_s, memory_s : float
-        Ideal compute time at peak for the dtype, ideal DRAM time at peak bandwidth.
+        Roofline terms: ideal compute time at peak for the dtype, unavoidable DRAM bytes at
+        peak bandwidth.
     bound_s : float
         ``max(compute_s, memory_s)``: no schedule of this op alone can be faster.
     latency_s : float
-        The latency the engine assigns the op.
+        The time this op adds to the run: its span on the critical path, less what overlapped
+        with the op before it (weight prefetch). Summed over ops it is the run's latency.
     bound : str
-        What limits the op: ``"compute"`` or ``"memory"``.
+        What limits the op: ``"compute"``, ``"memory"`` or ``"latency"`` (fixed overheads,
+        pipeline fill and drain).
+    cycles : float
+        ``latency_s`` in core clock cycles.
+    start_s, end_s : float
+        Where the op sits on the schedule.
+    bytes_by_level : dict
+        Bytes read plus written at each memory level (``dram``, ``shared``, ``sram``).
+    energy_j : dict
+        Joules by component (``mac``, ``vector``, ``sram``, ``shared``, ``dram``, ``noc``,
+        ``link``, ``static``). Empty for the roofline engine.
+    utilization : float
+        MACs over (peak MACs per cycle x cycles) for contractions, 0 otherwise.
+    mapping : dict
+        The chosen mapping (split, spatial dims, tiles, loop order) or, for a fused op, the op
+        it was fused into.
+    spans : tuple of Span
+        Busy intervals per resource, for traces.
     """
 
     name: str
@@ -47,14 +79,33 @@ class OpRecord:
     bound_s: float
     latency_s: float
     bound: str
+    cycles: float = 0.0
+    start_s: float = 0.0
+    end_s: float = 0.0
+    bytes_by_level: dict = field(default_factory=dict)
+    energy_j: dict = field(default_factory=dict)
+    utilization: float = 0.0
+    mapping: dict = field(default_factory=dict)
+    spans: tuple[Span, ...] = ()
+
+    @property
+    def energy_total_j(self) -> float:
+        return float(sum(self.energy_j.values()))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["energy_total_j"] = self.energy_total_j
+        return d
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """A model run on an arch: per-op records in schedule order and totals derived from them."""
+    """A model run on an arch: per-op records in schedule order and totals derived from them.
+
+    ``peak_macs_per_s`` (bf16, for utilisation), ``dram_bandwidth`` (bytes/s), ``clock_hz``
+    and ``tdp_w`` (to print beside average power) are the arch's, copied here so a result
+    stands alone (a roofline plot needs nothing else).
+    """
 
     model: str
     arch: str
@@ -62,6 +113,10 @@ class RunResult:
     ops: tuple[OpRecord, ...]
     meta: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    peak_macs_per_s: float = 0.0
+    tdp_w: float | None = None
+    clock_hz: float = 0.0
+    dram_bandwidth: float = 0.0
 
     @property
     def macs(self) -> int:
@@ -89,6 +144,27 @@ class RunResult:
     def dram_bytes(self) -> float:
         return sum(r.dram_bytes for r in self.ops)
 
+    def energy_by_component(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.ops:
+            for k, v in r.energy_j.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    @property
+    def energy_j(self) -> float:
+        return sum(r.energy_total_j for r in self.ops)
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.energy_j / self.latency_s if self.latency_s > 0 else 0.0
+
+    @property
+    def utilization(self) -> float:
+        """MACs done over MACs the engines could have done in the run's latency."""
+        cap = self.peak_macs_per_s * self.latency_s
+        return self.macs / cap if cap > 0 else 0.0
+
     def totals(self) -> dict:
         return {
             "macs": self.macs,
@@ -97,6 +173,11 @@ class RunResult:
             "compute_s": self.compute_s,
             "memory_s": self.memory_s,
             "dram_bytes": self.dram_bytes,
+            "energy_j": self.energy_j,
+            "energy_by_component_j": self.energy_by_component(),
+            "avg_power_w": self.avg_power_w,
+            "tdp_w": self.tdp_w,
+            "utilization": self.utilization,
             "ops": len(self.ops),
         }
 

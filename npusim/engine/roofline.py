@@ -83,6 +83,9 @@ def op_bound(op: Op, arch, dram_bytes: float) -> OpRecord:
         vector_ops=float(op.vector_ops), bytes=float(op.bytes), dram_bytes=float(dram_bytes),
         compute_s=compute_s, memory_s=memory_s, bound_s=bound_s, latency_s=bound_s,
         bound="compute" if compute_s >= memory_s and compute_s > 0 else "memory",
+        cycles=bound_s * arch.clock,
+        bytes_by_level={"dram": float(dram_bytes)},
+        utilization=(compute_s / bound_s) if isinstance(op, Contraction) and bound_s > 0 else 0.0,
     )
 
 
@@ -107,4 +110,14 @@ def roofline(graph: Graph, arch) -> RunResult:
     dram = _dram_bytes(graph, arch.sram_total)
     records = tuple(op_bound(op, arch, dram[op.name]) for op in graph.ops())
     return RunResult(model=graph.name, arch=arch.name, engine="roofline", ops=records,
-                     meta=dict(graph.meta), warnings=tuple(graph.warnings))
+                     meta=dict(graph.meta), warnings=tuple(graph.warnings),
+                     peak_macs_per_s=_peak(arch), tdp_w=arch.power.tdp, clock_hz=arch.clock,
+                     dram_bandwidth=arch.dram.bandwidth)
+
+
+def _peak(arch) -> float:
+    """The arch's highest 16-bit MAC rate, the denominator of a run's utilisation."""
+    try:
+        return arch.peak_macs_per_s("bf16")
+    except Exception:  # an arch without bf16 (an int-only edge chip) reports none
+        return 0.0
