@@ -160,6 +160,7 @@ class Arch:
     link: Link | None
     power: Power
     dtype_fallback: FrozenMap
+    launch_overhead: float = 0.0
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()
 

@@ -88,6 +88,8 @@ SCHEMA = S({
         "idle": F("power", nullable=True, minimum="nonnegative"),
     }),
     "dtype_fallback": F("dtype_map"),
+    # Fixed cost per op (kernel launch, command issue); optional, absent means 0.
+    "launch_overhead": F("time", required=False, minimum="nonnegative"),
 })
 
 
@@ -282,7 +284,8 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
                     sram=c["sram"], sram_bandwidth=c["sram_bandwidth"]),
         shared_sram=v["shared_sram"], dram=Dram(**v["dram"]), noc=Noc(**v["noc"]),
         dma=Dma(**v["dma"]), link=Link(**v["link"]) if v["link"] is not None else None,
-        power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"], source=label,
+        power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],
+        launch_overhead=v["launch_overhead"] or 0.0, source=label,
         overrides=tuple(overrides))
     _cross_check(arch, label)
     return arch
