@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 from .arch import load_arch
 from .engine.result import RunResult
 from .engine.roofline import roofline
-from .errors import CapacityError
+from .engine.simulate import simulate_graph
+from .errors import CapacityError, NpusimError
 from .frontend.llm import load_model
 from .ir import Graph, Role
 
@@ -24,9 +25,13 @@ def check_fits(graph: Graph, arch) -> None:
             f"memory (--set dram.capacity=...), or pass --ignore-capacity to time it anyway.")
 
 
+ENGINES = ("tile", "roofline")
+
+
 def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
-             dims: Mapping[str, int] | None = None, overrides: Mapping[str, str] | Sequence[str] | None = None,
-             check_capacity: bool = True, **model_kw) -> RunResult:
+             dims: Mapping[str, int] | None = None,
+             overrides: Mapping[str, str] | Sequence[str] | None = None,
+             engine: str = "tile", check_capacity: bool = True, **model_kw) -> RunResult:
     """Run ``model`` on ``arch`` and return the per-op result tree.
 
     Parameters
@@ -35,6 +40,8 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     arch : shipped arch name, YAML path, or a loaded Arch
     dims : bindings of the model's symbolic dimensions
     overrides : arch field overrides, e.g. ``{"dram.bandwidth": "3 TB/s"}``
+    engine : ``"tile"`` (mapping search, Numba kernels, schedule, energy) or ``"roofline"``
+        (the ideal bound alone; the tile engine reports it beside its own latency too)
     check_capacity : raise CapacityError if weights + KV cache exceed DRAM
     **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
         for :func:`npusim.load_model`.
@@ -50,8 +57,10 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
         arch = load_arch(arch, overrides)
     elif overrides:
         raise ValueError("overrides apply only when arch is given by name or path")
+    if engine not in ENGINES:
+        raise NpusimError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if check_capacity:
         check_fits(graph, arch)
-    result = roofline(graph, arch)
+    result = simulate_graph(graph, arch) if engine == "tile" else roofline(graph, arch)
     result.meta.setdefault("parameters", graph.parameters)
     return result

@@ -66,11 +66,28 @@ def cmd_run(args) -> int:
     from .api import simulate
     from .report.terminal import print_run
     graph = _load(args)
-    result = simulate(graph, args.arch, overrides=args.set,
-                      check_capacity=not args.ignore_capacity)
+    from .arch import load_arch
+    arch = load_arch(args.arch, args.set)
+    result = simulate(graph, arch, engine=args.engine, check_capacity=not args.ignore_capacity)
     print_run(result, top=args.top)
-    _write_json(args.json, result.to_dict())
+    _export(result, arch, args)
     return 0
+
+
+def _export(result, arch, args) -> None:
+    from .report import export, plots, trace
+    try:
+        if args.json:
+            export.write_json(result, args.json, arch=arch)
+        if args.csv:
+            export.write_csv(result, args.csv)
+        if args.trace:
+            trace.write_trace(result, args.trace)
+        if args.plot:
+            for path in plots.plot_all(result, args.plot):
+                print(f"wrote {path}")
+    except OSError as e:
+        raise NpusimError(f"cannot write {e.filename}: {e.strerror}") from None
 
 
 def cmd_inspect(args) -> int:
@@ -106,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="override an arch field, e.g. --set dram.bandwidth=3TB/s (repeatable)")
     run.add_argument("--top", type=int, default=15, help="ops to list (default 15)")
+    run.add_argument("--engine", choices=("tile", "roofline"), default="tile",
+                     help="tile-level engine (default) or the roofline bound alone")
+    run.add_argument("--csv", type=Path, metavar="FILE", help="also write one row per op as CSV")
+    run.add_argument("--trace", type=Path, metavar="FILE",
+                     help="also write a Chrome/Perfetto trace of the schedule")
+    run.add_argument("--plot", type=Path, metavar="DIR",
+                     help="also draw the roofline and per-layer breakdown PNGs into DIR")
     run.add_argument("--ignore-capacity", action="store_true",
                      help="time the model even if weights and KV cache exceed DRAM")
     run.set_defaults(func=cmd_run)

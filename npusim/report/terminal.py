@@ -39,6 +39,14 @@ def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> N
     con.print(f"  latency {si(t['latency_s'], 's')} (ops in sequence)   roofline bound "
               f"{si(t['bound_latency_s'], 's')} (compute {si(t['compute_s'], 's')}, "
               f"memory {si(t['memory_s'], 's')})")
+    if t["energy_j"] > 0:
+        tdp = f" (TDP {t['tdp_w']:.0f} W)" if t.get("tdp_w") else ""
+        parts = "   ".join(f"{k} {100 * v / t['energy_j']:.0f}%"
+                           for k, v in sorted(t["energy_by_component_j"].items(),
+                                              key=lambda kv: -kv[1]) if v > 0)
+        con.print(f"  energy {si(t['energy_j'], 'J')}   average power {t['avg_power_w']:.1f} W{tdp}"
+                  f"   MAC utilisation {100 * t['utilization']:.1f}%")
+        con.print(f"  energy by component: {parts}")
     by_kind: dict[str, float] = {}
     for r in result.ops:
         by_kind[r.kind] = by_kind.get(r.kind, 0.0) + share[r.name]

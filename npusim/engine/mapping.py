@@ -1,0 +1,296 @@
+"""Mapping search: how a contraction is tiled, ordered and spread over a chip's cores.
+
+A contraction is first seen as a batched GEMM (:class:`GemmView`): every dimension is batch
+(in both inputs and the output), M (in the streamed input A and the output), N (in the other
+input B and the output) or K (reduced). A is the activation; B is the weight when there is one.
+Tile extents per category are turned back into per-dimension extents innermost-first, so tile
+footprints follow the operand projections exactly (a convolution tile's input halo included).
+
+Candidates (tile sizes x loop orders) are generated with numpy and scored in bulk by
+:func:`npusim.kernels.tiling.score_many`; the fastest valid one wins, fewer DRAM bytes break
+ties. Results are memoised per (op shape, placement, arch) within a process.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+import numpy as np
+
+from ..ir import Contraction, Role
+from ..kernels import engine as ek
+from ..kernels import tiling as tk
+
+ENGINE_CODES = {"os": ek.OS, "ws": ek.WS, "is": ek.IS, "slice": ek.SLICE}
+# A throughput-modelled engine (tensor cores, CGRAs) pays this many cycles per K step on top
+# of MACs / rate: an assumption standing for the issue-to-result latency of one MMA pipeline.
+THROUGHPUT_LATENCY = 32
+ACC_BYTES = 4.0  # partial sums are kept in fp32 / int32 (RNGD: i32/f32 accumulators, S2c)
+
+
+@dataclass(frozen=True)
+class GemmView:
+    """A contraction seen as ``B x (M x K) @ (K x N)``, with the dims of each category."""
+
+    batch_dims: tuple[tuple[str, int], ...]
+    m_dims: tuple[tuple[str, int], ...]
+    n_dims: tuple[tuple[str, int], ...]
+    k_dims: tuple[tuple[str, int], ...]
+    a: int            # index of A among the op's operands
+    b: int | None     # index of B, None for a single-input contraction
+
+    @property
+    def B(self) -> int:
+        return math.prod(e for _, e in self.batch_dims)
+
+    @property
+    def M(self) -> int:
+        return math.prod(e for _, e in self.m_dims)
+
+    @property
+    def N(self) -> int:
+        return math.prod(e for _, e in self.n_dims)
+
+    @property
+    def K(self) -> int:
+        return math.prod(e for _, e in self.k_dims)
+
+
+def gemm_view(op: Contraction) -> GemmView:
+    """Classify ``op``'s dims into batch, M, N and K (see module docstring)."""
+    ops = op.operands
+    weights = [i for i, o in enumerate(ops) if o.tensor.role != Role.ACTIVATION]
+    if len(ops) == 1:
+        a, b = 0, None
+    else:
+        b = weights[-1] if weights else 1
+        a = 0 if b != 0 else 1
+    in_a = ops[a].dims
+    in_b = ops[b].dims if b is not None else frozenset()
+    out = op.output.dims
+    cats: dict[str, list] = {"b": [], "m": [], "n": [], "k": []}
+    for d, e in op.dims:
+        if d not in out:
+            cats["k"].append((d, e))
+        elif d in in_a and d in in_b:
+            cats["b"].append((d, e))
+        elif d in in_b:
+            cats["n"].append((d, e))
+        else:
+            cats["m"].append((d, e))
+    return GemmView(tuple(cats["b"]), tuple(cats["m"]), tuple(cats["n"]), tuple(cats["k"]), a, b)
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """The contraction engine as the tiling kernel sees it, for one dtype."""
+
+    code: int
+    rows: int
+    cols: int
+    units: int
+    depth: int
+    rate: int          # MACs per cycle per core (throughput engines)
+    latency: int
+
+
+def engine_params(arch, exec_dtype) -> EngineParams:
+    """Engine shape for ``exec_dtype``: the MAC rate decides the effective columns, so a
+    narrower dtype that runs at twice the rate sees twice the columns (or packet elements)."""
+    eng = arch.cores.engine
+    rate = int(eng.macs_per_cycle[exec_dtype.name])
+    dataflow = eng.dataflow
+    if eng.kind in ("systolic", "slice") and eng.rows and dataflow in ENGINE_CODES:
+        code = ENGINE_CODES[dataflow]
+        rows = int(eng.rows)
+        cols = max(1, rate // (eng.units * rows))
+        depth = 0
+        if code == ek.SLICE:
+            bits = int(round(exec_dtype.element_bits))
+            cols, depth = ek.slice_packet(bits if bits in (4, 8, 16) else 16)
+        return EngineParams(code, rows, cols, int(eng.units), depth, rate, 0)
+    return EngineParams(tk.THROUGHPUT, 1, 1, int(eng.units), 0, rate, THROUGHPUT_LATENCY)
+
+
+def _tile_options(extent: int, quantum: int, limit: int = 7) -> np.ndarray:
+    """Candidate tile sizes for one category: the whole extent, powers of two, and multiples of
+    the engine's spatial quantum, thinned to ``limit`` log-spaced values."""
+    opts = {extent}
+    p = 1
+    while p < extent:
+        opts.add(p)
+        p *= 2
+    q = quantum
+    while q < extent:
+        opts.add(q)
+        q *= 2
+    vals = np.array(sorted(opts), dtype=np.int64)
+    if len(vals) > limit:
+        idx = np.unique(np.round(np.linspace(0, len(vals) - 1, limit)).astype(np.int64))
+        vals = vals[idx]
+    return vals
+
+
+def _split(dims: tuple[tuple[str, int], ...], t: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-dim tile extents from a category tile, filling the innermost dim first."""
+    out = {}
+    rem = t.copy()
+    for d, e in reversed(dims):
+        td = np.minimum(e, np.maximum(rem, 1))
+        out[d] = td
+        rem = rem // td
+    return out
+
+
+def _footprint(operand, tiles: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Elements of ``operand`` one tile touches (affine axes: halos included)."""
+    el = np.ones(n, dtype=np.float64)
+    for ax, size in zip(operand.axes, operand.tensor.shape):
+        span = np.ones(n, dtype=np.float64)
+        for d, c in ax.terms:
+            span = span + abs(c) * (tiles[d] - 1)
+        el *= np.minimum(span, size)
+    return el
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The chosen mapping of a contraction, with the kernel's figures for it."""
+
+    tile: dict
+    order: str
+    spatial: str
+    cores_used: int
+    cycles: float
+    compute_cycles: float
+    dram_bytes: float
+    shared_bytes: float
+    noc_bytes: float
+    sram_bytes: float
+    steps: float
+    tile_utilization: float
+    prologue_cycles: float
+    candidates: int
+    ok: bool = True
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"tile": self.tile, "order": self.order, "spatial": self.spatial,
+                "cores_used": self.cores_used, "candidates": self.candidates,
+                "tile_utilization": round(self.tile_utilization, 4)}
+
+
+def candidates(view: GemmView, eng: EngineParams) -> dict[str, np.ndarray]:
+    """All (tb, tm, tn, tk, order) combinations, as flat int64 arrays."""
+    quantum = max(eng.rows, eng.cols, 1)
+    tb = _tile_options(view.B, 1, limit=3)
+    tm = _tile_options(view.M, quantum)
+    tn = _tile_options(view.N, quantum * (eng.units if eng.code != tk.THROUGHPUT else 1))
+    tkk = _tile_options(view.K, quantum)
+    grids = np.meshgrid(tb, tm, tn, tkk, np.arange(len(tk.ORDERS)), indexing="ij")
+    return {k: g.ravel() for k, g in zip(("tb", "tm", "tn", "tk", "order"), grids)}
+
+
+def search(op: Contraction, arch, exec_dtype, where: tuple[int, int, int],
+           dram_bw: float) -> Mapping:
+    """Best mapping of ``op`` on ``arch`` with operands placed as ``where`` (A, B, C: one of
+    ``tiling.IN_DRAM / IN_SHARED / ON_CHIP``) and an effective DRAM bandwidth ``dram_bw``."""
+    return _search(_signature(op), op, arch, exec_dtype, where, float(dram_bw))
+
+
+def _signature(op: Contraction):
+    opds = tuple((o.tensor.shape, o.tensor.dtype, o.tensor.role, o.axes)
+                 for o in (*op.operands, op.output))
+    return (op.dims, opds, op.dtype)
+
+
+# Memo of searches within a process (a registry-like cache, bounded): LLM graphs repeat the
+# same few shapes hundreds of times.
+_CACHE: dict = {}
+
+
+def _search(sig, op, arch, exec_dtype, where, dram_bw) -> Mapping:
+    key = (sig, arch, exec_dtype, where, dram_bw)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    result = _run_search(op, arch, exec_dtype, where, dram_bw)
+    if len(_CACHE) > 20000:
+        _CACHE.clear()
+    _CACHE[key] = result
+    return result
+
+
+def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw) -> Mapping:
+    view = gemm_view(op)
+    eng = engine_params(arch, exec_dtype)
+    cand = candidates(view, eng)
+    n = len(cand["tb"])
+    tiles = {}
+    tiles.update(_split(view.batch_dims, cand["tb"]))
+    tiles.update(_split(view.m_dims, cand["tm"]))
+    tiles.update(_split(view.n_dims, cand["tn"]))
+    tiles.update(_split(view.k_dims, cand["tk"]))
+
+    def agg(dims):
+        t = np.ones(n, dtype=np.int64)
+        for d, _ in dims:
+            t = t * tiles[d]
+        return t
+
+    tb, tm, tn, tkk = agg(view.batch_dims), agg(view.m_dims), agg(view.n_dims), agg(view.k_dims)
+    a_op = op.operands[view.a]
+    a_tile = _footprint(a_op, tiles, n) * a_op.tensor.dtype.bytes
+    if view.b is not None:
+        b_op = op.operands[view.b]
+        b_tile = _footprint(b_op, tiles, n) * b_op.tensor.dtype.bytes
+        b_total = b_op.tensor.nbytes
+    else:
+        b_tile = np.zeros(n)
+        b_total = 0.0
+    # further inputs (rare: 3-operand einsums) ride along with A
+    for i, o in enumerate(op.operands):
+        if i not in (view.a, view.b):
+            a_tile = a_tile + _footprint(o, tiles, n) * o.tensor.dtype.bytes
+    c_el = _footprint(op.output, tiles, n)
+    c_tile = c_el * op.output.tensor.dtype.bytes
+    c_acc = c_el * max(ACC_BYTES, op.output.tensor.dtype.bytes)
+    a_total = sum(o.tensor.nbytes for i, o in enumerate(op.operands) if i != view.b)
+
+    clock = arch.clock
+    cores = arch.cores.count
+    noc = arch.noc.bandwidth
+    sram_bw = (arch.cores.sram_bandwidth or 0.0) * cores
+    noc_bpc = (noc / clock) if noc else (sram_bw if sram_bw else dram_bw / clock * 4)
+    shared_bpc = noc_bpc if arch.shared_sram > 0 else 0.0
+    startup = float(arch.dma.startup_cycles or 0.0)
+    dma = arch.dma
+    core_bpc = (dma.engines * dma.bytes_per_cycle / cores) if dma.engines and dma.bytes_per_cycle \
+        else 0.0
+    out = np.empty((n, tk.N_OUT), dtype=np.float64)
+    tk.score_many(tb, tm, tn, tkk, cand["order"], a_tile, b_tile, c_tile, c_acc,
+                  view.B, view.M, view.N, view.K, float(a_total), float(b_total),
+                  float(op.output.tensor.nbytes), where[0], where[1], where[2],
+                  eng.code, eng.rows, eng.cols, eng.units, eng.depth, 0, eng.rate, eng.latency,
+                  cores, float(arch.cores.sram), dram_bw / clock, shared_bpc, noc_bpc, startup,
+                  core_bpc, out)
+    valid = out[:, 8] == tk.OK
+    if not valid.any():
+        small = int(np.argmin(2 * (a_tile + b_tile) + 2 * c_acc))
+        need = 2 * (a_tile[small] + b_tile[small]) + 2 * c_acc[small]
+        return Mapping({}, "", "", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, ok=False,
+                       reason=f"no tile fits: the smallest double-buffered tile needs "
+                              f"{need:.0f} B of the core's {arch.cores.sram:.0f} B SRAM")
+    score = np.where(valid, out[:, 0], np.inf)
+    best_cycles = score.min()
+    near = np.flatnonzero(score <= best_cycles * (1 + 1e-9))
+    i = int(near[np.argmin(out[near, 2])])
+    tile = {d: int(tiles[d][i]) for d, _ in op.dims}
+    spatial = ("N over units" if tn[i] >= eng.units else "M over units")
+    return Mapping(
+        tile=tile, order=tk.ORDER_NAMES[int(cand["order"][i])], spatial=spatial,
+        cores_used=int(min(cores, math.ceil(view.B / tb[i]) * math.ceil(view.M / tm[i])
+                           * math.ceil(view.N / tn[i]))),
+        cycles=float(out[i, 0]), compute_cycles=float(out[i, 1]), dram_bytes=float(out[i, 2]),
+        shared_bytes=float(out[i, 3]), noc_bytes=float(out[i, 4]), sram_bytes=float(out[i, 5]),
+        steps=float(out[i, 6]), tile_utilization=float(out[i, 7]),
+        prologue_cycles=float(out[i, 9]), candidates=n)

@@ -1,0 +1,283 @@
+"""The tile-level engine: cost every op of a graph on an arch and schedule them.
+
+Per op:
+
+* a **contraction** is mapped by :func:`npusim.engine.mapping.search` (tiles, loop order,
+  split over cores, double-buffered pipeline; cycles from the contraction-engine kernel);
+* **elementwise** and **reduction** ops run on the vector units; an elementwise op whose only
+  activation input is a contraction's output, read by nobody else, is fused into that
+  contraction as an epilogue (its work overlaps the contraction's, its input never leaves the
+  engine);
+* **movement** costs its bytes at DRAM or on-chip bandwidth; a **collective** its payload on the
+  chip-to-chip link (ring all-reduce);
+* every unfused op pays the arch's ``launch_overhead``.
+
+Where tensors live follows the roofline's rules (:mod:`npusim.engine.roofline`): weights, KV
+cache and graph inputs start in DRAM; an intermediate activation stays on chip when it fits
+in the chip's SRAM. The engine only adds to the roofline's bytes (reloads, partial sums), and
+runs DRAM at an effective bandwidth no higher than peak, so no op it times beats its bound.
+
+Scheduling: ops run in dependency order, one after another on the chip; the DRAM prologue of a
+contraction (loading its first tiles, weights need no predecessor) may overlap the DRAM-idle
+tail of the op before it (weight prefetch), which is what the record's ``latency_s`` is net of.
+
+Energy: each op's action counts (:class:`npusim.energy.Actions`) go through the arch's energy
+table; static power is charged for the op's latency. If the dynamic power an op would draw
+pushes the chip past its TDP, the op is slowed until it fits (the clock a power-capped chip
+would settle at), and the record says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CapacityError
+from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
+from ..kernels import tiling as tk
+from .mapping import search
+from .result import OpRecord, RunResult, Span
+from .roofline import _dram_bytes, _peak, op_bound
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """One op's cost before scheduling, in seconds and bytes."""
+
+    latency: float        # standalone, with its own pipeline, launch overhead included
+    dram_time: float      # DRAM busy time within it
+    prologue: float       # DRAM time before the first compute (prefetchable if weights)
+    compute_time: float
+    dram_bytes: float
+    shared_bytes: float
+    noc_bytes: float
+    sram_bytes: float
+    bound: str
+    mapping: dict
+    utilization: float
+    cores_used: int
+    prefetchable: bool
+
+
+def _placement(graph: Graph, arch):
+    """Where each tensor lives: DRAM, chip-shared SRAM (GPU L2) or on chip."""
+    aliases = graph.aliases
+    inputs = {aliases.get(n, n) for n in graph.inputs}
+    outputs = {aliases.get(n, n) for n in graph.outputs}
+    sram = arch.sram_total
+
+    def where(t, written: bool) -> int:
+        root = aliases.get(t.name, t.name)
+        if t.role != Role.ACTIVATION or root in inputs or root in outputs or t.nbytes > sram:
+            if not written and arch.shared_sram > 0 and t.nbytes <= arch.shared_sram / 2:
+                return tk.IN_SHARED
+            return tk.IN_DRAM
+        return tk.ON_CHIP
+    return where
+
+
+def _consumers(graph: Graph) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for op in graph.ops():
+        for t in op.inputs:
+            root = graph.aliases.get(t.name, t.name)
+            count[root] = count.get(root, 0) + 1
+    return count
+
+
+def _fusable(graph: Graph) -> dict[str, str]:
+    """Elementwise op name -> the contraction it is fused into (as its epilogue)."""
+    consumers = _consumers(graph)
+    host: dict[str, str] = {}
+    for op in graph.ops():
+        if not isinstance(op, Elementwise):
+            continue
+        acts = [t for t in op.inputs if t.role == Role.ACTIVATION]
+        if len(acts) != 1:
+            continue
+        root = graph.aliases.get(acts[0].name, acts[0].name)
+        producer = graph.producer.get(acts[0].name) or graph.producer.get(root)
+        if producer is None or consumers.get(root, 0) != 1:
+            continue
+        prod_op = graph.op(producer)
+        if isinstance(prod_op, Contraction):
+            host[op.name] = producer
+        elif producer in host:            # a chain of epilogues (bias, then activation)
+            host[op.name] = host[producer]
+    return host
+
+
+def _dram_efficiency(arch) -> float:
+    """Fraction of peak DRAM bandwidth that long streams achieve (1.0 until a timing table
+    says otherwise)."""
+    try:
+        from .dram import streaming_efficiency
+    except ImportError:
+        return 1.0
+    return streaming_efficiency(arch)
+
+
+def _contraction_cost(op: Contraction, arch, where, eff_bw: float) -> _Cost:
+    exec_dt = arch.execution_dtype(op.dtype)
+    from .mapping import gemm_view
+    view = gemm_view(op)
+    a = op.operands[view.a].tensor
+    place_a = where(a, False)
+    place_b = where(op.operands[view.b].tensor, False) if view.b is not None else tk.ON_CHIP
+    place_c = where(op.output.tensor, True)
+    m = search(op, arch, exec_dt, (place_a, place_b, place_c), eff_bw)
+    if not m.ok:
+        raise CapacityError(f"op {op.name} (from {op.source}) cannot be mapped on {arch.name}: "
+                            f"{m.reason}. Give the cores more SRAM (--set cores.sram=...).")
+    clock = arch.clock
+    latency = m.cycles / clock + arch.launch_overhead
+    dram_time = m.dram_bytes / eff_bw
+    prologue = m.prologue_cycles / clock
+    compute = m.compute_cycles / clock
+    peak = arch.peak_macs_per_s(exec_dt)
+    util = op.macs / (peak * latency) if latency > 0 else 0.0
+    fixed = latency - max(compute, dram_time)
+    bound = "compute" if compute >= dram_time else "memory"
+    if fixed > max(compute, dram_time):
+        bound = "latency"
+    b_weight = view.b is not None and op.operands[view.b].tensor.role != Role.ACTIVATION
+    mapping = m.to_dict()
+    mapping.update(placement={"A": _PLACE[place_a], "B": _PLACE[place_b], "C": _PLACE[place_c]})
+    return _Cost(latency, dram_time, prologue, compute, m.dram_bytes, m.shared_bytes, m.noc_bytes, m.sram_bytes, bound,
+                 mapping, util, m.cores_used, b_weight)
+
+
+_PLACE = {tk.IN_DRAM: "dram", tk.IN_SHARED: "shared", tk.ON_CHIP: "chip"}
+
+
+def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float) -> _Cost:
+    onchip = 0.0
+    seen = set()
+    for t in (*op.inputs, *op.outputs):
+        if t.name in seen:
+            continue
+        seen.add(t.name)
+        if where(t, t in op.outputs) == tk.ON_CHIP:
+            onchip += t.nbytes
+    if isinstance(op, Movement) and op.moved_bytes is not None:
+        onchip = min(onchip, float(op.moved_bytes))
+    sram_bw = (arch.cores.sram_bandwidth or 0.0) * arch.cores.count * arch.clock
+    onchip_bw = sram_bw or arch.noc.bandwidth or eff_bw
+    dram_time = dram_bytes / eff_bw
+    onchip_time = onchip / onchip_bw
+    if isinstance(op, Collective):
+        g = max(op.group, 1)
+        link = arch.link
+        if link is None:
+            raise CapacityError(f"op {op.name} is a {op.func} across {g} chips but {arch.name} "
+                                f"has no chip-to-chip link")
+        compute = op.payload_bytes * 2 * (g - 1) / g / link.bandwidth + \
+            2 * (g - 1) * (link.latency or 0.0)
+    else:
+        compute = op.vector_ops / arch.peak_vector_ops_per_s
+    latency = max(compute, dram_time, onchip_time) + arch.launch_overhead
+    bound = "compute" if compute >= max(dram_time, onchip_time) else "memory"
+    if arch.launch_overhead > max(compute, dram_time, onchip_time):
+        bound = "latency"
+    return _Cost(latency, dram_time, 0.0, compute, dram_bytes, 0.0, 0.0, onchip, bound, {},
+                 0.0, arch.cores.count, False)
+
+
+def _actions(op: Op, cost: _Cost, exec_dtype: str):
+    from ..energy import Actions
+    macs = {exec_dtype: float(op.macs)} if op.macs else {}
+    writes = sum(t.nbytes for t in op.outputs)
+    dram_w = min(cost.dram_bytes, writes) if cost.dram_bytes else 0.0
+    return Actions(
+        macs=macs, vector_ops=float(op.vector_ops),
+        sram_read_bytes=cost.sram_bytes * 0.5, sram_write_bytes=cost.sram_bytes * 0.5,
+        shared_read_bytes=cost.shared_bytes, shared_write_bytes=0.0,
+        dram_read_bytes=cost.dram_bytes - dram_w, dram_write_bytes=dram_w,
+        dram_activations=0.0, noc_bytes=cost.noc_bytes, link_bytes=getattr(op, "payload_bytes", 0.0))
+
+
+def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True) -> RunResult:
+    """Cost and schedule every op of ``graph`` on ``arch`` with the tile-level engine.
+
+    Examples
+    --------
+    >>> from npusim import load_arch, load_model
+    >>> r = simulate_graph(load_model("tiny-llama", phase="decode", kv_len=16), load_arch("rngd"))
+    >>> r.engine, r.latency_s >= r.bound_latency_s
+    ('tile', True)
+    """
+    from ..energy import energy_of, load_energy_table, static_energy
+    table = load_energy_table(arch)
+    warnings = list(graph.warnings)
+    if table is None:
+        warnings.append(f"no energy table for {arch.name}: energy and power not reported")
+    eff = _dram_efficiency(arch)
+    eff_bw = arch.dram.bandwidth * eff
+    roof_bytes = _dram_bytes(graph, arch.sram_total)
+    where = _placement(graph, arch)
+    host = _fusable(graph) if fuse else {}
+    clock = arch.clock
+
+    records: list[OpRecord] = []
+    t = 0.0
+    prev: _Cost | None = None
+    for op in graph.ops():
+        bound_rec = op_bound(op, arch, roof_bytes[op.name])
+        if op.name in host:
+            cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
+                         {"fused_into": host[op.name]}, 0.0, 0, False)
+        elif isinstance(op, Contraction):
+            cost = _contraction_cost(op, arch, where, eff_bw)
+        else:
+            extra = roof_bytes[op.name]
+            cost = _glue_cost(op, arch, where, extra, eff_bw)
+        # weight prefetch: the prologue hides under the previous op's DRAM-idle time
+        saved = 0.0
+        if prev is not None and cost.prefetchable:
+            slack = max(0.0, prev.latency - prev.dram_time)
+            saved = min(cost.prologue, slack)
+        latency = cost.latency - saved
+        energy: dict[str, float] = {}
+        throttled = 0.0
+        if table is not None:
+            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype), table)
+            dyn = sum(energy.values())
+            static_w = table.static
+            tdp = arch.power.tdp
+            if power_cap and tdp and latency > 0 and dyn / latency + static_w > tdp > static_w:
+                stretched = dyn / (tdp - static_w)
+                throttled = stretched / latency - 1.0
+                latency = stretched
+            energy["static"] = static_energy(table, latency)
+        mapping = dict(cost.mapping)
+        if saved:
+            mapping["prefetched_s"] = saved
+        if throttled:
+            mapping["power_capped_slowdown"] = round(throttled, 4)
+        bound = cost.bound
+        if bound == "fused":
+            bound = bound_rec.bound
+        spans = ()
+        if latency > 0:
+            spans = tuple(Span(f"core{c}", t, t + latency, op.name)
+                          for c in range(max(1, min(cost.cores_used, arch.cores.count))))
+            if cost.dram_time > 0:
+                start = t - saved
+                spans += (Span("dma", start, start + cost.dram_time, op.name),)
+        util = op.macs / (arch.peak_macs_per_s(bound_rec.exec_dtype) * latency) \
+            if op.macs and latency > 0 else 0.0
+        levels = {"dram": cost.dram_bytes, "shared": cost.shared_bytes,
+                  "sram": cost.sram_bytes, "noc": cost.noc_bytes}
+        records.append(OpRecord(
+            name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
+            dtype=bound_rec.dtype, exec_dtype=bound_rec.exec_dtype, macs=op.macs,
+            vector_ops=bound_rec.vector_ops, bytes=bound_rec.bytes,
+            dram_bytes=cost.dram_bytes, compute_s=bound_rec.compute_s,
+            memory_s=bound_rec.memory_s, bound_s=bound_rec.bound_s, latency_s=latency,
+            bound=bound, cycles=latency * clock, start_s=t, end_s=t + latency,
+            bytes_by_level=levels, energy_j=energy, utilization=util, mapping=mapping,
+            spans=spans))
+        t += latency
+        if cost.latency > 0:
+            prev = cost
+    return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
+                     meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
+                     tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth)
