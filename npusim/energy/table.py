@@ -1,0 +1,370 @@
+"""Per-arch energy tables (Accelergy's ERT idea): what one action of each kind costs.
+
+A table is a YAML file beside the archs (``archs/energy/<arch>.yaml``), kept apart from the
+arch so that timing and energy can be changed, cited and diffed on their own. Values carry
+units (``"0.06 pJ"``, ``"3.5 pJ/bit"``, ``"0.1 pJ/B"``, ``"45 W"``) and are parsed with the
+project's unit registry (:mod:`npusim.arch.units`) into plain SI floats.
+
+File layout (every key required; ``shared``, ``noc`` and ``link`` may be ``null`` for a chip
+without that part)::
+
+    name: rngd                      # the arch this table belongs to
+    description: ...
+    node: TSMC N5 (5 nm)            # process node the constants were scaled to
+    mac: {bf16: 0.0595 pJ, ...}     # per multiply-accumulate, by execution dtype
+    vector_op: 0.0912 pJ            # per fp32-equivalent vector element op
+    sram: {read: 0.099 pJ/B, write: 0.099 pJ/B}      # core-local SRAM, per byte
+    shared: {read: 0.50 pJ/B, write: 0.50 pJ/B}      # chip-shared SRAM (L2), per byte
+    dram: {read: 3.48 pJ/bit, write: 3.48 pJ/bit, activation: 1.8 nJ}
+    noc: 0.30 pJ/bit                # per bit carried between cores
+    link: 5 pJ/bit                  # per bit sent chip to chip
+    static: 45 W                    # idle + leakage power while the chip is on
+"""
+from __future__ import annotations
+
+import importlib.resources
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pint
+
+from ..arch.loader import parse_yaml
+from ..arch.model import Arch, FrozenMap
+from ..arch.schema import did_you_mean
+from ..arch.units import _QUANTITY, UnitProblem, parse_quantity, registry
+from ..errors import ArchError
+from ..ir import dtype as _dtype
+
+# Unit written into to_dict() for each field of EnergyTable that carries one.
+SI_UNITS: dict[str, str] = {
+    "mac": "J per MAC", "vector_op": "J", "sram_read": "J/B", "sram_write": "J/B",
+    "shared_read": "J/B", "shared_write": "J/B", "dram_read": "J/bit",
+    "dram_write": "J/bit", "dram_activation": "J", "noc": "J/bit", "link": "J/bit",
+    "static": "W",
+}
+
+# The file's schema: section -> field -> kind. A kind is "text", "energy", "power",
+# "per_byte", "per_bit" or "dtype_energy"; a tuple marks a section that may be null.
+_SCHEMA: dict[str, Any] = {
+    "name": "text", "description": "text", "node": "text",
+    "mac": "dtype_energy", "vector_op": "energy",
+    "sram": {"read": "per_byte", "write": "per_byte"},
+    "shared": ({"read": "per_byte", "write": "per_byte"},),
+    "dram": {"read": "per_bit", "write": "per_bit", "activation": "energy"},
+    "noc": ("per_bit",), "link": ("per_bit",),
+    "static": "power",
+}
+_EXAMPLE = {"energy": "0.06 pJ", "power": "45 W", "per_byte": "0.1 pJ/B",
+            "per_bit": "3.5 pJ/bit", "dtype_energy": "0.06 pJ"}
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per action of one arch, every value a float in SI units.
+
+    Attributes
+    ----------
+    name, description, node : str
+        The arch the table belongs to, a one-line description, the process node assumed.
+    mac : FrozenMap
+        Joules per multiply-accumulate, by execution dtype name.
+    vector_op : float
+        Joules per fp32-equivalent vector element op.
+    sram_read, sram_write : float
+        Joules per byte of core-local SRAM.
+    shared_read, shared_write : float or None
+        Joules per byte of chip-shared SRAM; ``None`` when the chip has none.
+    dram_read, dram_write : float
+        Joules per bit across the DRAM interface (row activations excluded).
+    dram_activation : float
+        Joules per row activation with its precharge.
+    noc, link : float or None
+        Joules per bit on the on-chip network and on chip-to-chip links; ``None`` when absent.
+    static : float
+        Watts burnt while the chip is on, busy or not.
+    source : str
+        The file the table was read from (for messages).
+    """
+
+    name: str
+    description: str
+    node: str
+    mac: FrozenMap
+    vector_op: float
+    sram_read: float
+    sram_write: float
+    shared_read: float | None
+    shared_write: float | None
+    dram_read: float
+    dram_write: float
+    dram_activation: float
+    noc: float | None
+    link: float | None
+    static: float
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        """The resolved table as JSON-able data in SI units (Timeloop's flattened ERT).
+
+        >>> t = read_energy_table(_shipped_energy_dir() / "edu.yaml")
+        >>> d = t.to_dict()
+        >>> d["units"]["dram_read"], d["mac"]["bf16"]
+        ('J/bit', 1.5e-12)
+        """
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = dict(v) if isinstance(v, Mapping) else v
+        out["units"] = dict(SI_UNITS)
+        return out
+
+
+class _Problem(Exception):
+    """A field-level problem; the caller adds file and field."""
+
+
+@lru_cache(maxsize=64)
+def _per_information(unit_text: str, per: str) -> float:
+    """Factor from ``unit_text`` (energy per information) to joules per ``per`` (B or bit).
+
+    Cached: pint is slow and tables reuse a handful of units.
+    """
+    ureg = registry()
+    unit = ureg.parse_units(unit_text)
+    dims = dict(ureg.Quantity(1.0, unit).dimensionality)
+    if dims != {"[energy]": 1, "[information]": -1}:
+        raise UnitProblem(f"unit {unit_text!r} is not an energy per bit or byte")
+    return float(ureg.Quantity(1.0, unit).to(ureg.parse_units(f"J/{per}")).magnitude)
+
+
+def _parse_per(value: Any, per: str) -> float:
+    example = _EXAMPLE["per_byte" if per == "B" else "per_bit"]
+    expected = f"expected an energy per {'byte' if per == 'B' else 'bit'}, e.g. '{example}'"
+    if isinstance(value, bool) or not isinstance(value, str):
+        what = "a number without a unit" if isinstance(value, (int, float)) else "not a quantity"
+        raise _Problem(f"{value!r} is {what}; {expected}")
+    m = _QUANTITY.match(value)
+    if not m or not m.group("unit"):
+        raise _Problem(f"{value!r} is not a number followed by a unit; {expected}")
+    try:
+        factor = _per_information(m.group("unit"), per)
+    except (pint.errors.UndefinedUnitError, UnitProblem, ValueError, AttributeError,
+            TypeError, pint.errors.DimensionalityError):
+        raise _Problem(f"{value!r}: {m.group('unit')!r} is not an energy per bit or byte; "
+                       f"{expected}") from None
+    out = float(m.group("num")) * factor
+    if not math.isfinite(out):
+        raise _Problem(f"{value!r} is not finite; {expected}")
+    return out
+
+
+def _read_leaf(value: Any, kind: str) -> Any:
+    if kind == "text":
+        if not isinstance(value, str) or not value.strip():
+            raise _Problem(f"{value!r} must be a non-empty string")
+        return value.strip()
+    if kind in ("energy", "power"):
+        try:
+            out = parse_quantity(value, kind)
+        except UnitProblem as exc:
+            raise _Problem(str(exc)) from None
+    elif kind == "per_byte":
+        out = _parse_per(value, "B")
+    elif kind == "per_bit":
+        out = _parse_per(value, "bit")
+    else:
+        raise AssertionError(f"energy table kind {kind!r}")
+    if out < 0:
+        raise _Problem(f"{value!r} is negative; energies and powers must be >= 0")
+    return out
+
+
+def _line(tree: Any, key: str) -> str:
+    where = getattr(tree, "lines", {}).get(key)
+    return f" (line {where})" if isinstance(where, int) else ""
+
+
+def _read_dtype_energies(value: Any, label: str, where: str) -> FrozenMap:
+    if not isinstance(value, Mapping) or not value:
+        raise ArchError(f"{label}: {where}: must be a non-empty mapping of dtype name to "
+                        f"energy per MAC, e.g. {{bf16: 0.06 pJ}}")
+    out: dict[str, float] = {}
+    for key, v in value.items():
+        try:
+            name = _dtype(str(key)).name
+        except ValueError as exc:
+            raise ArchError(f"{label}: {where}.{key}: {exc}; use a dtype name such as "
+                            f"bf16, fp8_e4m3, int8") from None
+        if name in out:
+            raise ArchError(f"{label}: {where}.{key}: dtype given twice (as {name}); keep one")
+        try:
+            out[name] = _read_leaf(v, "energy")
+        except _Problem as exc:
+            raise ArchError(f"{label}: {where}.{key}{_line(value, key)}: {exc}") from None
+    return FrozenMap(out)
+
+
+def _read_section(tree: Any, spec: Mapping, label: str, prefix: str) -> dict:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(tree, Mapping):
+        raise ArchError(f"{label}: {where}: expected a mapping of fields "
+                        f"({', '.join(spec)}), got {tree!r}; fix that section")
+    for key in tree:
+        if key not in spec:
+            raise ArchError(f"{label}: {prefix}{key}{_line(tree, key)}: unknown field"
+                            f"{did_you_mean(key, list(spec))}; valid fields in {where}: "
+                            f"{', '.join(spec)}")
+    out: dict[str, Any] = {}
+    for name, kind in spec.items():
+        dotted = f"{prefix}{name}"
+        if name not in tree:
+            hint = " (or null if the chip has none)" if isinstance(kind, tuple) else ""
+            raise ArchError(f"{label}: {dotted}: missing required field in {where}; "
+                            f"add it{hint}")
+        value = tree[name]
+        nullable = isinstance(kind, tuple)
+        kind = kind[0] if nullable else kind
+        if value is None:
+            if nullable:
+                out[name] = None
+                continue
+            example = f", e.g. {_EXAMPLE[kind]!r}" if isinstance(kind, str) and \
+                kind in _EXAMPLE else ""
+            raise ArchError(f"{label}: {dotted}: is empty (null) but required; give a "
+                            f"value{example}")
+        if isinstance(kind, dict):
+            out[name] = _read_section(value, kind, label, dotted + ".")
+        elif kind == "dtype_energy":
+            out[name] = _read_dtype_energies(value, label, dotted)
+        else:
+            try:
+                out[name] = _read_leaf(value, kind)
+            except _Problem as exc:
+                raise ArchError(f"{label}: {dotted}{_line(tree, name)}: {exc}") from None
+    return out
+
+
+def build_energy_table(tree: Any, label: str) -> EnergyTable:
+    """Validate a raw table tree (as the YAML loader returned it) and build the table.
+
+    Raises
+    ------
+    ArchError
+        Naming ``label`` and the dotted field at fault, with the fix.
+    """
+    if tree is None:
+        raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
+                        f"(start from a shipped table such as archs/energy/edu.yaml)")
+    v = _read_section(tree, _SCHEMA, label, "")
+    shared = v["shared"] or {"read": None, "write": None}
+    return EnergyTable(
+        name=v["name"], description=v["description"], node=v["node"], mac=v["mac"],
+        vector_op=v["vector_op"], sram_read=v["sram"]["read"], sram_write=v["sram"]["write"],
+        shared_read=shared["read"], shared_write=shared["write"],
+        dram_read=v["dram"]["read"], dram_write=v["dram"]["write"],
+        dram_activation=v["dram"]["activation"], noc=v["noc"], link=v["link"],
+        static=v["static"], source=label)
+
+
+def read_energy_table(path: str | Path) -> EnergyTable:
+    """Read and validate an energy table file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML energy table (see the module docstring for its fields).
+
+    Raises
+    ------
+    ArchError
+        For a missing or unreadable file, malformed YAML, unknown, duplicate or missing keys,
+        a unit of the wrong kind or a negative value; the message names the file and field.
+
+    Examples
+    --------
+    >>> t = read_energy_table(_shipped_energy_dir() / "edu.yaml")
+    >>> t.name, t.mac["bf16"]
+    ('edu', 1.5e-12)
+    """
+    p = Path(str(path)) if not hasattr(path, "read_text") else path
+    label = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchError(f"{label}: no such energy table; give an existing .yaml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(f"{label}: cannot read the energy table ({exc}); check the path and "
+                        f"that it is UTF-8 text") from None
+    return build_energy_table(parse_yaml(text, label), label)
+
+
+def _shipped_energy_dir():
+    """The folder of shipped energy tables (installed package, or archs/energy in a checkout)."""
+    try:
+        return importlib.resources.files("npusim.archs") / "energy"
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "archs" / "energy"
+
+
+def _sidecar(arch: Arch) -> Path | None:
+    """``<stem>.energy.yaml`` beside the user's arch file, if the arch came from a file."""
+    if not arch.source:
+        return None
+    src = Path(arch.source)
+    if not src.is_file() or src.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    candidate = src.with_name(f"{src.stem}.energy.yaml")
+    return candidate if candidate.is_file() else None
+
+
+def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable | None:
+    """The energy table of ``arch``, or ``None`` when it has none.
+
+    Looked for, in order: ``path`` if given; ``<stem>.energy.yaml`` beside the arch's own
+    YAML file (for archs loaded from a user's path); the shipped table
+    ``archs/energy/<arch.name>.yaml``. ``None`` means energy is unavailable (callers report
+    it so, never as zero).
+
+    Parameters
+    ----------
+    arch : Arch
+        A loaded arch (:func:`npusim.arch.load_arch`).
+    path : str or Path, optional
+        An explicit table file; it must exist.
+
+    Raises
+    ------
+    ArchError
+        If the table found is invalid, or names a different arch than ``arch``.
+
+    Examples
+    --------
+    >>> from npusim.arch import load_arch
+    >>> load_energy_table(load_arch("rngd")).node
+    'TSMC N5 (5 nm)'
+    """
+    if path is not None:
+        table = read_energy_table(path)
+    else:
+        sidecar = _sidecar(arch)
+        if sidecar is not None:
+            table = read_energy_table(sidecar)
+        else:
+            shipped = _shipped_energy_dir() / f"{arch.name}.yaml"
+            if not shipped.is_file():
+                return None
+            table = build_energy_table(parse_yaml(shipped.read_text(encoding="utf-8"),
+                                                  f"energy/{arch.name}.yaml"),
+                                       f"energy/{arch.name}.yaml")
+    if table.name != arch.name:
+        raise ArchError(f"{table.source}: name: the table is for arch {table.name!r} but the "
+                        f"arch is {arch.name!r}; use the table of that arch or fix its name")
+    return table
+
+
+__all__ = ["EnergyTable", "load_energy_table", "read_energy_table", "build_energy_table",
+           "SI_UNITS"]
