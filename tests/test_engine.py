@@ -24,15 +24,15 @@ from npusim.kernels import tiling as tk
        where=st.tuples(*[st.sampled_from([tk.IN_DRAM, tk.IN_SHARED, tk.ON_CHIP])] * 3),
        engine=st.sampled_from([ek.OS, ek.WS, ek.IS, ek.SLICE, tk.THROUGHPUT]),
        cores=st.integers(1, 9), units=st.integers(1, 4), sram=st.sampled_from([1e4, 1e6, 1e9]),
-       core_bpc=st.sampled_from([0.0, 16.0, 256.0]))
+       core_bpc=st.sampled_from([0.0, 16.0, 256.0]), acc=st.sampled_from([0.0, 1e3, 1e6]), sbw=st.sampled_from([0.0, 7.0, 128.0]))
 def test_tiling_kernel_matches_twin(B, M, N, K, tb, tm, tn, tkk, order, where, engine, cores,
-                                    units, sram, core_bpc):
+                                    units, sram, core_bpc, acc, sbw):
     tb, tm, tn, tkk = min(tb, B), min(tm, M), min(tn, N), min(tkk, K)
     a_tile, b_tile, c_tile = 2.0 * tb * tm * tkk, 2.0 * tkk * tn, 2.0 * tb * tm * tn
     rows, cols = (8, 32) if engine == ek.SLICE else (16, 8)
     args = (tb, tm, tn, tkk, order, a_tile, b_tile, c_tile, 2 * c_tile, B, M, N, K,
             2.0 * B * M * K, 2.0 * K * N, 2.0 * B * M * N, *where, engine, rows, cols, units,
-            5, 0, 256, 32, cores, sram, 64.0, 128.0, 96.0, 500.0, core_bpc)
+            5, 0, 256, 32, cores, sram, 64.0, 128.0, 96.0, 500.0, core_bpc, acc, sbw)
     out = np.zeros(tk.N_OUT)
     tk.score_one(*args, out)
     ref = tk.score_ref(*args)
@@ -44,7 +44,7 @@ def test_loop_order_reuse_by_hand():
     # order m,n,k: A reloads only when m moves (4 loads), B every step (16 loads).
     out = np.zeros(tk.N_OUT)
     common = (400.0, 40.0, 16.0 * 4, tk.IN_DRAM, tk.IN_DRAM, tk.IN_DRAM, tk.THROUGHPUT,
-              1, 1, 1, 0, 0, 1, 0, 1, 1e9, 1.0, 0.0, 1.0, 0.0, 0.0)
+              1, 1, 1, 0, 0, 1, 0, 1, 1e9, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
     tk.score_one(1, 10, 10, 10, 0, 100.0, 10.0, 4.0, 16.0, 1, 40, 40, 10, *common, out)
     assert out[2] == 4 * 100 + 16 * 10 + 16 * 4          # A + B + C bytes from/to DRAM
     tk.score_one(1, 10, 10, 10, 2, 100.0, 10.0, 4.0, 16.0, 1, 40, 40, 10, *common, out)
@@ -59,7 +59,7 @@ def test_sram_fit_is_a_value_with_a_reason():
     out = np.zeros(tk.N_OUT)
     tk.score_one(1, 64, 64, 64, 0, 8192.0, 8192.0, 8192.0, 16384.0, 1, 64, 64, 64,
                  8192.0, 8192.0, 8192.0, 0, 0, 0, ek.OS, 16, 16, 1, 0, 0, 256, 0, 1,
-                 1000.0, 64.0, 0.0, 64.0, 0.0, 0.0, out)
+                 1000.0, 64.0, 0.0, 64.0, 0.0, 0.0, 0.0, 0.0, out)
     assert out[8] == tk.NO_FIT
 
 

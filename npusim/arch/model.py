@@ -79,13 +79,15 @@ class Vector:
 
 @dataclass(frozen=True)
 class Cores:
-    """``count`` identical cores; ``sram`` bytes and ``sram_bandwidth`` bytes/cycle each."""
+    """``count`` identical cores; ``sram`` bytes and ``sram_bandwidth`` bytes/cycle each;
+    ``accumulator`` bytes of partial-sum storage outside the SRAM (``None``: sums live in SRAM)."""
 
     count: int
     engine: Engine
     vector: Vector
     sram: float
     sram_bandwidth: float | None
+    accumulator: float | None = None
 
 
 @dataclass(frozen=True)

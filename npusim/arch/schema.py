@@ -60,6 +60,8 @@ SCHEMA = S({
         "vector": S({"ops_per_cycle": F("number")}),
         "sram": F("size", minimum="nonnegative"),
         "sram_bandwidth": F("bytes per cycle", nullable=True),
+        # where partial sums live outside the SRAM (registers, accumulator cells); optional
+        "accumulator": F("size", required=False, nullable=True),
     }),
     "shared_sram": F("size", minimum="nonnegative"),
     "dram": S({
@@ -281,7 +283,8 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
     arch = Arch(
         name=v["name"], description=v["description"], clock=v["clock"],
         cores=Cores(count=c["count"], engine=Engine(**e), vector=Vector(**c["vector"]),
-                    sram=c["sram"], sram_bandwidth=c["sram_bandwidth"]),
+                    sram=c["sram"], sram_bandwidth=c["sram_bandwidth"],
+                    accumulator=c["accumulator"]),
         shared_sram=v["shared_sram"], dram=Dram(**v["dram"]), noc=Noc(**v["noc"]),
         dma=Dma(**v["dma"]), link=Link(**v["link"]) if v["link"] is not None else None,
         power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],

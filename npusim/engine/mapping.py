@@ -24,6 +24,9 @@ ENGINE_CODES = {"os": ek.OS, "ws": ek.WS, "is": ek.IS, "slice": ek.SLICE}
 # A throughput-modelled engine (tensor cores, CGRAs) pays this many cycles per K step on top
 # of MACs / rate: an assumption standing for the issue-to-result latency of one MMA pipeline.
 THROUGHPUT_LATENCY = 32
+# Tiles of a throughput-modelled engine come in multiples of this (an MMA instruction's M/N/K
+# granularity, 16 on NVIDIA tensor cores since Volta: assumption for other engines).
+MMA_QUANTUM = 16
 ACC_BYTES = 4.0  # partial sums are kept in fp32 / int32 (RNGD: i32/f32 accumulators, S2c)
 
 
@@ -111,18 +114,19 @@ def engine_params(arch, exec_dtype) -> EngineParams:
     return EngineParams(tk.THROUGHPUT, 1, 1, int(eng.units), 0, rate, THROUGHPUT_LATENCY)
 
 
-def _tile_options(extent: int, quantum: int, limit: int = 7) -> np.ndarray:
-    """Candidate tile sizes for one category: the whole extent, powers of two, and multiples of
-    the engine's spatial quantum, thinned to ``limit`` log-spaced values."""
+def _tile_options(extent: int, quantum: int, limit: int = 9, finer: bool = True) -> np.ndarray:
+    """Candidate tile sizes for one category: the whole extent, and the engine's spatial
+    quantum times powers of two (with ``finer``, a few smaller powers of two too, for tiny
+    SRAMs), thinned to ``limit`` log-spaced values."""
     opts = {extent}
-    p = 1
-    while p < extent:
-        opts.add(p)
-        p *= 2
-    q = quantum
+    q = max(1, quantum)
     while q < extent:
         opts.add(q)
         q *= 2
+    p = 1
+    while finer and p < min(extent, q) and p < max(1, quantum):
+        opts.add(p)
+        p *= 4
     vals = np.array(sorted(opts), dtype=np.int64)
     if len(vals) > limit:
         idx = np.unique(np.round(np.linspace(0, len(vals) - 1, limit)).astype(np.int64))
@@ -181,11 +185,12 @@ class Mapping:
 
 def candidates(view: GemmView, eng: EngineParams) -> dict[str, np.ndarray]:
     """All (tb, tm, tn, tk, order) combinations, as flat int64 arrays."""
-    quantum = max(eng.rows, eng.cols, 1)
+    mma = eng.code == tk.THROUGHPUT      # MMA instructions: tiles in whole instructions
+    quantum = MMA_QUANTUM if mma else max(eng.rows, eng.cols, 1)
     tb = _tile_options(view.B, 1, limit=3)
-    tm = _tile_options(view.M, quantum)
-    tn = _tile_options(view.N, quantum * (eng.units if eng.code != tk.THROUGHPUT else 1))
-    tkk = _tile_options(view.K, quantum)
+    tm = _tile_options(view.M, quantum, finer=not mma)
+    tn = _tile_options(view.N, quantum * (1 if mma else eng.units), finer=not mma)
+    tkk = _tile_options(view.K, quantum, finer=not mma)
     grids = np.meshgrid(tb, tm, tn, tkk, np.arange(len(tk.ORDERS)), indexing="ij")
     return {k: g.ravel() for k, g in zip(("tb", "tm", "tn", "tk", "order"), grids)}
 
@@ -264,15 +269,18 @@ def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw) -> Mapping:
     shared_bpc = noc_bpc if arch.shared_sram > 0 else 0.0
     startup = float(arch.dma.startup_cycles or 0.0)
     dma = arch.dma
-    core_bpc = (dma.engines * dma.bytes_per_cycle / cores) if dma.engines and dma.bytes_per_cycle \
-        else 0.0
+    # a busy core can use one DMA engine's worth of bandwidth (more when there are more
+    # engines than cores); with fewer engines than cores, a lone core still gets a whole one
+    core_bpc = (dma.engines * dma.bytes_per_cycle / min(cores, dma.engines)) \
+        if dma.engines and dma.bytes_per_cycle else 0.0
     out = np.empty((n, tk.N_OUT), dtype=np.float64)
     tk.score_many(tb, tm, tn, tkk, cand["order"], a_tile, b_tile, c_tile, c_acc,
                   view.B, view.M, view.N, view.K, float(a_total), float(b_total),
                   float(op.output.tensor.nbytes), where[0], where[1], where[2],
                   eng.code, eng.rows, eng.cols, eng.units, eng.depth, 0, eng.rate, eng.latency,
                   cores, float(arch.cores.sram), dram_bw / clock, shared_bpc, noc_bpc, startup,
-                  core_bpc, out)
+                  core_bpc, float(arch.cores.accumulator or 0.0),
+                  float(arch.cores.sram_bandwidth or 0.0), out)
     valid = out[:, 8] == tk.OK
     if not valid.any():
         small = int(np.argmin(2 * (a_tile + b_tile) + 2 * c_acc))

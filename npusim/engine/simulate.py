@@ -35,6 +35,7 @@ from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
 from ..kernels import tiling as tk
 from .mapping import search
 from .result import OpRecord, RunResult, Span
+from .dram import dram_table
 from .roofline import _dram_bytes, _peak, op_bound
 
 
@@ -105,14 +106,14 @@ def _fusable(graph: Graph) -> dict[str, str]:
     return host
 
 
-def _dram_efficiency(arch) -> float:
-    """Fraction of peak DRAM bandwidth that long streams achieve (1.0 until a timing table
-    says otherwise)."""
-    try:
-        from .dram import streaming_efficiency
-    except ImportError:
-        return 1.0
-    return streaming_efficiency(arch)
+def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
+    """The DRAM access pattern of an op for the efficiency table: a gather of rows from a
+    table is random reads of one row each; everything else streams its tiles."""
+    if isinstance(op, Movement) and op.func.startswith("gather") and op.outputs:
+        out = op.outputs[0]
+        row = out.shape[-1] * out.dtype.bytes if out.shape else out.nbytes
+        return "random", float(max(row, 1.0)), dram_bytes
+    return "seq", None, dram_bytes
 
 
 def _contraction_cost(op: Contraction, arch, where, eff_bw: float) -> _Cost:
@@ -181,7 +182,7 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float) -> _Cost:
                  0.0, arch.cores.count, False)
 
 
-def _actions(op: Op, cost: _Cost, exec_dtype: str):
+def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float):
     from ..energy import Actions
     macs = {exec_dtype: float(op.macs)} if op.macs else {}
     writes = sum(t.nbytes for t in op.outputs)
@@ -191,7 +192,9 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str):
         sram_read_bytes=cost.sram_bytes * 0.5, sram_write_bytes=cost.sram_bytes * 0.5,
         shared_read_bytes=cost.shared_bytes, shared_write_bytes=0.0,
         dram_read_bytes=cost.dram_bytes - dram_w, dram_write_bytes=dram_w,
-        dram_activations=0.0, noc_bytes=cost.noc_bytes, link_bytes=getattr(op, "payload_bytes", 0.0))
+        # streamed tiles open each DRAM row once (a lower estimate for scattered reads)
+        dram_activations=cost.dram_bytes / row_bytes, noc_bytes=cost.noc_bytes,
+        link_bytes=getattr(op, "payload_bytes", 0.0))
 
 
 def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True) -> RunResult:
@@ -209,10 +212,12 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     warnings = list(graph.warnings)
     if table is None:
         warnings.append(f"no energy table for {arch.name}: energy and power not reported")
-    eff = _dram_efficiency(arch)
-    eff_bw = arch.dram.bandwidth * eff
+    dram = dram_table(arch)
+    warnings.extend(w for w in dram.warnings if w not in warnings)
     roof_bytes = _dram_bytes(graph, arch.sram_total)
     where = _placement(graph, arch)
+    # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
+    row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     host = _fusable(graph) if fuse else {}
     clock = arch.clock
 
@@ -221,6 +226,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     prev: _Cost | None = None
     for op in graph.ops():
         bound_rec = op_bound(op, arch, roof_bytes[op.name])
+        # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
+        # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
+        pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
+        eff_bw = arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
         if op.name in host:
             cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
                          {"fused_into": host[op.name]}, 0.0, 0, False)
@@ -238,7 +247,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         energy: dict[str, float] = {}
         throttled = 0.0
         if table is not None:
-            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype), table)
+            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes), table)
             dyn = sum(energy.values())
             static_w = table.static
             tdp = arch.power.tdp

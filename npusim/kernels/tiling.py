@@ -96,21 +96,64 @@ def _cdiv(a, b):
 
 
 @njit(cache=True)
+def _wave(order, Tb, Tm, Tn, Tk, cores, a_tile, b_tile):
+    """Shape ``(pm, pn)`` of the block of output tiles the cores work on at once.
+
+    Tiles are dealt along the inner of the M and N loops first. Operand tiles common to the
+    block are fetched once (multicast, or a hit in the shared SRAM), so the block acts as one
+    ``pm x pn`` super-tile for DRAM reuse. Of a block running the full inner extent and a
+    square-ish block (a rasterised launch), the one moving fewer operand bytes is taken.
+    """
+    inner_n = True  # the loop met last, walking outer to inner, of M and N is the inner one
+    for j in range(3):
+        if order[j] == 0:
+            inner_n = False
+        elif order[j] == 1:
+            inner_n = True
+    t_in = Tn if inner_n else Tm
+    t_out = Tm if inner_n else Tn
+    best_in, best_out, best_cost = 1, 1, -1.0
+    side = 1
+    while (side + 1) * (side + 1) <= cores:
+        side += 1
+    for pi_try in (min(t_in, cores), min(t_in, side)):
+        pi = max(pi_try, 1)
+        po = min(t_out, max(1, cores // pi))
+        if inner_n:
+            cost = a_tile * Tm * Tk * _cdiv(Tn, pi) + b_tile * Tn * Tk * _cdiv(Tm, po)
+        else:
+            cost = a_tile * Tm * Tk * _cdiv(Tn, po) + b_tile * Tn * Tk * _cdiv(Tm, pi)
+        if best_cost < 0.0 or cost < best_cost:
+            best_in, best_out, best_cost = pi, po, cost
+    if inner_n:
+        return best_out, best_in
+    return best_in, best_out
+
+
+@njit(cache=True)
 def score_one(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
               B, M, N, K, a_total, b_total, c_total, where_a, where_b, where_c,
               engine, rows, cols, units, depth, pipeline, rate, latency,
-              cores, sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, out):
+              cores, sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, acc_core,
+              sram_bpc, out):
     """Score one candidate; writes the :data:`OUT_NAMES` values into ``out`` (length 10).
 
     Tile footprints (``a_tile`` ... bytes, halos included) come from the caller; totals are
     the operands' tensor bytes. Bandwidths are bytes per core cycle for the whole chip;
     ``core_bpc`` is what one core's DMA can pull (0: no per-core limit), so a mapping that
-    keeps few cores busy cannot draw the whole DRAM bandwidth.
+    keeps few cores busy cannot draw the whole DRAM bandwidth. ``acc_core`` is the storage
+    for partial sums outside the SRAM (a GPU SM's register file, RNGD's time-reducer cells);
+    0 means the accumulators live in the SRAM beside the double-buffered operand tiles.
+    ``sram_bpc`` is one core's SRAM read bandwidth in bytes per cycle (0: unlimited): a step
+    cannot finish before its A and B tiles have been read out of the SRAM into the engine.
     """
     for i in range(N_OUT):
         out[i] = 0.0
-    need = 2.0 * (a_tile + b_tile) + 2.0 * c_acc_tile
-    if need > sram_core:
+    if acc_core > 0.0:
+        fits = 2.0 * (a_tile + b_tile) <= sram_core and c_acc_tile <= acc_core
+    else:
+        fits = 2.0 * (a_tile + b_tile) + 2.0 * c_acc_tile <= sram_core
+    if not fits:
         out[8] = NO_FIT
         return
     Tb = _cdiv(B, tb)
@@ -119,16 +162,20 @@ def score_one(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
     Tk = _cdiv(K, tk)
     order = ORDERS[order_id]
     # fraction of the tile grid holding real data (edge tiles are partly empty)
-    fill_a = (B * M * K) / (Tb * tb * Tm * tm * Tk * tk)
-    fill_b = (B * N * K) / (Tb * tb * Tn * tn * Tk * tk)
     fill_c = (B * M * N) / (Tb * tb * Tm * tm * Tn * tn)
 
-    a_loads = _loads(order, _DEPS[0], Tb, Tm, Tn, Tk)
-    b_loads = _loads(order, _DEPS[1], Tb, Tm, Tn, Tk)
+    pm, pn = _wave(order, Tb, Tm, Tn, Tk, cores, a_tile, b_tile)
+    Tms = _cdiv(Tm, pm)
+    Tns = _cdiv(Tn, pn)
+    a_loads = _loads(order, _DEPS[0], Tb, Tms, Tns, Tk)
+    b_loads = _loads(order, _DEPS[1], Tb, Tms, Tns, Tk)
     c_visits = _loads(order, _DEPS[2], Tb, Tm, Tn, Tk)
     c_tiles = _distinct(_DEPS[2], Tb, Tm, Tn, Tk)
-    a_bytes = max(a_loads * a_tile * fill_a, a_total)
-    b_bytes = max(b_loads * b_tile * fill_b, b_total)
+    # fraction of the super-tile grid holding real data (edge blocks are partly empty)
+    fill_a = (B * M * K) / (Tb * tb * Tms * pm * tm * Tk * tk)
+    fill_b = (B * N * K) / (Tb * tb * Tns * pn * tn * Tk * tk)
+    a_bytes = max(a_loads * a_tile * pm * fill_a, a_total)
+    b_bytes = max(b_loads * b_tile * pn * fill_b, b_total)
     partial = (c_visits - c_tiles) * c_acc_tile * fill_c * 2.0  # read back + rewrite
     c_bytes = c_total + partial
 
@@ -154,11 +201,15 @@ def score_one(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
         um, un = tb * tm, _cdiv(tn, units)
     else:
         um, un = _cdiv(tb * tm, units), tn
-    if engine == THROUGHPUT:
-        step = _cdiv(um * un * tk, rate) + latency
+    tile_fill = 0
+    if engine == THROUGHPUT:  # ``rate`` is the whole core's: each unit does rate / units
+        step = _cdiv(um * un * tk * units, rate)
+        tile_fill = latency   # once per output tile: MMAs of one tile pipeline back to back
     else:
         step = gemm_cycles(engine, rows, cols, um, un, tk, depth, pipeline, 1)
-    compute = steps * step
+    if sram_bpc > 0.0:
+        step = max(step, _cdiv(int(math.ceil(a_tile + b_tile)), int(math.ceil(sram_bpc))))
+    compute = steps * step + per_core * tile_fill
 
     # pipeline: the first core's A and B tiles arrive before its first compute (the other
     # cores' first tiles stream behind them), the last C tile leaves after; in between each
@@ -177,7 +228,7 @@ def score_one(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
         traffic = max(traffic, shared / shared_bpc)
     load_step = traffic / chip_steps
     steady = max(float(step), load_step, (dma_startup + load_step) / 2.0)
-    cycles = prologue + max(chip_steps * steady, traffic) + epilogue
+    cycles = prologue + max(chip_steps * steady + per_core * tile_fill, traffic) + epilogue
 
     sram = steps * (a_tile + b_tile) * active + (a_bytes + b_bytes + c_bytes)
 
@@ -197,14 +248,16 @@ def score_one(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
 def score_many(tb, tm, tn, tk, order_id, a_tile, b_tile, c_tile, c_acc_tile,
                B, M, N, K, a_total, b_total, c_total, where_a, where_b, where_c,
                engine, rows, cols, units, depth, pipeline, rate, latency,
-               cores, sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, out):
+               cores, sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, acc_core,
+               sram_bpc, out):
     """:func:`score_one` over arrays of candidates (``tb`` ... ``c_acc_tile``, one entry
     each); ``out`` is a preallocated ``(n, 10)`` float64 array. Returns ``out``."""
     for i in range(tb.shape[0]):
         score_one(tb[i], tm[i], tn[i], tk[i], order_id[i], a_tile[i], b_tile[i], c_tile[i],
                   c_acc_tile[i], B, M, N, K, a_total, b_total, c_total, where_a, where_b,
                   where_c, engine, rows, cols, units, depth, pipeline, rate, latency, cores,
-                  sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, out[i])
+                  sram_core, dram_bpc, shared_bpc, noc_bpc, dma_startup, core_bpc, acc_core,
+                  sram_bpc, out[i])
     return out
 
 
@@ -214,13 +267,21 @@ def score_ref(tb: int, tm: int, tn: int, tk: int, order_id: int, a_tile: float, 
               where_c: int, engine: int, rows: int, cols: int, units: int, depth: int,
               pipeline: int, rate: int, latency: int, cores: int, sram_core: float,
               dram_bpc: float, shared_bpc: float, noc_bpc: float,
-              dma_startup: float, core_bpc: float) -> list[float]:
+              dma_startup: float, core_bpc: float, acc_core: float,
+              sram_bpc: float) -> list[float]:
     """The twin of :func:`score_one`: walk the tile loops one iteration at a time."""
-    if 2 * (a_tile + b_tile) + 2 * c_acc_tile > sram_core:
+    if acc_core > 0:
+        fits = 2 * (a_tile + b_tile) <= sram_core and c_acc_tile <= acc_core
+    else:
+        fits = 2 * (a_tile + b_tile) + 2 * c_acc_tile <= sram_core
+    if not fits:
         return [0.0] * 8 + [float(NO_FIT), 0.0]
-    trips = [math.ceil(M / tm), math.ceil(N / tn), math.ceil(K / tk)]
+    Tm, Tn, Tk = math.ceil(M / tm), math.ceil(N / tn), math.ceil(K / tk)
     Tb = math.ceil(B / tb)
     order = [int(x) for x in ORDERS[order_id]]
+    pm, pn = _wave_ref(order, Tm, Tn, Tk, cores, a_tile, b_tile)
+    # operand reuse is walked over the block of tiles the cores run at once (super-tiles)
+    trips = [math.ceil(Tm / pm), math.ceil(Tn / pn), Tk]
     deps = {"a": (1, 0, 1), "b": (0, 1, 1), "c": (1, 1, 0)}
     loads = {"a": 0, "b": 0, "c": 0}
     resident = {"a": None, "b": None, "c": None}
@@ -235,14 +296,26 @@ def score_ref(tb: int, tm: int, tn: int, tk: int, order_id: int, a_tile: float, 
                         if resident[x] != key:
                             loads[x] += 1
                             resident[x] = key
-    c_tiles = Tb * trips[0] * trips[1]
+    # the output tiles are each core's own: walk them at tile granularity
+    c_loads = 0
+    resident_c = None
+    for b in range(Tb):
+        for i0 in range((Tm, Tn, Tk)[order[0]]):
+            for i1 in range((Tm, Tn, Tk)[order[1]]):
+                for i2 in range((Tm, Tn, Tk)[order[2]]):
+                    idx = [0, 0, 0]
+                    idx[order[0]], idx[order[1]], idx[order[2]] = i0, i1, i2
+                    if resident_c != (b, idx[0], idx[1]):
+                        c_loads += 1
+                        resident_c = (b, idx[0], idx[1])
+    c_tiles = Tb * Tm * Tn
     grid = Tb * tb
-    fill_a = B * M * K / (grid * trips[0] * tm * trips[2] * tk)
-    fill_b = B * N * K / (grid * trips[1] * tn * trips[2] * tk)
-    fill_c = B * M * N / (grid * trips[0] * tm * trips[1] * tn)
-    moved = {"a": max(loads["a"] * a_tile * fill_a, a_total),
-             "b": max(loads["b"] * b_tile * fill_b, b_total),
-             "c": c_total + (loads["c"] - c_tiles) * c_acc_tile * fill_c * 2}
+    fill_a = B * M * K / (grid * trips[0] * pm * tm * Tk * tk)
+    fill_b = B * N * K / (grid * trips[1] * pn * tn * Tk * tk)
+    fill_c = B * M * N / (grid * Tm * tm * Tn * tn)
+    moved = {"a": max(loads["a"] * a_tile * pm * fill_a, a_total),
+             "b": max(loads["b"] * b_tile * pn * fill_b, b_total),
+             "c": c_total + (c_loads - c_tiles) * c_acc_tile * fill_c * 2}
     totals = {"a": a_total, "b": b_total, "c": c_total}
     where = {"a": where_a, "b": where_b, "c": where_c}
     dram = shared = noc = 0.0
@@ -255,12 +328,17 @@ def score_ref(tb: int, tm: int, tn: int, tk: int, order_id: int, a_tile: float, 
         else:
             noc += moved[x]
     out_tiles = c_tiles
-    steps = math.ceil(out_tiles / cores) * trips[2]
+    per_core = math.ceil(out_tiles / cores)
+    steps = per_core * Tk
     um, un = (tb * tm, math.ceil(tn / units)) if tn >= units else (math.ceil(tb * tm / units), tn)
+    tile_fill = 0
     if engine == THROUGHPUT:
-        step = math.ceil(um * un * tk / rate) + latency
+        step = math.ceil(um * un * tk * units / rate)
+        tile_fill = latency
     else:
         step = gemm_cycles_ref(engine, rows, cols, um, un, tk, depth, pipeline, 1)
+    if sram_bpc > 0:
+        step = max(step, math.ceil(math.ceil(a_tile + b_tile) / math.ceil(sram_bpc)))
     active = min(cores, out_tiles)
     if core_bpc > 0:
         dram_bpc = min(dram_bpc, active * core_bpc)
@@ -271,8 +349,23 @@ def score_ref(tb: int, tm: int, tn: int, tk: int, order_id: int, a_tile: float, 
     traffic = max(dram / dram_bpc, noc / noc_bpc, shared / shared_bpc if shared_bpc > 0 else 0)
     load_step = traffic / steps
     steady = max(step, load_step, (dma_startup + load_step) / 2)
-    cycles = prologue + max(steps * steady, traffic) + epilogue
+    cycles = prologue + max(steps * steady + per_core * tile_fill, traffic) + epilogue
     sram = steps * (a_tile + b_tile) * active + moved["a"] + moved["b"] + moved["c"]
-    util = B * M * N * K / (out_tiles * trips[2] * tb * tm * tn * tk)
-    return [cycles, float(steps * step), dram, shared, noc, sram, float(steps), util, float(OK),
-            prologue]
+    util = B * M * N * K / (out_tiles * Tk * tb * tm * tn * tk)
+    return [cycles, float(steps * step + per_core * tile_fill), dram, shared, noc, sram,
+            float(steps), util, float(OK), prologue]
+
+
+def _wave_ref(order, Tm, Tn, Tk, cores, a_tile, b_tile):
+    """Twin of ``_wave``: try both block shapes, keep the one moving fewer operand bytes."""
+    inner_n = [d for d in order if d in (0, 1)][-1] == 1
+    t_in, t_out = (Tn, Tm) if inner_n else (Tm, Tn)
+    side = math.isqrt(cores)
+    best = None
+    for pi in (max(min(t_in, cores), 1), max(min(t_in, side), 1)):
+        po = min(t_out, max(1, cores // pi))
+        pm, pn = (po, pi) if inner_n else (pi, po)
+        cost = a_tile * Tm * Tk * math.ceil(Tn / pn) + b_tile * Tn * Tk * math.ceil(Tm / pm)
+        if best is None or cost < best[0]:
+            best = (cost, pm, pn)
+    return best[1], best[2]

@@ -1,0 +1,307 @@
+"""DRAM timing presets (``archs/dram/<type>.yaml``): loaded, validated, frozen.
+
+A preset describes one channel of one DRAM type: its interface (command clock, per-pin rate,
+bus width, burst length), its geometry (bank groups, banks, row size, channel interleave unit)
+and its timing parameters. A timing is written either as a time (``14 ns``), a property of the
+DRAM array that does not change with the interface speed, or in command-clock cycles
+(``4 nCK``), an interface timing that scales with the clock when an arch runs the channel
+faster or slower than the preset (see :meth:`DramTiming.timings_at`).
+
+The arch's ``dram.type`` picks the preset; the arch's channel count and bandwidth scale it
+(:mod:`npusim.engine.dram`). Validation reuses the arch schema's machinery, so every problem
+is one :class:`~npusim.errors.ArchError` naming the file, the field and the fix.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchError
+from .loader import parse_yaml
+from .model import FrozenMap
+from .schema import F, S, _line, _read_section, did_you_mean
+from .units import UnitProblem, parse_quantity
+
+TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD_S", "tRRD_L",
+           "tFAW", "tRTP", "tWR", "tWTR_S", "tWTR_L", "tRTW", "tREFI", "tRFC")
+"""Timing fields every preset gives (tBURST is derived: burst length / pin rate)."""
+
+# The timing section and the sources are read here; the rest through the arch schema.
+_SCHEMA = S({
+    "name": F("identifier"),
+    "description": F("text"),
+    "clock": F("frequency"),
+    "pin_rate": F("bandwidth"),
+    "geometry": S({
+        "bus_width": F("count"),
+        "burst_length": F("count"),
+        "burst": F("size", nullable=True),
+        "bank_groups": F("count"),
+        "banks_per_group": F("count"),
+        "row_size": F("size"),
+        "interleave": F("size"),
+    }),
+    "controller": S({"queue_depth": F("count")}),
+})
+_OWN = ("sources", "timing")
+_NCK = re.compile(r"^\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*nCK\s*$")
+
+
+@dataclass(frozen=True)
+class DramTiming:
+    """One DRAM type's per-channel preset, every quantity in SI units.
+
+    Attributes
+    ----------
+    name, description : str
+    clock : float
+        Command clock (Hz) that ``nCK`` timings count.
+    pin_rate : float
+        Data rate per pin, bits per second.
+    bus_width, burst_length : int
+        Data pins per channel and beats per burst.
+    burst : float
+        Payload bytes per burst (LPDDR6 carries metadata besides).
+    bank_groups, banks_per_group : int
+    row_size, interleave : float
+        Bytes per row of one bank; bytes sent to one channel before the next takes over.
+    queue_depth : int
+        Requests per channel queue in the controller.
+    time_s : FrozenMap
+        Timings given as times, seconds.
+    cycles : FrozenMap
+        Timings given in nCK of :attr:`clock`.
+    sources : FrozenMap
+        Source ID -> reference, as the file gives them.
+    source : str
+        The file it came from.
+    """
+
+    name: str
+    description: str
+    clock: float
+    pin_rate: float
+    bus_width: int
+    burst_length: int
+    burst: float
+    bank_groups: int
+    banks_per_group: int
+    row_size: float
+    interleave: float
+    queue_depth: int
+    time_s: FrozenMap
+    cycles: FrozenMap
+    sources: FrozenMap
+    source: str = ""
+
+    @property
+    def t_burst(self) -> float:
+        """Seconds one burst occupies the data bus at the preset's pin rate."""
+        return self.burst_length / self.pin_rate
+
+    @property
+    def channel_bandwidth(self) -> float:
+        """Peak payload bytes per second of one channel at the preset's pin rate."""
+        return self.burst / self.t_burst
+
+    def timings_at(self, scale: float = 1.0) -> dict[str, float]:
+        """Every timing in seconds, with nCK timings (and tBURST) multiplied by ``scale``.
+
+        ``scale`` is the preset's channel bandwidth over the arch's: a channel run twice as
+        fast halves its interface timings and leaves the array's (ns) timings alone.
+
+        >>> t = load_dram_timing("hbm3").timings_at(0.5)
+        >>> round(t["tCCD_L"] * 1e9, 4), round(t["tRCD"] * 1e9, 4)
+        (1.3333, 14.0)
+        """
+        out = {"tBURST": self.t_burst * scale}
+        for name in TIMINGS:
+            if name in self.time_s:
+                out[name] = self.time_s[name]
+            else:
+                out[name] = self.cycles[name] / self.clock * scale
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able content (for cache keys and written results)."""
+        return {
+            "name": self.name, "clock": self.clock, "pin_rate": self.pin_rate,
+            "bus_width": self.bus_width, "burst_length": self.burst_length,
+            "burst": self.burst, "bank_groups": self.bank_groups,
+            "banks_per_group": self.banks_per_group, "row_size": self.row_size,
+            "interleave": self.interleave, "queue_depth": self.queue_depth,
+            "time_s": dict(self.time_s), "cycles": dict(self.cycles),
+        }
+
+
+def _presets_dir():
+    """``archs/dram`` of the installed package, or of a source checkout."""
+    try:
+        return importlib.resources.files("npusim.archs").joinpath("dram")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "archs" / "dram"
+
+
+def dram_presets() -> list[str]:
+    """Names of the shipped DRAM timing presets, sorted.
+
+    >>> "hbm3" in dram_presets()
+    True
+    """
+    folder = _presets_dir()
+    return sorted(e.name[:-5] for e in folder.iterdir()
+                  if e.is_file() and e.name.endswith(".yaml"))
+
+
+def has_preset(dram_type: str) -> bool:
+    """Whether a shipped preset exists for ``dram_type`` (an arch's ``dram.type``)."""
+    return dram_type in dram_presets()
+
+
+def load_dram_timing(name_or_path: str | Path) -> DramTiming:
+    """Load a DRAM timing preset by type name (``"hbm3"``) or from a YAML file.
+
+    Raises
+    ------
+    ArchError
+        For an unknown name, unreadable or malformed file, unknown, duplicate or missing
+        fields, wrong units or impossible values; the message names the file and field.
+
+    Examples
+    --------
+    >>> t = load_dram_timing("hbm3")
+    >>> t.burst, round(t.channel_bandwidth / 1e9, 3)
+    (64.0, 48.0)
+    """
+    text, label = _read_text(name_or_path)
+    return _cached(text, label)
+
+
+def _read_text(name_or_path: str | Path) -> tuple[str, str]:
+    s = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
+        path = Path(name_or_path).expanduser()
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArchError(f"{path}: cannot read the DRAM timing file ({exc}); give an "
+                            f"existing UTF-8 .yaml file") from None
+    names = dram_presets()
+    if s not in names:
+        raise ArchError(f"DRAM type {s!r} has no timing preset{did_you_mean(s, names)}; "
+                        f"presets: {', '.join(names)}; or give the path of a preset .yaml")
+    entry = _presets_dir().joinpath(f"{s}.yaml")
+    return entry.read_text(encoding="utf-8"), f"dram/{s}.yaml"
+
+
+@lru_cache(maxsize=64)
+def _cached(text: str, label: str) -> DramTiming:
+    return build_dram_timing(parse_yaml(text, label), label)
+
+
+def _parse_timing(value: Any, clock: float) -> tuple[str, float]:
+    """``('s', seconds)`` for a time, ``('nck', cycles)`` for ``'<n> nCK'``."""
+    if isinstance(value, str):
+        m = _NCK.match(value)
+        if m:
+            cycles = float(m.group("num"))
+            if not cycles >= 0:
+                raise UnitProblem(f"{value!r} must not be negative")
+            return "nck", cycles
+    seconds = parse_quantity(value, "time")
+    if seconds < 0:
+        raise UnitProblem(f"{value!r} must not be negative")
+    return "s", seconds
+
+
+def build_dram_timing(tree: Any, label: str) -> DramTiming:
+    """Validate a raw preset tree (as the YAML loader returned it) into a :class:`DramTiming`.
+
+    Raises
+    ------
+    ArchError
+        Naming ``label`` and the dotted field at fault, with the fix.
+    """
+    if not isinstance(tree, Mapping):
+        raise ArchError(f"{label}: a DRAM timing preset must be a mapping of fields (name, "
+                        f"description, sources, clock, pin_rate, geometry, timing, "
+                        f"controller); start from archs/dram/hbm3.yaml")
+    rest = {k: v for k, v in tree.items() if k not in _OWN}
+    if hasattr(tree, "lines"):
+        rest = type(tree)(rest)
+        rest.lines = tree.lines
+    for key in _OWN:
+        if key not in tree:
+            raise ArchError(f"{label}: {key}: missing required field at the top level; add it")
+    try:
+        v = _read_section(rest, _SCHEMA, "", label)
+    except ArchError as exc:
+        if "unknown field" in str(exc):
+            raise ArchError(str(exc).replace("valid fields in the top level: ",
+                                             f"valid fields in the top level: "
+                                             f"{', '.join(_OWN)}, ")) from None
+        raise
+    sources = tree["sources"]
+    if not isinstance(sources, Mapping) or not sources or not all(
+            isinstance(k, str) and isinstance(s, str) and s.strip() for k, s in sources.items()):
+        raise ArchError(f"{label}: sources{_line(tree, 'sources')}: must be a non-empty mapping "
+                        f"of source ID to reference (URL or paper), e.g. {{S1: https://...}}")
+    timing = tree["timing"]
+    if not isinstance(timing, Mapping):
+        raise ArchError(f"{label}: timing: expected a mapping of {', '.join(TIMINGS)}")
+    for key in timing:
+        if key not in TIMINGS:
+            raise ArchError(f"{label}: timing.{key}{_line(timing, key)}: unknown timing"
+                            f"{did_you_mean(key, list(TIMINGS))}; valid: {', '.join(TIMINGS)}")
+    time_s: dict[str, float] = {}
+    cycles: dict[str, float] = {}
+    for key in TIMINGS:
+        if key not in timing:
+            raise ArchError(f"{label}: timing.{key}: missing; give it as a time ('14 ns') or "
+                            f"in command-clock cycles ('4 nCK')")
+        try:
+            kind, x = _parse_timing(timing[key], v["clock"])
+        except UnitProblem as exc:
+            raise ArchError(f"{label}: timing.{key}{_line(timing, key)}: {exc} "
+                            f"(or cycles of the clock, e.g. '4 nCK')") from None
+        (time_s if kind == "s" else cycles)[key] = x
+    g = v["geometry"]
+    burst = g["burst"] if g["burst"] is not None else g["bus_width"] * g["burst_length"] / 8.0
+    preset = DramTiming(
+        name=v["name"], description=v["description"], clock=v["clock"],
+        pin_rate=v["pin_rate"] * 8.0, bus_width=g["bus_width"],
+        burst_length=g["burst_length"], burst=float(burst), bank_groups=g["bank_groups"],
+        banks_per_group=g["banks_per_group"], row_size=g["row_size"],
+        interleave=g["interleave"], queue_depth=v["controller"]["queue_depth"],
+        time_s=FrozenMap(time_s), cycles=FrozenMap(cycles),
+        sources=FrozenMap({str(k): str(s) for k, s in sources.items()}), source=label)
+    _cross_check(preset, label)
+    return preset
+
+
+def _cross_check(p: DramTiming, label: str) -> None:
+    if p.burst > p.bus_width * p.burst_length / 8.0:
+        raise ArchError(f"{label}: geometry.burst: {p.burst:g} B is more than bus_width x "
+                        f"burst_length = {p.bus_width * p.burst_length / 8:g} B; fix one")
+    if p.row_size < p.burst or p.row_size % p.burst:
+        raise ArchError(f"{label}: geometry.row_size: {p.row_size:g} B must be a whole number "
+                        f"of bursts ({p.burst:g} B); fix row_size or the burst")
+    if p.interleave < p.burst or p.interleave % p.burst:
+        raise ArchError(f"{label}: geometry.interleave: {p.interleave:g} B must be a whole "
+                        f"number of bursts ({p.burst:g} B)")
+    t = p.timings_at(1.0)
+    if t["tREFI"] <= t["tRFC"]:
+        raise ArchError(f"{label}: timing.tREFI ({t['tREFI']:g} s) must exceed timing.tRFC "
+                        f"({t['tRFC']:g} s), or the channel would only refresh")
+    if t["tRC"] < t["tRAS"]:
+        raise ArchError(f"{label}: timing.tRC ({t['tRC']:g} s) is below timing.tRAS "
+                        f"({t['tRAS']:g} s); tRC is at least tRAS + tRP")
+
+
+__all__ = ["DramTiming", "TIMINGS", "build_dram_timing", "dram_presets", "has_preset",
+           "load_dram_timing"]
