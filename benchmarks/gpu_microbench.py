@@ -1,0 +1,64 @@
+"""GPU reference archs against measured microbenchmarks: prints, asserts nothing.
+
+    python benchmarks/gpu_microbench.py [--reference PATH]
+
+Rows: the cuBLASLt GEMM and STREAM-like HBM rows (N1-N4, N8, N9) of the project's public
+measurement table (shared/reference/measured-public.csv, Azure AI-benchmarking-guide). The
+GEMMs are simulated as one contraction with both operands activations in DRAM (the benchmark
+multiplies two random matrices); the bandwidth rows as the DRAM efficiency table's long
+sequential read (64 MiB x the copy's read+write streams), as a STREAM Triad/Copy sees it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import npusim
+from npusim.engine.dram import dram_table
+from npusim.engine.simulate import simulate_graph
+from npusim.ir import Contraction, Graph, Role, dtype
+
+ARCH = {"H100 80GB HBM3 (ND H100 v5)": "h100", "A100-SXM4-80GB (ND A100 v4)": "a100"}
+DEFAULT_REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured-public.csv"
+
+
+def gemm(n: int, dt: str) -> Graph:
+    g = Graph(f"gemm {n}^3 {dt}")
+    g.inputs += ["a", "b"]
+    g.outputs.append("c")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": n, "k": n, "n": n}, ["a", "b"], "c", dtype(dt),
+                             name="gemm", roles=[Role.ACTIVATION, Role.ACTIVATION]))
+    return g
+
+
+def rows(path: Path):
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["hardware"] in ARCH and r["metric"] in ("GEMM throughput", "memory bandwidth"):
+                yield r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", type=Path, default=DEFAULT_REF)
+    args = ap.parse_args()
+    print(f"{'row':4} {'arch':5} {'case':28} {'measured':>12} {'npusim':>12} {'error':>8}")
+    for r in rows(args.reference):
+        arch = npusim.load_arch(ARCH[r["hardware"]])
+        if r["metric"] == "GEMM throughput":
+            n = int(r["model"].split("=")[-1])
+            dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
+            res = simulate_graph(gemm(n, dt), arch)
+            pred = 2 * n ** 3 / res.latency_s / 1e12
+            case, unit = f"GEMM {n}^3 {r['precision']}", "TFLOPS"
+        else:
+            pred = arch.dram.bandwidth * dram_table(arch).efficiency("seq", None, 64 * 2 ** 20) / 1e12
+            case, unit = "HBM stream (long sequential)", "TB/s"
+        meas = float(r["value"])
+        print(f"{r['id']:4} {arch.name:5} {case:28} {meas:9.1f} {unit:>2} {pred:9.1f} {unit:>2}"
+              f" {100 * (pred / meas - 1):+7.1f}%")
+
+
+if __name__ == "__main__":
+    main()
