@@ -182,18 +182,21 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float) -> _Cost:
                  0.0, arch.cores.count, False)
 
 
-def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float):
+def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bool):
     from ..energy import Actions
     macs = {exec_dtype: float(op.macs)} if op.macs else {}
     writes = sum(t.nbytes for t in op.outputs)
     dram_w = min(cost.dram_bytes, writes) if cost.dram_bytes else 0.0
+    # on a chip without a network (one core), data "on chip" is read from the core's SRAM
+    sram = cost.sram_bytes + (0.0 if has_noc else cost.noc_bytes)
     return Actions(
         macs=macs, vector_ops=float(op.vector_ops),
-        sram_read_bytes=cost.sram_bytes * 0.5, sram_write_bytes=cost.sram_bytes * 0.5,
+        sram_read_bytes=sram * 0.5, sram_write_bytes=sram * 0.5,
         shared_read_bytes=cost.shared_bytes, shared_write_bytes=0.0,
         dram_read_bytes=cost.dram_bytes - dram_w, dram_write_bytes=dram_w,
         # streamed tiles open each DRAM row once (a lower estimate for scattered reads)
-        dram_activations=cost.dram_bytes / row_bytes, noc_bytes=cost.noc_bytes,
+        dram_activations=cost.dram_bytes / row_bytes,
+        noc_bytes=cost.noc_bytes if has_noc else 0.0,
         link_bytes=getattr(op, "payload_bytes", 0.0))
 
 
@@ -247,7 +250,8 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         energy: dict[str, float] = {}
         throttled = 0.0
         if table is not None:
-            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes), table)
+            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes,
+                                        table.noc is not None), table)
             dyn = sum(energy.values())
             static_w = table.static
             tdp = arch.power.tdp
