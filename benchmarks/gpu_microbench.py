@@ -1,6 +1,7 @@
 """GPU reference archs against measured microbenchmarks: prints, asserts nothing.
 
     python benchmarks/gpu_microbench.py [--reference PATH]
+    python benchmarks/gpu_microbench.py --fit N1,N8   # fit engine efficiency on these rows only
 
 Rows: the cuBLASLt GEMM and STREAM-like HBM rows (N1-N4, N8, N9) of the project's public
 measurement table (shared/reference/measured-public.csv, Azure AI-benchmarking-guide). The
@@ -39,10 +40,39 @@ def rows(path: Path):
                 yield r
 
 
+def predict_gemm(r, overrides=None) -> float:
+    arch = npusim.load_arch(ARCH[r["hardware"]], overrides)
+    n = int(r["model"].split("=")[-1])
+    dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
+    return 2 * n ** 3 / simulate_graph(gemm(n, dt), arch).latency_s / 1e12, dt
+
+
+def fit(rows_, ids) -> None:
+    """Bisect the engine efficiency of each named GEMM row's (arch, dtype) until the simulated
+    throughput equals the measured one; print the YAML line with its provenance."""
+    for r in rows_:
+        if r["id"] not in ids or r["metric"] != "GEMM throughput":
+            continue
+        meas = float(r["value"])
+        lo, hi = 0.01, 1.0
+        _, dt = predict_gemm(r)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            pred, _ = predict_gemm(r, {f"cores.engine.efficiency.{dt}": repr(mid)})
+            lo, hi = (mid, hi) if pred < meas else (lo, mid)
+        print(f"{ARCH[r['hardware']]}: cores.engine.efficiency.{dt}: {lo:.4f}  # fitted on "
+              f"measured-public.csv row {r['id']} ({r['model']}, {r['precision']}, {meas} "
+              f"{r['unit']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=Path, default=DEFAULT_REF)
+    ap.add_argument("--fit", metavar="IDS", help="comma-separated row ids to fit efficiency on")
     args = ap.parse_args()
+    if args.fit:
+        fit(list(rows(args.reference)), set(args.fit.split(",")))
+        return
     print(f"{'row':4} {'arch':5} {'case':28} {'measured':>12} {'npusim':>12} {'error':>8}")
     for r in rows(args.reference):
         arch = npusim.load_arch(ARCH[r["hardware"]])
@@ -56,7 +86,7 @@ def main() -> None:
             pred = arch.dram.bandwidth * dram_table(arch).efficiency("seq", None, 64 * 2 ** 20) / 1e12
             case, unit = "HBM stream (long sequential)", "TB/s"
         meas = float(r["value"])
-        print(f"{r['id']:4} {arch.name:5} {case:28} {meas:9.1f} {unit:>2} {pred:9.1f} {unit:>2}"
+        print(f"{r['id']:4} {arch.name:5} {case:28} {meas:9.2f} {unit:>6} {pred:9.2f} {unit:>6}"
               f" {100 * (pred / meas - 1):+7.1f}%")
 
 

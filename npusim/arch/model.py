@@ -59,7 +59,8 @@ class Engine:
     ``units`` identical engine units per core (RNGD: 64 slices per PE; a GPU SM: 4 tensor
     cores); ``rows`` x ``cols`` is the spatial shape of one unit in 16-bit MAC positions
     (``None`` when unpublished); ``macs_per_cycle`` maps a dtype name to MACs per cycle for
-    the whole core.
+    the whole core; ``efficiency`` the sustained fraction of that rate per dtype (measured or
+    fitted on named rows, see the arch file), 1 where absent.
     """
 
     kind: str
@@ -68,6 +69,11 @@ class Engine:
     cols: int | None
     dataflow: str | None
     macs_per_cycle: FrozenMap
+    efficiency: FrozenMap = field(default_factory=FrozenMap)
+
+    def sustained(self, dtype_name: str) -> float:
+        """Fraction of the peak MAC rate sustained for ``dtype_name`` (1 when not given)."""
+        return float(self.efficiency.get(dtype_name, 1.0))
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ SCHEMA = S({
             "cols": F("count", nullable=True),
             "dataflow": F("choice", nullable=True, choices=DATAFLOWS),
             "macs_per_cycle": F("dtype_rates"),
+            # sustained fraction of the MAC rate the best kernels reach (clock under the power
+            # limit, issue overheads), measured or fitted with provenance; absent means 1. It
+            # applies to throughput-modelled engines (tensor cores, CGRAs): systolic and slice
+            # engines are timed cycle by cycle
+            "efficiency": F("dtype_rates", required=False),
         }),
         "vector": S({"ops_per_cycle": F("number")}),
         "sram": F("size", minimum="nonnegative"),
@@ -282,7 +287,7 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
     c, e = v["cores"], v["cores"]["engine"]
     arch = Arch(
         name=v["name"], description=v["description"], clock=v["clock"],
-        cores=Cores(count=c["count"], engine=Engine(**e), vector=Vector(**c["vector"]),
+        cores=Cores(count=c["count"], engine=Engine(**{**e, "efficiency": e["efficiency"] or FrozenMap()}), vector=Vector(**c["vector"]),
                     sram=c["sram"], sram_bandwidth=c["sram_bandwidth"],
                     accumulator=c["accumulator"]),
         shared_sram=v["shared_sram"], dram=Dram(**v["dram"]), noc=Noc(**v["noc"]),
@@ -317,6 +322,13 @@ def _cross_check(arch: Arch, label: str) -> None:
                 f"{label}: cores.engine.macs_per_cycle: the 16-bit rate {sixteen:g} disagrees "
                 f"with units x rows x cols = {eng.units} x {eng.rows} x {eng.cols} = "
                 f"{expect}; change the shape and the MAC rates together")
+    for name, frac in eng.efficiency.items():
+        if not 0.0 < frac <= 1.0:
+            raise ArchError(f"{label}: cores.engine.efficiency.{name}: {frac:g} is not a "
+                            f"fraction in (0, 1]; it scales the peak MAC rate")
+        if name not in rates:
+            raise ArchError(f"{label}: cores.engine.efficiency.{name}: {name} has no MAC rate "
+                            f"in cores.engine.macs_per_cycle; an efficiency needs one")
     p = arch.power
     if p.tdp is not None and p.idle is not None and p.idle > p.tdp:
         raise ArchError(f"{label}: power.idle: {p.idle:g} W exceeds power.tdp {p.tdp:g} W; "

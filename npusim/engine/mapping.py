@@ -111,7 +111,9 @@ def engine_params(arch, exec_dtype) -> EngineParams:
             bits = int(round(exec_dtype.element_bits))
             cols, depth = ek.slice_packet(bits if bits in (4, 8, 16) else 16)
         return EngineParams(code, rows, cols, int(eng.units), depth, rate, 0)
-    return EngineParams(tk.THROUGHPUT, 1, 1, int(eng.units), 0, rate, THROUGHPUT_LATENCY)
+    # a throughput engine runs at its sustained rate (clock under the power limit, issue gaps)
+    sustained = max(1, int(round(rate * eng.sustained(exec_dtype.name))))
+    return EngineParams(tk.THROUGHPUT, 1, 1, int(eng.units), 0, sustained, THROUGHPUT_LATENCY)
 
 
 def _tile_options(extent: int, quantum: int, limit: int = 9, finer: bool = True) -> np.ndarray:
