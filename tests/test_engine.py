@@ -103,7 +103,7 @@ def matmul(m, k, n, dt=BF16):
 ARCHS = ["rngd", "h100", "a100", "atom", "edu", "systolic-128"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arch=st.sampled_from(ARCHS), m=st.integers(1, 4096), k=st.integers(1, 4096),
        n=st.integers(1, 4096), scale=st.sampled_from([1.5, 2.0, 4.0]),
        field=st.sampled_from(["dram.bandwidth", "cores.sram", "cores.count"]))

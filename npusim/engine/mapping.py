@@ -197,11 +197,54 @@ def candidates(view: GemmView, eng: EngineParams) -> dict[str, np.ndarray]:
     return {k: g.ravel() for k, g in zip(("tb", "tm", "tn", "tk", "order"), grids)}
 
 
+@dataclass(frozen=True)
+class PowerLimit:
+    """What the search needs to keep a mapping inside the chip's power limit.
+
+    Dynamic energy of a candidate = ``fixed_j`` (its MACs and vector work) + per-byte energies
+    times the bytes the tiling kernel counts at each level; it may draw at most ``budget_w``
+    (TDP less static power), so it lasts at least ``energy / budget_w`` (the clock a
+    power-capped chip settles at). ``dram_write_bytes`` caps the bytes priced as DRAM writes
+    (the op's outputs). ``noc_as_sram`` prices on-chip traffic as SRAM reads on a chip with no
+    network.
+    """
+
+    fixed_j: float
+    dram_read_j: float     # per byte, activations included
+    dram_write_j: float
+    dram_write_bytes: float
+    sram_j: float          # per byte (read and write averaged)
+    shared_j: float
+    noc_j: float
+    noc_as_sram: bool
+    budget_w: float
+
+    def energy(self, dram, shared, noc, sram):
+        """Dynamic joules of candidates given their bytes per level (numpy arrays)."""
+        w = np.minimum(dram, self.dram_write_bytes)
+        sram_all = sram + (noc if self.noc_as_sram else 0.0)
+        noc_e = 0.0 if self.noc_as_sram else noc * self.noc_j
+        return (self.fixed_j + (dram - w) * self.dram_read_j + w * self.dram_write_j
+                + sram_all * self.sram_j + shared * self.shared_j + noc_e)
+
+
 def search(op: Contraction, arch, exec_dtype, where: tuple[int, int, int],
-           dram_bw: float) -> Mapping:
+           dram_bw: float, power: PowerLimit | None = None) -> Mapping:
     """Best mapping of ``op`` on ``arch`` with operands placed as ``where`` (A, B, C: one of
-    ``tiling.IN_DRAM / IN_SHARED / ON_CHIP``) and an effective DRAM bandwidth ``dram_bw``."""
-    return _search(_signature(op), op, arch, exec_dtype, where, float(dram_bw))
+    ``tiling.IN_DRAM / IN_SHARED / ON_CHIP``) and an effective DRAM bandwidth ``dram_bw``.
+
+    The best mapping is the one that finishes first; with ``power``, a mapping that would
+    draw more than the chip's power limit is timed at the rate the limit allows.
+    """
+    key = (_signature(op), arch, exec_dtype, where, float(dram_bw), power)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    result = _run_search(op, arch, exec_dtype, where, float(dram_bw), power)
+    if len(_CACHE) > 20000:
+        _CACHE.clear()
+    _CACHE[key] = result
+    return result
 
 
 def _signature(op: Contraction):
@@ -210,24 +253,11 @@ def _signature(op: Contraction):
     return (op.dims, opds, op.dtype)
 
 
-# Memo of searches within a process (a registry-like cache, bounded): LLM graphs repeat the
-# same few shapes hundreds of times.
+# Memo of searches within a process (bounded): LLM graphs repeat the same few shapes.
 _CACHE: dict = {}
 
 
-def _search(sig, op, arch, exec_dtype, where, dram_bw) -> Mapping:
-    key = (sig, arch, exec_dtype, where, dram_bw)
-    hit = _CACHE.get(key)
-    if hit is not None:
-        return hit
-    result = _run_search(op, arch, exec_dtype, where, dram_bw)
-    if len(_CACHE) > 20000:
-        _CACHE.clear()
-    _CACHE[key] = result
-    return result
-
-
-def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw) -> Mapping:
+def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power) -> Mapping:
     view = gemm_view(op)
     eng = engine_params(arch, exec_dtype)
     cand = candidates(view, eng)
@@ -290,9 +320,13 @@ def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw) -> Mapping:
         return Mapping({}, "", "", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, n, ok=False,
                        reason=f"no tile fits: the smallest double-buffered tile needs "
                               f"{need:.0f} B of the core's {arch.cores.sram:.0f} B SRAM")
-    score = np.where(valid, out[:, 0], np.inf)
-    best_cycles = score.min()
-    near = np.flatnonzero(score <= best_cycles * (1 + 1e-9))
+    score = out[:, 0].copy()
+    if power is not None and power.budget_w > 0:
+        energy = power.energy(out[:, 2], out[:, 3], out[:, 4], out[:, 5])
+        score = np.maximum(score, energy / power.budget_w * clock)
+    score = np.where(valid, score, np.inf)
+    best = score.min()
+    near = np.flatnonzero(score <= best * (1 + 1e-9))
     i = int(near[np.argmin(out[near, 2])])
     tile = {d: int(tiles[d][i]) for d, _ in op.dims}
     spatial = ("N over units" if tn[i] >= eng.units else "M over units")

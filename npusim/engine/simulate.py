@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ..errors import CapacityError
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
 from ..kernels import tiling as tk
-from .mapping import search
+from .mapping import PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
 from .roofline import _dram_bytes, _peak, op_bound
@@ -116,7 +116,30 @@ def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
     return "seq", None, dram_bytes
 
 
-def _contraction_cost(op: Contraction, arch, where, eff_bw: float) -> _Cost:
+def _power_limit(op: Op, arch, table, exec_dtype: str, row_bytes: float) -> PowerLimit | None:
+    """The energy coefficients the mapping search needs to respect the TDP, taken from the
+    same energy table (and the same action accounting, :func:`_actions`) as the records."""
+    from ..energy import Actions, energy_of
+    tdp = arch.power.tdp
+    if table is None or not tdp or tdp <= table.static:
+        return None
+
+    def joules(**kw) -> float:
+        return sum(energy_of(Actions(**kw), table).values())
+    has_noc = table.noc is not None
+    return PowerLimit(
+        fixed_j=joules(macs={exec_dtype: float(op.macs)}, vector_ops=float(op.vector_ops)),
+        dram_read_j=joules(dram_read_bytes=1.0, dram_activations=1.0 / row_bytes),
+        dram_write_j=joules(dram_write_bytes=1.0, dram_activations=1.0 / row_bytes),
+        dram_write_bytes=float(sum(t.nbytes for t in op.outputs)),
+        sram_j=joules(sram_read_bytes=0.5, sram_write_bytes=0.5),
+        shared_j=joules(shared_read_bytes=1.0) if table.shared_read is not None else 0.0,
+        noc_j=joules(noc_bytes=1.0) if has_noc else 0.0,
+        noc_as_sram=not has_noc, budget_w=tdp - table.static)
+
+
+def _contraction_cost(op: Contraction, arch, where, eff_bw: float,
+                      power: PowerLimit | None = None) -> _Cost:
     exec_dt = arch.execution_dtype(op.dtype)
     from .mapping import gemm_view
     view = gemm_view(op)
@@ -124,7 +147,7 @@ def _contraction_cost(op: Contraction, arch, where, eff_bw: float) -> _Cost:
     place_a = where(a, False)
     place_b = where(op.operands[view.b].tensor, False) if view.b is not None else tk.ON_CHIP
     place_c = where(op.output.tensor, True)
-    m = search(op, arch, exec_dt, (place_a, place_b, place_c), eff_bw)
+    m = search(op, arch, exec_dt, (place_a, place_b, place_c), eff_bw, power)
     if not m.ok:
         raise CapacityError(f"op {op.name} (from {op.source}) cannot be mapped on {arch.name}: "
                             f"{m.reason}. Give the cores more SRAM (--set cores.sram=...).")
@@ -237,7 +260,9 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
                          {"fused_into": host[op.name]}, 0.0, 0, False)
         elif isinstance(op, Contraction):
-            cost = _contraction_cost(op, arch, where, eff_bw)
+            limit = _power_limit(op, arch, table, bound_rec.exec_dtype, row_bytes) \
+                if power_cap else None
+            cost = _contraction_cost(op, arch, where, eff_bw, limit)
         else:
             extra = roof_bytes[op.name]
             cost = _glue_cost(op, arch, where, extra, eff_bw)
