@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_microbench.py [--reference PATH]
     python benchmarks/gpu_microbench.py --fit N1,N8   # fit engine efficiency on these rows only
+    python benchmarks/gpu_microbench.py --fit-overhead N3   # fit the per-kernel fixed cost
 
 Rows: the cuBLASLt GEMM and STREAM-like HBM rows (N1-N4, N8, N9) of the project's public
 measurement table (shared/reference/measured-public.csv, Azure AI-benchmarking-guide). The
@@ -65,13 +66,35 @@ def fit(rows_, ids) -> None:
               f"{r['unit']})")
 
 
+def fit_overhead(rows_, ids) -> None:
+    """Bisect the arch's per-op fixed cost (launch_overhead) until a small, latency-dominated
+    GEMM row's simulated throughput equals the measured one."""
+    for r in rows_:
+        if r["id"] not in ids or r["metric"] != "GEMM throughput":
+            continue
+        meas = float(r["value"])
+        lo, hi = 0.0, 1e-4
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            pred, _ = predict_gemm(r, {"launch_overhead": f"{mid!r} s"})
+            lo, hi = (mid, hi) if pred > meas else (lo, mid)
+        print(f"{ARCH[r['hardware']]}: launch_overhead: {lo * 1e6:.2f} us  # fitted on "
+              f"measured-public.csv row {r['id']} ({r['model']}, {r['precision']}, {meas} "
+              f"{r['unit']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", type=Path, default=DEFAULT_REF)
     ap.add_argument("--fit", metavar="IDS", help="comma-separated row ids to fit efficiency on")
+    ap.add_argument("--fit-overhead", metavar="IDS",
+                    help="comma-separated small-GEMM row ids to fit the per-op fixed cost on")
     args = ap.parse_args()
-    if args.fit:
-        fit(list(rows(args.reference)), set(args.fit.split(",")))
+    if args.fit or args.fit_overhead:
+        if args.fit:
+            fit(list(rows(args.reference)), set(args.fit.split(",")))
+        if args.fit_overhead:
+            fit_overhead(list(rows(args.reference)), set(args.fit_overhead.split(",")))
         return
     print(f"{'row':4} {'arch':5} {'case':28} {'measured':>12} {'npusim':>12} {'error':>8}")
     for r in rows(args.reference):
