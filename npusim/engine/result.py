@@ -8,7 +8,8 @@ BOUNDS = ("compute", "memory", "latency")
 
 @dataclass(frozen=True)
 class Span:
-    """A busy interval of one resource (``"core0"``, ``"dma"``, ``"vector"``, ``"link"``)."""
+    """A busy interval of one resource (``"core0"``, ``"dma"``, ``"link"``) or of a range of
+    cores (``"core0-7"``: each of core0 to core7)."""
 
     resource: str
     start_s: float

@@ -295,8 +295,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             bound = bound_rec.bound
         spans = ()
         if latency > 0:
-            spans = tuple(Span(f"core{c}", t, t + latency, op.name)
-                          for c in range(max(1, min(cost.cores_used, arch.cores.count))))
+            # one span for the range of busy cores ("core0-7"); traces expand it per core
+            used = max(1, min(cost.cores_used, arch.cores.count))
+            spans = (Span("core0" if used == 1 else f"core0-{used - 1}", t, t + latency,
+                          op.name),)
             if cost.dram_time > 0:
                 start = t - saved
                 spans += (Span("dma", start, start + cost.dram_time, op.name),)

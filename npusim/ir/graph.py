@@ -34,6 +34,7 @@ class Graph:
         self.meta: dict = dict(meta or {})
         self.warnings: list[str] = []
         self.aliases: dict[str, str] = {}
+        self._order: list[str] | None = None  # memo of the dependency order, reset by add
 
     # -- building ---------------------------------------------------------------------
     def add_tensor(self, t: Tensor) -> Tensor:
@@ -48,6 +49,7 @@ class Graph:
             raise ValueError(f"duplicate op name {op.name!r}")
         for t in (*op.inputs, *op.outputs):
             self.add_tensor(t)
+        self._order = None
         self.nx.add_node(op.name, op=op)
         for t in op.inputs:
             src = self.producer.get(self.aliases.get(t.name, t.name))
@@ -87,9 +89,13 @@ class Graph:
 
     def ops(self) -> Iterator[Op]:
         """Ops in a dependency order (stable: insertion order breaks ties)."""
-        order = {n: i for i, n in enumerate(self.nx.nodes)}
-        for n in nx.lexicographical_topological_sort(self.nx, key=order.__getitem__):
-            yield self.nx.nodes[n]["op"]
+        if self._order is None or len(self._order) != len(self.nx):
+            index = {n: i for i, n in enumerate(self.nx.nodes)}
+            self._order = list(nx.lexicographical_topological_sort(self.nx,
+                                                                    key=index.__getitem__))
+        nodes = self.nx.nodes
+        for n in self._order:
+            yield nodes[n]["op"]
 
     def op(self, name: str) -> Op:
         return self.nx.nodes[name]["op"]

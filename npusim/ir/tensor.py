@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from enum import Enum
 
 from .dtypes import DType
@@ -49,11 +50,11 @@ class Tensor:
     def rank(self) -> int:
         return len(self.shape)
 
-    @property
+    @cached_property
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def nbytes(self) -> float:
         """Storage bytes, fractional for sub-byte and block-scaled types."""
         return self.numel * self.dtype.bytes

@@ -102,6 +102,14 @@ def write_trace(result: RunResult, path: str | Path) -> Path:
     return _write_text(Path(path), text, "trace")
 
 
+def _expand(resource: str) -> list[str]:
+    """A span on a range of cores (``"core0-7"``) is one slice on each of them."""
+    name, _, rng = resource.partition("-")
+    if rng and name.startswith("core") and name[4:].isdigit() and rng.isdigit():
+        return [f"core{i}" for i in range(int(name[4:]), int(rng) + 1)]
+    return [resource]
+
+
 def _slices(result: RunResult) -> list[tuple[int, int, OpRecord, str, str]]:
     """(start_ps, end_ps, record, label, resource) of every busy interval.
 
@@ -117,7 +125,8 @@ def _slices(result: RunResult) -> list[tuple[int, int, OpRecord, str, str]]:
         if rec.spans:
             for sp in rec.spans:
                 s, e = _ps(sp.start_s), _ps(sp.end_s)
-                out.append((s, max(s, e), rec, sp.label, sp.resource))
+                for resource in _expand(sp.resource):
+                    out.append((s, max(s, e), rec, sp.label, resource))
         elif scheduled:
             s = _ps(rec.start_s)
             out.append((s, max(s, _ps(rec.end_s)), rec, "", FALLBACK_RESOURCE))
