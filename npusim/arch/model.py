@@ -192,10 +192,11 @@ class Arch:
         """
         d = self._dtype(dt)
         rates = self.cores.engine.macs_per_cycle
-        if d.name in rates:
-            return d
-        if d.name in self.dtype_fallback:
-            return _dtype(self.dtype_fallback[d.name])
+        kind = d.kind  # a group-scaled int4_g128 multiplies as int4
+        if kind in rates:
+            return _dtype(kind)
+        if kind in self.dtype_fallback:
+            return _dtype(self.dtype_fallback[kind])
         raise ArchError(
             f"arch {self.name} has no MAC rate for dtype {d.name} and no fallback; native "
             f"dtypes are {', '.join(rates)}. Add one to {self._where()} as "

@@ -25,6 +25,8 @@ class DType:
         Bits of the shared scale of one block (0 if not block-scaled).
     block : int
         Values sharing one scale (1 if not block-scaled).
+    base : str
+        For a group-scaled variant of another type (``int4_g128``), that type's name.
     """
 
     name: str
@@ -32,6 +34,12 @@ class DType:
     is_float: bool
     scale_bits: int = 0
     block: int = 1
+    base: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The element type a MAC unit sees: ``int4`` for ``int4_g128``, else the name."""
+        return self.base or self.name
 
     @property
     def bits(self) -> float:
@@ -74,6 +82,19 @@ _ALIASES = {"fp8": "fp8_e4m3", "float32": "fp32", "float16": "fp16", "bfloat16":
             "double": "fp64", "float8_e4m3fn": "fp8_e4m3", "float8_e5m2": "fp8_e5m2"}
 
 
+def grouped(base: DType, group: int, scale_bits: int = 16) -> DType:
+    """``base`` with one ``scale_bits`` scale per ``group`` values (weight-only quantisation
+    with group scales, as GPTQ/AWQ store int4 weights with an fp16 scale per 128 values).
+
+    >>> grouped(INT4, 128).bits
+    4.125
+    """
+    if group < 1:
+        raise ValueError(f"a quantisation group has at least one value, not {group}")
+    return DType(f"{base.name}_g{group}", base.element_bits, base.is_float, scale_bits, group,
+                 base=base.name)
+
+
 def dtype(name: str | DType) -> DType:
     """Return the DType named ``name`` (a DType is returned unchanged).
 
@@ -81,10 +102,17 @@ def dtype(name: str | DType) -> DType:
     4.25
     >>> dtype("fp8").name
     'fp8_e4m3'
+    >>> dtype("int4_g128").bits
+    4.125
     """
     if isinstance(name, DType):
         return name
     key = _ALIASES.get(name.lower(), name.lower())
+    if key in DTYPES:
+        return DTYPES[key]
+    head, sep, group = key.rpartition("_g")
+    if sep and group.isdigit() and head in DTYPES:
+        return grouped(DTYPES[head], int(group))
     try:
         return DTYPES[key]
     except KeyError:
