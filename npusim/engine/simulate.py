@@ -10,7 +10,8 @@ Per op:
   engine);
 * **movement** costs its bytes at DRAM or on-chip bandwidth; a **collective** its payload on the
   chip-to-chip link (ring all-reduce);
-* every unfused op pays the arch's ``launch_overhead``.
+* every contraction, and every run of glue ops between two contractions (one fused kernel),
+  pays the arch's ``launch_overhead`` once.
 
 Where tensors live follows the roofline's rules (:mod:`npusim.engine.roofline`): weights, KV
 cache and graph inputs start in DRAM; an intermediate activation stays on chip when it fits
@@ -172,7 +173,8 @@ def _contraction_cost(op: Contraction, arch, where, eff_bw: float,
 _PLACE = {tk.IN_DRAM: "dram", tk.IN_SHARED: "shared", tk.ON_CHIP: "chip"}
 
 
-def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float) -> _Cost:
+def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
+               launch: float) -> _Cost:
     onchip = 0.0
     seen = set()
     for t in (*op.inputs, *op.outputs):
@@ -197,9 +199,9 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float) -> _Cost:
             2 * (g - 1) * (link.latency or 0.0)
     else:
         compute = op.vector_ops / arch.peak_vector_ops_per_s
-    latency = max(compute, dram_time, onchip_time) + arch.launch_overhead
+    latency = max(compute, dram_time, onchip_time) + launch
     bound = "compute" if compute >= max(dram_time, onchip_time) else "memory"
-    if arch.launch_overhead > max(compute, dram_time, onchip_time):
+    if launch > max(compute, dram_time, onchip_time):
         bound = "latency"
     return _Cost(latency, dram_time, 0.0, compute, dram_bytes, 0.0, 0.0, onchip, bound, {},
                  0.0, arch.cores.count, False)
@@ -250,6 +252,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     records: list[OpRecord] = []
     t = 0.0
     prev: _Cost | None = None
+    glue_run = False
     for op in graph.ops():
         bound_rec = op_bound(op, arch, roof_bytes[op.name])
         # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
@@ -264,8 +267,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
                 if power_cap else None
             cost = _contraction_cost(op, arch, where, eff_bw, limit)
         else:
-            extra = roof_bytes[op.name]
-            cost = _glue_cost(op, arch, where, extra, eff_bw)
+            # a run of glue ops between two contractions is one fused kernel (one launch), as
+            # inference stacks fuse norms, rotary embeddings, activations and cache writes
+            launch = 0.0 if glue_run else arch.launch_overhead
+            cost = _glue_cost(op, arch, where, roof_bytes[op.name], eff_bw, launch)
         # weight prefetch: the prologue hides under the previous op's DRAM-idle time
         saved = 0.0
         if prev is not None and cost.prefetchable:
@@ -318,6 +323,8 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         t += latency
         if cost.latency > 0:
             prev = cost
+        if op.name not in host:
+            glue_run = not isinstance(op, Contraction)
     return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
                      meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
                      tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth)
