@@ -1,0 +1,645 @@
+"""The K-Perf report: a spreadsheet, a CSV of every scenario, and 2-D graphs.
+
+``kperf.xlsx`` has a ``summary`` sheet (one row per arch x model x precision, with the ratios to
+the first arch when several are compared), one sheet per model and precision with the scenario
+table (units in the headers), and a ``settings`` sheet (matrix, serving configuration, the
+system of each run and every field of each arch, npusim version and date). ``kperf.csv`` holds
+every record in SI units for machines. The PNGs: decode tokens/s against users for each
+input/output pair, TTFT against input length, average power and tokens per joule against users.
+
+openpyxl and matplotlib are the optional extra ``reports``, imported inside the functions;
+figures are drawn through matplotlib's object API on the Agg canvas, as in
+:mod:`npusim.report.plots`.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import NpusimError
+from .export import _jsonable, _safe_text
+from .plots import _figure_class, _save
+
+XLSX, CSV = "kperf.xlsx", "kperf.csv"
+PNG_DECODE = "decode_vs_users.png"
+PNG_TTFT = "ttft_vs_input.png"
+PNG_POWER = "power_vs_users.png"
+PNG_EFFICIENCY = "tokens_per_joule_vs_users.png"
+
+# Scenario-table columns a reader looks for, in this order: record key, header with the unit
+# shown, factor from the record's SI value, Excel number format. Any other summary field
+# follows, its header made from its key (see _column).
+SCENARIO_COLUMNS = (
+    ("arch", "arch", None, None),
+    ("chips", "chips", None, "0"),
+    ("input_len", "input (tok)", None, "0"),
+    ("output_len", "output (tok)", None, "0"),
+    ("users", "users", None, "0"),
+    ("ttft_mean_s", "TTFT mean (ms)", 1e3, "#,##0.0"),
+    ("ttft_p50_s", "TTFT p50 (ms)", 1e3, "#,##0.0"),
+    ("ttft_p99_s", "TTFT p99 (ms)", 1e3, "#,##0.0"),
+    ("tpot_mean_s", "TPOT mean (ms)", 1e3, "0.00"),
+    ("tpot_p50_s", "TPOT p50 (ms)", 1e3, "0.00"),
+    ("tpot_p99_s", "TPOT p99 (ms)", 1e3, "0.00"),
+    ("e2e_mean_s", "E2E mean (s)", None, "0.00"),
+    ("e2e_p50_s", "E2E p50 (s)", None, "0.00"),
+    ("e2e_p99_s", "E2E p99 (s)", None, "0.00"),
+    ("prefill_tok_s", "prefill (tok/s)", None, "#,##0"),
+    ("prefill_tok_s_per_user", "prefill per user (tok/s)", None, "#,##0"),
+    ("decode_tok_s", "decode (tok/s)", None, "#,##0.0"),
+    ("decode_tok_s_per_user", "decode per user (tok/s)", None, "#,##0.0"),
+    ("avg_power_w", "avg power (W)", None, "#,##0.0"),
+    ("energy_per_token_j", "energy per token (J)", None, "0.0000"),
+    ("tokens_per_j", "tokens/J", None, "#,##0.00"),
+    ("kv_util_mean", "KV util mean (%)", 100.0, "0.0"),
+    ("kv_util_peak", "KV util peak (%)", 100.0, "0.0"),
+)
+# Scenario sheets leave out what the sheet's name already says and the system's figures that
+# every scenario of a run shares (the settings sheet has them); status goes last (long text).
+_NOT_IN_SCENARIO_SHEET = frozenset({
+    "model", "precision", "status", "tdp_w", "static_power_w", "kv_capacity_tokens",
+    "kv_block_tokens", "max_num_seqs", "max_num_batched_tokens", "rate_rps"})
+_UNIT_SUFFIX = (("_tok_s", "tok/s"), ("_per_s", "1/s"), ("_s", "s"), ("_w", "W"), ("_j", "J"),
+                ("_tokens", "tok"))
+
+# (summary key, header, number format); the ratio columns are added when archs are compared.
+SUMMARY_COLUMNS = (
+    ("model", "model", None),
+    ("arch", "arch", None),
+    ("precision", "precision", None),
+    ("chips", "chips", "0"),
+    ("status", "status", None),
+    ("peak_decode_tok_s", "peak decode (tok/s)", "#,##0.0"),
+    ("peak_at", "peak at (in/out/users)", None),
+    ("peak_decode_tok_s_per_chip", "peak decode per chip (tok/s)", "#,##0.0"),
+    ("avg_power_w_at_peak", "avg power at peak (W)", "#,##0.0"),
+    ("best_ttft_s", "best TTFT mean (ms)", "#,##0.0"),
+    ("best_ttft_at", "best TTFT at (in/out/users)", None),
+    ("max_tokens_per_j", "max tokens/J", "#,##0.00"),
+)
+RATIO_COLUMNS = (("decode_ratio", "decode vs {ref} (x)"),
+                 ("perf_per_w_ratio", "perf/W vs {ref} (x)"))
+
+RUN_COLUMNS = (("arch", "arch"), ("precision", "precision"), ("chips", "chips"),
+               ("precision_name", "precision (cost model)"),
+               ("kv_capacity_tokens", "KV capacity (tok)"), ("kv_block_tokens", "KV block (tok)"),
+               ("static_power_w", "static power (W)"), ("tdp_w", "TDP (W)"),
+               ("status", "status"))
+
+# One colour per arch, one line style per precision, so both read at a glance.
+COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
+           "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+DPI = 100
+_SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
+SHEET_MAX = 31                 # Excel's limit on a sheet name's length
+
+
+def write_kperf(result, outdir: str | Path) -> list[Path]:
+    """Write ``kperf.xlsx``, ``kperf.csv`` and four PNGs of a K-Perf result into ``outdir``.
+
+    Parameters
+    ----------
+    result : KperfResult
+        From :func:`npusim.workloads.kperf.kperf`.
+    outdir : str or Path
+        Created if missing.
+
+    Returns
+    -------
+    list of Path
+        The files written: the xlsx, the csv, then the PNGs.
+
+    Raises
+    ------
+    NpusimError
+        If openpyxl or matplotlib (the optional extra ``reports``) is missing, or a file cannot
+        be written.
+    """
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NpusimError(f"cannot create the K-Perf output folder {outdir}: {e.strerror}. "
+                          f"Choose another folder (--out).") from None
+    return [write_xlsx(result, outdir / XLSX), write_csv(result, outdir / CSV),
+            *plot_kperf(result, outdir)]
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+def write_csv(result, path: str | Path) -> Path:
+    """Every record as one CSV row, columns :meth:`KperfResult.columns`, SI units.
+
+    Numbers are written in Python's shortest round-trip form (``float(cell)`` gives the record's
+    value back), a missing value as an empty cell, and text that a spreadsheet would run as a
+    formula gets a leading ``'``.
+    """
+    path = Path(path)
+    cols = result.columns()
+    try:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=cols, restval="", lineterminator="\n")
+            w.writeheader()
+            for r in result.records:
+                w.writerow({k: _csv_cell(r.get(k)) for k in cols})
+    except OSError as e:
+        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
+                          f"and is writable, or choose another --out.") from None
+    return path
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return _safe_text(v)
+    return v
+
+
+# --- xlsx -----------------------------------------------------------------------------------
+
+def scenario_columns(records: Sequence[dict]) -> list[tuple[str, str, float | None, str | None]]:
+    """The scenario table's columns for ``records``: known ones in :data:`SCENARIO_COLUMNS`
+    order when any record has them, then any other field, then ``status``.
+
+    Examples
+    --------
+    >>> [c[1] for c in scenario_columns([{"arch": "x", "users": 1, "ttft_p99_s": 0.1,
+    ...                                   "queue_mean_s": 0.0, "status": "ok"}])]
+    ['arch', 'users', 'TTFT p99 (ms)', 'queue mean (s)', 'status']
+    """
+    present = {k for r in records for k in r}
+    known = {c[0] for c in SCENARIO_COLUMNS}
+    cols = [c for c in SCENARIO_COLUMNS if c[0] in present]
+    extra: list[str] = []
+    for r in records:
+        for k in r:
+            if k not in known and k not in _NOT_IN_SCENARIO_SHEET and k not in extra:
+                extra.append(k)
+    cols += [_column(k) for k in extra]
+    if "status" in present:
+        cols.append(("status", "status", None, None))
+    return cols
+
+
+def _column(key: str) -> tuple[str, str, None, str | None]:
+    """A header for a field with no entry in :data:`SCENARIO_COLUMNS`, its unit from its key."""
+    for suffix, unit in _UNIT_SUFFIX:
+        if key.endswith(suffix):
+            return key, f"{key[:-len(suffix)].replace('_', ' ')} ({unit})", None, "General"
+    return key, key.replace("_", " "), None, "General"
+
+
+def write_xlsx(result, path: str | Path) -> Path:
+    """The K-Perf workbook: ``summary``, one scenario sheet per model and precision, ``settings``.
+
+    Cells hold the records' values (times in the unit the header names); a value the scenario
+    does not have, or one that is not finite, is an empty cell.
+    """
+    Workbook = _workbook_class()
+    wb = Workbook()
+    _summary_sheet(wb.active, result)
+    names = {"summary", "settings"}
+    for (model, precision), rows in _by_model_precision(result.records).items():
+        ws = wb.create_sheet(_sheet_name(f"{model} {precision}", names))
+        _scenario_sheet(ws, rows)
+    _settings_sheet(wb.create_sheet("settings"), result)
+    path = Path(path)
+    try:
+        wb.save(path)
+    except OSError as e:
+        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
+                          f"and is writable, or choose another --out.") from None
+    return path
+
+
+def summary_table(result) -> tuple[list[str], list[list[Any]], list[str | None]]:
+    """Headers, rows and number formats of the ``summary`` sheet.
+
+    With more than one arch, two ratio columns follow: the row's peak decode tokens/s and max
+    tokens/J (tokens/s per W) over those of the first arch's row of the same model and
+    precision.
+    """
+    rows = result.summary()
+    archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in rows))
+    cols = [(k, h, f) for k, h, f in SUMMARY_COLUMNS]
+    if len(archs) > 1:
+        cols += [(k, h.format(ref=archs[0]), "0.00") for k, h in RATIO_COLUMNS]
+    scale = {"best_ttft_s": 1e3}
+    table = [[_scaled(r.get(k), scale.get(k)) for k, _, _ in cols] for r in rows]
+    return [h for _, h, _ in cols], table, [f for _, _, f in cols]
+
+
+def _summary_sheet(ws, result) -> None:
+    ws.title = "summary"
+    headers, rows, formats = summary_table(result)
+    _table(ws, 1, headers, rows, formats)
+    ws.freeze_panes = "A2"
+
+
+def _scenario_sheet(ws, records: list[dict]) -> None:
+    cols = scenario_columns(records)
+    rows = [[_scaled(r.get(k), s) for k, _, s, _ in cols] for r in records]
+    _table(ws, 1, [h for _, h, _, _ in cols], rows, [f for *_, f in cols])
+    ws.freeze_panes = "F2" if len(cols) > 5 else "A2"
+    ws.auto_filter.ref = ws.dimensions
+
+
+def _settings_sheet(ws, result) -> None:
+    m = result.matrix
+    kv = [("npusim version", result.version), ("created (UTC)", result.created),
+          ("model", result.model),
+          ("precisions", _join(m.get("precisions", ()))),
+          ("input lengths (tok)", _join(m.get("input_lens", ()))),
+          ("output lengths (tok)", _join(m.get("output_lens", ()))),
+          ("users", _join(m.get("users", ()))),
+          ("archs compared", _join(result.archs)),
+          ("ratios relative to", next(iter(result.archs), ""))]
+    kv += [(f"serving.{k}", v) for k, v in _flat(_jsonable(result.config))]
+    row = _table(ws, 1, ["setting", "value"], [list(p) for p in kv], [None, None])
+    run_cols = list(RUN_COLUMNS)
+    for r in result.runs:          # what else the cost model describes (dtypes, bytes)
+        run_cols += [(k, _column(k)[1]) for k in r if k not in {c[0] for c in run_cols}]
+    row = _table(ws, row + 1, [h for _, h in run_cols],
+                 [[r.get(k) for k, _ in run_cols] for r in result.runs],
+                 [None] * len(run_cols))
+    fields, units, values = _arch_fields(result.archs)
+    _table(ws, row + 1, ["arch field", "unit", *result.archs],
+           [[f, units.get(f, ""), *(values[a].get(f, "") for a in result.archs)]
+            for f in fields], [None] * (2 + len(result.archs)))
+
+
+def _arch_fields(archs: dict[str, dict]) -> tuple[list[str], dict[str, str], dict[str, dict]]:
+    """Flattened dotted fields of every arch (union, first-seen order), their units, values."""
+    fields: list[str] = []
+    units: dict[str, str] = {}
+    values: dict[str, dict] = {}
+    for label, d in archs.items():
+        d = dict(d)
+        units.update({str(k): str(v) for k, v in (d.pop("units", None) or {}).items()})
+        flat = dict(_flat(_jsonable(d)))
+        values[label] = flat
+        fields += [f for f in flat if f not in fields]
+    return fields, _units_for(fields, units), values
+
+
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted keys of nested dicts, numbers kept as numbers and lists comma-joined."""
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out += _flat(v, f"{prefix}{k}.")
+        elif isinstance(v, (list, tuple)):
+            out.append((f"{prefix}{k}", _join(v)))
+        else:
+            out.append((f"{prefix}{k}", "{}" if isinstance(v, dict) else v))
+    return out
+
+
+def _units_for(fields: list[str], units: dict[str, str]) -> dict[str, str]:
+    """Each flat field's unit: its own, or its parent's (``macs_per_cycle.bf16``)."""
+    out = {}
+    for f in fields:
+        key = f
+        while key and key not in units:
+            key = key.rpartition(".")[0]
+        if key:
+            out[f] = units[key]
+    return out
+
+
+def _table(ws, row: int, headers: list[str], rows: list[list[Any]],
+           formats: list[str | None]) -> int:
+    """Write a header and rows from ``row``; returns the row after the table."""
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+    bold = Font(bold=True)
+    for j, h in enumerate(headers, 1):
+        ws.cell(row, j, h).font = bold
+    for i, values in enumerate(rows, row + 1):
+        for j, v in enumerate(values, 1):
+            c = ws.cell(i, j, _xlsx_value(v))
+            if isinstance(v, str) and v.startswith("="):
+                c.data_type = "s"          # text, never a formula (names come from files)
+            elif formats[j - 1] and isinstance(c.value, (int, float)):
+                c.number_format = formats[j - 1]
+    for j, h in enumerate(headers, 1):
+        letter = get_column_letter(j)
+        width = max([len(str(h))] + [min(len(_shown(r[j - 1])), 40) for r in rows])
+        ws.column_dimensions[letter].width = max(ws.column_dimensions[letter].width or 0,
+                                                 width + 2)
+    return row + len(rows) + 2
+
+
+def _xlsx_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None              # Excel holds no inf or NaN
+    if v is None or isinstance(v, (int, float, str)):
+        return v
+    return str(v)
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    return "" if v is None else str(v)
+
+
+def _scaled(v: Any, scale: float | None) -> Any:
+    if scale is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return v
+    return v * scale
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _by_model_precision(records: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    out: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        out.setdefault((r["model"], r["precision"]), []).append(r)
+    return out
+
+
+def _sheet_name(text: str, taken: set[str]) -> str:
+    """A legal, unused sheet name: no ``[]:*?/\\``, at most 31 characters."""
+    base = _SHEET_BAD.sub("_", text).strip("'") or "sheet"
+    name, n = base[:SHEET_MAX], 2
+    while name.lower() in {t.lower() for t in taken}:
+        tail = f" ({n})"
+        name, n = base[:SHEET_MAX - len(tail)] + tail, n + 1
+    taken.add(name)
+    return name
+
+
+def _workbook_class():
+    try:
+        from openpyxl import Workbook
+    except ImportError:
+        raise NpusimError("the K-Perf spreadsheet needs openpyxl, which comes with npusim's "
+                          "optional extra 'reports': pip install 'npusim[reports]' (or pip "
+                          "install openpyxl)") from None
+    return Workbook
+
+
+# --- graphs ---------------------------------------------------------------------------------
+
+def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
+    """Draw the four K-Perf PNGs into ``outdir`` (which must exist); returns their paths."""
+    outdir = Path(outdir)
+    figs = ((PNG_DECODE, decode_figure), (PNG_TTFT, ttft_figure),
+            (PNG_POWER, power_figure), (PNG_EFFICIENCY, efficiency_figure))
+    return [_save(make(result, dpi=dpi), outdir / name) for name, make in figs]
+
+
+def series(result) -> list[dict[str, Any]]:
+    """One line per (arch, precision): its label, style, the rows that ran, and why none did.
+
+    Colours follow the arch (in compared order), line styles and markers the precision.
+    """
+    archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in result.records))
+    precs = list(dict.fromkeys(r["precision"] for r in result.records))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in result.records:
+        groups.setdefault((r["arch"], r["precision"]), []).append(r)
+    tdp = {(r["arch"], r["precision"]): r.get("tdp_w") for r in result.runs}
+    out = []
+    for (arch, prec), rows in groups.items():
+        a = archs.index(arch) if arch in archs else len(archs)
+        p = precs.index(prec)
+        ok = [r for r in rows if r.get("status", "ok") == "ok"]
+        chips = next((r.get("chips") for r in rows if r.get("chips")), None)
+        out.append(dict(
+            arch=arch, precision=prec, rows=ok, tdp_w=tdp.get((arch, prec)),
+            why=None if ok else str(rows[0].get("status", "")),
+            label=f"{arch} {prec}" + (f" x{chips} chips" if chips and chips > 1 else ""),
+            colour=COLOURS[a % len(COLOURS)], linestyle=LINESTYLES[p % len(LINESTYLES)],
+            marker=MARKERS[p % len(MARKERS)]))
+    return out
+
+
+def decode_figure(result, dpi: int = DPI):
+    """System decode tokens/s against concurrent users, a panel per input/output pair."""
+    return _per_pair_figure(result, "decode_tok_s", 1.0, "decode (tok/s, system)",
+                            "Decode throughput vs concurrent users", dpi)
+
+
+def power_figure(result, dpi: int = DPI):
+    """Average system power against users, a panel per input/output pair, TDP dashed."""
+    return _per_pair_figure(result, "avg_power_w", 1.0, "average power (W, system)",
+                            "Average power vs concurrent users", dpi, tdp=True)
+
+
+def efficiency_figure(result, dpi: int = DPI):
+    """Output tokens per joule against users, a panel per input/output pair."""
+    return _per_pair_figure(result, "tokens_per_j", 1.0, "tokens per joule",
+                            "Energy efficiency vs concurrent users", dpi)
+
+
+def ttft_figure(result, dpi: int = DPI):
+    """Mean TTFT (solid) and p99 (dotted) against input length, at the fewest and the most
+    users, for the shortest output length."""
+    Figure = _figure_class()
+    ss = series(result)
+    users = sorted({r["users"] for s in ss for r in s["rows"]}) or [1]
+    panels = [users[0]] if len(users) == 1 else [users[0], users[-1]]
+    out_len = min((r["output_len"] for s in ss for r in s["rows"]), default=0)
+    fig = Figure(figsize=(6.0 * len(panels), 6.0), dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    xs_all: set[int] = set()
+    for ax, u in zip(axes, panels):
+        for s in ss:
+            pts = sorted((r["input_len"], r.get("ttft_mean_s"), r.get("ttft_p99_s"))
+                         for r in s["rows"] if r["users"] == u and r["output_len"] == out_len)
+            pts = [p for p in pts if _pos(p[1])]
+            if not pts:
+                continue
+            xs_all.update(p[0] for p in pts)
+            ax.plot([p[0] for p in pts], [1e3 * p[1] for p in pts], color=s["colour"],
+                    ls=s["linestyle"], marker=s["marker"], label=s["label"])
+            p99 = [p for p in pts if _pos(p[2])]
+            if p99:
+                ax.plot([p[0] for p in p99], [1e3 * p[2] for p in p99], color=s["colour"],
+                        ls=":", lw=1.0, marker=s["marker"], mfc="none", alpha=0.8)
+        ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("time to first token (ms)")
+        _log_ticks(ax, sorted(xs_all), "x")
+        if ax.has_data():
+            ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    handles = _legend(fig, axes[0], ss, extra=[("dotted, hollow markers: TTFT p99", ":")])
+    fig.suptitle(f"Time to first token vs input length: {result.model} (solid: mean)")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+               fontsize=9)
+    return fig
+
+
+def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dpi: int,
+                     tdp: bool = False):
+    Figure = _figure_class()
+    ss = series(result)
+    pairs = sorted({(r["input_len"], r["output_len"]) for r in result.records})
+    ncols = 1 if len(pairs) == 1 else 2
+    nrows = math.ceil(len(pairs) / ncols)
+    fig = Figure(figsize=(6.0 * ncols, 1.0 + 4.2 * nrows), dpi=dpi, layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    users = sorted({r["users"] for r in result.records})
+    drawn_tdp: set[str] = set()
+    for ax, (i, o) in zip(axes, pairs):
+        for s in ss:
+            pts = sorted((r["users"], r.get(key)) for r in s["rows"]
+                         if r["input_len"] == i and r["output_len"] == o and _num(r.get(key)))
+            if pts:
+                ax.plot([p[0] for p in pts], [scale * p[1] for p in pts], color=s["colour"],
+                        ls=s["linestyle"], marker=s["marker"], label=s["label"])
+            if tdp and _pos(s["tdp_w"]) and s["rows"]:
+                ax.axhline(s["tdp_w"], color=s["colour"], lw=1.0, ls=(0, (6, 3)), alpha=0.6)
+                drawn_tdp.add(s["arch"])
+        ax.set_title(f"input {i} / output {o} tokens")
+        ax.set_xlabel("concurrent users")
+        ax.set_ylabel(ylabel)
+        _log_ticks(ax, users, "x")
+        ax.set_ylim(bottom=0)
+        ax.yaxis.set_major_formatter(_thousands())
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(pairs):]:
+        ax.set_visible(False)
+    extra = [("thin dashed: system TDP", (0, (6, 3)))] if drawn_tdp else []
+    handles = _legend(fig, axes[0], ss, extra=extra)
+    fig.suptitle(f"{title}: {result.model}")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
+               fontsize=9)
+    return fig
+
+
+def _legend(fig, ax, ss: list[dict], extra=()) -> list:
+    """Legend handles: every series (a series with no rows says why), then notes."""
+    from matplotlib.lines import Line2D
+    handles = []
+    for s in ss:
+        if s["rows"]:
+            handles.append(Line2D([], [], color=s["colour"], ls=s["linestyle"],
+                                  marker=s["marker"], label=s["label"]))
+        else:
+            handles.append(Line2D([], [], color=s["colour"], ls="none", marker="x",
+                                  label=f"{s['label']}: {_brief(s['why'])}"))
+    for text, ls in extra:
+        handles.append(Line2D([], [], color="gray", ls=ls, label=text))
+    return handles
+
+
+def _brief(why: str | None) -> str:
+    """The kind of failure (``unsupported``, ``does not fit``); the sheets carry the reason."""
+    kind = (why or "no data").partition(":")[0]
+    return f"{kind} (see the status column)"
+
+
+def _log_ticks(ax, values: Sequence[int], axis: str) -> None:
+    """A log axis labelled at the matrix's own values, dropping labels that would collide."""
+    values = sorted(v for v in values if v > 0)
+    if not values:
+        return
+    getattr(ax, f"set_{axis}scale")("log")
+    lo, hi = math.log10(values[0]), math.log10(values[-1])
+    gap = max(hi - lo, 1.0) / 14.0
+    shown, last = [], -math.inf
+    for v in values:
+        if math.log10(v) - last >= gap or v == values[-1]:
+            if shown and v == values[-1] and math.log10(v) - last < gap:
+                shown.pop()          # the last value of the sweep is always labelled
+            shown.append(v)
+            last = math.log10(v)
+    from matplotlib.ticker import FixedLocator, NullLocator
+    axis_obj = getattr(ax, f"{axis}axis")
+    axis_obj.set_major_locator(FixedLocator(shown))
+    axis_obj.set_minor_locator(NullLocator())
+    getattr(ax, f"set_{axis}ticklabels")([str(v) for v in shown])
+    pad = 10 ** (gap / 2)
+    getattr(ax, f"set_{axis}lim")(values[0] / pad, values[-1] * pad)
+
+
+def _thousands():
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _pos(x) -> bool:
+    return _num(x) and x > 0
+
+
+# --- terminal -------------------------------------------------------------------------------
+
+# Short headers for the terminal (the spreadsheet has every column): key, header, scale.
+TERMINAL_SCENARIO = (
+    ("arch", "arch", None), ("input_len", "in", None), ("output_len", "out", None),
+    ("users", "users", None), ("ttft_mean_s", "TTFT ms", 1e3), ("ttft_p99_s", "p99 ms", 1e3),
+    ("tpot_mean_s", "TPOT ms", 1e3), ("prefill_tok_s", "prefill tok/s", None),
+    ("decode_tok_s", "decode tok/s", None), ("decode_tok_s_per_user", "tok/s/user", None),
+    ("avg_power_w", "power W", None), ("tokens_per_j", "tok/J", None), ("status", "status", None))
+TERMINAL_SUMMARY = (
+    ("arch", "arch", None), ("precision", "precision", None), ("chips", "chips", None),
+    ("peak_decode_tok_s", "peak decode tok/s", None), ("peak_at", "at in/out/users", None),
+    ("best_ttft_s", "best TTFT ms", 1e3), ("max_tokens_per_j", "max tok/J", None),
+    ("avg_power_w_at_peak", "power W at peak", None))
+
+
+def print_kperf(result, con=None, scenarios: bool = True) -> None:
+    """Print the summary, the reason of each (arch, precision) that could not run, and, when
+    ``scenarios``, the scenario table per model and precision."""
+    from rich.table import Table
+    from .terminal import console
+    con = con or console()
+    rows = result.summary()
+    cols = list(TERMINAL_SUMMARY)
+    archs = list(result.archs)
+    if len(archs) > 1:
+        cols += [("decode_ratio", f"decode vs {archs[0]}", None),
+                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None)]
+    t = Table(title=f"K-Perf summary: {result.model}", title_justify="left")
+    for _, h, _ in cols:
+        t.add_column(h, justify="left" if h in ("arch", "precision", "at in/out/users")
+                     else "right", no_wrap=h == "at in/out/users")
+    for r in rows:
+        if r["status"] == "ok":
+            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in cols))
+    con.print(t)
+    for r in rows:
+        if r["status"] != "ok":
+            con.print(f"[bold]{r['arch']} {r['precision']}[/bold]: {r['status']}",
+                      highlight=False)
+    if not scenarios:
+        return
+    for (model, precision), recs in _by_model_precision(result.records).items():
+        ran = {r["arch"] for r in recs if r.get("status") == "ok"}
+        recs = [r for r in recs if r["arch"] in ran]
+        if not recs:
+            continue
+        t = Table(title=f"{model} {precision}", title_justify="left")
+        for _, h, _ in TERMINAL_SCENARIO:
+            t.add_column(h, justify="left" if h in ("arch", "status") else "right")
+        for r in recs:
+            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in TERMINAL_SCENARIO))
+        con.print(t)
+
+
+def _brief_cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v.partition(":")[0]
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    return str(v)

@@ -1,0 +1,460 @@
+"""The K-Perf matrix: serving scenarios over input and output lengths, users and precisions.
+
+K-Perf (Korea's joint NPU benchmark, December 2025) measures time to first token, prefill and
+decode tokens/s and power for LLMs swept over input length, output length, concurrent users and
+precision, reported as spreadsheet tables and 2-D graphs (``measured.md`` section 1, from the
+launch-day reports: Herald Biz, Asia Economy). :func:`kperf` runs that matrix on a simulated
+system, one :class:`~npusim.workloads.stepcost.StepCostModel` per (arch, precision) shared by all
+of its scenarios, each scenario a closed-loop serving simulation
+(:func:`~npusim.workloads.serving.simulate_serving`).
+
+A precision an arch cannot run, or a model that does not fit the chips asked for, does not stop
+the matrix: its rows are kept with a ``status`` saying why (``"ok"`` otherwise).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ..errors import ArchError, CapacityError, NpusimError
+
+# The matrix K-Perf describes (input/output sweeps, concurrent users, precision) has no public
+# grid (measured.md 1.2), so the default is the public grid closest to it:
+# - input/output lengths 128/128, 128/2048, 2048/128, 2048/2048: the ISL/OSL pairs of
+#   NVIDIA's TensorRT-LLM performance overview (measured.md source [A],
+#   https://nvidia.github.io/TensorRT-LLM/performance/perf-overview.html) and of the NIM
+#   benchmarking guide (source [H]); a decode-heavy, a prefill-heavy and two balanced cases.
+# - concurrent users 1, 5, 25, 50, 100, 150, 200, 250: NIM's concurrency sweep (source [H],
+#   https://docs.nvidia.com/nim/benchmarking/llm/latest/performance.html).
+# - precision bf16: the dtype every shipped arch runs natively; fp8, int8, int4 and mxfp4 are
+#   one --precision away (each one more pass over the matrix).
+DEFAULT_INPUT_LENS = (128, 2048)
+DEFAULT_OUTPUT_LENS = (128, 2048)
+DEFAULT_USERS = (1, 5, 25, 50, 100, 150, 200, 250)
+DEFAULT_PRECISIONS = ("bf16",)
+
+BASE_FIELDS = ("arch", "model", "chips", "precision", "input_len", "output_len", "users")
+STATUS = "status"
+OK = "ok"
+
+# The summary fields the report leans on; every other field of a serving summary is carried
+# through to the records as it comes.
+DECODE = "decode_tok_s"
+TTFT = "ttft_mean_s"
+TOKENS_PER_J = "tokens_per_j"
+POWER = "avg_power_w"
+
+
+@dataclass
+class KperfResult:
+    """The K-Perf matrix of one model on one or more archs.
+
+    Attributes
+    ----------
+    model : str
+        The model as named by the caller.
+    records : list of dict
+        One per (arch, precision, input length, output length, users), in run order: the keys
+        of :data:`BASE_FIELDS`, ``status`` (``"ok"``, or why the row has no numbers) and every
+        field of the serving summary (SI units: seconds, tokens/s, W, J; utilisations as
+        fractions).
+    runs : list of dict
+        One per (arch, precision): ``arch``, ``precision``, ``chips``, ``status`` and what the
+        cost model reports (``precision_name``, ``kv_capacity_tokens``, ``kv_block_tokens``,
+        ``static_power_w``, ``tdp_w``).
+    archs : dict
+        Arch label to its fully resolved :meth:`~npusim.arch.model.Arch.to_dict`, in the order
+        compared (the first is the reference of the ``--vs`` ratios).
+    matrix : dict
+        ``precisions``, ``input_lens``, ``output_lens``, ``users`` as run.
+    config : dict
+        The serving configuration's fields.
+    version, created : str
+        npusim's version and the run's date and time (ISO 8601, UTC).
+    """
+
+    model: str
+    records: list[dict[str, Any]]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    archs: dict[str, dict] = field(default_factory=dict)
+    matrix: dict[str, tuple] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    created: str = ""
+
+    def columns(self) -> list[str]:
+        """Every record key: the base fields, ``status``, then summary fields as first seen."""
+        return _columns(self.records)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per (model, arch, precision): see :func:`summarize`."""
+        return summarize(self.records, list(self.archs) or None)
+
+    def to_pandas(self):
+        """The records as a :class:`pandas.DataFrame`, columns in :meth:`columns` order.
+
+        Raises
+        ------
+        NpusimError
+            If pandas is not installed.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise NpusimError("KperfResult.to_pandas needs pandas, which npusim does not "
+                              "install: pip install pandas (or use .records, a list of "
+                              "dicts)") from None
+        return pd.DataFrame.from_records(self.records, columns=self.columns())
+
+    def write(self, outdir: str | Path) -> list[Path]:
+        """Write ``kperf.xlsx``, ``kperf.csv`` and the PNG graphs into ``outdir``.
+
+        See :func:`npusim.report.kperf.write_kperf`.
+        """
+        # The report layer sits above workloads; it is imported here, late, only so that a
+        # result can write itself, and workloads never import it at module level.
+        from ..report.kperf import write_kperf
+        return write_kperf(self, outdir)
+
+
+def kperf(arch, model: str, *, chips: int | None = None,
+          precisions: Sequence[str] = DEFAULT_PRECISIONS,
+          input_lens: Sequence[int] = DEFAULT_INPUT_LENS,
+          output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
+          users: Sequence[int] = DEFAULT_USERS,
+          vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
+          config=None, overrides=None) -> KperfResult:
+    """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
+
+    Every precision x input length x output length x users is one closed-loop serving
+    scenario: ``users`` concurrent users, each sending a request of ``input_len`` tokens that
+    generates ``output_len`` tokens, and its next request when the previous one completes.
+
+    Parameters
+    ----------
+    arch : str, Path or Arch
+        A shipped arch name, a YAML path, or a loaded arch.
+    model : str
+        A built-in LLM name (``npusim models``).
+    chips : int, optional
+        Chips per system; by default each (arch, precision) takes the fewest that hold the
+        model.
+    precisions, input_lens, output_lens, users : sequences
+        The matrix; defaults :data:`DEFAULT_PRECISIONS`, :data:`DEFAULT_INPUT_LENS`,
+        :data:`DEFAULT_OUTPUT_LENS`, :data:`DEFAULT_USERS`.
+    vs : sequence of str, Path or Arch
+        Archs to run the same matrix on; the report gives their ratios to ``arch``.
+    out : str or Path, optional
+        If given, the report (:meth:`KperfResult.write`) is written into this folder.
+    progress : bool
+        Show a progress bar on the terminal's standard error.
+    config : ServingConfig, optional
+        Scheduler settings (batched tokens, sequences); the serving defaults when omitted.
+    overrides : mapping or sequence of str, optional
+        Field overrides for ``arch`` (not for ``vs``), as for :func:`npusim.load_arch`.
+
+    Returns
+    -------
+    KperfResult
+
+    Raises
+    ------
+    NpusimError
+        On a bad matrix value, an arch or model that cannot be loaded, or when no row of
+        ``arch`` could run (the first reason is raised).
+    """
+    matrix = _matrix(precisions, input_lens, output_lens, users)
+    systems = _load_archs(arch, vs, overrides)
+    Scenario, ServingConfig, simulate_serving = _serving_api()
+    config = ServingConfig() if config is None else config
+    scenarios = [(i, o, u) for i in matrix["input_lens"] for o in matrix["output_lens"]
+                 for u in matrix["users"]]
+    records: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    total = len(systems) * len(matrix["precisions"]) * len(scenarios)
+    with _progress_bar(progress, total) as advance:
+        for label, arch_obj in systems:
+            for precision in matrix["precisions"]:
+                cost, why = _cost_or_reason(model, arch_obj, chips, precision)
+                run = _run_info(label, precision, chips, cost, why)
+                runs.append(run)
+                for i, o, u in scenarios:
+                    advance(f"{label} {precision} in {i} out {o} users {u}")
+                    base = dict(arch=label, model=str(model), chips=run["chips"],
+                                precision=precision, input_len=i, output_len=o, users=u)
+                    if cost is None:
+                        records.append({**base, STATUS: why})
+                        continue
+                    records.append({**base, **_scenario(simulate_serving, cost,
+                                                        Scenario(i, o, users=u), config)})
+    _raise_if_nothing_ran(systems[0][0], runs, records)
+    result = KperfResult(
+        model=str(model), records=records, runs=runs,
+        archs={label: a.to_dict() for label, a in systems}, matrix=matrix,
+        config=_config_dict(config), version=_version(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    if out is not None:
+        result.write(out)
+    return result
+
+
+def summarize(records: Sequence[dict[str, Any]],
+              arch_order: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, arch, precision), with ratios to the reference arch.
+
+    Each row: ``model``, ``arch``, ``precision``, ``chips``, ``status`` (``"ok"`` if any
+    scenario ran, else the first reason), ``peak_decode_tok_s`` (the best system decode
+    tokens/s of the matrix) and the scenario it came from (``peak_at``, ``"in/out/users"``),
+    ``peak_decode_tok_s_per_chip``, ``avg_power_w_at_peak``, ``best_ttft_s`` (the lowest mean
+    TTFT) and ``best_ttft_at``, ``max_tokens_per_j``. ``decode_ratio`` and
+    ``perf_per_w_ratio`` divide this row's ``peak_decode_tok_s`` and ``max_tokens_per_j`` (tokens
+    per joule is tokens/s per watt) by those of the reference arch's row of the same model and
+    precision; None when either is missing. The reference is ``arch_order[0]``, else the first
+    arch in ``records``.
+
+    Examples
+    --------
+    >>> rows = [dict(arch=a, model="m", chips=1, precision="bf16", input_len=8, output_len=8,
+    ...              users=u, status="ok", decode_tok_s=d, ttft_mean_s=t, tokens_per_j=e,
+    ...              avg_power_w=100.0)
+    ...         for a, u, d, t, e in (("x", 1, 10.0, 0.1, 1.0), ("x", 4, 30.0, 0.2, 2.0),
+    ...                               ("y", 1, 20.0, 0.05, 1.0), ("y", 4, 90.0, 0.1, 3.0))]
+    >>> s = summarize(rows)
+    >>> [(r["arch"], r["peak_decode_tok_s"], r["peak_at"], r["decode_ratio"],
+    ...   r["perf_per_w_ratio"]) for r in s]
+    [('x', 30.0, '8/8/4', 1.0, 1.0), ('y', 90.0, '8/8/4', 3.0, 1.5)]
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["arch"], r["precision"]), []).append(r)
+    rows = [_summary_row(key, rs) for key, rs in groups.items()]
+    ref_arch = arch_order[0] if arch_order else (records[0]["arch"] if records else None)
+    ref = {(r["model"], r["precision"]): r for r in rows if r["arch"] == ref_arch}
+    for r in rows:
+        base = ref.get((r["model"], r["precision"]))
+        r["decode_ratio"] = _ratio(r, base, "peak_decode_tok_s")
+        r["perf_per_w_ratio"] = _ratio(r, base, "max_tokens_per_j")
+    return rows
+
+
+def _summary_row(key: tuple, rows: list[dict]) -> dict[str, Any]:
+    model, arch, precision = key
+    ok = [r for r in rows if r.get(STATUS) == OK]
+    out: dict[str, Any] = dict(model=model, arch=arch, precision=precision,
+                               chips=rows[0].get("chips"),
+                               status=OK if ok else rows[0].get(STATUS, ""),
+                               peak_decode_tok_s=None, peak_at=None,
+                               peak_decode_tok_s_per_chip=None, avg_power_w_at_peak=None,
+                               best_ttft_s=None, best_ttft_at=None, max_tokens_per_j=None)
+    peak = _best(ok, DECODE, max)
+    if peak is not None:
+        out.update(peak_decode_tok_s=peak[DECODE], peak_at=_at(peak),
+                   avg_power_w_at_peak=peak.get(POWER))
+        if peak.get("chips"):
+            out["peak_decode_tok_s_per_chip"] = peak[DECODE] / peak["chips"]
+    fast = _best(ok, TTFT, min)
+    if fast is not None:
+        out.update(best_ttft_s=fast[TTFT], best_ttft_at=_at(fast))
+    eff = _best(ok, TOKENS_PER_J, max)
+    if eff is not None:
+        out["max_tokens_per_j"] = eff[TOKENS_PER_J]
+    return out
+
+
+def _best(rows: list[dict], key: str, pick: Callable) -> dict | None:
+    """The row with the best finite value of ``key`` (first on ties), or None."""
+    have = [r for r in rows if _finite(r.get(key))]
+    return pick(have, key=lambda r: r[key]) if have else None
+
+
+def _at(r: dict) -> str:
+    return f"{r['input_len']}/{r['output_len']}/{r['users']}"
+
+
+def _ratio(row: dict, base: dict | None, key: str) -> float | None:
+    if base is None or not _finite(row.get(key)) or not _finite(base.get(key)):
+        return None
+    return row[key] / base[key] if base[key] > 0 else None
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _columns(records: Sequence[dict]) -> list[str]:
+    cols = list(BASE_FIELDS) + [STATUS]
+    seen = set(cols)
+    for r in records:
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    return cols
+
+
+def _matrix(precisions, input_lens, output_lens, users) -> dict[str, tuple]:
+    return {
+        "precisions": _names("precisions (--precision)", precisions),
+        "input_lens": _counts("input_lens (--input-lens)", input_lens),
+        "output_lens": _counts("output_lens (--output-lens)", output_lens),
+        "users": _counts("users (--users)", users),
+    }
+
+
+def _counts(what: str, values) -> tuple[int, ...]:
+    """Positive integers, duplicates dropped, in the order given."""
+    if isinstance(values, (int, str)):
+        values = [values]
+    out: list[int] = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            try:
+                v = int(str(v).strip())
+            except ValueError:
+                raise NpusimError(f"K-Perf {what}: {v!r} is not a whole number; give positive "
+                                  f"integers, e.g. 128,2048") from None
+        if v < 1:
+            raise NpusimError(f"K-Perf {what}: {v} must be at least 1")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise NpusimError(f"K-Perf {what}: the list is empty; give at least one value")
+    return tuple(out)
+
+
+def _names(what: str, values) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = values.split(",")
+    out: list[str] = []
+    for v in values:
+        v = str(v).strip()
+        if v and v not in out:
+            out.append(v)
+    if not out:
+        raise NpusimError(f"K-Perf {what}: the list is empty; give at least one, e.g. bf16")
+    return tuple(out)
+
+
+def _load_archs(arch, vs, overrides) -> list[tuple[str, Any]]:
+    """(label, Arch) for ``arch`` then each of ``vs``; labels must differ."""
+    from ..arch import load_arch
+    if isinstance(vs, (str, Path)):
+        vs = [vs]
+    out: list[tuple[str, Any]] = []
+    for n, a in enumerate([arch, *vs]):
+        if isinstance(a, (str, Path)):
+            a = load_arch(a, overrides if n == 0 else None)
+        elif n == 0 and overrides:
+            raise NpusimError("K-Perf overrides apply only when the arch is given by name or "
+                              "path; apply them with npusim.load_arch(name, overrides) instead")
+        label = a.name + ("*" if getattr(a, "overrides", None) else "")
+        if any(label == seen for seen, _ in out):
+            raise NpusimError(f"K-Perf --vs: arch {label!r} is already in the comparison; "
+                              f"each arch may appear once")
+        out.append((label, a))
+    return out
+
+
+def _serving_api():
+    """The serving simulation's (Scenario, ServingConfig, simulate_serving)."""
+    from .serving import Scenario, ServingConfig, simulate_serving
+    return Scenario, ServingConfig, simulate_serving
+
+
+def _cost_model(model: str, arch, chips: int | None, precision: str):
+    from .stepcost import StepCostModel
+    return StepCostModel(model, arch, chips=chips, precision=precision)
+
+
+def _cost_or_reason(model, arch, chips, precision) -> tuple[Any, str]:
+    """The cost model, or None and why it cannot exist (a status for its rows)."""
+    try:
+        return _cost_model(model, arch, chips, precision), OK
+    except (ArchError, CapacityError) as e:
+        return None, _reason(e)
+
+
+def _reason(e: NpusimError) -> str:
+    kind = "does not fit" if isinstance(e, CapacityError) else "unsupported"
+    return f"{kind}: {e}"
+
+
+def _scenario(simulate_serving, cost, scenario, config) -> dict[str, Any]:
+    """Status and summary of one scenario; an arch or capacity limit becomes the status."""
+    try:
+        summary = simulate_serving(cost, scenario, config).summary
+    except (ArchError, CapacityError) as e:
+        return {STATUS: _reason(e)}
+    return {STATUS: OK, **{k: _plain(v) for k, v in summary.items()}}
+
+
+def _run_info(label: str, precision: str, chips, cost, why: str) -> dict[str, Any]:
+    """What the report says about one (arch, precision): the system and the cost model's view."""
+    info: dict[str, Any] = dict(arch=label, precision=precision,
+                                chips=getattr(cost, "chips", chips), status=why)
+    for key, attr in (("precision_name", "precision"), ("kv_capacity_tokens",
+                      "kv_capacity_tokens"), ("kv_block_tokens", "kv_block_tokens"),
+                      ("static_power_w", "static_power_w"), ("tdp_w", "tdp_w")):
+        info[key] = _plain(getattr(cost, attr, None))
+    describe = getattr(cost, "describe", None)
+    if callable(describe):
+        info.update({k: _plain(v) for k, v in describe().items()
+                     if k not in info and k not in ("arch", "model")})
+    return info
+
+
+def _plain(v: Any) -> Any:
+    """Plain Python data for records: numpy scalars become numbers, anything else text."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return float(v) if type(v) is not float and isinstance(v, float) else v
+    if hasattr(v, "item") and getattr(v, "shape", None) == ():
+        return v.item()
+    return str(v)
+
+
+def _raise_if_nothing_ran(first: str, runs: list[dict], records: list[dict]) -> None:
+    """No row of the first arch ran: its first reason is the error, not an empty sheet."""
+    mine = [r for r in records if r["arch"] == first]
+    if mine and not any(r[STATUS] == OK for r in mine):
+        kind = CapacityError if mine[0][STATUS].startswith("does not fit") else ArchError
+        raise kind(f"K-Perf: no scenario of {first} could run. The first reason: "
+                   f"{mine[0][STATUS]}")
+
+
+def _config_dict(config) -> dict[str, Any]:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return dict(getattr(config, "__dict__", {}))
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, total: int) -> Iterator[Callable[[str], None]]:
+    """A function to call before each scenario: draws a rich bar on stderr when ``show``."""
+    if not show:
+        yield lambda _label: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+    with Progress(TextColumn("K-Perf"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=Console(stderr=True)) as bar:
+        task = bar.add_task("", total=total)
+        started = [False]
+
+        def advance(label: str) -> None:
+            # A scenario is counted done when the next one starts; the last on exit.
+            bar.update(task, advance=1 if started[0] else 0, description=label)
+            started[0] = True
+
+        yield advance
+        bar.update(task, completed=total, description="done")
