@@ -18,6 +18,7 @@ _API = {
     "list_archs": "npusim.arch",
     "load_model": "npusim.frontend.llm",
     "builtin_models": "npusim.frontend.llm",
+    "kperf": "npusim.workloads.kperf",
 }
 __all__ = [*_API, "__version__"]
 

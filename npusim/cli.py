@@ -112,6 +112,58 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _split(values: list[str]) -> list[str]:
+    """Values given space- or comma-separated (``--users 1 5 25`` or ``--users 1,5,25``)."""
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
+def cmd_kperf(args) -> int:
+    from .report.kperf import print_kperf
+    from .workloads import kperf as kp
+    result = kp.kperf(
+        args.arch, args.model, chips=args.chips,
+        precisions=_split(args.precision) or kp.DEFAULT_PRECISIONS,
+        input_lens=_split(args.input_lens) or kp.DEFAULT_INPUT_LENS,
+        output_lens=_split(args.output_lens) or kp.DEFAULT_OUTPUT_LENS,
+        users=_split(args.users) or kp.DEFAULT_USERS, vs=_split(args.vs), overrides=args.set,
+        progress=not args.no_progress and sys.stderr.isatty())
+    print_kperf(result, scenarios=not args.summary_only)
+    try:
+        paths = result.write(args.out)
+    except OSError as e:
+        raise NpusimError(f"cannot write --out {args.out}: {e.strerror}") from None
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _kperf_parser(sub) -> None:
+    kp = sub.add_parser("kperf", help="K-Perf matrix: TTFT, TPOT, prefill/decode tok/s, power "
+                                      "over lengths, users and precisions; xlsx, csv, PNGs")
+    kp.add_argument("--arch", default="rngd", help="shipped arch name or YAML path (default rngd)")
+    kp.add_argument("--model", required=True, help="built-in LLM name (see `npusim models`)")
+    kp.add_argument("--chips", type=int, default=None,
+                    help="chips per system (default: the fewest that hold the model)")
+    kp.add_argument("--precision", nargs="+", action="extend", default=[], metavar="P",
+                    help="precisions, e.g. bf16,fp8 (default bf16)")
+    kp.add_argument("--input-lens", nargs="+", action="extend", default=[], metavar="N",
+                    help="input lengths in tokens (default 128,2048)")
+    kp.add_argument("--output-lens", nargs="+", action="extend", default=[], metavar="N",
+                    help="output lengths in tokens (default 128,2048)")
+    kp.add_argument("--users", nargs="+", action="extend", default=[], metavar="N",
+                    help="concurrent users (default 1,5,25,50,100,150,200,250)")
+    kp.add_argument("--vs", nargs="+", action="extend", default=[], metavar="ARCH",
+                    help="archs to compare side by side, with ratios to --arch")
+    kp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of --arch, e.g. --set dram.bandwidth=3TB/s")
+    kp.add_argument("--out", type=Path, default=Path("kperf"), metavar="DIR",
+                    help="folder for kperf.xlsx, kperf.csv and the PNGs (default ./kperf)")
+    kp.add_argument("--summary-only", action="store_true",
+                    help="print the summary table only (the files hold every scenario)")
+    kp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    kp.set_defaults(func=cmd_kperf)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="npusim", description="Cycle-approximate simulation of AI accelerators.")
@@ -133,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--ignore-capacity", action="store_true",
                      help="time the model even if weights and KV cache exceed DRAM")
     run.set_defaults(func=cmd_run)
+
+    _kperf_parser(sub)
 
     ins = sub.add_parser("inspect", help="op census, MACs, parameters, bytes by role")
     _model_args(ins)

@@ -140,3 +140,38 @@ def test_llm_by_name_decode(capsys, tmp_path):
     assert 8 * 0.9 * params < data["totals"]["macs"] < 8 * 1.1 * params
     # bf16 weights must stream once per step: at least 16 GB / 1.5 TB/s of memory time
     assert data["totals"]["memory_s"] >= 2 * 7.0e9 / 1.536e12
+
+
+def test_kperf_command_writes_the_report(capsys, tmp_path):
+    pytest.importorskip("openpyxl")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "kp"
+    code, stdout, err = run(capsys, "kperf", "--arch", "rngd", "--model", "tiny-llama",
+                            "--input-lens", "64", "--output-lens", "16", "--users", "1,4",
+                            "--vs", "edu", "--out", str(out), "--no-progress")
+    assert code == 0, err
+    names = {p.name for p in out.iterdir()}
+    assert {"kperf.xlsx", "kperf.csv"} <= names and any(n.endswith(".png") for n in names)
+    import csv
+    rows = list(csv.DictReader(open(out / "kperf.csv")))
+    assert {(r["arch"], r["users"]) for r in rows} == {("rngd", "1"), ("rngd", "4"),
+                                                      ("edu", "1"), ("edu", "4")}
+    assert all(float(r["ttft_mean_s"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--users", "0"], "users"),
+    (["--model", "llama-9"], "llama-9"),
+    (["--precision", "fp7"], "fp7"),
+])
+def test_kperf_bad_input_exit_2(capsys, tmp_path, args, needle):
+    base = ["kperf", "--arch", "rngd", "--model", "tiny-llama", "--out", str(tmp_path),
+            "--no-progress", "--input-lens", "16", "--output-lens", "4", "--users", "1"]
+    for i in range(0, len(args), 2):
+        j = base.index(args[i]) if args[i] in base else None
+        if j is None:
+            base += args[i:i + 2]
+        else:
+            base[j + 1] = args[i + 1]
+    code, _, err = run(capsys, *base)
+    assert code == 2 and needle in err and "Traceback" not in err
