@@ -263,3 +263,34 @@ def test_unknown_name_and_missing_path(tmp_path):
 ])
 def test_units(text, kind, expect):
     assert parse_quantity(text, kind) == pytest.approx(expect, rel=1e-12)
+
+
+def test_calibration_layer_applies_with_provenance_and_yields_to_overrides(tmp_path):
+    from npusim.arch.calibration import read_calibration, write_calibration
+    base = load_arch("edu")
+    src = tmp_path / "mychip.yaml"
+    text = (ARCHS_DIR / "edu.yaml").read_text().replace("name: edu", "name: mychip", 1)
+    src.write_text(text)
+    write_calibration(tmp_path / "mychip.calibration.yaml", "mychip",
+                      {"launch_overhead": {"value": "3 us", "rows": ["X1"], "metric": "m"}},
+                      {"step_overhead": {"value": "5 us", "from": "launch_overhead", "why": "t"}})
+    a = load_arch(src)
+    assert a.launch_overhead == pytest.approx(3e-6) and a.step_overhead == pytest.approx(5e-6)
+    prov = a.calibrated()
+    assert prov["launch_overhead"]["kind"] == "fitted" and prov["launch_overhead"]["rows"] == ("X1",)
+    assert load_arch(src, calibrated=False).launch_overhead == base.launch_overhead
+    b = load_arch(src, {"launch_overhead": "1 us"})
+    assert b.launch_overhead == pytest.approx(1e-6) and "launch_overhead" not in b.calibrated()
+    bad = tmp_path / "mychip.calibration.yaml"
+    bad.write_text("arch: mychip\nfitted:\n  launch_overhead: {value: 3 us, colour: red}\n")
+    with pytest.raises(ArchError, match="mychip.calibration.yaml: fitted.launch_overhead"):
+        load_arch(src)
+    assert read_calibration  # imported for the API surface
+
+
+def test_shipped_gpu_calibration_is_traceable_to_rows():
+    h = load_arch("h100")
+    prov = h.calibrated()
+    assert prov["cores.engine.efficiency.fp8_e4m3"]["rows"] == ("N1",)
+    assert prov["launch_overhead"]["rows"] == ("N3",)
+    assert all(p["kind"] in ("fitted", "assumed") for p in prov.values())

@@ -206,7 +206,8 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
 
 
 def load_arch(name_or_path: str | Path,
-              overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Arch:
+              overrides: Mapping[str, Any] | Sequence[str] | None = None, *,
+              calibrated: bool = True) -> Arch:
     """Load an architecture by shipped name or from a YAML file, with optional overrides.
 
     Parameters
@@ -217,6 +218,9 @@ def load_arch(name_or_path: str | Path,
         ``["dram.bandwidth=3TB/s", ...]`` (as from the CLI's ``--set``) or
         ``{"dram.bandwidth": "3 TB/s"}``; applied to the raw tree, then validated exactly
         like the file.
+    calibrated : bool
+        Apply the arch's calibration file (fitted parameters with provenance, see
+        :mod:`npusim.arch.calibration`) under the overrides; False gives the arch file alone.
 
     Returns
     -------
@@ -241,8 +245,26 @@ def load_arch(name_or_path: str | Path,
     if tree is None:
         raise ArchError(f"{label}: the file is empty; it must be a mapping of arch fields "
                         f"(start from a shipped arch such as rngd.yaml)")
+    calibration: dict[str, dict] = {}
+    if calibrated and isinstance(tree, dict):
+        from .calibration import calibration_path, read_calibration
+        path = calibration_path(str(tree.get("name", "")),
+                                name_or_path if _looks_like_path(name_or_path) else None)
+        if path is not None:
+            calibration = read_calibration(path, str(tree.get("name", "")))
+            tree, _ = apply_overrides(tree, {k: v["value"] for k, v in calibration.items()},
+                                      f"{label} (calibration {path.name})")
     tree, applied = apply_overrides(tree, overrides, label)
-    return build(tree, label, applied)
+    arch = build(tree, label, applied)
+    if calibration:
+        user = {a.split("=", 1)[0].strip() for a in applied}
+        kept = tuple(sorted((k, v) for k, v in calibration.items() if k not in user))
+        object.__setattr__(arch, "calibration", tuple((k, _frozen(v)) for k, v in kept))
+    return arch
+
+
+def _frozen(d: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
 __all__ = ["load_arch", "list_archs", "apply_overrides", "parse_yaml"]

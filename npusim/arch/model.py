@@ -169,8 +169,15 @@ class Arch:
     power: Power
     dtype_fallback: FrozenMap
     launch_overhead: float = 0.0
+    step_overhead: float = 0.0
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()
+    # (dotted field, provenance) of every value taken from the arch's calibration file
+    calibration: tuple = field(default=(), compare=False)
+
+    def calibrated(self) -> dict[str, dict]:
+        """``{dotted field: provenance}`` of the calibrated values this arch carries."""
+        return {k: dict(v) for k, v in self.calibration}
 
     @property
     def sram_total(self) -> float:

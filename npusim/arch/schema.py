@@ -97,6 +97,8 @@ SCHEMA = S({
     "dtype_fallback": F("dtype_map"),
     # Fixed cost per op (kernel launch, command issue); optional, absent means 0.
     "launch_overhead": F("time", required=False, minimum="nonnegative"),
+    # Fixed cost per serving iteration (scheduler, sampling, host work); optional, absent 0.
+    "step_overhead": F("time", required=False, minimum="nonnegative"),
 })
 
 
@@ -293,7 +295,8 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
         shared_sram=v["shared_sram"], dram=Dram(**v["dram"]), noc=Noc(**v["noc"]),
         dma=Dma(**v["dma"]), link=Link(**v["link"]) if v["link"] is not None else None,
         power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],
-        launch_overhead=v["launch_overhead"] or 0.0, source=label,
+        launch_overhead=v["launch_overhead"] or 0.0,
+        step_overhead=v["step_overhead"] or 0.0, source=label,
         overrides=tuple(overrides))
     _cross_check(arch, label)
     return arch

@@ -339,7 +339,10 @@ class StepCostModel:
             at, ae = self.attention_decode(len(decode), sum(decode) / len(decode))
             t, e = t + at, e + ae
         ht, he = self.head(len(prefill) + len(decode))
-        return StepResult(t + ht, (e + he) * self.chips)
+        # the serving stack's fixed cost per iteration (scheduler, sampling), at static power
+        extra = self.arch.step_overhead
+        return StepResult(t + ht + extra,
+                          (e + he) * self.chips + extra * self.static_power_w)
 
     def describe(self) -> dict:
         """The settings, for reports."""
