@@ -17,21 +17,10 @@ import csv
 from pathlib import Path
 
 import npusim
-from npusim.engine.dram import dram_table
-from npusim.engine.simulate import simulate_graph
-from npusim.ir import Contraction, Graph, Role, dtype
+from npusim.validate.microbench import gemm_tflops, stream_tbps
 
 ARCH = {"H100 80GB HBM3 (ND H100 v5)": "h100", "A100-SXM4-80GB (ND A100 v4)": "a100"}
 DEFAULT_REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured-public.csv"
-
-
-def gemm(n: int, dt: str) -> Graph:
-    g = Graph(f"gemm {n}^3 {dt}")
-    g.inputs += ["a", "b"]
-    g.outputs.append("c")
-    g.add(Contraction.einsum("mk,kn->mn", {"m": n, "k": n, "n": n}, ["a", "b"], "c", dtype(dt),
-                             name="gemm", roles=[Role.ACTIVATION, Role.ACTIVATION]))
-    return g
 
 
 def rows(path: Path):
@@ -45,7 +34,7 @@ def predict_gemm(r, overrides=None) -> float:
     arch = npusim.load_arch(ARCH[r["hardware"]], overrides)
     n = int(r["model"].split("=")[-1])
     dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
-    return 2 * n ** 3 / simulate_graph(gemm(n, dt), arch).latency_s / 1e12, dt
+    return gemm_tflops(arch, n, n, n, dt), dt
 
 
 def fit(rows_, ids) -> None:
@@ -102,11 +91,10 @@ def main() -> None:
         if r["metric"] == "GEMM throughput":
             n = int(r["model"].split("=")[-1])
             dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
-            res = simulate_graph(gemm(n, dt), arch)
-            pred = 2 * n ** 3 / res.latency_s / 1e12
+            pred = gemm_tflops(arch, n, n, n, dt)
             case, unit = f"GEMM {n}^3 {r['precision']}", "TFLOPS"
         else:
-            pred = arch.dram.bandwidth * dram_table(arch).efficiency("seq", None, 64 * 2 ** 20) / 1e12
+            pred = stream_tbps(arch)
             case, unit = "HBM stream (long sequential)", "TB/s"
         meas = float(r["value"])
         print(f"{r['id']:4} {arch.name:5} {case:28} {meas:9.2f} {unit:>6} {pred:9.2f} {unit:>6}"

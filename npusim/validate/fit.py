@@ -1,0 +1,206 @@
+"""``npusim validate --fit``: fit one arch field on named measured rows, with provenance.
+
+Each assignment ``FIELD=ROW,ROW,...`` finds the one value of ``FIELD`` (applied to every row of
+that arch, never per row) that minimises the mean absolute log error ``mean |ln(pred/meas)|``
+of the named rows, by golden-section search on a bounded range: that error is unimodal in a
+field that moves every prediction the same way (an efficiency, a fixed cost), and with one row
+its minimum is the exact match, as bisection would find. The value is written to the arch's
+calibration file with the rows, metric, date and method; the file's other entries are kept.
+"""
+from __future__ import annotations
+
+import math
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..arch.calibration import calibration_path, read_calibration, shipped_dir, \
+    write_calibration
+from ..errors import NpusimError
+from .core import Simulator, arch_spec, read_rows, select
+
+GOLDEN = (math.sqrt(5) - 1) / 2
+ITERATIONS = 40          # the bracket shrinks to 0.618^40 ~ 4e-9 of its width
+# Search ranges (SI units): a sustained fraction of the MAC rate, a per-kernel fixed cost
+# (GPU launches are a few us), a per-iteration serving overhead (scheduler and sampling are
+# well under 50 ms). Any other numeric field searches 1/4x to 4x its current value.
+BOUNDS = {"cores.engine.efficiency.": (0.05, 1.0), "launch_overhead": (0.0, 1e-4),
+          "step_overhead": (0.0, 0.05)}
+METHOD = "golden-section search on the mean |log(pred/meas)| of the rows, range {lo:g}..{hi:g}"
+
+
+def parse_assignment(text: str) -> tuple[str, list[str]]:
+    """``"FIELD=ROW,ROW"`` -> ``(FIELD, [ROW, ROW])``.
+
+    Examples
+    --------
+    >>> parse_assignment("launch_overhead=N3")
+    ('launch_overhead', ['N3'])
+    """
+    field, sep, ids = str(text).partition("=")
+    rows = [i.strip() for i in ids.split(",") if i.strip()]
+    if not sep or not field.strip() or not rows:
+        raise NpusimError(f"--fit {text!r}: write FIELD=ROW,ROW,... e.g. "
+                          f"cores.engine.efficiency.fp8_e4m3=N1")
+    return field.strip(), rows
+
+
+def _unit(field: str) -> str:
+    from ..arch.schema import si_units
+    unit = si_units().get(field, "")
+    return unit if unit in ("s", "Hz", "B", "B/s", "W", "J") else ""
+
+
+def _current(arch, field: str) -> float:
+    node: Any = arch
+    for part in field.split("."):
+        try:
+            node = node[part] if hasattr(node, "__getitem__") and not hasattr(node, part) \
+                else getattr(node, part)
+        except (AttributeError, KeyError, TypeError):
+            raise NpusimError(f"--fit: {field} is not a field of arch {arch.name}; use a dotted "
+                              f"field of the arch YAML (e.g. cores.engine.efficiency.bf16, "
+                              f"launch_overhead, step_overhead)") from None
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise NpusimError(f"--fit: {field} of arch {arch.name} is not a number; only numeric "
+                          f"fields can be fitted")
+    return float(node)
+
+
+def bounds_for(field: str, arch) -> tuple[float, float]:
+    """The search range of ``field`` (see :data:`BOUNDS`)."""
+    for prefix, b in BOUNDS.items():
+        if field == prefix or (prefix.endswith(".") and field.startswith(prefix)):
+            return b
+    now = _current(arch, field)
+    if now <= 0:
+        raise NpusimError(f"--fit: {field} of arch {arch.name} is {now:g}, so no range around "
+                          f"it can be searched; set a positive starting value with --set first")
+    return now / 4, now * 4
+
+
+def format_value(field: str, v: float) -> str | float:
+    """The override text of a value (with its SI unit where the field has one)."""
+    unit = _unit(field)
+    return f"{v!r} {unit}" if unit else float(v)
+
+
+def golden_section(f: Callable[[float], float], lo: float, hi: float,
+                   iterations: int = ITERATIONS) -> float:
+    """Minimiser of a unimodal ``f`` on ``[lo, hi]``.
+
+    Examples
+    --------
+    >>> round(golden_section(lambda x: abs(x - 0.3), 0.0, 1.0), 6)
+    0.3
+    """
+    a, b = lo, hi
+    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iterations):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - GOLDEN * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + GOLDEN * (b - a)
+            fd = f(d)
+    return (a + b) / 2
+
+
+def _rounded(field: str, v: float) -> str | float:
+    """The value written to the calibration file: 4 significant digits, in the unit a
+    reader expects (us for the fixed costs)."""
+    if _unit(field) == "s":
+        return f"{float(f'{v * 1e6:.4g}'):g} us"
+    unit = _unit(field)
+    return f"{float(f'{v:.4g}'):g} {unit}" if unit else float(f"{v:.4g}")
+
+
+def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path | None = None,
+        write: bool = True) -> dict[str, dict]:
+    """Fit arch fields on named measured rows and write them to the arch's calibration file.
+
+    Parameters
+    ----------
+    data : path, optional
+        Measured-data CSV; default ``validation/measured.csv``.
+    assignments : sequence of str
+        ``"FIELD=ROW,ROW,..."``; fitted in order, each with the earlier ones in force.
+    arch : str or path, optional
+        Simulate the rows on this arch (a shipped name or a YAML file, whose calibration file
+        ``<stem>.calibration.yaml`` is then written beside it) instead of their ``sim_arch``.
+    write : bool
+        Write the calibration file (False: only return the values).
+
+    Returns
+    -------
+    dict
+        ``{field: {"value", "rows", "metric", "method", "error_before", "error_after",
+        "arch", "path"}}`` with the mean absolute log errors before and after.
+
+    Raises
+    ------
+    NpusimError
+        A malformed assignment, an unknown or non-simulable row, rows of different archs, or
+        a field that is not numeric.
+    """
+    from .core import default_data
+    path = Path(data) if data is not None else default_data()
+    rows = read_rows(path)
+    out: dict[str, dict] = {}
+    for text in assignments:
+        field, ids = parse_assignment(text)
+        chosen = select(rows, ids, path)
+        archs = {arch_spec(r, path.parent) for r in chosen}
+        if len(archs) > 1:
+            raise NpusimError(f"--fit {text}: rows {', '.join(ids)} belong to different archs "
+                              f"({', '.join(sorted(archs))}); fit one arch at a time")
+        if arch is not None:
+            spec = str(arch)
+            chosen = [{**r, "sim_arch": spec} for r in chosen]
+        sim = Simulator(path.parent)
+        target = sim.arch(chosen[0])
+        lo, hi = bounds_for(field, target)
+
+        def loss(v: float, sim=sim, chosen=chosen, field=field) -> float:
+            fitv = {field: format_value(field, v)}
+            errs = [abs(math.log(sim.predict(r, fitv)[0] / float(r["sim_value"])))
+                    for r in chosen]
+            return sum(errs) / len(errs)
+
+        before = sum(abs(math.log(sim.predict(r)[0] / float(r["sim_value"])))
+                     for r in chosen) / len(chosen)
+        value = golden_section(loss, lo, hi)
+        entry = {"value": _rounded(field, value), "rows": list(ids),
+                 "metric": ",".join(sorted({r["sim_metric"] for r in chosen})),
+                 "date": date.today().isoformat(), "method": METHOD.format(lo=lo, hi=hi)}
+        result = {**entry, "error_before": before, "error_after": loss(value),
+                  "arch": target.name, "path": None}
+        if write:
+            result["path"] = _write(target, arch_spec(chosen[0], path.parent), field, entry)
+        out[field] = result
+    return out
+
+
+def _write(arch, spec: str, field: str, entry: dict) -> Path:
+    """Put one fitted entry into the arch's calibration file, keeping the others."""
+    if spec.endswith((".yaml", ".yml")):
+        src = Path(spec)
+        path = src.with_name(f"{src.stem}.calibration.yaml")
+    else:
+        path = calibration_path(arch.name) or Path(str(shipped_dir())) / f"{arch.name}.yaml"
+    old = read_calibration(path, arch.name) if path.exists() else {}
+    fitted = {k: {x: y for x, y in v.items() if x != "kind"} for k, v in old.items()
+              if v["kind"] == "fitted"}
+    assumed = {k: {x: y for x, y in v.items() if x != "kind"} for k, v in old.items()
+               if v["kind"] == "assumed" and k != field}
+    fitted[field] = entry
+    for v in assumed.values():   # values carried over from this field follow it
+        if v.get("from") == field:
+            v["value"] = entry["value"]
+    return write_calibration(path, arch.name, fitted, assumed)
+
+
+__all__ = ["fit", "parse_assignment", "golden_section", "bounds_for", "format_value"]

@@ -1,0 +1,61 @@
+"""Microbenchmarks simulated the way the measurements ran them: one GEMM, one STREAM copy.
+
+The GEMM rows (cuBLASLt in the Azure AI-benchmarking-guide) multiply two random matrices, so
+both operands are activations read from DRAM, not weights. The bandwidth rows (STREAM-like
+Triad and Copy) stream long sequential arrays, so they see the DRAM efficiency table's long
+sequential read at a transfer much larger than any on-chip buffer.
+"""
+from __future__ import annotations
+
+from ..engine.dram import dram_table
+from ..engine.simulate import simulate_graph
+from ..errors import ModelError
+from ..ir import Contraction, Graph, Role, dtype
+
+# assumption: a STREAM array of 64 MiB per stream is far past every shipped arch's SRAM and
+# DRAM row buffers, so the efficiency table's value there is its long-sequential limit
+STREAM_BYTES = 64 * 2**20
+
+
+def gemm_graph(m: int, n: int, k: int, dt: str) -> Graph:
+    """One ``(m x k) @ (k x n)`` GEMM with both operands activations in DRAM.
+
+    Parameters
+    ----------
+    m, n, k : int
+        Output rows, output columns and the reduced dimension.
+    dt : str
+        npusim dtype name of both operands and the output (``"bf16"``, ``"fp8_e4m3"``).
+
+    Returns
+    -------
+    Graph
+
+    Examples
+    --------
+    >>> gemm_graph(2, 3, 4, "bf16").macs
+    24
+    """
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ModelError(f"GEMM dimension {name}={v!r} must be a positive integer; write "
+                             f"the model as gemm:M,N,K, e.g. gemm:8192,8192,8192")
+    g = Graph(f"gemm {m}x{n}x{k} {dt}")
+    g.inputs += ["a", "b"]
+    g.outputs.append("c")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": m, "k": k, "n": n}, ["a", "b"], "c", dtype(dt),
+                             name="gemm", roles=[Role.ACTIVATION, Role.ACTIVATION]))
+    return g
+
+
+def gemm_tflops(arch, m: int, n: int, k: int, dt: str) -> float:
+    """Simulated throughput of one GEMM on ``arch``, TFLOP/s (2·M·N·K over its latency)."""
+    return 2 * m * n * k / simulate_graph(gemm_graph(m, n, k, dt), arch).latency_s / 1e12
+
+
+def stream_tbps(arch) -> float:
+    """Sustained DRAM bandwidth a STREAM test sees on ``arch``, TB/s."""
+    return arch.dram.bandwidth * dram_table(arch).efficiency("seq", None, STREAM_BYTES) / 1e12
+
+
+__all__ = ["STREAM_BYTES", "gemm_graph", "gemm_tflops", "stream_tbps"]
