@@ -19,6 +19,7 @@ _API = {
     "load_model": "npusim.frontend.llm",
     "builtin_models": "npusim.frontend.llm",
     "kperf": "npusim.workloads.kperf",
+    "validate": "npusim.validate",
 }
 __all__ = [*_API, "__version__"]
 

@@ -164,6 +164,61 @@ def _kperf_parser(sub) -> None:
     kp.set_defaults(func=cmd_kperf)
 
 
+def cmd_validate(args) -> int:
+    if args.kperf is not None:
+        if not args.arch or not args.model:
+            raise NpusimError("validate --kperf needs --arch and --model, e.g. npusim validate "
+                              "--kperf sheet.xlsx --arch rngd --model llama-3.1-8b")
+        from .validate.kperf_sheet import validate_kperf
+        out = args.out or Path("validation-kperf")
+        v = validate_kperf(args.kperf, args.arch, args.model, chips=args.chips, out=out,
+                           sheet_name=args.sheet, overrides=args.set or None)
+        for s in v.summary():
+            mape = "n/a" if s["mape"] is None else f"{100 * s['mape']:.1f}%"
+            print(f"{s['metric']:>24}  cells {s['cells']:3d}  MAPE {mape}")
+        print(f"report: {out / 'validation_report.md'}")
+        return 0
+    from .validate import fit, validate
+    if args.fit:
+        for field, r in fit(args.data, args.fit, arch=args.arch).items():
+            print(f"{r['arch']}: {field} = {r['value']} on rows {','.join(r['rows'])} "
+                  f"(mean |log err| {r['error_before']:.4f} -> {r['error_after']:.4f}); "
+                  f"wrote {r['path']}")
+    res = validate(args.data, out=args.out, rows=_split(args.rows) or None,
+                   microchecks=not args.no_microchecks)
+    print(res.summary_markdown)
+    for path in (res.report, res.plot):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def _validate_parser(sub) -> None:
+    va = sub.add_parser("validate", help="simulate measured rows (or a measured K-Perf sheet); "
+                                         "per-row error, MAPE per arch x metric, REPORT.md")
+    va.add_argument("--data", type=Path, default=None,
+                    help="measured CSV (default validation/measured.csv)")
+    va.add_argument("--out", type=Path, default=None,
+                    help="folder for the report and PNGs (default: the data file's folder)")
+    va.add_argument("--rows", nargs="+", action="extend", default=[], metavar="ID",
+                    help="only these row ids")
+    va.add_argument("--fit", action="append", default=[], metavar="FIELD=ROW,ROW",
+                    help="fit an arch field on these rows and write it to the arch's "
+                         "calibration file, e.g. cores.engine.efficiency.fp8_e4m3=N1")
+    va.add_argument("--no-microchecks", action="store_true",
+                    help="skip the decode/GEMM microchecks (about 10 s)")
+    va.add_argument("--kperf", type=Path, metavar="FILE",
+                    help="a measured K-Perf sheet (.xlsx or .csv) shaped like `npusim kperf`'s")
+    va.add_argument("--sheet", metavar="NAME", help="with --kperf: only this sheet")
+    va.add_argument("--arch", default=None,
+                    help="with --kperf: the arch; with --fit: simulate the rows on this arch")
+    va.add_argument("--model", default=None, help="with --kperf: the built-in LLM")
+    va.add_argument("--chips", type=int, default=None, help="with --kperf: chips per system")
+    va.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="with --kperf: override a field of --arch")
+    va.set_defaults(func=cmd_validate)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="npusim", description="Cycle-approximate simulation of AI accelerators.")
@@ -187,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     _kperf_parser(sub)
+    _validate_parser(sub)
 
     ins = sub.add_parser("inspect", help="op census, MACs, parameters, bytes by role")
     _model_args(ins)

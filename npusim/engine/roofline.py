@@ -8,9 +8,11 @@ reports its own latency beside this bound and must never beat it.
 Unavoidable DRAM bytes, the assumptions that make them a true lower bound:
 
 * weights, KV cache and constants start in DRAM at the start of the run: each distinct tensor
-  is read once, charged to its first reader. A ``Movement`` that reads part of a weight (an
-  embedding gather) is charged only what it moves and does not count as that first read;
+  is read once, charged to its first reader. A ``Movement`` that says what it moves (an
+  embedding gather reads a few rows; a KV-cache append writes the new rows in place) is charged
+  exactly that, and does not count as a read of the whole tensor;
 * graph inputs are read once (first reader) and graph outputs written once (their producer);
+  a graph output read by a later op (the KV cache a step appends to) is read from DRAM;
 * an intermediate activation may stay on chip if it fits in the arch's total on-chip SRAM;
   the part that cannot fit (``bytes - sram_total``) is written once and read once.
 
@@ -30,30 +32,33 @@ def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
     def storage(name: str) -> str:       # a free view (reshape) shares its root's storage
         return aliases.get(name, name)
 
+    def role(t) -> Role:                 # a view of the KV cache is the KV cache
+        root = graph.tensors.get(storage(t.name))
+        return root.role if root is not None else t.role
+
     graph_inputs = {storage(n) for n in graph.inputs}
     graph_outputs = {storage(n) for n in graph.outputs}
     charged: set[str] = set()
     out: dict[str, float] = {}
     for op in graph.ops():
         total = 0.0
-        partial = isinstance(op, Movement) and op.moved_bytes is not None
-        stored = 0.0
+        if isinstance(op, Movement) and op.moved_bytes is not None:
+            # a movement that says what it moves (a gather of rows, an in-place KV-cache
+            # append) moves exactly that; whoever reads its whole output later pays for it
+            out[op.name] = min(float(op.moved_bytes), op.bytes_all)
+            continue
         for t in op.inputs:
             root = storage(t.name)
             if root in charged:
                 continue
-            if partial and t.role != Role.ACTIVATION:
-                stored += t.nbytes
-                continue
-            if t.role != Role.ACTIVATION or root in graph_inputs:
+            # the KV cache, graph inputs and graph outputs live in DRAM: reading one is a read
+            if role(t) != Role.ACTIVATION or root in graph_inputs or root in graph_outputs:
                 total += t.nbytes
             else:
                 total += max(0.0, t.nbytes - sram_bytes)
             charged.add(root)
-        if partial:
-            total += min(stored, float(op.moved_bytes))
         for t in op.outputs:
-            if storage(t.name) in graph_outputs or t.role == Role.KV_CACHE:
+            if storage(t.name) in graph_outputs or role(t) == Role.KV_CACHE:
                 total += t.nbytes
             else:
                 total += max(0.0, t.nbytes - sram_bytes)

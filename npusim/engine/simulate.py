@@ -68,7 +68,8 @@ def _placement(graph: Graph, arch):
 
     def where(t, written: bool) -> int:
         root = aliases.get(t.name, t.name)
-        if t.role != Role.ACTIVATION or root in inputs or root in outputs or t.nbytes > sram:
+        role = graph.tensors[root].role if root in graph.tensors else t.role
+        if role != Role.ACTIVATION or root in inputs or root in outputs or t.nbytes > sram:
             if not written and arch.shared_sram > 0 and t.nbytes <= arch.shared_sram / 2:
                 return tk.IN_SHARED
             return tk.IN_DRAM

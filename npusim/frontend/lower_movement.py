@@ -7,12 +7,23 @@ in-place cache does), not a full copy of the past.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..ir import Role
 from .context import Node
 from .registry import register
 
 
-@register("Transpose", "Split", "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth",
+@register("Transpose")
+def lower_transpose(n: Node):
+    x = n.inp(0)
+    perm = n.attr("perm", None)
+    perm = tuple(int(p) for p in perm) if perm is not None else tuple(reversed(range(x.rank)))
+    m = n.movement("transpose", inputs=[x])
+    return [replace(m, perm=perm)]
+
+
+@register("Split", "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth",
           "ReverseSequence", "Compress")
 def lower_copy(n: Node):
     return [n.movement(n.op_type.lower(), inputs=[n.inp(0)] + [

@@ -114,7 +114,8 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
         model = onnx.inliner.inline_local_functions(model)
     bound = _check_dims(model, dict(dims or {}), label)
     types = _infer(_skeleton(model, bound), label)
-    return _Walk(model, types, label, on_unsupported).run(name, bound)
+    from ..passes.layout import fold_transposes  # transposes read only by contractions are free
+    return fold_transposes(_Walk(model, types, label, on_unsupported).run(name, bound))
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -277,16 +277,23 @@ class Movement(Op):
 
     ``moved_bytes`` is what really crosses memory (a gather of 8 rows from a 128k-row
     embedding table reads 8 rows, not the table); by default, inputs read plus outputs written.
+    ``perm`` is a transpose's permutation (output axis ``j`` is input axis ``perm[j]``).
     """
 
     func: str
     moved_bytes: float | None = None
+    perm: tuple[int, ...] | None = None
 
     kind = "movement"
 
     @property
     def bytes(self) -> float:
         return super().bytes if self.moved_bytes is None else float(self.moved_bytes)
+
+    @property
+    def bytes_all(self) -> float:
+        """Bytes of every distinct input and output (what a full copy would move)."""
+        return Op.bytes.fget(self)
 
 
 @dataclass(frozen=True, kw_only=True)

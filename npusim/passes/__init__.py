@@ -1,4 +1,5 @@
-"""Passes over the IR graph: precision now; sharding and placement as they come."""
+"""Passes over the IR graph: layout (transposes folded into contractions) and precision."""
+from .layout import fold_transposes
 from .quantize import quantize
 
-__all__ = ["quantize"]
+__all__ = ["fold_transposes", "quantize"]

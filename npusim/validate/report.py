@@ -123,19 +123,18 @@ def cause_of(r: "RowResult") -> str:
                 "neither the batch size (concurrency) nor the FuriosaSDK version nor the KV "
                 "dtype; npusim assumed max load at vllm serve's default 256 sequences, fp8 "
                 "weights and activations with a 16-bit KV cache, so the KV cache fills and "
-                "sequences are preempted; the simulated decode attention also runs below the "
-                "HBM roofline (microchecks).")
+                "sequences are preempted by recompute.")
     if r.mode == "offline" and r.error is not None and r.error < 0:
         return ("Max-load throughput under-predicted: at the vLLM-default concurrency the KV "
-                "cache fills (16-bit KV for fp8 checkpoints, a precision assumption), sequences "
-                "are preempted and recomputed, and the simulated decode attention runs well "
-                "below the HBM roofline (see the microchecks); trtllm-bench's own concurrency "
-                "and KV dtype are not in the record.")
+                "cache fills (16-bit KV for fp8 checkpoints, a precision assumption: an fp8 KV "
+                "cache would double the capacity) and sequences are preempted and recomputed; "
+                "every kernel also pays the 6.11 us fixed cost fitted on a standalone cuBLASLt "
+                "call, more than a CUDA-graph serving stack pays (see the microchecks). "
+                "trtllm-bench's own concurrency and KV dtype are not in the record.")
     if r.mode == "batch" and r.error is not None and r.error < 0:
-        return ("Static-batch throughput under-predicted: decode attention over a large batch "
-                "dominates the step and the simulated attention runs below the HBM roofline; "
-                "the closed loop also mixes prefills into decode steps, which static batching "
-                "does not.")
+        return ("Static-batch throughput under-predicted: the closed loop mixes prefills into "
+                "decode steps, which static batching does not, and every kernel pays the "
+                "standalone-call fixed cost (see the microchecks).")
     if r.error is not None and r.error > 1:
         return ("Over-predicted several-fold: the measured figure is probably per GPU although "
                 "its header says per system (see the row note).")

@@ -304,7 +304,7 @@ class StepCostModel:
         for layer, count in self.layer_groups:
             dt, de = self._interp2(
                 BATCH, batch, KV, kv,
-                lambda b, k, L=layer: self._run("attention", "decode", b, None, k, L))
+                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L))
             t += count * dt
             e += count * de
         return t, e
@@ -332,6 +332,7 @@ class StepCostModel:
         if tokens == 0:
             return StepResult(0.0, 0.0)
         t, e = self.dense(tokens)
+        decode = [max(1, k) for k in decode]  # a decoding sequence has at least its prompt cached
         for c, p in prefill:
             at, ae = self.attention_prefill(c, p)
             t, e = t + at, e + ae
