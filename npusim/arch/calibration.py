@@ -12,14 +12,14 @@ File shape (generated; edit with ``npusim validate --fit``, not by hand)::
     arch: h100
     fitted:                       # values fitted on measured rows
       cores.engine.efficiency.fp8_e4m3:
-        value: 0.6591
+        value: 0.6625
         rows: [N1]
         metric: gemm_tflops
         date: 2026-11-22
         method: bisection on the simulated value
     assumed:                      # values carried over from a fitted one, with the reason
       cores.engine.efficiency.bf16:
-        value: 0.6591
+        value: 0.6625
         from: cores.engine.efficiency.fp8_e4m3
         why: same power-limited clock and MMA path
 """

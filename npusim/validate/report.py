@@ -128,7 +128,7 @@ def cause_of(r: "RowResult") -> str:
         return ("Max-load throughput under-predicted: at the vLLM-default concurrency the KV "
                 "cache fills (16-bit KV for fp8 checkpoints, a precision assumption: an fp8 KV "
                 "cache would double the capacity) and sequences are preempted and recomputed; "
-                "every kernel also pays the 6.11 us fixed cost fitted on a standalone cuBLASLt "
+                "every kernel also pays the 6.12 us fixed cost fitted on a standalone cuBLASLt "
                 "call, more than a CUDA-graph serving stack pays (see the microchecks). "
                 "trtllm-bench's own concurrency and KV dtype are not in the record.")
     if r.mode == "batch" and r.error is not None and r.error < 0:
