@@ -29,7 +29,7 @@ would settle at), and the record says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CapacityError
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
@@ -118,26 +118,43 @@ def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
     return "seq", None, dram_bytes
 
 
-def _power_limit(op: Op, arch, table, exec_dtype: str, row_bytes: float) -> PowerLimit | None:
+class _PowerLimits:
     """The energy coefficients the mapping search needs to respect the TDP, taken from the
-    same energy table (and the same action accounting, :func:`_actions`) as the records."""
-    from ..energy import Actions, energy_of
-    tdp = arch.power.tdp
-    if table is None or not tdp or tdp <= table.static:
-        return None
+    same energy table (and the same action accounting, :func:`_actions`) as the records.
+    Per-byte energies are worked out once per run; an op adds its own MACs and outputs."""
 
-    def joules(**kw) -> float:
-        return sum(energy_of(Actions(**kw), table).values())
-    has_noc = table.noc is not None
-    return PowerLimit(
-        fixed_j=joules(macs={exec_dtype: float(op.macs)}, vector_ops=float(op.vector_ops)),
-        dram_read_j=joules(dram_read_bytes=1.0, dram_activations=1.0 / row_bytes),
-        dram_write_j=joules(dram_write_bytes=1.0, dram_activations=1.0 / row_bytes),
-        dram_write_bytes=float(sum(t.nbytes for t in op.outputs)),
-        sram_j=joules(sram_read_bytes=0.5, sram_write_bytes=0.5),
-        shared_j=joules(shared_read_bytes=1.0) if table.shared_read is not None else 0.0,
-        noc_j=joules(noc_bytes=1.0) if has_noc else 0.0,
-        noc_as_sram=not has_noc, budget_w=tdp - table.static)
+    def __init__(self, arch, table, row_bytes: float) -> None:
+        from ..energy import Actions, energy_of
+        tdp = arch.power.tdp
+        self._base = None
+        if table is None or not tdp or tdp <= table.static:
+            return
+
+        def joules(**kw) -> float:
+            return sum(energy_of(Actions(**kw), table).values())
+        self._joules = joules
+        self._per_mac: dict[str, float] = {}
+        has_noc = table.noc is not None
+        self._base = PowerLimit(
+            fixed_j=0.0,
+            dram_read_j=joules(dram_read_bytes=1.0, dram_activations=1.0 / row_bytes),
+            dram_write_j=joules(dram_write_bytes=1.0, dram_activations=1.0 / row_bytes),
+            dram_write_bytes=0.0,
+            sram_j=joules(sram_read_bytes=0.5, sram_write_bytes=0.5),
+            shared_j=joules(shared_read_bytes=1.0) if table.shared_read is not None else 0.0,
+            noc_j=joules(noc_bytes=1.0) if has_noc else 0.0,
+            noc_as_sram=not has_noc, budget_w=tdp - table.static)
+        self._per_vector = joules(vector_ops=1.0)
+
+    def of(self, op: Op, exec_dtype: str) -> PowerLimit | None:
+        if self._base is None:
+            return None
+        per_mac = self._per_mac.get(exec_dtype)
+        if per_mac is None:
+            per_mac = self._per_mac[exec_dtype] = self._joules(macs={exec_dtype: 1.0})
+        return replace(self._base,
+                       fixed_j=per_mac * op.macs + self._per_vector * op.vector_ops,
+                       dram_write_bytes=float(sum(t.nbytes for t in op.outputs)))
 
 
 def _contraction_cost(op: Contraction, arch, where, eff_bw: float,
@@ -247,6 +264,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     where = _placement(graph, arch)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
+    limits = _PowerLimits(arch, table, row_bytes)
     host = _fusable(graph) if fuse else {}
     clock = arch.clock
 
@@ -264,8 +282,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
                          {"fused_into": host[op.name]}, 0.0, 0, False)
         elif isinstance(op, Contraction):
-            limit = _power_limit(op, arch, table, bound_rec.exec_dtype, row_bytes) \
-                if power_cap else None
+            limit = limits.of(op, bound_rec.exec_dtype) if power_cap else None
             cost = _contraction_cost(op, arch, where, eff_bw, limit)
         else:
             # a run of glue ops between two contractions is one fused kernel (one launch), as

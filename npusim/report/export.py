@@ -7,7 +7,6 @@ level, and the mapping flattened to a short string.
 """
 from __future__ import annotations
 
-import csv
 import enum
 import json
 import math
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..engine.result import OpRecord, RunResult
-from ..errors import NpusimError
+from ..files import spreadsheet_safe, write_text
+from ..files import write_csv as write_rows
 
 # Columns copied from each OpRecord, in this order, before the per-component columns.
 SCALAR_FIELDS = (
@@ -33,8 +33,6 @@ LEVEL_ORDER = ("dram", "shared", "sram")
 
 # A spreadsheet runs a cell that starts with one of these as a formula; op names come from
 # the user's (possibly untrusted) ONNX file. OWASP, "CSV Injection",
-# https://owasp.org/www-community/attacks/CSV_Injection
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def write_json(result: RunResult, path: str | Path, arch: Any = None) -> Path:
@@ -75,7 +73,7 @@ def write_json(result: RunResult, path: str | Path, arch: Any = None) -> Path:
     if arch is not None:
         data["resolved_arch"] = arch.to_dict()
     text = json.dumps(_jsonable(data), indent=1, allow_nan=False) + "\n"
-    return _write_text(Path(path), text, "JSON")
+    return write_text(Path(path), text, "JSON")
 
 
 def csv_columns(result: RunResult) -> list[str]:
@@ -132,17 +130,7 @@ def write_csv(result: RunResult, path: str | Path) -> Path:
     ('1e-12', 'spatial=m,n; tiles.k=4')
     """
     cols = csv_columns(result)
-    path = Path(path)
-    try:
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
-            w.writeheader()
-            for r in result.ops:
-                w.writerow(_row(r, cols))
-    except OSError as e:
-        raise NpusimError(f"cannot write CSV to {path}: {e.strerror}. Check that the folder "
-                          f"exists and is writable, or choose another path.") from None
-    return path
+    return write_rows(path, cols, (_row(r, cols) for r in result.ops), "CSV")
 
 
 def flatten_mapping(mapping: dict) -> str:
@@ -185,20 +173,15 @@ def _row(r: OpRecord, cols: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for c in SCALAR_FIELDS:
         v = getattr(r, c)
-        row[c] = _safe_text(v) if c in TEXT_FIELDS else v
+        row[c] = spreadsheet_safe(v) if c in TEXT_FIELDS else v
     row["energy_total_j"] = r.energy_total_j
     for c in cols:
         if c.startswith("energy_") and c != "energy_total_j":
             row[c] = r.energy_j.get(c[len("energy_"):-len("_j")], 0.0)
         elif c.startswith("bytes_"):
             row[c] = r.bytes_by_level.get(c[len("bytes_"):], 0.0)
-    row["mapping"] = _safe_text(flatten_mapping(r.mapping))
+    row["mapping"] = spreadsheet_safe(flatten_mapping(r.mapping))
     return row
-
-
-def _safe_text(s: str) -> str:
-    s = str(s)
-    return "'" + s if s.startswith(_FORMULA_START) else s
 
 
 def _ordered(keys: Iterable[str], known: tuple[str, ...]) -> list[str]:
@@ -229,12 +212,3 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "items"):            # read-only mappings (the arch's FrozenMap)
         return _jsonable(dict(obj.items()))
     return str(obj)
-
-
-def _write_text(path: Path, text: str, what: str) -> Path:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise NpusimError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
-                          f"exists and is writable, or choose another path.") from None
-    return path

@@ -13,15 +13,15 @@ figures are drawn through matplotlib's object API on the Agg canvas, as in
 """
 from __future__ import annotations
 
-import csv
 import math
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NpusimError
-from .export import _jsonable, _safe_text
-from .plots import _figure_class, _save
+from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
+from ..files import write_csv as _write_rows
+from .export import _jsonable
 
 XLSX, CSV = "kperf.xlsx", "kperf.csv"
 PNG_DECODE = "decode_vs_users.png"
@@ -90,10 +90,7 @@ RUN_COLUMNS = (("arch", "arch"), ("precision", "precision"), ("chips", "chips"),
                ("status", "status"))
 
 # One colour per arch, one line style per precision, so both read at a glance.
-COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
-           "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
-MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 DPI = 100
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 SHEET_MAX = 31                 # Excel's limit on a sheet name's length
@@ -139,26 +136,7 @@ def write_csv(result, path: str | Path) -> Path:
     value back), a missing value as an empty cell, and text that a spreadsheet would run as a
     formula gets a leading ``'``.
     """
-    path = Path(path)
-    cols = result.columns()
-    try:
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=cols, restval="", lineterminator="\n")
-            w.writeheader()
-            for r in result.records:
-                w.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    except OSError as e:
-        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
-                          f"and is writable, or choose another --out.") from None
-    return path
-
-
-def _csv_cell(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, str):
-        return _safe_text(v)
-    return v
+    return _write_rows(path, result.columns(), result.records, "K-Perf CSV")
 
 
 # --- xlsx -----------------------------------------------------------------------------------
@@ -395,7 +373,7 @@ def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
     outdir = Path(outdir)
     figs = ((PNG_DECODE, decode_figure), (PNG_TTFT, ttft_figure),
             (PNG_POWER, power_figure), (PNG_EFFICIENCY, efficiency_figure))
-    return [_save(make(result, dpi=dpi), outdir / name) for name, make in figs]
+    return [save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs]
 
 
 def series(result) -> list[dict[str, Any]]:
@@ -445,7 +423,7 @@ def efficiency_figure(result, dpi: int = DPI):
 def ttft_figure(result, dpi: int = DPI):
     """Mean TTFT (solid) and p99 (dotted) against input length, at the fewest and the most
     users, for the shortest output length."""
-    Figure = _figure_class()
+    Figure = figure_class()
     ss = series(result)
     users = sorted({r["users"] for s in ss for r in s["rows"]}) or [1]
     panels = [users[0]] if len(users) == 1 else [users[0], users[-1]]
@@ -470,7 +448,7 @@ def ttft_figure(result, dpi: int = DPI):
         ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel("time to first token (ms)")
-        _log_ticks(ax, sorted(xs_all), "x")
+        log_ticks(ax, sorted(xs_all), "x")
         if ax.has_data():
             ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
@@ -483,7 +461,7 @@ def ttft_figure(result, dpi: int = DPI):
 
 def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dpi: int,
                      tdp: bool = False):
-    Figure = _figure_class()
+    Figure = figure_class()
     ss = series(result)
     pairs = sorted({(r["input_len"], r["output_len"]) for r in result.records})
     ncols = 1 if len(pairs) == 1 else 2
@@ -505,7 +483,7 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
         ax.set_title(f"input {i} / output {o} tokens")
         ax.set_xlabel("concurrent users")
         ax.set_ylabel(ylabel)
-        _log_ticks(ax, users, "x")
+        log_ticks(ax, users, "x")
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(_thousands())
         ax.grid(True, alpha=0.3)
@@ -539,30 +517,6 @@ def _brief(why: str | None) -> str:
     """The kind of failure (``unsupported``, ``does not fit``); the sheets carry the reason."""
     kind = (why or "no data").partition(":")[0]
     return f"{kind} (see the status column)"
-
-
-def _log_ticks(ax, values: Sequence[int], axis: str) -> None:
-    """A log axis labelled at the matrix's own values, dropping labels that would collide."""
-    values = sorted(v for v in values if v > 0)
-    if not values:
-        return
-    getattr(ax, f"set_{axis}scale")("log")
-    lo, hi = math.log10(values[0]), math.log10(values[-1])
-    gap = max(hi - lo, 1.0) / 14.0
-    shown, last = [], -math.inf
-    for v in values:
-        if math.log10(v) - last >= gap or v == values[-1]:
-            if shown and v == values[-1] and math.log10(v) - last < gap:
-                shown.pop()          # the last value of the sweep is always labelled
-            shown.append(v)
-            last = math.log10(v)
-    from matplotlib.ticker import FixedLocator, NullLocator
-    axis_obj = getattr(ax, f"{axis}axis")
-    axis_obj.set_major_locator(FixedLocator(shown))
-    axis_obj.set_minor_locator(NullLocator())
-    getattr(ax, f"set_{axis}ticklabels")([str(v) for v in shown])
-    pad = 10 ** (gap / 2)
-    getattr(ax, f"set_{axis}lim")(values[0] / pad, values[-1] * pad)
 
 
 def _thousands():

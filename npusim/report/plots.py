@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..engine.result import RunResult
 from ..errors import NpusimError
+from ..figures import figure_class, save_figure
 
 FIGSIZE = (11.0, 7.0)        # inches; at DPI 100 a PNG is 1100 x 700 pixels
 DPI = 100
@@ -189,7 +190,7 @@ def layer_breakdown(result: RunResult, max_bars: int = MAX_BARS) -> dict:
 
 def roofline_figure(result: RunResult, dpi: int = DPI):
     """The roofline of ``result`` as a matplotlib Figure (see :func:`plot_roofline`)."""
-    Figure = _figure_class()
+    Figure = figure_class()
     fig = Figure(figsize=FIGSIZE, dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
     pts = roofline_points(result)
@@ -266,7 +267,7 @@ def _draw_points(ax, pts: list[RooflinePoint], xlim: tuple, ylim: tuple) -> None
 
 def breakdown_figure(result: RunResult, max_bars: int = MAX_BARS, dpi: int = DPI):
     """Per-layer time and energy bars of ``result`` as a Figure (see :func:`plot_breakdown`)."""
-    Figure = _figure_class()
+    Figure = figure_class()
     data = layer_breakdown(result, max_bars)
     layers = data["layers"]
     fig = Figure(figsize=FIGSIZE, dpi=dpi, layout="constrained")
@@ -329,7 +330,7 @@ def plot_roofline(result: RunResult, path: str | Path, dpi: int = DPI) -> Path:
     NpusimError
         If matplotlib (the optional extra ``reports``) is missing or the file cannot be written.
     """
-    return _save(roofline_figure(result, dpi=dpi), path)
+    return save_figure(roofline_figure(result, dpi=dpi), path)
 
 
 def plot_breakdown(result: RunResult, path: str | Path, max_bars: int = MAX_BARS,
@@ -345,7 +346,7 @@ def plot_breakdown(result: RunResult, path: str | Path, max_bars: int = MAX_BARS
     NpusimError
         If matplotlib (the optional extra ``reports``) is missing or the file cannot be written.
     """
-    return _save(breakdown_figure(result, max_bars=max_bars, dpi=dpi), path)
+    return save_figure(breakdown_figure(result, max_bars=max_bars, dpi=dpi), path)
 
 
 def plot_all(result: RunResult, outdir: str | Path, dpi: int = DPI) -> list[Path]:
@@ -358,29 +359,6 @@ def plot_all(result: RunResult, outdir: str | Path, dpi: int = DPI) -> list[Path
                           f"another folder.") from None
     return [plot_roofline(result, outdir / "roofline.png", dpi=dpi),
             plot_breakdown(result, outdir / "breakdown.png", dpi=dpi)]
-
-
-def _figure_class():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise NpusimError("plots need matplotlib, which comes with npusim's optional extra "
-                          "'reports': pip install 'npusim[reports]' (or pip install "
-                          "matplotlib)") from None
-    return Figure
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise NpusimError(f"cannot write the plot {path}: {e.strerror}. Check that the folder "
-                          f"exists and is writable, or choose another path.") from None
-    except ValueError as e:   # an unknown image format, from the suffix
-        raise NpusimError(f"cannot write the plot {path}: {e}. Use a .png, .svg or .pdf "
-                          f"file name.") from None
-    return path
 
 
 def _ratio(num: float, den: float) -> float:

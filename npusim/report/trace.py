@@ -17,7 +17,8 @@ import re
 from pathlib import Path
 
 from ..engine.result import OpRecord, RunResult
-from .export import _jsonable, _write_text
+from ..files import write_text
+from .export import _jsonable
 
 PID = 1
 FALLBACK_RESOURCE = "core"
@@ -99,7 +100,7 @@ def write_trace(result: RunResult, path: str | Path) -> Path:
         The file written.
     """
     text = json.dumps(_jsonable(trace_dict(result)), allow_nan=False) + "\n"
-    return _write_text(Path(path), text, "trace")
+    return write_text(Path(path), text, "trace")
 
 
 def _expand(resource: str) -> list[str]:

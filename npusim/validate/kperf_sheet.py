@@ -29,6 +29,8 @@ from types import MappingProxyType
 from typing import Any, Iterable, Sequence
 
 from ..errors import NpusimError
+from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
+from ..files import write_csv, write_text
 
 REPORT_MD = "validation_report.md"
 REPORT_CSV = "validation.csv"
@@ -631,7 +633,7 @@ class KperfValidation:
         except OSError as e:
             raise NpusimError(f"cannot create the validation output folder {out}: "
                               f"{e.strerror}. Choose another folder (--out).") from None
-        files = [_write_text(out / REPORT_MD, report_markdown(self)),
+        files = [write_text(out / REPORT_MD, report_markdown(self), "the validation report"),
                  write_cells_csv(self, out / REPORT_CSV), *plot_validation(self, out)]
         self.files = files
         return files
@@ -778,25 +780,7 @@ CSV_COLUMNS = ("sheet", "row", "model", "precision", "chips", "input_len", "outp
 def write_cells_csv(result: KperfValidation, path: str | Path) -> Path:
     """Every compared cell as a CSV row (:data:`CSV_COLUMNS`), values in SI units, the error
     as a fraction, a missing value as an empty cell."""
-    path = Path(path)
-    try:
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(CSV_COLUMNS)
-            for c in result.cells:
-                w.writerow([_csv_text(c.get(k)) for k in CSV_COLUMNS])
-    except OSError as e:
-        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
-                          f"and is writable, or choose another --out.") from None
-    return path
-
-
-def _csv_text(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
-        return "'" + v              # a spreadsheet would run it as a formula
-    return v
+    return write_csv(path, CSV_COLUMNS, result.cells, "the validation CSV")
 
 
 def report_markdown(result: KperfValidation) -> str:
@@ -879,15 +863,6 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _write_text(path: Path, text: str) -> Path:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
-                          f"and is writable, or choose another --out.") from None
-    return path
-
-
 # --- graphs -----------------------------------------------------------------------------------
 
 def plot_validation(result: KperfValidation, outdir: str | Path, dpi: int = 100) -> list[Path]:
@@ -900,13 +875,10 @@ def plot_validation(result: KperfValidation, outdir: str | Path, dpi: int = 100)
     NpusimError
         If matplotlib (the optional extra ``reports``) is missing.
     """
-    # The report layer sits above validation; its drawing helpers are imported late, as
-    # KperfResult.write does, so validation never imports it at module level.
-    from ..report.plots import _save
     outdir = Path(outdir)
-    return [_save(decode_figure(result, dpi), outdir / PNG_DECODE),
-            _save(ttft_figure(result, dpi), outdir / PNG_TTFT),
-            _save(error_figure(result, dpi), outdir / PNG_ERROR)]
+    return [save_figure(decode_figure(result, dpi), outdir / PNG_DECODE),
+            save_figure(ttft_figure(result, dpi), outdir / PNG_TTFT),
+            save_figure(error_figure(result, dpi), outdir / PNG_ERROR)]
 
 
 def _series(result: KperfValidation, metric: str) -> list[tuple[str, list[dict]]]:
@@ -920,7 +892,6 @@ def _series(result: KperfValidation, metric: str) -> list[tuple[str, list[dict]]
 
 
 def _style(n: int) -> tuple[str, str]:
-    from ..report.kperf import COLOURS, MARKERS
     return COLOURS[n % len(COLOURS)], MARKERS[n % len(MARKERS)]
 
 
@@ -932,9 +903,7 @@ def _pick(result: KperfValidation, keys: Sequence[str]) -> str | None:
 def decode_figure(result: KperfValidation, dpi: int = 100):
     """Decode tokens/s against users, a panel per input/output pair (system decode, else per
     user)."""
-    from ..report.kperf import _log_ticks
-    from ..report.plots import _figure_class
-    Figure = _figure_class()
+    Figure = figure_class()
     key = _pick(result, ("decode_tok_s", "decode_tok_s_per_user"))
     cells = [c for c in result.cells if c["metric"] == key]
     pairs = sorted({(c["input_len"], c["output_len"]) for c in cells}) or [None]
@@ -957,7 +926,7 @@ def decode_figure(result: KperfValidation, dpi: int = 100):
         ax.set_title(f"input {pair[0]} / output {pair[1]} tokens")
         ax.set_xlabel("concurrent users")
         ax.set_ylabel("decode (tok/s" + (", per user)" if key.endswith("user") else ", system)"))
-        _log_ticks(ax, sorted({c["users"] for c in cells}), "x")
+        log_ticks(ax, sorted({c["users"] for c in cells}), "x")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
     for ax in axes[len(pairs):]:
@@ -970,9 +939,7 @@ def decode_figure(result: KperfValidation, dpi: int = 100):
 def ttft_figure(result: KperfValidation, dpi: int = 100):
     """TTFT against input length at the fewest and the most users, each at the shortest
     output length measured there (mean TTFT, else p50, else p99)."""
-    from ..report.kperf import _log_ticks
-    from ..report.plots import _figure_class
-    Figure = _figure_class()
+    Figure = figure_class()
     key = _pick(result, ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s"))
     cells = [c for c in result.cells if c["metric"] == key]
     users = sorted({c["users"] for c in cells})
@@ -996,7 +963,7 @@ def ttft_figure(result: KperfValidation, dpi: int = 100):
         ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel(f"{METRIC_BY_KEY[key].label.replace(' (ms)', '')} (ms)")
-        _log_ticks(ax, sorted({c["input_len"] for c in cells}), "x")
+        log_ticks(ax, sorted({c["input_len"] for c in cells}), "x")
         if ax.has_data():
             ax.set_yscale("log")
             _plain_log_labels(ax.yaxis)
@@ -1009,9 +976,8 @@ def ttft_figure(result: KperfValidation, dpi: int = 100):
 def error_figure(result: KperfValidation, dpi: int = 100):
     """Signed error of every cell, a column per metric, with the 10% and 25% bands shaded and
     each metric's MAPE above its column."""
-    from ..report.plots import _figure_class
     from matplotlib.ticker import PercentFormatter
-    Figure = _figure_class()
+    Figure = figure_class()
     keys = result.measured.metrics()
     fig = Figure(figsize=(max(6.0, 1.0 + 0.75 * len(keys)), 5.6), dpi=dpi,
                  layout="constrained")

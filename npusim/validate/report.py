@@ -1,6 +1,6 @@
 """The validation report: REPORT.md, the predicted-vs-measured scatter, the microchecks.
 
-matplotlib is imported inside :func:`write_plot`; the figure is a
+matplotlib is imported lazily (:mod:`npusim.figures`); the figure is a
 :class:`matplotlib.figure.Figure` drawn by the Agg canvas (never ``pyplot``), as in
 :mod:`npusim.report.plots`.
 """
@@ -11,7 +11,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CapacityError, NpusimError
+from ..errors import CapacityError
+from ..figures import figure_class, save_figure
+from ..files import write_text
 
 if TYPE_CHECKING:
     from .core import RowResult, ValidationResult
@@ -223,21 +225,13 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
         *_microcheck_lines(res.microchecks),
         "",
     ]
-    try:
-        path.write_text("\n".join(lines), encoding="utf-8")
-    except OSError as e:
-        raise NpusimError(f"cannot write {path}: {e.strerror}; choose another --out") from None
-    return path
+    return write_text(path, "\n".join(lines), "the validation report")
 
 
 def write_plot(res: "ValidationResult", path: Path) -> Path:
     """Log-log predicted vs measured, one marker per arch, fitted rows hollow, y = x with
     10% and 25% bands; one panel per unit family so that every axis is one quantity."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise NpusimError("the validation plot needs matplotlib (pip install 'npusim[reports]'"
-                          "); or call validate(..., plot=False)") from None
+    Figure = figure_class()
     panels = [("throughput", ("decode_tok_s", "decode_tok_s_per_chip", "prefill_tok_s",
                               "gemm_tflops", "dram_tbps")),
               ("latency", ("ttft_s", "tpot_s", "e2e_s", "energy_per_token_j"))]
@@ -274,12 +268,7 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
         ax.set_ylabel("npusim predicted")
         ax.set_title(f"{title} rows")
         ax.legend(fontsize=7, loc="upper left")
-    try:
-        fig.savefig(path)
-    except OSError as e:
-        raise NpusimError(f"cannot write the plot {path}: {e.strerror}; choose another "
-                          f"--out") from None
-    return path
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- microchecks

@@ -1,0 +1,61 @@
+"""Writing result files: text, spreadsheet-safe CSV. Shared by every layer that writes files
+(reports, K-Perf, validation); imports nothing of npusim but its errors.
+
+Every failure to write is one :class:`~npusim.errors.NpusimError` naming the file and the fix.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .errors import NpusimError
+
+# Text a spreadsheet would run as a formula (OWASP "CSV Injection"): op names and sheet cells
+# come from user files, so such text gets a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(v: Any) -> Any:
+    """A CSV or xlsx cell value: text that would run as a formula gets a leading ``'``; a
+    missing value (None) is an empty cell; numbers pass unchanged.
+
+    >>> spreadsheet_safe("=1+1"), spreadsheet_safe(None), spreadsheet_safe(2.5)
+    ("'=1+1", '', 2.5)
+    """
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return "'" + v if v.startswith(_FORMULA_START) else v
+    return v
+
+
+def _cannot(path: Path, what: str, e: OSError) -> NpusimError:
+    return NpusimError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
+                       f"exists and is writable, or choose another path (--out).")
+
+
+def write_text(path: str | Path, text: str, what: str = "the file") -> Path:
+    """Write ``text`` (UTF-8) to ``path``."""
+    path = Path(path)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise _cannot(path, what, e) from None
+    return path
+
+
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict],
+              what: str = "CSV") -> Path:
+    """One header row of ``columns``, then one row per dict (missing keys empty), every cell
+    through :func:`spreadsheet_safe`; numbers in Python's shortest round-trip form."""
+    path = Path(path)
+    try:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([spreadsheet_safe(r.get(c)) for c in columns])
+    except OSError as e:
+        raise _cannot(path, what, e) from None
+    return path
