@@ -105,3 +105,61 @@ def test_properties(m, k, n, bw, scale, sram):
     assert faster.latency_s <= r.latency_s            # more bandwidth never slows an op
     assert more_sram.latency_s <= r.latency_s         # more SRAM never slows an op
     assert r.latency_s == pytest.approx(sum(x.latency_s for x in r.ops))
+
+
+# -- fused attention: scores and probabilities never reach DRAM ----------------------------------
+
+def _attention_onnx(middle: str = "Softmax", scores_out: bool = False):
+    """Q K^T -> ``middle`` -> P V over 4 heads x 2048 tokens x 64, fp16: every input and the
+    output are 4 x 2048 x 64 x 2 B = 1 MiB; the scores are 4 x 2048 x 2048 x 2 B = 32 MiB."""
+    import onnx
+    from onnx import TensorProto, helper
+    h, s, d = 4, 2048, 64
+    nodes = [helper.make_node("MatMul", ["q", "kt"], ["scores"], name="qk"),
+             helper.make_node(middle, ["scores"], ["probs"], name="mid",
+                              **({"axis": -1} if middle == "Softmax" else {})),
+             helper.make_node("MatMul", ["probs", "v"], ["ctx"], name="pv")]
+    f16 = TensorProto.FLOAT16
+    inputs = [helper.make_tensor_value_info("q", f16, [1, h, s, d]),
+              helper.make_tensor_value_info("kt", f16, [1, h, d, s]),
+              helper.make_tensor_value_info("v", f16, [1, h, s, d])]
+    outputs = [helper.make_tensor_value_info("ctx", f16, [1, h, s, d])]
+    if scores_out:
+        outputs.append(helper.make_tensor_value_info("scores", f16, [1, h, s, s]))
+    model = helper.make_model(helper.make_graph(nodes, "attn", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    from npusim.frontend.onnx_loader import load_onnx
+    return load_onnx(model, name="attn")
+
+
+def test_attention_scores_are_streamed_by_hand():
+    from npusim import load_arch
+    from npusim.engine.roofline import _dram_bytes, streamed_tensors
+    from npusim.engine.simulate import simulate_graph
+    g = _attention_onnx()
+    assert streamed_tensors(g) == {"scores", "probs"}
+    mib = float(1 << 20)
+    # q + kt read by qk, v read and ctx written by pv: 4 MiB, no score traffic at all
+    assert _dram_bytes(g, 0.0) == {"qk": 2 * mib, "mid": 0.0, "pv": 2 * mib}
+    # edu has 1 MiB of SRAM: 32 MiB of scores could never stay on chip, yet none is spilled
+    # (its tiny tiles re-read q and kt, which is the engine's business, not a spill)
+    r = simulate_graph(g, load_arch("edu"))
+    assert r.latency_s >= r.bound_latency_s
+    ops = {o.name: o for o in r.ops}
+    assert ops["mid"].dram_bytes == 0.0
+    assert ops["qk"].mapping["placement"]["C"] == ops["pv"].mapping["placement"]["A"] == "chip"
+    r = simulate_graph(g, load_arch("rngd"))
+    assert r.latency_s >= r.bound_latency_s
+    assert sum(o.dram_bytes for o in r.ops) <= 1.5 * 4 * mib
+
+
+def test_without_softmax_or_with_a_second_reader_scores_go_to_dram():
+    from npusim.engine.roofline import _dram_bytes, streamed_tensors
+    mib = float(1 << 20)
+    relu = _attention_onnx("Relu")       # not attention: the 32 MiB go out and come back
+    assert streamed_tensors(relu) == frozenset()
+    assert _dram_bytes(relu, 0.0) == {"qk": 34 * mib, "mid": 64 * mib, "pv": 34 * mib}
+    out = _attention_onnx(scores_out=True)   # the scores are a graph output: written to DRAM
+    assert streamed_tensors(out) == frozenset()
+    assert _dram_bytes(out, 0.0)["qk"] == 34 * mib

@@ -286,3 +286,76 @@ def test_256_users_2048_output_keeps_the_batch_full():
     r = simulate_serving(Cheap(), Scenario(input_len=128, output_len=2048, users=256))
     assert r.summary["requests_measured"] == 1024
     assert r.summary["batch_size_mean"] > 250
+
+
+# -- TensorRT-LLM's GUARANTEED_NO_EVICT policy and trtllm-bench's limits -------------------------
+
+NO_EVICT = ServingConfig(policy="no_evict")
+
+
+def test_no_evict_by_hand():
+    # The preemption case above under no_evict: each request reserves ceil((4 + 4) / 4) = 2
+    # blocks, the whole cache, at admission. A runs alone (prefill, then 3 decodes, done at 4t);
+    # B waits and is admitted in step 5 (first token at 5t), done at 8t. Nothing is preempted.
+    t = 0.01
+    cost = ConstCost(t=t, capacity=8, block=4, record=True)
+    r = run(cost, NO_EVICT, input_len=4, output_len=4, users=2, num_requests=2, warmup=0)
+    a, b = r.requests[0], r.requests[1]
+    assert (a.ttft_s, a.e2e_s, a.preemptions) == pytest.approx((t, 4 * t, 0))
+    assert (b.ttft_s, b.e2e_s, b.tpot_s, b.preemptions) == pytest.approx((5 * t, 8 * t, t, 0))
+    assert cost.calls == [([(4, 0)], []), ([], [4]), ([], [5]), ([], [6])] * 2
+    assert r.summary["preemptions"] == 0 and r.summary["running_peak"] == 1
+
+
+def test_no_evict_reserves_whole_lives_and_never_preempts():
+    # 100 + 200 tokens = 19 blocks of 16 reserved per request: 64 blocks run 3 at once, where
+    # the vLLM policy admits more and preempts (test_preemption_keeps_kv_within_capacity).
+    cost = LinearCost(capacity=16 * 64, block=16)
+    r = simulate_serving(cost, Scenario(input_len=100, output_len=200, users=12), NO_EVICT)
+    assert r.summary["preemptions"] == 0
+    assert r.summary["running_peak"] == 3
+    assert r.steps.kv_blocks.max() == 3 * 19 <= r.steps.kv_blocks_total
+    vllm = simulate_serving(cost, Scenario(input_len=100, output_len=200, users=12))
+    assert vllm.summary["running_peak"] > 3 and vllm.summary["preemptions"] > 0
+
+
+def test_no_evict_needs_room_for_a_whole_life():
+    # 8 + 8 tokens = 4 blocks of 4 reserved; the peak KV (15 tokens) fits 4 blocks under vLLM
+    # but a 15-token cache cannot hold the reservation of 16 tokens.
+    with pytest.raises(CapacityError):
+        run(ConstCost(capacity=15, block=4), NO_EVICT, input_len=8, output_len=8, users=1)
+    run(ConstCost(capacity=16, block=4), NO_EVICT, input_len=8, output_len=8, users=1)
+
+
+@pytest.mark.parametrize("capacity, isl, osl, expected", [
+    (500_000, 128, 2048, (256, 2048)),      # 229.8 requests: to 32s, floor 64; tokens floor 2048
+    (100_000, 20000, 2000, (64, 2048)),     # 4.5 requests: the floor of 64
+    (2_000_000, 1000, 1000, (1024, 2048)),  # 1000 requests: to 128s; 2000 tokens: floor 2048
+    (1_000_000, 128, 128, (4096, 8192)),    # 3906 requests: to 256s; 7812.5 tokens: to 512s
+    (40_000_000, 128, 128, (4096, 8192)),   # capped at 4096 requests; 8192 tokens: to 1024s
+    (40_000_000, 2048, 128, (4096, 32768)),  # 4096 x 17 tokens capped at 32768
+])
+def test_trtllm_bench_limits_by_hand(capacity, isl, osl, expected):
+    c = ServingConfig.trtllm_bench(capacity, isl, osl)
+    assert (c.max_num_seqs, c.max_num_batched_tokens) == expected
+    assert c.policy == "no_evict"
+
+
+def test_trtllm_bench_and_policy_reject_bad_input():
+    with pytest.raises(NpusimError, match="positive"):
+        ServingConfig.trtllm_bench(0, 128, 128)
+    with pytest.raises(NpusimError, match="policy"):
+        ServingConfig(policy="max_utilization")
+
+
+@pytest.mark.parametrize("cost, scenario", [
+    (LinearCost(capacity=16 * 64, block=16), dict(input_len=100, output_len=200, users=12)),
+    (LinearCost(capacity=16 * 200), dict(input_len=500, output_len=120, rate=30.0,
+                                         num_requests=40)),
+])
+def test_fast_path_is_exact_under_no_evict(cost, scenario):
+    fast = simulate_serving(cost, Scenario(**scenario), NO_EVICT, fast=True)
+    slow = simulate_serving(cost, Scenario(**scenario), NO_EVICT, fast=False)
+    assert fast.requests == slow.requests
+    for name in ("start_s", "end_s", "energy_j", "output_tokens", "batch", "kv_blocks"):
+        np.testing.assert_array_equal(getattr(fast.steps, name), getattr(slow.steps, name))

@@ -5,7 +5,7 @@ import npusim
 from npusim.errors import CapacityError, NpusimError
 from npusim.graphs.builder import count_parameters
 from npusim.workloads.serving import Scenario, simulate_serving
-from npusim.workloads.stepcost import StepCostModel
+from npusim.workloads.stepcost import CHUNK, KV, StepCostModel
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,31 @@ def test_fits_on_the_fewest_chips_or_says_it_cannot():
         StepCostModel("llama-3.1-405b", "edu")
     with pytest.raises(NpusimError, match="heads"):
         StepCostModel("llama-3.1-8b", "rngd", chips=3)
+
+
+def test_causal_prefill_attention_counts_half_the_chunk_by_hand():
+    # Give the attention graph a cost linear in the keys it sees, beta x chunk x keys (keys =
+    # cached + chunk): a causal kernel sees cached + chunk / 2 keys on average, and the step
+    # cost must come out as exactly that (grid points, so no interpolation error).
+    m = StepCostModel("tiny-llama", "rngd")
+    beta = 1e-9
+    m._run = lambda part, phase, batch, seq, kv, layer: (beta * seq * (kv + seq), 2 * beta)
+    layers = sum(count for _, count in m.layer_groups)
+    t, e = m.attention_prefill(64, 64)
+    assert t == pytest.approx(layers * beta * 64 * (64 + 32))
+    assert e == pytest.approx(layers * 2 * beta)      # flat in the keys: unchanged
+    t0, _ = m.attention_prefill(64, 0)
+    assert t0 == pytest.approx(layers * beta * 64 * 32)
+    # a single new token sees its whole cache
+    assert m.attention_prefill(1, 64)[0] == pytest.approx(layers * beta * 65)
+
+
+def test_causal_prefill_is_between_half_and_all_of_the_rectangle():
+    m = StepCostModel("llama-3.1-8b", "h100", precision="fp8")
+    for chunk, cached in ((512, 0), (2048, 0), (2048, 8192)):
+        causal, _ = m.attention_prefill(chunk, cached)
+        rect = sum(count * m._interp2(
+            CHUNK, chunk, KV, cached,
+            lambda c, k, L=layer: m._run("attention", "prefill", 1, c, k, L))[0]
+            for layer, count in m.layer_groups)
+        assert 0.5 * rect <= causal < rect

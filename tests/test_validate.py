@@ -253,3 +253,22 @@ def test_golden_section_and_assignment():
     assert golden_section(lambda x: abs(math.log(x / 2.0)), 0.5, 8.0) == pytest.approx(2.0,
                                                                                      rel=1e-6)
     assert parse_assignment(" step_overhead = A1, N10 ") == ("step_overhead", ["A1", "N10"])
+
+
+def test_trtllm_bench_rows_run_at_its_batch_under_no_evict(tmp_path, arch_copy):
+    # An offline row without users under trtllm-bench runs at the max_batch_size the
+    # heuristic derives from the cost model's KV capacity; a bad scheduler name is an error.
+    from npusim.validate.core import Simulator, llm_setup
+    from npusim.workloads.serving import ServingConfig
+    from npusim.workloads.stepcost import StepCostModel
+    row = _row("T1", sim_model="tiny-llama", sim_precision="bf16", sim_mode="offline",
+               sim_input_len="16", sim_output_len="8", sim_metric="decode_tok_s",
+               sim_value="1000", sim_scheduler="trtllm-bench")
+    sim = Simulator(tmp_path)
+    value, load = sim.predict(row)
+    cap = StepCostModel("tiny-llama", sim.arch(row)).kv_capacity_tokens
+    bs = ServingConfig.trtllm_bench(cap, 16, 8).max_num_seqs
+    assert load == f"{bs} users (max load: trtllm-bench max_batch_size)"
+    assert value > 0
+    with pytest.raises(NpusimError, match="sim_scheduler"):
+        llm_setup(dict(row, sim_scheduler="sglang"), sim.arch(row))

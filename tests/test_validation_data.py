@@ -24,7 +24,7 @@ ORIGINAL = ["id", "hardware", "count", "software", "model", "precision", "batch_
             "input_len", "output_len", "metric", "value", "unit", "source", "date", "notes"]
 ADDED = ["sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim_users",
          "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
-         "reason", "sim_note"]
+         "reason", "sim_note", "sim_scheduler"]
 PRECISIONS = {"bf16", "fp16", "fp8", "int8", "int4", "mxfp4"}
 MODES = {"offline", "server", "latency", "batch", "microbench"}
 # (source unit, npusim metric) -> factor from the source value to the metric's unit
@@ -213,3 +213,14 @@ def test_llama2_counts_match_published_sizes(name, published):
     assert meta["source"].startswith("https://huggingface.co/meta-llama/")
     assert meta["published_params"] == published
     assert abs(count_parameters(name) / published - 1) < 0.01
+
+
+def test_scheduler_column_names_a_known_scheduler_and_matches_the_software():
+    from npusim.validate.core import SCHEDULERS
+    for r in _rows():
+        sched = r["sim_scheduler"]
+        assert sched == "" or sched in SCHEDULERS, f"row {r['id']}: {sched!r}"
+        if sched == "trtllm-bench":
+            # only TensorRT-LLM measurements run under its scheduler
+            assert re.search(r"TRT-LLM|TensorRT-LLM", r["software"]), r["id"]
+            assert r["simulable"] == "yes" and r["sim_mode"] == "offline", r["id"]

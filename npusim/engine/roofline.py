@@ -14,15 +14,78 @@ Unavoidable DRAM bytes, the assumptions that make them a true lower bound:
 * graph inputs are read once (first reader) and graph outputs written once (their producer);
   a graph output read by a later op (the KV cache a step appends to) is read from DRAM;
 * an intermediate activation may stay on chip if it fits in the arch's total on-chip SRAM;
-  the part that cannot fit (``bytes - sram_total``) is written once and read once.
+  the part that cannot fit (``bytes - sram_total``) is written once and read once;
+* the attention scores and probabilities never leave the chip, whatever their size
+  (:func:`streamed_tensors`): a fused attention kernel (FlashAttention, Dao et al. 2022,
+  arXiv:2205.14135) computes them a tile at a time with an online softmax and consumes each
+  tile before the next. Assumed for every arch (NPU compilers fuse attention the same way).
 
 Everything else (re-reads, SRAM traffic, launch overheads, imperfect overlap) is the engine's
 business and can only add time.
 """
 from __future__ import annotations
 
-from ..ir import Collective, Contraction, Graph, Movement, Op, Role
+from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Reduction, Role
 from .result import OpRecord, RunResult
+
+# longest run of ops between the two matmuls of an attention (scale, mask, sinks, softmax...)
+_MAX_ATTENTION_CHAIN = 8
+
+
+def streamed_tensors(graph: Graph) -> frozenset[str]:
+    """Storage roots of the tensors a fused attention kernel keeps on chip.
+
+    The pattern is a contraction fed, through a chain of elementwise, movement and reduction
+    ops that includes a softmax, by another contraction (``QK^T -> scale/mask -> softmax ->
+    PV``), every tensor in the chain an intermediate activation read by exactly one op. Those
+    tensors (scores, masked scores, probabilities) are streamed tile by tile and never reach
+    DRAM. Where a chain op has several activation inputs (attention sinks concatenated to the
+    scores) the chain follows the largest.
+    """
+    aliases = getattr(graph, "aliases", {})
+
+    def storage(name: str) -> str:
+        return aliases.get(name, name)
+
+    consumers: dict[str, int] = {}
+    for op in graph.ops():
+        for t in op.inputs:
+            consumers[storage(t.name)] = consumers.get(storage(t.name), 0) + 1
+    boundary = {storage(n) for n in (*graph.inputs, *graph.outputs)}
+
+    def producer(name: str):
+        p = graph.producer.get(name) or graph.producer.get(storage(name))
+        return graph.op(p) if p is not None else None
+
+    streamed: set[str] = set()
+    for op in graph.ops():
+        if not isinstance(op, Contraction):
+            continue
+        for t in op.inputs:
+            chain, softmax, cur = [], False, t
+            for _ in range(_MAX_ATTENTION_CHAIN + 1):
+                root = storage(cur.name)
+                tensor = graph.tensors.get(root, cur)
+                if (tensor.role != Role.ACTIVATION or root in boundary
+                        or consumers.get(root, 0) != 1):
+                    break
+                src = producer(cur.name)
+                if src is None:
+                    break
+                chain.append(root)
+                if isinstance(src, Contraction):
+                    if softmax:
+                        streamed.update(chain)
+                    break
+                if not isinstance(src, (Elementwise, Movement, Reduction)):
+                    break
+                softmax = softmax or (isinstance(src, Reduction) and src.func == "softmax")
+                acts = [x for x in src.inputs if x.role == Role.ACTIVATION
+                        and producer(x.name) is not None]
+                if not acts:
+                    break
+                cur = max(acts, key=lambda x: x.nbytes)
+    return frozenset(streamed)
 
 
 def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
@@ -38,6 +101,7 @@ def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
 
     graph_inputs = {storage(n) for n in graph.inputs}
     graph_outputs = {storage(n) for n in graph.outputs}
+    streamed = streamed_tensors(graph)
     charged: set[str] = set()
     out: dict[str, float] = {}
     for op in graph.ops():
@@ -54,12 +118,14 @@ def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
             # the KV cache, graph inputs and graph outputs live in DRAM: reading one is a read
             if role(t) != Role.ACTIVATION or root in graph_inputs or root in graph_outputs:
                 total += t.nbytes
-            else:
+            elif root not in streamed:
                 total += max(0.0, t.nbytes - sram_bytes)
             charged.add(root)
         for t in op.outputs:
             if storage(t.name) in graph_outputs or role(t) == Role.KV_CACHE:
                 total += t.nbytes
+            elif storage(t.name) in streamed:
+                continue
             else:
                 total += max(0.0, t.nbytes - sram_bytes)
         out[op.name] = total

@@ -15,7 +15,7 @@ Per op:
 
 Where tensors live follows the roofline's rules (:mod:`npusim.engine.roofline`): weights, KV
 cache and graph inputs start in DRAM; an intermediate activation stays on chip when it fits
-in the chip's SRAM. The engine only adds to the roofline's bytes (reloads, partial sums), and
+in the chip's SRAM, and attention scores always do (a fused attention kernel streams them). The engine only adds to the roofline's bytes (reloads, partial sums), and
 runs DRAM at an effective bandwidth no higher than peak, so no op it times beats its bound.
 
 Scheduling: ops run in dependency order, one after another on the chip; the DRAM prologue of a
@@ -37,7 +37,7 @@ from ..kernels import tiling as tk
 from .mapping import PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from .roofline import _dram_bytes, _peak, op_bound
+from .roofline import _dram_bytes, _peak, op_bound, streamed_tensors
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,12 @@ def _placement(graph: Graph, arch):
     inputs = {aliases.get(n, n) for n in graph.inputs}
     outputs = {aliases.get(n, n) for n in graph.outputs}
     sram = arch.sram_total
+    streamed = streamed_tensors(graph)
 
     def where(t, written: bool) -> int:
         root = aliases.get(t.name, t.name)
+        if root in streamed:
+            return tk.ON_CHIP   # attention scores: streamed through a fused kernel
         role = graph.tensors[root].role if root in graph.tensors else t.role
         if role != Role.ACTIVATION or root in inputs or root in outputs or t.nbytes > sram:
             if not written and arch.shared_sram > 0 and t.nbytes <= arch.shared_sram / 2:

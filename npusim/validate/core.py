@@ -12,8 +12,12 @@ precision, chips, overrides), reused across rows. The load follows the row's ``s
   A100 or a smaller device): more users than the scheduler may run only wait in its queue;
 - ``server``: an open loop of Poisson arrivals at ``sim_rate`` requests per second.
 
-The scheduler limits are ``vllm serve``'s defaults for the device, with ``max_num_seqs`` raised
-to the row's users when it states more (a static batch runs all its sequences at once).
+The scheduler follows the optional ``sim_scheduler`` column: empty or ``vllm`` is vLLM V1 with
+``vllm serve``'s defaults for the device, ``max_num_seqs`` raised to the row's users when it
+states more (a static batch runs all its sequences at once); ``trtllm-bench`` is TensorRT-LLM's
+``GUARANTEED_NO_EVICT`` scheduler with the limits ``trtllm-bench throughput`` derives from the KV
+capacity and the lengths (:meth:`~npusim.workloads.serving.ServingConfig.trtllm_bench`), and an
+``offline`` row without users then runs at that ``max_batch_size``.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import csv
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -33,6 +37,7 @@ REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mo
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
             "sim_value", "simulable", "reason", "sim_note")
 MODES = ("offline", "server", "latency", "batch", "microbench")
+SCHEDULERS = ("vllm", "trtllm-bench")
 # sim_metric -> key of the serving summary (decode_tok_s_per_chip divides by the chips)
 SERVING_METRICS = {
     "decode_tok_s": "decode_tok_s",
@@ -193,14 +198,15 @@ class LlmSetup:
     users: int | None
     rate: float | None
     load: str
+    scheduler: str = "vllm"
 
 
 def row_precision(row: dict):
     """The row's precision as npusim runs it, refined by what ``sim_note`` states.
 
     ``weight-only int8`` keeps bf16 activations; ``int4_g32`` is int4 weights with a scale per
-    32 values (gpt-fast); ``--fp8_kv_cache`` (or "fp8 weights and KV cache") stores the KV
-    cache in fp8 instead of the default 16 bits.
+    32 values (gpt-fast); ``--fp8_kv_cache`` (or "fp8 weights and KV cache", or "KV cache
+    fp8") stores the KV cache in fp8 instead of the default 16 bits.
     """
     from ..workloads.stepcost import PRECISIONS, Precision
     name = (row.get("sim_precision") or "").strip()
@@ -214,7 +220,7 @@ def row_precision(row: dict):
         p = Precision("int8 weight-only", "int8", "bf16", "bf16")
     elif name == "int4" and "int4_g32" in note:
         p = Precision("int4_g32 weight-only", "int4_g32", "bf16", "bf16")
-    if re.search(r"fp8_kv_cache|fp8 weights and KV cache", note):
+    if re.search(r"fp8_kv_cache|fp8 weights and KV cache|KV cache fp8", note):
         p = Precision(f"{p.name} kv-fp8", p.weights, p.activations, "fp8_e4m3")
     return p
 
@@ -225,11 +231,25 @@ def row_overrides(row: dict) -> tuple[str, ...]:
     return (f"power.tdp={m.group(1)} W",) if m else ()
 
 
+def row_scheduler(row: dict) -> str:
+    """The row's ``sim_scheduler`` (``vllm`` when the column is absent or empty)."""
+    name = (row.get("sim_scheduler") or "").strip() or "vllm"
+    if name not in SCHEDULERS:
+        raise NpusimError(f"row {row['id']}: sim_scheduler {name!r} is not one of "
+                          f"{', '.join(SCHEDULERS)} (leave it empty for vllm)")
+    return name
+
+
 def llm_setup(row: dict, arch) -> LlmSetup:
-    """Precision, overrides and load of an LLM row on ``arch`` (see the module docstring)."""
+    """Precision, overrides and load of an LLM row on ``arch`` (see the module docstring).
+
+    An ``offline`` row without users under ``trtllm-bench`` leaves ``users`` None: the load is
+    the scheduler's ``max_batch_size``, which needs the cost model's KV capacity (:func:`_serve`).
+    """
     from ..workloads.serving import ServingConfig
     where = f"row {row['id']}"
     mode = row["sim_mode"]
+    scheduler = row_scheduler(row)
     users = _int(row, "sim_users", where)
     rate = None
     if mode == "latency":
@@ -239,7 +259,9 @@ def llm_setup(row: dict, arch) -> LlmSetup:
             raise NpusimError(f"{where}: sim_mode batch needs sim_users (the batch size)")
         load = f"{users} users (closed loop)"
     elif mode == "offline":
-        if users is None:
+        if users is None and scheduler == "trtllm-bench":
+            load = "max load: trtllm-bench max_batch_size"
+        elif users is None:
             users = ServingConfig.vllm_serve_defaults(arch.dram.capacity, arch.name).max_num_seqs
             load = f"{users} users (max load: vllm max_num_seqs)"
         else:
@@ -249,7 +271,7 @@ def llm_setup(row: dict, arch) -> LlmSetup:
         load = f"{rate:g} req/s (open loop)"
     else:
         raise NpusimError(f"{where}: sim_mode {mode!r} is not one of {', '.join(MODES)}")
-    return LlmSetup(row_precision(row), row_overrides(row), users, rate, load)
+    return LlmSetup(row_precision(row), row_overrides(row), users, rate, load, scheduler)
 
 
 class _ExtraStep:
@@ -329,7 +351,10 @@ class Simulator:
         value = summary[SERVING_METRICS[metric]]
         if metric == "decode_tok_s_per_chip":
             value /= chips
-        return float(value), setup.load
+        load = setup.load
+        if setup.users is None and setup.rate is None:
+            load = f"{summary['users']} users ({load})"
+        return float(value), load
 
 
 def _microbench(row: dict, arch, where: str) -> tuple[float, str]:
@@ -355,16 +380,25 @@ def _serve(row: dict, setup: LlmSetup, cost, arch) -> dict:
     o = _int(row, "sim_output_len", where)
     if i is None or o is None:
         raise NpusimError(f"{where}: an LLM row needs sim_input_len and sim_output_len")
-    cfg = ServingConfig.vllm_serve_defaults(arch.dram.capacity, arch.name)
-    if setup.users is not None and setup.users > cfg.max_num_seqs:
-        cfg = ServingConfig(setup.users, max(cfg.max_num_batched_tokens, setup.users))
+    users = setup.users
+    if setup.scheduler == "trtllm-bench":
+        cfg = ServingConfig.trtllm_bench(cost.kv_capacity_tokens, i, o)
+        if users is None:
+            users = cfg.max_num_seqs
+        elif users > cfg.max_num_seqs:
+            cfg = replace(cfg, max_num_seqs=users,
+                          max_num_batched_tokens=max(cfg.max_num_batched_tokens, users))
+    else:
+        cfg = ServingConfig.vllm_serve_defaults(arch.dram.capacity, arch.name)
+        if users is not None and users > cfg.max_num_seqs:
+            cfg = ServingConfig(users, max(cfg.max_num_batched_tokens, users))
     if setup.rate is not None:
         scen = Scenario(i, o, rate=setup.rate)
-    elif setup.users == 1:
+    elif users == 1:
         scen = Scenario(i, o, users=1, num_requests=LATENCY_REQUESTS, warmup=1)
     else:
-        scen = Scenario(i, o, users=setup.users, num_requests=CLOSED_LOOP_ROUNDS * setup.users,
-                        warmup=setup.users)
+        scen = Scenario(i, o, users=users, num_requests=CLOSED_LOOP_ROUNDS * users,
+                        warmup=users)
     return simulate_serving(cost, scen, cfg).summary
 
 

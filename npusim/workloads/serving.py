@@ -29,6 +29,12 @@ https://github.com/vllm-project/vllm), reduced to what changes time:
   recomputes its prompt and the tokens it has generated (preemption by recompute). Its output so
   far is kept, so its TTFT does not change. In a step with a preemption no waiting request is
   admitted (as in V1).
+* ``ServingConfig.policy="no_evict"`` is TensorRT-LLM's default capacity policy,
+  ``GUARANTEED_NO_EVICT`` (TensorRT-LLM docs, "Useful Runtime Options: Capacity Scheduler
+  Policy", https://nvidia.github.io/TensorRT-LLM/performance/performance-tuning-guide/useful-runtime-flags.html):
+  a request is admitted only when the blocks for its whole life, ``ceil((input + output) /
+  block)``, are free, and holds them until it finishes, so nothing is ever preempted.
+  :meth:`ServingConfig.trtllm_bench` gives the limits ``trtllm-bench throughput`` picks.
 
 Steady state: the first ``warmup`` requests (by arrival) are not measured, and load is kept on
 (users keep sending, arrivals keep coming) until the measured requests have finished, so they
@@ -65,6 +71,7 @@ __all__ = ["ServingConfig", "Scenario", "RequestRecord", "StepLog", "ServingResu
 _VLLM_SERVE_SMALL = (2048, 256)
 _VLLM_SERVE_LARGE = (8192, 1024)
 _VLLM_LARGE_DEVICE_BYTES = 70 * 2**30
+POLICIES = ("vllm", "no_evict")
 
 
 @dataclass(frozen=True)
@@ -80,14 +87,21 @@ class ServingConfig:
         Token budget of one step: decode tokens plus prefill-chunk tokens. Default 2048, vLLM
         V1's ``vllm serve`` default.
 
+    policy : str
+        ``"vllm"`` (admit on the first chunk's blocks, preempt by recompute when the cache is
+        full) or ``"no_evict"`` (TensorRT-LLM's default ``GUARANTEED_NO_EVICT``: reserve a
+        request's whole input + output at admission, never preempt).
+
     Notes
     -----
-    Chunked prefill is always on, as in vLLM V1. The KV block size (paging granularity) comes
+    Chunked prefill is always on, as in vLLM V1 (under ``no_evict`` too: an assumption, the
+    TensorRT-LLM PyTorch backend may schedule a context whole). The KV block size (paging granularity) comes
     from the cost model (``StepCost.kv_block_tokens``) because it belongs to the system.
     """
 
     max_num_seqs: int = _VLLM_SERVE_SMALL[1]
     max_num_batched_tokens: int = _VLLM_SERVE_SMALL[0]
+    policy: str = "vllm"
 
     def __post_init__(self):
         for name in ("max_num_seqs", "max_num_batched_tokens"):
@@ -95,6 +109,48 @@ class ServingConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise NpusimError(f"ServingConfig.{name} must be a positive integer, got "
                                   f"{value!r}; pass e.g. {name}=256.")
+        if self.policy not in POLICIES:
+            raise NpusimError(f"ServingConfig.policy must be one of {', '.join(POLICIES)}, got "
+                              f"{self.policy!r}.")
+
+    @classmethod
+    def trtllm_bench(cls, kv_capacity_tokens: float, input_len: int, output_len: int,
+                     pipeline_stages: int = 1) -> "ServingConfig":
+        """The limits ``trtllm-bench throughput`` picks for a dataset of fixed lengths.
+
+        trtllm-bench sizes ``max_batch_size`` and ``max_num_tokens`` from the number of requests
+        whose whole KV footprint fits the cache, ``R = capacity / (input + output)``, capped at
+        4096, rounded up "slightly optimistically" (to 32 below 256 with a floor of 64, to 128
+        below 1024, else to 256); the token budget is ``R (1 + input / output)`` capped at 32768,
+        rounded up (to 256 with a floor of 2048 below 4096, to 512 below 8192, else to 1024).
+        Requests run under ``GUARANTEED_NO_EVICT``. Source: ``calc_engine_setting`` and
+        ``finetune_setting`` in tensorrt_llm/bench/build/tuning.py
+        (https://github.com/NVIDIA/TensorRT-LLM), re-implemented from their description.
+
+        Examples
+        --------
+        >>> c = ServingConfig.trtllm_bench(500_000, 128, 2048)
+        >>> c.max_num_seqs, c.max_num_batched_tokens, c.policy
+        (256, 2048, 'no_evict')
+        """
+        if kv_capacity_tokens <= 0 or input_len < 1 or output_len < 1 or pipeline_stages < 1:
+            raise NpusimError("ServingConfig.trtllm_bench needs a positive KV capacity, lengths "
+                              "and pipeline stages")
+        raw_bs = min(kv_capacity_tokens / (input_len + output_len), 4096) / pipeline_stages
+        raw_tok = min(raw_bs * (1 + input_len / output_len), 32768)
+        if raw_bs < 256:
+            bs = max(64, 32 * math.ceil(raw_bs / 32))
+        elif raw_bs < 1024:
+            bs = 128 * math.ceil(raw_bs / 128)
+        else:
+            bs = 256 * math.ceil(raw_bs / 256)
+        if raw_tok < 4096:
+            tok = max(2048, 256 * math.ceil(raw_tok / 256))
+        elif raw_tok < 8192:
+            tok = 512 * math.ceil(raw_tok / 512)
+        else:
+            tok = 1024 * math.ceil(raw_tok / 1024)
+        return cls(max_num_seqs=int(bs), max_num_batched_tokens=int(tok), policy="no_evict")
 
     @classmethod
     def vllm_serve_defaults(cls, device_memory_bytes: float,
@@ -302,7 +358,7 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
         ``running_peak``, ``preemptions``, ``window_s``, ``requests_measured``, and the
         scenario and system figures (``input_len``, ``output_len``, ``users``, ``rate_rps``,
         ``chips``, ``tdp_w``, ``static_power_w``, ``kv_capacity_tokens``, ``kv_block_tokens``,
-        ``max_num_seqs``, ``max_num_batched_tokens``).
+        ``max_num_seqs``, ``max_num_batched_tokens``, ``policy``).
 
     Raises
     ------
@@ -332,6 +388,8 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
                           f"{cost.kv_block_tokens!r}.")
     total_blocks = int(cost.kv_capacity_tokens) // block
     peak_tokens = scenario.input_len + scenario.output_len - 1
+    if config.policy == "no_evict":  # reserves the whole life at admission
+        peak_tokens += 1
     need = -(-peak_tokens // block)
     if need > total_blocks:
         raise CapacityError(
@@ -364,6 +422,9 @@ class _Simulation:
         self.total_blocks = total_blocks
         self.budget = config.max_num_batched_tokens
         self.max_seqs = config.max_num_seqs
+        # blocks a running request holds at least: its whole life's under no_evict
+        self.floor = (_ceil_div(self.inp + self.out, block)
+                      if config.policy == "no_evict" else 0)
         self.warmup = scenario.warmup_requests
         self.measured_end = self.warmup + scenario.measured_requests
         self.measured_done = 0
@@ -395,6 +456,11 @@ class _Simulation:
             self.next_arrival = math.inf
             for u in range(scenario.users):
                 self.issue(u, 0.0)
+
+    def held(self, comp: np.ndarray) -> np.ndarray:
+        """Blocks held by running requests with ``comp`` tokens in the cache."""
+        blocks = _ceil_div(comp, self.block)
+        return np.maximum(blocks, self.floor) if self.floor else blocks
 
     def issue(self, user: int, at: float) -> None:
         self.arrival.append(at)
@@ -430,14 +496,14 @@ class _Simulation:
         inp, block = self.inp, self.block
         rem = inp + self.gen - self.comp
         n = np.minimum(rem, np.maximum(self.budget - (np.cumsum(rem) - rem), 0))
-        need = _ceil_div(self.comp + n, block) - self.blk
+        need = self.held(self.comp + n) - self.blk
         preempted = int(need.sum()) > self.free
         if preempted:
             n = self.preempt(n, need)
             left = 0
         else:
             left = self.budget - int(n.sum())
-        free_after = self.free - int(_ceil_div(self.comp + n, block).sum() - self.blk.sum())
+        free_after = self.free - int(self.held(self.comp + n).sum() - self.blk.sum())
         if not preempted and left > 0 and self.waiting and len(self.rid) < self.max_seqs:
             n = self.admit_waiting(n, left, free_after)
         sched = n > 0
@@ -454,7 +520,7 @@ class _Simulation:
         useful = int(np.maximum(hi - np.maximum(comp, self.pdone), 0).sum())
         self.pdone = np.maximum(self.pdone, hi)
         self.comp = comp = comp + n
-        self.blk = _ceil_div(comp, block)
+        self.blk = self.held(comp)
         self.free = self.total_blocks - int(self.blk.sum())
         tok = sched & (comp == known)
         self.gen = gen = gen + tok
@@ -501,7 +567,7 @@ class _Simulation:
         while self.waiting and left > 0 and len(ids) < room:
             r = self.waiting[0]
             first_chunk = min(self.inp + self.saved_gen[r], left)
-            blocks = _ceil_div(first_chunk, self.block)
+            blocks = max(_ceil_div(first_chunk, self.block), self.floor)
             if blocks > free_after:
                 break
             self.waiting.popleft()
@@ -517,7 +583,7 @@ class _Simulation:
         self.rid = np.concatenate((self.rid, np.array(ids, dtype=np.int64)))
         self.comp = np.concatenate((self.comp, zeros))
         self.gen = np.concatenate((self.gen, np.array(gens, dtype=np.int64)))
-        self.blk = np.concatenate((self.blk, zeros))
+        self.blk = np.concatenate((self.blk, np.zeros(len(ids), dtype=np.int64)))
         self.pdone = np.concatenate((self.pdone, np.array(pdones, dtype=np.int64)))
         return np.concatenate((n, np.array(ns, dtype=np.int64)))
 
@@ -548,11 +614,15 @@ class _Simulation:
             return False
         block = self.block
         first_cross = (-comp) % block   # step (from 0) at which each request opens a new block
+        if self.floor:
+            # under no_evict a request's blocks were all reserved at admission: none opens
+            first_cross = np.full_like(comp, np.iinfo(np.int64).max // 4)
         left = self.budget - R
         can_admit = left > 0 and R < self.max_seqs
         if can_admit and self.waiting:
             head = self.waiting[0]
-            blocks = _ceil_div(min(self.inp + self.saved_gen[head], left), block)
+            blocks = max(_ceil_div(min(self.inp + self.saved_gen[head], left), block),
+                         self.floor)
             if blocks <= self.free - int((first_cross == 0).sum()):
                 return False
             # The head stays blocked: free blocks only shrink while everyone decodes.
@@ -590,7 +660,7 @@ class _Simulation:
         self.t = t
         self.comp = comp + done
         self.gen = self.gen + done
-        self.blk = _ceil_div(self.comp, block)
+        self.blk = self.held(self.comp)
         self.free = self.total_blocks - int(self.blk.sum())
         return True
 
@@ -710,5 +780,6 @@ def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
         "kv_block_tokens": int(cost.kv_block_tokens),
         "max_num_seqs": config.max_num_seqs,
         "max_num_batched_tokens": config.max_num_batched_tokens,
+        "policy": config.policy,
     }
     return summary
