@@ -272,3 +272,15 @@ def test_trtllm_bench_rows_run_at_its_batch_under_no_evict(tmp_path, arch_copy):
     assert value > 0
     with pytest.raises(NpusimError, match="sim_scheduler"):
         llm_setup(dict(row, sim_scheduler="sglang"), sim.arch(row))
+
+
+def test_outlier_causes_name_the_mechanism():
+    from npusim.validate.report import cause_of
+    # 4 chips, 100 measured, 500 predicted: +400%; read per GPU the system did 400, +25.00%
+    r = RowResult("B8", "a100", 4, "llama-2-70b", "fp16", "batch", 128, 128, "decode_tok_s",
+                  100.0, 500.0, 4.0, False, "1280 users (closed loop)", "")
+    assert "100 x 4 = 400 and the error +25.00%" in cause_of(r)
+    r = RowResult("K2", "h100", 1, "llama-3.1-8b", "fp8", "offline", 128, 4096, "decode_tok_s",
+                  100.0, 50.0, -0.5, False, "128 users (max load: trtllm-bench max_batch_size)",
+                  "")
+    assert "no-evict" in cause_of(r) and "KV-cache precision" in cause_of(r)

@@ -147,8 +147,14 @@ def cause_of(r: "RowResult") -> str:
                 "decode steps, which static batching does not, and every kernel pays the "
                 "standalone-call fixed cost (see the microchecks).")
     if r.error is not None and r.error > 1:
-        return ("Over-predicted several-fold: the measured figure is probably per GPU although "
+        text = ("Over-predicted several-fold: the measured figure is probably per GPU although "
                 "its header says per system (see the row note).")
+        if r.chips > 1 and r.predicted is not None:
+            system = r.measured * r.chips
+            text += (f" Read per GPU, the system figure would be {r.measured:g} x {r.chips} = "
+                     f"{system:g} and the error {_pct(r.predicted / system - 1)}; the table "
+                     f"keeps the header's reading.")
+        return text
     if r.precision == "int4" and r.error is not None and r.error > 0:
         return ("Weight-only int4 decode over-predicted: npusim times the matmuls at the rate "
                 "their packed weights stream from DRAM and charges GPUs nothing for the "
@@ -158,9 +164,8 @@ def cause_of(r: "RowResult") -> str:
     if r.metric == "ttft_s":
         return ("Batch-1 prefill latency under-predicted: attention is timed as a fused causal "
                 "kernel and the projections at the GEMM efficiency fitted on an 8192^3 GEMM; "
-                "the 2023 TensorRT-LLM v0.5 runs behind the B rows reached less on prefill-sized "
-                "GEMMs, and short prompts pay fixed per-kernel costs the standalone-GEMM fit "
-                "does not see.")
+                "prefill-sized GEMMs (a few thousand rows) reach less on real stacks, and the "
+                "data holds no GEMM measured between 1024^3 and 8192^3 to fit that curve on.")
     return "No specific cause identified."
 
 
