@@ -138,18 +138,8 @@ class ServingConfig:
                               "and pipeline stages")
         raw_bs = min(kv_capacity_tokens / (input_len + output_len), 4096) / pipeline_stages
         raw_tok = min(raw_bs * (1 + input_len / output_len), 32768)
-        if raw_bs < 256:
-            bs = max(64, 32 * math.ceil(raw_bs / 32))
-        elif raw_bs < 1024:
-            bs = 128 * math.ceil(raw_bs / 128)
-        else:
-            bs = 256 * math.ceil(raw_bs / 256)
-        if raw_tok < 4096:
-            tok = max(2048, 256 * math.ceil(raw_tok / 256))
-        elif raw_tok < 8192:
-            tok = 512 * math.ceil(raw_tok / 512)
-        else:
-            tok = 1024 * math.ceil(raw_tok / 1024)
+        bs = _round_up_by_range(raw_bs, 64, ((256, 32), (1024, 128), (math.inf, 256)))
+        tok = _round_up_by_range(raw_tok, 2048, ((4096, 256), (8192, 512), (math.inf, 1024)))
         return cls(max_num_seqs=int(bs), max_num_batched_tokens=int(tok), policy="no_evict")
 
     @classmethod
@@ -405,6 +395,15 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
 
 def _ceil_div(a, b):
     return -(-a // b)
+
+
+def _round_up_by_range(x: float, floor: int, ladder) -> int:
+    """``x`` rounded up to the step of the first ``(below, step)`` range it falls in, at
+    least ``floor`` (trtllm-bench's "slightly optimistic" rounding of its limits)."""
+    for below, step in ladder:
+        if x < below:
+            return max(floor, step * math.ceil(x / step))
+    raise ValueError(x)
 
 
 class _Simulation:
