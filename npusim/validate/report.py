@@ -126,22 +126,19 @@ def cause_of(r: "RowResult") -> str:
                 "dtype; npusim assumed max load at vllm serve's default 256 sequences, fp8 "
                 "weights and activations with a 16-bit KV cache, so the KV cache fills and "
                 "sequences are preempted by recompute.")
-    if (r.mode == "offline" and r.error is not None and r.error < 0
-            and "trtllm-bench" in r.load):
-        return ("Max-load throughput under-predicted under trtllm-bench's no-evict scheduler: "
-                "the concurrency is the KV capacity over input + output tokens, so the KV-cache "
-                "precision sets it, and this row keeps a 16-bit cache because its record does "
-                "not show an fp8 one (see the row note); an fp8 cache would double the "
-                "concurrency. Every kernel also pays the 6.12 us fixed cost fitted on a "
-                "standalone cuBLASLt call, more than a CUDA-graph serving stack pays (see the "
-                "microchecks).")
     if r.mode == "offline" and r.error is not None and r.error < 0:
-        return ("Max-load throughput under-predicted: at the vLLM-default concurrency the KV "
-                "cache fills (16-bit KV for fp8 checkpoints, a precision assumption: an fp8 KV "
-                "cache would double the capacity) and sequences are preempted and recomputed; "
-                "every kernel also pays the 6.12 us fixed cost fitted on a standalone cuBLASLt "
-                "call, more than a CUDA-graph serving stack pays (see the microchecks). "
-                "trtllm-bench's own concurrency and KV dtype are not in the record.")
+        if "trtllm-bench" in r.load:
+            why = ("under trtllm-bench's no-evict scheduler the concurrency is the KV capacity "
+                   "over input + output tokens, so the KV-cache precision sets it, and this row "
+                   "keeps a 16-bit cache because its record does not show an fp8 one (see the "
+                   "row note): an fp8 cache would double the concurrency")
+        else:
+            why = ("at the vLLM-default concurrency the KV cache fills (16-bit KV for fp8 "
+                   "checkpoints, a precision assumption: an fp8 KV cache would double the "
+                   "capacity) and sequences are preempted and recomputed")
+        return (f"Max-load throughput under-predicted: {why}. Every kernel also pays the "
+                "6.12 us fixed cost fitted on a standalone cuBLASLt call, more than a CUDA-graph "
+                "serving stack pays (see the microchecks).")
     if r.mode == "batch" and r.error is not None and r.error < 0:
         return ("Static-batch throughput under-predicted: the closed loop mixes prefills into "
                 "decode steps, which static batching does not, and every kernel pays the "
