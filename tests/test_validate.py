@@ -284,3 +284,50 @@ def test_outlier_causes_name_the_mechanism():
                   100.0, 50.0, -0.5, False, "128 users (max load: trtllm-bench max_batch_size)",
                   "")
     assert "no-evict" in cause_of(r) and "KV-cache precision" in cause_of(r)
+
+
+def test_allreduce_busbw_by_hand():
+    # 1 MiB across 8 chips: launch 2 us + ring transfer 2^20 x 2(7)/8 / 450 GB/s (4.078 us)
+    # + 2(7) hops x 1 us = 20.078 us; bus bandwidth = 2^20 / t x 14/8.
+    from npusim.validate.microbench import allreduce_busbw_gbs
+    arch = load_arch("h100", ["launch_overhead=2 us", "link.latency=1 us"], calibrated=False)
+    t = 2e-6 + 2**20 * 14 / 8 / 450e9 + 14e-6
+    assert allreduce_busbw_gbs(arch, 2**20, 8) == pytest.approx(2**20 / t * 14 / 8 / 1e9,
+                                                                rel=1e-9)
+    # the ring's bus bandwidth approaches the link's as the message grows
+    assert allreduce_busbw_gbs(arch, 2**34, 8) == pytest.approx(450, rel=1e-3)
+
+
+def test_allreduce_rows_need_two_chips(tmp_path):
+    from npusim.validate.core import Simulator
+    row = _row("R1", sim_arch="h100", sim_model="allreduce:1024", sim_mode="microbench",
+               sim_metric="allreduce_busbw_gbs", sim_value="1", sim_chips="1")
+    with pytest.raises(NpusimError, match="sim_chips >= 2"):
+        Simulator(tmp_path).predict(row)
+    value, load = Simulator(tmp_path).predict(dict(row, sim_chips="8"))
+    assert value > 0 and load == "one all-reduce x 8"
+
+
+def test_graphs_column_and_serving_launch_cost():
+    from npusim.validate.core import row_graphs
+    from npusim.workloads.stepcost import StepCostModel
+    assert row_graphs({"id": "a", "sim_graphs": "yes"}) is True
+    assert row_graphs({"id": "a"}) is row_graphs({"id": "a", "sim_graphs": "no"}) is False
+    with pytest.raises(NpusimError, match="sim_graphs"):
+        row_graphs({"id": "a", "sim_graphs": "maybe"})
+    arch = load_arch("h100", ["graph_launch_overhead=1 us"])
+    eager = StepCostModel("tiny-llama", arch, graphs=False)
+    graph = StepCostModel("tiny-llama", arch, graphs=True)
+    assert eager.arch.launch_overhead == arch.launch_overhead > 1e-6
+    assert graph.arch.launch_overhead == 1e-6
+    assert graph.step([], [64] * 4).seconds < eager.step([], [64] * 4).seconds
+    # an arch without the field runs its graphs at its standalone launch cost
+    rngd = load_arch("rngd")
+    assert rngd.graph_launch_overhead is None and rngd.for_serving() is rngd
+
+
+def test_fit_searches_an_unset_link_latency_in_its_own_range():
+    from npusim.validate.fit import bounds_for
+    raw = load_arch("h100", calibrated=False)
+    assert raw.link.latency is None
+    assert bounds_for("link.latency", raw) == (0.0, 2e-5)

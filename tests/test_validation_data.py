@@ -24,7 +24,7 @@ ORIGINAL = ["id", "hardware", "count", "software", "model", "precision", "batch_
             "input_len", "output_len", "metric", "value", "unit", "source", "date", "notes"]
 ADDED = ["sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim_users",
          "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
-         "reason", "sim_note", "sim_scheduler"]
+         "reason", "sim_note", "sim_scheduler", "sim_graphs"]
 PRECISIONS = {"bf16", "fp16", "fp8", "int8", "int4", "mxfp4"}
 MODES = {"offline", "server", "latency", "batch", "microbench"}
 # (source unit, npusim metric) -> factor from the source value to the metric's unit
@@ -39,9 +39,11 @@ CONVERSION = {
     ("J/token", "energy_per_token_j"): 1.0,
     ("TFLOPS", "gemm_tflops"): 1.0,
     ("TB/s", "dram_tbps"): 1.0,
+    ("GB/s", "allreduce_busbw_gbs"): 1.0,
 }
 METRICS = {metric for _, metric in CONVERSION}
 GEMM = re.compile(r"gemm:([1-9]\d*),([1-9]\d*),([1-9]\d*)")
+ALLREDUCE = re.compile(r"allreduce:([1-9]\d*)")
 LLM_MODES = {"offline", "server", "latency", "batch"}
 
 
@@ -85,15 +87,21 @@ def test_ids_are_unique():
 
 
 def test_original_values_untouched():
+    """The reference table's rows come first, unchanged and in order; rows npusim added after
+    them (from the same public sources) say so and cite their source file."""
     if not REFERENCE.exists():
         pytest.skip(f"reference table not found at {REFERENCE}")
     header, src = _read(REFERENCE)
     assert header == ORIGINAL
     rows = _rows()
-    assert [r["id"] for r in rows] == [s["id"] for s in src], "rows added, lost or reordered"
+    assert [r["id"] for r in rows[:len(src)]] == [s["id"] for s in src], \
+        "reference rows lost or reordered"
     for r, s in zip(rows, src):
         changed = [c for c in ORIGINAL if r[c] != s[c]]
         assert not changed, f"row {r['id']}: original columns changed: {changed}"
+    for r in rows[len(src):]:
+        assert "added by npusim" in r["notes"], f"row {r['id']}: an added row must say so"
+        assert r["source"].startswith("https://"), f"row {r['id']}: no source"
 
 
 # -- the simulation columns --------------------------------------------------------------
@@ -118,6 +126,10 @@ def test_simulable_rows_name_a_model_or_microbenchmark():
         if GEMM.fullmatch(m):
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "gemm_tflops"), r["id"]
             assert r["sim_precision"] in PRECISIONS, r["id"]
+        elif ALLREDUCE.fullmatch(m):
+            assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "allreduce_busbw_gbs"), \
+                r["id"]
+            assert _positive_int(r["sim_chips"]) >= 2, r["id"]
         elif m == "stream":
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "dram_tbps"), r["id"]
         else:
@@ -143,8 +155,24 @@ def test_simulable_rows_have_complete_conditions():
 def test_gemm_shapes_match_the_source_row():
     for r in _simulable():
         match = GEMM.fullmatch(r["sim_model"])
+        if not match:
+            continue
+        cube = re.fullmatch(r"GEMM m=n=k=(\d+)", r["model"])
+        dims = re.fullmatch(r"GEMM m=(\d+) n=(\d+) k=(\d+)", r["model"])
+        assert cube or dims, f"row {r['id']}: GEMM shape not read from {r['model']!r}"
+        expected = (cube.group(1),) * 3 if cube else dims.groups()
+        assert match.groups() == expected, r["id"]
+
+
+def test_allreduce_sizes_double_from_1k():
+    sizes = {}
+    for r in _simulable():
+        match = ALLREDUCE.fullmatch(r["sim_model"])
         if match:
-            assert set(match.groups()) == {r["model"].split("=")[-1]}, r["id"]
+            sizes.setdefault(r["sim_arch"], []).append(int(match.group(1)))
+    assert set(sizes) == {"h100", "a100"}
+    for arch, got in sizes.items():
+        assert got == [1024 * 2 ** i for i in range(24)], arch
 
 
 def test_sim_value_is_the_converted_source_value():

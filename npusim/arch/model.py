@@ -7,7 +7,7 @@ than guess.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..errors import ArchError
@@ -170,10 +170,20 @@ class Arch:
     dtype_fallback: FrozenMap
     launch_overhead: float = 0.0
     step_overhead: float = 0.0
+    graph_launch_overhead: float | None = None
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()
     # (dotted field, provenance) of every value taken from the arch's calibration file
     calibration: tuple = field(default=(), compare=False)
+
+    def for_serving(self) -> "Arch":
+        """This arch as a serving stack runs it: every kernel of a step replayed from a
+        captured graph (CUDA graphs in vLLM V1, TensorRT-LLM and torch.compile), so each pays
+        ``graph_launch_overhead`` instead of a standalone launch. The arch itself when the
+        field is unset."""
+        if self.graph_launch_overhead is None:
+            return self
+        return replace(self, launch_overhead=self.graph_launch_overhead)
 
     def calibrated(self) -> dict[str, dict]:
         """``{dotted field: provenance}`` of the calibrated values this arch carries."""

@@ -99,6 +99,9 @@ SCHEMA = S({
     "launch_overhead": F("time", required=False, minimum="nonnegative"),
     # Fixed cost per serving iteration (scheduler, sampling, host work); optional, absent 0.
     "step_overhead": F("time", required=False, minimum="nonnegative"),
+    # Fixed cost per op when a serving step replays its kernels from a captured graph (CUDA
+    # graphs); optional, absent or null means launch_overhead.
+    "graph_launch_overhead": F("time", required=False, nullable=True, minimum="nonnegative"),
 })
 
 
@@ -296,7 +299,8 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
         dma=Dma(**v["dma"]), link=Link(**v["link"]) if v["link"] is not None else None,
         power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],
         launch_overhead=v["launch_overhead"] or 0.0,
-        step_overhead=v["step_overhead"] or 0.0, source=label,
+        step_overhead=v["step_overhead"] or 0.0,
+        graph_launch_overhead=v["graph_launch_overhead"], source=label,
         overrides=tuple(overrides))
     _cross_check(arch, label)
     return arch

@@ -18,6 +18,10 @@ states more (a static batch runs all its sequences at once); ``trtllm-bench`` is
 ``GUARANTEED_NO_EVICT`` scheduler with the limits ``trtllm-bench throughput`` derives from the KV
 capacity and the lengths (:meth:`~npusim.workloads.serving.ServingConfig.trtllm_bench`), and an
 ``offline`` row without users then runs at that ``max_batch_size``.
+
+The optional ``sim_graphs`` column says whether the stack replays each step's kernels from CUDA
+graphs (``yes``): the step costs then charge the arch's ``graph_launch_overhead`` per kernel
+instead of the standalone ``launch_overhead``.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
-from .microbench import gemm_tflops, stream_tbps
+from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
@@ -48,7 +52,7 @@ SERVING_METRICS = {
     "e2e_s": "e2e_mean_s",
     "energy_per_token_j": "energy_per_token_j",
 }
-MICRO_METRICS = ("gemm_tflops", "dram_tbps")
+MICRO_METRICS = ("gemm_tflops", "dram_tbps", "allreduce_busbw_gbs")
 GEMM_DTYPES = {"fp8": "fp8_e4m3", "fp16": "fp16", "bf16": "bf16", "int8": "int8"}
 # Requests simulated per row: enough for a steady state at every load, few enough for seconds.
 LATENCY_REQUESTS = 3          # one at a time: every request is identical after the first
@@ -199,6 +203,7 @@ class LlmSetup:
     rate: float | None
     load: str
     scheduler: str = "vllm"
+    graphs: bool = False
 
 
 def row_precision(row: dict):
@@ -240,6 +245,15 @@ def row_scheduler(row: dict) -> str:
     return name
 
 
+def row_graphs(row: dict) -> bool:
+    """Whether the row's stack replays its kernels from CUDA graphs (``sim_graphs`` yes/no;
+    empty means no: a stack is only credited with graphs where its record shows them)."""
+    text = (row.get("sim_graphs") or "").strip().lower()
+    if text not in ("", "yes", "no"):
+        raise NpusimError(f"row {row['id']}: sim_graphs {text!r} must be yes, no or empty")
+    return text == "yes"
+
+
 def llm_setup(row: dict, arch) -> LlmSetup:
     """Precision, overrides and load of an LLM row on ``arch`` (see the module docstring).
 
@@ -271,7 +285,8 @@ def llm_setup(row: dict, arch) -> LlmSetup:
         load = f"{rate:g} req/s (open loop)"
     else:
         raise NpusimError(f"{where}: sim_mode {mode!r} is not one of {', '.join(MODES)}")
-    return LlmSetup(row_precision(row), row_overrides(row), users, rate, load, scheduler)
+    return LlmSetup(row_precision(row), row_overrides(row), users, rate, load, scheduler,
+                    row_graphs(row))
 
 
 class _ExtraStep:
@@ -318,10 +333,12 @@ class Simulator:
         from ..workloads.stepcost import StepCostModel
         engine_fit = tuple(sorted((k, v) for k, v in fit.items() if k != "step_overhead"))
         overrides = setup.overrides + tuple(f"{k}={v}" for k, v in engine_fit)
-        key = (arch_spec(row, self.base), row["sim_model"], setup.precision, chips, overrides)
+        key = (arch_spec(row, self.base), row["sim_model"], setup.precision, chips, overrides,
+               setup.graphs)
         if key not in self._costs:
             self._costs[key] = StepCostModel(row["sim_model"], self.arch(row, overrides),
-                                             chips=chips, precision=setup.precision)
+                                             chips=chips, precision=setup.precision,
+                                             graphs=setup.graphs)
         cost = self._costs[key]
         if "step_overhead" in fit:
             target = self.arch(row, overrides + (f"step_overhead={fit['step_overhead']}",))
@@ -369,8 +386,15 @@ def _microbench(row: dict, arch, where: str) -> tuple[float, str]:
                               f"{', '.join(GEMM_DTYPES)}, got {prec!r}")
         mm, nn, kk = (int(x) for x in m.groups())
         return gemm_tflops(arch, mm, nn, kk, GEMM_DTYPES[prec]), "one GEMM"
+    m = re.fullmatch(r"allreduce:(\d+)", model)
+    if m and metric == "allreduce_busbw_gbs":
+        chips = _int(row, "sim_chips", where, default=1)
+        if chips < 2:
+            raise NpusimError(f"{where}: an all-reduce row needs sim_chips >= 2")
+        return allreduce_busbw_gbs(arch, int(m.group(1)), chips), f"one all-reduce x {chips}"
     raise ModelError(f"{where}: a microbench row is sim_model gemm:M,N,K with sim_metric "
-                     f"gemm_tflops, or stream with dram_tbps; got {model!r} / {metric!r}")
+                     f"gemm_tflops, stream with dram_tbps, or allreduce:BYTES with "
+                     f"allreduce_busbw_gbs; got {model!r} / {metric!r}")
 
 
 def _serve(row: dict, setup: LlmSetup, cost, arch) -> dict:

@@ -1,16 +1,20 @@
-"""Microbenchmarks simulated the way the measurements ran them: one GEMM, one STREAM copy.
+"""Microbenchmarks simulated the way the measurements ran them: one GEMM, one STREAM copy,
+one all-reduce across chips.
 
 The GEMM rows (cuBLASLt in the Azure AI-benchmarking-guide) multiply two random matrices, so
 both operands are activations read from DRAM, not weights. The bandwidth rows (STREAM-like
 Triad and Copy) stream long sequential arrays, so they see the DRAM efficiency table's long
-sequential read at a transfer much larger than any on-chip buffer.
+sequential read at a transfer much larger than any on-chip buffer. The all-reduce rows
+(nccl-tests ``all_reduce_perf`` in the same guide) time one in-place all-reduce of a buffer of
+the given size across the chips; nccl-tests reports the bus bandwidth
+``busbw = size / time x 2 (n - 1) / n``, which for a ring equals the per-link bandwidth.
 """
 from __future__ import annotations
 
 from ..engine.dram import dram_table
 from ..engine.simulate import simulate_graph
 from ..errors import ModelError
-from ..ir import Contraction, Graph, Role, dtype
+from ..ir import Collective, Contraction, Graph, Role, Tensor, dtype
 
 # assumption: a STREAM array of 64 MiB per stream is far past every shipped arch's SRAM and
 # DRAM row buffers, so the efficiency table's value there is its long-sequential limit
@@ -58,4 +62,35 @@ def stream_tbps(arch) -> float:
     return arch.dram.bandwidth * dram_table(arch).efficiency("seq", None, STREAM_BYTES) / 1e12
 
 
-__all__ = ["STREAM_BYTES", "gemm_graph", "gemm_tflops", "stream_tbps"]
+def allreduce_graph(size_bytes: int, chips: int) -> Graph:
+    """One all-reduce of a ``size_bytes`` buffer across ``chips`` chips (bytes as int8).
+
+    Examples
+    --------
+    >>> g = allreduce_graph(1024, 8)
+    >>> [(op.func, op.group, op.payload_bytes) for op in g.ops()]
+    [('all_reduce', 8, 1024.0)]
+    """
+    for name, v in (("size", size_bytes), ("chips", chips)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ModelError(f"all-reduce {name}={v!r} must be a positive integer; write the "
+                             f"model as allreduce:BYTES with sim_chips the chip count")
+    x = Tensor("x", (size_bytes,), dtype("int8"))
+    y = Tensor("y", (size_bytes,), dtype("int8"))
+    g = Graph(f"all-reduce {size_bytes} B x {chips}")
+    g.inputs.append("x")
+    g.outputs.append("y")
+    g.add(Collective(name="allreduce", source="microbench", op_type="AllReduce", inputs=(x,),
+                     outputs=(y,), func="all_reduce", group=chips,
+                     payload_bytes=float(x.nbytes)))
+    return g
+
+
+def allreduce_busbw_gbs(arch, size_bytes: int, chips: int) -> float:
+    """Simulated nccl-tests bus bandwidth of one all-reduce on ``arch``, GB/s."""
+    t = simulate_graph(allreduce_graph(size_bytes, chips), arch).latency_s
+    return size_bytes / t * 2 * (chips - 1) / chips / 1e9
+
+
+__all__ = ["STREAM_BYTES", "allreduce_busbw_gbs", "allreduce_graph", "gemm_graph",
+           "gemm_tflops", "stream_tbps"]

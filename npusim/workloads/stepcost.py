@@ -145,6 +145,11 @@ class StepCostModel:
     precision : str or Precision
         One of :data:`PRECISIONS` or a custom :class:`Precision`.
     overrides : arch field overrides (``{"dram.bandwidth": "3 TB/s"}``)
+    graphs : bool
+        The serving stack replays each step's kernels from captured graphs (CUDA graphs: vLLM
+        V1's default, TensorRT-LLM's PyTorch backend, torch.compile's reduce-overhead mode),
+        so every kernel costs the arch's ``graph_launch_overhead`` (where it has one) instead
+        of a standalone ``launch_overhead``. False for stacks that launch kernel by kernel.
 
     Examples
     --------
@@ -155,9 +160,13 @@ class StepCostModel:
 
     def __init__(self, model: str, arch, *, chips: int | None = None,
                  precision: str | Precision = "bf16",
-                 overrides: Mapping[str, str] | Sequence[str] | None = None) -> None:
+                 overrides: Mapping[str, str] | Sequence[str] | None = None,
+                 graphs: bool = True) -> None:
         from npusim.graphs.builder import resolve
-        self.arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
+        arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
+        # a serving stack that captures graphs replays each step's kernels from them
+        self.arch = arch.for_serving() if graphs else arch
+        self.graphs = graphs
         self.model = model
         try:
             self.spec = resolve(model)
