@@ -331,3 +331,17 @@ def test_fit_searches_an_unset_link_latency_in_its_own_range():
     raw = load_arch("h100", calibrated=False)
     assert raw.link.latency is None
     assert bounds_for("link.latency", raw) == (0.0, 2e-5)
+
+
+def test_outlier_causes_for_microbenchmarks():
+    from npusim.validate.report import cause_of
+    thin = RowResult("N18", "h100", 1, "gemm:802816,192,768", "fp8", "microbench", None, None,
+                     "gemm_tflops", 600.0, 900.0, 0.5, False, "one GEMM", "")
+    # 2 x 802816 x 192 x 768 FLOP over (802816 x 768 + 768 x 192 + 802816 x 192) bytes = 307
+    assert "at 307 FLOP per byte" in cause_of(thin) and "(591)" in cause_of(thin)
+    square = RowResult("Q", "h100", 1, "gemm:8192,8192,8192", "fp8", "microbench", None, None,
+                       "gemm_tflops", 600.0, 900.0, 0.5, False, "one GEMM", "")
+    assert "Thin GEMM" not in cause_of(square)
+    ar = RowResult("N41", "h100", 8, "allreduce:65536", "", "microbench", None, None,
+                   "allreduce_busbw_gbs", 2.7, 4.4, 0.63, False, "one all-reduce x 8", "")
+    assert "latency-bandwidth model" in cause_of(ar)

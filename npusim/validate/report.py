@@ -7,6 +7,7 @@ matplotlib is imported lazily (:mod:`npusim.figures`); the figure is a
 from __future__ import annotations
 
 import math
+import re
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,6 +119,17 @@ def _known_failure(message: str) -> str:
     return ""
 
 
+def _ridge(arch_name: str, dt: str) -> float:
+    """FLOP per DRAM byte at which ``arch_name`` turns compute-bound for ``dt`` (0 if the
+    arch cannot be loaded)."""
+    from ..arch import load_arch
+    try:
+        arch = load_arch(arch_name)
+        return 2 * arch.peak_macs_per_s(arch.execution_dtype(dt)) / arch.dram.bandwidth
+    except Exception:  # an arch given by a path the report cannot resolve: no claim
+        return 0.0
+
+
 def cause_of(r: "RowResult") -> str:
     """What is known about why a row is off: the mechanism the simulation shows for its mode."""
     if r.arch == "rngd":
@@ -152,6 +164,25 @@ def cause_of(r: "RowResult") -> str:
                      f"{system:g} and the error {_pct(r.predicted / system - 1)}; the table "
                      f"keeps the header's reading.")
         return text
+    if r.metric == "allreduce_busbw_gbs" and r.error is not None and r.error > 0:
+        return ("Mid-size all-reduce over-predicted: npusim's all-reduce is a ring with a fixed "
+                "cost per hop and a link bandwidth (the latency-bandwidth model), fitted on the "
+                "smallest and the largest message; NCCL runs messages between them below that "
+                "line (its protocols and channel chunking change with the size), which the "
+                "model does not represent.")
+    m = re.fullmatch(r"gemm:(\d+),(\d+),(\d+)", r.model)
+    if m and r.error is not None and r.error > 0:
+        mm, nn, kk = (int(x) for x in m.groups())
+        width = 1 if r.precision == "fp8" else 2
+        intensity = 2 * mm * nn * kk / (width * (mm * kk + kk * nn + mm * nn))
+        ridge = _ridge(r.arch, "fp8_e4m3" if r.precision == "fp8" else r.precision)
+        if intensity < 1.5 * ridge:
+            return (f"Thin GEMM over-predicted: at {intensity:.0f} FLOP per byte, near or below "
+                    f"the chip's ridge point ({ridge:.0f}), DRAM bounds it, and npusim runs it "
+                    f"at the DRAM roofline (STREAM-like bandwidth, the output in the input "
+                    f"dtype); the measured kernel moves its bytes more slowly, and the source "
+                    f"does not state the output dtype (cuBLASLt FP8 GEMMs often write 16-bit "
+                    f"results).")
     if r.precision == "int4" and r.error is not None and r.error > 0:
         return ("Weight-only int4 decode over-predicted: npusim times the matmuls at the rate "
                 "their packed weights stream from DRAM and charges GPUs nothing for the "
