@@ -132,13 +132,15 @@ def _ridge(arch_name: str, dt: str) -> float:
 
 def cause_of(r: "RowResult") -> str:
     """What is known about why a row is off: the mechanism the simulation shows for its mode."""
+    over = r.error is not None and r.error > 0
+    under = r.error is not None and r.error < 0
     if r.arch == "rngd":
         return ("RNGD vendor figure read through a secondary summary: the public record gives "
                 "neither the batch size (concurrency) nor the FuriosaSDK version nor the KV "
                 "dtype; npusim assumed max load at vllm serve's default 256 sequences, fp8 "
                 "weights and activations with a 16-bit KV cache, so the KV cache fills and "
                 "sequences are preempted by recompute.")
-    if r.mode == "offline" and r.error is not None and r.error < 0:
+    if r.mode == "offline" and under:
         if "trtllm-bench" in r.load:
             why = ("under trtllm-bench's no-evict scheduler the concurrency is the KV capacity "
                    "over input + output tokens, so the KV-cache precision sets it, and this row "
@@ -151,7 +153,7 @@ def cause_of(r: "RowResult") -> str:
         return (f"Max-load throughput under-predicted: {why}. Every kernel also pays the "
                 "6.12 us fixed cost fitted on a standalone cuBLASLt call, more than a CUDA-graph "
                 "serving stack pays (see the microchecks).")
-    if r.mode == "batch" and r.error is not None and r.error < 0:
+    if r.mode == "batch" and under:
         return ("Static-batch throughput under-predicted: the closed loop mixes prefills into "
                 "decode steps, which static batching does not, and every kernel pays the "
                 "standalone-call fixed cost (see the microchecks).")
@@ -164,14 +166,14 @@ def cause_of(r: "RowResult") -> str:
                      f"{system:g} and the error {_pct(r.predicted / system - 1)}; the table "
                      f"keeps the header's reading.")
         return text
-    if r.metric == "allreduce_busbw_gbs" and r.error is not None and r.error > 0:
+    if r.metric == "allreduce_busbw_gbs" and over:
         return ("Mid-size all-reduce over-predicted: npusim's all-reduce is a ring with a fixed "
                 "cost per hop and a link bandwidth (the latency-bandwidth model), fitted on the "
                 "smallest and the largest message; NCCL runs messages between them below that "
                 "line (its protocols and channel chunking change with the size), which the "
                 "model does not represent.")
     m = re.fullmatch(r"gemm:(\d+),(\d+),(\d+)", r.model)
-    if m and r.error is not None and r.error > 0:
+    if m and over:
         mm, nn, kk = (int(x) for x in m.groups())
         width = 1 if r.precision == "fp8" else 2
         intensity = 2 * mm * nn * kk / (width * (mm * kk + kk * nn + mm * nn))
@@ -183,7 +185,7 @@ def cause_of(r: "RowResult") -> str:
                     f"dtype); the measured kernel moves its bytes more slowly, and the source "
                     f"does not state the output dtype (cuBLASLt FP8 GEMMs often write 16-bit "
                     f"results).")
-    if r.precision == "int4" and r.error is not None and r.error > 0:
+    if r.precision == "int4" and over:
         return ("Weight-only int4 decode over-predicted: npusim times the matmuls at the rate "
                 "their packed weights stream from DRAM and charges GPUs nothing for the "
                 "dequantisation (an issue-4 simplification); the 7B int4 row of the same source "
