@@ -88,8 +88,10 @@ def streamed_tensors(graph: Graph) -> frozenset[str]:
     return frozenset(streamed)
 
 
-def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
-    """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring."""
+def _dram_bytes(graph: Graph, sram_bytes: float,
+                streamed: frozenset[str] | None = None) -> dict[str, float]:
+    """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring
+    (``streamed``: :func:`streamed_tensors` of the graph, when the caller has it already)."""
     aliases = getattr(graph, "aliases", {})
 
     def storage(name: str) -> str:       # a free view (reshape) shares its root's storage
@@ -101,7 +103,8 @@ def _dram_bytes(graph: Graph, sram_bytes: float) -> dict[str, float]:
 
     graph_inputs = {storage(n) for n in graph.inputs}
     graph_outputs = {storage(n) for n in graph.outputs}
-    streamed = streamed_tensors(graph)
+    if streamed is None:
+        streamed = streamed_tensors(graph)
     charged: set[str] = set()
     out: dict[str, float] = {}
     for op in graph.ops():

@@ -59,13 +59,13 @@ class _Cost:
     prefetchable: bool
 
 
-def _placement(graph: Graph, arch):
-    """Where each tensor lives: DRAM, chip-shared SRAM (GPU L2) or on chip."""
+def _placement(graph: Graph, arch, streamed: frozenset[str]):
+    """Where each tensor lives: DRAM, chip-shared SRAM (GPU L2) or on chip (``streamed``: the
+    attention tensors a fused kernel keeps on chip, :func:`streamed_tensors`)."""
     aliases = graph.aliases
     inputs = {aliases.get(n, n) for n in graph.inputs}
     outputs = {aliases.get(n, n) for n in graph.outputs}
     sram = arch.sram_total
-    streamed = streamed_tensors(graph)
 
     def where(t, written: bool) -> int:
         root = aliases.get(t.name, t.name)
@@ -263,8 +263,9 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         warnings.append(f"no energy table for {arch.name}: energy and power not reported")
     dram = dram_table(arch)
     warnings.extend(w for w in dram.warnings if w not in warnings)
-    roof_bytes = _dram_bytes(graph, arch.sram_total)
-    where = _placement(graph, arch)
+    streamed = streamed_tensors(graph)
+    roof_bytes = _dram_bytes(graph, arch.sram_total, streamed)
+    where = _placement(graph, arch, streamed)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     limits = _PowerLimits(arch, table, row_bytes)
