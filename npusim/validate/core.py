@@ -475,15 +475,33 @@ def aggregate(results: Iterable[RowResult]) -> list[dict]:
     >>> round(a["mape"], 3), a["worst_id"]
     (0.2, 'b')
     """
-    groups: dict[tuple, list[RowResult]] = {}
+    return _group_errors(results, lambda r: {"arch": r.arch, "metric": r.metric,
+                                             "split": "fitted" if r.fitted else "held-out"})
+
+
+def source_of(row_id: str) -> str:
+    """The source group of a row: the letters its id starts with (``A13`` -> ``A``)."""
+    return re.match(r"[A-Za-z]*", row_id).group(0) or row_id
+
+
+def aggregate_by_source(results: Iterable[RowResult]) -> list[dict]:
+    """MAPE and worst error of the held-out rows per arch x metric x source group (the id's
+    letters: one publication, one software generation), as :func:`aggregate` gives them."""
+    return _group_errors((r for r in results if not r.fitted),
+                         lambda r: {"arch": r.arch, "metric": r.metric,
+                                    "source": source_of(r.id)})
+
+
+def _group_errors(results: Iterable[RowResult], key: Callable[[RowResult], dict]) -> list[dict]:
+    groups: dict[tuple, tuple[dict, list[RowResult]]] = {}
     for r in results:
-        key = (r.arch, r.metric, "fitted" if r.fitted else "held-out")
-        groups.setdefault(key, []).append(r)
+        k = key(r)
+        groups.setdefault(tuple(k.values()), (k, []))[1].append(r)
     out = []
-    for (arch, metric, split), rs in sorted(groups.items()):
+    for _, (k, rs) in sorted(groups.items()):
         ok = [r for r in rs if r.error is not None]
         worst = max(ok, key=lambda r: abs(r.error)) if ok else None
-        out.append({"arch": arch, "metric": metric, "split": split, "n": len(ok),
+        out.append({**k, "n": len(ok),
                     "mape": sum(abs(r.error) for r in ok) / len(ok) if ok else math.nan,
                     "worst": worst.error if worst else math.nan,
                     "worst_id": worst.id if worst else "",
