@@ -353,4 +353,24 @@ def test_outlier_causes_for_microbenchmarks():
     assert "Thin GEMM" not in cause_of(square)
     ar = RowResult("N41", "h100", 8, "allreduce:65536", "", "microbench", None, None,
                    "allreduce_busbw_gbs", 2.7, 4.4, 0.63, False, "one all-reduce x 8", "")
-    assert "latency-bandwidth model" in cause_of(ar)
+    assert "low-latency protocol" in cause_of(ar) and "NVLS" not in cause_of(ar)
+    nvls = RowResult("N41", "h100", 8, "allreduce:65536", "", "microbench", None, None,
+                     "allreduce_busbw_gbs", 2.7, 4.4, 0.63, False, "one all-reduce x 8",
+                     "nccl-tests; NVLS algorithm, per the page; size 65K")
+    assert "Simple" in cause_of(nvls)
+
+
+def test_collective_takes_the_faster_protocol_by_hand():
+    # 8 chips, all-reduce: 14 hops, 14/8 of the buffer sent. Low-latency protocol: 1 us a hop
+    # at half of 450 GB/s; bulk protocol: 5 us a hop at 450 GB/s. 1 MiB: low 14 + 8.16 us,
+    # bulk 70 + 4.08 us; 1 GiB: the bulk one wins by half the transfer time.
+    from npusim.engine.roofline import collective_seconds, ring_traffic
+    from npusim.ir import Collective
+    arch = load_arch("h100", ["link.latency=1 us", "link.bulk_latency=5 us"], calibrated=False)
+    small = Collective(name="ar", func="all_reduce", group=8, payload_bytes=2.0**20)
+    big = Collective(name="ar", func="all_reduce", group=8, payload_bytes=2.0**30)
+    assert ring_traffic(small) == (14, 2**20 * 14 / 8)
+    assert collective_seconds(small, arch.link) == pytest.approx(14e-6 + 2**20 * 1.75 / 225e9)
+    assert collective_seconds(big, arch.link) == pytest.approx(70e-6 + 2**30 * 1.75 / 450e9)
+    single = load_arch("h100", ["link.latency=1 us"], calibrated=False)
+    assert collective_seconds(big, single.link) == pytest.approx(14e-6 + 2**30 * 1.75 / 450e9)

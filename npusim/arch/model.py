@@ -128,11 +128,16 @@ class Dma:
 
 @dataclass(frozen=True)
 class Link:
-    """Chip-to-chip link: ``bandwidth`` bytes/s per direction per chip, ``latency`` seconds."""
+    """Chip-to-chip link: ``bandwidth`` bytes/s per direction per chip, ``latency`` seconds per
+    hop of a collective. With ``bulk_latency`` set, collectives pick the faster of two
+    protocols, as NCCL does: a low-latency one (``latency`` per hop, half the bandwidth) and a
+    bulk one (``bulk_latency`` per hop, the full bandwidth); see
+    :func:`npusim.engine.roofline.collective_seconds`."""
 
     kind: str
     bandwidth: float
     latency: float | None
+    bulk_latency: float | None = None
 
 
 @dataclass(frozen=True)

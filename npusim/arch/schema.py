@@ -89,6 +89,8 @@ SCHEMA = S({
         "kind": F("identifier"),
         "bandwidth": F("bandwidth"),
         "latency": F("time", nullable=True, minimum="nonnegative"),
+        # per-hop latency of the full-bandwidth protocol; absent: one protocol (latency)
+        "bulk_latency": F("time", required=False, nullable=True, minimum="nonnegative"),
     }, nullable=True),
     "power": S({
         "tdp": F("power", nullable=True),

@@ -30,6 +30,48 @@ from .result import OpRecord, RunResult
 
 # longest run of ops between the two matmuls of an attention (scale, mask, sinks, softmax...)
 _MAX_ATTENTION_CHAIN = 8
+# NCCL's low-latency (LL) protocol stores 4 B of data with a 4 B flag in every 8 B, so it
+# reaches at most half the link bandwidth (NVIDIA/nccl issue 281, maintainer's answer)
+LL_EFFICIENCY = 0.5
+
+
+def ring_traffic(op: Collective) -> tuple[int, float]:
+    """Hops in sequence and bytes each chip sends for a ring implementation of ``op``.
+
+    All-reduce is a reduce-scatter then an all-gather: 2(g-1) hops, 2(g-1)/g of the buffer.
+    All-gather sends the other g-1 chips' shares (``payload_bytes`` is one chip's input);
+    reduce-scatter and all-to-all send (g-1)/g of the input.
+
+    Examples
+    --------
+    >>> from npusim.ir import Collective
+    >>> ring_traffic(Collective(name="ar", func="all_reduce", group=4, payload_bytes=8.0))
+    (6, 12.0)
+    >>> ring_traffic(Collective(name="ag", func="all_gather", group=4, payload_bytes=8.0))
+    (3, 24.0)
+    """
+    g = max(op.group, 1)
+    if op.func == "all_reduce":
+        return 2 * (g - 1), op.payload_bytes * 2 * (g - 1) / g
+    if op.func == "all_gather":
+        return g - 1, op.payload_bytes * (g - 1)
+    return g - 1, op.payload_bytes * (g - 1) / g
+
+
+def collective_seconds(op: Collective, link) -> float:
+    """Time of ``op`` on ``link`` beyond its launch: hops x per-hop latency + bytes / bandwidth.
+
+    With ``link.bulk_latency`` set the faster of two protocols is taken, as NCCL picks per
+    message: the low-latency one (``latency`` per hop at :data:`LL_EFFICIENCY` of the
+    bandwidth) and the bulk one (``bulk_latency`` per hop at the full bandwidth).
+    """
+    steps, sent = ring_traffic(op)
+    one = steps * (link.latency or 0.0) + sent / link.bandwidth
+    if link.bulk_latency is None:
+        return one
+    low = steps * (link.latency or 0.0) + sent / (link.bandwidth * LL_EFFICIENCY)
+    bulk = steps * link.bulk_latency + sent / link.bandwidth
+    return min(low, bulk)
 
 
 def streamed_tensors(graph: Graph) -> frozenset[str]:
@@ -145,9 +187,8 @@ def op_bound(op: Op, arch, dram_bytes: float) -> OpRecord:
         exec_dt = arch.execution_dtype(dt)
         compute_s = op.macs / arch.peak_macs_per_s(exec_dt)
     elif isinstance(op, Collective):
-        # Ring all-reduce moves 2(g-1)/g of the payload over each chip's link.
-        g = max(op.group, 1)
-        memory_s += op.payload_bytes * 2 * (g - 1) / g / arch.link.bandwidth
+        # what a ring moves over each chip's link, at the full link bandwidth
+        memory_s += ring_traffic(op)[1] / arch.link.bandwidth
     else:
         compute_s = op.vector_ops / arch.peak_vector_ops_per_s
     bound_s = max(compute_s, memory_s)

@@ -8,8 +8,9 @@ Per op:
   activation input is a contraction's output, read by nobody else, is fused into that
   contraction as an epilogue (its work overlaps the contraction's, its input never leaves the
   engine);
-* **movement** costs its bytes at DRAM or on-chip bandwidth; a **collective** its payload on the
-  chip-to-chip link (ring all-reduce);
+* **movement** costs its bytes at DRAM or on-chip bandwidth; a **collective** what a ring moves
+  over the chip-to-chip link, plus a latency per hop (:func:`~npusim.engine.roofline.
+  collective_seconds`: the faster of a low-latency and a bulk protocol where the link has both);
 * every contraction, and every run of glue ops between two contractions (one fused kernel),
   pays the arch's ``launch_overhead`` once.
 
@@ -37,7 +38,7 @@ from ..kernels import tiling as tk
 from .mapping import PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from .roofline import _dram_bytes, _peak, op_bound, streamed_tensors
+from .roofline import _dram_bytes, _peak, collective_seconds, op_bound, streamed_tensors
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,7 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
         if link is None:
             raise CapacityError(f"op {op.name} is a {op.func} across {g} chips but {arch.name} "
                                 f"has no chip-to-chip link")
-        compute = op.payload_bytes * 2 * (g - 1) / g / link.bandwidth + \
-            2 * (g - 1) * (link.latency or 0.0)
+        compute = collective_seconds(op, link)
     else:
         compute = op.vector_ops / arch.peak_vector_ops_per_s
     latency = max(compute, dram_time, onchip_time) + launch

@@ -28,6 +28,7 @@ ITERATIONS = 40          # the bracket shrinks to 0.618^40 ~ 4e-9 of its width
 # its current value.
 BOUNDS = {"cores.engine.efficiency.": (0.05, 1.0), "launch_overhead": (0.0, 1e-4),
           "step_overhead": (0.0, 0.05), "link.latency": (0.0, 2e-5),
+          "link.bulk_latency": (0.0, 1e-4),
           "graph_launch_overhead": (0.0, 1e-4)}
 METHOD = "golden-section search on the mean |log(pred/meas)| of the rows, range {lo:g}..{hi:g}"
 

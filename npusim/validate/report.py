@@ -183,11 +183,14 @@ def cause_of(r: "RowResult") -> str:
                 "70B at TP2, 2048/2048, ran 2.8x faster per system); which kernel fell short in "
                 "2023 is not in the record.")
     if r.metric == "allreduce_busbw_gbs" and over:
-        return ("Mid-size all-reduce over-predicted: npusim's all-reduce is a ring with a fixed "
-                "cost per hop and a link bandwidth (the latency-bandwidth model), fitted on the "
-                "smallest and the largest message; NCCL runs messages between them below that "
-                "line (its protocols and channel chunking change with the size), which the "
-                "model does not represent.")
+        text = ("All-reduce over-predicted: npusim's all-reduce is a ring that takes the faster "
+                "of a low-latency protocol (half the link bandwidth) and a bulk one, each with "
+                "a per-hop latency, fitted on the 1 KiB, 64 MiB and 8 GiB messages.")
+        if "NVLS algorithm, per the page" in r.note:
+            text += (" This system ran NCCL's NVLS algorithm, which supports only the bulk "
+                     "(Simple) protocol (NVIDIA/nccl issue 2327), so its mid-size messages sit "
+                     "on a floor of about 40 us that the ring's low-latency protocol undercuts.")
+        return text
     m = re.fullmatch(r"gemm:(\d+),(\d+),(\d+)", r.model)
     if m and over:
         mm, nn, kk = (int(x) for x in m.groups())
