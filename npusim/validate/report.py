@@ -409,9 +409,13 @@ def _gap(r, arch) -> str:
         launches += 0 if (is_glue and glue) else 1
         glue = is_glue
     launch = launches * arch.launch_overhead
+    graph = ""
+    if arch.graph_launch_overhead is not None:
+        graph = (f"; a serving stack replaying CUDA graphs pays "
+                 f"{arch.graph_launch_overhead * 1e6:.3g} us a kernel instead")
     return (f"{launches} kernel launches x {arch.launch_overhead * 1e6:.3g} us "
-            f"({launch / total:.0%} of the time) and ops below full DRAM bandwidth; time in "
-            + ", ".join(f"{k} {v / total:.0%}" for k, v in parts))
+            f"({launch / total:.0%} of the time{graph}) and ops below full DRAM bandwidth; "
+            f"time in " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts))
 
 
 def _gemm_check(arch) -> dict:
