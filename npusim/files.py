@@ -35,6 +35,23 @@ def _cannot(path: Path, what: str, e: OSError) -> NpusimError:
                        f"exists and is writable, or choose another path (--out).")
 
 
+def make_folder(path: str | Path, what: str = "output") -> Path:
+    """Create the folder ``path`` (and its parents) if missing; ``what`` names it in the error.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "a" / "b"
+    >>> make_folder(d) == d and d.is_dir()
+    True
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NpusimError(f"cannot create the {what} folder {path}: {e.strerror}. Choose "
+                          f"another folder (--out).") from None
+    return path
+
+
 def write_text(path: str | Path, text: str, what: str = "the file") -> Path:
     """Write ``text`` (UTF-8) to ``path``."""
     path = Path(path)

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..errors import NpusimError
 from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
-from ..files import write_csv as _write_rows
+from ..files import make_folder, write_csv as _write_rows
 from .export import _jsonable
 
 XLSX, CSV = "kperf.xlsx", "kperf.csv"
@@ -117,12 +117,7 @@ def write_kperf(result, outdir: str | Path) -> list[Path]:
         If openpyxl or matplotlib (the optional extra ``reports``) is missing, or a file cannot
         be written.
     """
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NpusimError(f"cannot create the K-Perf output folder {outdir}: {e.strerror}. "
-                          f"Choose another folder (--out).") from None
+    outdir = make_folder(outdir, "K-Perf output")
     return [write_xlsx(result, outdir / XLSX), write_csv(result, outdir / CSV),
             *plot_kperf(result, outdir)]
 

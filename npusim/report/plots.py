@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.result import RunResult
-from ..errors import NpusimError
 from ..figures import figure_class, save_figure
+from ..files import make_folder
 
 FIGSIZE = (11.0, 7.0)        # inches; at DPI 100 a PNG is 1100 x 700 pixels
 DPI = 100
@@ -351,12 +351,7 @@ def plot_breakdown(result: RunResult, path: str | Path, max_bars: int = MAX_BARS
 
 def plot_all(result: RunResult, outdir: str | Path, dpi: int = DPI) -> list[Path]:
     """Write ``roofline.png`` and ``breakdown.png`` into ``outdir`` (created if missing)."""
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NpusimError(f"cannot create the plot folder {outdir}: {e.strerror}. Choose "
-                          f"another folder.") from None
+    outdir = make_folder(outdir, "plot")
     return [plot_roofline(result, outdir / "roofline.png", dpi=dpi),
             plot_breakdown(result, outdir / "breakdown.png", dpi=dpi)]
 

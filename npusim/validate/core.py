@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
+from ..files import make_folder
 from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
@@ -600,12 +601,7 @@ def validate(data: str | Path | None = None, *, out: str | Path | None = None,
                            data=path, data_sha256=file_sha256(path))
     res.summary_markdown = summary_markdown(res)
     if out is not False:
-        folder = Path(out) if out is not None else path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise NpusimError(f"cannot create the report folder {folder}: {e.strerror}; "
-                              f"choose another --out") from None
+        folder = make_folder(out if out is not None else path.parent, "report")
         if plot:
             res.plot = write_plot(res, folder / "predicted_vs_measured.png")
         res.report = write_report(res, folder / "REPORT.md")

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import NpusimError
 from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
-from ..files import write_csv, write_text
+from ..files import make_folder, write_csv, write_text
 
 REPORT_MD = "validation_report.md"
 REPORT_CSV = "validation.csv"
@@ -627,12 +627,7 @@ class KperfValidation:
 
     def write(self, out: str | Path) -> list[Path]:
         """Write ``validation_report.md``, ``validation.csv`` and the PNG graphs into ``out``."""
-        out = Path(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise NpusimError(f"cannot create the validation output folder {out}: "
-                              f"{e.strerror}. Choose another folder (--out).") from None
+        out = make_folder(out, "validation output")
         files = [write_text(out / REPORT_MD, report_markdown(self), "the validation report"),
                  write_cells_csv(self, out / REPORT_CSV), *plot_validation(self, out)]
         self.files = files

@@ -492,7 +492,7 @@ class _Simulation:
     # -- one scheduler iteration -------------------------------------------------------------
 
     def step(self) -> None:
-        inp, block = self.inp, self.block
+        inp = self.inp
         rem = inp + self.gen - self.comp
         n = np.minimum(rem, np.maximum(self.budget - (np.cumsum(rem) - rem), 0))
         need = self.held(self.comp + n) - self.blk
