@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import NpusimError
+from .files import cannot_write
 
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
            "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -33,8 +34,7 @@ def save_figure(fig, path: str | Path) -> Path:
     try:
         fig.savefig(path)
     except OSError as e:
-        raise NpusimError(f"cannot write the plot {path}: {e.strerror}. Check that the folder "
-                          f"exists and is writable, or choose another path.") from None
+        raise cannot_write(path, "the plot", e) from None
     except ValueError as e:   # an unknown image format, from the suffix
         raise NpusimError(f"cannot write the plot {path}: {e}. Use a .png, .svg or .pdf "
                           f"file name.") from None

@@ -30,7 +30,8 @@ def spreadsheet_safe(v: Any) -> Any:
     return v
 
 
-def _cannot(path: Path, what: str, e: OSError) -> NpusimError:
+def cannot_write(path: Path, what: str, e: OSError) -> NpusimError:
+    """The error for an ``OSError`` while writing ``what`` to ``path``."""
     return NpusimError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
                        f"exists and is writable, or choose another path (--out).")
 
@@ -58,7 +59,7 @@ def write_text(path: str | Path, text: str, what: str = "the file") -> Path:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as e:
-        raise _cannot(path, what, e) from None
+        raise cannot_write(path, what, e) from None
     return path
 
 
@@ -74,5 +75,5 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict],
             for r in rows:
                 w.writerow([spreadsheet_safe(r.get(c)) for c in columns])
     except OSError as e:
-        raise _cannot(path, what, e) from None
+        raise cannot_write(path, what, e) from None
     return path

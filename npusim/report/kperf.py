@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..errors import NpusimError
 from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
-from ..files import make_folder, write_csv as _write_rows
+from ..files import cannot_write, make_folder, write_csv as _write_rows
 from .export import _jsonable
 
 XLSX, CSV = "kperf.xlsx", "kperf.csv"
@@ -186,8 +186,7 @@ def write_xlsx(result, path: str | Path) -> Path:
     try:
         wb.save(path)
     except OSError as e:
-        raise NpusimError(f"cannot write {path}: {e.strerror}. Check that the folder exists "
-                          f"and is writable, or choose another --out.") from None
+        raise cannot_write(path, "the K-Perf workbook", e) from None
     return path
 
 
