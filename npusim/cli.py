@@ -197,7 +197,7 @@ def _validate_parser(sub) -> None:
     va = sub.add_parser("validate", help="simulate measured rows (or a measured K-Perf sheet); "
                                          "per-row error, MAPE per arch x metric, REPORT.md")
     va.add_argument("--data", type=Path, default=None,
-                    help="measured CSV (default validation/measured.csv)")
+                    help="measured CSV (default npusim/validate/data/measured.csv)")
     va.add_argument("--out", type=Path, default=None,
                     help="folder for the report and PNGs (default: the data file's folder)")
     va.add_argument("--rows", nargs="+", action="extend", default=[], metavar="ID",

@@ -13,7 +13,7 @@ from npusim.arch.units import parse_quantity
 from npusim.errors import ArchError
 from npusim.ir import BF16, FP8_E4M3, INT8, dtype
 
-ARCHS_DIR = Path(__file__).resolve().parents[1] / "archs"
+ARCHS_DIR = Path(__file__).resolve().parents[1] / "npusim" / "archs"
 SHIPPED = ["a100", "atom", "edu", "h100", "h200", "rngd", "systolic-128"]
 KiB, MiB = 2**10, 2**20
 

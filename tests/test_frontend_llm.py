@@ -1,4 +1,4 @@
-"""The LLM builder's standard ONNX (graphs/builder.py) lowers with exact counts."""
+"""The LLM builder's standard ONNX (npusim/graphs/builder.py) lowers with exact counts."""
 from __future__ import annotations
 
 import time

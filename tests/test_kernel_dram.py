@@ -24,7 +24,7 @@ from npusim.errors import ArchError
 from npusim.kernels import dram as kd
 
 NS = 1e-9
-PRESETS = Path(__file__).resolve().parents[1] / "archs" / "dram"
+PRESETS = Path(__file__).resolve().parents[1] / "npusim" / "archs" / "dram"
 SMALL = ed.Grid(seq_sizes=(4096, 2 ** 20), contiguous=(64, 1024), totals=(2 ** 16, 2 ** 20),
                 max_bursts=512)
 

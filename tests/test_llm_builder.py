@@ -1,40 +1,18 @@
-"""The LLM graph builder (graphs/builder.py): configs, parameter counts, ONNX shapes, and
+"""The LLM graph builder (npusim/graphs/builder.py): configs, parameter counts, ONNX shapes, and
 tiny models run in onnxruntime with a real KV path."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+from npusim.graphs import builder as B
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _import_builder():
-    """npusim.graphs.builder, from an install or, failing that, from this checkout."""
-    try:
-        return importlib.import_module("npusim.graphs.builder")
-    except ModuleNotFoundError:
-        pass
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import npusim  # noqa: F401  the parent package must exist before its subpackage
-    spec = importlib.util.spec_from_file_location(
-        "npusim.graphs", ROOT / "graphs" / "__init__.py",
-        submodule_search_locations=[str(ROOT / "graphs")])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["npusim.graphs"] = pkg
-    spec.loader.exec_module(pkg)
-    return importlib.import_module("npusim.graphs.builder")
-
-
-B = _import_builder()
 
 PUBLISHED = {  # billions, as published (sources in each config's _npusim block)
     "llama-3.1-8b": 8.03, "llama-3.1-70b": 70.6, "llama-3.1-405b": 405.9,
@@ -71,7 +49,7 @@ def test_config_cites_sources(name):
 
 
 def test_configs_are_plain_json_with_hf_keys():
-    path = ROOT / "graphs" / "configs" / "gpt-oss-120b.json"
+    path = ROOT / "npusim" / "graphs" / "configs" / "gpt-oss-120b.json"
     cfg = json.loads(path.read_text())
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"],
             cfg["num_key_value_heads"], cfg["head_dim"], cfg["vocab_size"]) == \

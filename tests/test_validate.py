@@ -25,7 +25,7 @@ from npusim.validate.fit import golden_section, parse_assignment
 from npusim.validate.microbench import gemm_graph, gemm_tflops, stream_tbps
 
 ROOT = Path(__file__).resolve().parents[1]
-EDU = ROOT / "archs" / "edu.yaml"
+EDU = ROOT / "npusim" / "archs" / "edu.yaml"
 COLUMNS = ["id", *[c for c in REQUIRED if c != "id"]]
 
 

@@ -1,4 +1,4 @@
-"""The measured data npusim validates against (validation/measured.csv) and the Llama 2 configs
+"""The measured data npusim validates against (npusim/validate/data/measured.csv) and the Llama 2 configs
 its rows need: original columns kept verbatim, simulation columns well-formed and consistent."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import npusim
 from npusim.graphs.builder import count_parameters, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "validation" / "measured.csv"
+DATA = ROOT / "npusim" / "validate" / "data" / "measured.csv"
 README = ROOT / "validation" / "README.md"
 # The research table the file was built from; present beside the repository in a development
 # checkout, absent from a source distribution.

@@ -2,7 +2,7 @@
 
 A parameter that no datasheet gives (the sustained fraction of the MAC rate, a per-kernel fixed
 cost, a per-iteration serving overhead) is fitted by ``npusim validate --fit`` on a named set of
-measured rows and written to ``archs/calibration/<arch>.yaml`` (or ``<stem>.calibration.yaml``
+measured rows and written to ``npusim/archs/calibration/<arch>.yaml`` (or ``<stem>.calibration.yaml``
 beside a user's arch file). :func:`npusim.arch.load_arch` applies it on top of the arch file and
 under the user's overrides, and the arch remembers where every calibrated value came from, so a
 report can tell rows used for fitting from held-out ones.

@@ -1,4 +1,4 @@
-"""DRAM timing presets (``archs/dram/<type>.yaml``): loaded, validated, frozen.
+"""DRAM timing presets (``npusim/archs/dram/<type>.yaml``): loaded, validated, frozen.
 
 A preset describes one channel of one DRAM type: its interface (command clock, per-pin rate,
 bus width, burst length), its geometry (bank groups, banks, row size, channel interleave unit)
@@ -140,11 +140,8 @@ class DramTiming:
 
 
 def _presets_dir():
-    """``archs/dram`` of the installed package, or of a source checkout."""
-    try:
-        return importlib.resources.files("npusim.archs").joinpath("dram")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "archs" / "dram"
+    """The shipped DRAM timing presets (``npusim/archs/dram``, package data)."""
+    return importlib.resources.files("npusim.archs").joinpath("dram")
 
 
 def dram_presets() -> list[str]:
@@ -230,7 +227,7 @@ def build_dram_timing(tree: Any, label: str) -> DramTiming:
     if not isinstance(tree, Mapping):
         raise ArchError(f"{label}: a DRAM timing preset must be a mapping of fields (name, "
                         f"description, sources, clock, pin_rate, geometry, timing, "
-                        f"controller); start from archs/dram/hbm3.yaml")
+                        f"controller); start from npusim/archs/dram/hbm3.yaml")
     rest = {k: v for k, v in tree.items() if k not in _OWN}
     if hasattr(tree, "lines"):
         rest = type(tree)(rest)

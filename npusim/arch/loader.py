@@ -78,12 +78,8 @@ def parse_yaml(text: str, label: str) -> Any:
 
 
 def _shipped_dir():
-    """The folder of shipped archs: the installed package, or archs/ in a source checkout."""
-    try:
-        return importlib.resources.files("npusim.archs")
-    except ModuleNotFoundError:
-        # A source checkout that is not pip-installed: archs/ sits beside npusim/.
-        return Path(__file__).resolve().parents[2] / "archs"
+    """The folder of shipped archs (``npusim/archs``, package data)."""
+    return importlib.resources.files("npusim.archs")
 
 
 def _shipped() -> dict[str, Any]:

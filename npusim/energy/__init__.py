@@ -1,7 +1,7 @@
 """Energy: action counts times a per-arch energy table, plus static power times time.
 
 Kernels and the engine count actions (:class:`Actions`); an :class:`EnergyTable`, kept in
-its own YAML file beside the arch (``archs/energy/<arch>.yaml``), says what each costs.
+its own YAML file beside the arch (``npusim/archs/energy/<arch>.yaml``), says what each costs.
 
 >>> from npusim.arch import load_arch
 >>> t = load_energy_table(load_arch("edu"))

@@ -1,6 +1,6 @@
 """Per-arch energy tables (Accelergy's ERT idea): what one action of each kind costs.
 
-A table is a YAML file beside the archs (``archs/energy/<arch>.yaml``), kept apart from the
+A table is a YAML file beside the archs (``npusim/archs/energy/<arch>.yaml``), kept apart from the
 arch so that timing and energy can be changed, cited and diffed on their own. Values carry
 units (``"0.06 pJ"``, ``"3.5 pJ/bit"``, ``"0.1 pJ/B"``, ``"45 W"``) and are parsed with the
 project's unit registry (:mod:`npusim.arch.units`) into plain SI floats.
@@ -258,7 +258,7 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
     """
     if tree is None:
         raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
-                        f"(start from a shipped table such as archs/energy/edu.yaml)")
+                        f"(start from a shipped table such as npusim/archs/energy/edu.yaml)")
     v = _read_section(tree, _SCHEMA, label, "")
     shared = v["shared"] or {"read": None, "write": None}
     return EnergyTable(
@@ -303,11 +303,8 @@ def read_energy_table(path: str | Path) -> EnergyTable:
 
 
 def _shipped_energy_dir():
-    """The folder of shipped energy tables (installed package, or archs/energy in a checkout)."""
-    try:
-        return importlib.resources.files("npusim.archs") / "energy"
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "archs" / "energy"
+    """The folder of shipped energy tables (``npusim/archs/energy``, package data)."""
+    return importlib.resources.files("npusim.archs") / "energy"
 
 
 def _sidecar(arch: Arch) -> Path | None:
@@ -326,7 +323,7 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
 
     Looked for, in order: ``path`` if given; ``<stem>.energy.yaml`` beside the arch's own
     YAML file (for archs loaded from a user's path); the shipped table
-    ``archs/energy/<arch.name>.yaml``. ``None`` means energy is unavailable (callers report
+    ``npusim/archs/energy/<arch.name>.yaml``. ``None`` means energy is unavailable (callers report
     it so, never as zero).
 
     Parameters

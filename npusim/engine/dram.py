@@ -1,6 +1,6 @@
 """Each arch's DRAM effective-bandwidth table, built once by the bank-level timing kernel.
 
-The arch's ``dram.type`` picks a timing preset (``archs/dram/<type>.yaml``); the arch's channel
+The arch's ``dram.type`` picks a timing preset (``npusim/archs/dram/<type>.yaml``); the arch's channel
 count and bandwidth scale it (peak = the arch's ``dram.bandwidth``; interface timings written
 in nCK scale with the per-channel bandwidth, array timings in ns do not); the arch's bank
 groups, banks, row size and burst replace the preset's where the arch gives them.
@@ -389,9 +389,9 @@ def dram_table(arch: Arch, *, grid: Grid | None = None, cache: bool = True,
     if preset is None and dtype == "generic":
         return DramTable(dram_type=dtype, key="generic", constant=1.0)
     if preset is None and not has_preset(dtype):
-        msg = (f"arch {arch.name}: dram.type {dtype} has no timing preset in archs/dram/; DRAM "
+        msg = (f"arch {arch.name}: dram.type {dtype} has no timing preset in npusim/archs/dram/; DRAM "
                f"efficiency is the constant {FALLBACK_EFFICIENCY} for every access pattern "
-               f"(mean measured STREAM fraction on H100/A100). Add archs/dram/{dtype}.yaml "
+               f"(mean measured STREAM fraction on H100/A100). Add npusim/archs/dram/{dtype}.yaml "
                f"to model it")
         warnings.warn(msg, DramFallbackWarning, stacklevel=2)
         return DramTable(dram_type=dtype, key=f"fallback-{dtype}",

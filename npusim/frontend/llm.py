@@ -11,7 +11,7 @@ PHASES = ("prefill", "decode")
 
 
 def builtin_models() -> list[str]:
-    """Names of the built-in LLM configs (``graphs/configs/*.json``)."""
+    """Names of the built-in LLM configs (``npusim/graphs/configs/*.json``)."""
     from npusim.graphs.builder import list_models
     return list_models()
 

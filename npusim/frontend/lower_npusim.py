@@ -1,5 +1,5 @@
 """Collectives of npusim's own ONNX domain ``ai.npusim``, written by the LLM builder's
-tensor-parallel graphs (``graphs/builder.py``, ``tp=N``).
+tensor-parallel graphs (``npusim/graphs/builder.py``, ``tp=N``).
 
 ``AllReduce(x) -> y`` (same shape) and ``AllGather(x) -> y`` (``x`` concatenated over the
 ``group`` chips along ``axis``, default -1), each with an integer attribute ``group``, the

@@ -1,4 +1,4 @@
-"""Simulate the measured rows of ``validation/measured.csv`` and compare: ``npusim validate``.
+"""Simulate the measured rows of ``npusim/validate/data/measured.csv`` and compare: ``npusim validate``.
 
 Each simulable row is run the way it was measured: a ``microbench`` row on the engine (one GEMM
 from ``gemm:M,N,K``, or the long sequential DRAM read for ``stream``); an LLM row through the
@@ -122,7 +122,7 @@ class ValidationResult:
 # ----------------------------------------------------------------------------- reading rows
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a measured-data CSV (``validation/measured.csv``'s columns).
+    """The rows of a measured-data CSV (``npusim/validate/data/measured.csv``'s columns).
 
     Raises
     ------
@@ -134,12 +134,12 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise NpusimError(f"cannot read the measured data {path}: {e.strerror}; pass "
-                          f"--data with a CSV shaped like validation/measured.csv") from None
+                          f"--data with a CSV shaped like npusim/validate/data/measured.csv") from None
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
         raise NpusimError(f"{path}: missing column(s) {', '.join(missing)}; the file needs "
-                          f"validation/measured.csv's simulation columns (see "
+                          f"npusim/validate/data/measured.csv's simulation columns (see "
                           f"validation/README.md)")
     rows = [dict(r) for r in reader]
     seen: set[str] = set()
@@ -535,8 +535,8 @@ def not_simulable(rows: Iterable[dict]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- validate
 
 def default_data() -> Path:
-    """``validation/measured.csv`` of the source checkout."""
-    return Path(__file__).resolve().parents[2] / "validation" / "measured.csv"
+    """The shipped measured data, ``npusim/validate/data/measured.csv`` (package data)."""
+    return Path(__file__).resolve().parent / "data" / "measured.csv"
 
 
 def select(rows: list[dict], ids: Iterable[str] | None, path: Path) -> list[dict]:
@@ -566,7 +566,7 @@ def validate(data: str | Path | None = None, *, out: str | Path | None = None,
     Parameters
     ----------
     data : path, optional
-        Measured-data CSV; default ``validation/measured.csv``.
+        Measured-data CSV; default ``npusim/validate/data/measured.csv``.
     out : path, optional
         Folder for ``REPORT.md`` and ``predicted_vs_measured.png``; default the data file's
         folder. Nothing is written when ``out`` is ``False``.

@@ -129,7 +129,7 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
     Parameters
     ----------
     data : path, optional
-        Measured-data CSV; default ``validation/measured.csv``.
+        Measured-data CSV; default ``npusim/validate/data/measured.csv``.
     assignments : sequence of str
         ``"FIELD=ROW,ROW,..."``; fitted in order, each with the earlier ones in force.
     arch : str or path, optional

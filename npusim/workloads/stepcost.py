@@ -10,7 +10,7 @@ batch, so weights stream once per step), each prefill chunk pays its own attenti
 tokens already cached for its request, the decoding sequences share one attention call at their
 mean KV length (decode attention reads each sequence's cache once, so its cost is linear in the
 total KV length), and ``R`` sequences emit logits. Each part is the builder's ONNX for one layer
-(``graphs/builder.py``, ``part=...``), lowered by the same frontend, put through the precision
+(``npusim/graphs/builder.py``, ``part=...``), lowered by the same frontend, put through the precision
 pass and timed by the tile engine; answers are cached on grids of sizes and interpolated
 linearly, so a long serving run costs seconds.
 
