@@ -219,10 +219,18 @@ def _validate_parser(sub) -> None:
     va.set_defaults(func=cmd_validate)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error shape: one line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="npusim", description="Cycle-approximate simulation of AI accelerators.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="npusim", description="Cycle-approximate simulation of AI accelerators.")
+    from . import __version__
+    ap.add_argument("--version", action="version", version=f"npusim {__version__}")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser("run", help="simulate a model on an arch")
     _model_args(run)
@@ -254,7 +262,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 0
     try:
         return args.func(args)
     except (NpusimError, ShapeError) as e:
