@@ -5,11 +5,12 @@ Every error caused by the user's input prints one paragraph and exits with statu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-from .errors import NpusimError
+from .errors import NpusimError, OutputError
 from .ir import ShapeError
 
 EXIT_USAGE = 2
@@ -53,13 +54,24 @@ def _load(args):
                       on_unsupported=args.on_unsupported)
 
 
+@contextlib.contextmanager
+def _output(flag: str):
+    """Name the option that chose the path in any write error raised inside."""
+    try:
+        yield
+    except OutputError as e:
+        raise OutputError(f"{flag}: {e}") from None
+    except OSError as e:
+        raise OutputError(f"{flag}: cannot write {e.filename}: {e.strerror}. Choose another "
+                          f"path.") from None
+
+
 def _write_json(path: Path | None, data: dict) -> None:
     if path is None:
         return
-    try:
-        path.write_text(json.dumps(data, indent=1) + "\n")
-    except OSError as e:
-        raise NpusimError(f"cannot write --json {path}: {e.strerror}") from None
+    from .files import write_text
+    with _output("--json"):
+        write_text(path, json.dumps(data, indent=1) + "\n", "JSON")
 
 
 def cmd_run(args) -> int:
@@ -76,18 +88,19 @@ def cmd_run(args) -> int:
 
 def _export(result, arch, args) -> None:
     from .report import export, plots, trace
-    try:
-        if args.json:
+    if args.json:
+        with _output("--json"):
             export.write_json(result, args.json, arch=arch)
-        if args.csv:
+    if args.csv:
+        with _output("--csv"):
             export.write_csv(result, args.csv)
-        if args.trace:
+    if args.trace:
+        with _output("--trace"):
             trace.write_trace(result, args.trace)
-        if args.plot:
+    if args.plot:
+        with _output("--plot"):
             for path in plots.plot_all(result, args.plot):
                 print(f"wrote {path}")
-    except OSError as e:
-        raise NpusimError(f"cannot write {e.filename}: {e.strerror}") from None
 
 
 def cmd_inspect(args) -> int:
@@ -128,10 +141,8 @@ def cmd_kperf(args) -> int:
         users=_split(args.users) or kp.DEFAULT_USERS, vs=_split(args.vs), overrides=args.set,
         progress=not args.no_progress and sys.stderr.isatty())
     print_kperf(result, scenarios=not args.summary_only)
-    try:
+    with _output("--out"):
         paths = result.write(args.out)
-    except OSError as e:
-        raise NpusimError(f"cannot write --out {args.out}: {e.strerror}") from None
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -28,3 +28,7 @@ class ArchError(NpusimError):
 
 class CapacityError(NpusimError):
     """A workload that does not fit the architecture's memory."""
+
+
+class OutputError(NpusimError):
+    """An output file or folder that cannot be written; the CLI adds the flag that named it."""

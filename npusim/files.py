@@ -1,7 +1,7 @@
 """Writing result files: text, spreadsheet-safe CSV. Shared by every layer that writes files
 (reports, K-Perf, validation); imports nothing of npusim but its errors.
 
-Every failure to write is one :class:`~npusim.errors.NpusimError` naming the file and the fix.
+Every failure to write is one :class:`~npusim.errors.OutputError` naming the file; the CLI adds the flag that chose the path.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import csv
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import NpusimError
+from .errors import OutputError
 
 # Text a spreadsheet would run as a formula (OWASP "CSV Injection"): op names and sheet cells
 # come from user files, so such text gets a leading apostrophe.
@@ -30,10 +30,10 @@ def spreadsheet_safe(v: Any) -> Any:
     return v
 
 
-def cannot_write(path: Path, what: str, e: OSError) -> NpusimError:
+def cannot_write(path: Path, what: str, e: OSError) -> OutputError:
     """The error for an ``OSError`` while writing ``what`` to ``path``."""
-    return NpusimError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
-                       f"exists and is writable, or choose another path (--out).")
+    return OutputError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
+                       f"exists and is writable, or choose another path.")
 
 
 def make_folder(path: str | Path, what: str = "output") -> Path:
@@ -48,8 +48,8 @@ def make_folder(path: str | Path, what: str = "output") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise NpusimError(f"cannot create the {what} folder {path}: {e.strerror}. Choose "
-                          f"another folder (--out).") from None
+        raise OutputError(f"cannot create the {what} folder {path}: {e.strerror}. Choose "
+                          f"another folder.") from None
     return path
 
 

@@ -1,0 +1,80 @@
+"""What a user expects of any command line: --version, help on a bare call, one-line usage
+errors, and write errors that name the option that chose the path."""
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import npusim
+
+
+def one_line_error(code, err):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    return code == 2 and len(lines) == 1 and ": error: " in lines[0] and "Traceback" not in err
+
+
+def test_version_is_the_package_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"npusim {npusim.__version__}"
+
+
+def test_installed_metadata_has_the_same_version():
+    from importlib.metadata import version
+    assert version("npusim") == npusim.__version__
+
+
+def test_bare_npusim_prints_help_and_lists_every_command(cli):
+    code, out, err = cli()
+    assert code == 0 and err == ""
+    for command in ("run", "kperf", "validate", "inspect", "archs", "models"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["bogus"], ["run"], ["run", "m.onnx", "--batch", "x"], ["run", "m.onnx", "--frobnicate"],
+    ["kperf"], ["run", "m.onnx", "--engine", "fast"], ["validate", "--rows"],
+])
+def test_usage_errors_are_one_line_exit_2(cli, argv):
+    code, _, err = cli(*argv)
+    assert one_line_error(code, err), err
+    assert "--help" in err
+
+
+def test_console_script_usage_error_is_one_line():
+    run = subprocess.run([sys.executable, "-m", "npusim.cli", "run", "--batch", "x", "m"],
+                         capture_output=True, text=True)
+    assert one_line_error(run.returncode, run.stderr), run.stderr
+
+
+@pytest.fixture
+def relu(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    (tmp_path / "afile").write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--trace", "--plot"])
+def test_run_write_error_names_its_flag(cli, relu, flag):
+    blocked = relu.parent / "afile" / "x"   # a path under a regular file cannot be written
+    code, _, err = cli("run", relu, "--arch", "edu", flag, blocked)
+    assert one_line_error(code, err), err
+    assert f"error: {flag}: " in err and str(blocked) in err
+
+
+def test_inspect_json_write_error_names_its_flag(cli, relu):
+    code, _, err = cli("inspect", relu, "--json", relu.parent / "afile" / "x.json")
+    assert one_line_error(code, err) and "error: --json: " in err, err
+
+
+def test_kperf_write_error_names_out(cli, tmp_path):
+    (tmp_path / "afile").write_text("")
+    code, _, err = cli("kperf", "--arch", "edu", "--model", "tiny-llama", "--users", "1",
+                       "--input-lens", "8", "--output-lens", "8", "--no-progress",
+                       "--out", tmp_path / "afile" / "k")
+    assert one_line_error(code, err) and "error: --out: " in err, err
