@@ -267,7 +267,7 @@ def _range_label(chunk: list[str]) -> str:
     first, last = chunk[0], chunk[-1]
     if len(chunk) == 1:
         return first
-    if _family(first) == _family(last):
+    if _family(first) is not None and _family(first) == _family(last):
         m = _LAST_NUMBER.search(last)
         f = _LAST_NUMBER.search(first)
         return f"{first[:f.end()]}–{m.group()}{first[f.end():]}"
