@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from ..errors import NpusimError
 from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatter,
-                       plain_log_axis, save_figure)
+                       plain_log_axis, plain_number, save_figure)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from .export import _jsonable
 
@@ -572,40 +572,45 @@ def _pos(x) -> bool:
 
 # --- terminal -------------------------------------------------------------------------------
 
-# Short headers for the terminal (the spreadsheet has every column): key, header, scale.
+# Short headers for the terminal (the spreadsheet has every column): key, header, scale, keep.
+# ``keep`` orders what a narrow terminal drops first (lowest first; None: never dropped).
 TERMINAL_SCENARIO = (
-    ("arch", "arch", None), ("input_len", "in", None), ("output_len", "out", None),
-    ("users", "users", None), ("ttft_mean_s", "TTFT ms", 1e3), ("ttft_p99_s", "p99 ms", 1e3),
-    ("tpot_mean_s", "TPOT ms", 1e3), ("prefill_tok_s", "prefill tok/s", None),
-    ("decode_tok_s", "decode tok/s", None), ("decode_tok_s_per_user", "tok/s/user", None),
-    ("avg_power_w", "power W", None), ("tokens_per_j", "tok/J", None), ("status", "status", None))
+    ("arch", "arch", None, None), ("input_len", "in", None, None),
+    ("output_len", "out", None, None), ("users", "users", None, None),
+    ("ttft_mean_s", "TTFT ms", 1e3, 8), ("ttft_p99_s", "p99 ms", 1e3, 3),
+    ("tpot_mean_s", "TPOT ms", 1e3, 6), ("prefill_tok_s", "prefill tok/s", None, 4),
+    ("decode_tok_s", "decode tok/s", None, None),
+    ("decode_tok_s_per_user", "tok/s per user", None, 2),
+    ("avg_power_w", "power W", None, 5), ("tokens_per_j", "tok/J", None, 7),
+    ("status", "status", None, 1))
 TERMINAL_SUMMARY = (
-    ("arch", "arch", None), ("precision", "precision", None), ("chips", "chips", None),
-    ("peak_decode_tok_s", "peak decode tok/s", None), ("peak_at", "at in/out/users", None),
-    ("best_ttft_s", "best TTFT ms", 1e3), ("max_tokens_per_j", "max tok/J", None),
-    ("avg_power_w_at_peak", "power W at peak", None))
+    ("arch", "arch", None, None), ("precision", "precision", None, None),
+    ("chips", "chips", None, 4), ("peak_decode_tok_s", "peak decode tok/s", None, None),
+    ("peak_at", "at in/out/users", None, 2), ("best_ttft_s", "best TTFT ms", 1e3, 6),
+    ("max_tokens_per_j", "max tok/J", None, 5),
+    ("avg_power_w_at_peak", "power W at peak", None, 1))
+_TEXT_COLUMNS = frozenset({"arch", "precision", "peak_at", "status"})
 
 
 def print_kperf(result, con=None, scenarios: bool = True) -> None:
     """Print the summary, the reason of each (arch, precision) that could not run, and, when
-    ``scenarios``, the scenario table per model and precision."""
-    from rich.table import Table
-    from .terminal import console
+    ``scenarios``, the scenario table per model and precision.
+
+    Tables fit the console's width: when it is narrow, the least important columns are left
+    out (and named below the table); a number is always shown whole.
+    """
+    from .terminal import Column, console, print_fitted
     con = con or console()
     rows = result.summary()
     cols = list(TERMINAL_SUMMARY)
     archs = list(result.archs)
     if len(archs) > 1:
-        cols += [("decode_ratio", f"decode vs {archs[0]}", None),
-                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None)]
-    t = Table(title=f"K-Perf summary: {result.model}", title_justify="left")
-    for _, h, _ in cols:
-        t.add_column(h, justify="left" if h in ("arch", "precision", "at in/out/users")
-                     else "right", no_wrap=h == "at in/out/users")
-    for r in rows:
-        if r["status"] == "ok":
-            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in cols))
-    con.print(t)
+        cols += [("decode_ratio", f"decode vs {archs[0]}", None, 8),
+                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None, 7)]
+    print_fitted(con, [_terminal_column(c) for c in cols],
+                 [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in cols]
+                  for r in rows if r["status"] == "ok"],
+                 title=f"K-Perf summary: {result.model}", where="kperf.xlsx has every column")
     for r in rows:
         if r["status"] != "ok":
             con.print(f"[bold]{r['arch']} {r['precision']}[/bold]: {r['status']}",
@@ -617,21 +622,27 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
         recs = [r for r in recs if r["arch"] in ran]
         if not recs:
             continue
-        t = Table(title=f"{model} {precision}", title_justify="left")
-        for _, h, _ in TERMINAL_SCENARIO:
-            t.add_column(h, justify="left" if h in ("arch", "status") else "right")
-        for r in recs:
-            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in TERMINAL_SCENARIO))
-        con.print(t)
+        print_fitted(con, [_terminal_column(c) for c in TERMINAL_SCENARIO],
+                     [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in TERMINAL_SCENARIO]
+                      for r in recs],
+                     title=f"{model} {precision}", where="kperf.csv has every column")
+
+
+def _terminal_column(col: tuple):
+    from .terminal import Column
+    key, header, _, keep = col
+    return Column(header, "left" if key in _TEXT_COLUMNS else "right", keep=keep)
 
 
 def _brief_cell(v: Any) -> str:
+    """A terminal cell: thousands grouped, three significant digits below 1,000, no exponent,
+    and a status cut to its kind (``unsupported``)."""
     if v is None:
         return "-"
     if isinstance(v, str):
         return v.partition(":")[0]
     if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+        return plain_number(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
     return str(v)
