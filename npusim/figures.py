@@ -32,6 +32,8 @@ def figure_class():
 def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix), with one clear error on failure."""
     path = Path(path)
+    if "\x00" in str(path):
+        raise cannot_write(path, "the plot", ValueError("a file name cannot hold a NUL byte"))
     try:
         fig.savefig(path)
     except OSError as e:

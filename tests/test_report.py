@@ -354,3 +354,52 @@ def test_missing_matplotlib_names_the_extra(result, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # makes the import fail
     with pytest.raises(NpusimError, match=r"npusim\[reports\]"):
         plots.plot_roofline(result, tmp_path / "r.png")
+
+
+# ------------------------------------------------------------------------ output paths
+
+def _one_line_error(e: NpusimError) -> bool:
+    text = str(e)
+    return "\n" not in text and "\r" not in text and text.startswith("cannot ")
+
+
+@pytest.mark.parametrize("bad", ["a\x00b.csv", "x\n\x00y"])
+def test_a_path_with_a_nul_byte_is_one_clean_error(result, tmp_path, bad):
+    from npusim.report.plots import plot_all, plot_roofline
+    writers = (lambda p: write_csv(result, p), lambda p: write_json(result, p),
+               lambda p: write_trace(result, p), lambda p: plot_all(result, p, dpi=10),
+               lambda p: plot_roofline(result, p, dpi=10))
+    for write in writers:
+        with pytest.raises(NpusimError) as info:
+            write(tmp_path / bad)
+        assert _one_line_error(info.value) and "\\x00" in str(info.value)
+
+
+def test_writing_under_a_file_or_into_a_folder_is_one_clean_error(result, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for write, path in ((lambda p: write_csv(result, p), tmp_path),
+                        (lambda p: write_json(result, p), afile / "r.json"),
+                        (lambda p: write_trace(result, p), tmp_path / "missing" / "t.json")):
+        with pytest.raises(NpusimError) as info:
+            write(path)
+        assert _one_line_error(info.value)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_NAMES = st.text(alphabet=st.sampled_from(list("ab/.\x00\n\t ") + ["é", "\u202e"]),
+                 min_size=1, max_size=12)
+
+
+@given(_NAMES)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzz_output_paths_write_or_fail_cleanly(result, tmp_path, name):
+    """Any file name under a writable folder: the writers write it or raise one clean line."""
+    for write in (lambda p: write_csv(result, p), lambda p: write_json(result, p),
+                  lambda p: write_trace(result, p)):
+        try:
+            write(tmp_path / name)
+        except NpusimError as e:
+            assert _one_line_error(e), str(e)
