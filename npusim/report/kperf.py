@@ -599,7 +599,7 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
     Tables fit the console's width: when it is narrow, the least important columns are left
     out (and named below the table); a number is always shown whole.
     """
-    from .terminal import Column, console, print_fitted
+    from .terminal import console, print_fitted
     con = con or console()
     rows = result.summary()
     cols = list(TERMINAL_SUMMARY)
