@@ -240,7 +240,6 @@ def _other_share(data) -> float:
 
 
 def test_llm_breakdown_has_a_bar_per_decoder_layer():
-    pytest.importorskip("numba")
     import npusim
     r = npusim.simulate("tiny-llama", "edu", phase="decode", batch=2, kv_len=16)
     data = layer_breakdown(r)
