@@ -13,7 +13,8 @@ from .errors import NpusimError
 from .files import cannot_write
 
 COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
-           "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+           "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "black", "gold", "navy", "teal",
+           "maroon", "lime", "indigo", "salmon", "darkkhaki", "slategray")
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
 
@@ -31,6 +32,8 @@ def figure_class():
 def save_figure(fig, path: str | Path) -> Path:
     """Save ``fig`` to ``path`` (format from the suffix), with one clear error on failure."""
     path = Path(path)
+    if "\x00" in str(path):
+        raise cannot_write(path, "the plot", ValueError("a file name cannot hold a NUL byte"))
     try:
         fig.savefig(path)
     except OSError as e:
@@ -63,3 +66,50 @@ def log_ticks(ax, values: Sequence[int], axis: str) -> None:
     getattr(ax, f"set_{axis}ticklabels")([str(v) for v in shown])
     pad = 10 ** (gap / 2)
     getattr(ax, f"set_{axis}lim")(values[0] / pad, values[-1] * pad)
+
+
+def plain_number(v: float) -> str:
+    """A tick label a reader takes in at once: ``12,500``, ``250``, ``2.5``, ``0.05``; never an
+    exponent or an offset.
+
+    Examples
+    --------
+    >>> [plain_number(v) for v in (12500.0, 250.0, 2.5, 0.05, 0.0, -1500.0, 1e-7, 33.333)]
+    ['12,500', '250', '2.5', '0.05', '0', '-1,500', '0.0000001', '33.3']
+    """
+    if not math.isfinite(v):
+        return str(v)
+    if abs(v) >= 999.5:
+        return f"{v:,.0f}"
+    if v == 0:
+        return "0"
+    import numpy as np
+    return np.format_float_positional(v, precision=3, unique=False, fractional=False,
+                                      trim="-")
+
+
+def plain_formatter():
+    """A matplotlib tick formatter writing :func:`plain_number` (no ``1e-3`` offset text)."""
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _pos: plain_number(v))
+
+
+def plain_log_axis(ax, axis: str = "y") -> None:
+    """Label a log axis with plain numbers at 1, 2, 5 x 10^n (only 10^n across many decades).
+
+    Call once the data is drawn: the ticks are fixed from the axis' current limits.
+    """
+    from matplotlib.ticker import FixedLocator, NullFormatter
+    lo, hi = getattr(ax, f"get_{axis}lim")()
+    if not (lo > 0 and hi > lo):
+        return
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    subs = (1, 2, 5) if len(decades) <= 4 else (1,)
+    ticks = [m * 10.0 ** d for d in decades for m in subs if lo <= m * 10.0 ** d <= hi]
+    if len(ticks) < 2:         # a narrow range: label both ends instead of one lonely tick
+        ticks = [lo, hi]
+    axis_obj = getattr(ax, f"{axis}axis")
+    axis_obj.set_major_locator(FixedLocator(ticks))
+    axis_obj.set_major_formatter(plain_formatter())
+    axis_obj.set_minor_formatter(NullFormatter())
+    getattr(ax, f"set_{axis}lim")(lo, hi)

@@ -30,10 +30,22 @@ def spreadsheet_safe(v: Any) -> Any:
     return v
 
 
-def cannot_write(path: Path, what: str, e: OSError) -> OutputError:
-    """The error for an ``OSError`` while writing ``what`` to ``path``."""
-    return OutputError(f"cannot write {what} to {path}: {e.strerror}. Check that the folder "
-                       f"exists and is writable, or choose another path.")
+def cannot_write(path: Path, what: str, e: OSError | ValueError) -> OutputError:
+    """The error for an ``OSError`` (or the ``ValueError`` of a path with a NUL byte) while
+    writing ``what`` to ``path``."""
+    return OutputError(f"cannot write {what} to {_shown(path)}: {_why(e)}. Check that the "
+                       f"folder exists and is writable, or choose another path.")
+
+
+def _shown(path: Path) -> str:
+    """A path for a one-line message: control characters escaped, at most 300 characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _why(e: OSError | ValueError) -> str:
+    """The operating system's reason, or the path's fault (a NUL byte) for a ValueError."""
+    return getattr(e, "strerror", None) or str(e).replace("\n", " ")
 
 
 def make_folder(path: str | Path, what: str = "output") -> Path:
@@ -47,8 +59,8 @@ def make_folder(path: str | Path, what: str = "output") -> Path:
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create the {what} folder {path}: {e.strerror}. Choose "
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot create the {what} folder {_shown(path)}: {_why(e)}. Choose "
                           f"another folder.") from None
     return path
 
@@ -58,7 +70,7 @@ def write_text(path: str | Path, text: str, what: str = "the file") -> Path:
     path = Path(path)
     try:
         path.write_text(text, encoding="utf-8")
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise cannot_write(path, what, e) from None
     return path
 
@@ -74,6 +86,6 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict],
             w.writerow(columns)
             for r in rows:
                 w.writerow([spreadsheet_safe(r.get(c)) for c in columns])
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise cannot_write(path, what, e) from None
     return path

@@ -274,28 +274,33 @@ def test_layer_of():
     assert layer_of("n17") == "n17"
 
 
-def test_layer_breakdown_groups_the_smallest_as_other(result):
+def test_layer_breakdown_merges_consecutive_layers_of_a_family(result):
     full = layer_breakdown(result)
     assert full["layers"] == ["model.layers.0", "model.layers.1", "lm_head.gather", "model.norm"]
     assert full["time_s"]["contraction"] == pytest.approx([4 * NS, 8 * NS, 0, 0])
     assert full["energy_j"]["mac"] == pytest.approx([1e-9, 2e-9, 0, 0])
+    assert full["grouped"] == 0 and full["per_bar"] == [1, 1, 1, 1]
     capped = layer_breakdown(result, max_bars=3)
-    assert capped["layers"] == ["model.layers.0", "model.layers.1", "other"]
-    assert capped["grouped"] == 2
-    assert capped["time_s"]["movement"][-1] == pytest.approx(2 * NS)
-    assert capped["time_s"]["reduction"][-1] == pytest.approx(1 * NS)
+    # The two decoder layers share a bar; the head and the norm stay bars of their own.
+    assert capped["layers"] == ["model.layers.0–1", "lm_head.gather", "model.norm"]
+    assert capped["grouped"] == 2 and capped["per_bar"] == [2, 1, 1]
+    assert capped["time_s"]["contraction"] == pytest.approx([12 * NS, 0, 0])
+    assert capped["time_s"]["elementwise"] == pytest.approx([1 * NS, 0, 0])
+    assert capped["time_s"]["movement"] == pytest.approx([0, 2 * NS, 0])
     total = sum(sum(v) for v in capped["time_s"].values())
     assert total == pytest.approx(result.latency_s)
     energy = sum(sum(v) for v in capped["energy_j"].values())
     assert energy == pytest.approx(result.energy_j)
 
 
-def test_layer_breakdown_caps_a_cnn_with_hundreds_of_ops():
+def test_layer_breakdown_of_a_cnn_with_hundreds_of_ops_has_no_other_bar():
     ops = tuple(rec(f"n{i}", "contraction", 10, 0.0, 1.0, (i % 7 + 1) * NS) for i in range(300))
     r = RunResult("cnn", "a", "e", ops)
     data = layer_breakdown(r)
-    assert len(data["layers"]) == 40 and data["layers"][-1] == "other"
-    assert data["grouped"] == 261
+    # 300 unnamed ops in 38 runs of 8 or 7 (8 is the fewest per bar that fit 40 bars).
+    assert len(data["layers"]) == 38 and "other" not in data["layers"]
+    assert data["layers"][:2] == ["n0–7", "n8–15"] and data["layers"][-1] == "n293–299"
+    assert sum(data["per_bar"]) == 300 and max(data["per_bar"]) == 8
     assert sum(data["time_s"]["contraction"]) == pytest.approx(r.latency_s)
 
 
@@ -349,3 +354,52 @@ def test_missing_matplotlib_names_the_extra(result, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)   # makes the import fail
     with pytest.raises(NpusimError, match=r"npusim\[reports\]"):
         plots.plot_roofline(result, tmp_path / "r.png")
+
+
+# ------------------------------------------------------------------------ output paths
+
+def _one_line_error(e: NpusimError) -> bool:
+    text = str(e)
+    return "\n" not in text and "\r" not in text and text.startswith("cannot ")
+
+
+@pytest.mark.parametrize("bad", ["a\x00b.csv", "x\n\x00y"])
+def test_a_path_with_a_nul_byte_is_one_clean_error(result, tmp_path, bad):
+    from npusim.report.plots import plot_all, plot_roofline
+    writers = (lambda p: write_csv(result, p), lambda p: write_json(result, p),
+               lambda p: write_trace(result, p), lambda p: plot_all(result, p, dpi=10),
+               lambda p: plot_roofline(result, p, dpi=10))
+    for write in writers:
+        with pytest.raises(NpusimError) as info:
+            write(tmp_path / bad)
+        assert _one_line_error(info.value) and "\\x00" in str(info.value)
+
+
+def test_writing_under_a_file_or_into_a_folder_is_one_clean_error(result, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for write, path in ((lambda p: write_csv(result, p), tmp_path),
+                        (lambda p: write_json(result, p), afile / "r.json"),
+                        (lambda p: write_trace(result, p), tmp_path / "missing" / "t.json")):
+        with pytest.raises(NpusimError) as info:
+            write(path)
+        assert _one_line_error(info.value)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_NAMES = st.text(alphabet=st.sampled_from(list("ab/.\x00\n\t ") + ["é", "\u202e"]),
+                 min_size=1, max_size=12)
+
+
+@given(_NAMES)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzz_output_paths_write_or_fail_cleanly(result, tmp_path, name):
+    """Any file name under a writable folder: the writers write it or raise one clean line."""
+    for write in (lambda p: write_csv(result, p), lambda p: write_json(result, p),
+                  lambda p: write_trace(result, p)):
+        try:
+            write(tmp_path / name)
+        except NpusimError as e:
+            assert _one_line_error(e), str(e)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NpusimError
-from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
+from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatter,
+                       plain_log_axis, plain_number, save_figure)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from .export import _jsonable
 
@@ -89,8 +90,11 @@ RUN_COLUMNS = (("arch", "arch"), ("precision", "precision"), ("chips", "chips"),
                ("static_power_w", "static power (W)"), ("tdp_w", "TDP (W)"),
                ("status", "status"))
 
-# One colour per arch, one line style per precision, so both read at a glance.
-LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+# A colour per (arch, precision) series and a marker per arch; line style says which
+# statistic a line is, so it means the same in every graph.
+MEAN_STYLE, P99_STYLE = "-", "--"
+PREEMPTED_GID = "preempted"
+PREEMPTED_NOTE = "ringed: KV cache full, requests preempted and recomputed"
 DPI = 100
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 SHEET_MAX = 31                 # Excel's limit on a sheet name's length
@@ -373,27 +377,37 @@ def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
 def series(result) -> list[dict[str, Any]]:
     """One line per (arch, precision): its label, style, the rows that ran, and why none did.
 
-    Colours follow the arch (in compared order), line styles and markers the precision.
+    Every series has a colour of its own (archs in compared order, then precisions), so no two
+    lines of a graph share one; the marker follows the arch. Line style is left to the
+    statistic: solid for a mean (or the only value), dashed for p99.
     """
     archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in result.records))
     precs = list(dict.fromkeys(r["precision"] for r in result.records))
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in result.records:
         groups.setdefault((r["arch"], r["precision"]), []).append(r)
+    order = sorted(groups, key=lambda k: (archs.index(k[0]) if k[0] in archs else len(archs),
+                                          precs.index(k[1])))
     tdp = {(r["arch"], r["precision"]): r.get("tdp_w") for r in result.runs}
     out = []
-    for (arch, prec), rows in groups.items():
+    for n, (arch, prec) in enumerate(order):
+        rows = groups[(arch, prec)]
         a = archs.index(arch) if arch in archs else len(archs)
-        p = precs.index(prec)
         ok = [r for r in rows if r.get("status", "ok") == "ok"]
         chips = next((r.get("chips") for r in rows if r.get("chips")), None)
         out.append(dict(
             arch=arch, precision=prec, rows=ok, tdp_w=tdp.get((arch, prec)),
             why=None if ok else str(rows[0].get("status", "")),
             label=f"{arch} {prec}" + (f" x{chips} chips" if chips and chips > 1 else ""),
-            colour=COLOURS[a % len(COLOURS)], linestyle=LINESTYLES[p % len(LINESTYLES)],
-            marker=MARKERS[p % len(MARKERS)]))
+            colour=COLOURS[n % len(COLOURS)], linestyle=MEAN_STYLE,
+            marker=MARKERS[a % len(MARKERS)]))
     return out
+
+
+def preempted(row: dict) -> bool:
+    """Whether the scenario ran out of KV cache: a request was preempted (and recomputed)."""
+    n = row.get("preemptions")
+    return _num(n) and n > 0
 
 
 def decode_figure(result, dpi: int = DPI):
@@ -403,7 +417,8 @@ def decode_figure(result, dpi: int = DPI):
 
 
 def power_figure(result, dpi: int = DPI):
-    """Average system power against users, a panel per input/output pair, TDP dashed."""
+    """Average system power against users, a panel per input/output pair, each arch's TDP a
+    thin grey line labelled in place."""
     return _per_pair_figure(result, "avg_power_w", 1.0, "average power (W, system)",
                             "Average power vs concurrent users", dpi, tdp=True)
 
@@ -415,8 +430,8 @@ def efficiency_figure(result, dpi: int = DPI):
 
 
 def ttft_figure(result, dpi: int = DPI):
-    """Mean TTFT (solid) and p99 (dotted) against input length, at the fewest and the most
-    users, for the shortest output length."""
+    """Mean TTFT (solid) and p99 (dashed) against input length, at the fewest and the most
+    users, for the shortest output length; a log millisecond axis with plain labels."""
     Figure = figure_class()
     ss = series(result)
     users = sorted({r["users"] for s in ss for r in s["rows"]}) or [1]
@@ -425,29 +440,37 @@ def ttft_figure(result, dpi: int = DPI):
     fig = Figure(figsize=(6.0 * len(panels), 6.0), dpi=dpi, layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     xs_all: set[int] = set()
+    any_preempted = False
     for ax, u in zip(axes, panels):
         for s in ss:
-            pts = sorted((r["input_len"], r.get("ttft_mean_s"), r.get("ttft_p99_s"))
-                         for r in s["rows"] if r["users"] == u and r["output_len"] == out_len)
-            pts = [p for p in pts if _pos(p[1])]
-            if not pts:
+            rows = sorted((r for r in s["rows"] if r["users"] == u
+                           and r["output_len"] == out_len and _pos(r.get("ttft_mean_s"))),
+                          key=lambda r: r["input_len"])
+            if not rows:
                 continue
-            xs_all.update(p[0] for p in pts)
-            ax.plot([p[0] for p in pts], [1e3 * p[1] for p in pts], color=s["colour"],
-                    ls=s["linestyle"], marker=s["marker"], label=s["label"])
-            p99 = [p for p in pts if _pos(p[2])]
+            xs_all.update(r["input_len"] for r in rows)
+            xs = [r["input_len"] for r in rows]
+            ax.plot(xs, [1e3 * r["ttft_mean_s"] for r in rows], color=s["colour"],
+                    ls=MEAN_STYLE, marker=s["marker"], label=s["label"])
+            p99 = [r for r in rows if _pos(r.get("ttft_p99_s"))]
             if p99:
-                ax.plot([p[0] for p in p99], [1e3 * p[2] for p in p99], color=s["colour"],
-                        ls=":", lw=1.0, marker=s["marker"], mfc="none", alpha=0.8)
+                ax.plot([r["input_len"] for r in p99], [1e3 * r["ttft_p99_s"] for r in p99],
+                        color=s["colour"], ls=P99_STYLE, lw=1.0, marker=s["marker"],
+                        mfc="none", alpha=0.8)
+            any_preempted |= _mark_preempted(ax, rows, "input_len", "ttft_mean_s", 1e3)
         ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel("time to first token (ms)")
         log_ticks(ax, sorted(xs_all), "x")
         if ax.has_data():
             ax.set_yscale("log")
+            plain_log_axis(ax, "y")
+        else:
+            ax.yaxis.set_major_formatter(plain_formatter())
         ax.grid(True, which="both", alpha=0.3)
-    handles = _legend(fig, axes[0], ss, extra=[("dotted, hollow markers: TTFT p99", ":")])
-    fig.suptitle(f"Time to first token vs input length: {result.model} (solid: mean)")
+    extra = [("solid: TTFT mean", MEAN_STYLE), ("dashed, hollow markers: TTFT p99", P99_STYLE)]
+    handles = _legend(fig, axes[0], ss, extra=extra, preempted=any_preempted)
+    fig.suptitle(f"Time to first token vs input length: {result.model}")
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
                fontsize=9)
     return fig
@@ -463,47 +486,73 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
     fig = Figure(figsize=(6.0 * ncols, 1.0 + 4.2 * nrows), dpi=dpi, layout="constrained")
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     users = sorted({r["users"] for r in result.records})
-    drawn_tdp: set[str] = set()
+    any_preempted = False
     for ax, (i, o) in zip(axes, pairs):
         for s in ss:
-            pts = sorted((r["users"], r.get(key)) for r in s["rows"]
-                         if r["input_len"] == i and r["output_len"] == o and _num(r.get(key)))
-            if pts:
-                ax.plot([p[0] for p in pts], [scale * p[1] for p in pts], color=s["colour"],
-                        ls=s["linestyle"], marker=s["marker"], label=s["label"])
-            if tdp and _pos(s["tdp_w"]) and s["rows"]:
-                ax.axhline(s["tdp_w"], color=s["colour"], lw=1.0, ls=(0, (6, 3)), alpha=0.6)
-                drawn_tdp.add(s["arch"])
+            rows = sorted((r for r in s["rows"] if r["input_len"] == i and r["output_len"] == o
+                           and _num(r.get(key))), key=lambda r: r["users"])
+            if rows:
+                ax.plot([r["users"] for r in rows], [scale * r[key] for r in rows],
+                        color=s["colour"], ls=MEAN_STYLE, marker=s["marker"], label=s["label"])
+                any_preempted |= _mark_preempted(ax, rows, "users", key, scale)
+        if tdp:
+            _draw_tdp(ax, ss)
         ax.set_title(f"input {i} / output {o} tokens")
         ax.set_xlabel("concurrent users")
         ax.set_ylabel(ylabel)
         log_ticks(ax, users, "x")
         ax.set_ylim(bottom=0)
-        ax.yaxis.set_major_formatter(_thousands())
+        ax.yaxis.set_major_formatter(plain_formatter())
         ax.grid(True, alpha=0.3)
     for ax in axes[len(pairs):]:
         ax.set_visible(False)
-    extra = [("thin dashed: system TDP", (0, (6, 3)))] if drawn_tdp else []
-    handles = _legend(fig, axes[0], ss, extra=extra)
+    handles = _legend(fig, axes[0], ss, preempted=any_preempted)
     fig.suptitle(f"{title}: {result.model}")
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
                fontsize=9)
     return fig
 
 
-def _legend(fig, ax, ss: list[dict], extra=()) -> list:
+def _draw_tdp(ax, ss: list[dict]) -> None:
+    """Each arch's system TDP once, a thin grey line with its label on it."""
+    from matplotlib.transforms import blended_transform_factory
+    where = blended_transform_factory(ax.transAxes, ax.transData)
+    done: set[str] = set()
+    for s in ss:
+        if s["arch"] in done or not _pos(s["tdp_w"]) or not s["rows"]:
+            continue
+        done.add(s["arch"])
+        ax.axhline(s["tdp_w"], color="gray", lw=0.8, alpha=0.8, gid="tdp")
+        ax.text(0.99, s["tdp_w"], f"{s['arch']} TDP {s['tdp_w']:,.0f} W", transform=where,
+                ha="right", va="bottom", fontsize=8, color="dimgray")
+
+
+def _mark_preempted(ax, rows: list[dict], xkey: str, ykey: str, scale: float) -> bool:
+    """Ring the points whose scenario ran out of KV cache; True if any was ringed."""
+    hit = [r for r in rows if preempted(r) and _num(r.get(ykey))]
+    if hit:
+        ax.plot([r[xkey] for r in hit], [scale * r[ykey] for r in hit], ls="none",
+                marker="o", ms=14, mfc="none", mec="black", mew=1.3, zorder=5,
+                gid=PREEMPTED_GID)
+    return bool(hit)
+
+
+def _legend(fig, ax, ss: list[dict], extra=(), preempted: bool = False) -> list:
     """Legend handles: every series (a series with no rows says why), then notes."""
     from matplotlib.lines import Line2D
     handles = []
     for s in ss:
         if s["rows"]:
-            handles.append(Line2D([], [], color=s["colour"], ls=s["linestyle"],
+            handles.append(Line2D([], [], color=s["colour"], ls=MEAN_STYLE,
                                   marker=s["marker"], label=s["label"]))
         else:
             handles.append(Line2D([], [], color=s["colour"], ls="none", marker="x",
                                   label=f"{s['label']}: {_brief(s['why'])}"))
     for text, ls in extra:
         handles.append(Line2D([], [], color="gray", ls=ls, label=text))
+    if preempted:
+        handles.append(Line2D([], [], ls="none", marker="o", ms=10, mfc="none", mec="black",
+                              mew=1.3, label=PREEMPTED_NOTE))
     return handles
 
 
@@ -511,11 +560,6 @@ def _brief(why: str | None) -> str:
     """The kind of failure (``unsupported``, ``does not fit``); the sheets carry the reason."""
     kind = (why or "no data").partition(":")[0]
     return f"{kind} (see the status column)"
-
-
-def _thousands():
-    from matplotlib.ticker import FuncFormatter
-    return FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
 
 
 def _num(x) -> bool:
@@ -528,40 +572,45 @@ def _pos(x) -> bool:
 
 # --- terminal -------------------------------------------------------------------------------
 
-# Short headers for the terminal (the spreadsheet has every column): key, header, scale.
+# Short headers for the terminal (the spreadsheet has every column): key, header, scale, keep.
+# ``keep`` orders what a narrow terminal drops first (lowest first; None: never dropped).
 TERMINAL_SCENARIO = (
-    ("arch", "arch", None), ("input_len", "in", None), ("output_len", "out", None),
-    ("users", "users", None), ("ttft_mean_s", "TTFT ms", 1e3), ("ttft_p99_s", "p99 ms", 1e3),
-    ("tpot_mean_s", "TPOT ms", 1e3), ("prefill_tok_s", "prefill tok/s", None),
-    ("decode_tok_s", "decode tok/s", None), ("decode_tok_s_per_user", "tok/s/user", None),
-    ("avg_power_w", "power W", None), ("tokens_per_j", "tok/J", None), ("status", "status", None))
+    ("arch", "arch", None, None), ("input_len", "in", None, None),
+    ("output_len", "out", None, None), ("users", "users", None, None),
+    ("ttft_mean_s", "TTFT ms", 1e3, 8), ("ttft_p99_s", "p99 ms", 1e3, 3),
+    ("tpot_mean_s", "TPOT ms", 1e3, 6), ("prefill_tok_s", "prefill tok/s", None, 4),
+    ("decode_tok_s", "decode tok/s", None, None),
+    ("decode_tok_s_per_user", "tok/s per user", None, 2),
+    ("avg_power_w", "power W", None, 5), ("tokens_per_j", "tok/J", None, 7),
+    ("status", "status", None, 1))
 TERMINAL_SUMMARY = (
-    ("arch", "arch", None), ("precision", "precision", None), ("chips", "chips", None),
-    ("peak_decode_tok_s", "peak decode tok/s", None), ("peak_at", "at in/out/users", None),
-    ("best_ttft_s", "best TTFT ms", 1e3), ("max_tokens_per_j", "max tok/J", None),
-    ("avg_power_w_at_peak", "power W at peak", None))
+    ("arch", "arch", None, None), ("precision", "precision", None, None),
+    ("chips", "chips", None, 4), ("peak_decode_tok_s", "peak decode tok/s", None, None),
+    ("peak_at", "at in/out/users", None, 2), ("best_ttft_s", "best TTFT ms", 1e3, 6),
+    ("max_tokens_per_j", "max tok/J", None, 5),
+    ("avg_power_w_at_peak", "power W at peak", None, 1))
+_TEXT_COLUMNS = frozenset({"arch", "precision", "peak_at", "status"})
 
 
 def print_kperf(result, con=None, scenarios: bool = True) -> None:
     """Print the summary, the reason of each (arch, precision) that could not run, and, when
-    ``scenarios``, the scenario table per model and precision."""
-    from rich.table import Table
-    from .terminal import console
+    ``scenarios``, the scenario table per model and precision.
+
+    Tables fit the console's width: when it is narrow, the least important columns are left
+    out (and named below the table); a number is always shown whole.
+    """
+    from .terminal import console, print_fitted
     con = con or console()
     rows = result.summary()
     cols = list(TERMINAL_SUMMARY)
     archs = list(result.archs)
     if len(archs) > 1:
-        cols += [("decode_ratio", f"decode vs {archs[0]}", None),
-                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None)]
-    t = Table(title=f"K-Perf summary: {result.model}", title_justify="left")
-    for _, h, _ in cols:
-        t.add_column(h, justify="left" if h in ("arch", "precision", "at in/out/users")
-                     else "right", no_wrap=h == "at in/out/users")
-    for r in rows:
-        if r["status"] == "ok":
-            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in cols))
-    con.print(t)
+        cols += [("decode_ratio", f"decode vs {archs[0]}", None, 8),
+                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None, 7)]
+    print_fitted(con, [_terminal_column(c) for c in cols],
+                 [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in cols]
+                  for r in rows if r["status"] == "ok"],
+                 title=f"K-Perf summary: {result.model}", where="kperf.xlsx has every column")
     for r in rows:
         if r["status"] != "ok":
             con.print(f"[bold]{r['arch']} {r['precision']}[/bold]: {r['status']}",
@@ -573,21 +622,27 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
         recs = [r for r in recs if r["arch"] in ran]
         if not recs:
             continue
-        t = Table(title=f"{model} {precision}", title_justify="left")
-        for _, h, _ in TERMINAL_SCENARIO:
-            t.add_column(h, justify="left" if h in ("arch", "status") else "right")
-        for r in recs:
-            t.add_row(*(_brief_cell(_scaled(r.get(k), sc)) for k, _, sc in TERMINAL_SCENARIO))
-        con.print(t)
+        print_fitted(con, [_terminal_column(c) for c in TERMINAL_SCENARIO],
+                     [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in TERMINAL_SCENARIO]
+                      for r in recs],
+                     title=f"{model} {precision}", where="kperf.csv has every column")
+
+
+def _terminal_column(col: tuple):
+    from .terminal import Column
+    key, header, _, keep = col
+    return Column(header, "left" if key in _TEXT_COLUMNS else "right", keep=keep)
 
 
 def _brief_cell(v: Any) -> str:
+    """A terminal cell: thousands grouped, three significant digits below 1,000, no exponent,
+    and a status cut to its kind (``unsupported``)."""
     if v is None:
         return "-"
     if isinstance(v, str):
         return v.partition(":")[0]
     if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+        return plain_number(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}" if abs(v) >= 10_000 else str(v)
     return str(v)

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.result import RunResult
-from ..figures import figure_class, save_figure
+from ..figures import figure_class, plain_formatter, save_figure
 from ..files import make_folder
 
 FIGSIZE = (11.0, 7.0)        # inches; at DPI 100 a PNG is 1100 x 700 pixels
 DPI = 100
 MAX_BARS = 40
-OTHER = "other"
 
 # Marker and colour per op kind: contractions stand out from the glue around them.
 KIND_STYLE = {
@@ -35,7 +34,11 @@ ENERGY_COLOURS = {"mac": "tab:blue", "vector": "tab:orange", "sram": "tab:green"
 KIND_ORDER = ("contraction", "elementwise", "reduction", "movement", "collective")
 ENERGY_ORDER = ("mac", "vector", "sram", "shared", "dram", "noc", "link", "static")
 
-_LAYER = re.compile(r"^(.*?\blayers\.\d+)(?=[./:]|$)")
+# Path components of an op's source: builder layers (``model.layers.3.mlp``) and exported
+# node names (``/model/layers.3/mlp/MatMul``, ``conv2/3x3_reduce``).
+_COMPONENT = re.compile(r"[^./:]+")
+_LAST_NUMBER = re.compile(r"\d+(?=\D*$)")
+MAX_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -124,68 +127,151 @@ def implied_peaks(result: RunResult) -> dict[str, float]:
     return out
 
 
-def layer_of(source: str) -> str:
-    """The layer an op belongs to: the ``...layers.N`` prefix of its source, else the source.
+def layer_of(source: str, depth: int = 1) -> str:
+    """The layer an op belongs to: its source up to the ``depth``-th path component that holds
+    a digit (``layers.12``, ``layer.3``, ``conv2``, ``inception_3a``), else the whole source.
+
+    Components are separated by ``.``, ``/`` or ``:``, as in builder layer names and in the node
+    names of torch, tf2onnx and Keras exports. A name space that itself holds a digit
+    (``gpu_0/...``) is why ``depth`` exists: :func:`layer_breakdown` goes one level deeper
+    when the first level lumps most of the run together.
 
     Examples
     --------
     >>> layer_of("model.layers.12.self_attn.q_proj")
     'model.layers.12'
+    >>> layer_of("/encoder/layer.3/attention/self/query/MatMul")
+    '/encoder/layer.3'
+    >>> layer_of("gpu_0/res2_0_branch2a", depth=2)
+    'gpu_0/res2_0_branch2a'
     >>> layer_of("model.norm")
     'model.norm'
     """
-    m = _LAYER.match(source)
-    return m.group(1) if m else source
+    seen = 0
+    for m in _COMPONENT.finditer(source):
+        if any(ch.isdigit() for ch in m.group()):
+            seen += 1
+            if seen == depth:
+                return source[:m.end()]
+    return source
 
 
 def layer_breakdown(result: RunResult, max_bars: int = MAX_BARS) -> dict:
-    """Time by op kind and energy by component, per layer.
+    """Time by op kind and energy by component, per layer, in schedule order.
 
-    Layers are kept in the order they first appear in the schedule. When there are more than
-    ``max_bars`` layers, the ``max_bars - 1`` slowest are kept and the rest summed as
-    ``"other"`` (last), so the bars still add up to the run's totals.
+    A layer is :func:`layer_of` an op's source, at the shallowest depth (1 to
+    :data:`MAX_DEPTH`) where no layer holds more than half of the run's latency (or going
+    deeper splits nothing). With more than ``max_bars`` layers, runs of consecutive layers are
+    summed into one bar each (``model.layers.0–3``; the same number per bar, and layers of one
+    indexed family such as ``model.layers.N`` never share a bar with the embedding or the
+    head), so every bar is a contiguous stretch of the model and nothing is hidden in an
+    ``other`` bar. The bars add up to the run's totals.
 
     Returns
     -------
     dict
-        ``layers`` (list of names), ``time_s`` ({kind: list per layer}), ``energy_j``
-        ({component: list per layer}) and ``grouped`` (how many layers went into ``"other"``).
+        ``layers`` (bar labels), ``time_s`` ({kind: list per bar}), ``energy_j``
+        ({component: list per bar}), ``per_bar`` (layers summed in each bar) and ``grouped``
+        (how many layers share a bar with another).
     """
+    keys = _layer_keys(result)
     time: dict[str, dict[str, float]] = {}
     energy: dict[str, dict[str, float]] = {}
-    for r in result.ops:
-        key = layer_of(r.source or r.name)
+    for r, key in zip(result.ops, keys):
         t = time.setdefault(key, {})
         t[r.kind] = t.get(r.kind, 0.0) + r.latency_s
         e = energy.setdefault(key, {})
         for c, v in r.energy_j.items():
             e[c] = e.get(c, 0.0) + v
-    layers = list(time)
-    grouped = 0
-    if len(layers) > max_bars:
-        keep = set(sorted(layers, key=lambda k: -sum(time[k].values()))[:max(max_bars - 1, 0)])
-        t_other: dict[str, float] = {}
-        e_other: dict[str, float] = {}
-        for k in layers:
-            if k in keep:
-                continue
-            grouped += 1
-            for d_from, d_to in ((time.pop(k), t_other), (energy.pop(k), e_other)):
-                for c, v in d_from.items():
-                    d_to[c] = d_to.get(c, 0.0) + v
-        layers = [k for k in layers if k in keep]
-        # A layer of the model may itself be called "other"; the group must not merge into it.
-        name = OTHER if OTHER not in keep else f"{OTHER} ({grouped})"
-        time[name], energy[name] = t_other, e_other
-        layers.append(name)
+    chunks = _chunks(list(time), max_bars)
+    labels = [_range_label(c) for c in chunks]
     kinds = _ordered({k for d in time.values() for k in d}, KIND_ORDER)
     comps = _ordered({c for d in energy.values() for c in d}, ENERGY_ORDER)
     return {
-        "layers": layers,
-        "time_s": {k: [time[lay].get(k, 0.0) for lay in layers] for k in kinds},
-        "energy_j": {c: [energy[lay].get(c, 0.0) for lay in layers] for c in comps},
-        "grouped": grouped,
+        "layers": labels,
+        "time_s": {k: [sum(time[lay].get(k, 0.0) for lay in c) for c in chunks] for k in kinds},
+        "energy_j": {e: [sum(energy[lay].get(e, 0.0) for lay in c) for c in chunks]
+                     for e in comps},
+        "per_bar": [len(c) for c in chunks],
+        "grouped": sum(len(c) for c in chunks if len(c) > 1),
     }
+
+
+def _layer_keys(result: RunResult) -> list[str]:
+    """Each op's layer at the shallowest depth that does not lump most of the run together."""
+    total = result.latency_s
+    keys = [r.source or r.name for r in result.ops]
+    for depth in range(1, MAX_DEPTH + 1):
+        keys = [layer_of(r.source or r.name, depth) for r in result.ops]
+        deeper = [layer_of(r.source or r.name, depth + 1) for r in result.ops]
+        by: dict[str, float] = {}
+        for r, k in zip(result.ops, keys):
+            by[k] = by.get(k, 0.0) + r.latency_s
+        lumped = total > 0 and max(by.values()) > 0.5 * total
+        if not lumped or len(set(deeper)) == len(by):
+            break
+    return keys
+
+
+def _chunks(layers: list[str], max_bars: int) -> list[list[str]]:
+    """``layers`` cut into at most ``max_bars`` runs of consecutive layers.
+
+    Runs never cross from one indexed family to another (``model.layers.N`` to ``lm_head``)
+    unless the families alone are more than ``max_bars``; the smallest run length that fits
+    is used, so bars stay as fine as the space allows.
+    """
+    max_bars = max(max_bars, 1)
+    if len(layers) <= max_bars:
+        return [[lay] for lay in layers]
+    segments: list[list[str]] = []
+    for lay in layers:
+        if segments and _family(lay) is not None and _family(lay) == _family(segments[-1][-1]):
+            segments[-1].append(lay)
+        else:
+            segments.append([lay])
+    if len(segments) > max_bars:
+        segments = [layers]
+    k = 1
+    while sum(-(-len(s) // k) for s in segments) > max_bars:
+        k += 1
+    return [c for s in segments for c in _even_split(s, -(-len(s) // k))]
+
+
+def _even_split(items: list, n: int) -> list[list]:
+    """``items`` in ``n`` consecutive runs whose lengths differ by at most one.
+
+    Examples
+    --------
+    >>> [len(c) for c in _even_split(list(range(10)), 4)]
+    [3, 3, 2, 2]
+    >>> sorted({len(c) for c in _even_split(list(range(126)), 32)})
+    [3, 4]
+    """
+    base, extra = divmod(len(items), n)
+    out, i = [], 0
+    for j in range(n):
+        size = base + (1 if j < extra else 0)
+        out.append(items[i:i + size])
+        i += size
+    return out
+
+
+def _family(layer: str) -> str | None:
+    """The layer's name with its last number masked (``model.layers.#``), None if it has none."""
+    m = _LAST_NUMBER.search(layer)
+    return None if m is None else layer[:m.start()] + "#" + layer[m.end():]
+
+
+def _range_label(chunk: list[str]) -> str:
+    """``model.layers.4`` for one layer, ``model.layers.4–7`` for a run of one family."""
+    first, last = chunk[0], chunk[-1]
+    if len(chunk) == 1:
+        return first
+    if _family(first) is not None and _family(first) == _family(last):
+        m = _LAST_NUMBER.search(last)
+        f = _LAST_NUMBER.search(first)
+        return f"{first[:f.end()]}–{m.group()}{first[f.end():]}"
+    return f"{first} – {last}"
 
 
 def roofline_figure(result: RunResult, dpi: int = DPI):
@@ -285,6 +371,7 @@ def breakdown_figure(result: RunResult, max_bars: int = MAX_BARS, dpi: int = DPI
     # Stacked zero-height bars pin autoscaling to their base, so the limits are set here.
     ax_t.set_ylim(0, 1.05 * t_max / t_scale if t_max > 0 else 1.0)
     ax_t.set_ylabel(f"latency ({t_unit})")
+    ax_t.yaxis.set_major_formatter(plain_formatter())
     ax_t.legend(title="op kind", fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     energy = f", energy {_si(result.energy_j, 'J')}" if data["energy_j"] else ""
     ax_t.set_title(f"Per-layer breakdown: {result.model} on {result.arch}\n"
@@ -301,6 +388,7 @@ def breakdown_figure(result: RunResult, max_bars: int = MAX_BARS, dpi: int = DPI
             bottom = [b + y for b, y in zip(bottom, ys)]
         ax_e.set_ylim(0, 1.05 * e_max / e_scale if e_max > 0 else 1.0)
         ax_e.set_ylabel(f"energy ({e_unit})")
+        ax_e.yaxis.set_major_formatter(plain_formatter())
         ax_e.legend(title="component", fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     else:
         ax_e.set_ylabel("energy (J)")
@@ -310,7 +398,8 @@ def breakdown_figure(result: RunResult, max_bars: int = MAX_BARS, dpi: int = DPI
 
     ax_e.set_xticks(xs, [_shorten(lay) for lay in layers], rotation=90,
                     fontsize=8 if len(layers) <= 20 else 7)
-    note = f" ({data['grouped']} smaller layers summed as the last bar)" if data["grouped"] else ""
+    per = max(data["per_bar"], default=1)
+    note = f" (up to {per} consecutive layers per bar, as labelled)" if per > 1 else ""
     ax_e.set_xlabel(f"layer, in schedule order{note}")
     return fig
 
@@ -337,9 +426,9 @@ def plot_breakdown(result: RunResult, path: str | Path, max_bars: int = MAX_BARS
                    dpi: int = DPI) -> Path:
     """Draw per-layer stacked bars of time (by op kind) and energy (by component).
 
-    A layer is the ``...layers.N`` prefix of an op's source (``model.layers.3``), or the op's
-    own source when it has none; past ``max_bars`` layers the slowest are kept and the rest
-    summed as one ``other`` bar.
+    Layers are those of :func:`layer_breakdown` (``model.layers.3``); past ``max_bars`` layers,
+    runs of consecutive layers share a bar (``model.layers.0–3``), so every bar is a stretch of
+    the model in schedule order and none is an ``other`` catch-all.
 
     Raises
     ------

@@ -1,22 +1,40 @@
 """Terminal tables (rich) for run results, model inspections and the arch list."""
 from __future__ import annotations
 
+import math
+import textwrap
+from dataclasses import dataclass
+from typing import Sequence
+
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ..figures import plain_number
 
 from ..engine.result import RunResult
 from ..ir import Graph
 
 
+_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
+             (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p"))
+
+
 def si(x: float, unit: str = "") -> str:
-    """Engineering notation: ``si(4.09e9, 'MAC') == '4.09 GMAC'``."""
-    if x == 0:
-        return f"0 {unit}".strip()
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"),
-                          (1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {prefix}{unit}".strip()
-    return f"{x:.3g} {unit}".strip()
+    """Engineering notation with three significant digits, never an exponent.
+
+    Examples
+    --------
+    >>> si(4.09e9, "MAC"), si(999.7e3, "B"), si(0.0), si(2.5e-13, "s")
+    ('4.09 GMAC', '1 MB', '0', '0.25 ps')
+    """
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g} {unit}".strip()
+    for scale, prefix in _PREFIXES:
+        # 999.7e3 rounds to 1.00e6: it is written 1 M, not "1e+03 k".
+        if abs(x) >= scale * (1 - 5e-4) or scale == _PREFIXES[-1][0]:
+            return f"{plain_number(x / scale)} {prefix}{unit}".strip()
+    return f"{x:g} {unit}".strip()   # unreachable: the last prefix takes every small value
 
 
 def console() -> Console:
@@ -25,48 +43,148 @@ def console() -> Console:
     return con if con.is_terminal else Console(width=120)
 
 
+@dataclass(frozen=True)
+class Column:
+    """A terminal table column.
+
+    ``keep`` orders what goes when the terminal is too narrow: the column with the lowest
+    ``keep`` is dropped first, and one with ``keep=None`` never is. Numbers (``wrap=False``)
+    are shown whole or not at all; only text such as op names may wrap.
+    """
+
+    header: str
+    justify: str = "right"
+    keep: int | None = None
+    wrap: bool = False
+
+
+WRAP_MIN = 12        # columns a wrapping text column keeps before others are dropped
+
+
+def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int,
+                 title: str | None = None) -> tuple[Table, list[str]]:
+    """A rich table of ``rows`` that fits ``width`` columns without cutting a number.
+
+    Headers wrap between words; number columns never wrap or shrink, so when the table is too
+    wide whole columns are dropped, least important (lowest ``keep``) first. Returns the table
+    and the headers of the dropped columns, for a note below it.
+
+    Examples
+    --------
+    >>> cols = [Column("name", "left", wrap=True), Column("a big number", keep=1),
+    ...         Column("small", keep=2)]
+    >>> t, dropped = fitted_table(cols, [["x", "1,234,567", "7"]], width=20)
+    >>> [c.header.plain for c in t.columns], dropped
+    (['name', 'small'], ['a big number'])
+    """
+    need = [_needed(c, [r[j] for r in rows]) for j, c in enumerate(columns)]
+    shown = list(range(len(columns)))
+
+    def total(idx):          # heavy-head box: a border per column plus one, padding 1 + 1
+        return sum(need[j] + 3 for j in idx) + 1
+
+    while total(shown) > width:
+        droppable = [j for j in shown if columns[j].keep is not None]
+        if not droppable:
+            break
+        shown.remove(min(reversed(droppable), key=lambda j: columns[j].keep))
+    table = Table(title=title, title_justify="left")
+    for j in shown:
+        c = columns[j]
+        if c.wrap:
+            table.add_column(Text(c.header), justify=c.justify, overflow="fold")
+        else:
+            head = "\n".join(textwrap.wrap(c.header, need[j], break_long_words=False)) or ""
+            table.add_column(Text(head), justify=c.justify, no_wrap=True, min_width=need[j])
+    for r in rows:
+        table.add_row(*(Text(str(r[j])) for j in shown))
+    return table, [columns[j].header for j in range(len(columns)) if j not in shown]
+
+
+def table_width(columns: Sequence[Column], rows: Sequence[Sequence[str]],
+                shown: Sequence[str]) -> int:
+    """The narrowest width at which the columns headed ``shown`` fit whole."""
+    need = [_needed(c, [r[j] for r in rows]) for j, c in enumerate(columns)]
+    return sum(n + 3 for n, c in zip(need, columns) if c.header in shown) + 1
+
+
+def _needed(col: Column, cells: Sequence[str]) -> int:
+    """The width a column cannot go below: its widest cell (text: up to WRAP_MIN) and its
+    longest header word."""
+    word = max((len(w) for w in col.header.split()), default=0)
+    widest = max((len(str(c)) for c in cells), default=0)
+    return max(word, min(widest, WRAP_MIN) if col.wrap else widest, 1)
+
+
+def print_fitted(con: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+                 title: str | None = None, where: str = "") -> None:
+    """Print :func:`fitted_table` at the console's width, and say which columns it left out."""
+    table, dropped = fitted_table(columns, rows, con.width, title)
+    # Only columns that are never dropped are left and still too wide: print the table at the
+    # width it needs (the terminal folds the lines) rather than let rich cut the numbers.
+    need = table_width(columns, rows, [c.header for c in columns if c.header not in dropped])
+    con.print(table, width=max(con.width, need), crop=False)
+    if dropped:
+        con.print(f"  not shown at {con.width} columns: {', '.join(dropped)}"
+                  + (f" ({where})" if where else " (widen the terminal to see them)"),
+                  highlight=False)
+
+
+def print_items(con: Console, lead: str, items: Sequence[str], indent: str = "    ") -> None:
+    """``lead`` and ``items`` on as few lines as fit, breaking only between items, so a label
+    never lands on one line and its number on the next."""
+    lines, line, first = [], lead, True
+    for item in items:
+        sep = (" " if lead.strip() else "") if first else "   "
+        if not first and len(line) + len(sep) + len(item) > con.width:
+            lines.append(line)
+            line, sep = indent, ""
+        line, first = line + sep + item, False
+    lines.append(line)
+    for text in lines:
+        con.print(text, highlight=False)
+
+
 def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> None:
-    """Summary lines, then the ``top`` ops by latency."""
+    """Summary lines, then the ``top`` ops by latency (columns dropped, never cut, to fit)."""
     con = con or console()
     t = result.totals()
     share = {r.name: r.latency_s / t["latency_s"] if t["latency_s"] else 0.0 for r in result.ops}
     con.print(f"[bold]{result.model}[/bold] on [bold]{result.arch}[/bold] "
               f"(engine: {result.engine})")
     params = result.meta.get("parameters")
-    con.print(f"  ops {t['ops']}   MACs {si(t['macs'], 'MAC')}"
-              + (f"   parameters {si(params)}" if params else "")
-              + f"   DRAM traffic {si(t['dram_bytes'], 'B')}")
-    con.print(f"  latency {si(t['latency_s'], 's')} (ops in sequence)   roofline bound "
-              f"{si(t['bound_latency_s'], 's')} (compute {si(t['compute_s'], 's')}, "
-              f"memory {si(t['memory_s'], 's')})")
+    print_items(con, "  ", [f"ops {t['ops']}", f"MACs {si(t['macs'], 'MAC')}"]
+                + ([f"parameters {si(params)}"] if params else [])
+                + [f"DRAM traffic {si(t['dram_bytes'], 'B')}"])
+    print_items(con, "  ", [f"latency {si(t['latency_s'], 's')} (ops in sequence)",
+                            f"roofline bound {si(t['bound_latency_s'], 's')} (compute "
+                            f"{si(t['compute_s'], 's')}, memory {si(t['memory_s'], 's')})"])
     if t["energy_j"] > 0:
         tdp = f" (TDP {t['tdp_w']:.0f} W)" if t.get("tdp_w") else ""
-        parts = "   ".join(f"{k} {100 * v / t['energy_j']:.0f}%"
-                           for k, v in sorted(t["energy_by_component_j"].items(),
-                                              key=lambda kv: -kv[1]) if v > 0)
-        con.print(f"  energy {si(t['energy_j'], 'J')}   average power {t['avg_power_w']:.1f} W{tdp}"
-                  f"   MAC utilisation {100 * t['utilization']:.1f}%")
-        con.print(f"  energy by component: {parts}")
+        print_items(con, "  ", [f"energy {si(t['energy_j'], 'J')}",
+                                f"average power {t['avg_power_w']:.1f} W{tdp}",
+                                f"MAC utilisation {100 * t['utilization']:.1f}%"])
+        print_items(con, "  energy by component:", [
+            f"{k} {100 * v / t['energy_j']:.0f}%"
+            for k, v in sorted(t["energy_by_component_j"].items(), key=lambda kv: -kv[1])
+            if v > 0])
     by_kind: dict[str, float] = {}
     for r in result.ops:
         by_kind[r.kind] = by_kind.get(r.kind, 0.0) + share[r.name]
-    con.print("  time by kind: " + "   ".join(
-        f"{k} {100 * v:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+    print_items(con, "  time by kind:", [
+        f"{k} {100 * v:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])])
     rows = sorted(result.ops, key=lambda r: -r.latency_s)[:top]
     # The source column earns its width only where an op's name is not its ONNX node's.
     show_source = any(r.source != r.name for r in rows)
-    table = Table(title=f"top {len(rows)} of {len(result.ops)} ops by latency")
-    cols = [("op", "left"), ("type", "left")] + ([("source", "left")] if show_source else []) + [
-        ("MACs", "right"), ("bytes", "right"), ("latency", "right"), ("share", "right"),
-        ("bound", "left")]
-    for col, just in cols:
-        table.add_column(col, justify=just, overflow="fold")
-    for r in rows:
-        cells = [r.name, r.op_type or r.kind] + ([r.source] if show_source else []) + [
-            si(r.macs), si(r.bytes, "B"), si(r.latency_s, "s"), f"{100 * share[r.name]:.1f}%",
-            r.bound]
-        table.add_row(*cells)
-    con.print(table)
+    cols = ([Column("op", "left", wrap=True), Column("type", "left", keep=3)]
+            + ([Column("source", "left", keep=1, wrap=True)] if show_source else [])
+            + [Column("MACs", keep=4), Column("bytes", keep=2), Column("latency"),
+               Column("share", keep=5), Column("bound", "left", keep=6)])
+    cells = [[r.name, r.op_type or r.kind] + ([r.source] if show_source else [])
+             + [si(r.macs), si(r.bytes, "B"), si(r.latency_s, "s"),
+                f"{100 * share[r.name]:.1f}%", r.bound] for r in rows]
+    print_fitted(con, cols, cells, title=f"top {len(rows)} of {len(result.ops)} ops by latency",
+                 where="--csv has every column")
     for w in result.warnings:
         con.print(f"[yellow]warning:[/yellow] {w}")
 
