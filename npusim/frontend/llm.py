@@ -6,6 +6,7 @@ build or allocate anything, so a size out of range is refused in the same words 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Mapping
 
@@ -47,8 +48,10 @@ def builtin_models() -> list[str]:
     return list_models()
 
 
-def model_spec(name: str):
-    """The :class:`~npusim.graphs.builder.Spec` of built-in LLM ``name``.
+def model_spec(name: str, *, onnx: bool = False):
+    """The :class:`~npusim.graphs.builder.Spec` of built-in LLM ``name`` (its ``name`` field
+    set to ``name``); ``onnx`` says that an ONNX path would have been accepted too (for the
+    message).
 
     Raises
     ------
@@ -59,12 +62,14 @@ def model_spec(name: str):
     names = builtin_models()
     if not isinstance(name, str) or name not in names:
         from ..arch.schema import did_you_mean
+        what = "neither an ONNX file nor a built-in LLM" if onnx else "not a built-in LLM"
+        hint = "a path ending in .onnx, or one of those names" if onnx else "one of those names"
         raise ModelError(
-            f"model {str(name)!r} is neither an ONNX file nor a built-in LLM"
-            f"{did_you_mean(str(name), names)}; built-in: {', '.join(names)}. Pass a path "
-            f"ending in .onnx, or one of those names")
+            f"model {str(name)!r} is {what}{did_you_mean(str(name), names)}; built-in: "
+            f"{', '.join(names)}. Pass {hint}")
     try:
-        return resolve(name)
+        # named as the user calls it (the config's own label is descriptive), for messages
+        return dataclasses.replace(resolve(name), name=name)
     except ValueError as e:
         raise ModelError(f"cannot read built-in LLM {name}: {e}") from None
 
@@ -226,7 +231,7 @@ def load_model(model: str | Path, *, dims: Mapping[str, int] | None = None,
             _refuse_llm_options(text, given)
         graph = load_onnx(text, dims, on_unsupported=on_unsupported)
         return graph if precision is None else apply_precision(graph, precision)
-    spec = model_spec(text)
+    spec = model_spec(text, onnx=True)
     phase = "prefill" if phase is None else phase
     if phase not in PHASES:
         raise ModelError(f"phase (--phase) must be one of {', '.join(PHASES)}, got {phase!r}")

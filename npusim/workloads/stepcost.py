@@ -126,16 +126,14 @@ class StepCostModel:
                  precision: str | Precision = "bf16",
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
                  graphs: bool = True) -> None:
-        from npusim.graphs.builder import resolve
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
         self.graphs = graphs
         self.model = model
-        try:
-            self.spec = resolve(model)
-        except ValueError as e:
-            raise NpusimError(str(e)) from None
+        from ..frontend.llm import check_sizes, model_spec
+        self.spec = model_spec(model)
+        check_sizes(self.spec, chips=chips)
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
         self._cache: dict = {}
