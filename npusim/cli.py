@@ -15,11 +15,8 @@ from .ir import ShapeError
 EXIT_USAGE = 2
 
 
-# assumption: 16x the longest public context window (a million tokens); keeps every count exact
-MAX_DIM = 1 << 24
-
-
 def _dims(pairs: list[str]) -> dict[str, int]:
+    from .frontend.llm import MAX_DIM
     out: dict[str, int] = {}
     for p in pairs:
         name, sep, value = p.partition("=")

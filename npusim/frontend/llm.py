@@ -18,8 +18,9 @@ from ..ir import Graph
 PHASES = ("prefill", "decode")
 
 # Upper limits of workload sizes, none of them physical: each is far past any published
-# workload and small enough that the simulation stays seconds-to-minutes and every count
-# (tokens x hidden x vocabulary, MACs) stays exact in int64 and float64. All are assumptions.
+# workload and small enough that nothing overflows and a run stays seconds-to-minutes
+# (checked: llama-3.1-405b prefill at batch 65,536 x 131,072 tokens, 8e21 MACs, runs on both
+# engines in seconds). All are assumptions.
 # - batch: 256x vLLM's default max_num_seqs (256) and 32x TensorRT-LLM's default
 #   max_batch_size (2048).
 MAX_BATCH = 1 << 16
@@ -32,6 +33,8 @@ MAX_CHIPS = 1 << 10
 # - tokens of one sequence when a config states no context window: a million tokens, the
 #   longest context windows of public LLMs in 2025.
 MAX_TOKENS = 1 << 20
+# - one axis of an ONNX model bound with --dim: 16x that million tokens.
+MAX_DIM = 1 << 24
 # - measured requests of a serving scenario: 64x MAX_USERS' default of four rounds.
 MAX_REQUESTS = 1 << 22
 
@@ -39,7 +42,6 @@ MAX_REQUESTS = 1 << 22
 FLAGS = {"batch": "--batch", "seq": "--seq", "kv_len": "--kv-len", "users": "--users",
          "input_len": "--input-lens", "output_len": "--output-lens", "chips": "--chips",
          "num_requests": None, "phase": "--phase", "dtype": "--dtype"}
-TOKEN_SIZES = ("seq", "kv_len", "input_len", "output_len")
 
 
 def builtin_models() -> list[str]:
@@ -64,8 +66,9 @@ def model_spec(name: str, *, onnx: bool = False):
         from ..arch.schema import did_you_mean
         what = "neither an ONNX file nor a built-in LLM" if onnx else "not a built-in LLM"
         hint = "a path ending in .onnx, or one of those names" if onnx else "one of those names"
+        shown = str(name) if len(str(name)) <= 100 else str(name)[:100] + "..."
         raise ModelError(
-            f"model {str(name)!r} is {what}{did_you_mean(str(name), names)}; built-in: "
+            f"model {shown!r} is {what}{did_you_mean(shown, names)}; built-in: "
             f"{', '.join(names)}. Pass {hint}")
     try:
         # named as the user calls it (the config's own label is descriptive), for messages
@@ -167,7 +170,10 @@ def check_sizes(spec=None, *, decode: bool = False, **sizes) -> dict[str, int]:
 def is_onnx_path(model) -> bool:
     """Whether ``model`` names an ONNX file (by suffix or because the path exists)."""
     text = str(model)
-    return text.lower().endswith(".onnx") or Path(text).exists()
+    try:
+        return text.lower().endswith(".onnx") or Path(text).exists()
+    except OSError:  # a name too long to be a path is not a file
+        return False
 
 
 def _symbolic_dims(path: str) -> list[str]:
@@ -229,7 +235,11 @@ def load_model(model: str | Path, *, dims: Mapping[str, int] | None = None,
                                 ("kv_len", kv_len)) if v is not None]
         if given:
             _refuse_llm_options(text, given)
-        graph = load_onnx(text, dims, on_unsupported=on_unsupported)
+        try:
+            graph = load_onnx(text, dims, on_unsupported=on_unsupported)
+        except OSError as e:  # a path the OS refuses outright (too long, ...)
+            raise ModelError(f"{text[:200]}: cannot read this ONNX path: "
+                             f"{e.strerror or e}; check the path") from None
         return graph if precision is None else apply_precision(graph, precision)
     spec = model_spec(text, onnx=True)
     phase = "prefill" if phase is None else phase
@@ -265,6 +275,6 @@ def load_model(model: str | Path, *, dims: Mapping[str, int] | None = None,
     return graph
 
 
-__all__ = ["MAX_BATCH", "MAX_CHIPS", "MAX_REQUESTS", "MAX_TOKENS", "MAX_USERS", "PHASES",
+__all__ = ["MAX_BATCH", "MAX_CHIPS", "MAX_DIM", "MAX_REQUESTS", "MAX_TOKENS", "MAX_USERS", "PHASES",
            "builtin_models", "check_sizes", "is_onnx_path", "load_model",
            "model_spec"]

@@ -69,10 +69,10 @@ def resolve_precision(p: str | Precision, arch=None) -> Precision:
     --------
     >>> resolve_precision("fp8")
     Precision(name='fp8', weights='fp8_e4m3', activations='fp8_e4m3', kv='bf16')
-    >>> resolve_precision("fp4")
+    >>> resolve_precision("fp9")
     Traceback (most recent call last):
     ...
-    npusim.passes.quantize.PrecisionError: precision 'fp4' is not one of bf16, fp16, fp32, fp8, int8, int4, mxfp4
+    npusim.passes.quantize.PrecisionError: precision 'fp9' is not one of bf16, fp16, fp32, fp8, int8, int4, mxfp4 (did you mean 'fp8'?)
     """
     if isinstance(p, Precision):
         prec = p
