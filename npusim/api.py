@@ -11,18 +11,25 @@ from .engine.simulate import simulate_graph
 from .errors import CapacityError, NpusimError
 from .frontend.llm import load_model
 from .ir import Graph, Role
+from .passes.quantize import resolve_precision
 
 
 def check_fits(graph: Graph, arch) -> None:
-    """Raise :class:`CapacityError` when the graph's weights and KV cache exceed DRAM."""
+    """Raise :class:`CapacityError` when the graph's weights and KV cache exceed DRAM.
+
+    The advice names both spellings of each remedy, as the message reaches Python callers and
+    the command line alike.
+    """
     by_role = graph.bytes_by_role()
     need = by_role[Role.WEIGHT.value] + by_role[Role.KV_CACHE.value]
     cap = arch.dram.capacity
     if need > cap:
         raise CapacityError(
             f"{graph.name} needs {need / 1e9:.2f} GB of weights and KV cache but {arch.name} has "
-            f"{cap / 1e9:.2f} GB of DRAM. Use a smaller model or precision (--dtype), a larger "
-            f"memory (--set dram.capacity=...), or pass --ignore-capacity to time it anyway.")
+            f"{cap / 1e9:.2f} GB of DRAM. Use a smaller model, batch or context, a lower "
+            f"precision (dtype=/--dtype fp8, int8, int4 or mxfp4), a larger memory "
+            f"(overrides=/--set dram.capacity=...), or time it anyway (check_capacity=False/"
+            f"--ignore-capacity)")
 
 
 ENGINES = ("tile", "roofline")
@@ -44,7 +51,8 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
         (the ideal bound alone; the tile engine reports it beside its own latency too)
     check_capacity : raise CapacityError if weights + KV cache exceed DRAM
     **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
-        for :func:`npusim.load_model`.
+        for :func:`npusim.load_model`. ``dtype`` is a precision (bf16, fp16, fp32, fp8, int8,
+        int4, mxfp4; the names ``npusim kperf --precision`` takes), resolved for ``arch``.
 
     Examples
     --------
@@ -52,13 +60,24 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     >>> r.latency_s >= r.bound_latency_s > 0
     True
     """
-    graph = model if isinstance(model, Graph) else load_model(model, dims=dims, **model_kw)
+    if engine not in ENGINES:
+        raise NpusimError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if isinstance(arch, (str, Path)):
         arch = load_arch(arch, overrides)
     elif overrides:
-        raise ValueError("overrides apply only when arch is given by name or path")
-    if engine not in ENGINES:
-        raise NpusimError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        raise NpusimError("overrides apply only when arch is given by name or path; apply "
+                          "them with npusim.load_arch(name, overrides) instead")
+    if isinstance(model, Graph):
+        given = sorted(k for k, v in {**model_kw, "dims": dims}.items() if v is not None)
+        if given:
+            raise NpusimError(f"{', '.join(given)} apply when the model is given by name or "
+                              f"path; this Graph is already built (pass them to load_model)")
+        graph = model
+    else:
+        if model_kw.get("dtype") is not None:
+            # the precision as this arch runs it (mxfp4 without native fp8 computes in bf16)
+            model_kw["dtype"] = resolve_precision(model_kw["dtype"], arch)
+        graph = load_model(model, dims=dims, **model_kw)
     if check_capacity:
         check_fits(graph, arch)
     result = simulate_graph(graph, arch) if engine == "tile" else roofline(graph, arch)

@@ -17,6 +17,7 @@ EXIT_USAGE = 2
 
 
 def _dims(pairs: list[str]) -> dict[str, int]:
+    from .frontend.llm import MAX_DIM
     out: dict[str, int] = {}
     for p in pairs:
         name, sep, value = p.partition("=")
@@ -28,30 +29,42 @@ def _dims(pairs: list[str]) -> dict[str, int]:
             raise NpusimError(f"--dim {p!r}: {value!r} is not an integer") from None
         if v < 1:
             raise NpusimError(f"--dim {p!r}: a dimension must be >= 1")
+        if v > MAX_DIM:
+            raise NpusimError(f"--dim {p!r}: {v} is past the limit of {MAX_DIM:,} (an "
+                              f"assumption: no axis of a simulated workload is that long)")
         out[name.strip()] = v
     return out
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
+    # The LLM step options default to None, so that "not given" is known: an ONNX file
+    # refuses them (its dims are bound with --dim), a built-in LLM fills in the defaults.
     p.add_argument("model", help="an .onnx file, or a built-in LLM name (see `npusim models`)")
     p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a symbolic ONNX dimension (repeatable)")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="prefill",
-                   help="LLM step to build (built-in LLMs only)")
-    p.add_argument("--batch", type=int, default=1, help="LLM batch size")
+    p.add_argument("--phase", choices=("prefill", "decode"), default=None,
+                   help="LLM step to build (built-in LLMs only; default prefill)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="LLM batch size (built-in LLMs only; default 1)")
     p.add_argument("--seq", type=int, default=None, help="LLM prompt tokens (prefill); default 128")
     p.add_argument("--kv-len", type=int, default=None, help="LLM cached tokens (decode); default 128")
-    p.add_argument("--dtype", default="bf16", help="LLM weight/activation dtype (default bf16)")
+    p.add_argument("--dtype", default=None, metavar="PRECISION",
+                   help="precision, as kperf's --precision: bf16, fp16, fp32, fp8, int8, int4, "
+                        "mxfp4 (default: bf16 for an LLM, the file's own dtypes for ONNX)")
     p.add_argument("--on-unsupported", choices=("error", "memory"), default="error",
                    help="an op with no lowering is an error (default) or costed as memory traffic")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
 
 
+def _model_kw(args) -> dict:
+    """The model options of ``run``/``inspect`` as load_model's keyword arguments."""
+    return dict(dims=_dims(args.dim), phase=args.phase, batch=args.batch, seq=args.seq,
+                kv_len=args.kv_len, dtype=args.dtype, on_unsupported=args.on_unsupported)
+
+
 def _load(args):
     from .frontend.llm import load_model
-    return load_model(args.model, dims=_dims(args.dim), phase=args.phase, batch=args.batch,
-                      seq=args.seq, kv_len=args.kv_len, dtype=args.dtype,
-                      on_unsupported=args.on_unsupported)
+    return load_model(args.model, **_model_kw(args))
 
 
 @contextlib.contextmanager
@@ -77,10 +90,10 @@ def _write_json(path: Path | None, data: dict) -> None:
 def cmd_run(args) -> int:
     from .api import simulate
     from .report.terminal import print_run
-    graph = _load(args)
     from .arch import load_arch
     arch = load_arch(args.arch, args.set)
-    result = simulate(graph, arch, engine=args.engine, check_capacity=not args.ignore_capacity)
+    result = simulate(args.model, arch, engine=args.engine,
+                      check_capacity=not args.ignore_capacity, **_model_kw(args))
     print_run(result, top=args.top)
     _export(result, arch, args)
     return 0
@@ -130,15 +143,28 @@ def _split(values: list[str]) -> list[str]:
     return [x.strip() for v in values for x in v.split(",") if x.strip()]
 
 
+def _listed(flag: str, values: list[str] | None, default=None):
+    """A list option's values: ``default`` when the flag is absent; given but empty (``''``)
+    is an error, never a silent default."""
+    if values is None:
+        return default
+    out = _split(values)
+    if not out:
+        raise NpusimError(f"{flag} {' '.join(map(repr, values))}: the list is empty; give at "
+                          f"least one value, or leave {flag} out for the default")
+    return out
+
+
 def cmd_kperf(args) -> int:
     from .report.kperf import print_kperf
     from .workloads import kperf as kp
     result = kp.kperf(
         args.arch, args.model, chips=args.chips,
-        precisions=_split(args.precision) or kp.DEFAULT_PRECISIONS,
-        input_lens=_split(args.input_lens) or kp.DEFAULT_INPUT_LENS,
-        output_lens=_split(args.output_lens) or kp.DEFAULT_OUTPUT_LENS,
-        users=_split(args.users) or kp.DEFAULT_USERS, vs=_split(args.vs), overrides=args.set,
+        precisions=_listed("--precision", args.precision, kp.DEFAULT_PRECISIONS),
+        input_lens=_listed("--input-lens", args.input_lens, kp.DEFAULT_INPUT_LENS),
+        output_lens=_listed("--output-lens", args.output_lens, kp.DEFAULT_OUTPUT_LENS),
+        users=_listed("--users", args.users, kp.DEFAULT_USERS),
+        vs=_listed("--vs", args.vs, ()), overrides=args.set,
         progress=not args.no_progress and sys.stderr.isatty())
     print_kperf(result, scenarios=not args.summary_only)
     with _output("--out"):
@@ -155,15 +181,15 @@ def _kperf_parser(sub) -> None:
     kp.add_argument("--model", required=True, help="built-in LLM name (see `npusim models`)")
     kp.add_argument("--chips", type=int, default=None,
                     help="chips per system (default: the fewest that hold the model)")
-    kp.add_argument("--precision", nargs="+", action="extend", default=[], metavar="P",
+    kp.add_argument("--precision", nargs="+", action="extend", default=None, metavar="P",
                     help="precisions, e.g. bf16,fp8 (default bf16)")
-    kp.add_argument("--input-lens", nargs="+", action="extend", default=[], metavar="N",
+    kp.add_argument("--input-lens", nargs="+", action="extend", default=None, metavar="N",
                     help="input lengths in tokens (default 128,2048)")
-    kp.add_argument("--output-lens", nargs="+", action="extend", default=[], metavar="N",
+    kp.add_argument("--output-lens", nargs="+", action="extend", default=None, metavar="N",
                     help="output lengths in tokens (default 128,2048)")
-    kp.add_argument("--users", nargs="+", action="extend", default=[], metavar="N",
+    kp.add_argument("--users", nargs="+", action="extend", default=None, metavar="N",
                     help="concurrent users (default 1,5,25,50,100,150,200,250)")
-    kp.add_argument("--vs", nargs="+", action="extend", default=[], metavar="ARCH",
+    kp.add_argument("--vs", nargs="+", action="extend", default=None, metavar="ARCH",
                     help="archs to compare side by side, with ratios to --arch")
     kp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of --arch, e.g. --set dram.bandwidth=3TB/s")

@@ -96,6 +96,7 @@ def _install_fakes(monkeypatch) -> list:
         return c
 
     monkeypatch.setattr(kp, "_cost_model", cost_model)
+    monkeypatch.setattr(kp, "_spec", lambda model: None)  # fake models have no config
     monkeypatch.setattr(kp, "_serving_api", lambda: (FakeScenario, FakeConfig, fake_serve))
     return built
 
@@ -369,6 +370,7 @@ class LinearCost:
 
 def test_real_serving_records_by_hand(monkeypatch):
     monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: LinearCost(m, a, c or 1, p))
+    monkeypatch.setattr(kp, "_spec", lambda model: None)  # "m" has no config
     r = kp.kperf("rngd", "m", input_lens=(128,), output_lens=(16,), users=(1, 4))
     one = r.records[0]
     assert one["status"] == "ok" and one["users"] == 1

@@ -135,6 +135,8 @@ class Spec:
     rope_on_full: bool
     swiglu_limit: float | None
     swiglu_alpha: float
+    # the context window (``max_position_embeddings``): positions the model was built for
+    context: int | None = None
 
     @property
     def group(self) -> int:
@@ -241,6 +243,8 @@ def resolve(model: str | dict) -> Spec:
         rope_on_full=not (exaone4 and window is not None),
         swiglu_limit=cfg.get("swiglu_limit"),
         swiglu_alpha=float(extra.get("swiglu_alpha", 1.702)),
+        context=(_positive_int(cfg, "max_position_embeddings", where)
+                 if cfg.get("max_position_embeddings") is not None else None),
     )
 
 

@@ -1,5 +1,6 @@
 """Passes over the IR graph: layout (transposes folded into contractions) and precision."""
 from .layout import fold_transposes
-from .quantize import quantize
+from .quantize import PRECISIONS, Precision, apply_precision, quantize, resolve_precision
 
-__all__ = ["fold_transposes", "quantize"]
+__all__ = ["PRECISIONS", "Precision", "apply_precision", "fold_transposes", "quantize",
+           "resolve_precision"]

@@ -6,18 +6,110 @@ requested storage dtypes, so every byte count downstream (roofline, engine, capa
 * **weights**: the matrix weights (rank >= 2) that contractions read, directly or through a
   gather (MoE experts), LM head included; embedding tables read only by a gather, norm scales and
   biases keep their dtype, as weight-only and W8A8 recipes leave them;
-* **activations**: every floating-point activation;
+* **activations**: every floating-point activation in the graph's working dtype (the most
+  common float dtype of its activations); one the model computes in another dtype on purpose
+  (an MoE router's fp32 softmax in a bf16 model) keeps it;
 * **kv**: the KV cache (tensors with role ``kv_cache`` and what is appended to them).
 
 A contraction computes in the activation dtype; the arch decides what it really runs that in
 (:meth:`npusim.arch.Arch.execution_dtype`), and a weight stored narrower (int4 with group scales,
 MXFP4 with its shared scales) costs its storage bytes while the engine dequantises on the fly.
+
+A **precision** is a named recipe of those three dtypes (:data:`PRECISIONS`); every front door
+(``npusim run --dtype``, :func:`npusim.load_model`, :func:`npusim.simulate`, ``npusim kperf
+--precision``, the serving cost model, validation rows) resolves a name with
+:func:`resolve_precision` and applies it with :func:`apply_precision`, so a name means the same
+thing everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from ..errors import NpusimError
 from ..ir import Contraction, DType, Graph, Movement, Operand, Role, Tensor, dtype
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Storage dtypes of weights, activations (and the compute dtype) and the KV cache."""
+
+    name: str
+    weights: str
+    activations: str
+    kv: str
+
+
+# The precisions K-Perf sweeps, as deployed: W8A8 fp8 and int8 keep a 16-bit KV cache (as
+# FuriosaAI's FP8 builds do, rngd.md section 2); int4 is weight-only with an fp16 scale per 128
+# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch has fp8.
+# fp32 is the unquantised reference (training precision), not a K-Perf precision.
+PRECISIONS = {
+    "bf16": Precision("bf16", "bf16", "bf16", "bf16"),
+    "fp16": Precision("fp16", "fp16", "fp16", "fp16"),
+    "fp32": Precision("fp32", "fp32", "fp32", "fp32"),
+    "fp8": Precision("fp8", "fp8_e4m3", "fp8_e4m3", "bf16"),
+    "int8": Precision("int8", "int8", "int8", "bf16"),
+    "int4": Precision("int4", "int4_g128", "bf16", "bf16"),
+    "mxfp4": Precision("mxfp4", "mxfp4", "fp8_e4m3", "bf16"),
+}
+
+
+class PrecisionError(NpusimError):
+    """A precision name that is not one of :data:`PRECISIONS`."""
+
+
+def resolve_precision(p: str | Precision, arch=None) -> Precision:
+    """The precision named ``p`` (one of :data:`PRECISIONS`), as ``arch`` runs it if given.
+
+    On an arch without native fp8, MXFP4 weights are dequantised to bf16 (W4A16) instead of
+    fp8; an arch that cannot run the weights or activations at all raises ArchError
+    (:meth:`npusim.arch.Arch.execution_dtype`).
+
+    Examples
+    --------
+    >>> resolve_precision("fp8")
+    Precision(name='fp8', weights='fp8_e4m3', activations='fp8_e4m3', kv='bf16')
+    >>> resolve_precision("fp9")
+    Traceback (most recent call last):
+    ...
+    npusim.passes.quantize.PrecisionError: precision 'fp9' is not one of bf16, fp16, fp32, fp8, int8, int4, mxfp4 (did you mean 'fp8'?)
+    """
+    if isinstance(p, Precision):
+        prec = p
+    else:
+        prec = PRECISIONS.get(p) if isinstance(p, str) else None
+        if prec is None:
+            from ..arch.schema import did_you_mean
+            raise PrecisionError(f"precision {p!r} is not one of {', '.join(PRECISIONS)}"
+                                 f"{did_you_mean(str(p), list(PRECISIONS))}")
+    if arch is None:
+        return prec
+    act = prec.activations
+    if prec.name == "mxfp4" and "fp8_e4m3" not in arch.cores.engine.macs_per_cycle:
+        act = "bf16"  # no native fp8: MX weights are dequantised to bf16 (W4A16)
+    for name in (prec.weights, act):
+        arch.execution_dtype(name)  # raises ArchError if the arch cannot run it at all
+    return Precision(prec.name, prec.weights, act, prec.kv)
+
+
+def checkpoint_dtype(p: Precision) -> str:
+    """The float dtype a built-in LLM is built in before :func:`apply_precision` narrows it:
+    fp32 for the fp32 reference, else bf16 (every shipped config's published dtype)."""
+    return "fp32" if p.activations == "fp32" else "bf16"
+
+
+def apply_precision(graph: Graph, p: str | Precision) -> Graph:
+    """``graph`` with its weights, activations and KV cache in precision ``p``'s dtypes.
+
+    Examples
+    --------
+    >>> import npusim
+    >>> g = npusim.load_model("tiny-llama", phase="decode", kv_len=8, dtype="bf16")
+    >>> apply_precision(g, "fp8").meta["precision"]["weights"]
+    'fp8_e4m3'
+    """
+    p = resolve_precision(p)
+    return quantize(graph, weights=p.weights, activations=p.activations, kv=p.kv)
 
 
 def _matrix_weights(graph: Graph) -> set[str]:
@@ -35,6 +127,15 @@ def _matrix_weights(graph: Graph) -> set[str]:
                                                    for o in op.outputs):
                 out.add(t.name)
     return out
+
+
+def _working_dtype(graph: Graph) -> DType | None:
+    """The most common float dtype of the graph's activations (first seen on ties)."""
+    count: dict[DType, int] = {}
+    for t in graph.tensors.values():
+        if t.role == Role.ACTIVATION and t.dtype.is_float:
+            count[t.dtype] = count.get(t.dtype, 0) + 1
+    return max(count, key=count.get) if count else None
 
 
 def quantize(graph: Graph, *, weights: DType | str | None = None,
@@ -63,6 +164,7 @@ def quantize(graph: Graph, *, weights: DType | str | None = None,
             if kv_dt is not None and any(t.role == Role.KV_CACHE for t in op.inputs):
                 kv_derived.update(t.name for t in op.outputs)
     roots = graph.aliases
+    working = _working_dtype(graph)
 
     def new_dtype(t: Tensor) -> DType:
         name = roots.get(t.name, t.name)
@@ -72,7 +174,7 @@ def quantize(graph: Graph, *, weights: DType | str | None = None,
         if kv_dt is not None and (t.role == Role.KV_CACHE or name in kv_derived
                                   or t.name in kv_derived):
             return kv_dt
-        if a_dt is not None and t.dtype.is_float and t.role == Role.ACTIVATION:
+        if a_dt is not None and t.role == Role.ACTIVATION and t.dtype == working:
             return a_dt
         return t.dtype
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import ArchError, CapacityError, NpusimError
+from ..passes.quantize import resolve_precision
 
 # The matrix K-Perf describes (input/output sweeps, concurrent users, precision) has no public
 # grid (measured.md 1.2), so the default is the public grid closest to it:
@@ -168,7 +169,7 @@ def kperf(arch, model: str, *, chips: int | None = None,
         On a bad matrix value, an arch or model that cannot be loaded, or when no row of
         ``arch`` could run (the first reason is raised).
     """
-    matrix = _matrix(precisions, input_lens, output_lens, users)
+    matrix = _matrix(model, precisions, input_lens, output_lens, users, chips)
     systems = _load_archs(arch, vs, overrides)
     Scenario, ServingConfig, simulate_serving = _serving_api()
     config = ServingConfig() if config is None else config
@@ -297,17 +298,37 @@ def _columns(records: Sequence[dict]) -> list[str]:
     return cols
 
 
-def _matrix(precisions, input_lens, output_lens, users) -> dict[str, tuple]:
-    return {
+def _matrix(model, precisions, input_lens, output_lens, users, chips) -> dict[str, tuple]:
+    """The matrix as run, every value checked (names, ranges, the model's context window)
+    before any cost model is built."""
+    from ..frontend.llm import check_sizes
+    spec = _spec(model)
+    m = {
         "precisions": _names("precisions (--precision)", precisions),
         "input_lens": _counts("input_lens (--input-lens)", input_lens),
         "output_lens": _counts("output_lens (--output-lens)", output_lens),
         "users": _counts("users (--users)", users),
     }
+    for p in m["precisions"]:
+        resolve_precision(p)
+    for key, name in (("input_lens", "input_len"), ("output_lens", "output_len"),
+                      ("users", "users")):
+        for v in m[key]:
+            check_sizes(spec, **{name: v})
+    # the longest request of the matrix must fit the context window
+    check_sizes(spec, input_len=max(m["input_lens"]), output_len=max(m["output_lens"]),
+                chips=chips)
+    return m
+
+
+def _spec(model):
+    """The built-in LLM's spec (its context window bounds the lengths)."""
+    from ..frontend.llm import model_spec
+    return model_spec(model)
 
 
 def _counts(what: str, values) -> tuple[int, ...]:
-    """Positive integers, duplicates dropped, in the order given."""
+    """Whole numbers, duplicates dropped, in the order given (ranges: :func:`_matrix`)."""
     if isinstance(values, (int, str)):
         values = [values]
     out: list[int] = []
@@ -318,8 +339,6 @@ def _counts(what: str, values) -> tuple[int, ...]:
             except ValueError:
                 raise NpusimError(f"K-Perf {what}: {v!r} is not a whole number; give positive "
                                   f"integers, e.g. 128,2048") from None
-        if v < 1:
-            raise NpusimError(f"K-Perf {what}: {v} must be at least 1")
         if v not in out:
             out.append(v)
     if not out:

@@ -223,6 +223,14 @@ class Scenario:
             _check_int("num_requests", self.num_requests, minimum=1)
         if self.warmup is not None:
             _check_int("warmup", self.warmup, minimum=0)
+        from ..frontend.llm import MAX_REQUESTS, check_sizes
+        # sizes past sane limits are refused before the simulation allocates per-request state
+        check_sizes(users=self.users, input_len=self.input_len, output_len=self.output_len,
+                    num_requests=self.num_requests)
+        if self.warmup is not None and self.warmup > MAX_REQUESTS:
+            raise NpusimError(f"Scenario.warmup {self.warmup} is past the limit of "
+                              f"{MAX_REQUESTS:,} requests (an assumption, far past any "
+                              f"published workload)")
 
     @property
     def measured_requests(self) -> int:
@@ -372,6 +380,10 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
     (0.02, 0.01)
     """
     config = ServingConfig() if config is None else config
+    from ..frontend.llm import check_sizes
+    # a request past the model's context window is refused, as vLLM refuses it
+    check_sizes(getattr(cost, "spec", None), input_len=scenario.input_len,
+                output_len=scenario.output_len)
     block = int(cost.kv_block_tokens)
     if block < 1:
         raise NpusimError(f"the cost model's kv_block_tokens must be >= 1, got "

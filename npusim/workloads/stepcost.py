@@ -30,6 +30,10 @@ from typing import Mapping, Protocol, Sequence
 from ..arch import load_arch
 from ..errors import CapacityError, NpusimError
 from ..ir import dtype
+# The precisions and what each name means live with the precision pass, shared by every entry
+# point; re-exported here, where the serving cost model uses them.
+from ..passes.quantize import (PRECISIONS, Precision, apply_precision, checkpoint_dtype,
+                               resolve_precision)
 
 # vLLM's default share of device memory it may use (gpu_memory_utilization = 0.9).
 MEMORY_UTILIZATION = 0.9
@@ -41,46 +45,6 @@ KV_BLOCK_TOKENS = 16
 # per-token capacity (K-Perf-like contexts: a few thousand tokens in, a few thousand out)
 CAPACITY_CONTEXT = 8192
 CHIP_COUNTS = (1, 2, 4, 8, 16, 32, 64)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Storage dtypes of weights, activations (and the compute dtype) and the KV cache."""
-
-    name: str
-    weights: str
-    activations: str
-    kv: str
-
-
-# The precisions K-Perf sweeps, as deployed: W8A8 fp8 and int8 keep a 16-bit KV cache (as
-# FuriosaAI's FP8 builds do, rngd.md section 2); int4 is weight-only with an fp16 scale per 128
-# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch has fp8.
-PRECISIONS = {
-    "bf16": Precision("bf16", "bf16", "bf16", "bf16"),
-    "fp16": Precision("fp16", "fp16", "fp16", "fp16"),
-    "fp8": Precision("fp8", "fp8_e4m3", "fp8_e4m3", "bf16"),
-    "int8": Precision("int8", "int8", "int8", "bf16"),
-    "int4": Precision("int4", "int4_g128", "bf16", "bf16"),
-    "mxfp4": Precision("mxfp4", "mxfp4", "fp8_e4m3", "bf16"),
-}
-
-
-def resolve_precision(p: str | Precision, arch) -> Precision:
-    """The precision as ``arch`` runs it; an arch with no way to run it raises ArchError."""
-    if isinstance(p, Precision):
-        prec = p
-    else:
-        try:
-            prec = PRECISIONS[p]
-        except KeyError:
-            raise NpusimError(f"precision {p!r} is not one of {', '.join(PRECISIONS)}") from None
-    act = prec.activations
-    if prec.name == "mxfp4" and "fp8_e4m3" not in arch.cores.engine.macs_per_cycle:
-        act = "bf16"  # no native fp8: MX weights are dequantised to bf16 (W4A16)
-    for what, name in (("weights", prec.weights), ("activations", act)):
-        arch.execution_dtype(name)  # raises ArchError if the arch cannot run it at all
-    return Precision(prec.name, prec.weights, act, prec.kv)
 
 
 @dataclass(frozen=True)
@@ -162,16 +126,14 @@ class StepCostModel:
                  precision: str | Precision = "bf16",
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
                  graphs: bool = True) -> None:
-        from npusim.graphs.builder import resolve
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
         self.graphs = graphs
         self.model = model
-        try:
-            self.spec = resolve(model)
-        except ValueError as e:
-            raise NpusimError(str(e)) from None
+        from ..frontend.llm import check_sizes, model_spec
+        self.spec = model_spec(model)
+        check_sizes(self.spec, chips=chips)
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
         self._cache: dict = {}
@@ -213,12 +175,10 @@ class StepCostModel:
         if g is None:
             from npusim.graphs.builder import build_llm
             from ..frontend.onnx_loader import load_onnx
-            from ..passes import quantize
             p = self._precision
-            proto = build_llm(self.model, phase, batch, seq=seq, kv_len=kv_len, dtype="bf16",
-                              part=part, layer=layer, tp=tp)
-            g = quantize(load_onnx(proto, name=f"{self.model} {part}"), weights=p.weights,
-                         activations=p.activations, kv=p.kv)
+            proto = build_llm(self.model, phase, batch, seq=seq, kv_len=kv_len,
+                              dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp)
+            g = apply_precision(load_onnx(proto, name=f"{self.model} {part}"), p)
             self._cache[key] = g
         return g
 
