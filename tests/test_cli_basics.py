@@ -78,3 +78,15 @@ def test_kperf_write_error_names_out(cli, tmp_path):
                        "--input-lens", "8", "--output-lens", "8", "--no-progress",
                        "--out", tmp_path / "afile" / "k")
     assert one_line_error(code, err) and "error: --out: " in err, err
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp8", "int4"])
+def test_run_utilisation_is_against_the_executed_dtype_peak(dtype):
+    """A run's MAC utilisation is at most 1 at any precision (it once divided fp8 work by the
+    bf16 peak and printed 122%), and equals the latency-weighted mean of its op records."""
+    r = npusim.simulate("llama-3.1-8b", "h200", phase="prefill", batch=1, seq=2048, dtype=dtype)
+    assert 0 < r.utilization <= 1
+    weighted = sum(o.utilization * o.latency_s for o in r.ops) / r.latency_s
+    assert r.utilization == pytest.approx(weighted)
+    for o in r.ops:
+        assert 0 <= o.utilization <= 1 + 1e-9, o

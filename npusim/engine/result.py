@@ -103,7 +103,7 @@ class OpRecord:
 class RunResult:
     """A model run on an arch: per-op records in schedule order and totals derived from them.
 
-    ``peak_macs_per_s`` (bf16, for utilisation), ``dram_bandwidth`` (bytes/s), ``clock_hz``
+    ``peak_macs_per_s`` (bf16, the roofline plot's ceiling), ``dram_bandwidth`` (bytes/s), ``clock_hz``
     and ``tdp_w`` (to print beside average power) are the arch's, copied here so a result
     stands alone (a roofline plot needs nothing else).
     """
@@ -162,9 +162,11 @@ class RunResult:
 
     @property
     def utilization(self) -> float:
-        """MACs done over MACs the engines could have done in the run's latency."""
-        cap = self.peak_macs_per_s * self.latency_s
-        return self.macs / cap if cap > 0 else 0.0
+        """The share of the run's latency the MAC engines would need at full rate, each op at the
+        peak of the dtype it executes in (an fp8 matmul against the fp8 peak): the latency-
+        weighted mean of the op records' utilisation, so it never exceeds 1."""
+        busy = sum(r.utilization * r.latency_s for r in self.ops)
+        return busy / self.latency_s if self.latency_s > 0 else 0.0
 
     def totals(self) -> dict:
         return {
