@@ -636,7 +636,7 @@ class KperfValidation:
 
 def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = None,
                    out: str | Path | None = None, sheet_name: str | None = None,
-                   config=None, overrides=None) -> KperfValidation:
+                   config=None, overrides=None, progress: bool = False) -> KperfValidation:
     """Compare a measured K-Perf sheet with npusim's simulation of the same scenarios.
 
     Parameters
@@ -659,6 +659,8 @@ def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = N
         The serving scheduler's settings; its defaults when omitted.
     overrides : mapping or sequence of str, optional
         Arch field overrides, as for :func:`npusim.load_arch`.
+    progress : bool
+        Show the K-Perf simulation's progress bar on the terminal's standard error.
 
     Returns
     -------
@@ -675,7 +677,7 @@ def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = N
         raise NpusimError(f"validate --chips: {chips!r} must be a whole number of at least 1")
     measured = read_kperf_sheet(sheet, sheet_name)
     arch_obj = _arch(arch, overrides)
-    records, label = _simulate(measured.rows, arch_obj, model, chips, config)
+    records, label = _simulate(measured.rows, arch_obj, model, chips, config, progress)
     cells = compare(measured.rows, records, chips)
     from ..workloads.kperf import _version
     return _finish(KperfValidation(
@@ -702,7 +704,7 @@ def _arch(arch, overrides):
     return arch
 
 
-def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config):
+def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=False):
     """{(precision, chips): {(input, output, users): record}} and the arch's label.
 
     One :func:`~npusim.workloads.kperf.kperf` call per (precision, chips) over the lengths and
@@ -718,7 +720,7 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config):
         res = kperf(arch, model, chips=n, precisions=(precision,),
                     input_lens=sorted({r.input_len for r in rs}),
                     output_lens=sorted({r.output_len for r in rs}),
-                    users=sorted({r.users for r in rs}), config=config)
+                    users=sorted({r.users for r in rs}), config=config, progress=progress)
         label = next(iter(res.archs), label)
         out[(precision, n)] = {(r["input_len"], r["output_len"], r["users"]): r
                                for r in res.records}
