@@ -121,7 +121,7 @@ def read_bytes(path: str | Path, what: str = "the file", flag: str | None = None
     except OSError as e:
         raise NpusimError(f"cannot read {name}: {e.strerror}; check the path and its "
                           f"permissions") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
@@ -131,7 +131,12 @@ def read_bytes(path: str | Path, what: str = "the file", flag: str | None = None
             raise NpusimError(f"{name} is {kind}; give a regular file")
         if st.st_size > max_bytes:
             raise NpusimError(f"{name} is {st.st_size:,} bytes, more than the {max_bytes:,} "
-                              f"npusim reads; is it the right file?")
+                              f"bytes npusim reads; is it the right file?")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         try:
             data = f.read(max_bytes + 1)
         except OSError as e:

@@ -170,8 +170,8 @@ def _check_header(path: Path, line: int, names: list[str]) -> None:
         hint = ""
         if len([n for n in names if n]) <= 1 and any(d in "".join(names) for d in ";\t|"):
             hint = " (the header holds no comma: npusim reads comma-separated files)"
-        raise NpusimError(f"{path}, line {line}: missing column(s) {', '.join(missing)}{hint}; "
-                          f"the file needs npusim/validate/data/measured.csv's simulation "
+        raise NpusimError(f"{path}, line {line}: missing column(s) {', '.join(missing)}"
+                          f"{hint}; the file needs npusim/validate/data/measured.csv's simulation "
                           f"columns (see validation/README.md)")
     dup = sorted({n for n in names if n and names.count(n) > 1})
     if dup:

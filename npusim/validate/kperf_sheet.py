@@ -19,7 +19,6 @@ inside the functions that need them.
 """
 from __future__ import annotations
 
-import csv
 import datetime
 import math
 import re
@@ -30,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import NpusimError
 from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
-from ..files import make_folder, write_csv, write_text
+from ..files import csv_rows, make_folder, read_bytes, read_text, write_csv, write_text
 
 REPORT_MD = "validation_report.md"
 REPORT_CSV = "validation.csv"
@@ -305,9 +304,6 @@ def read_kperf_sheet(path: str | Path, sheet_name: str | None = None) -> Measure
         Naming the file, sheet, row and column: see the module's description.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NpusimError(f"measured K-Perf sheet {path}: no such file. Give the path of an "
-                          f".xlsx or .csv file shaped like `npusim kperf`'s output.")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if sheet_name is not None:
@@ -364,30 +360,58 @@ def _column_name(index: int, is_csv: bool) -> str:
     return letters
 
 
+# Bounds of a workbook npusim opens (assumptions: `npusim kperf`'s own workbook is tens of KB
+# unpacked, with a few hundred rows and about 40 columns; a real measured sheet is of that
+# order). They keep a zip bomb, or a sheet whose one cell sits at row 1,048,576, from filling
+# memory or running for minutes.
+MAX_UNPACKED_BYTES = 64 * 2**20
+MAX_ZIP_MEMBERS = 10_000
+MAX_SHEET_ROWS = 100_000
+MAX_SHEET_COLUMNS = 1_000
+SHEET_WHAT, SHEET_FLAG = "the measured K-Perf sheet", "--kperf"
+
+
 def _csv_rows(path: Path) -> list[tuple[int, list[Any]]]:
+    text = read_text(path, SHEET_WHAT, SHEET_FLAG)
+    return csv_rows(text, path, SHEET_WHAT, SHEET_FLAG)
+
+
+def _unzip_check(path: Path, data: bytes) -> None:
+    """Refuse what is not a zip archive, or unpacks to more than :data:`MAX_UNPACKED_BYTES`
+    (the declared sizes bound what :mod:`zipfile` will inflate)."""
+    import io
+    import zipfile
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return [(n, row) for n, row in enumerate(csv.reader(f), 1)]
-    except UnicodeDecodeError:
-        raise NpusimError(f"{path.name}: not UTF-8 text; save the CSV as UTF-8") from None
-    except (OSError, csv.Error) as e:
-        raise NpusimError(f"cannot read {path.name}: {e}. Save it again as a plain "
-                          f"comma-separated CSV.") from None
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
+        raise NpusimError(f"cannot read {path.name} as an Excel workbook: it is not a zip "
+                          f"archive, as every .xlsx file is; save it again as .xlsx or as "
+                          f".csv") from None
+    unpacked = sum(m.file_size for m in members)
+    if len(members) > MAX_ZIP_MEMBERS or unpacked > MAX_UNPACKED_BYTES:
+        raise NpusimError(f"{path.name}: the workbook unpacks to {unpacked:,} bytes in "
+                          f"{len(members):,} parts, more than the {MAX_UNPACKED_BYTES:,} bytes "
+                          f"npusim reads from a measured sheet; save only the scenario sheets, "
+                          f"or as .csv")
 
 
 def _xlsx_tables(path: Path, sheet_name: str | None) -> list[tuple[str, list]]:
+    import io
     try:
         from openpyxl import load_workbook
     except ImportError:
         raise NpusimError("reading an .xlsx sheet needs openpyxl, which comes with npusim's "
                           "optional extra 'reports': pip install 'npusim[reports]' (or save "
                           "the sheet as .csv)") from None
+    data = read_bytes(path, SHEET_WHAT, SHEET_FLAG)
+    _unzip_check(path, data)
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as e:  # openpyxl raises zip, XML and its own errors on a bad file
         raise NpusimError(f"cannot read {path.name} as an Excel workbook "
-                          f"({type(e).__name__}: {e}); save it again as .xlsx or as .csv") \
-            from None
+                          f"({type(e).__name__}: {_one_line(e)}); save it again as .xlsx or as "
+                          f".csv") from None
     try:
         names = list(wb.sheetnames)
         if sheet_name is not None:
@@ -401,10 +425,41 @@ def _xlsx_tables(path: Path, sheet_name: str | None) -> list[tuple[str, list]]:
                 raise NpusimError(f"{path.name}: no scenario sheet (its sheets are "
                                   f"{', '.join(map(repr, names))}); add one with a row per "
                                   f"scenario, as `npusim kperf` writes")
-        return [(n, [(i, list(r)) for i, r in enumerate(wb[n].iter_rows(values_only=True), 1)])
-                for n in chosen]
+        return [(n, _sheet_rows(path, wb[n])) for n in chosen]
+    except NpusimError:
+        raise
+    except Exception as e:  # a sheet's XML is parsed only now, in read-only mode
+        raise NpusimError(f"cannot read {path.name} as an Excel workbook "
+                          f"({type(e).__name__}: {_one_line(e)}); save it again as .xlsx or as "
+                          f".csv") from None
     finally:
         wb.close()
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:200] or "unreadable"
+
+
+def _sheet_rows(path: Path, ws) -> list[tuple[int, list[Any]]]:
+    """The rows of a read-only worksheet, within :data:`MAX_SHEET_ROWS` and
+    :data:`MAX_SHEET_COLUMNS` (the sheet's own stated dimension is not trusted: a row is as
+    wide as its last cell, and missing rows are skipped)."""
+    ws.reset_dimensions()
+    out: list[tuple[int, list[Any]]] = []
+    for i, row in enumerate(ws.iter_rows(values_only=True), 1):
+        if i > MAX_SHEET_ROWS:
+            raise NpusimError(f"{path.name}, sheet {ws.title!r}: more than {MAX_SHEET_ROWS:,} "
+                              f"rows; a measured sheet holds a row per scenario")
+        cells = list(row)
+        while cells and _blank(cells[-1]):
+            cells.pop()
+        if len(cells) > MAX_SHEET_COLUMNS:
+            raise NpusimError(f"{path.name}, sheet {ws.title!r}, row {i}: a value in column "
+                              f"{_column_name(len(cells) - 1, False)}, past the "
+                              f"{MAX_SHEET_COLUMNS:,} columns npusim reads; delete it")
+        if cells:
+            out.append((i, cells))
+    return out
 
 
 def _blank(v: Any) -> bool:
