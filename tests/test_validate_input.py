@@ -532,3 +532,40 @@ def test_fuzz_kperf_sheet_reads_or_fails_cleanly(tmp_path, data, suffix):
         assert "\n" not in str(e) and "fuzz" in str(e)
         return
     assert sheet.rows and all(r.users >= 1 and r.input_len >= 1 for r in sheet.rows)
+
+
+# ------------------------------------------------------------------ after a plain install
+
+@pytest.mark.slow
+def test_validate_after_a_non_editable_install(tmp_path):
+    """``npusim validate`` (and ``--fit``) from a wheel-style install: the shipped data is found,
+    the report lands in ./validation-report, and nothing is written into the package."""
+    import subprocess
+    import sys
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(ROOT)], capture_output=True, text=True, cwd=tmp_path)
+    if build.returncode != 0:
+        pytest.fail(f"pip install . failed:\n{build.stderr[-2000:]}")
+    before = sorted(p.relative_to(target) for p in target.rglob("*") if "__pycache__" not in
+                    p.parts)
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def npusim(*argv):
+        return subprocess.run([sys.executable, "-m", "npusim.cli", *argv], capture_output=True,
+                              text=True, cwd=work, env=env)
+    run = npusim("validate", "--rows", "N3", "--no-microchecks", "--fit", "launch_overhead=N3")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (work / "validation-report" / "REPORT.md").is_file()
+    assert (work / "validation-report" / "archs" / "h100.calibration.yaml").is_file()
+    report = (work / "validation-report" / "REPORT.md").read_text()
+    assert "`npusim/validate/data/measured.csv` (shipped with npusim)" in report
+    refused = npusim("validate", "--rows", "N3", "--fit", "launch_overhead=N3",
+                     "--fit-into-package")
+    assert _clean(refused.returncode, refused.stderr) and "installed" in refused.stderr
+    after = sorted(p.relative_to(target) for p in target.rglob("*") if "__pycache__" not in
+                   p.parts)
+    assert after == before
