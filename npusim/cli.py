@@ -199,20 +199,22 @@ def cmd_validate(args) -> int:
         if r["arch_file"] != r["spec"]:
             archs[r["spec"]] = r["arch_file"]
     with contextlib.ExitStack() as stack:
-        progress = None
-        if show:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
-            bar = stack.enter_context(Progress(
-                TextColumn("validate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), console=Console(stderr=True)))
-            task = bar.add_task("", total=None)
+        bar: list = []       # started at the first row, so a bad data file prints one line
 
-            def progress(label: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, description=label)
+        def progress(label: str, done: int, total: int) -> None:
+            if not bar:
+                from rich.console import Console
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
+                                           TextColumn, TimeElapsedColumn)
+                p = stack.enter_context(Progress(
+                    TextColumn("validate"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.description}"),
+                    console=Console(stderr=True)))
+                bar.extend((p, p.add_task("", total=total)))
+            bar[0].update(bar[1], completed=done, total=total, description=label)
         res = validate(args.data, out=out, rows=_split(args.rows) or None,
-                       microchecks=not args.no_microchecks, progress=progress, archs=archs)
+                       microchecks=not args.no_microchecks, progress=progress if show else None,
+                       archs=archs)
     print(res.summary_markdown)
     for path in (res.report, res.plot):
         if path:
