@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -435,6 +436,26 @@ def test_kperf_wrong_sheet_missing_columns_bad_cells(cli, tmp_path):
     sheet = _sheet_csv(tmp_path / "n.csv", GOOD_SHEET + "64,16,2,fast,100\n")
     code, _, err = _kperf_cli(cli, sheet)
     assert _clean(code, err) and "row 3" in err and "'TTFT mean (ms)'" in err
+
+
+@pytest.mark.parametrize("row, column", [("64,16,1000000000,5,100", "users"),
+                                         ("99999999999,16,1,5,100", "input (tok)"),
+                                         ("64,1e12,1,5,100", "output (tok)")])
+def test_kperf_sizes_past_any_measurement_are_refused(tmp_path, row, column):
+    from npusim.validate.kperf_sheet import read_kperf_sheet
+    sheet = _sheet_csv(tmp_path / "s.csv", GOOD_SHEET + row + "\n")
+    with pytest.raises(NpusimError, match=rf"s.csv, row 3, column '{re.escape(column)}'.*more "
+                                          rf"than"):
+        read_kperf_sheet(sheet)
+
+
+def test_kperf_scattered_scenarios_run_only_themselves(tmp_path):
+    from npusim.validate.kperf_sheet import validate_kperf
+    rows = "".join(f"{16 * k},{8 + k},{k},5,100\n" for k in range(1, 6))
+    sheet = _sheet_csv(tmp_path / "s.csv", GOOD_SHEET.split("\n")[0] + "\n" + rows)
+    v = validate_kperf(sheet, "edu", "tiny-llama")
+    assert len(v.records) == 5                      # not the 5 x 5 x 5 matrix
+    assert len(v.cells) == 10 and all(c["status"] == "ok" for c in v.cells)
 
 
 # ------------------------------------------------------------------ fuzzing

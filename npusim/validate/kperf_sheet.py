@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 from ..errors import NpusimError
 from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
 from ..files import csv_rows, make_folder, read_bytes, read_text, write_csv, write_text
+from .core import MAX_CHIPS, MAX_TOKENS, MAX_USERS
 
 REPORT_MD = "validation_report.md"
 REPORT_CSV = "validation.csv"
@@ -123,6 +124,9 @@ SCENARIO_NAMES = (
                         "npus", "numnpus")),
 )
 REQUIRED = ("input_len", "output_len", "users")
+# The largest scenario a sheet may ask for: the measured data's bounds (assumptions, see there).
+MOST = MappingProxyType({"input_len": MAX_TOKENS, "output_len": MAX_TOKENS, "users": MAX_USERS,
+                         "chips": MAX_CHIPS})
 
 _STATS = {"mean": ("", "mean", "avg", "average"), "p50": ("p50", "median"), "p99": ("p99",)}
 _LATENCY = {"ttft": ("ttft", "timetofirsttoken"),
@@ -533,8 +537,9 @@ def _row(where: _Where, n: int, cells: list[Any], columns: dict, sheet_precision
         j, text, _ = columns[key]
         return (cells[j] if j < len(cells) else None), text, j
 
-    ints = {k: _whole(where, n, *cell(k)) for k in REQUIRED}
-    chips = _whole(where, n, *cell("chips"), optional=True) if "chips" in columns else None
+    ints = {k: _whole(where, n, *cell(k), most=MOST[k]) for k in REQUIRED}
+    chips = (_whole(where, n, *cell("chips"), optional=True, most=MOST["chips"])
+             if "chips" in columns else None)
     precision = sheet_precision or DEFAULT_PRECISION
     if "precision" in columns:
         v, text, j = cell("precision")
@@ -578,7 +583,8 @@ def _number(where: _Where, n: int, v: Any, text: str, j: int) -> float | None:
     return x
 
 
-def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = False):
+def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = False,
+           most: int | None = None):
     if _blank(v):
         if optional:
             return None
@@ -587,6 +593,9 @@ def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = Fa
     x = _number(where, n, v, text, j)
     if x is None or x < 1 or x != int(x):
         raise NpusimError(f"{where.at(n, text, j)}: {v!r} is not a whole number of at least 1")
+    if most is not None and x > most:
+        raise NpusimError(f"{where.at(n, text, j)}: {v!r} is more than {most:,}; check the "
+                          f"value")
     return int(x)
 
 
@@ -764,6 +773,9 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=
 
     One :func:`~npusim.workloads.kperf.kperf` call per (precision, chips) over the lengths and
     users of its rows; combinations the sheet does not have are dropped by :func:`compare`.
+    Rows that are far from a full matrix (their lengths and users would span more than
+    :data:`MATRIX_SLACK` times as many scenarios as there are rows) run one call per
+    (input, output) pair instead, so scattered scenarios cost what they ask for, not the cube.
     """
     from ..workloads.kperf import kperf
     groups: dict[tuple, list[MeasuredRow]] = {}
@@ -772,14 +784,40 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=
     out: dict[tuple, dict[tuple, dict]] = {}
     label = arch.name
     for (precision, n), rs in groups.items():
-        res = kperf(arch, model, chips=n, precisions=(precision,),
-                    input_lens=sorted({r.input_len for r in rs}),
-                    output_lens=sorted({r.output_len for r in rs}),
-                    users=sorted({r.users for r in rs}), config=config, progress=progress)
-        label = next(iter(res.archs), label)
-        out[(precision, n)] = {(r["input_len"], r["output_len"], r["users"]): r
-                               for r in res.records}
+        out[(precision, n)] = {}
+        for batch in _matrices(rs):
+            res = kperf(arch, model, chips=n, precisions=(precision,),
+                        input_lens=sorted({r.input_len for r in batch}),
+                        output_lens=sorted({r.output_len for r in batch}),
+                        users=sorted({r.users for r in batch}), config=config,
+                        progress=progress)
+            label = next(iter(res.archs), label)
+            out[(precision, n)].update({(r["input_len"], r["output_len"], r["users"]): r
+                                        for r in res.records})
     return out, label
+
+
+MATRIX_SLACK = 4
+
+
+def _matrices(rows: Sequence[MeasuredRow]) -> list[list[MeasuredRow]]:
+    """``rows`` as one matrix, or one per (input, output) pair when the one matrix would be
+    more than :data:`MATRIX_SLACK` x the rows.
+
+    Examples
+    --------
+    >>> rs = [MeasuredRow("s", n, "bf16", n, n, n, {}) for n in (1, 2, 3)]
+    >>> [len(m) for m in _matrices(rs)]
+    [1, 1, 1]
+    """
+    size = (len({r.input_len for r in rows}) * len({r.output_len for r in rows})
+            * len({r.users for r in rows}))
+    if size <= MATRIX_SLACK * len(rows):
+        return [list(rows)]
+    pairs: dict[tuple, list[MeasuredRow]] = {}
+    for r in rows:
+        pairs.setdefault((r.input_len, r.output_len), []).append(r)
+    return list(pairs.values())
 
 
 def compare(rows: Iterable[MeasuredRow], records: dict, chips: int | None = None) -> list[dict]:
