@@ -174,6 +174,8 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
         field that is not numeric, or a calibration file that cannot be written.
     """
     from .core import DEFAULT_OUT, default_data
+    if write and into_package:
+        _package_calibration("")          # refused before minutes of fitting, not after
     path = Path(data) if data is not None else default_data()
     rows = read_rows(path)
     folder = Path(out) if out is not None else DEFAULT_OUT
