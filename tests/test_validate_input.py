@@ -598,3 +598,18 @@ def test_validate_after_a_non_editable_install(tmp_path):
     after = sorted(p.relative_to(target) for p in target.rglob("*") if "__pycache__" not in
                    p.parts)
     assert after == before
+
+
+def test_kperf_graphs_live_in_the_report_layer_and_keep_their_old_names():
+    """The job computes, the face draws: importing the validation job loads no report module,
+    and the graph functions are still reachable under their old names."""
+    import subprocess
+    import sys
+    probe = ("import sys, npusim.validate, npusim.validate.kperf_sheet as ks;"
+             "assert not [m for m in sys.modules if m.startswith('npusim.report')], 'upward';"
+             "from npusim.report import kperf_validation as kv;"
+             "assert ks.plot_validation is kv.plot_validation;"
+             "assert ks.decode_figure is kv.decode_figure; print('ok')")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
