@@ -167,6 +167,20 @@ def _kperf_parser(sub) -> None:
 def cmd_validate(args) -> int:
     import contextlib
     show = not args.no_progress and sys.stderr.isatty()
+    only = ({"--data": args.data, "--rows": args.rows, "--fit": args.fit,
+             "--fit-into-package": args.fit_into_package} if args.kperf is not None else
+            {"--sheet": args.sheet, "--model": args.model, "--chips": args.chips,
+             "--set": args.set, "--arch": args.arch if not args.fit else None})
+    unused = [flag for flag, v in only.items() if v not in (None, False, [])]
+    if unused:
+        one = len(unused) == 1
+        flags, them = " and ".join(unused), "it" if one else "them"
+        if args.kperf is not None:
+            raise NpusimError(f"validate --kperf: {flags} {'does' if one else 'do'} nothing on "
+                              f"a K-Perf sheet (only on the measured CSV); drop {them}")
+        raise NpusimError(f"validate: {flags} {'goes' if one else 'go'} with --kperf SHEET"
+                          f"{' (or --fit)' if unused == ['--arch'] else ''}; add --kperf or drop "
+                          f"{them}")
     if args.kperf is not None:
         if not args.arch or not args.model:
             raise NpusimError("validate --kperf needs --arch and --model, e.g. npusim validate "

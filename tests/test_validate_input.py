@@ -613,3 +613,19 @@ def test_kperf_graphs_live_in_the_report_layer_and_keep_their_old_names():
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=ROOT)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (("--kperf", "s.csv", "--arch", "edu", "--model", "tiny-llama", "--fit", "a=G1"),
+     ("--fit does nothing",)),
+    (("--kperf", "s.csv", "--arch", "edu", "--model", "tiny-llama", "--rows", "G1"),
+     ("--rows does nothing",)),
+    (("--sheet", "x"), ("--sheet goes with --kperf",)),
+    (("--arch", "edu"), ("--arch goes with --kperf SHEET (or --fit)",)),
+    (("--model", "m", "--chips", "2"), ("--model and --chips go with --kperf",)),
+])
+def test_options_that_would_be_ignored_are_refused(cli, argv, words):
+    code, _, err = cli("validate", "--no-progress", *argv)
+    assert _clean(code, err)
+    for w in words:
+        assert w in err
