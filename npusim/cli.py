@@ -202,6 +202,22 @@ def _kperf_parser(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    import contextlib
+    show = not args.no_progress and sys.stderr.isatty()
+    only = ({"--data": args.data, "--rows": args.rows, "--fit": args.fit,
+             "--fit-into-package": args.fit_into_package} if args.kperf is not None else
+            {"--sheet": args.sheet, "--model": args.model, "--chips": args.chips,
+             "--set": args.set, "--arch": args.arch if not args.fit else None})
+    unused = [flag for flag, v in only.items() if v not in (None, False, [])]
+    if unused:
+        one = len(unused) == 1
+        flags, them = " and ".join(unused), "it" if one else "them"
+        if args.kperf is not None:
+            raise NpusimError(f"validate --kperf: {flags} {'does' if one else 'do'} nothing on "
+                              f"a K-Perf sheet (only on the measured CSV); drop {them}")
+        raise NpusimError(f"validate: {flags} {'goes' if one else 'go'} with --kperf SHEET"
+                          f"{' (or --fit)' if unused == ['--arch'] else ''}; add --kperf or drop "
+                          f"{them}")
     if args.kperf is not None:
         if not args.arch or not args.model:
             raise NpusimError("validate --kperf needs --arch and --model, e.g. npusim validate "
@@ -209,20 +225,47 @@ def cmd_validate(args) -> int:
         from .validate.kperf_sheet import validate_kperf
         out = args.out or Path("validation-kperf")
         v = validate_kperf(args.kperf, args.arch, args.model, chips=args.chips, out=out,
-                           sheet_name=args.sheet, overrides=args.set or None)
+                           sheet_name=args.sheet, overrides=args.set or None, progress=show)
         for s in v.summary():
             mape = "n/a" if s["mape"] is None else f"{100 * s['mape']:.1f}%"
             print(f"{s['metric']:>24}  cells {s['cells']:3d}  MAPE {mape}")
         print(f"report: {out / 'validation_report.md'}")
         return 0
     from .validate import fit, validate
-    if args.fit:
-        for field, r in fit(args.data, args.fit, arch=args.arch).items():
-            print(f"{r['arch']}: {field} = {r['value']} on rows {','.join(r['rows'])} "
-                  f"(mean |log err| {r['error_before']:.4f} -> {r['error_after']:.4f}); "
-                  f"wrote {r['path']}")
-    res = validate(args.data, out=args.out, rows=_split(args.rows) or None,
-                   microchecks=not args.no_microchecks)
+    from .validate.core import DEFAULT_OUT
+    out = args.out if args.out is not None else DEFAULT_OUT
+    if args.fit_into_package and not args.fit:
+        raise NpusimError("--fit-into-package goes with --fit FIELD=ROW,...; drop it or add "
+                          "the fit")
+    archs: dict[str, str] = {}
+    fitted = fit(args.data, args.fit, arch=args.arch, out=out,
+                 into_package=args.fit_into_package) if args.fit else {}
+    for field, r in fitted.items():
+        use = ("" if r["arch_file"] == r["spec"] else
+               f" (a calibrated copy of {r['spec']}: use it with --arch {r['arch_file']}; the "
+               f"report below runs {r['spec']} rows on it)")
+        print(f"{r['arch']}: {field} = {r['value']} on rows {','.join(r['rows'])} "
+              f"(mean |log err| {r['error_before']:.4f} -> {r['error_after']:.4f}); "
+              f"wrote {r['path']}{use}")
+        if r["arch_file"] != r["spec"]:
+            archs[r["spec"]] = r["arch_file"]
+    with contextlib.ExitStack() as stack:
+        bar: list = []       # started at the first row, so a bad data file prints one line
+
+        def progress(label: str, done: int, total: int) -> None:
+            if not bar:
+                from rich.console import Console
+                from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
+                                           TextColumn, TimeElapsedColumn)
+                p = stack.enter_context(Progress(
+                    TextColumn("validate"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.description}"),
+                    console=Console(stderr=True)))
+                bar.extend((p, p.add_task("", total=total)))
+            bar[0].update(bar[1], completed=done, total=total, description=label)
+        res = validate(args.data, out=out, rows=_split(args.rows) or None,
+                       microchecks=not args.no_microchecks, progress=progress if show else None,
+                       archs=archs)
     print(res.summary_markdown)
     for path in (res.report, res.plot):
         if path:
@@ -234,16 +277,26 @@ def _validate_parser(sub) -> None:
     va = sub.add_parser("validate", help="simulate measured rows (or a measured K-Perf sheet); "
                                          "per-row error, MAPE per arch x metric, REPORT.md")
     va.add_argument("--data", type=Path, default=None,
-                    help="measured CSV (default npusim/validate/data/measured.csv)")
-    va.add_argument("--out", type=Path, default=None,
-                    help="folder for the report and PNGs (default: the data file's folder)")
+                    help="measured CSV, UTF-8 (default: the shipped "
+                         "npusim/validate/data/measured.csv)")
+    va.add_argument("--out", type=Path, default=None, metavar="DIR",
+                    help="folder for REPORT.md, the PNG and --fit's calibrated arch copies, "
+                         "created if missing (default ./validation-report; with --kperf "
+                         "./validation-kperf); `--out validation` in a checkout regenerates the "
+                         "committed validation/REPORT.md")
     va.add_argument("--rows", nargs="+", action="extend", default=[], metavar="ID",
                     help="only these row ids")
     va.add_argument("--fit", action="append", default=[], metavar="FIELD=ROW,ROW",
-                    help="fit an arch field on these rows and write it to the arch's "
-                         "calibration file, e.g. cores.engine.efficiency.fp8_e4m3=N1")
+                    help="fit an arch field on these rows, e.g. "
+                         "cores.engine.efficiency.fp8_e4m3=N1; a shipped arch gets a calibrated "
+                         "copy in DIR/archs/ (use it with --arch), a YAML arch a "
+                         "<stem>.calibration.yaml beside it")
+    va.add_argument("--fit-into-package", action="store_true",
+                    help="with --fit on a shipped arch: write npusim/archs/calibration/<arch>.yaml "
+                         "of this source checkout instead (refused for an installed npusim)")
     va.add_argument("--no-microchecks", action="store_true",
                     help="skip the decode/GEMM microchecks (about 10 s)")
+    va.add_argument("--no-progress", action="store_true", help="no progress bar")
     va.add_argument("--kperf", type=Path, metavar="FILE",
                     help="a measured K-Perf sheet (.xlsx or .csv) shaped like `npusim kperf`'s")
     va.add_argument("--sheet", metavar="NAME", help="with --kperf: only this sheet")

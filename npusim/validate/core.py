@@ -25,7 +25,6 @@ instead of the standalone ``launch_overhead``.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import re
@@ -35,9 +34,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
-from ..files import make_folder
+from ..files import csv_rows, decode_text, make_folder, read_bytes
 from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
+DATA_WHAT, DATA_FLAG = "the measured data", "--data"   # how errors name the file
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
             "sim_value", "simulable", "reason", "sim_note")
@@ -124,32 +124,166 @@ class ValidationResult:
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """The rows of a measured-data CSV (``npusim/validate/data/measured.csv``'s columns).
 
+    The file must be a regular file of UTF-8 text (a byte-order mark is allowed), with a header
+    holding every column of :data:`REQUIRED`, a unique id per row, and, on every row marked
+    ``simulable`` yes, simulation columns :func:`check_row` accepts.
+
     Raises
     ------
     NpusimError
-        If the file is missing or lacks a column npusim needs.
+        Naming the file, the line and the column at fault, and the fix.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise NpusimError(f"cannot read the measured data {path}: {e.strerror}; pass "
-                          f"--data with a CSV shaped like npusim/validate/data/measured.csv") from None
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise NpusimError(f"{path}: missing column(s) {', '.join(missing)}; the file needs "
-                          f"npusim/validate/data/measured.csv's simulation columns (see "
-                          f"validation/README.md)")
-    rows = [dict(r) for r in reader]
-    seen: set[str] = set()
-    for i, r in enumerate(rows, start=2):
-        rid = (r["id"] or "").strip()
+    return _read_measured(Path(path))[0]
+
+
+def _read_measured(path: Path) -> tuple[list[dict[str, str]], str]:
+    """The checked rows of a measured-data file and the SHA-256 of the bytes they came from."""
+    data = read_bytes(path, DATA_WHAT, DATA_FLAG)
+    table = csv_rows(decode_text(data, path, DATA_WHAT, DATA_FLAG), path, DATA_WHAT, DATA_FLAG)
+    if not table:
+        raise NpusimError(f"{path}: the file is empty; it needs a header row with the columns "
+                          f"of npusim/validate/data/measured.csv (see validation/README.md)")
+    head_line, header = table[0]
+    names = [h.strip() for h in header]
+    _check_header(path, head_line, names)
+    rows, seen = [], set()
+    for line, cells in table[1:]:
+        if len(cells) > len(names) and any(c.strip() for c in cells[len(names):]):
+            raise NpusimError(f"{path}, line {line}: {len(cells)} cells but the header has "
+                              f"{len(names)} columns; quote a cell that holds a comma")
+        row = {n: (cells[j] if j < len(cells) else "") for j, n in enumerate(names) if n}
+        rid = row["id"].strip()
         if not rid or rid in seen:
-            raise NpusimError(f"{path}, line {i}: row id {rid!r} is empty or repeated; give "
-                              f"every row a unique id")
+            raise NpusimError(f"{path}, line {line}, column id: row id {rid!r} is empty or "
+                              f"repeated; give every row a unique id")
         seen.add(rid)
-    return rows
+        row["id"] = rid
+        rows.append((line, row))
+    for line, row in rows:      # ids first: a repeated id is the likelier mistake
+        check_row(row, f"{path}, line {line} (row {row['id']})")
+    return [r for _, r in rows], hashlib.sha256(data).hexdigest()
+
+
+def _check_header(path: Path, line: int, names: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        hint = ""
+        if len([n for n in names if n]) <= 1 and any(d in "".join(names) for d in ";\t|"):
+            hint = " (the header holds no comma: npusim reads comma-separated files)"
+        raise NpusimError(f"{path}, line {line}: missing column(s) {', '.join(missing)}"
+                          f"{hint}; the file needs npusim/validate/data/measured.csv's simulation "
+                          f"columns (see validation/README.md)")
+    dup = sorted({n for n in names if n and names.count(n) > 1})
+    if dup:
+        raise NpusimError(f"{path}, line {line}: column(s) {', '.join(dup)} appear more than "
+                          f"once in the header; keep one of each")
+
+
+# Upper bounds of a measured row's sizes (assumptions, far beyond any published measurement:
+# the data's largest are 1,536 users, 8 chips, 32768^3 GEMMs and 8 GiB all-reduces); a value
+# past them is a typo, and would make a row run for hours or overflow the kernels.
+MAX_USERS = 100_000
+MAX_CHIPS = 100_000
+MAX_TOKENS = 10_000_000
+MAX_RATE = 1e6                  # requests per second
+MAX_GEMM_DIM = 2**24
+MAX_ALLREDUCE_BYTES = 2**50     # 1 PiB
+
+
+def check_row(row: Mapping[str, str], where: str) -> None:
+    """Check the simulation columns of one row, each against its own meaning.
+
+    Rows whose ``simulable`` is not ``yes`` are only checked for ``simulable`` itself (yes,
+    no or empty). The mode comes first, so a bad ``sim_mode`` is reported as such and the
+    metric is then checked against the metrics of that mode.
+
+    Raises
+    ------
+    NpusimError
+        ``where`` (file, line, row), the column and the values it may take.
+
+    Examples
+    --------
+    >>> check_row({"simulable": "yes", "sim_arch": "h100", "sim_mode": "bogus",
+    ...            "sim_metric": "ttft_s"}, "f.csv")
+    Traceback (most recent call last):
+    ...
+    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench
+    """
+    simulable = (row.get("simulable") or "").strip().lower()
+    if simulable not in ("yes", "no", ""):
+        raise NpusimError(f"{where}, column simulable: {row.get('simulable')!r} must be yes, "
+                          f"no or empty")
+    if simulable != "yes":
+        return
+    if not (row.get("sim_arch") or "").strip():
+        raise NpusimError(f"{where}, column sim_arch: empty on a simulable row; name a shipped "
+                          f"arch (npusim archs) or an arch YAML file, or set simulable to no")
+    mode = (row.get("sim_mode") or "").strip()
+    if mode not in MODES:
+        raise NpusimError(f"{where}, column sim_mode: {mode!r} is not one of "
+                          f"{', '.join(MODES)}")
+    metric = (row.get("sim_metric") or "").strip()
+    metrics = MICRO_METRICS if mode == "microbench" else tuple(SERVING_METRICS)
+    if metric not in metrics:
+        raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
+                          f"sim_mode {mode}; use one of {', '.join(metrics)}")
+    _float(row, "sim_value", where)
+    _bounded(row, "sim_chips", where, _int(row, "sim_chips", where), MAX_CHIPS)
+    _bounded(row, "sim_users", where, _int(row, "sim_users", where), MAX_USERS)
+    model = (row.get("sim_model") or "").strip()
+    if mode == "microbench":
+        _check_microbench(row, where, model, metric)
+        return
+    if not model:
+        raise NpusimError(f"{where}, column sim_model: empty; name a built-in model "
+                          f"(npusim models)")
+    row_precision(row, where)
+    row_scheduler(row, where)
+    row_graphs(row, where)
+    for col in ("sim_input_len", "sim_output_len"):
+        if _bounded(row, col, where, _int(row, col, where), MAX_TOKENS) is None:
+            raise NpusimError(f"{where}, column {col}: empty; an LLM row needs its input and "
+                              f"output lengths in tokens")
+    if mode == "batch" and _int(row, "sim_users", where) is None:
+        raise NpusimError(f"{where}, column sim_users: empty; sim_mode batch needs the batch "
+                          f"size")
+    if mode == "server":
+        _bounded(row, "sim_rate", where, _float(row, "sim_rate", where), MAX_RATE)
+
+
+def _bounded(row: Mapping[str, str], col: str, where: str, v, most: float):
+    if v is not None and v > most:
+        raise NpusimError(f"{where}, column {col}: {row.get(col, '').strip()!r} is more than "
+                          f"{most:,g}; check the value")
+    return v
+
+
+def _check_microbench(row: Mapping[str, str], where: str, model: str, metric: str) -> None:
+    want = {"gemm_tflops": "gemm:M,N,K", "dram_tbps": "stream",
+            "allreduce_busbw_gbs": "allreduce:BYTES"}[metric]
+    gemm = re.fullmatch(r"gemm:(\d+),(\d+),(\d+)", model)
+    reduce = re.fullmatch(r"allreduce:(\d+)", model)
+    ok = {"gemm_tflops": gemm, "dram_tbps": model == "stream",
+          "allreduce_busbw_gbs": reduce}[metric]
+    if not ok:
+        raise NpusimError(f"{where}, column sim_model: {model!r} does not go with sim_metric "
+                          f"{metric}; write {want}")
+    if gemm:
+        if not all(1 <= int(x) <= MAX_GEMM_DIM for x in gemm.groups()):
+            raise NpusimError(f"{where}, column sim_model: {model!r}: each GEMM dimension is "
+                              f"1 to {MAX_GEMM_DIM:,}")
+        prec = (row.get("sim_precision") or "").strip()
+        if prec not in GEMM_DTYPES:
+            raise NpusimError(f"{where}, column sim_precision: {prec!r}; a GEMM row needs one "
+                              f"of {', '.join(GEMM_DTYPES)}")
+    if reduce:
+        if not 1 <= int(reduce.group(1)) <= MAX_ALLREDUCE_BYTES:
+            raise NpusimError(f"{where}, column sim_model: {model!r}: the message is 1 to "
+                              f"{MAX_ALLREDUCE_BYTES:,} bytes")
+        if (_int(row, "sim_chips", where) or 1) < 2:
+            raise NpusimError(f"{where}, column sim_chips: an all-reduce row needs 2 or more "
+                              f"chips")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -166,8 +300,8 @@ def _int(row: dict, col: str, where: str, default: int | None = None) -> int | N
     except ValueError:
         v = math.nan
     if not (math.isfinite(v) and v == int(v) and v >= 1):
-        raise NpusimError(f"{where}: column {col} is {text!r}, not a positive integer; fix the "
-                          f"row or mark it simulable=no with a reason")
+        raise NpusimError(f"{where}, column {col}: {text!r} is not a positive integer; fix "
+                          f"the row or mark it simulable=no with a reason")
     return int(v)
 
 
@@ -178,8 +312,8 @@ def _float(row: dict, col: str, where: str) -> float:
     except ValueError:
         v = math.nan
     if not (math.isfinite(v) and v > 0):
-        raise NpusimError(f"{where}: column {col} is {text!r}, not a positive number; fix the "
-                          f"row or mark it simulable=no with a reason")
+        raise NpusimError(f"{where}, column {col}: {text!r} is not a positive number; fix "
+                          f"the row or mark it simulable=no with a reason")
     return v
 
 
@@ -207,7 +341,7 @@ class LlmSetup:
     graphs: bool = False
 
 
-def row_precision(row: dict):
+def row_precision(row: Mapping[str, str], where: str | None = None):
     """The row's precision as npusim runs it, refined by what ``sim_note`` states.
 
     ``weight-only int8`` keeps bf16 activations; ``int4_g32`` is int4 weights with a scale per
@@ -217,10 +351,9 @@ def row_precision(row: dict):
     from ..workloads.stepcost import PRECISIONS, Precision
     name = (row.get("sim_precision") or "").strip()
     note = row.get("sim_note") or ""
-    where = f"row {row['id']}"
     if name not in PRECISIONS:
-        raise NpusimError(f"{where}: sim_precision {name!r} is not one of "
-                          f"{', '.join(PRECISIONS)}")
+        raise NpusimError(f"{where or 'row ' + row['id']}, column sim_precision: {name!r} is "
+                          f"not one of {', '.join(PRECISIONS)}")
     p = PRECISIONS[name]
     if name == "int8" and "weight-only int8" in note:
         p = Precision("int8 weight-only", "int8", "bf16", "bf16")
@@ -237,21 +370,22 @@ def row_overrides(row: dict) -> tuple[str, ...]:
     return (f"power.tdp={m.group(1)} W",) if m else ()
 
 
-def row_scheduler(row: dict) -> str:
+def row_scheduler(row: Mapping[str, str], where: str | None = None) -> str:
     """The row's ``sim_scheduler`` (``vllm`` when the column is absent or empty)."""
     name = (row.get("sim_scheduler") or "").strip() or "vllm"
     if name not in SCHEDULERS:
-        raise NpusimError(f"row {row['id']}: sim_scheduler {name!r} is not one of "
-                          f"{', '.join(SCHEDULERS)} (leave it empty for vllm)")
+        raise NpusimError(f"{where or 'row ' + row['id']}, column sim_scheduler: {name!r} is "
+                          f"not one of {', '.join(SCHEDULERS)} (leave it empty for vllm)")
     return name
 
 
-def row_graphs(row: dict) -> bool:
+def row_graphs(row: Mapping[str, str], where: str | None = None) -> bool:
     """Whether the row's stack replays its kernels from CUDA graphs (``sim_graphs`` yes/no;
     empty means no: a stack is only credited with graphs where its record shows them)."""
     text = (row.get("sim_graphs") or "").strip().lower()
     if text not in ("", "yes", "no"):
-        raise NpusimError(f"row {row['id']}: sim_graphs {text!r} must be yes, no or empty")
+        raise NpusimError(f"{where or 'row ' + row['id']}, column sim_graphs: {text!r} must "
+                          f"be yes, no or empty")
     return text == "yes"
 
 
@@ -314,15 +448,24 @@ class Simulator:
     ----------
     base : Path
         Folder of the data file (relative arch paths are resolved against it).
+    archs : mapping, optional
+        Arch files to simulate instead of a row's ``sim_arch`` (``{"h100": "out/h100.yaml"}``):
+        how rows run on an arch that ``--fit`` wrote outside the package.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, archs: Mapping[str, str | Path] | None = None) -> None:
         self.base = base
+        self.archs = {str(k): str(v) for k, v in (archs or {}).items()}
         self._costs: dict[tuple, Any] = {}
         self._archs: dict[tuple, Any] = {}
 
+    def spec(self, row: dict) -> str:
+        """The arch a row runs on: its :func:`arch_spec`, or the file standing in for it."""
+        spec = arch_spec(row, self.base)
+        return self.archs.get(spec, spec)
+
     def arch(self, row: dict, overrides: Sequence[str] = ()):
-        key = (arch_spec(row, self.base), tuple(overrides))
+        key = (self.spec(row), tuple(overrides))
         if key not in self._archs:
             if not key[0]:
                 raise NpusimError(f"row {row['id']}: sim_arch is empty; name a shipped arch "
@@ -334,7 +477,7 @@ class Simulator:
         from ..workloads.stepcost import StepCostModel
         engine_fit = tuple(sorted((k, v) for k, v in fit.items() if k != "step_overhead"))
         overrides = setup.overrides + tuple(f"{k}={v}" for k, v in engine_fit)
-        key = (arch_spec(row, self.base), row["sim_model"], setup.precision, chips, overrides,
+        key = (self.spec(row), row["sim_model"], setup.precision, chips, overrides,
                setup.graphs)
         if key not in self._costs:
             self._costs[key] = StepCostModel(row["sim_model"], self.arch(row, overrides),
@@ -354,13 +497,16 @@ class Simulator:
         fit = dict(fit or {})
         where = f"row {row['id']}"
         metric, mode = row["sim_metric"], row["sim_mode"]
+        if mode not in MODES:
+            raise NpusimError(f"{where}, column sim_mode: {mode!r} is not one of "
+                              f"{', '.join(MODES)}")
         if mode == "microbench":
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
                                                              sorted(fit.items())))
             return _microbench(row, arch, where)
         if metric not in SERVING_METRICS:
-            raise NpusimError(f"{where}: sim_metric {metric!r} is not one of "
-                              f"{', '.join((*SERVING_METRICS, *MICRO_METRICS))}")
+            raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
+                              f"sim_mode {mode}; use one of {', '.join(SERVING_METRICS)}")
         arch = self.arch(row, row_overrides(row))
         setup = llm_setup(row, arch)
         chips = _int(row, "sim_chips", where, default=1)
@@ -539,6 +685,11 @@ def default_data() -> Path:
     return Path(__file__).resolve().parent / "data" / "measured.csv"
 
 
+# Where ``npusim validate`` writes unless told (relative to the working directory, resolved
+# when called): a folder of its own, never the installed package or the data file's folder.
+DEFAULT_OUT = Path("validation-report")
+
+
 def select(rows: list[dict], ids: Iterable[str] | None, path: Path) -> list[dict]:
     """The simulable rows, or the named ones (each must exist and be simulable)."""
     if ids is None:
@@ -557,10 +708,10 @@ def select(rows: list[dict], ids: Iterable[str] | None, path: Path) -> list[dict
     return [by_id[i] for i in wanted]
 
 
-def validate(data: str | Path | None = None, *, out: str | Path | None = None,
+def validate(data: str | Path | None = None, *, out: str | Path | bool | None = None,
              rows: Sequence[str] | None = None, microchecks: bool = True,
-             plot: bool = True, progress: Callable[[str], None] | None = None
-             ) -> ValidationResult:
+             plot: bool = True, progress: Callable[[str, int, int], None] | None = None,
+             archs: Mapping[str, str | Path] | None = None) -> ValidationResult:
     """Simulate the measured rows and write the validation report.
 
     Parameters
@@ -568,8 +719,10 @@ def validate(data: str | Path | None = None, *, out: str | Path | None = None,
     data : path, optional
         Measured-data CSV; default ``npusim/validate/data/measured.csv``.
     out : path, optional
-        Folder for ``REPORT.md`` and ``predicted_vs_measured.png``; default the data file's
-        folder. Nothing is written when ``out`` is ``False``.
+        Folder for ``REPORT.md`` and ``predicted_vs_measured.png``, created if missing; default
+        :data:`DEFAULT_OUT` (``./validation-report``). ``out="validation"`` run from a checkout
+        regenerates the repository's committed report. Nothing is written when ``out`` is
+        ``False``.
     rows : sequence of str, optional
         Only these row ids (each must be simulable); default every simulable row.
     microchecks : bool
@@ -578,30 +731,45 @@ def validate(data: str | Path | None = None, *, out: str | Path | None = None,
     plot : bool
         Draw the predicted-vs-measured scatter (needs matplotlib).
     progress : callable, optional
-        Called with each row id before it is simulated (for a progress bar).
+        Called as ``progress(label, done, total)`` before each step (a row's id, then
+        ``"microchecks"``), for a progress bar.
+    archs : mapping, optional
+        Arch files standing in for a row's ``sim_arch`` (see :class:`Simulator`), e.g. the
+        ones :func:`~npusim.validate.fit` wrote.
 
     Returns
     -------
     ValidationResult
+
+    Raises
+    ------
+    NpusimError
+        A data file that cannot be read or has a malformed row (naming file, line and column),
+        unknown or non-simulable ``rows``, or a report that cannot be written (``--out``).
     """
     from .report import microcheck_table, summary_markdown, write_plot, write_report
     path = Path(data) if data is not None else default_data()
-    all_rows = read_rows(path)
+    all_rows, sha = _read_measured(path)
     chosen = select(all_rows, rows, path)
-    sim = Simulator(path.parent)
+    sim = Simulator(path.parent, archs)
+    total = len(chosen) + bool(microchecks)
     results = []
-    for r in chosen:
+    for n, r in enumerate(chosen):
         if progress:
-            progress(r["id"])
+            progress(r["id"], n, total)
         results.append(simulate_row(sim, r))
+    if microchecks and progress:
+        progress("microchecks", len(chosen), total)
     calibration = _calibration(sim, chosen)
     res = ValidationResult(rows=results, aggregates=aggregate(results),
                            not_simulable=not_simulable(all_rows), calibration=calibration,
                            microchecks=microcheck_table() if microchecks else [],
-                           data=path, data_sha256=file_sha256(path))
+                           data=path, data_sha256=sha)
+    if progress:
+        progress("done", total, total)
     res.summary_markdown = summary_markdown(res)
     if out is not False:
-        folder = make_folder(out if out is not None else path.parent, "report")
+        folder = make_folder(DEFAULT_OUT if out is None or out is True else out, "report")
         if plot:
             res.plot = write_plot(res, folder / "predicted_vs_measured.png")
         res.report = write_report(res, folder / "REPORT.md")
@@ -619,6 +787,7 @@ def _calibration(sim: Simulator, rows: list[dict]) -> dict[str, dict]:
     return out
 
 
-__all__ = ["RowResult", "ValidationResult", "Simulator", "read_rows", "validate", "aggregate",
+__all__ = ["RowResult", "ValidationResult", "Simulator", "read_rows", "check_row", "validate",
+           "DEFAULT_OUT", "aggregate",
            "not_simulable", "reason_group", "row_precision", "llm_setup", "is_fitted",
            "simulate_row", "file_sha256", "default_data", "select"]

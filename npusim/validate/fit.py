@@ -4,8 +4,11 @@ Each assignment ``FIELD=ROW,ROW,...`` finds the one value of ``FIELD`` (applied 
 that arch, never per row) that minimises the mean absolute log error ``mean |ln(pred/meas)|``
 of the named rows, by golden-section search on a bounded range: that error is unimodal in a
 field that moves every prediction the same way (an efficiency, a fixed cost), and with one row
-its minimum is the exact match, as bisection would find. The value is written to the arch's
-calibration file with the rows, metric, date and method; the file's other entries are kept.
+its minimum is the exact match, as bisection would find. The value is written with the rows,
+metric, date and method to a calibration file that keeps the arch's other entries: beside a
+user's arch file, else beside a copy of the shipped arch in the output folder (``--out``), or,
+only when asked (``--fit-into-package``) and only in a source checkout, into the package's
+``npusim/archs/calibration``.
 """
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..arch.calibration import calibration_path, read_calibration, shipped_dir, \
-    write_calibration
+from ..arch.calibration import shipped_dir, write_calibration
 from ..errors import NpusimError
+from ..files import make_folder
 from .core import Simulator, arch_spec, read_rows, select
 
 GOLDEN = (math.sqrt(5) - 1) / 2
@@ -123,8 +126,21 @@ def _rounded(field: str, v: float) -> str | float:
 
 
 def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path | None = None,
-        write: bool = True) -> dict[str, dict]:
-    """Fit arch fields on named measured rows and write them to the arch's calibration file.
+        write: bool = True, out: str | Path | None = None,
+        into_package: bool = False) -> dict[str, dict]:
+    """Fit arch fields on named measured rows and write them with their provenance.
+
+    Where the fitted values go (never silently into an installed package):
+
+    - an arch given as a YAML file (``arch``, or the rows' ``sim_arch``): its calibration file
+      ``<stem>.calibration.yaml`` beside it;
+    - a shipped arch: ``<out>/archs/<name>.calibration.yaml`` beside a copy of the shipped
+      ``<name>.yaml``, so ``--arch <out>/archs/<name>.yaml`` runs with them anywhere;
+    - a shipped arch with ``into_package``: the package's own
+      ``npusim/archs/calibration/<name>.yaml``, allowed in a source checkout only (how the
+      repository's calibration is regenerated).
+
+    The calibration file written holds every entry in force for the arch plus the new one.
 
     Parameters
     ----------
@@ -133,27 +149,38 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
     assignments : sequence of str
         ``"FIELD=ROW,ROW,..."``; fitted in order, each with the earlier ones in force.
     arch : str or path, optional
-        Simulate the rows on this arch (a shipped name or a YAML file, whose calibration file
-        ``<stem>.calibration.yaml`` is then written beside it) instead of their ``sim_arch``.
+        Simulate the rows on this arch (a shipped name or a YAML file) instead of their
+        ``sim_arch``.
     write : bool
         Write the calibration file (False: only return the values).
+    out : path, optional
+        Folder for a shipped arch's copy and calibration; default
+        :data:`~npusim.validate.core.DEFAULT_OUT`.
+    into_package : bool
+        Write a shipped arch's calibration into the package (source checkouts only).
 
     Returns
     -------
     dict
         ``{field: {"value", "rows", "metric", "method", "error_before", "error_after",
-        "arch", "path"}}`` with the mean absolute log errors before and after.
+        "arch", "spec", "path", "arch_file"}}`` with the mean absolute log errors before and
+        after; ``path`` is the calibration file written, ``arch_file`` what to pass as
+        ``--arch`` to use it (None when not written).
 
     Raises
     ------
     NpusimError
-        A malformed assignment, an unknown or non-simulable row, rows of different archs, or
-        a field that is not numeric.
+        A malformed assignment, an unknown or non-simulable row, rows of different archs, a
+        field that is not numeric, or a calibration file that cannot be written.
     """
-    from .core import default_data
+    from .core import DEFAULT_OUT, default_data
+    if write and into_package:
+        _package_calibration("")          # refused before minutes of fitting, not after
     path = Path(data) if data is not None else default_data()
     rows = read_rows(path)
-    out: dict[str, dict] = {}
+    folder = Path(out) if out is not None else DEFAULT_OUT
+    written: dict[str, str] = {}     # spec -> arch file carrying this run's earlier fits
+    result: dict[str, dict] = {}
     for text in assignments:
         field, ids = parse_assignment(text)
         chosen = select(rows, ids, path)
@@ -162,9 +189,9 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
             raise NpusimError(f"--fit {text}: rows {', '.join(ids)} belong to different archs "
                               f"({', '.join(sorted(archs))}); fit one arch at a time")
         if arch is not None:
-            spec = str(arch)
-            chosen = [{**r, "sim_arch": spec} for r in chosen]
-        sim = Simulator(path.parent)
+            chosen = [{**r, "sim_arch": str(arch)} for r in chosen]
+        spec = arch_spec(chosen[0], path.parent)
+        sim = Simulator(path.parent, written)
         target = sim.arch(chosen[0])
         lo, hi = bounds_for(field, target)
 
@@ -180,22 +207,40 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
         entry = {"value": _rounded(field, value), "rows": list(ids),
                  "metric": ",".join(sorted({r["sim_metric"] for r in chosen})),
                  "date": date.today().isoformat(), "method": METHOD.format(lo=lo, hi=hi)}
-        result = {**entry, "error_before": before, "error_after": loss(value),
-                  "arch": target.name, "path": None}
+        result[field] = {**entry, "error_before": before, "error_after": loss(value),
+                         "arch": target.name, "spec": spec, "path": None, "arch_file": None}
         if write:
-            result["path"] = _write(target, arch_spec(chosen[0], path.parent), field, entry)
-        out[field] = result
-    return out
+            cal, arch_file = _write(target, sim.spec(chosen[0]), field, entry, folder,
+                                    into_package)
+            result[field].update(path=cal, arch_file=arch_file)
+            if arch_file != spec:
+                written[spec] = arch_file
+    return result
 
 
-def _write(arch, spec: str, field: str, entry: dict) -> Path:
-    """Put one fitted entry into the arch's calibration file, keeping the others."""
-    if spec.endswith((".yaml", ".yml")):
+def _is_yaml(spec: str) -> bool:
+    return spec.endswith((".yaml", ".yml"))
+
+
+def _write(arch, spec: str, field: str, entry: dict, out: Path,
+           into_package: bool) -> tuple[Path, str]:
+    """Put one fitted entry into the calibration ``arch`` runs with, keeping the others in
+    force; return the calibration file and the arch to pass as ``--arch`` to use it."""
+    if _is_yaml(spec):
         src = Path(spec)
-        path = src.with_name(f"{src.stem}.calibration.yaml")
+        path, arch_file, flag = src.with_name(f"{src.stem}.calibration.yaml"), spec, "--arch"
+    elif into_package:
+        path, arch_file, flag = _package_calibration(spec), spec, "--fit-into-package"
     else:
-        path = calibration_path(arch.name) or Path(str(shipped_dir())) / f"{arch.name}.yaml"
-    old = read_calibration(path, arch.name) if path.exists() else {}
+        folder = make_folder(Path(out) / "archs", "fitted arch")
+        arch_file, flag = str(folder / f"{spec}.yaml"), "--out"
+        shipped = Path(str(shipped_dir())).parent / f"{spec}.yaml"
+        try:
+            Path(arch_file).write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+        except OSError as e:
+            raise _cannot_write(Path(arch_file), e, flag) from None
+        path = folder / f"{spec}.calibration.yaml"
+    old = arch.calibrated()
     fitted = {k: {x: y for x, y in v.items() if x != "kind"} for k, v in old.items()
               if v["kind"] == "fitted"}
     assumed = {k: {x: y for x, y in v.items() if x != "kind"} for k, v in old.items()
@@ -204,7 +249,27 @@ def _write(arch, spec: str, field: str, entry: dict) -> Path:
     for v in assumed.values():   # values carried over from this field follow it
         if v.get("from") == field:
             v["value"] = entry["value"]
-    return write_calibration(path, arch.name, fitted, assumed)
+    try:
+        return write_calibration(path, arch.name, fitted, assumed), arch_file
+    except OSError as e:
+        raise _cannot_write(path, e, flag) from None
+
+
+def _cannot_write(path: Path, e: OSError, flag: str) -> NpusimError:
+    return NpusimError(f"cannot write the fitted calibration {path}: {e.strerror}; choose a "
+                       f"writable place ({flag})")
+
+
+def _package_calibration(spec: str) -> Path:
+    """The package's calibration file of shipped arch ``spec``, if the package is a source
+    checkout (a ``pyproject.toml`` beside ``npusim/``); an installed package is never written."""
+    folder = Path(str(shipped_dir()))
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file() or not folder.is_relative_to(root):
+        raise NpusimError(f"--fit-into-package: npusim is installed at {folder.parent.parent}, "
+                          f"not run from a source checkout, so its calibration is not written; "
+                          f"drop the flag to write a calibrated copy of the arch into --out")
+    return folder / f"{spec}.yaml"
 
 
 __all__ = ["fit", "parse_assignment", "golden_section", "bounds_for", "format_value"]

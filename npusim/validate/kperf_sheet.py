@@ -15,11 +15,10 @@ is not a number, a missing required column, two rows of the same scenario, or an
 one :class:`~npusim.errors.NpusimError` naming the file, the sheet, the row and the column.
 
 openpyxl (``.xlsx``) and matplotlib (graphs) are the optional extra ``reports`` and are imported
-inside the functions that need them.
+inside the functions that need them. The graphs are drawn by :mod:`npusim.report.kperf_validation`.
 """
 from __future__ import annotations
 
-import csv
 import datetime
 import math
 import re
@@ -29,8 +28,8 @@ from types import MappingProxyType
 from typing import Any, Iterable, Sequence
 
 from ..errors import NpusimError
-from ..figures import COLOURS, MARKERS, figure_class, log_ticks, save_figure
-from ..files import make_folder, write_csv, write_text
+from ..files import csv_rows, make_folder, read_bytes, read_text, write_csv, write_text
+from .core import MAX_CHIPS, MAX_TOKENS, MAX_USERS
 
 REPORT_MD = "validation_report.md"
 REPORT_CSV = "validation.csv"
@@ -124,6 +123,9 @@ SCENARIO_NAMES = (
                         "npus", "numnpus")),
 )
 REQUIRED = ("input_len", "output_len", "users")
+# The largest scenario a sheet may ask for: the measured data's bounds (assumptions, see there).
+MOST = MappingProxyType({"input_len": MAX_TOKENS, "output_len": MAX_TOKENS, "users": MAX_USERS,
+                         "chips": MAX_CHIPS})
 
 _STATS = {"mean": ("", "mean", "avg", "average"), "p50": ("p50", "median"), "p99": ("p99",)}
 _LATENCY = {"ttft": ("ttft", "timetofirsttoken"),
@@ -305,9 +307,6 @@ def read_kperf_sheet(path: str | Path, sheet_name: str | None = None) -> Measure
         Naming the file, sheet, row and column: see the module's description.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NpusimError(f"measured K-Perf sheet {path}: no such file. Give the path of an "
-                          f".xlsx or .csv file shaped like `npusim kperf`'s output.")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if sheet_name is not None:
@@ -364,30 +363,58 @@ def _column_name(index: int, is_csv: bool) -> str:
     return letters
 
 
+# Bounds of a workbook npusim opens (assumptions: `npusim kperf`'s own workbook is tens of KB
+# unpacked, with a few hundred rows and about 40 columns; a real measured sheet is of that
+# order). They keep a zip bomb, or a sheet whose one cell sits at row 1,048,576, from filling
+# memory or running for minutes.
+MAX_UNPACKED_BYTES = 64 * 2**20
+MAX_ZIP_MEMBERS = 10_000
+MAX_SHEET_ROWS = 100_000
+MAX_SHEET_COLUMNS = 1_000
+SHEET_WHAT, SHEET_FLAG = "the measured K-Perf sheet", "--kperf"
+
+
 def _csv_rows(path: Path) -> list[tuple[int, list[Any]]]:
+    text = read_text(path, SHEET_WHAT, SHEET_FLAG)
+    return csv_rows(text, path, SHEET_WHAT, SHEET_FLAG)
+
+
+def _unzip_check(path: Path, data: bytes) -> None:
+    """Refuse what is not a zip archive, or unpacks to more than :data:`MAX_UNPACKED_BYTES`
+    (the declared sizes bound what :mod:`zipfile` will inflate)."""
+    import io
+    import zipfile
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            return [(n, row) for n, row in enumerate(csv.reader(f), 1)]
-    except UnicodeDecodeError:
-        raise NpusimError(f"{path.name}: not UTF-8 text; save the CSV as UTF-8") from None
-    except (OSError, csv.Error) as e:
-        raise NpusimError(f"cannot read {path.name}: {e}. Save it again as a plain "
-                          f"comma-separated CSV.") from None
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
+        raise NpusimError(f"cannot read {path.name} as an Excel workbook: it is not a zip "
+                          f"archive, as every .xlsx file is; save it again as .xlsx or as "
+                          f".csv") from None
+    unpacked = sum(m.file_size for m in members)
+    if len(members) > MAX_ZIP_MEMBERS or unpacked > MAX_UNPACKED_BYTES:
+        raise NpusimError(f"{path.name}: the workbook unpacks to {unpacked:,} bytes in "
+                          f"{len(members):,} parts, more than the {MAX_UNPACKED_BYTES:,} bytes "
+                          f"npusim reads from a measured sheet; save only the scenario sheets, "
+                          f"or as .csv")
 
 
 def _xlsx_tables(path: Path, sheet_name: str | None) -> list[tuple[str, list]]:
+    import io
     try:
         from openpyxl import load_workbook
     except ImportError:
         raise NpusimError("reading an .xlsx sheet needs openpyxl, which comes with npusim's "
                           "optional extra 'reports': pip install 'npusim[reports]' (or save "
                           "the sheet as .csv)") from None
+    data = read_bytes(path, SHEET_WHAT, SHEET_FLAG)
+    _unzip_check(path, data)
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as e:  # openpyxl raises zip, XML and its own errors on a bad file
         raise NpusimError(f"cannot read {path.name} as an Excel workbook "
-                          f"({type(e).__name__}: {e}); save it again as .xlsx or as .csv") \
-            from None
+                          f"({type(e).__name__}: {_one_line(e)}); save it again as .xlsx or as "
+                          f".csv") from None
     try:
         names = list(wb.sheetnames)
         if sheet_name is not None:
@@ -401,10 +428,41 @@ def _xlsx_tables(path: Path, sheet_name: str | None) -> list[tuple[str, list]]:
                 raise NpusimError(f"{path.name}: no scenario sheet (its sheets are "
                                   f"{', '.join(map(repr, names))}); add one with a row per "
                                   f"scenario, as `npusim kperf` writes")
-        return [(n, [(i, list(r)) for i, r in enumerate(wb[n].iter_rows(values_only=True), 1)])
-                for n in chosen]
+        return [(n, _sheet_rows(path, wb[n])) for n in chosen]
+    except NpusimError:
+        raise
+    except Exception as e:  # a sheet's XML is parsed only now, in read-only mode
+        raise NpusimError(f"cannot read {path.name} as an Excel workbook "
+                          f"({type(e).__name__}: {_one_line(e)}); save it again as .xlsx or as "
+                          f".csv") from None
     finally:
         wb.close()
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:200] or "unreadable"
+
+
+def _sheet_rows(path: Path, ws) -> list[tuple[int, list[Any]]]:
+    """The rows of a read-only worksheet, within :data:`MAX_SHEET_ROWS` and
+    :data:`MAX_SHEET_COLUMNS` (the sheet's own stated dimension is not trusted: a row is as
+    wide as its last cell, and missing rows are skipped)."""
+    ws.reset_dimensions()
+    out: list[tuple[int, list[Any]]] = []
+    for i, row in enumerate(ws.iter_rows(values_only=True), 1):
+        if i > MAX_SHEET_ROWS:
+            raise NpusimError(f"{path.name}, sheet {ws.title!r}: more than {MAX_SHEET_ROWS:,} "
+                              f"rows; a measured sheet holds a row per scenario")
+        cells = list(row)
+        while cells and _blank(cells[-1]):
+            cells.pop()
+        if len(cells) > MAX_SHEET_COLUMNS:
+            raise NpusimError(f"{path.name}, sheet {ws.title!r}, row {i}: a value in column "
+                              f"{_column_name(len(cells) - 1, False)}, past the "
+                              f"{MAX_SHEET_COLUMNS:,} columns npusim reads; delete it")
+        if cells:
+            out.append((i, cells))
+    return out
 
 
 def _blank(v: Any) -> bool:
@@ -478,8 +536,9 @@ def _row(where: _Where, n: int, cells: list[Any], columns: dict, sheet_precision
         j, text, _ = columns[key]
         return (cells[j] if j < len(cells) else None), text, j
 
-    ints = {k: _whole(where, n, *cell(k)) for k in REQUIRED}
-    chips = _whole(where, n, *cell("chips"), optional=True) if "chips" in columns else None
+    ints = {k: _whole(where, n, *cell(k), most=MOST[k]) for k in REQUIRED}
+    chips = (_whole(where, n, *cell("chips"), optional=True, most=MOST["chips"])
+             if "chips" in columns else None)
     precision = sheet_precision or DEFAULT_PRECISION
     if "precision" in columns:
         v, text, j = cell("precision")
@@ -523,7 +582,8 @@ def _number(where: _Where, n: int, v: Any, text: str, j: int) -> float | None:
     return x
 
 
-def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = False):
+def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = False,
+           most: int | None = None):
     if _blank(v):
         if optional:
             return None
@@ -532,6 +592,9 @@ def _whole(where: _Where, n: int, v: Any, text: str, j: int, optional: bool = Fa
     x = _number(where, n, v, text, j)
     if x is None or x < 1 or x != int(x):
         raise NpusimError(f"{where.at(n, text, j)}: {v!r} is not a whole number of at least 1")
+    if most is not None and x > most:
+        raise NpusimError(f"{where.at(n, text, j)}: {v!r} is more than {most:,}; check the "
+                          f"value")
     return int(x)
 
 
@@ -627,6 +690,9 @@ class KperfValidation:
 
     def write(self, out: str | Path) -> list[Path]:
         """Write ``validation_report.md``, ``validation.csv`` and the PNG graphs into ``out``."""
+        # The report layer sits above validation; it is imported here, late, only so that a
+        # result can write itself (as npusim.workloads.kperf.KperfResult.write does).
+        from ..report.kperf_validation import plot_validation
         out = make_folder(out, "validation output")
         files = [write_text(out / REPORT_MD, report_markdown(self), "the validation report"),
                  write_cells_csv(self, out / REPORT_CSV), *plot_validation(self, out)]
@@ -636,7 +702,7 @@ class KperfValidation:
 
 def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = None,
                    out: str | Path | None = None, sheet_name: str | None = None,
-                   config=None, overrides=None) -> KperfValidation:
+                   config=None, overrides=None, progress: bool = False) -> KperfValidation:
     """Compare a measured K-Perf sheet with npusim's simulation of the same scenarios.
 
     Parameters
@@ -659,6 +725,8 @@ def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = N
         The serving scheduler's settings; its defaults when omitted.
     overrides : mapping or sequence of str, optional
         Arch field overrides, as for :func:`npusim.load_arch`.
+    progress : bool
+        Show the K-Perf simulation's progress bar on the terminal's standard error.
 
     Returns
     -------
@@ -675,7 +743,7 @@ def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = N
         raise NpusimError(f"validate --chips: {chips!r} must be a whole number of at least 1")
     measured = read_kperf_sheet(sheet, sheet_name)
     arch_obj = _arch(arch, overrides)
-    records, label = _simulate(measured.rows, arch_obj, model, chips, config)
+    records, label = _simulate(measured.rows, arch_obj, model, chips, config, progress)
     cells = compare(measured.rows, records, chips)
     from ..workloads.kperf import _version
     return _finish(KperfValidation(
@@ -702,11 +770,14 @@ def _arch(arch, overrides):
     return arch
 
 
-def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config):
+def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=False):
     """{(precision, chips): {(input, output, users): record}} and the arch's label.
 
     One :func:`~npusim.workloads.kperf.kperf` call per (precision, chips) over the lengths and
     users of its rows; combinations the sheet does not have are dropped by :func:`compare`.
+    Rows that are far from a full matrix (their lengths and users would span more than
+    :data:`MATRIX_SLACK` times as many scenarios as there are rows) run one call per
+    (input, output) pair instead, so scattered scenarios cost what they ask for, not the cube.
     """
     from ..workloads.kperf import kperf
     groups: dict[tuple, list[MeasuredRow]] = {}
@@ -715,14 +786,40 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config):
     out: dict[tuple, dict[tuple, dict]] = {}
     label = arch.name
     for (precision, n), rs in groups.items():
-        res = kperf(arch, model, chips=n, precisions=(precision,),
-                    input_lens=sorted({r.input_len for r in rs}),
-                    output_lens=sorted({r.output_len for r in rs}),
-                    users=sorted({r.users for r in rs}), config=config)
-        label = next(iter(res.archs), label)
-        out[(precision, n)] = {(r["input_len"], r["output_len"], r["users"]): r
-                               for r in res.records}
+        out[(precision, n)] = {}
+        for batch in _matrices(rs):
+            res = kperf(arch, model, chips=n, precisions=(precision,),
+                        input_lens=sorted({r.input_len for r in batch}),
+                        output_lens=sorted({r.output_len for r in batch}),
+                        users=sorted({r.users for r in batch}), config=config,
+                        progress=progress)
+            label = next(iter(res.archs), label)
+            out[(precision, n)].update({(r["input_len"], r["output_len"], r["users"]): r
+                                        for r in res.records})
     return out, label
+
+
+MATRIX_SLACK = 4
+
+
+def _matrices(rows: Sequence[MeasuredRow]) -> list[list[MeasuredRow]]:
+    """``rows`` as one matrix, or one per (input, output) pair when the one matrix would be
+    more than :data:`MATRIX_SLACK` x the rows.
+
+    Examples
+    --------
+    >>> rs = [MeasuredRow("s", n, "bf16", n, n, n, {}) for n in (1, 2, 3)]
+    >>> [len(m) for m in _matrices(rs)]
+    [1, 1, 1]
+    """
+    size = (len({r.input_len for r in rows}) * len({r.output_len for r in rows})
+            * len({r.users for r in rows}))
+    if size <= MATRIX_SLACK * len(rows):
+        return [list(rows)]
+    pairs: dict[tuple, list[MeasuredRow]] = {}
+    for r in rows:
+        pairs.setdefault((r.input_len, r.output_len), []).append(r)
+    return list(pairs.values())
 
 
 def compare(rows: Iterable[MeasuredRow], records: dict, chips: int | None = None) -> list[dict]:
@@ -858,186 +955,16 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-# --- graphs -----------------------------------------------------------------------------------
-
-def plot_validation(result: KperfValidation, outdir: str | Path, dpi: int = 100) -> list[Path]:
-    """Draw decode tokens/s vs users and TTFT vs input length (measured values as markers,
-    simulated as lines) and the error of every cell per metric into ``outdir`` (which must
-    exist).
-
-    Raises
-    ------
-    NpusimError
-        If matplotlib (the optional extra ``reports``) is missing.
-    """
-    outdir = Path(outdir)
-    return [save_figure(decode_figure(result, dpi), outdir / PNG_DECODE),
-            save_figure(ttft_figure(result, dpi), outdir / PNG_TTFT),
-            save_figure(error_figure(result, dpi), outdir / PNG_ERROR)]
+# The graphs live in the report layer (npusim/report/kperf_validation.py): a job computes, a face
+# draws. Their old names here still work, resolved late so this module never imports upward.
+_FIGURES = ("plot_validation", "decode_figure", "ttft_figure", "error_figure")
 
 
-def _series(result: KperfValidation, metric: str) -> list[tuple[str, list[dict]]]:
-    """Cells of ``metric`` grouped per (precision, chips), labelled."""
-    groups: dict[str, list[dict]] = {}
-    for c in result.cells:
-        if c["metric"] == metric:
-            label = c["precision"] + (f" x{c['chips']} chips" if (c["chips"] or 1) > 1 else "")
-            groups.setdefault(label, []).append(c)
-    return list(groups.items())
-
-
-def _style(n: int) -> tuple[str, str]:
-    return COLOURS[n % len(COLOURS)], MARKERS[n % len(MARKERS)]
-
-
-def _pick(result: KperfValidation, keys: Sequence[str]) -> str | None:
-    have = set(result.measured.metrics())
-    return next((k for k in keys if k in have), None)
-
-
-def decode_figure(result: KperfValidation, dpi: int = 100):
-    """Decode tokens/s against users, a panel per input/output pair (system decode, else per
-    user)."""
-    Figure = figure_class()
-    key = _pick(result, ("decode_tok_s", "decode_tok_s_per_user"))
-    cells = [c for c in result.cells if c["metric"] == key]
-    pairs = sorted({(c["input_len"], c["output_len"]) for c in cells}) or [None]
-    ncols = 1 if len(pairs) == 1 else 2
-    nrows = math.ceil(len(pairs) / ncols)
-    fig = Figure(figsize=(6.0 * ncols, 1.2 + 4.2 * nrows), dpi=dpi, layout="constrained")
-    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
-    series = _series(result, key) if key else []
-    for ax, pair in zip(axes, pairs):
-        if pair is None:
-            ax.text(0.5, 0.5, "the sheet has no decode tokens/s column", ha="center",
-                    va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-            continue
-        for n, (label, cs) in enumerate(series):
-            colour, marker = _style(n)
-            pts = sorted((c["users"], c["measured"], c["simulated"]) for c in cs
-                         if (c["input_len"], c["output_len"]) == pair)
-            _overlay(ax, pts, colour, marker, label)
-        ax.set_title(f"input {pair[0]} / output {pair[1]} tokens")
-        ax.set_xlabel("concurrent users")
-        ax.set_ylabel("decode (tok/s" + (", per user)" if key.endswith("user") else ", system)"))
-        log_ticks(ax, sorted({c["users"] for c in cells}), "x")
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-    for ax in axes[len(pairs):]:
-        ax.set_visible(False)
-    _legend(fig, series)
-    fig.suptitle(f"Decode throughput, measured vs simulated: {result.model} on {result.arch}")
-    return fig
-
-
-def ttft_figure(result: KperfValidation, dpi: int = 100):
-    """TTFT against input length at the fewest and the most users, each at the shortest
-    output length measured there (mean TTFT, else p50, else p99)."""
-    Figure = figure_class()
-    key = _pick(result, ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s"))
-    cells = [c for c in result.cells if c["metric"] == key]
-    users = sorted({c["users"] for c in cells})
-    panels = users[:1] if len(users) == 1 else [users[0], users[-1]] if users else [None]
-    fig = Figure(figsize=(6.0 * len(panels), 5.6), dpi=dpi, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    series = _series(result, key) if key else []
-    for ax, u in zip(axes, panels):
-        if u is None:
-            ax.text(0.5, 0.5, "the sheet has no TTFT column", ha="center", va="center",
-                    transform=ax.transAxes)
-            ax.set_axis_off()
-            continue
-        out_len = min(c["output_len"] for c in cells if c["users"] == u)
-        for n, (label, cs) in enumerate(series):
-            colour, marker = _style(n)
-            pts = sorted((c["input_len"], 1e3 * c["measured"],
-                          None if c["simulated"] is None else 1e3 * c["simulated"])
-                         for c in cs if c["users"] == u and c["output_len"] == out_len)
-            _overlay(ax, pts, colour, marker, label)
-        ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
-        ax.set_xlabel("input length (tokens)")
-        ax.set_ylabel(f"{METRIC_BY_KEY[key].label.replace(' (ms)', '')} (ms)")
-        log_ticks(ax, sorted({c["input_len"] for c in cells}), "x")
-        if ax.has_data():
-            ax.set_yscale("log")
-            _plain_log_labels(ax.yaxis)
-        ax.grid(True, which="both", alpha=0.3)
-    _legend(fig, series)
-    fig.suptitle(f"Time to first token, measured vs simulated: {result.model} on {result.arch}")
-    return fig
-
-
-def error_figure(result: KperfValidation, dpi: int = 100):
-    """Signed error of every cell, a column per metric, with the 10% and 25% bands shaded and
-    each metric's MAPE above its column."""
-    from matplotlib.ticker import PercentFormatter
-    Figure = figure_class()
-    keys = result.measured.metrics()
-    fig = Figure(figsize=(max(6.0, 1.0 + 0.75 * len(keys)), 5.6), dpi=dpi,
-                 layout="constrained")
-    ax = fig.subplots()
-    ax.axhspan(-25, 25, color="tab:orange", alpha=0.10, lw=0)
-    ax.axhspan(-10, 10, color="tab:green", alpha=0.15, lw=0)
-    ax.axhline(0, color="black", lw=0.8)
-    for n, key in enumerate(keys):
-        errs = [100 * c["error"] for c in result.cells
-                if c["metric"] == key and c["error"] is not None]
-        if not errs:
-            continue
-        colour, marker = _style(n)
-        # Spread a column's points sideways so equal errors stay visible.
-        xs = [n + 0.3 * ((i % 7) / 6 - 0.5) for i in range(len(errs))]
-        ax.scatter(xs, errs, color=colour, marker=marker, s=22, alpha=0.8)
-        ax.annotate(f"MAPE\n{_pct(result.mape(key))}", (n, 1.0), xycoords=("data",
-                    "axes fraction"), xytext=(0, 3), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(keys)),
-                  [METRIC_BY_KEY[k].label.rsplit(" (", 1)[0] for k in keys],
-                  rotation=45, ha="right")
-    ax.set_xlim(-0.6, max(len(keys), 1) - 0.4)
-    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_ylabel("error: simulated / measured - 1")
-    ax.grid(True, axis="y", alpha=0.3)
-    if not keys:
-        ax.text(0.5, 0.5, "no measured cell", ha="center", va="center",
-                transform=ax.transAxes)
-    fig.suptitle(f"Error per cell (green: within 10%, orange: within 25%): {result.model} on "
-                 f"{result.arch}")
-    return fig
-
-
-def _plain_log_labels(axis) -> None:
-    """Log-axis labels as plain numbers (0.02, 150) rather than powers of ten."""
-    from matplotlib.ticker import FuncFormatter
-    fmt = FuncFormatter(lambda v, _pos: f"{v:.3g}")
-    axis.set_major_formatter(fmt)
-    axis.set_minor_formatter(fmt)
-
-
-def _overlay(ax, pts: list[tuple], colour: str, marker: str, label: str) -> None:
-    """Measured as bare markers, simulated as a line through the same x values."""
-    if not pts:
-        return
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="none", marker=marker, ms=8,
-            mfc="none", mew=1.8, color=colour, label=f"{label} measured")
-    sim = [(p[0], p[2]) for p in pts if p[2] is not None]
-    if sim:
-        ax.plot([p[0] for p in sim], [p[1] for p in sim], color=colour, lw=1.6,
-                label=f"{label} simulated")
-
-
-def _legend(fig, series) -> None:
-    from matplotlib.lines import Line2D
-    handles = []
-    for n, (label, _) in enumerate(series):
-        colour, marker = _style(n)
-        handles += [Line2D([], [], color=colour, ls="none", marker=marker, mfc="none",
-                           label=f"{label}: measured"),
-                    Line2D([], [], color=colour, ls="-", label=f"{label}: simulated")]
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-                   fontsize=9)
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from ..report import kperf_validation
+        return getattr(kperf_validation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["KperfValidation", "METRICS", "MeasuredRow", "MeasuredSheet", "Metric", "compare",

@@ -240,6 +240,30 @@ def _microcheck_lines(micro: list[dict]) -> list[str]:
     return out
 
 
+def data_reference(data: Path, folder: Path) -> str:
+    """How a report in ``folder`` names its data file: a relative Markdown link when the data
+    lies beside the report's folder (the repository's ``validation/REPORT.md`` links
+    ``../npusim/validate/data/measured.csv``), else the shipped file's package path or the
+    file's own path (a link into an installed package would break when it is copied).
+
+    Examples
+    --------
+    >>> data_reference(Path("/r/npusim/validate/data/measured.csv"), Path("/r/validation"))
+    '[`npusim/validate/data/measured.csv`](../npusim/validate/data/measured.csv)'
+    """
+    import os
+    from .core import default_data
+    data, folder = Path(os.path.abspath(data)), Path(os.path.abspath(folder))
+    try:
+        label = data.relative_to(folder.parent).as_posix()
+    except ValueError:
+        if data == default_data():
+            return "`npusim/validate/data/measured.csv` (shipped with npusim)"
+        return f"`{_cell(data)}`"
+    link = Path(os.path.relpath(data, folder)).as_posix()
+    return f"[`{_cell(label)}`]({link.replace(' ', '%20')})"
+
+
 def write_report(res: "ValidationResult", path: Path) -> Path:
     """Write REPORT.md for ``res`` (regenerated in full; never edit it by hand)."""
     import npusim
@@ -253,7 +277,7 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
         "",
         f"- date: {date.today().isoformat()}",
         f"- npusim version: {npusim.__version__}",
-        f"- data: `{res.data.name}`, sha256 `{res.data_sha256}`",
+        f"- data: {data_reference(res.data, path.parent)}, sha256 `{res.data_sha256}`",
         f"- rows simulated: {len(res.rows)} ({len(ok)} ran, {len(failed)} failed); "
         f"fitted rows: {sum(r.fitted for r in res.rows)}; held-out rows: "
         f"{sum(not r.fitted for r in res.rows)}",
