@@ -74,9 +74,6 @@ def _output(flag: str):
         yield
     except OutputError as e:
         raise OutputError(f"{flag}: {e}") from None
-    except OSError as e:
-        raise OutputError(f"{flag}: cannot write {e.filename}: {e.strerror}. Choose another "
-                          f"path.") from None
 
 
 def _write_json(path: Path | None, data: dict) -> None:
@@ -202,6 +199,11 @@ def _kperf_parser(sub) -> None:
 
 
 def cmd_validate(args) -> int:
+    with _output("--out"):  # the report, the PNGs and --fit's arch copies all go to --out
+        return _validate(args)
+
+
+def _validate(args) -> int:
     import contextlib
     show = not args.no_progress and sys.stderr.isatty()
     only = ({"--data": args.data, "--rows": args.rows, "--fit": args.fit,
@@ -364,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except FileNotFoundError as e:
         print(f"npusim: error: {e.filename}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # any other file the user named that the system refused
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"npusim: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import OutputError
+from .errors import NpusimError, OutputError
 
 # Text a spreadsheet would run as a formula (OWASP "CSV Injection"): op names and sheet cells
 # come from user files, so such text gets a leading apostrophe.
