@@ -72,7 +72,15 @@ def parse_yaml(text: str, label: str) -> Any:
         raise ArchError(f"{label}: malformed YAML at {at}: {exc.problem or exc.context}; "
                         f"fix the syntax there") from None
     except yaml.YAMLError as exc:
-        raise ArchError(f"{label}: malformed YAML: {exc}; fix the syntax") from None
+        raise ArchError(f"{label}: malformed YAML: {' '.join(str(exc).split())}; fix the "
+                        f"syntax") from None
+    except ValueError as exc:
+        # Python refuses int() of more than 4300 digits, which a YAML integer can ask for
+        raise ArchError(f"{label}: a value cannot be read ({' '.join(str(exc).split())[:120]}); "
+                        f"write numbers of a sensible size") from None
+    except RecursionError:
+        raise ArchError(f"{label}: the YAML is nested too deeply to be an arch description; "
+                        f"fix its structure") from None
     finally:
         loader.dispose()
 
@@ -139,7 +147,7 @@ def _parse_override_value(value: Any) -> Any:
         return value
     try:
         parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         return value
     return parsed if not isinstance(parsed, (dict, list)) else value
 

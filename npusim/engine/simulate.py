@@ -246,6 +246,37 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bo
         link_bytes=getattr(op, "payload_bytes", 0.0))
 
 
+def _power_capped(latency: float, dyn_j: float, static_w: float,
+                  tdp: float | None) -> tuple[float, float]:
+    """An op's latency under the TDP, and its slowdown (0 when it already fits; for an op that
+    took no time, the seconds the cap adds).
+
+    A chip drawing more than its TDP settles at a lower clock: the op is stretched until its
+    dynamic energy over its time plus the static power equals the TDP. The energy table's
+    loader refuses a TDP at or below the static power, so the budget is always positive and
+    every op fits after stretching: average power never exceeds the TDP.
+    """
+    if not tdp or dyn_j <= 0.0 or tdp <= static_w:
+        return latency, 0.0
+    if latency > 0.0 and dyn_j / latency + static_w <= tdp:
+        return latency, 0.0
+    stretched = dyn_j / (tdp - static_w)
+    # an op of no time of its own (nothing to slow down) reports the time the cap adds
+    return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched
+
+
+def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float):
+    """Dynamic energy of the fused epilogues of each host contraction, by host name."""
+    from ..energy import energy_of
+    zero = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
+    out: dict[str, float] = {}
+    for name, into in host.items():
+        op = graph.op(name)
+        acts = _actions(op, zero, str(op.compute_dtype), row_bytes, table.noc is not None)
+        out[into] = out.get(into, 0.0) + sum(energy_of(acts, table).values())
+    return out
+
+
 def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True) -> RunResult:
     """Cost and schedule every op of ``graph`` on ``arch`` with the tile-level engine.
 
@@ -270,6 +301,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     limits = _PowerLimits(arch, table, row_bytes)
     host = _fusable(graph) if fuse else {}
+    epilogue_j = _epilogue_energy(graph, host, table, row_bytes) if table is not None else {}
     clock = arch.clock
 
     records: list[OpRecord] = []
@@ -301,22 +333,22 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         latency = cost.latency - saved
         energy: dict[str, float] = {}
         throttled = 0.0
+        untimed = latency <= 0.0
         if table is not None:
             energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes,
                                         table.noc is not None), table)
-            dyn = sum(energy.values())
-            static_w = table.static
-            tdp = arch.power.tdp
-            if power_cap and tdp and latency > 0 and dyn / latency + static_w > tdp > static_w:
-                stretched = dyn / (tdp - static_w)
-                throttled = stretched / latency - 1.0
-                latency = stretched
+            # a fused epilogue takes no time of its own: its energy is spent within its
+            # host's latency, so the host's power check counts it
+            dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
+            if power_cap and op.name not in host:
+                latency, throttled = _power_capped(latency, dyn, table.static, arch.power.tdp)
             energy["static"] = static_energy(table, latency)
         mapping = dict(cost.mapping)
         if saved:
             mapping["prefetched_s"] = saved
         if throttled:
-            mapping["power_capped_slowdown"] = round(throttled, 4)
+            key = "power_capped_s" if untimed else "power_capped_slowdown"
+            mapping[key] = throttled if untimed else round(throttled, 4)
         bound = cost.bound
         if bound == "fused":
             bound = bound_rec.bound
