@@ -154,14 +154,14 @@ SCHEMA = S({
                       "to 5000x an H200's 141 GB", doc="DRAM capacity of one chip."),
         "bandwidth": F("bandwidth", lo="1 MB/s", hi="1000 TB/s", why=_BW,
                        doc="Peak DRAM bandwidth of one chip (all channels)."),
-        "channels": F("count", nullable=True, lo=1, hi=4096,
-                      why="assumption: 8x the 512 pseudo-channels of eight HBM4 stacks; the "
+        "channels": F("count", nullable=True, lo=1, hi=2048,
+                      why="assumption: 4x the 512 pseudo-channels of eight HBM4 stacks; the "
                           "bound keeps the bank-level kernel's state small",
                       doc="Independent channels; null: bandwidth / the preset's channel "
                           "bandwidth."),
-        "bank_groups": F("count", nullable=True, lo=1, hi=32, why=_GEOM,
+        "bank_groups": F("count", nullable=True, lo=1, hi=16, why=_GEOM,
                          doc="Bank groups per channel; null: the preset's."),
-        "banks_per_group": F("count", nullable=True, lo=1, hi=32, why=_GEOM,
+        "banks_per_group": F("count", nullable=True, lo=1, hi=16, why=_GEOM,
                              doc="Banks per bank group; null: the preset's."),
         "row_size": F("size", nullable=True, lo="1 B", hi="1 MiB",
                       why="assumption: DRAM pages are 0.5 to 16 KiB; 64x headroom",
