@@ -38,7 +38,8 @@ from ..kernels import tiling as tk
 from .mapping import PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from .roofline import _dram_bytes, _peak, collective_seconds, op_bound, streamed_tensors
+from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
+                       streamed_tensors, system_chips)
 
 
 @dataclass(frozen=True)
@@ -212,12 +213,8 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
     dram_time = dram_bytes / eff_bw
     onchip_time = onchip / onchip_bw
     if isinstance(op, Collective):
-        g = max(op.group, 1)
-        link = arch.link
-        if link is None:
-            raise CapacityError(f"op {op.name} is a {op.func} across {g} chips but {arch.name} "
-                                f"has no chip-to-chip link")
-        compute = collective_seconds(op, link)
+        link = arch.require_link(op.group, collective_why(op))
+        compute = collective_seconds(op, link) if link is not None else 0.0
     else:
         compute = op.vector_ops / arch.peak_vector_ops_per_s
     latency = max(compute, dram_time, onchip_time) + launch
@@ -288,6 +285,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     ('tile', True)
     """
     from ..energy import energy_of, load_energy_table, static_energy
+    system_chips(graph, arch)
     table = load_energy_table(arch)
     warnings = list(graph.warnings)
     if table is None:
