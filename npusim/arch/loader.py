@@ -60,8 +60,60 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  _construct_mapping)
 
 
+# An arch, energy, DRAM or calibration file is a few kB, four levels deep. Far larger or
+# deeper text is refused before parsing: libyaml's flow parser is quadratic in the nesting
+# depth, and its composer recurses in C (a crash, not an exception) on deep nesting.
+MAX_YAML_CHARS = 1_000_000
+MAX_YAML_DEPTH = 32
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the text nests deeper than :data:`MAX_YAML_DEPTH`: brackets counted by a linear
+    scan (outside quotes and comments), then block nesting from the parser's events."""
+    depth, quote, comment, prev = 0, "", False, " "
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'" and prev in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return True
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+    depth = 0
+    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return True
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    return False
+
+
 def parse_yaml(text: str, label: str) -> Any:
-    """Parse YAML text safely, rejecting duplicate keys; errors name ``label`` and the line."""
+    """Parse YAML text safely, rejecting duplicate keys; errors name ``label`` and the line.
+
+    Text over :data:`MAX_YAML_CHARS` characters or nested deeper than :data:`MAX_YAML_DEPTH`
+    levels is refused (no arch description comes close).
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise ArchError(f"{label}: {len(text)} characters is far more than an arch "
+                        f"description holds (at most {MAX_YAML_CHARS}); give the right file")
+    try:
+        deep = _too_deep(text)
+    except yaml.YAMLError:
+        deep = False        # malformed: the parse below reports where
+    if deep:
+        raise ArchError(f"{label}: the YAML nests more than {MAX_YAML_DEPTH} levels deep, far "
+                        f"deeper than an arch description; fix its structure")
     loader = _UniqueKeyLoader(text)
     loader.label = label
     try:
@@ -145,6 +197,8 @@ def _parse_override_value(value: Any) -> Any:
     # nothing but a scalar is accepted, so an override cannot smuggle in structure.
     if not isinstance(value, str):
         return value
+    if len(value) > 1000 or value.lstrip()[:1] in ("[", "{", "|", ">", "&", "*"):
+        return value      # no scalar looks like this; validation says what is expected
     try:
         parsed = yaml.safe_load(value)
     except (yaml.YAMLError, ValueError, RecursionError):

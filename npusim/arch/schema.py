@@ -247,6 +247,16 @@ def lookup(path: tuple[str, ...]) -> F | S | None:
     return node
 
 
+def iter_fields(node: S = SCHEMA, prefix: str = ""):
+    """Yield ``(dotted name, entry)`` for every section and field under ``node``, depth first
+    in file order (sections before their fields): what the reference and the tests walk."""
+    for name, sub in node.fields.items():
+        dotted = f"{prefix}{name}"
+        yield dotted, sub
+        if isinstance(sub, S):
+            yield from iter_fields(sub, dotted + ".")
+
+
 def valid_keys(path: tuple[str, ...]) -> list[str]:
     """Field names allowed under the section at ``path`` (empty if it is not a section)."""
     node = lookup(path)
