@@ -121,8 +121,13 @@ def _range_case(rng: random.Random, leaves: list):
         dotted += "." + rng.choice(["int8", "bf16"])
     if rng.random() < 0.15:
         text = rng.choice(NONSENSE)
-        return "arch/override-range", _run("--set", f"{dotted}={text}"), text not in (
-            "0x10", "1_000", "true", "~", "''") or spec.kind not in ("count", "number")
+        if text == "~":                       # YAML null
+            bad = not spec.nullable and spec.kind != "dtype_rates"
+        elif text in ("0x10", "1_000"):         # YAML integers
+            bad = spec.kind not in ("count", "number")
+        else:
+            bad = True
+        return "arch/override-range", _run("--set", f"{dotted}={text}"), bad
     num, value = _number(rng)
     units = UNITS.get(spec.kind, [])
     unit = rng.choice(units) if units and rng.random() < 0.8 else rng.choice(ALL_UNITS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -336,6 +337,9 @@ def check_range(x: float, spec: F, raw: Any = None) -> float:
                    f"give a value in that range")
 
 
+_PLAIN = re.compile(r"^[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,4})?$")
+
+
 def _read_leaf(value: Any, spec: F) -> Any:
     k = spec.kind
     if k in ("identifier", "text"):
@@ -349,6 +353,12 @@ def _read_leaf(value: Any, spec: F) -> Any:
             raise _Problem(f"{brief(value)} is not one of {', '.join(spec.choices)}"
                            f"{did_you_mean(value, list(spec.choices))}")
         return value
+    if k in ("count", "number") and isinstance(value, str) and _PLAIN.match(value.strip()):
+        # YAML 1.1 reads '1e9' (no dot) as text; a plain number written so is still a number
+        value = float(value.strip())
+    if k in ("count", "number") and isinstance(value, float) and not math.isfinite(value):
+        raise _Problem(f"{value!r} is not a finite number; give a {'whole ' if k == 'count' else ''}"
+                       f"number in the range {spec.range_text()}")
     if k == "count":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not _finite(value) or value != int(value):

@@ -404,6 +404,11 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
         raise ArchError(f"{table.source}: name: the table is for arch {table.name!r} but the "
                         f"arch is {arch.name!r}; use the table of that arch or fix its name")
     _check_tdp(arch, table)
+    if arch.shared_sram > 0 and table.shared_read is None:
+        where = arch.source or f"the arch file of {arch.name}"
+        raise ArchError(f"{table.source}: shared: is null (no shared SRAM), but {where} has "
+                        f"shared_sram {arch.shared_sram:.4g} B; give the table a shared section "
+                        f"(read and write energy per byte) or set shared_sram: 0 B")
     return table
 
 
