@@ -42,11 +42,11 @@ SCHEMA = S({
                why="assumption: as the arch clock's range",
                doc="Command clock that `nCK` timings count."),
     "pin_rate": F("bandwidth", lo="1 Mb/s", hi="1 Tb/s",
-                  why="assumption: up to 40x GDDR7's 32 Gb/s per pin",
+                  why="assumption: up to 30x GDDR7's 32 Gb/s per pin",
                   doc="Data rate per pin (e.g. `6.0 Gb/s`)."),
     "geometry": S({
-        "bus_width": F("count", lo=1, hi=4096, why="assumption: up to 4x HBM4's 1024-bit "
-                       "interface", doc="Data pins per channel."),
+        "bus_width": F("count", lo=1, hi=4096, why="assumption: up to 2x an HBM4 "
+                       "stack's 2048-bit interface", doc="Data pins per channel."),
         "burst_length": F("count", lo=1, hi=1024, why="assumption: up to 40x LPDDR6's BL24",
                           doc="Beats per burst."),
         "burst": F("size", nullable=True, lo="1 B", hi="64 KiB",

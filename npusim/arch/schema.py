@@ -66,7 +66,9 @@ class S:
 
 
 def _show(bound: str | float) -> str:
-    return bound if isinstance(bound, str) else f"{bound:g}"
+    if isinstance(bound, str):
+        return bound
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 @lru_cache(maxsize=256)
@@ -80,8 +82,8 @@ def _si_bound(bound: str | float, kind: str) -> float:
 # count past int64) before it reaches the kernels; they are deliberately generous, so a
 # value outside one is a typo or a unit slip, never an exotic but real design. Unless a
 # source is named, every bound is an assumption.
-_CLOCK = "assumption: a 1 MHz microcontroller up to 4x the fastest shipping chip clocks"
-_BW = "assumption: a 1 MB/s microcontroller bus up to 200x an 8-stack HBM3E system"
+_CLOCK = "assumption: a 1 MHz microcontroller up to 3.5x the fastest shipping CPU clock (5.7 GHz)"
+_BW = "assumption: a 1 MB/s microcontroller bus up to 125x an 8-stack HBM3E system (8 TB/s)"
 _SIZE = "assumption: nothing on one chip up to 1 TiB of SRAM (a wafer-scale chip has 44 GB)"
 _LAT = "assumption: 0 up to one second per hop or launch"
 _POWER = "assumption: a milliwatt edge NPU up to a 100 kW wafer-scale system"
@@ -115,8 +117,8 @@ SCHEMA = S({
                           doc="What stays in place in the array: output (`os`), weight "
                               "(`ws`) or input (`is`) stationary, or RNGD's `slice`."),
             "macs_per_cycle": F("dtype_rates", lo=0.001, hi=1e8,
-                                why="assumption: one MAC per 1000 cycles up to 1500x an H100 "
-                                    "SM's 65,536 dense 4-bit MACs",
+                                why="assumption: one MAC per 1000 cycles up to 1500x a "
+                                    "256 x 256 array's 65,536 MACs per cycle",
                                 doc="MACs per cycle of one core, per native dtype "
                                     "(`{bf16: 2048, fp8_e4m3: 4096}`); dtypes absent here "
                                     "need a `dtype_fallback`."),
@@ -130,7 +132,7 @@ SCHEMA = S({
                                 "fitted (see the calibration file); absent means 1."),
         }, doc="The contraction engine of one core."),
         "vector": S({"ops_per_cycle": F(
-            "number", lo=0.001, hi=1e7, why="assumption: one op per 1000 cycles up to 10^5x "
+            "number", lo=0.001, hi=1e7, why="assumption: one op per 1000 cycles up to 78,000x "
             "an H100 SM's 128 FP32 lanes", doc="fp32 element operations per cycle of one "
             "core's vector unit (softmax, norms, activations).")},
             doc="The vector unit of one core."),
@@ -152,7 +154,7 @@ SCHEMA = S({
                   doc="DRAM kind; picks the timing preset `archs/dram/<type>.yaml` "
                       "(`generic`: an ideal memory at full bandwidth)."),
         "capacity": F("size", lo="1 MB", hi="1000 TB", why="assumption: a 1 MB edge part up "
-                      "to 5000x an H200's 141 GB", doc="DRAM capacity of one chip."),
+                      "to 7000x an H200's 141 GB", doc="DRAM capacity of one chip."),
         "bandwidth": F("bandwidth", lo="1 MB/s", hi="1000 TB/s", why=_BW,
                        doc="Peak DRAM bandwidth of one chip (all channels)."),
         "channels": F("count", nullable=True, lo=1, hi=2048,
@@ -173,7 +175,7 @@ SCHEMA = S({
                    doc="Payload bytes of one burst; null: the preset's."),
     }, doc="Off-chip memory. Geometry fields left null come from the timing preset."),
     "noc": S({"bandwidth": F("bandwidth", nullable=True, lo="1 MB/s", hi="1000 PB/s",
-                             why="assumption: up to 40x a wafer-scale fabric (Cerebras "
+                             why="assumption: up to 37x a wafer-scale fabric (Cerebras "
                                  "WSE-3: 214 Pb/s)",
                              doc="Aggregate on-chip network bandwidth; null if unpublished.")},
              doc="On-chip network."),
