@@ -12,6 +12,7 @@ import yaml
 from ..errors import ArchError
 from .model import Arch
 from .schema import build, did_you_mean, lookup, valid_keys
+from .units import brief
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -216,10 +217,10 @@ def _normalise_overrides(overrides, label: str) -> list[tuple[str, Any, str]]:
         return items
     if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
         raise ArchError(f"{label}: overrides must be a list of 'field=value' strings or a "
-                        f"mapping {{field: value}}, got {overrides!r}")
+                        f"mapping {{field: value}}, got {brief(overrides)}")
     for s in overrides:
         if not isinstance(s, str) or "=" not in s:
-            raise ArchError(f"{label}: override {s!r} is not 'dotted.field=value'; write e.g. "
+            raise ArchError(f"{label}: override {brief(s)} is not 'dotted.field=value'; write e.g. "
                             f"dram.bandwidth=3TB/s")
         k, v = s.split("=", 1)
         items.append((k.strip(), _parse_override_value(v.strip()), s))
@@ -237,7 +238,7 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
     for key, value, text in items:
         parts = tuple(p.strip() for p in key.split("."))
         if not key or any(not p for p in parts):
-            raise ArchError(f"{label}: override {text!r}: empty field name; write e.g. "
+            raise ArchError(f"{label}: override {brief(text)}: empty field name; write e.g. "
                             f"dram.bandwidth=3TB/s")
         node = tree
         for i, part in enumerate(parts):
@@ -248,12 +249,12 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
                 options = valid_keys(parent)
                 where = ".".join(parent) or "the top level"
                 raise ArchError(
-                    f"{label}: override {text!r}: unknown field '{'.'.join(here)}'"
+                    f"{label}: override {brief(text)}: unknown field '{'.'.join(here)}'"
                     f"{did_you_mean(part, options)}; valid fields in {where}: "
                     f"{', '.join(options) if options else '(none: it is a value)'}")
             if i == len(parts) - 1:
                 node[part] = value
-                node.lines[part] = f"override {text!r}"
+                node.lines[part] = f"override {brief(text)}"
                 break
             if not isinstance(node.get(part), _Lined):
                 # A null (or absent) section becomes a fresh one; validation then lists

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ArchError
 from ..ir import dtype as _dtype
 from .model import Arch, Cores, Dma, Dram, Engine, FrozenMap, Link, Noc, Power, Vector
-from .units import KINDS, UnitProblem, brief, parse_quantity
+from .units import KINDS, UnitProblem, brief, parse_energy_per, parse_quantity
 
 ENGINE_KINDS = ("systolic", "slice", "tensor_core", "cgra")
 DATAFLOWS = ("os", "ws", "is", "slice")
@@ -71,11 +71,18 @@ def _show(bound: str | float) -> str:
     return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
+# Kinds read by other schemas (the energy table's) whose bounds are written with units.
+_PER = {"per_byte": "B", "per_bit": "bit"}
+_AS_KIND = {"dtype_energy": "energy"}
+
+
 @lru_cache(maxsize=256)
 def _si_bound(bound: str | float, kind: str) -> float:
-    if isinstance(bound, str):
-        return parse_quantity(bound, kind) if kind in KINDS else float(bound)
-    return float(bound)
+    if not isinstance(bound, str):
+        return float(bound)
+    if kind in _PER:
+        return parse_energy_per(bound, _PER[kind])
+    return parse_quantity(bound, _AS_KIND.get(kind, kind))
 
 
 # The ranges below refuse physical nonsense (a 1e300 MiB DRAM row, a 1 B/s memory, a
@@ -332,7 +339,8 @@ def check_range(x: float, spec: F, raw: Any = None) -> float:
         what = "is below the smallest value that makes physical sense"
     else:
         what = "is above the largest value that makes physical sense"
-    unit = KINDS[spec.kind].si if spec.kind in KINDS else ""
+    unit = KINDS[_AS_KIND.get(spec.kind, spec.kind)].si if _AS_KIND.get(spec.kind, spec.kind) \
+        in KINDS else {"per_byte": "J/B", "per_bit": "J/bit"}.get(spec.kind, "")
     shown = f"{brief(raw)} (= {x:.4g} {unit})" if isinstance(raw, str) and unit else \
         f"{x:.6g}" if raw is None or isinstance(raw, float) else brief(raw)
     raise _Problem(f"{shown} {what}: the allowed range is {spec.range_text()} ({spec.why}); "

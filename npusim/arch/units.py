@@ -206,3 +206,50 @@ def unit_of(text: str, value: object, expected: str) -> tuple[tuple[tuple[str, i
         return _unit(text)
     except PINT_FAILURES as exc:
         raise UnitProblem(problem) from exc
+
+
+@lru_cache(maxsize=64)
+def _per_information(unit_text: str, per: str) -> float:
+    """Factor from ``unit_text`` (an energy per information) to joules per ``per`` (B or bit).
+
+    Cached: pint is slow and tables reuse a handful of units.
+    """
+    ureg = registry()
+    unit = ureg.parse_units(unit_text)
+    dims = dict(ureg.Quantity(1.0, unit).dimensionality)
+    if dims != {"[energy]": 1, "[information]": -1}:
+        raise UnitProblem(f"unit {unit_text!r} is not an energy per bit or byte")
+    return float(ureg.Quantity(1.0, unit).to(ureg.parse_units(f"J/{per}")).magnitude)
+
+
+def parse_energy_per(value: object, per: str) -> float:
+    """Read ``value`` (e.g. ``'3.5 pJ/bit'``) as joules per ``per`` (``"B"`` or ``"bit"``).
+
+    >>> parse_energy_per("0.5 pJ/B", "bit")
+    6.25e-14
+
+    Raises
+    ------
+    UnitProblem
+        With a message that says what was found and what is expected.
+    """
+    example = "0.1 pJ/B" if per == "B" else "3.5 pJ/bit"
+    expected = f"expected an energy per {'byte' if per == 'B' else 'bit'}, e.g. '{example}'"
+    if isinstance(value, bool) or not isinstance(value, str):
+        what = "a number without a unit" if isinstance(value, (int, float)) else "not a quantity"
+        raise UnitProblem(f"{brief(value)} is {what}; {expected}")
+    parts = split_quantity(value)
+    if parts is None or not parts[1]:
+        raise UnitProblem(f"{brief(value)} is not a number followed by a unit; {expected}")
+    num, unit = parts
+    try:
+        if not UNIT_TEXT.match(unit):
+            raise UnitProblem(unit)
+        factor = _per_information(unit, per)
+    except (UnitProblem, *PINT_FAILURES):
+        raise UnitProblem(f"{brief(value)}: {brief(unit)} is not an energy per bit or byte; "
+                          f"{expected}") from None
+    out = float(num) * factor
+    if not math.isfinite(out):
+        raise UnitProblem(f"{brief(value)} is not finite; {expected}")
+    return out

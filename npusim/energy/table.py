@@ -23,10 +23,8 @@ without that part)::
 from __future__ import annotations
 
 import importlib.resources
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,7 @@ from typing import Any
 from ..arch.loader import parse_yaml
 from ..arch.model import Arch, FrozenMap
 from ..arch.schema import F, FieldProblem, S, check_range, did_you_mean
-from ..arch.units import PINT_FAILURES, UNIT_TEXT, UnitProblem, brief, parse_quantity, \
-    registry, split_quantity
+from ..arch.units import UnitProblem, brief, parse_energy_per, parse_quantity
 from ..errors import ArchError
 from ..ir import dtype as _dtype
 
@@ -160,71 +157,22 @@ class EnergyTable:
 _Problem = FieldProblem
 
 
-@lru_cache(maxsize=64)
-def _per_information(unit_text: str, per: str) -> float:
-    """Factor from ``unit_text`` (energy per information) to joules per ``per`` (B or bit).
-
-    Cached: pint is slow and tables reuse a handful of units.
-    """
-    ureg = registry()
-    unit = ureg.parse_units(unit_text)
-    dims = dict(ureg.Quantity(1.0, unit).dimensionality)
-    if dims != {"[energy]": 1, "[information]": -1}:
-        raise UnitProblem(f"unit {unit_text!r} is not an energy per bit or byte")
-    return float(ureg.Quantity(1.0, unit).to(ureg.parse_units(f"J/{per}")).magnitude)
-
-
-def _parse_per(value: Any, per: str) -> float:
-    example = _EXAMPLE["per_byte" if per == "B" else "per_bit"]
-    expected = f"expected an energy per {'byte' if per == 'B' else 'bit'}, e.g. '{example}'"
-    if isinstance(value, bool) or not isinstance(value, str):
-        what = "a number without a unit" if isinstance(value, (int, float)) else "not a quantity"
-        raise _Problem(f"{brief(value)} is {what}; {expected}")
-    parts = split_quantity(value)
-    if parts is None or not parts[1]:
-        raise _Problem(f"{brief(value)} is not a number followed by a unit; {expected}")
-    num, unit = parts
-    try:
-        if not UNIT_TEXT.match(unit):
-            raise UnitProblem(unit)
-        factor = _per_information(unit, per)
-    except (UnitProblem, *PINT_FAILURES):
-        raise _Problem(f"{brief(value)}: {brief(unit)} is not an energy per bit or byte; "
-                       f"{expected}") from None
-    out = float(num) * factor
-    if not math.isfinite(out):
-        raise _Problem(f"{brief(value)} is not finite; {expected}")
-    return out
-
-
 def _read_leaf(value: Any, spec: F) -> Any:
     kind = spec.kind
     if kind == "text":
         if not isinstance(value, str) or not value.strip():
             raise _Problem(f"{brief(value)} must be a non-empty string")
         return value.strip()
-    if kind in ("energy", "power"):
-        try:
+    try:
+        if kind in ("energy", "power"):
             out = parse_quantity(value, kind)
-        except UnitProblem as exc:
-            raise _Problem(str(exc)) from None
-    elif kind == "per_byte":
-        out = _parse_per(value, "B")
-    elif kind == "per_bit":
-        out = _parse_per(value, "bit")
-    else:
-        raise AssertionError(f"energy table kind {kind!r}")
-    # energy per byte or bit has no entry in the unit kinds, so its bounds are parsed here
-    return check_range(out, spec if kind not in ("per_byte", "per_bit") else
-                       _per_spec(spec), value)
-
-
-@lru_cache(maxsize=32)
-def _per_spec(spec: F) -> F:
-    """``spec`` with its per-byte or per-bit bounds as plain SI numbers (J/B or J/bit)."""
-    per = "B" if spec.kind == "per_byte" else "bit"
-    lo, hi = (_parse_per(b, per) for b in (spec.lo, spec.hi))
-    return F("number", lo=lo, hi=hi, why=spec.why)
+        elif kind in ("per_byte", "per_bit"):
+            out = parse_energy_per(value, "B" if kind == "per_byte" else "bit")
+        else:
+            raise AssertionError(f"energy table kind {kind!r}")
+    except UnitProblem as exc:
+        raise _Problem(str(exc)) from None
+    return check_range(out, spec, value)
 
 
 def _line(tree: Any, key: str) -> str:

@@ -240,7 +240,8 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bo
         # streamed tiles open each DRAM row once (a lower estimate for scattered reads)
         dram_activations=cost.dram_bytes / row_bytes,
         noc_bytes=cost.noc_bytes if has_noc else 0.0,
-        link_bytes=getattr(op, "payload_bytes", 0.0))
+        # a collective on one chip sends nothing over a link (and needs none)
+        link_bytes=op.payload_bytes if isinstance(op, Collective) and op.group > 1 else 0.0)
 
 
 def _power_capped(latency: float, dyn_j: float, static_w: float,
