@@ -208,7 +208,7 @@ class Arch:
         >>> from npusim.arch import load_arch
         >>> load_arch("systolic-128").require_link(1) is None
         True
-        >>> load_arch("systolic-128").require_link(2)
+        >>> load_arch("systolic-128").require_link(2)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         npusim.errors.ArchError: systolic-128.yaml: link: is null (no chip-to-chip link), ...
