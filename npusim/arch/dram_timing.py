@@ -24,8 +24,8 @@ from typing import Any
 from ..errors import ArchError
 from .loader import parse_yaml
 from .model import FrozenMap
-from .schema import _GEOM as SCHEMA_GEOM
-from .schema import F, FieldProblem, S, _line, _read_section, check_range, did_you_mean
+from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, _read_section, check_range,
+                     did_you_mean)
 from .units import UnitProblem, parse_quantity
 
 TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD_S", "tRRD_L",
@@ -34,7 +34,6 @@ TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD
 
 # The timing section and the sources are read here; the rest through the arch schema.
 # Ranges as generous as the arch schema's (assumptions; see npusim.arch.schema).
-_GEOM = SCHEMA_GEOM
 SCHEMA = S({
     "name": F("identifier", doc="The DRAM type this preset describes (the file's stem)."),
     "description": F("text", doc="One line: the part and the channel it describes."),
@@ -52,8 +51,8 @@ SCHEMA = S({
         "burst": F("size", nullable=True, lo="1 B", hi="64 KiB",
                    why="assumption: as the arch's dram.burst",
                    doc="Payload bytes per burst; null: bus_width x burst_length / 8."),
-        "bank_groups": F("count", lo=1, hi=16, why=_GEOM, doc="Bank groups per channel."),
-        "banks_per_group": F("count", lo=1, hi=16, why=_GEOM, doc="Banks per bank group."),
+        "bank_groups": F("count", lo=1, hi=16, why=GEOMETRY_BASIS, doc="Bank groups per channel."),
+        "banks_per_group": F("count", lo=1, hi=16, why=GEOMETRY_BASIS, doc="Banks per bank group."),
         "row_size": F("size", lo="1 B", hi="1 MiB", why="assumption: as the arch's "
                       "dram.row_size", doc="Bytes per row of one bank; whole bursts."),
         "interleave": F("size", lo="1 B", hi="1 GiB", why="assumption: a burst up to a "

@@ -94,8 +94,8 @@ _BW = "assumption: a 1 MB/s microcontroller bus up to 125x an 8-stack HBM3E syst
 _SIZE = "assumption: nothing on one chip up to 1 TiB of SRAM (a wafer-scale chip has 44 GB)"
 _LAT = "assumption: 0 up to one second per hop or launch"
 _POWER = "assumption: a milliwatt edge NPU up to a 100 kW wafer-scale system"
-_GEOM = ("assumption: DRAM parts have 1 to 8 bank groups of 2 to 16 banks (DDR4 to HBM3E); "
-         "the bound keeps the bank-level kernel's per-channel state small")
+GEOMETRY_BASIS = ("assumption: DRAM parts have 1 to 8 bank groups of 2 to 16 banks (DDR4 to "
+                  "HBM3E); the bound keeps the bank-level kernel's per-channel state small")
 
 SCHEMA = S({
     "name": F("identifier", doc="Short name of the chip; shipped archs use it to find their "
@@ -169,9 +169,9 @@ SCHEMA = S({
                           "bound keeps the bank-level kernel's state small",
                       doc="Independent channels; null: bandwidth / the preset's channel "
                           "bandwidth."),
-        "bank_groups": F("count", nullable=True, lo=1, hi=16, why=_GEOM,
+        "bank_groups": F("count", nullable=True, lo=1, hi=16, why=GEOMETRY_BASIS,
                          doc="Bank groups per channel; null: the preset's."),
-        "banks_per_group": F("count", nullable=True, lo=1, hi=16, why=_GEOM,
+        "banks_per_group": F("count", nullable=True, lo=1, hi=16, why=GEOMETRY_BASIS,
                              doc="Banks per bank group; null: the preset's."),
         "row_size": F("size", nullable=True, lo="1 B", hi="1 MiB",
                       why="assumption: DRAM pages are 0.5 to 16 KiB; 64x headroom",
@@ -367,8 +367,9 @@ def _read_leaf(value: Any, spec: F) -> Any:
         # YAML 1.1 reads '1e9' (no dot) as text; a plain number written so is still a number
         value = float(value.strip())
     if k in ("count", "number") and isinstance(value, float) and not math.isfinite(value):
-        raise _Problem(f"{value!r} is not a finite number; give a {'whole ' if k == 'count' else ''}"
-                       f"number in the range {spec.range_text()}")
+        whole = "whole " if k == "count" else ""
+        raise _Problem(f"{value!r} is not a finite number; give a {whole}number in the range "
+                       f"{spec.range_text()}")
     if k == "count":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not _finite(value) or value != int(value):
