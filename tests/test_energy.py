@@ -222,7 +222,9 @@ def test_user_arch_without_a_table_gets_none(tmp_path):
 
 
 def test_sidecar_table_beside_a_user_arch_is_found(tmp_path):
-    p = _write(tmp_path, _edu_text().replace("name: edu", "name: mychip"), "mychip.yaml")
+    # the hand table's static power (40 W) needs a TDP above it (a lower one is refused)
+    text = _edu_text().replace("name: edu", "name: mychip").replace("tdp: 10 W", "tdp: 100 W")
+    p = _write(tmp_path, text, "mychip.yaml")
     _write(tmp_path, HAND.replace("name: hand", "name: mychip"), "mychip.energy.yaml")
     t = load_energy_table(load_arch(p))
     assert t is not None and t.static == pytest.approx(40.0)
@@ -233,7 +235,8 @@ def test_explicit_table_path_and_name_mismatch(tmp_path, hand):
     with pytest.raises(ArchError, match=r"hand\.yaml: name: .*'hand'.*'edu'"):
         load_energy_table(load_arch("edu"), p)
     ok = _write(tmp_path, HAND.replace("name: hand", "name: edu"), "edu2.yaml")
-    assert load_energy_table(load_arch("edu"), ok).mac["int8"] == pytest.approx(1e-13)
+    hot = load_arch("edu", ["power.tdp=100 W"])   # above the hand table's 40 W static power
+    assert load_energy_table(hot, ok).mac["int8"] == pytest.approx(1e-13)
 
 
 # --- bad tables and bad use ----------------------------------------------------------------

@@ -58,7 +58,12 @@ def read_calibration(path: Path, arch_name: str) -> dict[str, dict]:
     """``{dotted field: provenance dict with "value" and "kind" ("fitted" or "assumed")}``."""
     from .loader import parse_yaml
     label = str(path.name)
-    tree = parse_yaml(path.read_text(), label) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(f"{label}: cannot read the calibration file ({exc}); it must be UTF-8 "
+                        f"text, as `npusim validate --fit` writes it") from None
+    tree = parse_yaml(text, label) or {}
     if not isinstance(tree, dict) or set(tree) - {"arch", "fitted", "assumed"}:
         raise ArchError(f"{label}: a calibration file has the keys arch, fitted and assumed; "
                         f"regenerate it with `npusim validate --fit`")

@@ -24,7 +24,8 @@ from typing import Any
 from ..errors import ArchError
 from .loader import parse_yaml
 from .model import FrozenMap
-from .schema import F, S, _line, _read_section, did_you_mean
+from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, _read_section, check_range,
+                     did_you_mean)
 from .units import UnitProblem, parse_quantity
 
 TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD_S", "tRRD_L",
@@ -32,22 +33,41 @@ TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD
 """Timing fields every preset gives (tBURST is derived: burst length / pin rate)."""
 
 # The timing section and the sources are read here; the rest through the arch schema.
-_SCHEMA = S({
-    "name": F("identifier"),
-    "description": F("text"),
-    "clock": F("frequency"),
-    "pin_rate": F("bandwidth"),
+# Ranges as generous as the arch schema's (assumptions; see npusim.arch.schema).
+SCHEMA = S({
+    "name": F("identifier", doc="The DRAM type this preset describes (the file's stem)."),
+    "description": F("text", doc="One line: the part and the channel it describes."),
+    "clock": F("frequency", lo="1 MHz", hi="20 GHz",
+               why="assumption: as the arch clock's range",
+               doc="Command clock that `nCK` timings count."),
+    "pin_rate": F("bandwidth", lo="1 Mb/s", hi="1 Tb/s",
+                  why="assumption: up to 30x GDDR7's 32 Gb/s per pin",
+                  doc="Data rate per pin (e.g. `6.0 Gb/s`)."),
     "geometry": S({
-        "bus_width": F("count"),
-        "burst_length": F("count"),
-        "burst": F("size", nullable=True),
-        "bank_groups": F("count"),
-        "banks_per_group": F("count"),
-        "row_size": F("size"),
-        "interleave": F("size"),
-    }),
-    "controller": S({"queue_depth": F("count")}),
-})
+        "bus_width": F("count", lo=1, hi=4096, why="assumption: up to 2x an HBM4 "
+                       "stack's 2048-bit interface", doc="Data pins per channel."),
+        "burst_length": F("count", lo=1, hi=1024, why="assumption: up to 40x LPDDR6's BL24",
+                          doc="Beats per burst."),
+        "burst": F("size", nullable=True, lo="1 B", hi="64 KiB",
+                   why="assumption: as the arch's dram.burst",
+                   doc="Payload bytes per burst; null: bus_width x burst_length / 8."),
+        "bank_groups": F("count", lo=1, hi=16, why=GEOMETRY_BASIS, doc="Bank groups per channel."),
+        "banks_per_group": F("count", lo=1, hi=16, why=GEOMETRY_BASIS, doc="Banks per bank group."),
+        "row_size": F("size", lo="1 B", hi="1 MiB", why="assumption: as the arch's "
+                      "dram.row_size", doc="Bytes per row of one bank; whole bursts."),
+        "interleave": F("size", lo="1 B", hi="1 GiB", why="assumption: a burst up to a "
+                        "whole device", doc="Bytes sent to one channel before the next "
+                        "takes over; whole bursts."),
+    }, doc="Geometry of one channel."),
+    "controller": S({"queue_depth": F("count", lo=1, hi=4096, why="assumption: 64x a "
+                                      "64-entry queue", doc="Requests per channel queue.")},
+                    doc="The memory controller."),
+}, doc="A DRAM timing preset.")
+_SCHEMA = SCHEMA
+TIMING_RANGE = F("time", lo="0 s", hi="1 s", why="assumption: DRAM timings are ns to us; "
+                 "tREFI is microseconds", doc="A timing as a time (`14 ns`).")
+NCK_RANGE = F("number", lo=0, hi=1e9, why="assumption: up to a second at 1 GHz",
+              doc="A timing in command-clock cycles (`4 nCK`).")
 _OWN = ("sources", "timing")
 _NCK = re.compile(r"^\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*nCK\s*$")
 
@@ -202,18 +222,15 @@ def _cached(text: str, label: str) -> DramTiming:
 
 
 def _parse_timing(value: Any, clock: float) -> tuple[str, float]:
-    """``('s', seconds)`` for a time, ``('nck', cycles)`` for ``'<n> nCK'``."""
-    if isinstance(value, str):
-        m = _NCK.match(value)
-        if m:
-            cycles = float(m.group("num"))
-            if not cycles >= 0:
-                raise UnitProblem(f"{value!r} must not be negative")
-            return "nck", cycles
-    seconds = parse_quantity(value, "time")
-    if seconds < 0:
-        raise UnitProblem(f"{value!r} must not be negative")
-    return "s", seconds
+    """``('s', seconds)`` for a time, ``('nck', cycles)`` for ``'<n> nCK'``; each in range."""
+    try:
+        if isinstance(value, str) and len(value) <= 100:
+            m = _NCK.match(value)
+            if m:
+                return "nck", check_range(float(m.group("num")), NCK_RANGE, value)
+        return "s", check_range(parse_quantity(value, "time"), TIMING_RANGE, value)
+    except FieldProblem as exc:
+        raise UnitProblem(str(exc)) from None
 
 
 def build_dram_timing(tree: Any, label: str) -> DramTiming:
@@ -300,5 +317,5 @@ def _cross_check(p: DramTiming, label: str) -> None:
                         f"({t['tRAS']:g} s); tRC is at least tRAS + tRP")
 
 
-__all__ = ["DramTiming", "TIMINGS", "build_dram_timing", "dram_presets", "has_preset",
-           "load_dram_timing"]
+__all__ = ["DramTiming", "NCK_RANGE", "SCHEMA", "TIMINGS", "TIMING_RANGE", "build_dram_timing",
+           "dram_presets", "has_preset", "load_dram_timing"]

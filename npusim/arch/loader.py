@@ -12,6 +12,7 @@ import yaml
 from ..errors import ArchError
 from .model import Arch
 from .schema import build, did_you_mean, lookup, valid_keys
+from .units import brief
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -60,8 +61,60 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  _construct_mapping)
 
 
+# An arch, energy, DRAM or calibration file is a few kB, four levels deep. Far larger or
+# deeper text is refused before parsing: libyaml's flow parser is quadratic in the nesting
+# depth, and its composer recurses in C (a crash, not an exception) on deep nesting.
+MAX_YAML_CHARS = 1_000_000
+MAX_YAML_DEPTH = 32
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the text nests deeper than :data:`MAX_YAML_DEPTH`: brackets counted by a linear
+    scan (outside quotes and comments), then block nesting from the parser's events."""
+    depth, quote, comment, prev = 0, "", False, " "
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'" and prev in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return True
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+    depth = 0
+    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return True
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    return False
+
+
 def parse_yaml(text: str, label: str) -> Any:
-    """Parse YAML text safely, rejecting duplicate keys; errors name ``label`` and the line."""
+    """Parse YAML text safely, rejecting duplicate keys; errors name ``label`` and the line.
+
+    Text over :data:`MAX_YAML_CHARS` characters or nested deeper than :data:`MAX_YAML_DEPTH`
+    levels is refused (no arch description comes close).
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise ArchError(f"{label}: {len(text)} characters is far more than an arch "
+                        f"description holds (at most {MAX_YAML_CHARS}); give the right file")
+    try:
+        deep = _too_deep(text)
+    except yaml.YAMLError:
+        deep = False        # malformed: the parse below reports where
+    if deep:
+        raise ArchError(f"{label}: the YAML nests more than {MAX_YAML_DEPTH} levels deep, far "
+                        f"deeper than an arch description; fix its structure")
     loader = _UniqueKeyLoader(text)
     loader.label = label
     try:
@@ -72,7 +125,15 @@ def parse_yaml(text: str, label: str) -> Any:
         raise ArchError(f"{label}: malformed YAML at {at}: {exc.problem or exc.context}; "
                         f"fix the syntax there") from None
     except yaml.YAMLError as exc:
-        raise ArchError(f"{label}: malformed YAML: {exc}; fix the syntax") from None
+        raise ArchError(f"{label}: malformed YAML: {' '.join(str(exc).split())}; fix the "
+                        f"syntax") from None
+    except ValueError as exc:
+        # Python refuses int() of more than 4300 digits, which a YAML integer can ask for
+        raise ArchError(f"{label}: a value cannot be read ({' '.join(str(exc).split())[:120]}); "
+                        f"write numbers of a sensible size") from None
+    except RecursionError:
+        raise ArchError(f"{label}: the YAML is nested too deeply to be an arch description; "
+                        f"fix its structure") from None
     finally:
         loader.dispose()
 
@@ -137,9 +198,11 @@ def _parse_override_value(value: Any) -> Any:
     # nothing but a scalar is accepted, so an override cannot smuggle in structure.
     if not isinstance(value, str):
         return value
+    if len(value) > 1000 or value.lstrip()[:1] in ("[", "{", "|", ">", "&", "*"):
+        return value      # no scalar looks like this; validation says what is expected
     try:
         parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         return value
     return parsed if not isinstance(parsed, (dict, list)) else value
 
@@ -154,10 +217,10 @@ def _normalise_overrides(overrides, label: str) -> list[tuple[str, Any, str]]:
         return items
     if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
         raise ArchError(f"{label}: overrides must be a list of 'field=value' strings or a "
-                        f"mapping {{field: value}}, got {overrides!r}")
+                        f"mapping {{field: value}}, got {brief(overrides)}")
     for s in overrides:
         if not isinstance(s, str) or "=" not in s:
-            raise ArchError(f"{label}: override {s!r} is not 'dotted.field=value'; write e.g. "
+            raise ArchError(f"{label}: override {brief(s)} is not 'dotted.field=value'; write e.g. "
                             f"dram.bandwidth=3TB/s")
         k, v = s.split("=", 1)
         items.append((k.strip(), _parse_override_value(v.strip()), s))
@@ -175,7 +238,7 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
     for key, value, text in items:
         parts = tuple(p.strip() for p in key.split("."))
         if not key or any(not p for p in parts):
-            raise ArchError(f"{label}: override {text!r}: empty field name; write e.g. "
+            raise ArchError(f"{label}: override {brief(text)}: empty field name; write e.g. "
                             f"dram.bandwidth=3TB/s")
         node = tree
         for i, part in enumerate(parts):
@@ -186,12 +249,12 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
                 options = valid_keys(parent)
                 where = ".".join(parent) or "the top level"
                 raise ArchError(
-                    f"{label}: override {text!r}: unknown field '{'.'.join(here)}'"
+                    f"{label}: override {brief(text)}: unknown field '{'.'.join(here)}'"
                     f"{did_you_mean(part, options)}; valid fields in {where}: "
                     f"{', '.join(options) if options else '(none: it is a value)'}")
             if i == len(parts) - 1:
                 node[part] = value
-                node.lines[part] = f"override {text!r}"
+                node.lines[part] = f"override {brief(text)}"
                 break
             if not isinstance(node.get(part), _Lined):
                 # A null (or absent) section becomes a fresh one; validation then lists

@@ -190,6 +190,37 @@ class Arch:
             return self
         return replace(self, launch_overhead=self.graph_launch_overhead)
 
+    def require_link(self, chips: int, why: str = "") -> Link | None:
+        """The chip-to-chip link a system of ``chips`` of this arch talks over.
+
+        A system is N chips and the links between them: one chip needs no link, more than
+        one cannot be built from an arch without one. This is the one check for that, made
+        where a chip count meets the arch, before anything is costed.
+
+        Raises
+        ------
+        ArchError
+            If ``chips`` > 1 and the arch has no link (``link: null``); ``why`` says what
+            asked for the chips.
+
+        Examples
+        --------
+        >>> from npusim.arch import load_arch
+        >>> load_arch("systolic-128").require_link(1) is None
+        True
+        >>> load_arch("systolic-128").require_link(2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        npusim.errors.ArchError: systolic-128.yaml: link: is null (no chip-to-chip link), ...
+        """
+        if chips > 1 and self.link is None:
+            raise ArchError(
+                f"{self._where()}: link: is null (no chip-to-chip link), but a system of "
+                f"{chips} chips{why} needs one; give the arch a link section (e.g. --set "
+                f"link.kind=generic --set link.bandwidth=100GB/s --set link.latency=1us) or "
+                f"use one chip")
+        return self.link
+
     def calibrated(self) -> dict[str, dict]:
         """``{dotted field: provenance}`` of the calibrated values this arch carries."""
         return {k: dict(v) for k, v in self.calibration}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,7 +16,7 @@ from typing import Any
 from ..errors import ArchError
 from ..ir import dtype as _dtype
 from .model import Arch, Cores, Dma, Dram, Engine, FrozenMap, Link, Noc, Power, Vector
-from .units import KINDS, UnitProblem, parse_quantity
+from .units import KINDS, UnitProblem, brief, parse_energy_per, parse_quantity
 
 ENGINE_KINDS = ("systolic", "slice", "tensor_core", "cgra")
 DATAFLOWS = ("os", "ws", "is", "slice")
@@ -26,13 +27,33 @@ DRAM_TYPES = ("ddr4", "ddr5", "lpddr5", "lpddr5x", "lpddr6", "gddr6", "gddr6x", 
 
 @dataclass(frozen=True)
 class F:
-    """One leaf field: how to read it, whether it must be present, may be null, its bound."""
+    """One leaf field: how to read it, whether it must be present or may be null, the range of
+    values that make physical sense, and what it means.
+
+    ``lo``/``hi`` bound the value inclusively: quantity strings in the field's unit kind
+    (``"1 MHz"``), plain numbers for counts and unitless numbers, ``None`` for no bound (text,
+    choices, dtype maps). For ``dtype_rates`` they bound every entry. ``why`` says where the
+    bounds come from: every range is generous, and an assumption unless it cites a source.
+    """
 
     kind: str
     required: bool = True
     nullable: bool = False
-    minimum: str = "positive"  # "positive" (> 0) or "nonnegative" (>= 0)
+    lo: str | float | None = None
+    hi: str | float | None = None
+    why: str = ""
+    doc: str = ""
     choices: tuple[str, ...] = ()
+
+    def bounds(self) -> tuple[float, float] | None:
+        """``(lo, hi)`` in SI units (bytes, Hz, s...), or None for a field without a range."""
+        if self.lo is None or self.hi is None:
+            return None
+        return _si_bound(self.lo, self.kind), _si_bound(self.hi, self.kind)
+
+    def range_text(self) -> str:
+        """The allowed range as people write it, e.g. ``'1 MHz .. 20 GHz'``."""
+        return "" if self.lo is None else f"{_show(self.lo)} .. {_show(self.hi)}"
 
 
 @dataclass(frozen=True)
@@ -41,74 +62,186 @@ class S:
 
     fields: Mapping[str, "F | S"]
     nullable: bool = False
+    doc: str = ""
 
+
+def _show(bound: str | float) -> str:
+    if isinstance(bound, str):
+        return bound
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+# Kinds read by other schemas (the energy table's) whose bounds are written with units.
+_PER = {"per_byte": "B", "per_bit": "bit"}
+_AS_KIND = {"dtype_energy": "energy"}
+
+
+@lru_cache(maxsize=256)
+def _si_bound(bound: str | float, kind: str) -> float:
+    if not isinstance(bound, str):
+        return float(bound)
+    if kind in _PER:
+        return parse_energy_per(bound, _PER[kind])
+    return parse_quantity(bound, _AS_KIND.get(kind, kind))
+
+
+# The ranges below refuse physical nonsense (a 1e300 MiB DRAM row, a 1 B/s memory, a
+# count past int64) before it reaches the kernels; they are deliberately generous, so a
+# value outside one is a typo or a unit slip, never an exotic but real design. Unless a
+# source is named, every bound is an assumption.
+_CLOCK = "assumption: a 1 MHz microcontroller up to 3.5x the fastest shipping CPU clock (5.7 GHz)"
+_BW = "assumption: a 1 MB/s microcontroller bus up to 125x an 8-stack HBM3E system (8 TB/s)"
+_SIZE = "assumption: nothing on one chip up to 1 TiB of SRAM (a wafer-scale chip has 44 GB)"
+_LAT = "assumption: 0 up to one second per hop or launch"
+_POWER = "assumption: a milliwatt edge NPU up to a 100 kW wafer-scale system"
+GEOMETRY_BASIS = ("assumption: DRAM parts have 1 to 8 bank groups of 2 to 16 banks (DDR4 to "
+                  "HBM3E); the bound keeps the bank-level kernel's per-channel state small")
 
 SCHEMA = S({
-    "name": F("identifier"),
-    "description": F("text"),
-    "clock": F("frequency"),
+    "name": F("identifier", doc="Short name of the chip; shipped archs use it to find their "
+                                "energy table and calibration (`archs/energy/<name>.yaml`)."),
+    "description": F("text", doc="One line shown by `npusim archs`."),
+    "clock": F("frequency", lo="1 MHz", hi="20 GHz", why=_CLOCK,
+               doc="Core clock: cycles of the contraction engine, vector unit and SRAM."),
     "cores": S({
-        "count": F("count"),
+        "count": F("count", lo=1, hi=1e6, why="assumption: one core up to 1.1x a wafer-scale "
+                   "chip (Cerebras WSE-3: 900,000 cores)",
+                   doc="Identical cores on the chip (an SM on a GPU, a PE on RNGD)."),
         "engine": S({
-            "kind": F("choice", choices=ENGINE_KINDS),
-            "units": F("count"),
-            "rows": F("count", nullable=True),
-            "cols": F("count", nullable=True),
-            "dataflow": F("choice", nullable=True, choices=DATAFLOWS),
-            "macs_per_cycle": F("dtype_rates"),
+            "kind": F("choice", choices=ENGINE_KINDS,
+                      doc="How the contraction engine is timed: `systolic` and `slice` cycle "
+                          "by cycle, `tensor_core` and `cgra` at a sustained throughput."),
+            "units": F("count", lo=1, hi=65536, why="assumption: 1 to 1000x RNGD's 64 slices "
+                       "per core", doc="Identical engine units per core (RNGD: 64 slices; an "
+                       "H100 SM: 4 tensor cores)."),
+            "rows": F("count", nullable=True, lo=1, hi=16384,
+                      why="assumption: 64x the largest published array (TPU v1: 256 rows)",
+                      doc="Rows of one unit in 16-bit MAC positions; null if unpublished."),
+            "cols": F("count", nullable=True, lo=1, hi=16384,
+                      why="assumption: 64x the largest published array (TPU v1: 256 columns)",
+                      doc="Columns of one unit in 16-bit MAC positions; null if unpublished."),
+            "dataflow": F("choice", nullable=True, choices=DATAFLOWS,
+                          doc="What stays in place in the array: output (`os`), weight "
+                              "(`ws`) or input (`is`) stationary, or RNGD's `slice`."),
+            "macs_per_cycle": F("dtype_rates", lo=0.001, hi=1e8,
+                                why="assumption: one MAC per 1000 cycles up to 1500x a "
+                                    "256 x 256 array's 65,536 MACs per cycle",
+                                doc="MACs per cycle of one core, per native dtype "
+                                    "(`{bf16: 2048, fp8_e4m3: 4096}`); dtypes absent here "
+                                    "need a `dtype_fallback`."),
             # sustained fraction of the MAC rate the best kernels reach (clock under the power
             # limit, issue overheads), measured or fitted with provenance; absent means 1. It
             # applies to throughput-modelled engines (tensor cores, CGRAs): systolic and slice
             # engines are timed cycle by cycle
-            "efficiency": F("dtype_rates", required=False),
-        }),
-        "vector": S({"ops_per_cycle": F("number")}),
-        "sram": F("size", minimum="nonnegative"),
-        "sram_bandwidth": F("bytes per cycle", nullable=True),
+            "efficiency": F("dtype_rates", required=False, lo=0.001, hi=1.0,
+                            why="a fraction of the peak rate; below 0.1 % is a unit slip",
+                            doc="Sustained fraction of the MAC rate per dtype, measured or "
+                                "fitted (see the calibration file); absent means 1."),
+        }, doc="The contraction engine of one core."),
+        "vector": S({"ops_per_cycle": F(
+            "number", lo=0.001, hi=1e7, why="assumption: one op per 1000 cycles up to 78,000x "
+            "an H100 SM's 128 FP32 lanes", doc="fp32 element operations per cycle of one "
+            "core's vector unit (softmax, norms, activations).")},
+            doc="The vector unit of one core."),
+        "sram": F("size", lo="0 B", hi="1 TiB", why=_SIZE,
+                  doc="Local SRAM of one core (tiles are double-buffered in it)."),
+        "sram_bandwidth": F("bytes per cycle", nullable=True, lo="1 B/cycle",
+                            hi="1 MiB/cycle", why="assumption: one byte up to 128x RNGD's "
+                            "8 KiB per cycle", doc="Bytes per cycle one core's SRAM delivers; "
+                            "null if unpublished."),
         # where partial sums live outside the SRAM (registers, accumulator cells); optional
-        "accumulator": F("size", required=False, nullable=True),
-    }),
-    "shared_sram": F("size", minimum="nonnegative"),
+        "accumulator": F("size", required=False, nullable=True, lo="0 B", hi="1 TiB",
+                         why=_SIZE, doc="Partial-sum storage outside the SRAM (registers, "
+                         "accumulator cells); absent or null: sums live in SRAM."),
+    }, doc="The cores: all identical."),
+    "shared_sram": F("size", lo="0 B", hi="1 TiB", why=_SIZE,
+                     doc="Chip-shared SRAM (a GPU's L2); 0 B if none."),
     "dram": S({
-        "type": F("choice", choices=DRAM_TYPES),
-        "capacity": F("size"),
-        "bandwidth": F("bandwidth"),
-        "channels": F("count", nullable=True),
-        "bank_groups": F("count", nullable=True),
-        "banks_per_group": F("count", nullable=True),
-        "row_size": F("size", nullable=True),
-        "burst": F("size", nullable=True),
-    }),
-    "noc": S({"bandwidth": F("bandwidth", nullable=True)}),
+        "type": F("choice", choices=DRAM_TYPES,
+                  doc="DRAM kind; picks the timing preset `archs/dram/<type>.yaml` "
+                      "(`generic`: an ideal memory at full bandwidth)."),
+        "capacity": F("size", lo="1 MB", hi="1000 TB", why="assumption: a 1 MB edge part up "
+                      "to 7000x an H200's 141 GB", doc="DRAM capacity of one chip."),
+        "bandwidth": F("bandwidth", lo="1 MB/s", hi="1000 TB/s", why=_BW,
+                       doc="Peak DRAM bandwidth of one chip (all channels)."),
+        "channels": F("count", nullable=True, lo=1, hi=2048,
+                      why="assumption: 4x the 512 pseudo-channels of eight HBM4 stacks; the "
+                          "bound keeps the bank-level kernel's state small",
+                      doc="Independent channels; null: bandwidth / the preset's channel "
+                          "bandwidth."),
+        "bank_groups": F("count", nullable=True, lo=1, hi=16, why=GEOMETRY_BASIS,
+                         doc="Bank groups per channel; null: the preset's."),
+        "banks_per_group": F("count", nullable=True, lo=1, hi=16, why=GEOMETRY_BASIS,
+                             doc="Banks per bank group; null: the preset's."),
+        "row_size": F("size", nullable=True, lo="1 B", hi="1 MiB",
+                      why="assumption: DRAM pages are 0.5 to 16 KiB; 64x headroom",
+                      doc="Bytes of one row (page) of one bank; a whole number of bursts; "
+                          "null: the preset's."),
+        "burst": F("size", nullable=True, lo="1 B", hi="64 KiB",
+                   why="assumption: bursts are 32 to 128 B; 512x headroom",
+                   doc="Payload bytes of one burst; null: the preset's."),
+    }, doc="Off-chip memory. Geometry fields left null come from the timing preset."),
+    "noc": S({"bandwidth": F("bandwidth", nullable=True, lo="1 MB/s", hi="1000 PB/s",
+                             why="assumption: up to 37x a wafer-scale fabric (Cerebras "
+                                 "WSE-3: 214 Pb/s)",
+                             doc="Aggregate on-chip network bandwidth; null if unpublished.")},
+             doc="On-chip network."),
     "dma": S({
-        "engines": F("count", nullable=True),
-        "bytes_per_cycle": F("number", nullable=True),
-        "startup_cycles": F("number", nullable=True, minimum="nonnegative"),
-    }),
+        "engines": F("count", nullable=True, lo=1, hi=1e6, why="assumption: at most one "
+                     "per core of the largest chip", doc="Tensor DMA engines; null if "
+                     "unpublished."),
+        "bytes_per_cycle": F("number", nullable=True, lo=0.001, hi=1048576,
+                             why="assumption: up to 1 MiB per cycle per engine",
+                             doc="Bytes per cycle of one DMA engine; null if unpublished."),
+        "startup_cycles": F("number", nullable=True, lo=0, hi=1e9,
+                            why="assumption: up to one second at 1 GHz",
+                            doc="Fixed cycles per DMA command; null if unpublished."),
+    }, doc="Tensor DMA."),
     "link": S({
-        "kind": F("identifier"),
-        "bandwidth": F("bandwidth"),
-        "latency": F("time", nullable=True, minimum="nonnegative"),
+        "kind": F("identifier", doc="Link technology, one word (`nvlink4`, `pcie5`, "
+                                    "`generic`)."),
+        "bandwidth": F("bandwidth", lo="1 MB/s", hi="1000 TB/s", why=_BW,
+                       doc="Bytes per second per direction per chip."),
+        "latency": F("time", nullable=True, lo="0 s", hi="1 s", why=_LAT,
+                     doc="Seconds per hop of a collective (the low-latency protocol when "
+                         "`bulk_latency` is set); null: 0."),
         # per-hop latency of the full-bandwidth protocol; absent: one protocol (latency)
-        "bulk_latency": F("time", required=False, nullable=True, minimum="nonnegative"),
-    }, nullable=True),
+        "bulk_latency": F("time", required=False, nullable=True, lo="0 s", hi="1 s",
+                          why=_LAT, doc="Seconds per hop of the full-bandwidth protocol; "
+                          "absent or null: one protocol."),
+    }, nullable=True, doc="Chip-to-chip link; null for a chip that never works with others "
+                          "(then a system of more than one chip is refused)."),
     "power": S({
-        "tdp": F("power", nullable=True),
-        "idle": F("power", nullable=True, minimum="nonnegative"),
-    }),
-    "dtype_fallback": F("dtype_map"),
+        "tdp": F("power", nullable=True, lo="1 mW", hi="100 kW", why=_POWER,
+                 doc="Thermal design power; the engine slows ops down to stay under it. "
+                     "Must exceed `power.idle` and the energy table's `static`. Null: no cap."),
+        "idle": F("power", nullable=True, lo="0 W", hi="100 kW", why=_POWER,
+                  doc="Idle power; below `power.tdp`. Null if unpublished."),
+    }, doc="Board power."),
+    "dtype_fallback": F("dtype_map", doc="Dtype the engine runs a non-native dtype in "
+                                         "(`{fp32: bf16}`); targets must be native."),
     # Fixed cost per op (kernel launch, command issue); optional, absent means 0.
-    "launch_overhead": F("time", required=False, minimum="nonnegative"),
+    "launch_overhead": F("time", required=False, lo="0 s", hi="1 s", why=_LAT,
+                         doc="Fixed cost per op (kernel launch, command issue); absent: 0."),
     # Fixed cost per serving iteration (scheduler, sampling, host work); optional, absent 0.
-    "step_overhead": F("time", required=False, minimum="nonnegative"),
+    "step_overhead": F("time", required=False, lo="0 s", hi="10 s",
+                       why="assumption: up to ten seconds of host work per serving step",
+                       doc="Fixed cost per serving iteration (scheduler, sampling, host); "
+                           "absent: 0."),
     # Fixed cost per op when a serving step replays its kernels from a captured graph (CUDA
     # graphs); optional, absent or null means launch_overhead.
-    "graph_launch_overhead": F("time", required=False, nullable=True, minimum="nonnegative"),
-})
+    "graph_launch_overhead": F("time", required=False, nullable=True, lo="0 s", hi="1 s",
+                               why=_LAT, doc="Fixed cost per op replayed from a captured "
+                               "graph (CUDA graphs) in serving; absent or null: "
+                               "`launch_overhead`."),
+}, doc="An arch file.")
 
 
-class _Problem(Exception):
+class FieldProblem(Exception):
     """A field-level problem; the caller adds file and field."""
+
+
+_Problem = FieldProblem
 
 
 def lookup(path: tuple[str, ...]) -> F | S | None:
@@ -122,6 +255,16 @@ def lookup(path: tuple[str, ...]) -> F | S | None:
             return None
         node = node.fields[part]
     return node
+
+
+def iter_fields(node: S = SCHEMA, prefix: str = ""):
+    """Yield ``(dotted name, entry)`` for every section and field under ``node``, depth first
+    in file order (sections before their fields): what the reference and the tests walk."""
+    for name, sub in node.fields.items():
+        dotted = f"{prefix}{name}"
+        yield dotted, sub
+        if isinstance(sub, S):
+            yield from iter_fields(sub, dotted + ".")
 
 
 def valid_keys(path: tuple[str, ...]) -> list[str]:
@@ -163,44 +306,89 @@ def _line(tree: Any, key: str) -> str:
     return f" (line {where})" if isinstance(where, int) else f" (from {where})"
 
 
-def _check_bound(x: float, spec: F) -> float:
-    if spec.minimum == "positive" and not x > 0:
-        raise _Problem(f"{x!r} must be greater than 0")
-    if spec.minimum == "nonnegative" and not x >= 0:
-        raise _Problem(f"{x!r} must not be negative")
-    return x
+def _finite(x: int | float) -> bool:
+    """Whether a YAML number is finite; an int is, however large (float() of it may not be)."""
+    return isinstance(x, int) or math.isfinite(x)
+
+
+def _as_float(x: int | float) -> float:
+    """``x`` as a float, an int too large for one becoming +-inf (a range then refuses it)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def check_range(x: float, spec: F, raw: Any = None) -> float:
+    """Return ``x`` if it lies in ``spec``'s range, else raise a problem saying the value, the
+    allowed range, where the range comes from and the fix.
+
+    ``raw`` is the value as written (``'1e300 MiB'``), shown beside its SI value.
+    """
+    bounds = spec.bounds()
+    if bounds is None:
+        return x
+    lo, hi = bounds
+    if lo <= x <= hi:
+        return x
+    if x <= 0 < lo:
+        what = "must be greater than 0"
+    elif x < 0 <= lo:
+        what = "must not be negative"
+    elif x < lo:
+        what = "is below the smallest value that makes physical sense"
+    else:
+        what = "is above the largest value that makes physical sense"
+    unit = KINDS[_AS_KIND.get(spec.kind, spec.kind)].si if _AS_KIND.get(spec.kind, spec.kind) \
+        in KINDS else {"per_byte": "J/B", "per_bit": "J/bit"}.get(spec.kind, "")
+    shown = f"{brief(raw)} (= {x:.4g} {unit})" if isinstance(raw, str) and unit else \
+        f"{x:.6g}" if raw is None or isinstance(raw, float) else brief(raw)
+    raise _Problem(f"{shown} {what}: the allowed range is {spec.range_text()} ({spec.why}); "
+                   f"give a value in that range")
+
+
+_PLAIN = re.compile(r"^[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,4})?$")
 
 
 def _read_leaf(value: Any, spec: F) -> Any:
     k = spec.kind
     if k in ("identifier", "text"):
         if not isinstance(value, str) or not value.strip():
-            raise _Problem(f"{value!r} must be a non-empty string")
+            raise _Problem(f"{brief(value)} must be a non-empty string")
         if k == "identifier" and (any(c.isspace() for c in value) or "/" in value):
-            raise _Problem(f"{value!r} must be one word without spaces or '/'")
+            raise _Problem(f"{brief(value)} must be one word without spaces or '/'")
         return value.strip()
     if k == "choice":
         if not isinstance(value, str) or value not in spec.choices:
-            raise _Problem(f"{value!r} is not one of {', '.join(spec.choices)}"
+            raise _Problem(f"{brief(value)} is not one of {', '.join(spec.choices)}"
                            f"{did_you_mean(value, list(spec.choices))}")
         return value
+    if k in ("count", "number") and isinstance(value, str) and _PLAIN.match(value.strip()):
+        # YAML 1.1 reads '1e9' (no dot) as text; a plain number written so is still a number
+        value = float(value.strip())
+    if k in ("count", "number") and isinstance(value, float) and not math.isfinite(value):
+        whole = "whole " if k == "count" else ""
+        raise _Problem(f"{value!r} is not a finite number; give a {whole}number in the range "
+                       f"{spec.range_text()}")
     if k == "count":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value != int(value):
-            raise _Problem(f"{value!r} must be a whole number (a count, no unit)")
-        return int(_check_bound(int(value), spec))
+                or not _finite(value) or value != int(value):
+            raise _Problem(f"{brief(value)} must be a whole number (a count, no unit)")
+        check_range(_as_float(value), spec, value)
+        return int(value)
     if k == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
-            raise _Problem(f"{value!r} must be a plain number (no unit)")
-        return float(_check_bound(float(value), spec))
+                or not _finite(value):
+            raise _Problem(f"{brief(value)} must be a plain number (no unit)")
+        return check_range(_as_float(value), spec, value)
     if k in KINDS:
         try:
-            return _check_bound(parse_quantity(value, k), spec)
+            return check_range(parse_quantity(value, k), spec, value)
         except UnitProblem as exc:
             raise _Problem(str(exc)) from None
     if k == "dtype_rates":
-        return _read_dtype_map(value, lambda v: _read_leaf(v, F("number")), "MACs per cycle")
+        entry = F("number", lo=spec.lo, hi=spec.hi, why=spec.why)
+        return _read_dtype_map(value, lambda v: _read_leaf(v, entry), "MACs per cycle")
     if k == "dtype_map":
         return _read_dtype_map(value, _dtype_name, "a dtype name")
     raise AssertionError(f"schema kind {k!r}")
@@ -238,7 +426,7 @@ def _read_section(tree: Any, spec: S, path: str, label: str) -> dict | None:
         return None
     if not isinstance(tree, Mapping):
         raise ArchError(f"{label}: {where}: expected a mapping of fields "
-                        f"({', '.join(spec.fields)}), got {tree!r}; fix that section")
+                        f"({', '.join(spec.fields)}), got {brief(tree)}; fix that section")
     for key in tree:
         if key not in spec.fields:
             raise ArchError(
@@ -339,6 +527,13 @@ def _cross_check(arch: Arch, label: str) -> None:
             raise ArchError(f"{label}: cores.engine.efficiency.{name}: {name} has no MAC rate "
                             f"in cores.engine.macs_per_cycle; an efficiency needs one")
     p = arch.power
-    if p.tdp is not None and p.idle is not None and p.idle > p.tdp:
-        raise ArchError(f"{label}: power.idle: {p.idle:g} W exceeds power.tdp {p.tdp:g} W; "
-                        f"fix one of them")
+    if p.tdp is not None and p.idle is not None and p.idle >= p.tdp:
+        what = "exceeds" if p.idle > p.tdp else "equals"
+        raise ArchError(f"{label}: power.idle: {p.idle:g} W {what} power.tdp {p.tdp:g} W; a "
+                        f"chip under its TDP must have power to spare above idle, so the TDP "
+                        f"must be higher; fix one of them")
+    d = arch.dram
+    if d.row_size is not None and d.burst is not None and (
+            d.row_size < d.burst or d.row_size % d.burst):
+        raise ArchError(f"{label}: dram.row_size: {d.row_size:g} B is not a whole number of "
+                        f"{d.burst:g}-B bursts (dram.burst); fix dram.row_size or dram.burst")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import tokenize
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,9 +43,50 @@ cycle = [cycle]
 """
 
 # A number, then a unit expression; the number part is never handed to pint, so no
-# arithmetic ("2 * 1.5 TB/s") sneaks in as an expression language.
+# arithmetic ("2 * 1.5 TB/s") sneaks in as an expression language. Matched against text
+# already stripped, so no lazy group meets trailing blanks (that backtracks quadratically).
 _QUANTITY = re.compile(
-    r"^\s*(?P<num>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*?)\s*$")
+    r"^(?P<num>[+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*)$", re.DOTALL)
+# Longer text is no quantity anyone writes; refusing it up front bounds the parsing work.
+MAX_QUANTITY_CHARS = 100
+
+
+def split_quantity(text: str) -> tuple[str, str] | None:
+    """``(number, unit)`` parts of a quantity string, or None if it is not one.
+
+    >>> split_quantity(" 1.5 TB/s ")
+    ('1.5', 'TB/s')
+    """
+    text = text.strip()
+    if len(text) > MAX_QUANTITY_CHARS:
+        return None
+    m = _QUANTITY.match(text)
+    return (m.group("num"), m.group("unit")) if m else None
+
+
+# A unit expression as people write one: names joined by '/' or '*' (or a space), each with
+# an optional small integer power ('s^2', 's**-1'). Nothing else reaches pint's parser, whose
+# tokenizer raises a zoo of exceptions (ZeroDivisionError, TokenError, AssertionError...) on
+# text such as 'B/0' or '(B'.
+UNIT_TEXT = re.compile(r"^[A-Za-zµ]+(?:(?:\^|\*\*)-?[1-9])?"
+                       r"(?:\s*[/* ]\s*[A-Za-zµ]+(?:(?:\^|\*\*)-?[1-9])?)*$")
+# Exceptions pint may raise on a unit name it cannot resolve (it is third-party code fed
+# user text; these are its documented and observed failure modes).
+PINT_FAILURES = (pint.errors.PintError, ValueError, AttributeError, TypeError, KeyError,
+                 ZeroDivisionError, AssertionError, SyntaxError, tokenize.TokenError)
+
+
+def brief(value: object) -> str:
+    """``repr`` of a user's value for a one-line message: long text cut, a huge integer shown
+    by its size (its digits can run to thousands, and str() of it may even refuse)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 18:
+        try:
+            approx = f"{float(value):.4g}"
+        except OverflowError:
+            approx = "beyond any float"
+        return f"an integer of {value.bit_length()} bits ({approx})"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True)
@@ -132,27 +174,82 @@ def parse_quantity(value: object, kind: str) -> float:
     """
     k = KINDS[kind]
     expected = f"expected {_EXPECT[kind]}, e.g. '{k.example}'"
-    if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
-        raise UnitProblem(f"{value!r} is not a quantity; {expected}")
+    shown = brief(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UnitProblem(f"{shown} is not a quantity; {expected}")
     if isinstance(value, (int, float)):
-        raise UnitProblem(f"{value!r} is a number without a unit; {expected}")
-    m = _QUANTITY.match(str(value))
-    if not m:
-        raise UnitProblem(f"{value!r} is not a number followed by a unit; {expected}")
-    if not m.group("unit"):
-        raise UnitProblem(f"{value!r} is a number without a unit; {expected}")
-    try:
-        dims, to_si = _unit(m.group("unit"))
-    except (pint.errors.UndefinedUnitError, ValueError, AttributeError, TypeError) as exc:
-        hint = ""
-        if "KB" in m.group("unit"):
-            hint = " (write kB for 1000 bytes or KiB for 1024 bytes)"
-        raise UnitProblem(f"{value!r}: unknown unit {m.group('unit')!r}{hint}; {expected}") \
-            from exc
+        raise UnitProblem(f"{shown} is a number without a unit; {expected}")
+    parts = split_quantity(value)
+    if parts is None:
+        raise UnitProblem(f"{shown} is not a number followed by a unit; {expected}")
+    num, unit = parts
+    if not unit:
+        raise UnitProblem(f"{shown} is a number without a unit; {expected}")
+    dims, to_si = unit_of(unit, value, expected)
     if dims != tuple(sorted(k.dims)):
         found = _DESCRIBE.get(dims, "dimensionless" if not dims else f"of dimension {dims}")
-        raise UnitProblem(f"{value!r} is {found}; {expected}")
-    out = float(m.group("num")) * to_si
+        raise UnitProblem(f"{shown} is {found}; {expected}")
+    out = float(num) * to_si
     if not math.isfinite(out):
-        raise UnitProblem(f"{value!r} is not finite; {expected}")
+        raise UnitProblem(f"{shown} is not finite; {expected}")
+    return out
+
+
+def unit_of(text: str, value: object, expected: str) -> tuple[tuple[tuple[str, int], ...], float]:
+    """Dimensions and SI factor of the unit part ``text`` of ``value``; a unit that is not a
+    plain unit expression, or that pint does not know, is a :class:`UnitProblem`."""
+    hint = " (write kB for 1000 bytes or KiB for 1024 bytes)" if "KB" in text else ""
+    problem = f"{brief(value)}: unknown unit {brief(text)}{hint}; {expected}"
+    if not UNIT_TEXT.match(text):
+        raise UnitProblem(problem)
+    try:
+        return _unit(text)
+    except PINT_FAILURES as exc:
+        raise UnitProblem(problem) from exc
+
+
+@lru_cache(maxsize=64)
+def _per_information(unit_text: str, per: str) -> float:
+    """Factor from ``unit_text`` (an energy per information) to joules per ``per`` (B or bit).
+
+    Cached: pint is slow and tables reuse a handful of units.
+    """
+    ureg = registry()
+    unit = ureg.parse_units(unit_text)
+    dims = dict(ureg.Quantity(1.0, unit).dimensionality)
+    if dims != {"[energy]": 1, "[information]": -1}:
+        raise UnitProblem(f"unit {unit_text!r} is not an energy per bit or byte")
+    return float(ureg.Quantity(1.0, unit).to(ureg.parse_units(f"J/{per}")).magnitude)
+
+
+def parse_energy_per(value: object, per: str) -> float:
+    """Read ``value`` (e.g. ``'3.5 pJ/bit'``) as joules per ``per`` (``"B"`` or ``"bit"``).
+
+    >>> parse_energy_per("0.5 pJ/B", "bit")
+    6.25e-14
+
+    Raises
+    ------
+    UnitProblem
+        With a message that says what was found and what is expected.
+    """
+    example = "0.1 pJ/B" if per == "B" else "3.5 pJ/bit"
+    expected = f"expected an energy per {'byte' if per == 'B' else 'bit'}, e.g. '{example}'"
+    if isinstance(value, bool) or not isinstance(value, str):
+        what = "a number without a unit" if isinstance(value, (int, float)) else "not a quantity"
+        raise UnitProblem(f"{brief(value)} is {what}; {expected}")
+    parts = split_quantity(value)
+    if parts is None or not parts[1]:
+        raise UnitProblem(f"{brief(value)} is not a number followed by a unit; {expected}")
+    num, unit = parts
+    try:
+        if not UNIT_TEXT.match(unit):
+            raise UnitProblem(unit)
+        factor = _per_information(unit, per)
+    except (UnitProblem, *PINT_FAILURES):
+        raise UnitProblem(f"{brief(value)}: {brief(unit)} is not an energy per bit or byte; "
+                          f"{expected}") from None
+    out = float(num) * factor
+    if not math.isfinite(out):
+        raise UnitProblem(f"{brief(value)} is not finite; {expected}")
     return out

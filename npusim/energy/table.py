@@ -23,19 +23,16 @@ without that part)::
 from __future__ import annotations
 
 import importlib.resources
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pint
 
 from ..arch.loader import parse_yaml
 from ..arch.model import Arch, FrozenMap
-from ..arch.schema import did_you_mean
-from ..arch.units import _QUANTITY, UnitProblem, parse_quantity, registry
+from ..arch.schema import F, FieldProblem, S, check_range, did_you_mean
+from ..arch.units import UnitProblem, brief, parse_energy_per, parse_quantity
 from ..errors import ArchError
 from ..ir import dtype as _dtype
 
@@ -47,17 +44,51 @@ SI_UNITS: dict[str, str] = {
     "static": "W",
 }
 
-# The file's schema: section -> field -> kind. A kind is "text", "energy", "power",
-# "per_byte", "per_bit" or "dtype_energy"; a tuple marks a section that may be null.
-_SCHEMA: dict[str, Any] = {
-    "name": "text", "description": "text", "node": "text",
-    "mac": "dtype_energy", "vector_op": "energy",
-    "sram": {"read": "per_byte", "write": "per_byte"},
-    "shared": ({"read": "per_byte", "write": "per_byte"},),
-    "dram": {"read": "per_bit", "write": "per_bit", "activation": "energy"},
-    "noc": ("per_bit",), "link": ("per_bit",),
-    "static": "power",
-}
+# Ranges: an action costs nothing (a term the chip lacks, written 0) up to far above any
+# published figure; a value beyond one is a unit slip (pJ for nJ), not a design. Assumptions,
+# anchored on Horowitz (ISSCC 2014, 45 nm): fp32 MAC 4.6 pJ, DRAM 20 pJ/bit, 1 MB SRAM 12.5 pJ/B.
+_PER_ACTION = "assumption: 0 up to 200x Horowitz's 45 nm fp32 multiply-add (4.6 pJ)"
+_PER_BYTE = "assumption: 0 up to 80x Horowitz's 45 nm 1 MB SRAM read (12.5 pJ/B)"
+_PER_BIT = "assumption: 0 up to 50x Horowitz's 45 nm DRAM access (20 pJ/bit)"
+_HIGH_ENERGY = "1 nJ"
+
+# The file's schema, with the arch schema's building blocks (npusim.arch.schema.F and S):
+# kinds "text", "energy", "power", "per_byte", "per_bit" and "dtype_energy".
+SCHEMA = S({
+    "name": F("text", doc="The arch this table belongs to (its `name`)."),
+    "description": F("text", doc="One line: what the numbers assume."),
+    "node": F("text", doc="Process node (and voltage) the constants were taken or scaled at."),
+    "mac": F("dtype_energy", lo="0 J", hi=_HIGH_ENERGY, why=_PER_ACTION,
+             doc="Energy per multiply-accumulate, by execution dtype (`{bf16: 0.06 pJ}`)."),
+    "vector_op": F("energy", lo="0 J", hi=_HIGH_ENERGY, why=_PER_ACTION,
+                   doc="Energy per fp32-equivalent vector element op."),
+    "sram": S({"read": F("per_byte", lo="0 J/B", hi="1 nJ/B", why=_PER_BYTE,
+                         doc="Energy per byte read from core-local SRAM."),
+               "write": F("per_byte", lo="0 J/B", hi="1 nJ/B", why=_PER_BYTE,
+                          doc="Energy per byte written to core-local SRAM.")},
+              doc="Core-local SRAM."),
+    "shared": S({"read": F("per_byte", lo="0 J/B", hi="1 nJ/B", why=_PER_BYTE,
+                           doc="Energy per byte read from chip-shared SRAM."),
+                 "write": F("per_byte", lo="0 J/B", hi="1 nJ/B", why=_PER_BYTE,
+                            doc="Energy per byte written to chip-shared SRAM.")},
+                nullable=True, doc="Chip-shared SRAM (L2); null for a chip without one."),
+    "dram": S({"read": F("per_bit", lo="0 J/bit", hi="1 nJ/bit", why=_PER_BIT,
+                         doc="Energy per bit read across the DRAM interface (no activations)."),
+               "write": F("per_bit", lo="0 J/bit", hi="1 nJ/bit", why=_PER_BIT,
+                          doc="Energy per bit written across the DRAM interface."),
+               "activation": F("energy", lo="0 J", hi="1 uJ",
+                               why="assumption: 0 up to 140x a DDR4 rank row (7.2 nJ)",
+                               doc="Energy per row activation with its precharge.")},
+              doc="DRAM."),
+    "noc": F("per_bit", nullable=True, lo="0 J/bit", hi="1 nJ/bit", why=_PER_BIT,
+             doc="Energy per bit carried between cores; null for a chip without a network."),
+    "link": F("per_bit", nullable=True, lo="0 J/bit", hi="1 nJ/bit", why=_PER_BIT,
+              doc="Energy per bit sent chip to chip; null for a chip without a link."),
+    "static": F("power", lo="0 W", hi="100 kW",
+                why="assumption: up to a 100 kW wafer-scale system",
+                doc="Power burnt while the chip is on, busy or not; below the arch's "
+                    "`power.tdp`."),
+}, doc="An energy table.")
 _EXAMPLE = {"energy": "0.06 pJ", "power": "45 W", "per_byte": "0.1 pJ/B",
             "per_bit": "3.5 pJ/bit", "dtype_energy": "0.06 pJ"}
 
@@ -123,64 +154,25 @@ class EnergyTable:
         return out
 
 
-class _Problem(Exception):
-    """A field-level problem; the caller adds file and field."""
+_Problem = FieldProblem
 
 
-@lru_cache(maxsize=64)
-def _per_information(unit_text: str, per: str) -> float:
-    """Factor from ``unit_text`` (energy per information) to joules per ``per`` (B or bit).
-
-    Cached: pint is slow and tables reuse a handful of units.
-    """
-    ureg = registry()
-    unit = ureg.parse_units(unit_text)
-    dims = dict(ureg.Quantity(1.0, unit).dimensionality)
-    if dims != {"[energy]": 1, "[information]": -1}:
-        raise UnitProblem(f"unit {unit_text!r} is not an energy per bit or byte")
-    return float(ureg.Quantity(1.0, unit).to(ureg.parse_units(f"J/{per}")).magnitude)
-
-
-def _parse_per(value: Any, per: str) -> float:
-    example = _EXAMPLE["per_byte" if per == "B" else "per_bit"]
-    expected = f"expected an energy per {'byte' if per == 'B' else 'bit'}, e.g. '{example}'"
-    if isinstance(value, bool) or not isinstance(value, str):
-        what = "a number without a unit" if isinstance(value, (int, float)) else "not a quantity"
-        raise _Problem(f"{value!r} is {what}; {expected}")
-    m = _QUANTITY.match(value)
-    if not m or not m.group("unit"):
-        raise _Problem(f"{value!r} is not a number followed by a unit; {expected}")
-    try:
-        factor = _per_information(m.group("unit"), per)
-    except (pint.errors.UndefinedUnitError, UnitProblem, ValueError, AttributeError,
-            TypeError, pint.errors.DimensionalityError):
-        raise _Problem(f"{value!r}: {m.group('unit')!r} is not an energy per bit or byte; "
-                       f"{expected}") from None
-    out = float(m.group("num")) * factor
-    if not math.isfinite(out):
-        raise _Problem(f"{value!r} is not finite; {expected}")
-    return out
-
-
-def _read_leaf(value: Any, kind: str) -> Any:
+def _read_leaf(value: Any, spec: F) -> Any:
+    kind = spec.kind
     if kind == "text":
         if not isinstance(value, str) or not value.strip():
-            raise _Problem(f"{value!r} must be a non-empty string")
+            raise _Problem(f"{brief(value)} must be a non-empty string")
         return value.strip()
-    if kind in ("energy", "power"):
-        try:
+    try:
+        if kind in ("energy", "power"):
             out = parse_quantity(value, kind)
-        except UnitProblem as exc:
-            raise _Problem(str(exc)) from None
-    elif kind == "per_byte":
-        out = _parse_per(value, "B")
-    elif kind == "per_bit":
-        out = _parse_per(value, "bit")
-    else:
-        raise AssertionError(f"energy table kind {kind!r}")
-    if out < 0:
-        raise _Problem(f"{value!r} is negative; energies and powers must be >= 0")
-    return out
+        elif kind in ("per_byte", "per_bit"):
+            out = parse_energy_per(value, "B" if kind == "per_byte" else "bit")
+        else:
+            raise AssertionError(f"energy table kind {kind!r}")
+    except UnitProblem as exc:
+        raise _Problem(str(exc)) from None
+    return check_range(out, spec, value)
 
 
 def _line(tree: Any, key: str) -> str:
@@ -188,7 +180,7 @@ def _line(tree: Any, key: str) -> str:
     return f" (line {where})" if isinstance(where, int) else ""
 
 
-def _read_dtype_energies(value: Any, label: str, where: str) -> FrozenMap:
+def _read_dtype_energies(value: Any, spec: F, label: str, where: str) -> FrozenMap:
     if not isinstance(value, Mapping) or not value:
         raise ArchError(f"{label}: {where}: must be a non-empty mapping of dtype name to "
                         f"energy per MAC, e.g. {{bf16: 0.06 pJ}}")
@@ -202,47 +194,46 @@ def _read_dtype_energies(value: Any, label: str, where: str) -> FrozenMap:
         if name in out:
             raise ArchError(f"{label}: {where}.{key}: dtype given twice (as {name}); keep one")
         try:
-            out[name] = _read_leaf(v, "energy")
+            out[name] = _read_leaf(v, F("energy", lo=spec.lo, hi=spec.hi, why=spec.why))
         except _Problem as exc:
             raise ArchError(f"{label}: {where}.{key}{_line(value, key)}: {exc}") from None
     return FrozenMap(out)
 
 
-def _read_section(tree: Any, spec: Mapping, label: str, prefix: str) -> dict:
+def _read_section(tree: Any, spec: S, label: str, prefix: str) -> dict:
     where = prefix.rstrip(".") or "the top level"
+    fields_ = spec.fields
     if not isinstance(tree, Mapping):
         raise ArchError(f"{label}: {where}: expected a mapping of fields "
-                        f"({', '.join(spec)}), got {tree!r}; fix that section")
+                        f"({', '.join(fields_)}), got {brief(tree)}; fix that section")
     for key in tree:
-        if key not in spec:
+        if key not in fields_:
             raise ArchError(f"{label}: {prefix}{key}{_line(tree, key)}: unknown field"
-                            f"{did_you_mean(key, list(spec))}; valid fields in {where}: "
-                            f"{', '.join(spec)}")
+                            f"{did_you_mean(key, list(fields_))}; valid fields in {where}: "
+                            f"{', '.join(fields_)}")
     out: dict[str, Any] = {}
-    for name, kind in spec.items():
+    for name, sub in fields_.items():
         dotted = f"{prefix}{name}"
         if name not in tree:
-            hint = " (or null if the chip has none)" if isinstance(kind, tuple) else ""
+            hint = " (or null if the chip has none)" if sub.nullable else ""
             raise ArchError(f"{label}: {dotted}: missing required field in {where}; "
                             f"add it{hint}")
         value = tree[name]
-        nullable = isinstance(kind, tuple)
-        kind = kind[0] if nullable else kind
         if value is None:
-            if nullable:
+            if sub.nullable:
                 out[name] = None
                 continue
-            example = f", e.g. {_EXAMPLE[kind]!r}" if isinstance(kind, str) and \
-                kind in _EXAMPLE else ""
+            kind = getattr(sub, "kind", None)
+            example = f", e.g. {_EXAMPLE[kind]!r}" if kind in _EXAMPLE else ""
             raise ArchError(f"{label}: {dotted}: is empty (null) but required; give a "
                             f"value{example}")
-        if isinstance(kind, dict):
-            out[name] = _read_section(value, kind, label, dotted + ".")
-        elif kind == "dtype_energy":
-            out[name] = _read_dtype_energies(value, label, dotted)
+        if isinstance(sub, S):
+            out[name] = _read_section(value, sub, label, dotted + ".")
+        elif sub.kind == "dtype_energy":
+            out[name] = _read_dtype_energies(value, sub, label, dotted)
         else:
             try:
-                out[name] = _read_leaf(value, kind)
+                out[name] = _read_leaf(value, sub)
             except _Problem as exc:
                 raise ArchError(f"{label}: {dotted}{_line(tree, name)}: {exc}") from None
     return out
@@ -259,7 +250,7 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
     if tree is None:
         raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
                         f"(start from a shipped table such as npusim/archs/energy/edu.yaml)")
-    v = _read_section(tree, _SCHEMA, label, "")
+    v = _read_section(tree, SCHEMA, label, "")
     shared = v["shared"] or {"read": None, "write": None}
     return EnergyTable(
         name=v["name"], description=v["description"], node=v["node"], mac=v["mac"],
@@ -360,7 +351,33 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
     if table.name != arch.name:
         raise ArchError(f"{table.source}: name: the table is for arch {table.name!r} but the "
                         f"arch is {arch.name!r}; use the table of that arch or fix its name")
+    _check_tdp(arch, table)
+    if arch.shared_sram > 0 and table.shared_read is None:
+        where = arch.source or f"the arch file of {arch.name}"
+        raise ArchError(f"{table.source}: shared: is null (no shared SRAM), but {where} has "
+                        f"shared_sram {arch.shared_sram:.4g} B; give the table a shared section "
+                        f"(read and write energy per byte) or set shared_sram: 0 B")
     return table
+
+
+def _check_tdp(arch: Arch, table: EnergyTable) -> None:
+    """Refuse a TDP at or below the static power: the chip would exceed it doing nothing, so
+    no slowdown could ever bring a run under the cap. This is where the arch's power meets
+    the table's, so it is checked here, once, before anything is simulated."""
+    tdp = arch.power.tdp
+    if tdp is not None and tdp <= table.static:
+        where = arch.source or f"the arch file of {arch.name}"
+        raise ArchError(
+            f"{where}: power.tdp: {tdp:.4g} W is not above the static power {table.static:.4g} "
+            f"W that {table.source} declares (field static); the chip burns that much doing "
+            f"nothing, so no run can stay under this cap; set power.tdp above "
+            f"{table.static:.4g} W (e.g. --set power.tdp={_suggest(table.static)}W) or lower "
+            f"the table's static power")
+
+
+def _suggest(static: float) -> str:
+    """A round TDP comfortably above the static power, for the fix in a message."""
+    return f"{max(2.0 * static, 0.001):.3g}"
 
 
 __all__ = ["EnergyTable", "load_energy_table", "read_energy_table", "build_energy_table",

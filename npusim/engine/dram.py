@@ -48,6 +48,7 @@ import numpy as np
 
 from ..arch.dram_timing import DramTiming, has_preset, load_dram_timing
 from ..arch.model import Arch
+from ..arch.schema import lookup
 from ..errors import ArchError
 from ..kernels import dram as kd
 
@@ -194,8 +195,11 @@ def dram_setup(arch: Arch, preset: DramTiming | None = None) -> DramSetup:
     """
     d = arch.dram
     p = preset if preset is not None else load_dram_timing(d.type)
+    # Unset, the channel count is the bandwidth over the preset's channel bandwidth, at most
+    # the schema's bound (beyond it, each channel runs faster than the preset's).
+    most = int(lookup(("dram", "channels")).bounds()[1])
     channels = d.channels if d.channels is not None else \
-        max(1, round(d.bandwidth / p.channel_bandwidth))
+        min(most, max(1, round(d.bandwidth / p.channel_bandwidth)))
     ch_bw = d.bandwidth / channels
     burst = _count(d.burst, p.burst)
     row = _count(d.row_size, p.row_size)
@@ -207,6 +211,12 @@ def dram_setup(arch: Arch, preset: DramTiming | None = None) -> DramSetup:
     t = p.timings_at(p.channel_bandwidth / ch_bw)
     t["tBURST"] = burst / ch_bw
     t["tREF0"] = t["tREFI"] / 2.0
+    if not t["tRFC"] < t["tREFI"]:
+        raise ArchError(
+            f"{where}: dram.bandwidth: {d.bandwidth:.4g} B/s over {channels} channels runs each "
+            f"channel so slowly that the {p.name} preset's refresh (tRFC, in clock cycles, "
+            f"{t['tRFC']:.3g} s) outlasts its interval (tREFI {t['tREFI']:.3g} s); raise "
+            f"dram.bandwidth or lower dram.channels")
     return DramSetup(
         type=p.name, channels=int(channels),
         bank_groups=_count(d.bank_groups, p.bank_groups),

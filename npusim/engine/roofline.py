@@ -58,6 +58,23 @@ def ring_traffic(op: Collective) -> tuple[int, float]:
     return g - 1, op.payload_bytes * (g - 1) / g
 
 
+def collective_why(op: Collective) -> str:
+    """What asks for ``op.group`` chips, for :meth:`~npusim.arch.Arch.require_link`."""
+    origin = f", from {op.source}" if op.source and op.source != op.name else ""
+    return f" (op {op.name}{origin}: {op.func} across {op.group} chips)"
+
+
+def system_chips(graph: Graph, arch) -> int:
+    """Chips the graph's collectives span; an arch without a link is refused here, at the
+    entry of the engines, before any op is costed (:meth:`~npusim.arch.Arch.require_link`)."""
+    widest = max((op for op in graph.ops() if isinstance(op, Collective)),
+                 key=lambda op: op.group, default=None)
+    if widest is None:
+        return 1
+    arch.require_link(widest.group, collective_why(widest))
+    return max(1, widest.group)
+
+
 def collective_seconds(op: Collective, link) -> float:
     """Time of ``op`` on ``link`` beyond its launch: hops x per-hop latency + bytes / bandwidth.
 
@@ -187,8 +204,11 @@ def op_bound(op: Op, arch, dram_bytes: float) -> OpRecord:
         exec_dt = arch.execution_dtype(dt)
         compute_s = op.macs / arch.peak_macs_per_s(exec_dt)
     elif isinstance(op, Collective):
-        # what a ring moves over each chip's link, at the full link bandwidth
-        memory_s += ring_traffic(op)[1] / arch.link.bandwidth
+        # what a ring moves over each chip's link, at the full link bandwidth (nothing on one
+        # chip, which needs no link)
+        link = arch.require_link(op.group, collective_why(op))
+        sent = ring_traffic(op)[1]
+        memory_s += sent / link.bandwidth if sent else 0.0
     else:
         compute_s = op.vector_ops / arch.peak_vector_ops_per_s
     bound_s = max(compute_s, memory_s)
@@ -222,6 +242,7 @@ def roofline(graph: Graph, arch) -> RunResult:
     >>> r.ops[0].bound
     'compute'
     """
+    system_chips(graph, arch)
     dram = _dram_bytes(graph, arch.sram_total)
     records = tuple(op_bound(op, arch, dram[op.name]) for op in graph.ops())
     return RunResult(model=graph.name, arch=arch.name, engine="roofline", ops=records,

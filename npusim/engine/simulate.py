@@ -38,7 +38,8 @@ from ..kernels import tiling as tk
 from .mapping import PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from .roofline import _dram_bytes, _peak, collective_seconds, op_bound, streamed_tensors
+from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
+                       streamed_tensors, system_chips)
 
 
 @dataclass(frozen=True)
@@ -212,12 +213,8 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
     dram_time = dram_bytes / eff_bw
     onchip_time = onchip / onchip_bw
     if isinstance(op, Collective):
-        g = max(op.group, 1)
-        link = arch.link
-        if link is None:
-            raise CapacityError(f"op {op.name} is a {op.func} across {g} chips but {arch.name} "
-                                f"has no chip-to-chip link")
-        compute = collective_seconds(op, link)
+        link = arch.require_link(op.group, collective_why(op))
+        compute = collective_seconds(op, link) if link is not None else 0.0
     else:
         compute = op.vector_ops / arch.peak_vector_ops_per_s
     latency = max(compute, dram_time, onchip_time) + launch
@@ -243,7 +240,39 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bo
         # streamed tiles open each DRAM row once (a lower estimate for scattered reads)
         dram_activations=cost.dram_bytes / row_bytes,
         noc_bytes=cost.noc_bytes if has_noc else 0.0,
-        link_bytes=getattr(op, "payload_bytes", 0.0))
+        # a collective on one chip sends nothing over a link (and needs none)
+        link_bytes=op.payload_bytes if isinstance(op, Collective) and op.group > 1 else 0.0)
+
+
+def _power_capped(latency: float, dyn_j: float, static_w: float,
+                  tdp: float | None) -> tuple[float, float]:
+    """An op's latency under the TDP, and its slowdown (0 when it already fits; for an op that
+    took no time, the seconds the cap adds).
+
+    A chip drawing more than its TDP settles at a lower clock: the op is stretched until its
+    dynamic energy over its time plus the static power equals the TDP. The energy table's
+    loader refuses a TDP at or below the static power, so the budget is always positive and
+    every op fits after stretching: average power never exceeds the TDP.
+    """
+    if not tdp or dyn_j <= 0.0 or tdp <= static_w:
+        return latency, 0.0
+    if latency > 0.0 and dyn_j / latency + static_w <= tdp:
+        return latency, 0.0
+    stretched = dyn_j / (tdp - static_w)
+    # an op of no time of its own (nothing to slow down) reports the time the cap adds
+    return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched
+
+
+def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float):
+    """Dynamic energy of the fused epilogues of each host contraction, by host name."""
+    from ..energy import energy_of
+    zero = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
+    out: dict[str, float] = {}
+    for name, into in host.items():
+        op = graph.op(name)
+        acts = _actions(op, zero, str(op.compute_dtype), row_bytes, table.noc is not None)
+        out[into] = out.get(into, 0.0) + sum(energy_of(acts, table).values())
+    return out
 
 
 def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True) -> RunResult:
@@ -257,6 +286,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     ('tile', True)
     """
     from ..energy import energy_of, load_energy_table, static_energy
+    system_chips(graph, arch)
     table = load_energy_table(arch)
     warnings = list(graph.warnings)
     if table is None:
@@ -270,6 +300,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     limits = _PowerLimits(arch, table, row_bytes)
     host = _fusable(graph) if fuse else {}
+    epilogue_j = _epilogue_energy(graph, host, table, row_bytes) if table is not None else {}
     clock = arch.clock
 
     records: list[OpRecord] = []
@@ -301,22 +332,22 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         latency = cost.latency - saved
         energy: dict[str, float] = {}
         throttled = 0.0
+        untimed = latency <= 0.0
         if table is not None:
             energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes,
                                         table.noc is not None), table)
-            dyn = sum(energy.values())
-            static_w = table.static
-            tdp = arch.power.tdp
-            if power_cap and tdp and latency > 0 and dyn / latency + static_w > tdp > static_w:
-                stretched = dyn / (tdp - static_w)
-                throttled = stretched / latency - 1.0
-                latency = stretched
+            # a fused epilogue takes no time of its own: its energy is spent within its
+            # host's latency, so the host's power check counts it
+            dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
+            if power_cap and op.name not in host:
+                latency, throttled = _power_capped(latency, dyn, table.static, arch.power.tdp)
             energy["static"] = static_energy(table, latency)
         mapping = dict(cost.mapping)
         if saved:
             mapping["prefetched_s"] = saved
         if throttled:
-            mapping["power_capped_slowdown"] = round(throttled, 4)
+            key = "power_capped_s" if untimed else "power_capped_slowdown"
+            mapping[key] = throttled if untimed else round(throttled, 4)
         bound = cost.bound
         if bound == "fused":
             bound = bound_rec.bound

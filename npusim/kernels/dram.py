@@ -23,7 +23,10 @@ The model, in the terms of a DRAM datasheet:
 * **Refresh.** All-bank refresh every tREFI, the first at ``t_ref0``: when the next burst's
   first command would issue at or after the due time, the controller closes every bank
   (tRP after each bank may precharge) and blocks the channel for tRFC. A channel with no
-  traffic catches up on missed refreshes when traffic arrives.
+  traffic catches up on missed refreshes when traffic arrives; refreshes that fall while every
+  bank is closed are taken in one step (they sit on tREFI ticks), so the work per burst stays
+  bounded however slow the channel (a 1 MB/s memory idles for many tREFI between bursts).
+  tRFC must be below tREFI (the engine's resolver checks it; the kernel refuses otherwise).
 * **Not modelled.** Command-bus conflicts (HBM has separate row and column command buses),
   pseudo-channels and stack IDs beyond what the bank counts say, per-bank refresh, power-down.
 
@@ -175,6 +178,8 @@ def simulate(addr, nbytes, is_write, geometry, fields, sizes, timing, queue_dept
     bb = geometry[G_BURST_BYTES]
     t_burst = timing[T_BURST]
     refresh = timing[T_REFI] > 0.0
+    if refresh and not timing[T_RFC] < timing[T_REFI]:
+        raise ValueError("DRAM timing: tRFC must be below tREFI, or the channel only refreshes")
     q_depth = max(1, queue_depth)
 
     open_row = np.full((n_ch, n_bank), -1, dtype=np.int64)
@@ -247,15 +252,24 @@ def simulate(addr, nbytes, is_write, geometry, fields, sizes, timing, queue_dept
                     break
                 # Refresh is due before this burst's first command: close all banks, block.
                 start = next_ref[c]
+                any_open = False
                 for k in range(n_bank):
                     if open_row[c, k] >= 0:
+                        any_open = True
                         start = max(start, pre_ready[c, k] + timing[T_RP])
+                # With every bank closed, the refreshes due before `first` fall exactly on
+                # tREFI ticks: take them in one step, so the work does not grow with the idle
+                # time (a slow channel would otherwise loop once per tREFI of its life).
+                n_ref = 1.0
+                if not any_open:
+                    n_ref = np.floor((first - start) / timing[T_REFI]) + 1.0
+                    start += (n_ref - 1.0) * timing[T_REFI]
                 done = start + timing[T_RFC]
                 for k in range(n_bank):
                     open_row[c, k] = -1
                     act_ready[c, k] = max(act_ready[c, k], done)
-                next_ref[c] += timing[T_REFI]
-                stats[S_REFRESHES] += 1.0
+                next_ref[c] += n_ref * timing[T_REFI]
+                stats[S_REFRESHES] += n_ref
 
             if not hit:
                 open_row[c, b] = r
@@ -341,6 +355,8 @@ def simulate_ref(addr, nbytes, is_write, geometry, fields, sizes, timing, queue_
     t = {name: float(timing[i]) for i, name in enumerate(TIMING_NAMES)}
     n_ch, n_bg, per_bg, bb = (int(x) for x in geometry[:4])
     channels = [_Channel(n_bg, per_bg, max(1, int(queue_depth))) for _ in range(n_ch)]
+    if t["tREFI"] > 0 and not t["tRFC"] < t["tREFI"]:
+        raise ValueError("DRAM timing: tRFC must be below tREFI, or the channel only refreshes")
     if t["tREFI"] > 0:
         for ch in channels:
             ch.next_refresh = t["tREF0"]
@@ -387,16 +403,21 @@ def simulate_ref(addr, nbytes, is_write, geometry, fields, sizes, timing, queue_
                     break
                 # All-bank refresh: wait until every open bank may precharge, then tRP, tRFC.
                 start = ch.next_refresh
-                for group in ch.banks:
-                    for other in group:
-                        if other.row is not None:
-                            start = max(start, other.may_precharge + t["tRP"])
+                open_banks = [b for group in ch.banks for b in group if b.row is not None]
+                for other in open_banks:
+                    start = max(start, other.may_precharge + t["tRP"])
+                # All banks closed: every refresh due before `first` is on a tREFI tick;
+                # `due` of them, the last at start + (due - 1) tREFI.
+                due = 1.0
+                if not open_banks:
+                    due = float(np.floor((first - start) / t["tREFI"])) + 1.0
+                    start += (due - 1.0) * t["tREFI"]
                 for group in ch.banks:
                     for other in group:
                         other.row = None
                         other.may_activate = max(other.may_activate, start + t["tRFC"])
-                ch.next_refresh += t["tREFI"]
-                refreshes += 1
+                ch.next_refresh += due * t["tREFI"]
+                refreshes += due
 
             if hit:
                 hits += 1
