@@ -141,6 +141,7 @@ class StepCostModel:
         self.kv_block_tokens = KV_BLOCK_TOKENS
         self.chips = chips if chips is not None else self._smallest_fit()
         self._check_tp(self.chips)
+        self.arch.require_link(self.chips, f" (tensor parallelism of {model})")
         self.weight_bytes_per_chip = self._weight_bytes(self.chips)
         self.kv_capacity_tokens = self._kv_capacity(self.chips)
         if self.kv_capacity_tokens < 1:
