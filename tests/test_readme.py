@@ -158,3 +158,36 @@ def test_fresh_install_runs_the_main_job(tmp_path):
                               capture_output=True, text=True, timeout=600)
     assert validate.returncode == 0, validate.stderr[-3000:]
     assert (tmp_path / "val" / "REPORT.md").is_file()
+
+
+def _mape_table(text: str) -> list[str]:
+    """The rows of the first markdown table whose header starts ``| arch | metric |``."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| arch | metric |"))
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append(ln.strip())
+    return rows
+
+
+def test_readme_mape_table_is_the_committed_reports():
+    """The README's validation figures are the committed report's (regenerated with
+    ``npusim validate --out validation``), row for row."""
+    report = (ROOT / "validation" / "REPORT.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
+    assert _mape_table(readme) == _mape_table(report)
+
+
+@pytest.mark.slow
+def test_committed_report_is_what_validate_gives_today(tmp_path):
+    """Every row of the shipped data, simulated now, gives the committed report's MAPE table
+    (so the README's figures are today's, not a past commit's)."""
+    from npusim.validate import validate
+    res = validate(out=tmp_path, microchecks=False)
+    fresh = res.report.read_text(encoding="utf-8")
+    committed = (ROOT / "validation" / "REPORT.md").read_text(encoding="utf-8")
+    assert _mape_table(fresh) == _mape_table(committed), (
+        "validation/REPORT.md is stale: regenerate it with `npusim validate --out validation` "
+        "and copy its MAPE table into the README")
