@@ -220,6 +220,7 @@ def test_real_serving_preemption_reaches_the_graphs(monkeypatch):
     """The serving simulation's own ``preemptions`` field drives the ring: 16 users of 256
     tokens each need 4,096 KV tokens of a 1,024-token cache; one user fits."""
     monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: _SmallCache(m, a, c or 1, p))
+    monkeypatch.setattr(kp, "_spec", lambda model: None)  # the fake model has no config
     r = kp.kperf("rngd", "m", input_lens=(128,), output_lens=(128,), users=(1, 16))
     assert [rk.preempted(x) for x in r.records] == [False, True]
     rings = _rings(rk.decode_figure(r, dpi=30))
