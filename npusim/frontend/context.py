@@ -11,12 +11,116 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import AttributeProto, NodeProto
 
 from ..errors import ModelError
 from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Reduction,
                   Role, Tensor)
 from .dtypes_onnx import ir_dtype
+
+#: Assumption: no axis of a real model is longer than 2**40 (about 1.1e12; the largest
+#: vocabularies, context lengths and weight axes are below 1e7), and no tensor has more than
+#: 2**50 elements (about a petabyte even at one byte each, beyond any simulated system's
+#: memory). Larger figures come from corrupt files (a dim of 2**63-1) and would overflow the
+#: engine's 64-bit counts, so they are refused rather than costed.
+MAX_DIM = 2 ** 40
+MAX_ELEMENTS = 2 ** 50
+
+#: Each ONNX attribute type: how messages name it and the AttributeProto field holding it.
+ATTRIBUTE_KINDS = {
+    AttributeProto.FLOAT: ("float", "f"), AttributeProto.INT: ("int", "i"),
+    AttributeProto.STRING: ("string", "s"), AttributeProto.TENSOR: ("tensor", "t"),
+    AttributeProto.GRAPH: ("graph", "g"), AttributeProto.SPARSE_TENSOR: ("sparse tensor",
+                                                                      "sparse_tensor"),
+    AttributeProto.TYPE_PROTO: ("type", "tp"), AttributeProto.FLOATS: ("floats", "floats"),
+    AttributeProto.INTS: ("ints", "ints"), AttributeProto.STRINGS: ("strings", "strings"),
+    AttributeProto.TENSORS: ("tensors", "tensors"), AttributeProto.GRAPHS: ("graphs", "graphs"),
+    AttributeProto.SPARSE_TENSORS: ("sparse tensors", "sparse_tensors"),
+    AttributeProto.TYPE_PROTOS: ("types", "type_protos"),
+}
+_SINGULAR = frozenset({"f", "i", "s", "t", "g", "sparse_tensor", "tp"})
+_REQUIRED = object()
+
+
+def check_shape(shape: Sequence[int], what: str) -> None:
+    """Refuse a shape with a negative axis, an axis past :data:`MAX_DIM` or more than
+    :data:`MAX_ELEMENTS` elements; ``what`` names the file and tensor."""
+    bad = [d for d in shape if not 0 <= d <= MAX_DIM]
+    if bad:
+        raise ModelError(f"{what} has shape {tuple(shape)}, with axis size {bad[0]} outside "
+                         f"0..2**40; fix the model's shapes or the --dim values")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(f"{what} has shape {tuple(shape)}: {math.prod(shape):,} elements, "
+                         f"more than npusim's bound of 2**50; fix the model's shapes or the "
+                         f"--dim values")
+
+
+def attribute_problem(a: AttributeProto) -> str | None:
+    """Why attribute ``a``'s content disagrees with its declared type, or None if it agrees.
+
+    onnx's own readers trust ``type`` and read that one field, so an attribute declared INTS
+    that also holds a float, or one whose type is UNDEFINED, would be read as something it
+    is not (or crash them); onnx.checker refuses both, and so does npusim.
+    """
+    if a.type not in ATTRIBUTE_KINDS:
+        return ("has no declared type (UNDEFINED)" if a.type == AttributeProto.UNDEFINED
+                else f"has an unknown type code {a.type}")
+    kind, field_name = ATTRIBUTE_KINDS[a.type]
+    held = [f for _, f in ATTRIBUTE_KINDS.values()
+            if (a.HasField(f) if f in _SINGULAR else len(getattr(a, f)) > 0)]
+    others = [f for f in held if f != field_name]
+    if others:
+        return f"is declared {kind} but holds field(s) {', '.join(others)}"
+    if a.ref_attr_name:
+        return f"refers to function attribute {a.ref_attr_name!r} outside a function"
+    return None
+
+
+def attribute(proto: NodeProto, name: str, kind: str, default: Any = _REQUIRED, *,
+              length: int | None = None, low: int | float | None = None,
+              where: str = "") -> Any:
+    """Attribute ``name`` of ``proto`` read as ``kind`` ("int", "ints", "float", "floats",
+    "string", "strings"): the one reader every lowering goes through, so an attribute of the
+    wrong type, one missing without a default, a list of the wrong length or a value below
+    ``low`` is a :class:`ModelError` naming ``where`` (the file and node), never a crash or a
+    silently misread number. Strings are decoded from UTF-8; lists come back as lists.
+    """
+    found = [a for a in proto.attribute if a.name == name]
+    if not found:
+        if default is _REQUIRED:
+            raise ModelError(f"{where}: attribute {name!r} ({kind}) is required but missing; "
+                             f"set it on the node")
+        return default
+    a = found[-1]
+    problem = attribute_problem(a)
+    declared = ATTRIBUTE_KINDS.get(a.type, ("undefined", ""))[0]
+    if problem is None and declared != kind:
+        problem = f"is {declared}"
+    if problem is not None:
+        raise ModelError(f"{where}: attribute {name!r} {problem}, expected {kind}; fix its "
+                         f"type in the model")
+    value: Any = getattr(a, ATTRIBUTE_KINDS[a.type][1])
+    if kind in ("ints", "floats", "strings"):
+        value = list(value)
+    try:
+        if kind == "string":
+            value = value.decode("utf-8")
+        elif kind == "strings":
+            value = [v.decode("utf-8") for v in value]
+    except UnicodeDecodeError:
+        raise ModelError(f"{where}: attribute {name!r} is not UTF-8 text ({value!r:.80}); fix "
+                         f"it in the model") from None
+    if length is not None and len(value) != length:
+        raise ModelError(f"{where}: attribute {name!r} has {len(value)} values {value!r:.80}, "
+                         f"expected {length}; fix it in the model")
+    if kind == "float" and not math.isfinite(value) or kind == "floats" and not all(
+            math.isfinite(v) for v in value):
+        raise ModelError(f"{where}: attribute {name!r} is not finite ({value!r:.80}); fix it "
+                         f"in the model")
+    if low is not None and any(v < low for v in (value if isinstance(value, list) else [value])):
+        raise ModelError(f"{where}: attribute {name!r} = {value!r:.80} must be >= {low}; fix "
+                         f"it in the model")
+    return value
 
 
 @dataclass
@@ -86,6 +190,7 @@ class Session:
         if t is not None:
             raise ModelError(f"{self.label}: tensor {name!r} is used as {t.shape} {t.dtype} and "
                              f"as {shape} {dt}; npusim needs one shape per tensor")
+        check_shape(shape, f"{self.label}: tensor {name!r}")
         t = Tensor(name, shape, dt, self.role(name, dt, shape))
         self.tensors[name] = t
         return t
@@ -121,7 +226,6 @@ class Node:
         self.op_type = proto.op_type
         self.domain = proto.domain
         self.s = session
-        self._attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
 
     # -- reading ----------------------------------------------------------------------
     def __str__(self) -> str:
@@ -132,13 +236,15 @@ class Node:
         """A ModelError naming the file and this node; the caller raises it."""
         return ModelError(f"{self.s.label}: {self}: {msg}")
 
-    def attr(self, name: str, default: Any = None) -> Any:
-        v = self._attrs.get(name, default)
-        if isinstance(v, bytes):
-            return v.decode()
-        if isinstance(v, list) and v and isinstance(v[0], bytes):
-            return [x.decode() for x in v]
-        return v
+    def attr(self, name: str, kind: str, default: Any = _REQUIRED, *, length: int | None = None,
+             low: int | float | None = None) -> Any:
+        """Attribute ``name`` as ``kind`` (see :func:`attribute`): lowerings read attributes
+        only through this, so a wrong type or a missing required one names this node."""
+        return attribute(self.proto, name, kind, default, length=length, low=low,
+                         where=f"{self.s.label}: {self}")
+
+    def has_attr(self, name: str) -> bool:
+        return any(a.name == name for a in self.proto.attribute)
 
     @property
     def n_in(self) -> int:
@@ -221,6 +327,7 @@ class Node:
         while name in self.s.tensors or name in self.s.types:
             k += 1
             name = f"{base}#{k}"
+        check_shape(tuple(shape), f"{self.s.label}: {self}: intermediate {name!r}")
         t = Tensor(name, tuple(shape), dt, Role.ACTIVATION)
         self.s.tensors[name] = t
         return t

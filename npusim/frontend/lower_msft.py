@@ -69,7 +69,7 @@ def lower_gqa(n: Node):
     Elementwise op on Q and K.
     """
     q = n.inp(0)
-    nh, kvh = int(n.attr("num_heads")), int(n.attr("kv_num_heads"))
+    nh, kvh = n.attr("num_heads", "int", low=1), n.attr("kv_num_heads", "int", low=1)
     if nh % kvh:
         raise n.fail(f"num_heads={nh} is not a multiple of kv_num_heads={kvh}")
     B, S, width = q.shape
@@ -83,12 +83,12 @@ def lower_gqa(n: Node):
                      f"{q.shape} with num_heads={nh} gives {hd}")
     tot = n.value(6)
     total = int(tot.reshape(-1)[0]) if tot is not None else P + S
-    window = int(n.attr("local_window_size", -1))
+    window = n.attr("local_window_size", "int", -1)
     kv_len = min(total, window + S) if window > 0 else total
     T = max(P, total)
     ops: list[Op] = []
     k_new, v_new = (q, q) if packed else (n.inp(1), n.inp(2))
-    if int(n.attr("do_rotary", 0)):
+    if n.attr("do_rotary", "int", 0):
         cos_sin = [n.inp(i) for i in (7, 8) if n.has(i)]
         rot = n.tmp("rotary_q", q.shape, q.dtype)
         # packed Q|K|V: rotary touches the Q and K parts only
@@ -127,7 +127,7 @@ def lower_mha(n: Node):
     appended to past_key/past_value ``[B, heads, P, D]`` if given) or ``[B, heads, L, D]``
     (a cross-attention cache used as is)."""
     q = n.inp(0)
-    nh = int(n.attr("num_heads"))
+    nh = n.attr("num_heads", "int", low=1)
     if q.rank != 3 or not n.has(1):
         raise n.fail("only unpacked query [B, S, D] with separate key and value is supported")
     B, S, D = q.shape
@@ -155,10 +155,10 @@ def lower_ms_attention(n: Node):
     ``[Din, Dq+Dk+Dv]`` (+ bias), then attention over past ``[2, B, heads, P, D]`` plus the
     new positions; present ``[2, B, heads, P+S, D]``."""
     x, w = n.inp(0), n.inp(1)
-    nh = int(n.attr("num_heads"))
+    nh = n.attr("num_heads", "int", low=1)
     B, S, _ = x.shape
-    sizes = n.attr("qkv_hidden_sizes") or [w.shape[1] // 3] * 3
-    dq, dk, dv = (int(s) for s in sizes)
+    sizes = n.attr("qkv_hidden_sizes", "ints", [w.shape[1] // 3] * 3, length=3, low=0)
+    dq, dk, dv = sizes
     hd, hdv = dq // nh, dv // nh
     qkv = n.tmp("qkv", (B, S, dq + dk + dv), x.dtype)
     ops: list[Op] = [matmul(n, x, w, qkv, mac_dtype(x.dtype), suffix="qkv",

@@ -21,7 +21,8 @@ from onnx import ModelProto, NodeProto, TensorProto, TypeProto, helper, numpy_he
 
 from ..errors import ModelError, UnboundDimError, UnsupportedOpError
 from ..ir import Graph, ShapeError
-from .context import Node, Session
+from .context import MAX_DIM, Node, Session, attribute
+from .onnx_checks import check_functions, check_graph, check_text
 from .registry import canonical_domain, lookup
 
 #: Largest constant (in elements) npusim will materialise while folding shape sub-graphs.
@@ -110,8 +111,11 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
     if on_unsupported not in ("error", "memory"):
         raise ModelError(f"on_unsupported must be 'error' or 'memory', got {on_unsupported!r}")
     model, label = _read(src)
+    check_text(model, label)
     if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
+        check_functions(model, label)
+        model = _inline(model, label)
+    check_graph(model, label)
     bound = _check_dims(model, dict(dims or {}), label)
     types = _infer(_skeleton(model, bound), label)
     from ..passes.layout import fold_transposes  # transposes read only by contractions are free
@@ -139,6 +143,16 @@ def _read(src: str | Path | ModelProto) -> tuple[ModelProto, str]:
     return model, label
 
 
+def _inline(model: ModelProto, label: str) -> ModelProto:
+    """The model with its (checked, non-recursive) local functions expanded in place."""
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as e:  # onnx raises ValidationError or RuntimeError on a bad body
+        first = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelError(f"{label}: its model-local functions cannot be expanded ({first}); "
+                         f"fix or re-export the functions") from None
+
+
 def _dims_of(vi: onnx.ValueInfoProto) -> list:
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return []
@@ -159,8 +173,9 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
         raise ModelError(f"{label}: --dim {', '.join(extra)} names no symbolic dim of the model; "
                          f"its symbolic dims are: {have}")
     for k, v in dims.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ModelError(f"{label}: --dim {k}={v!r} must be a positive integer")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_DIM:
+            raise ModelError(f"{label}: --dim {k}={v!r} must be a positive integer of at most "
+                             f"2**40")
     unbound: list[str] = []
     anonymous: list[str] = []
     for vi in g.input:
@@ -420,8 +435,9 @@ class _Walk:
             if node.op_type == "Size":
                 self.values[outs[0]] = np.array(math.prod(shape), dtype=np.int64)
             else:
-                start = _attr(node, "start", 0)
-                end = _attr(node, "end", None)
+                where = f"{self.label}: node {node.name or node.op_type!r} (Shape)"
+                start = attribute(node, "start", "int", 0, where=where)
+                end = attribute(node, "end", "int", None, where=where)
                 self.values[outs[0]] = np.array(shape[slice(start, end)], dtype=np.int64)
             return
         args = []
@@ -509,13 +525,6 @@ class _Walk:
             elem, shape = _shape_of(t)
             if shape is not None or o not in self.types:
                 self.types[o] = (elem, shape)
-
-
-def _attr(node: NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _quiet(*_args, **_kwargs) -> None:
