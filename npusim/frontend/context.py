@@ -25,6 +25,9 @@ from .dtypes_onnx import ir_dtype
 #: engine's 64-bit counts, so they are refused rather than costed.
 MAX_DIM = 2 ** 40
 MAX_ELEMENTS = 2 ** 50
+#: Assumption: no single op of a real model does more than 2**60 (about 1.2e18) MACs; the
+#: largest LLM matmuls do about 1e13. The engine's 64-bit tile counts overflow past this.
+MAX_MACS = 2 ** 60
 
 #: Each ONNX attribute type: how messages name it and the AttributeProto field holding it.
 ATTRIBUTE_KINDS = {
@@ -62,9 +65,8 @@ def attribute_problem(a: AttributeProto) -> str | None:
     that also holds a float, or one whose type is UNDEFINED, would be read as something it
     is not (or crash them); onnx.checker refuses both, and so does npusim.
     """
-    if a.type not in ATTRIBUTE_KINDS:
-        return ("has no declared type (UNDEFINED)" if a.type == AttributeProto.UNDEFINED
-                else f"has an unknown type code {a.type}")
+    if a.type not in ATTRIBUTE_KINDS:  # protobuf reads an unknown type code as UNDEFINED
+        return "has no declared type (UNDEFINED)"
     kind, field_name = ATTRIBUTE_KINDS[a.type]
     held = [f for _, f in ATTRIBUTE_KINDS.values()
             if (a.HasField(f) if f in _SINGULAR else len(getattr(a, f)) > 0)]
@@ -357,6 +359,10 @@ class Node:
                     output: Operand, dt: DType, *, extra_inputs: Sequence[Tensor] = (),
                     suffix: str = "") -> Contraction:
         """A contraction; ``extra_inputs`` (bias, scales, zero points) are read, not multiplied."""
+        macs = math.prod(int(e) for _, e in dims)
+        if macs > MAX_MACS:
+            raise self.fail(f"{macs:,} MACs in one op, more than npusim's bound of 2**60 (dims "
+                            f"{dict(dims)}); fix the model's shapes or the --dim values")
         ins = [o.tensor for o in operands]
         ins += [t for t in extra_inputs if all(t.name != x.name for x in ins)]
         return Contraction(name=self.name(suffix), source=self.source, op_type=self.op_type,
