@@ -26,7 +26,7 @@ from onnx import numpy_helper as nh
 from npusim.errors import ModelError, NpusimError
 from npusim.frontend import load_onnx
 
-FUZZ = settings(max_examples=60, deadline=None,
+FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
@@ -233,6 +233,12 @@ def test_dim_binding_out_of_range():
     m = model([h.make_node("Relu", ["x"], ["y"])], [vi("x", ["batch", 2])], ["y"])
     refused(m, "--dim batch", "2**40", dims={"batch": 2 ** 41})
     assert load_or_clean(m, {"batch": 2 ** 40}) is None  # the bound itself is a legal size
+
+
+def test_long_1d_tensors_load_in_bounded_memory():
+    # onnx's data propagation would hold one protobuf dim per element of a 1-D tensor
+    m = model([h.make_node("Add", ["x", "x"], ["y"], name="add")], [vi("x", [2 ** 31])], ["y"])
+    assert load_or_clean(m) is None
 
 
 def test_op_past_the_mac_bound():

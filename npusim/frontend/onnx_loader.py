@@ -267,9 +267,13 @@ def _collect(m: ModelProto) -> Types:
 
 
 def _infer(skel: ModelProto, label: str) -> Types:
+    """Whole-model shape inference, without onnx's data propagation: onnx 1.23 propagates
+    every 1-D tensor as shape data, one protobuf dim per element (a 1-D input of 2**31 values
+    asks for hundreds of GB). Shape tensors are folded node by node in :class:`_Walk`
+    instead, from their (small) values; on the onnx test models both give the same shapes."""
     try:
         inferred = onnx.shape_inference.infer_shapes(skel, check_type=False, strict_mode=True,
-                                                     data_prop=True)
+                                                     data_prop=False)
     except Exception as e:  # InferenceError, or ValidationError on a malformed node
         raise ModelError(_inference_message(skel, label, str(e))) from None
     return _collect(inferred)
@@ -423,7 +427,7 @@ class _Walk:
         self.values[name] = None  # guards against re-entry while evaluating
         if name in self.inits:
             t = self.inits[name]
-            self.values[name] = numpy_helper.to_array(t) if _is_small(t) else None
+            self.values[name] = _small_value(t, self.label) if _is_small(t) else None
         elif name in self.producer:
             self._evaluate(self.producer[name])
         return self.values.get(name)
@@ -525,6 +529,16 @@ class _Walk:
             elem, shape = _shape_of(t)
             if shape is not None or o not in self.types:
                 self.types[o] = (elem, shape)
+
+
+def _small_value(t: TensorProto, label: str) -> np.ndarray:
+    """The value of a small initializer; its stored data must fill its dims."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # ValueError (size), TypeError or KeyError (element type)
+        raise ModelError(f"{label}: initializer {t.name!r} (dims {list(t.dims)}, element type "
+                         f"{t.data_type}) has data that does not match its dims or type "
+                         f"({type(e).__name__}); the file is corrupt. Re-export it") from None
 
 
 def _quiet(*_args, **_kwargs) -> None:
