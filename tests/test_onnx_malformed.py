@@ -558,3 +558,22 @@ def test_every_onnx_test_model_loads_or_fails_cleanly():
         except (Exception, AssertionError) as e:  # collected, reported together
             crashed.append(f"{name}: {type(e).__name__}: {str(e)[:120]}")
     assert seen > 1500 and not crashed, crashed[:20]
+
+
+def test_fuzz_corpus_cases_end_cleanly(cli, tmp_path):
+    """The fuzzing benchmark's ONNX corpus (benchmarks/fuzz_cases/onnx.py), through the CLI:
+    every case ends with exit 0 or one clean error line, and a must-fail case never exits 0."""
+    import importlib.util
+    import pathlib
+    import random
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_cases" / "onnx.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cases_onnx", src)
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    labels = set()
+    for label, argv, must_fail in corpus.cases(tmp_path, random.Random(0), 120):
+        code, out, err = cli(*argv)
+        assert is_clean_error(code, err) or (code == 0 and not must_fail), (label, argv, err)
+        labels.add(label)
+    assert len(labels) == 6
