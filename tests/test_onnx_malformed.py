@@ -150,6 +150,34 @@ def test_collective_group_typed():
     refused(ar(), "'ar'", "'group'", "required")
 
 
+def test_input_and_output_counts_follow_the_schema():
+    refused(model([h.make_node("QuantizeLinear", [], ["y"], name="q")], [], ["y"]),
+            "'q'", "has 0 inputs", "takes 2 to 3")
+    refused(model([h.make_node("Add", ["x", ""], ["y"], name="add")], [vi("x", [2])], ["y"]),
+            "'add'", "required input 1", "empty")
+    refused(model([h.make_node("Relu", ["x"], ["y", "z"], name="r")], [vi("x", [2])], ["y"]),
+            "'r'", "has 2 outputs")
+
+
+def test_custom_domain_input_ranks_are_checked():
+    node = h.make_node("GroupQueryAttention", ["q", "k", "v", "", "", "sl", "tot"], ["o"],
+                       domain="com.microsoft", name="attn", num_heads=4, kv_num_heads=2)
+    m = model([node], [vi("q", [2, 64]), vi("k", [1, 2, 32]), vi("v", [1, 2, 32]),
+                       vi("sl", [1], T.INT32), vi("tot", [], T.INT32)], ["o"],
+              opsets=(("", 17), ("com.microsoft", 1)))
+    refused(m, "'attn'", "input 0 ('q')", "rank 2", "takes rank 3")
+
+
+def test_initializer_data_that_does_not_fill_its_dims():
+    # found by test_fuzz_serialized_bytes: one flipped bit turns the weight's dims
+    # (4, 3, 3, 3) into (4, 3, 19, 3) while it still holds 108 values
+    data = bytearray(VALID)
+    data[73] ^= 1 << 4
+    m = onnx.load_from_string(bytes(data))
+    assert list(m.graph.initializer[0].dims) == [4, 3, 19, 3]
+    refused(m, "initializer 'w'", "does not match its dims", "corrupt")
+
+
 # -- text -----------------------------------------------------------------------------------
 def _with_bytes(m: onnx.ModelProto, marker: str, raw: bytes, tmp_path) -> str:
     data = m.SerializeToString()

@@ -266,11 +266,18 @@ class Node:
     def in_name(self, i: int) -> str:
         return self.proto.input[i]
 
-    def inp(self, i: int) -> Tensor:
-        """IR tensor of input ``i``."""
+    def inp(self, i: int, rank: int | tuple[int, ...] | None = None) -> Tensor:
+        """IR tensor of input ``i``; with ``rank``, one of the ranks the lowering handles
+        (ops of custom domains have no onnx shape inference to check it first)."""
         if not self.has(i):
             raise self.fail(f"input {i} is required but missing")
-        return self.s.tensor(self.proto.input[i])
+        t = self.s.tensor(self.proto.input[i])
+        ranks = (rank,) if isinstance(rank, int) else rank
+        if ranks is not None and t.rank not in ranks:
+            raise self.fail(f"input {i} ({t.name!r}) has shape {t.shape}, of rank {t.rank}; "
+                            f"{self.op_type} takes rank {' or '.join(map(str, ranks))} here. "
+                            f"Fix the model's shapes")
+        return t
 
     def inputs(self) -> list[Tensor]:
         """Every given input, in order."""

@@ -270,7 +270,8 @@ def _check_tensor_dims(t: TensorProto, what: str, label: str) -> None:
 def check_attributes(model: ModelProto, label: str) -> None:
     """Every attribute holds what its type says, and for an op onnx knows, has the type its
     schema requires; required attributes are present and unknown ones refused (as
-    onnx.checker and onnxruntime do: a misspelled ``transB`` would silently change costs)."""
+    onnx.checker and onnxruntime do: a misspelled ``transB`` would silently change costs);
+    input and output counts are the schema's."""
     opsets = {canonical_domain(o.domain): o.version for o in model.opset_import}
     for k, node in enumerate(model.graph.node):
         where = f"{label}: {node_label(node, k)}"
@@ -282,6 +283,7 @@ def check_attributes(model: ModelProto, label: str) -> None:
         schema = _schema(node, opsets)
         if schema is None:
             continue
+        _check_arity(node, schema, where)
         given = {a.name: a for a in node.attribute}
         for name, a in given.items():
             spec = schema.attributes.get(name)
@@ -297,6 +299,25 @@ def check_attributes(model: ModelProto, label: str) -> None:
             if spec.required and name not in given:
                 raise ModelError(f"{where}: required attribute {name!r} "
                                  f"({_kind(int(spec.type))}) is missing; set it on the node")
+
+
+def _check_arity(node: NodeProto, schema, where: str) -> None:
+    """Input and output counts within the schema's, no required input left empty (onnx's
+    shape inference does not check these; the loader and lowerings index inputs by
+    position)."""
+    for kind, names, low, high in (("inputs", node.input, schema.min_input, schema.max_input),
+                                   ("outputs", node.output, schema.min_output,
+                                    schema.max_output)):
+        if not low <= len(names) <= high:
+            span = f"{low}" if low == high else f"{low} to {high}" if high < 2 ** 31 - 1 \
+                else f"at least {low}"
+            raise ModelError(f"{where}: has {len(names)} {kind}, but {node.op_type} (opset "
+                             f"{schema.since_version}) takes {span}; fix the node")
+    single = onnx.defs.OpSchema.FormalParameterOption.Single
+    for i, (name, param) in enumerate(zip(node.input, schema.inputs)):
+        if not name and param.option == single:
+            raise ModelError(f"{where}: required input {i} ({param.name!r}) is empty; connect "
+                             f"it to a tensor")
 
 
 def _kind(code: int) -> str:
