@@ -201,6 +201,14 @@ def test_names_not_utf8(tmp_path, marker, what):
     refused(path, "names.onnx", what, "not UTF-8", dims={"BATCHDIM": 1})
 
 
+def test_control_characters_in_names_stay_on_one_line():
+    m = model([h.make_node("F\noo", ["x"], ["y"], name="a\nb")], [vi("x", ["ba\ntch", 2])],
+              ["y"])
+    refused(m, "'ba\\ntch'", dims={"b": 1})
+    refused(m, "'ba\\ntch'")
+    refused(m, "'F\\noo'", dims={"ba\ntch": 1})
+
+
 # -- functions ------------------------------------------------------------------------------
 def _fn(name, calls, domain="local"):
     """Function ``name``: a -> Relu -> each call in turn -> b."""

@@ -45,6 +45,12 @@ _SINGULAR = frozenset({"f", "i", "s", "t", "g", "sparse_tensor", "tp"})
 _REQUIRED = object()
 
 
+def show(name: str) -> str:
+    """``name`` as messages print it: as is, or quoted with escapes when it holds a newline
+    or another control character (every error stays one line)."""
+    return name if name.isprintable() else repr(name)
+
+
 def check_shape(shape: Sequence[int], what: str) -> None:
     """Refuse a shape with a negative axis, an axis past :data:`MAX_DIM` or more than
     :data:`MAX_ELEMENTS` elements; ``what`` names the file and tensor."""
@@ -231,8 +237,8 @@ class Node:
 
     # -- reading ----------------------------------------------------------------------
     def __str__(self) -> str:
-        dom = f" (domain {self.domain})" if self.domain not in ("", "ai.onnx") else ""
-        return f"node {self.source!r} ({self.op_type}{dom})"
+        dom = f" (domain {show(self.domain)})" if self.domain not in ("", "ai.onnx") else ""
+        return f"node {self.source!r} ({show(self.op_type)}{dom})"
 
     def fail(self, msg: str) -> ModelError:
         """A ModelError naming the file and this node; the caller raises it."""

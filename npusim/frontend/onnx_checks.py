@@ -18,7 +18,7 @@ import onnx.defs
 from onnx import AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from ..errors import ModelError
-from .context import ATTRIBUTE_KINDS, MAX_DIM, MAX_ELEMENTS, attribute_problem
+from .context import ATTRIBUTE_KINDS, MAX_DIM, MAX_ELEMENTS, attribute_problem, show
 from .registry import canonical_domain
 
 #: Assumption: expanding model-local functions into more nodes than this is a malformed
@@ -28,7 +28,7 @@ MAX_INLINED_NODES = 1_000_000
 
 def node_label(node: NodeProto, index: int) -> str:
     """How messages name a node: its name, else ``<op type>_<index>`` (as op sources do)."""
-    return f"node {node.name or f'{node.op_type}_{index}'!r} ({node.op_type})"
+    return f"node {node.name or f'{node.op_type}_{index}'!r} ({show(node.op_type)})"
 
 
 # -- strings ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from onnx import ModelProto, NodeProto, TensorProto, TypeProto, helper, numpy_he
 
 from ..errors import ModelError, UnboundDimError, UnsupportedOpError
 from ..ir import Graph, ShapeError
-from .context import MAX_DIM, Node, Session, attribute
+from .context import MAX_DIM, Node, Session, attribute, show
 from .onnx_checks import check_functions, check_graph, check_text
 from .registry import canonical_domain, lookup
 
@@ -128,7 +128,7 @@ def _read(src: str | Path | ModelProto) -> tuple[ModelProto, str]:
         model, label = src, f"model {src.graph.name or '<in memory>'!r}"
     else:
         path = Path(src)
-        label = str(path)
+        label = show(str(path))
         if not path.is_file():
             raise ModelError(f"{path}: no such ONNX file; check the path")
         try:
@@ -169,12 +169,12 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
                 names.append(d.dim_param)
     extra = [k for k in dims if k not in names]
     if extra:
-        have = ", ".join(names) if names else "none (all its shapes are static)"
-        raise ModelError(f"{label}: --dim {', '.join(extra)} names no symbolic dim of the model; "
+        have = ", ".join(map(show, names)) if names else "none (all its shapes are static)"
+        raise ModelError(f"{label}: --dim {', '.join(map(show, extra))} names no symbolic dim of the model; "
                          f"its symbolic dims are: {have}")
     for k, v in dims.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_DIM:
-            raise ModelError(f"{label}: --dim {k}={v!r} must be a positive integer of at most "
+            raise ModelError(f"{label}: --dim {show(k)}={v!r} must be a positive integer of at most "
                              f"2**40")
     unbound: list[str] = []
     anonymous: list[str] = []
@@ -189,11 +189,13 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
                 anonymous.append(f"{vi.name}[{axis}]")
     if unbound:
         raise UnboundDimError(
-            f"{label}: symbolic dims without a value: {', '.join(unbound)}. Bind each with "
-            f"--dim NAME=VALUE (e.g. " + " ".join(f"--dim {u}=1" for u in unbound) + ")")
+            f"{label}: symbolic dims without a value: {', '.join(map(show, unbound))}. Bind "
+            f"each with --dim NAME=VALUE (e.g. " + " ".join(f"--dim {show(u)}=1" for u in unbound)
+            + ")")
     if anonymous:
         raise UnboundDimError(
-            f"{label}: graph input axes with neither a size nor a name: {', '.join(anonymous)}. "
+            f"{label}: graph input axes with neither a size nor a name: "
+            f"{', '.join(map(show, anonymous))}. "
             f"Give them a name (re-export with dynamic_axes) or a static size")
     return {k: int(v) for k, v in dims.items()}
 
@@ -386,8 +388,9 @@ class _Walk:
                 f"which npusim cannot lower. Rerun with --on-unsupported=memory to cost it as "
                 f"memory traffic only, or add a lowering (npusim.frontend.registry.register)")
         op = n.movement(f"unsupported:{n.op_type}")
-        graph.warnings.append(f"{n.source} ({n.op_type}, domain {dom}): no lowering; costed as "
-                              f"memory traffic of its inputs and outputs ({op.bytes:.0f} bytes)")
+        graph.warnings.append(f"{show(n.source)} ({show(n.op_type)}, domain {show(dom)}): no "
+                              f"lowering; costed as memory traffic of its inputs and outputs "
+                              f"({op.bytes:.0f} bytes)")
         return [op]
 
     # -- constants --------------------------------------------------------------------
