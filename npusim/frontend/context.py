@@ -270,6 +270,8 @@ class Node:
         return i < len(self.proto.output) and bool(self.proto.output[i])
 
     def in_name(self, i: int) -> str:
+        if not self.has(i):
+            raise self.fail(f"input {i} is required but missing")
         return self.proto.input[i]
 
     def inp(self, i: int, rank: int | tuple[int, ...] | None = None) -> Tensor:
@@ -298,6 +300,8 @@ class Node:
 
     def int_value(self, i: int, what: str) -> list[int]:
         """Input ``i`` as a list of ints; it must be a constant (axes, pads, sizes)."""
+        if not self.has(i):
+            raise self.fail(f"{what} (input {i}) is required but missing")
         v = self.value(i)
         if v is None:
             raise self.fail(f"{what} (input {i}, {self.proto.input[i]!r}) must be a constant "
@@ -307,6 +311,8 @@ class Node:
     def out(self, i: int = 0, shape: Sequence[int] | None = None,
             dt: DType | None = None) -> Tensor:
         """IR tensor of output ``i``; ``shape``/``dt`` are used when inference gave none."""
+        if not self.has_out(i):
+            raise self.fail(f"output {i} is required but missing")
         name = self.proto.output[i]
         elem, known = self.s.types.get(name, (0, None))
         if shape is not None and known is not None and tuple(shape) != tuple(known):
@@ -328,7 +334,8 @@ class Node:
         The view keeps its own name and shape; the graph records it as sharing the input's
         storage, so readers depend on the input's producer and bytes are counted once.
         """
-        self.s.alias(self.proto.output[out_i], self.proto.input[in_i])
+        self.s.alias(self.proto.output[out_i] if self.has_out(out_i) else self.out(out_i).name,
+                     self.in_name(in_i))
         return []
 
     # -- building ---------------------------------------------------------------------
