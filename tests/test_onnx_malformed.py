@@ -576,6 +576,55 @@ def _onnx_test_models():
             yield case.name, case.model
 
 
+def _registered_ops():
+    from npusim.frontend import supported_ops
+    return supported_ops()
+
+
+@st.composite
+def arbitrary_node(draw):
+    """Any op npusim lowers, with arbitrary input count, ranks, sizes and element types,
+    0 to 3 outputs, and a few attributes of the kinds lowerings read."""
+    dom, op = draw(st.sampled_from(_registered_ops()))
+    names, inputs = [], []
+    for i in range(draw(st.integers(0, 9))):
+        if draw(st.booleans()) and i:
+            names.append("")
+            continue
+        shape = draw(st.lists(st.sampled_from([1, 2, 3, 4, 8, 64]), max_size=5))
+        elem = draw(st.sampled_from([T.FLOAT, T.FLOAT16, T.INT32, T.INT64, T.UINT8]))
+        inputs.append(vi(f"i{i}", shape, elem))
+        names.append(f"i{i}")
+    n_out = draw(st.integers(0, 3))
+    attrs = draw(st.dictionaries(
+        st.sampled_from(["num_heads", "kv_num_heads", "K", "N", "bits", "block_size", "group",
+                         "axis", "perm", "kernel_shape", "size", "qkv_hidden_sizes"]),
+        st.integers(-2, 64) | st.lists(st.integers(-1, 4), min_size=1, max_size=4), max_size=3))
+    node = h.make_node(op, names, [f"o{j}" for j in range(n_out)], domain=dom, name="n",
+                       **attrs)
+    outputs = [f"o{j}" for j in range(n_out)] or [next((x for x in names if x), "i0")]
+    return model([node], inputs, outputs,
+                 opsets=(("", 21), ("com.microsoft", 1), ("ai.npusim", 1)))
+
+
+@FUZZ
+@given(arbitrary_node())
+def test_fuzz_lowering_inputs(m):
+    """Wrong input counts, ranks and missing outputs reach lowerings only as clean errors
+    (custom-domain ops have no onnx schema or shape inference in front of them)."""
+    load_or_clean(m)
+
+
+def test_custom_domain_missing_inputs_and_outputs():
+    def gelu(ins, outs):
+        node = h.make_node("BiasGelu", ins, outs, domain="com.microsoft", name="g")
+        return model([node], [vi("x", [2, 4]), vi("b", [4])], outs or ["x"],
+                     opsets=(("", 17), ("com.microsoft", 1)))
+    assert load_or_clean(gelu(["x", "b"], ["y"])) is None
+    refused(gelu([], ["y"]), "'g'", "input 0 is required but missing")
+    refused(gelu(["x", "b"], []), "'g'", "output 0 is required but missing")
+
+
 def _symbolic_dims(m: onnx.ModelProto) -> dict[str, int]:
     return {d.dim_param: 2 for v in m.graph.input for d in
             (v.type.tensor_type.shape.dim if v.type.HasField("tensor_type") else [])
