@@ -85,7 +85,7 @@ def attr(name, kind, **fields):
 
 
 def conv_model(*attrs, x=(1, 3, 8, 8), w=(4, 3, 3, 3)):
-    node = h.make_node("Conv", ["x", "w"], ["y"], name="c1")
+    node = h.make_node("Conv", ["x", "w"], ["y"], name="c1", group=1)
     node.attribute.extend(attrs)
     return model([node], [vi("x", list(x))], ["y"], [zeros("w", w)])
 
@@ -97,6 +97,7 @@ def conv_model(*attrs, x=(1, 3, 8, 8), w=(4, 3, 3, 3)):
     (attr("strides", A.INT, i=2), ["'strides' is int", "takes ints"]),
     (attr("pads", A.INTS, ints=[1, 1, 1, 1], f=3.0), ["declared ints but holds field(s) f"]),
     (attr("stride", A.INTS, ints=[2, 2]), ["'stride' is not one of Conv's", "strides"]),
+    (attr("group", A.INT, i=1), ["'group' is given twice"]),
 ])
 def test_conv_attribute_of_wrong_type(a, parts):
     msg = refused(conv_model(a), "model 'g'", "'c1'", "Conv", f"'{a.name}'", *parts)
@@ -169,12 +170,10 @@ def test_custom_domain_input_ranks_are_checked():
 
 
 def test_initializer_data_that_does_not_fill_its_dims():
-    # found by test_fuzz_serialized_bytes: one flipped bit turns the weight's dims
-    # (4, 3, 3, 3) into (4, 3, 19, 3) while it still holds 108 values
-    data = bytearray(VALID)
-    data[73] ^= 1 << 4
-    m = onnx.load_from_string(bytes(data))
-    assert list(m.graph.initializer[0].dims) == [4, 3, 19, 3]
+    # found by test_fuzz_serialized_bytes: one flipped bit turned the weight's dims
+    # (4, 3, 3, 3) into (4, 3, 19, 3) while it still held 108 values
+    m = onnx.load_from_string(VALID)
+    m.graph.initializer[0].dims[2] = 19
     refused(m, "initializer 'w'", "does not match its dims", "corrupt")
 
 

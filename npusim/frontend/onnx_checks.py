@@ -275,7 +275,12 @@ def check_attributes(model: ModelProto, label: str) -> None:
     opsets = {canonical_domain(o.domain): o.version for o in model.opset_import}
     for k, node in enumerate(model.graph.node):
         where = f"{label}: {node_label(node, k)}"
+        seen: set[str] = set()
         for a in node.attribute:
+            if a.name in seen:
+                raise ModelError(f"{where}: attribute {a.name!r} is given twice; fix the node to "
+                                 f"keep one")
+            seen.add(a.name)
             problem = attribute_problem(a)
             if problem:
                 raise ModelError(f"{where}: attribute {a.name!r} {problem}; fix its type in the "
