@@ -364,8 +364,10 @@ def _cases():
     x4 = vi("x", [1, 4, 8, 8])
     ms = (("", 17), ("com.microsoft", 1))
     return {
-        "Conv": ([h.make_node("Conv", ["x", "w"], ["y"], name="n")], [x4], [zeros("w", [4, 4, 3, 3])],
-                 ["pads", "strides", "dilations", "group", "auto_pad", "kernel_shape"], (("", 17),)),
+        "Conv": ([h.make_node("Conv", ["x", "w"], ["y"], name="n")], [x4],
+                 [zeros("w", [4, 4, 3, 3])],
+                 ["pads", "strides", "dilations", "group", "auto_pad", "kernel_shape"],
+                 (("", 17),)),
         "ConvTranspose": ([h.make_node("ConvTranspose", ["x", "w"], ["y"], name="n")], [x4],
                           [zeros("w", [4, 2, 3, 3])], ["pads", "strides", "output_padding",
                                                        "output_shape", "group"], (("", 17),)),

@@ -91,7 +91,10 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
     Raises
     ------
     ModelError
-        The file is not ONNX, is truncated, or its shapes disagree (the message names the node).
+        The file is not ONNX, is truncated, or its shapes disagree (the message names the node);
+        or the model breaks a rule of the ONNX format (non-UTF-8 names, a tensor produced twice,
+        nodes out of order or in a cycle, an attribute of the wrong type, a recursive function,
+        sizes out of range: see :mod:`npusim.frontend.onnx_checks`).
     UnboundDimError
         A symbolic input dim has no value; the message lists every such name.
     UnsupportedOpError
@@ -130,7 +133,7 @@ def _read(src: str | Path | ModelProto) -> tuple[ModelProto, str]:
         path = Path(src)
         label = show(str(path))
         if not path.is_file():
-            raise ModelError(f"{path}: no such ONNX file; check the path")
+            raise ModelError(f"{label}: no such ONNX file; check the path")
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf raises several unrelated types on bad bytes
@@ -170,12 +173,12 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
     extra = [k for k in dims if k not in names]
     if extra:
         have = ", ".join(map(show, names)) if names else "none (all its shapes are static)"
-        raise ModelError(f"{label}: --dim {', '.join(map(show, extra))} names no symbolic dim of the model; "
-                         f"its symbolic dims are: {have}")
+        raise ModelError(f"{label}: --dim {', '.join(map(show, extra))} names no symbolic dim "
+                         f"of the model; its symbolic dims are: {have}")
     for k, v in dims.items():
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_DIM:
-            raise ModelError(f"{label}: --dim {show(k)}={v!r} must be a positive integer of at most "
-                             f"2**40")
+            raise ModelError(f"{label}: --dim {show(k)}={v!r} must be a positive integer of at "
+                             f"most 2**40")
     unbound: list[str] = []
     anonymous: list[str] = []
     for vi in g.input:
