@@ -26,7 +26,7 @@ from onnx import numpy_helper as nh
 from npusim.errors import ModelError, NpusimError
 from npusim.frontend import load_onnx
 
-FUZZ = settings(max_examples=150, deadline=None,
+FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

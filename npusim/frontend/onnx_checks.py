@@ -144,10 +144,8 @@ def check_functions(model: ModelProto, label: str) -> None:
                          f"with the recursion unrolled or as a Loop")
     size: dict[tuple[str, str, str], int] = {}
     for key in reversed(list(nx.topological_sort(calls))):  # callees first
-        size[key] = sum(size[_function_key(n)] if _function_key(n) in funcs else 1
-                        for n in funcs[key].node)
-    total = sum(size[_function_key(n)] if _function_key(n) in funcs else 1
-                for n in model.graph.node)
+        size[key] = sum(size.get(_function_key(n), 1) for n in _all_nodes(funcs[key].node))
+    total = sum(size.get(_function_key(n), 1) for n in _all_nodes(model.graph.node))
     if total > MAX_INLINED_NODES:
         raise ModelError(f"{label}: its model-local functions expand to {total:,} nodes (more "
                          f"than {MAX_INLINED_NODES:,}); the functions nest too deeply. "
