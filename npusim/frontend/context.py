@@ -11,12 +11,124 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import AttributeProto, NodeProto
 
 from ..errors import ModelError
 from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Reduction,
                   Role, Tensor)
 from .dtypes_onnx import ir_dtype
+
+#: Assumption: no axis of a real model is longer than 2**40 (about 1.1e12; the largest
+#: vocabularies, context lengths and weight axes are below 1e7), and no tensor has more than
+#: 2**50 elements (about a petabyte even at one byte each, beyond any simulated system's
+#: memory). Larger figures come from corrupt files (a dim of 2**63-1) and would overflow the
+#: engine's 64-bit counts, so they are refused rather than costed.
+MAX_DIM = 2 ** 40
+MAX_ELEMENTS = 2 ** 50
+#: Assumption: no single op of a real model does more than 2**60 (about 1.2e18) MACs; the
+#: largest LLM matmuls do about 1e13. The engine's 64-bit tile counts overflow past this.
+MAX_MACS = 2 ** 60
+
+#: Each ONNX attribute type: how messages name it and the AttributeProto field holding it.
+ATTRIBUTE_KINDS = {
+    AttributeProto.FLOAT: ("float", "f"), AttributeProto.INT: ("int", "i"),
+    AttributeProto.STRING: ("string", "s"), AttributeProto.TENSOR: ("tensor", "t"),
+    AttributeProto.GRAPH: ("graph", "g"), AttributeProto.SPARSE_TENSOR: ("sparse tensor",
+                                                                      "sparse_tensor"),
+    AttributeProto.TYPE_PROTO: ("type", "tp"), AttributeProto.FLOATS: ("floats", "floats"),
+    AttributeProto.INTS: ("ints", "ints"), AttributeProto.STRINGS: ("strings", "strings"),
+    AttributeProto.TENSORS: ("tensors", "tensors"), AttributeProto.GRAPHS: ("graphs", "graphs"),
+    AttributeProto.SPARSE_TENSORS: ("sparse tensors", "sparse_tensors"),
+    AttributeProto.TYPE_PROTOS: ("types", "type_protos"),
+}
+_SINGULAR = frozenset({"f", "i", "s", "t", "g", "sparse_tensor", "tp"})
+_REQUIRED = object()
+
+
+def show(name: str) -> str:
+    """``name`` as messages print it: as is, or quoted with escapes when it holds a newline
+    or another control character (every error stays one line)."""
+    return name if name.isprintable() else repr(name)
+
+
+def check_shape(shape: Sequence[int], what: str) -> None:
+    """Refuse a shape with a negative axis, an axis past :data:`MAX_DIM` or more than
+    :data:`MAX_ELEMENTS` elements; ``what`` names the file and tensor."""
+    bad = [d for d in shape if not 0 <= d <= MAX_DIM]
+    if bad:
+        raise ModelError(f"{what} has shape {tuple(shape)}, with axis size {bad[0]} outside "
+                         f"0..2**40; fix the model's shapes or the --dim values")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ModelError(f"{what} has shape {tuple(shape)}: {math.prod(shape):,} elements, "
+                         f"more than npusim's bound of 2**50; fix the model's shapes or the "
+                         f"--dim values")
+
+
+def attribute_problem(a: AttributeProto) -> str | None:
+    """Why attribute ``a``'s content disagrees with its declared type, or None if it agrees.
+
+    onnx's own readers trust ``type`` and read that one field, so an attribute declared INTS
+    that also holds a float, or one whose type is UNDEFINED, would be read as something it
+    is not (or crash them); onnx.checker refuses both, and so does npusim.
+    """
+    if a.type not in ATTRIBUTE_KINDS:  # protobuf reads an unknown type code as UNDEFINED
+        return "has no declared type (UNDEFINED)"
+    kind, field_name = ATTRIBUTE_KINDS[a.type]
+    held = [f for _, f in ATTRIBUTE_KINDS.values()
+            if (a.HasField(f) if f in _SINGULAR else len(getattr(a, f)) > 0)]
+    others = [f for f in held if f != field_name]
+    if others:
+        return f"is declared {kind} but holds field(s) {', '.join(others)}"
+    if a.ref_attr_name:
+        return f"refers to function attribute {a.ref_attr_name!r} outside a function"
+    return None
+
+
+def attribute(proto: NodeProto, name: str, kind: str, default: Any = _REQUIRED, *,
+              length: int | None = None, low: int | float | None = None,
+              where: str = "") -> Any:
+    """Attribute ``name`` of ``proto`` read as ``kind`` ("int", "ints", "float", "floats",
+    "string", "strings"): the one reader every lowering goes through, so an attribute of the
+    wrong type, one missing without a default, a list of the wrong length or a value below
+    ``low`` is a :class:`ModelError` naming ``where`` (the file and node), never a crash or a
+    silently misread number. Strings are decoded from UTF-8; lists come back as lists.
+    """
+    found = [a for a in proto.attribute if a.name == name]
+    if not found:
+        if default is _REQUIRED:
+            raise ModelError(f"{where}: attribute {name!r} ({kind}) is required but missing; "
+                             f"set it on the node")
+        return default
+    a = found[-1]
+    problem = attribute_problem(a)
+    declared = ATTRIBUTE_KINDS.get(a.type, ("undefined", ""))[0]
+    if problem is None and declared != kind:
+        problem = f"is {declared}"
+    if problem is not None:
+        raise ModelError(f"{where}: attribute {name!r} {problem}, expected {kind}; fix its "
+                         f"type in the model")
+    value: Any = getattr(a, ATTRIBUTE_KINDS[a.type][1])
+    if kind in ("ints", "floats", "strings"):
+        value = list(value)
+    try:
+        if kind == "string":
+            value = value.decode("utf-8")
+        elif kind == "strings":
+            value = [v.decode("utf-8") for v in value]
+    except UnicodeDecodeError:
+        raise ModelError(f"{where}: attribute {name!r} is not UTF-8 text ({value!r:.80}); fix "
+                         f"it in the model") from None
+    if length is not None and len(value) != length:
+        raise ModelError(f"{where}: attribute {name!r} has {len(value)} values {value!r:.80}, "
+                         f"expected {length}; fix it in the model")
+    if kind == "float" and not math.isfinite(value) or kind == "floats" and not all(
+            math.isfinite(v) for v in value):
+        raise ModelError(f"{where}: attribute {name!r} is not finite ({value!r:.80}); fix it "
+                         f"in the model")
+    if low is not None and any(v < low for v in (value if isinstance(value, list) else [value])):
+        raise ModelError(f"{where}: attribute {name!r} = {value!r:.80} must be >= {low}; fix "
+                         f"it in the model")
+    return value
 
 
 @dataclass
@@ -86,6 +198,7 @@ class Session:
         if t is not None:
             raise ModelError(f"{self.label}: tensor {name!r} is used as {t.shape} {t.dtype} and "
                              f"as {shape} {dt}; npusim needs one shape per tensor")
+        check_shape(shape, f"{self.label}: tensor {name!r}")
         t = Tensor(name, shape, dt, self.role(name, dt, shape))
         self.tensors[name] = t
         return t
@@ -121,24 +234,25 @@ class Node:
         self.op_type = proto.op_type
         self.domain = proto.domain
         self.s = session
-        self._attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
 
     # -- reading ----------------------------------------------------------------------
     def __str__(self) -> str:
-        dom = f" (domain {self.domain})" if self.domain not in ("", "ai.onnx") else ""
-        return f"node {self.source!r} ({self.op_type}{dom})"
+        dom = f" (domain {show(self.domain)})" if self.domain not in ("", "ai.onnx") else ""
+        return f"node {self.source!r} ({show(self.op_type)}{dom})"
 
     def fail(self, msg: str) -> ModelError:
         """A ModelError naming the file and this node; the caller raises it."""
         return ModelError(f"{self.s.label}: {self}: {msg}")
 
-    def attr(self, name: str, default: Any = None) -> Any:
-        v = self._attrs.get(name, default)
-        if isinstance(v, bytes):
-            return v.decode()
-        if isinstance(v, list) and v and isinstance(v[0], bytes):
-            return [x.decode() for x in v]
-        return v
+    def attr(self, name: str, kind: str, default: Any = _REQUIRED, *, length: int | None = None,
+             low: int | float | None = None) -> Any:
+        """Attribute ``name`` as ``kind`` (see :func:`attribute`): lowerings read attributes
+        only through this, so a wrong type or a missing required one names this node."""
+        return attribute(self.proto, name, kind, default, length=length, low=low,
+                         where=f"{self.s.label}: {self}")
+
+    def has_attr(self, name: str) -> bool:
+        return any(a.name == name for a in self.proto.attribute)
 
     @property
     def n_in(self) -> int:
@@ -156,13 +270,22 @@ class Node:
         return i < len(self.proto.output) and bool(self.proto.output[i])
 
     def in_name(self, i: int) -> str:
-        return self.proto.input[i]
-
-    def inp(self, i: int) -> Tensor:
-        """IR tensor of input ``i``."""
         if not self.has(i):
             raise self.fail(f"input {i} is required but missing")
-        return self.s.tensor(self.proto.input[i])
+        return self.proto.input[i]
+
+    def inp(self, i: int, rank: int | tuple[int, ...] | None = None) -> Tensor:
+        """IR tensor of input ``i``; with ``rank``, one of the ranks the lowering handles
+        (ops of custom domains have no onnx shape inference to check it first)."""
+        if not self.has(i):
+            raise self.fail(f"input {i} is required but missing")
+        t = self.s.tensor(self.proto.input[i])
+        ranks = (rank,) if isinstance(rank, int) else rank
+        if ranks is not None and t.rank not in ranks:
+            raise self.fail(f"input {i} ({t.name!r}) has shape {t.shape}, of rank {t.rank}; "
+                            f"{self.op_type} takes rank {' or '.join(map(str, ranks))} here. "
+                            f"Fix the model's shapes")
+        return t
 
     def inputs(self) -> list[Tensor]:
         """Every given input, in order."""
@@ -177,6 +300,8 @@ class Node:
 
     def int_value(self, i: int, what: str) -> list[int]:
         """Input ``i`` as a list of ints; it must be a constant (axes, pads, sizes)."""
+        if not self.has(i):
+            raise self.fail(f"{what} (input {i}) is required but missing")
         v = self.value(i)
         if v is None:
             raise self.fail(f"{what} (input {i}, {self.proto.input[i]!r}) must be a constant "
@@ -186,6 +311,8 @@ class Node:
     def out(self, i: int = 0, shape: Sequence[int] | None = None,
             dt: DType | None = None) -> Tensor:
         """IR tensor of output ``i``; ``shape``/``dt`` are used when inference gave none."""
+        if not self.has_out(i):
+            raise self.fail(f"output {i} is required but missing")
         name = self.proto.output[i]
         elem, known = self.s.types.get(name, (0, None))
         if shape is not None and known is not None and tuple(shape) != tuple(known):
@@ -207,7 +334,8 @@ class Node:
         The view keeps its own name and shape; the graph records it as sharing the input's
         storage, so readers depend on the input's producer and bytes are counted once.
         """
-        self.s.alias(self.proto.output[out_i], self.proto.input[in_i])
+        self.s.alias(self.proto.output[out_i] if self.has_out(out_i) else self.out(out_i).name,
+                     self.in_name(in_i))
         return []
 
     # -- building ---------------------------------------------------------------------
@@ -221,6 +349,7 @@ class Node:
         while name in self.s.tensors or name in self.s.types:
             k += 1
             name = f"{base}#{k}"
+        check_shape(tuple(shape), f"{self.s.label}: {self}: intermediate {name!r}")
         t = Tensor(name, tuple(shape), dt, Role.ACTIVATION)
         self.s.tensors[name] = t
         return t
@@ -250,6 +379,10 @@ class Node:
                     output: Operand, dt: DType, *, extra_inputs: Sequence[Tensor] = (),
                     suffix: str = "") -> Contraction:
         """A contraction; ``extra_inputs`` (bias, scales, zero points) are read, not multiplied."""
+        macs = math.prod(int(e) for _, e in dims)
+        if macs > MAX_MACS:
+            raise self.fail(f"{macs:,} MACs in one op, more than npusim's bound of 2**60 (dims "
+                            f"{dict(dims)}); fix the model's shapes or the --dim values")
         ins = [o.tensor for o in operands]
         ins += [t for t in extra_inputs if all(t.name != x.name for x in ins)]
         return Contraction(name=self.name(suffix), source=self.source, op_type=self.op_type,

@@ -111,7 +111,8 @@ def lower_onnx_attention(n: Node):
         B, nh, S, hd = q.shape
         kvh = k.shape[1]
     else:
-        nh, kvh = int(n.attr("q_num_heads", 0)), int(n.attr("kv_num_heads", 0))
+        nh = n.attr("q_num_heads", "int", 0, low=0)
+        kvh = n.attr("kv_num_heads", "int", 0, low=0)
         if not nh or not kvh:
             raise n.fail("3-D inputs need the q_num_heads and kv_num_heads attributes")
         B, S = q.shape[:2]

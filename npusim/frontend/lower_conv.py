@@ -34,11 +34,10 @@ def _channel(g: int, per_group: int, inner: str) -> str | Axis:
 def _conv_pads(n: Node, ins: Sequence[int], outs: Sequence[int], ks: Sequence[int],
                strides: Sequence[int], dil: Sequence[int]) -> list[int]:
     """Padding before each spatial axis, from ``pads`` or ``auto_pad``."""
-    auto = str(n.attr("auto_pad", "NOTSET"))
+    auto = n.attr("auto_pad", "string", "NOTSET")
     nsp = len(ins)
     if auto in ("NOTSET", ""):
-        pads = list(n.attr("pads", [0] * 2 * nsp))
-        return pads[:nsp]
+        return n.attr("pads", "ints", [0] * 2 * nsp, length=2 * nsp)[:nsp]
     if auto == "VALID":
         return [0] * nsp
     begin = []
@@ -57,12 +56,12 @@ def conv(n: Node, x: Tensor, w: Tensor, y: Tensor, dt: DType, extra: Sequence[Te
     N, C, ins = x.shape[0], x.shape[1], x.shape[2:]
     M, cg, ks = w.shape[0], w.shape[1], w.shape[2:]
     outs = y.shape[2:]
-    G = int(n.attr("group", 1))
+    G = n.attr("group", "int", 1, low=1)
     if C % G or M % G or C // G != cg:
         raise n.fail(f"group={G} does not divide X {x.shape} and W {w.shape} "
                      f"(W must be [M, C/group, k...], M divisible by group)")
-    strides = list(n.attr("strides", [1] * nsp))
-    dil = list(n.attr("dilations", [1] * nsp))
+    strides = n.attr("strides", "ints", [1] * nsp, length=nsp, low=1)
+    dil = n.attr("dilations", "ints", [1] * nsp, length=nsp, low=1)
     pb = _conv_pads(n, ins, outs, ks, strides, dil)
     mg = M // G
     on, kn = _names(nsp)
@@ -92,16 +91,16 @@ def conv_transpose(n: Node, x: Tensor, w: Tensor, y: Tensor, dt: DType,
                      f"X {x.shape}, W {w.shape}")
     nsp = x.rank - 2
     N, C, ins = x.shape[0], x.shape[1], x.shape[2:]
-    G = int(n.attr("group", 1))
+    G = n.attr("group", "int", 1, low=1)
     if w.shape[0] != C or C % G:
         raise n.fail(f"W {w.shape} must be [C, M/group, k...] with C = {C} divisible by group={G}")
     cg, mg, ks = C // G, w.shape[1], w.shape[2:]
     outs = y.shape[2:]
-    strides = list(n.attr("strides", [1] * nsp))
-    dil = list(n.attr("dilations", [1] * nsp))
-    opad = list(n.attr("output_padding", [0] * nsp))
-    auto = str(n.attr("auto_pad", "NOTSET"))
-    if n.attr("output_shape") is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+    strides = n.attr("strides", "ints", [1] * nsp, length=nsp, low=1)
+    dil = n.attr("dilations", "ints", [1] * nsp, length=nsp, low=1)
+    opad = n.attr("output_padding", "ints", [0] * nsp, length=nsp)
+    auto = n.attr("auto_pad", "string", "NOTSET")
+    if n.has_attr("output_shape") or auto in ("SAME_UPPER", "SAME_LOWER"):
         pb = []
         for i in range(nsp):
             total = strides[i] * (ins[i] - 1) + opad[i] + (ks[i] - 1) * dil[i] + 1 - outs[i]
@@ -109,7 +108,7 @@ def conv_transpose(n: Node, x: Tensor, w: Tensor, y: Tensor, dt: DType,
     elif auto == "VALID":
         pb = [0] * nsp
     else:
-        pb = list(n.attr("pads", [0] * 2 * nsp))[:nsp]
+        pb = n.attr("pads", "ints", [0] * 2 * nsp, length=2 * nsp)[:nsp]
     on, kn = _names(nsp)
     dims = [("n", N)] + ([("g", G)] if G > 1 else []) + [("m", mg), ("c", cg)]
     dims += list(zip(on, ins)) + list(zip(kn, ks))

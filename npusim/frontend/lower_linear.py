@@ -81,7 +81,7 @@ def lower_gemm(n: Node):
     a, b, y = n.inp(0), n.inp(1), n.out(0)
     if a.rank != 2 or b.rank != 2:
         raise n.fail(f"Gemm needs 2-D A and B, got {a.shape} and {b.shape}")
-    ta, tb = int(n.attr("transA", 0)), int(n.attr("transB", 0))
+    ta, tb = n.attr("transA", "int", 0), n.attr("transB", "int", 0)
     m, k = (a.shape[1], a.shape[0]) if ta else a.shape
     k2, n_ = (b.shape[1], b.shape[0]) if tb else b.shape
     if k != k2:
@@ -112,7 +112,7 @@ def _einsum_axes(term: str, rank: int, ell: list[str]) -> list[str]:
 def lower_einsum(n: Node):
     """An einsum of two or more inputs is one contraction over its letters (an ellipsis
     becomes dims ``_0, _1, ...``); a one-input einsum is a reduction or a transpose."""
-    eq = str(n.attr("equation", "")).replace(" ", "")
+    eq = n.attr("equation", "string").replace(" ", "")
     ins = n.inputs()
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")

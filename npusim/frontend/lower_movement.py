@@ -17,8 +17,10 @@ from .registry import register
 @register("Transpose")
 def lower_transpose(n: Node):
     x = n.inp(0)
-    perm = n.attr("perm", None)
-    perm = tuple(int(p) for p in perm) if perm is not None else tuple(reversed(range(x.rank)))
+    perm = tuple(n.attr("perm", "ints", list(reversed(range(x.rank))), length=x.rank))
+    if sorted(perm) != list(range(x.rank)):
+        raise n.fail(f"perm {list(perm)} is not a permutation of the {x.rank} axes of input "
+                     f"{x.shape}; fix the attribute")
     m = n.movement("transpose", inputs=[x])
     return [replace(m, perm=perm)]
 
@@ -65,7 +67,7 @@ def lower_scatter(n: Node):
 def lower_resize(n: Node):
     """Nearest-neighbour resize only moves data; linear and cubic interpolate (assumption:
     4 and 16 ops per output element, the taps of bilinear / bicubic in 2-D)."""
-    mode = str(n.attr("mode", "nearest"))
+    mode = n.attr("mode", "string", "nearest")
     data = [n.inp(0)]
     if mode == "nearest":
         return [n.movement("resize_nearest", inputs=data, outputs=[n.out(0)])]

@@ -68,27 +68,27 @@ def lower_gqa(n: Node):
     ``local_window_size + S`` with a sliding window. Rotary (``do_rotary``) adds an
     Elementwise op on Q and K.
     """
-    q = n.inp(0)
-    nh, kvh = int(n.attr("num_heads")), int(n.attr("kv_num_heads"))
+    q = n.inp(0, rank=3)
+    nh, kvh = n.attr("num_heads", "int", low=1), n.attr("kv_num_heads", "int", low=1)
     if nh % kvh:
         raise n.fail(f"num_heads={nh} is not a multiple of kv_num_heads={kvh}")
     B, S, width = q.shape
     packed = not n.has(1)
     hd = width // (nh + 2 * kvh) if packed else width // nh
-    past_k = n.inp(3) if n.has(3) else None
-    past_v = n.inp(4) if n.has(4) else None
+    past_k = n.inp(3, rank=4) if n.has(3) else None
+    past_v = n.inp(4, rank=4) if n.has(4) else None
     P = past_k.shape[2] if past_k is not None else 0
     if past_k is not None and past_k.shape[3] != hd:
         raise n.fail(f"past_key {past_k.shape} has head size {past_k.shape[3]} but the query "
                      f"{q.shape} with num_heads={nh} gives {hd}")
     tot = n.value(6)
     total = int(tot.reshape(-1)[0]) if tot is not None else P + S
-    window = int(n.attr("local_window_size", -1))
+    window = n.attr("local_window_size", "int", -1)
     kv_len = min(total, window + S) if window > 0 else total
     T = max(P, total)
     ops: list[Op] = []
-    k_new, v_new = (q, q) if packed else (n.inp(1), n.inp(2))
-    if int(n.attr("do_rotary", 0)):
+    k_new, v_new = (q, q) if packed else (n.inp(1, rank=3), n.inp(2, rank=3))
+    if n.attr("do_rotary", "int", 0):
         cos_sin = [n.inp(i) for i in (7, 8) if n.has(i)]
         rot = n.tmp("rotary_q", q.shape, q.dtype)
         # packed Q|K|V: rotary touches the Q and K parts only
@@ -127,16 +127,16 @@ def lower_mha(n: Node):
     appended to past_key/past_value ``[B, heads, P, D]`` if given) or ``[B, heads, L, D]``
     (a cross-attention cache used as is)."""
     q = n.inp(0)
-    nh = int(n.attr("num_heads"))
+    nh = n.attr("num_heads", "int", low=1)
     if q.rank != 3 or not n.has(1):
         raise n.fail("only unpacked query [B, S, D] with separate key and value is supported")
     B, S, D = q.shape
-    k, v = n.inp(1), n.inp(2)
+    k, v = n.inp(1, rank=(3, 4)), n.inp(2, rank=(3, 4))
     hd = D // nh
     ops: list[Op] = []
     y = n.out(0, (B, S, v.shape[-1] if v.rank == 3 else nh * v.shape[-1]), q.dtype)
     if k.rank == 3 and n.has(6):
-        past_k, past_v = n.inp(6), n.inp(7)
+        past_k, past_v = n.inp(6, rank=4), n.inp(7, rank=4)
         T = past_k.shape[2] + k.shape[1]
         cache = (B, nh, T, hd)
         kt = n.out(1, cache, k.dtype) if n.has_out(1) else n.tmp("present_key", cache, k.dtype)
@@ -154,16 +154,16 @@ def lower_ms_attention(n: Node):
     """Attention (BERT-style): input ``[B, S, Din]`` times packed QKV weights
     ``[Din, Dq+Dk+Dv]`` (+ bias), then attention over past ``[2, B, heads, P, D]`` plus the
     new positions; present ``[2, B, heads, P+S, D]``."""
-    x, w = n.inp(0), n.inp(1)
-    nh = int(n.attr("num_heads"))
+    x, w = n.inp(0, rank=3), n.inp(1, rank=2)
+    nh = n.attr("num_heads", "int", low=1)
     B, S, _ = x.shape
-    sizes = n.attr("qkv_hidden_sizes") or [w.shape[1] // 3] * 3
-    dq, dk, dv = (int(s) for s in sizes)
+    sizes = n.attr("qkv_hidden_sizes", "ints", [w.shape[1] // 3] * 3, length=3, low=0)
+    dq, dk, dv = sizes
     hd, hdv = dq // nh, dv // nh
     qkv = n.tmp("qkv", (B, S, dq + dk + dv), x.dtype)
     ops: list[Op] = [matmul(n, x, w, qkv, mac_dtype(x.dtype), suffix="qkv",
                             extra=[n.inp(2)] if n.has(2) else [])]
-    past = n.inp(4) if n.has(4) else None
+    past = n.inp(4, rank=5) if n.has(4) else None
     P = past.shape[3] if past is not None else 0
     T = P + S
     kt = n.tmp("k", (B, nh, T, hd), x.dtype)

@@ -52,7 +52,7 @@ def lower_lp_norm(n: Node):
 def lower_lrn(n: Node):
     """Local response norm: a windowed sum of squares over ``size`` channels, then a power
     and a divide (assumption: size + 3 ops per element)."""
-    return [n.reduction("lrn", int(n.attr("size", 5)) + 3)]
+    return [n.reduction("lrn", n.attr("size", "int", 5, low=1) + 3)]
 
 
 @register("Softmax", "LogSoftmax", "Hardmax")

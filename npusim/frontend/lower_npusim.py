@@ -17,11 +17,7 @@ NPUSIM = "ai.npusim"
 
 
 def _group(n: Node) -> int:
-    group = n.attr("group")
-    if isinstance(group, bool) or not isinstance(group, int) or group < 1:
-        raise n.fail(f"attribute 'group' must be the number of chips (an integer >= 1), got "
-                     f"{group!r}; set it on the node")
-    return group
+    return n.attr("group", "int", low=1)
 
 
 def _collective(n: Node, func: str, out_shape: tuple[int, ...]):
@@ -44,7 +40,7 @@ def lower_all_reduce(n: Node):
 def lower_all_gather(n: Node):
     """The chips' inputs concatenated along ``axis``: that axis grows ``group`` times."""
     shape = list(n.shape(0))
-    axis = n.attr("axis", -1)
+    axis = n.attr("axis", "int", -1)
     if not -len(shape) <= axis < len(shape):
         raise n.fail(f"axis {axis} is out of range for an input of rank {len(shape)}")
     shape[axis] *= _group(n)

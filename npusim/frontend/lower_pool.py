@@ -15,7 +15,7 @@ from .registry import register
 @register("MaxPool", "AveragePool", "LpPool")
 def lower_pool(n: Node):
     x, y = n.inp(0), n.out(0)
-    window = math.prod(n.attr("kernel_shape", x.shape[2:]))
+    window = math.prod(n.attr("kernel_shape", "ints", list(x.shape[2:]), low=1))
     per_input = y.numel * window / max(1, x.numel)
     return [n.reduction(n.op_type.lower().replace("pool", "_pool"), per_input)]
 
@@ -41,5 +41,5 @@ def lower_topk(n: Node):
     """Top-k along an axis: a partial sort keeping k candidates, assumed ``1 + log2(k)``
     comparisons per element read."""
     k = n.value(1)
-    k = int(k.reshape(-1)[0]) if k is not None else n.out(0).shape[int(n.attr("axis", -1))]
+    k = int(k.reshape(-1)[0]) if k is not None else n.out(0).shape[n.attr("axis", "int", -1)]
     return [n.reduction("topk", 1 + math.log2(max(k, 1)))]

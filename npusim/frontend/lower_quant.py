@@ -74,8 +74,8 @@ def lower_matmul_nbits(n: Node):
     A's type (the weights are dequantised on the fly).
     """
     a = n.inp(0)
-    K, N = int(n.attr("K")), int(n.attr("N"))
-    bits, block = int(n.attr("bits", 4)), int(n.attr("block_size", 0))
+    K, N = n.attr("K", "int", low=1), n.attr("N", "int", low=1)
+    bits, block = n.attr("bits", "int", 4, low=1), n.attr("block_size", "int", 0, low=0)
     if a.shape[-1] != K:
         raise n.fail(f"A {a.shape} must end in K = {K}")
     packed = n.s.types.get(n.in_name(1), (0, None))[1]

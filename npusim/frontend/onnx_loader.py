@@ -21,7 +21,8 @@ from onnx import ModelProto, NodeProto, TensorProto, TypeProto, helper, numpy_he
 
 from ..errors import ModelError, UnboundDimError, UnsupportedOpError
 from ..ir import Graph, ShapeError
-from .context import Node, Session
+from .context import MAX_DIM, Node, Session, attribute, show
+from .onnx_checks import check_functions, check_graph, check_text
 from .registry import canonical_domain, lookup
 
 #: Largest constant (in elements) npusim will materialise while folding shape sub-graphs.
@@ -90,7 +91,10 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
     Raises
     ------
     ModelError
-        The file is not ONNX, is truncated, or its shapes disagree (the message names the node).
+        The file is not ONNX, is truncated, or its shapes disagree (the message names the node);
+        or the model breaks a rule of the ONNX format (non-UTF-8 names, a tensor produced twice,
+        nodes out of order or in a cycle, an attribute of the wrong type, a recursive function,
+        sizes out of range: see :mod:`npusim.frontend.onnx_checks`).
     UnboundDimError
         A symbolic input dim has no value; the message lists every such name.
     UnsupportedOpError
@@ -110,8 +114,11 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
     if on_unsupported not in ("error", "memory"):
         raise ModelError(f"on_unsupported must be 'error' or 'memory', got {on_unsupported!r}")
     model, label = _read(src)
+    check_text(model, label)
     if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
+        check_functions(model, label)
+        model = _inline(model, label)
+    check_graph(model, label)
     bound = _check_dims(model, dict(dims or {}), label)
     types = _infer(_skeleton(model, bound), label)
     from ..passes.layout import fold_transposes  # transposes read only by contractions are free
@@ -124,9 +131,9 @@ def _read(src: str | Path | ModelProto) -> tuple[ModelProto, str]:
         model, label = src, f"model {src.graph.name or '<in memory>'!r}"
     else:
         path = Path(src)
-        label = str(path)
+        label = show(str(path))
         if not path.is_file():
-            raise ModelError(f"{path}: no such ONNX file; check the path")
+            raise ModelError(f"{label}: no such ONNX file; check the path")
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # protobuf raises several unrelated types on bad bytes
@@ -137,6 +144,16 @@ def _read(src: str | Path | ModelProto) -> tuple[ModelProto, str]:
         raise ModelError(f"{label} is not a valid ONNX model: it has no IR version, graph or "
                          f"graph output (an empty, truncated or non-ONNX file). Re-export it")
     return model, label
+
+
+def _inline(model: ModelProto, label: str) -> ModelProto:
+    """The model with its (checked, non-recursive) local functions expanded in place."""
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as e:  # onnx raises ValidationError or RuntimeError on a bad body
+        first = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelError(f"{label}: its model-local functions cannot be expanded ({first}); "
+                         f"fix or re-export the functions") from None
 
 
 def _dims_of(vi: onnx.ValueInfoProto) -> list:
@@ -155,12 +172,13 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
                 names.append(d.dim_param)
     extra = [k for k in dims if k not in names]
     if extra:
-        have = ", ".join(names) if names else "none (all its shapes are static)"
-        raise ModelError(f"{label}: --dim {', '.join(extra)} names no symbolic dim of the model; "
-                         f"its symbolic dims are: {have}")
+        have = ", ".join(map(show, names)) if names else "none (all its shapes are static)"
+        raise ModelError(f"{label}: --dim {', '.join(map(show, extra))} names no symbolic dim "
+                         f"of the model; its symbolic dims are: {have}")
     for k, v in dims.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ModelError(f"{label}: --dim {k}={v!r} must be a positive integer")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= MAX_DIM:
+            raise ModelError(f"{label}: --dim {show(k)}={v!r} must be a positive integer of at "
+                             f"most 2**40")
     unbound: list[str] = []
     anonymous: list[str] = []
     for vi in g.input:
@@ -174,11 +192,13 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
                 anonymous.append(f"{vi.name}[{axis}]")
     if unbound:
         raise UnboundDimError(
-            f"{label}: symbolic dims without a value: {', '.join(unbound)}. Bind each with "
-            f"--dim NAME=VALUE (e.g. " + " ".join(f"--dim {u}=1" for u in unbound) + ")")
+            f"{label}: symbolic dims without a value: {', '.join(map(show, unbound))}. Bind "
+            f"each with --dim NAME=VALUE (e.g. " + " ".join(f"--dim {show(u)}=1" for u in unbound)
+            + ")")
     if anonymous:
         raise UnboundDimError(
-            f"{label}: graph input axes with neither a size nor a name: {', '.join(anonymous)}. "
+            f"{label}: graph input axes with neither a size nor a name: "
+            f"{', '.join(map(show, anonymous))}. "
             f"Give them a name (re-export with dynamic_axes) or a static size")
     return {k: int(v) for k, v in dims.items()}
 
@@ -252,9 +272,13 @@ def _collect(m: ModelProto) -> Types:
 
 
 def _infer(skel: ModelProto, label: str) -> Types:
+    """Whole-model shape inference, without onnx's data propagation: onnx 1.23 propagates
+    every 1-D tensor as shape data, one protobuf dim per element (a 1-D input of 2**31 values
+    asks for hundreds of GB). Shape tensors are folded node by node in :class:`_Walk`
+    instead, from their (small) values; on the onnx test models both give the same shapes."""
     try:
         inferred = onnx.shape_inference.infer_shapes(skel, check_type=False, strict_mode=True,
-                                                     data_prop=True)
+                                                     data_prop=False)
     except Exception as e:  # InferenceError, or ValidationError on a malformed node
         raise ModelError(_inference_message(skel, label, str(e))) from None
     return _collect(inferred)
@@ -367,8 +391,9 @@ class _Walk:
                 f"which npusim cannot lower. Rerun with --on-unsupported=memory to cost it as "
                 f"memory traffic only, or add a lowering (npusim.frontend.registry.register)")
         op = n.movement(f"unsupported:{n.op_type}")
-        graph.warnings.append(f"{n.source} ({n.op_type}, domain {dom}): no lowering; costed as "
-                              f"memory traffic of its inputs and outputs ({op.bytes:.0f} bytes)")
+        graph.warnings.append(f"{show(n.source)} ({show(n.op_type)}, domain {show(dom)}): no "
+                              f"lowering; costed as memory traffic of its inputs and outputs "
+                              f"({op.bytes:.0f} bytes)")
         return [op]
 
     # -- constants --------------------------------------------------------------------
@@ -408,7 +433,7 @@ class _Walk:
         self.values[name] = None  # guards against re-entry while evaluating
         if name in self.inits:
             t = self.inits[name]
-            self.values[name] = numpy_helper.to_array(t) if _is_small(t) else None
+            self.values[name] = _small_value(t, self.label) if _is_small(t) else None
         elif name in self.producer:
             self._evaluate(self.producer[name])
         return self.values.get(name)
@@ -420,8 +445,9 @@ class _Walk:
             if node.op_type == "Size":
                 self.values[outs[0]] = np.array(math.prod(shape), dtype=np.int64)
             else:
-                start = _attr(node, "start", 0)
-                end = _attr(node, "end", None)
+                where = f"{self.label}: node {node.name or node.op_type!r} (Shape)"
+                start = attribute(node, "start", "int", 0, where=where)
+                end = attribute(node, "end", "int", None, where=where)
                 self.values[outs[0]] = np.array(shape[slice(start, end)], dtype=np.int64)
             return
         args = []
@@ -511,11 +537,14 @@ class _Walk:
                 self.types[o] = (elem, shape)
 
 
-def _attr(node: NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
+def _small_value(t: TensorProto, label: str) -> np.ndarray:
+    """The value of a small initializer; its stored data must fill its dims."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # ValueError (size), TypeError or KeyError (element type)
+        raise ModelError(f"{label}: initializer {t.name!r} (dims {list(t.dims)}, element type "
+                         f"{t.data_type}) has data that does not match its dims or type "
+                         f"({type(e).__name__}); the file is corrupt. Re-export it") from None
 
 
 def _quiet(*_args, **_kwargs) -> None:
