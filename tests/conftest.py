@@ -1,6 +1,8 @@
 """Shared helpers for tests of the command line's promise: bad input is one line, exit 2."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from npusim.cli import main
@@ -27,3 +29,41 @@ def cli(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@dataclass(frozen=True)
+class _Step:
+    seconds: float
+    energy_j: float
+
+
+@dataclass
+class _LinearCost:
+    """A system whose step takes 1 ms plus 10 us per token, at 100 W: serving figures
+    that can be worked out by hand."""
+
+    model: str
+    arch: object
+    chips: int
+    precision: str
+    kv_capacity_tokens: int = 1 << 20
+    kv_block_tokens: int = 16
+    static_power_w: float = 10.0
+    tdp_w: float = 100.0
+
+    def step(self, prefill, decode):
+        s = 1e-3 + 1e-5 * (sum(c for c, _ in prefill) + len(decode))
+        return _Step(s, 100.0 * s)
+
+
+@pytest.fixture
+def linear_cost(monkeypatch):
+    """Make ``npusim.kperf`` serve with :class:`_LinearCost` (the real serving simulation on a
+    hand-checkable step cost); call it with ``kv_capacity_tokens=`` to shrink the KV cache."""
+    from npusim.workloads import kperf as kp
+
+    def install(kv_capacity_tokens: int = 1 << 20) -> None:
+        monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: _LinearCost(
+            m, a, c or 1, p, kv_capacity_tokens=kv_capacity_tokens))
+        monkeypatch.setattr(kp, "_spec", lambda model: None)  # a fake model has no config
+    return install

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import pathlib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import pytest
 
@@ -45,30 +45,6 @@ def _section(text: str, heading: str) -> str:
 
 # ----------------------------------------------------------------------------- K-Perf CSV
 
-@dataclass(frozen=True)
-class _Step:
-    seconds: float
-    energy_j: float
-
-
-@dataclass
-class _LinearCost:
-    """A system whose step takes 1 ms plus 10 us per token, at 100 W."""
-
-    model: str
-    arch: object
-    chips: int
-    precision: str
-    kv_capacity_tokens: int = 1 << 20
-    kv_block_tokens: int = 16
-    static_power_w: float = 10.0
-    tdp_w: float = 100.0
-
-    def step(self, prefill, decode):
-        s = 1e-3 + 1e-5 * (sum(c for c, _ in prefill) + len(decode))
-        return _Step(s, 100.0 * s)
-
-
 def _documented_kperf_columns() -> list[str]:
     rows = _table_rows(KPERF_DOC.read_text(encoding="utf-8"))
     out = []
@@ -82,9 +58,9 @@ def _documented_kperf_columns() -> list[str]:
     return out
 
 
-def test_kperf_doc_lists_the_csv_header_in_order(monkeypatch, tmp_path):
+def test_kperf_doc_lists_the_csv_header_in_order(linear_cost, tmp_path):
     pytest.importorskip("openpyxl")
-    monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: _LinearCost(m, a, c or 1, p))
+    linear_cost()
     r = kp.kperf("rngd", "llama-3.1-8b", input_lens=(128,), output_lens=(16,), users=(1, 4))
     from npusim.report.kperf import write_csv
     path = write_csv(r, tmp_path / "kperf.csv")

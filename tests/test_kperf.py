@@ -344,33 +344,8 @@ def test_missing_reports_extra_names_it(two_arch, tmp_path, monkeypatch):
 
 # --- with the real serving simulation --------------------------------------------------------
 
-@dataclass(frozen=True)
-class Step:
-    seconds: float
-    energy_j: float
-
-
-@dataclass
-class LinearCost:
-    """A system whose step takes 1 ms plus 10 us per token, at 100 W."""
-
-    model: str
-    arch: object
-    chips: int
-    precision: str
-    kv_capacity_tokens: int = 1 << 20
-    kv_block_tokens: int = 16
-    static_power_w: float = 10.0
-    tdp_w: float = 100.0
-
-    def step(self, prefill, decode):
-        s = 1e-3 + 1e-5 * (sum(c for c, _ in prefill) + len(decode))
-        return Step(s, 100.0 * s)
-
-
-def test_real_serving_records_by_hand(monkeypatch):
-    monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: LinearCost(m, a, c or 1, p))
-    monkeypatch.setattr(kp, "_spec", lambda model: None)  # "m" has no config
+def test_real_serving_records_by_hand(linear_cost):
+    linear_cost()
     r = kp.kperf("rngd", "m", input_lens=(128,), output_lens=(16,), users=(1, 4))
     one = r.records[0]
     assert one["status"] == "ok" and one["users"] == 1

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -192,35 +191,10 @@ def test_no_ring_and_no_note_without_preemption(make):
     assert not _rings(fig) and not _note(fig)
 
 
-@dataclass(frozen=True)
-class _Step:
-    seconds: float
-    energy_j: float
-
-
-@dataclass
-class _SmallCache:
-    """A system whose step takes 1 ms plus 10 us per token, with room for 1,024 KV tokens."""
-
-    model: str
-    arch: object
-    chips: int
-    precision: str
-    kv_capacity_tokens: int = 1024
-    kv_block_tokens: int = 16
-    static_power_w: float = 10.0
-    tdp_w: float = 100.0
-
-    def step(self, prefill, decode):
-        s = 1e-3 + 1e-5 * (sum(c for c, _ in prefill) + len(decode))
-        return _Step(s, 100.0 * s)
-
-
-def test_real_serving_preemption_reaches_the_graphs(monkeypatch):
+def test_real_serving_preemption_reaches_the_graphs(linear_cost):
     """The serving simulation's own ``preemptions`` field drives the ring: 16 users of 256
     tokens each need 4,096 KV tokens of a 1,024-token cache; one user fits."""
-    monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: _SmallCache(m, a, c or 1, p))
-    monkeypatch.setattr(kp, "_spec", lambda model: None)  # the fake model has no config
+    linear_cost(kv_capacity_tokens=1024)
     r = kp.kperf("rngd", "m", input_lens=(128,), output_lens=(128,), users=(1, 16))
     assert [rk.preempted(x) for x in r.records] == [False, True]
     rings = _rings(rk.decode_figure(r, dpi=30))

@@ -97,7 +97,8 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("line", command_lines())
+@pytest.mark.xdist_group("readme-commands")  # in README order, on one worker: later lines read
+@pytest.mark.parametrize("line", command_lines())  # what earlier ones wrote (kperf-8b/)
 def test_readme_command_runs(line, user_folder):
     cwd = ROOT if line.startswith("python benchmarks/") else user_folder
     run = subprocess.run(["bash", "-c", line], cwd=cwd, env=_env(), capture_output=True,
