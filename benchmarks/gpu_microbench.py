@@ -20,21 +20,31 @@ import npusim
 from npusim.validate.microbench import gemm_tflops, stream_tbps
 
 ARCH = {"H100 80GB HBM3 (ND H100 v5)": "h100", "A100-SXM4-80GB (ND A100 v4)": "a100"}
-DEFAULT_REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured-public.csv"
+# The shipped measured data: the public reference rows come first, verbatim, with their sources.
+DEFAULT_REF = Path(npusim.__file__).resolve().parent / "validate" / "data" / "measured.csv"
 
 
 def rows(path: Path):
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
             if r["hardware"] in ARCH and r["metric"] in ("GEMM throughput", "memory bandwidth"):
                 yield r
 
 
+def gemm_shape(r) -> tuple[int, int, int]:
+    """(M, N, K) of a GEMM row: its ``sim_model`` ``gemm:M,N,K``, else ``m=n=k=N`` in ``model``."""
+    sim = (r.get("sim_model") or "").strip()
+    if sim.startswith("gemm:"):
+        m, n, k = (int(x) for x in sim[len("gemm:"):].split(","))
+        return m, n, k
+    n = int(r["model"].split("=")[-1])
+    return n, n, n
+
+
 def predict_gemm(r, overrides=None) -> float:
     arch = npusim.load_arch(ARCH[r["hardware"]], overrides)
-    n = int(r["model"].split("=")[-1])
     dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
-    return gemm_tflops(arch, n, n, n, dt), dt
+    return gemm_tflops(arch, *gemm_shape(r), dt), dt
 
 
 def fit(rows_, ids) -> None:
@@ -89,10 +99,10 @@ def main() -> None:
     for r in rows(args.reference):
         arch = npusim.load_arch(ARCH[r["hardware"]])
         if r["metric"] == "GEMM throughput":
-            n = int(r["model"].split("=")[-1])
-            dt = {"FP8": "fp8_e4m3", "FP16": "fp16", "BF16": "bf16"}[r["precision"]]
-            pred = gemm_tflops(arch, n, n, n, dt)
-            case, unit = f"GEMM {n}^3 {r['precision']}", "TFLOPS"
+            pred, _ = predict_gemm(r)
+            m, n, k = gemm_shape(r)
+            shape = f"{n}^3" if m == n == k else f"{m}x{n}x{k}"
+            case, unit = f"GEMM {shape} {r['precision']}", "TFLOPS"
         else:
             pred = stream_tbps(arch)
             case, unit = "HBM stream (long sequential)", "TB/s"

@@ -71,7 +71,7 @@ def _write_resnet(path: Path) -> None:
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one per worker: a module scope is torn down when xdist
 def user_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     _write_model(folder / "model.onnx")
@@ -132,8 +132,9 @@ def _copy_checkout(dest: Path) -> Path:
 def test_fresh_install_runs_the_main_job(tmp_path):
     """The README's first command, verbatim, from a copy of the checkout: a brand-new venv
     (stock pip and setuptools, no wheel), a plain non-editable install, then the main job.
-    With that install, the README's Python block runs from the repository's folder (where the
-    checkout's ``npusim/`` shadows the installed one) and ``npusim validate`` finds its data."""
+    With that install, the README's Python block and ``benchmarks/speed.py`` run from the
+    repository's folder (where the checkout's ``npusim/`` shadows the installed one) and
+    ``npusim validate`` finds its data."""
     repo = _copy_checkout(tmp_path / "clone")
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
@@ -152,6 +153,9 @@ def test_fresh_install_runs_the_main_job(tmp_path):
     snippet = subprocess.run([str(python), "-c", blocks("python")[0]], cwd=repo, env=env,
                              capture_output=True, text=True, timeout=600)
     assert snippet.returncode == 0, snippet.stderr[-3000:]
+    speed = subprocess.run([str(python), "benchmarks/speed.py", "--quick"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert speed.returncode == 0 and "candidates/s" in speed.stdout, speed.stderr[-3000:]
 
     npusim = repo / ".venv" / "bin" / "npusim"
     validate = subprocess.run([str(npusim), "validate", "--rows", "K1", "--no-microchecks",
