@@ -71,7 +71,7 @@ def _write_resnet(path: Path) -> None:
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-@pytest.fixture(scope="session")  # one per worker: a module scope is torn down when xdist
+@pytest.fixture(scope="session")
 def user_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme")
     _write_model(folder / "model.onnx")
@@ -97,8 +97,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("readme-commands")  # in README order, on one worker: later lines read
-@pytest.mark.parametrize("line", command_lines())  # what earlier ones wrote (kperf-8b/)
+@pytest.mark.parametrize("line", command_lines())
 def test_readme_command_runs(line, user_folder):
     cwd = ROOT if line.startswith("python benchmarks/") else user_folder
     run = subprocess.run(["bash", "-c", line], cwd=cwd, env=_env(), capture_output=True,
