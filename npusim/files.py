@@ -174,7 +174,7 @@ def decode_text(data: bytes, path: str | Path, what: str = "the file",
     npusim.errors.NpusimError: the file a.csv is not UTF-8 text: byte 0xe9 at line 1 (Latin-1 or Windows-1252 text?); save it as UTF-8 (in Excel: CSV UTF-8)
     """
     name = _named(Path(path), what, flag)
-    fix = "save it as UTF-8 (in Excel: CSV UTF-8)"
+    fix = "save it as UTF-8" + (" (in Excel: CSV UTF-8)" if str(path).lower().endswith(".csv") else "")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise NpusimError(f"{name} is UTF-16 (or UTF-32) text, not UTF-8; {fix}")
     try:

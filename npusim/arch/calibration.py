@@ -56,13 +56,9 @@ def calibration_path(arch_name: str, source: str | Path | None = None) -> Path |
 
 def read_calibration(path: Path, arch_name: str) -> dict[str, dict]:
     """``{dotted field: provenance dict with "value" and "kind" ("fitted" or "assumed")}``."""
-    from .loader import parse_yaml
+    from .loader import parse_yaml, read_description
     label = str(path.name)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchError(f"{label}: cannot read the calibration file ({exc}); it must be UTF-8 "
-                        f"text, as `npusim validate --fit` writes it") from None
+    text = read_description(path, "the calibration file")
     tree = parse_yaml(text, label) or {}
     if not isinstance(tree, dict) or set(tree) - {"arch", "fitted", "assumed"}:
         raise ArchError(f"{label}: a calibration file has the keys arch, fitted and assumed; "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError
-from .loader import parse_yaml
+from .loader import parse_yaml, read_description
 from .model import FrozenMap
 from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, _read_section, check_range,
                      did_you_mean)
@@ -203,11 +203,7 @@ def _read_text(name_or_path: str | Path) -> tuple[str, str]:
     s = str(name_or_path)
     if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
         path = Path(name_or_path).expanduser()
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArchError(f"{path}: cannot read the DRAM timing file ({exc}); give an "
-                            f"existing UTF-8 .yaml file") from None
+        return read_description(path, "the DRAM timing file"), str(path)
     names = dram_presets()
     if s not in names:
         raise ArchError(f"DRAM type {s!r} has no timing preset{did_you_mean(s, names)}; "

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import ArchError
+from ..errors import ArchError, NpusimError
+from ..files import read_text
 from .model import Arch
 from .schema import build, did_you_mean, lookup, valid_keys
 from .units import brief
@@ -186,11 +187,17 @@ def _read_source(name_or_path: str | Path) -> tuple[str, str]:
         raise ArchError(
             f"{path}: no such arch file; give an existing .yaml file or a shipped arch name "
             f"({', '.join(sorted(shipped))})")
+    return read_description(path, "the arch file"), str(path)
+
+
+def read_description(path: str | Path, what: str) -> str:
+    """The text of a user's description file (arch, energy table, DRAM preset, calibration):
+    one reader for all of them, through :func:`npusim.files.read_text` (a regular file only, so
+    a FIFO never blocks; bounded in size; strict UTF-8), its error raised as an ArchError."""
     try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchError(f"{path}: cannot read the arch file ({exc}); check the path and "
-                        f"that it is UTF-8 text") from None
+        return read_text(path, what, max_bytes=4 * MAX_YAML_CHARS)
+    except NpusimError as exc:
+        raise ArchError(f"cannot read {what}: {exc}") from None
 
 
 def _parse_override_value(value: Any) -> Any:
