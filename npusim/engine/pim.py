@@ -523,16 +523,19 @@ def op_on_pim(op: Op, arch, *, graph=None, where=None, device: PimDevice | None 
 def _units_dtype(dt, arch, p) -> tuple[str, str]:
     """The dtype the units would run ``dt`` in, and why they cannot ("" when they can).
 
-    That is the system's execution dtype (:meth:`~npusim.arch.Arch.execution_dtype`: bf16
-    runs as fp16 where the arch says so), which the units must have natively; the units have
-    no fallback of their own.
+    ``dt`` itself where the units have it natively, else the dtype the system executes it in
+    (:meth:`~npusim.arch.Arch.execution_dtype`: bf16 runs as fp16 where the arch's
+    ``dtype_fallback`` says so) where the units have that; the units have no fallback table of
+    their own, so anything else is refused.
     """
+    if dt.kind in p.macs_per_cycle:
+        return dt.kind, ""
     try:
         ex = arch.execution_dtype(dt)
     except ArchError:
-        return "", f"{dt.name}: the arch has no MAC rate or fallback for it"
+        ex = dt
     if ex.kind not in p.macs_per_cycle:
-        shown = ex.name if ex.name == dt.name else f"{dt.name} (run as {ex.name})"
+        shown = dt.name if ex.name == dt.name else f"{dt.name} (run as {ex.name} by the host)"
         return "", (f"{shown} MACs: the units run only {', '.join(p.macs_per_cycle)} and "
                     f"have no dtype fallback")
     return ex.kind, ""
@@ -671,6 +674,49 @@ def crossover_batch(arch, m: int, k: int, dtype: str,
         else:
             lo = mid
     return hi
+
+
+# --------------------------------------------------------------------------- summary
+def shipped_pim_archs() -> list[str]:
+    """Names of the shipped archs with a ``pim`` section, sorted."""
+    from ..arch import list_archs, load_arch
+    return [name for name, _ in list_archs() if load_arch(name).pim is not None]
+
+
+def pim_summary(arch, rows: int = 4096, k: int = 4096, dtype_name: str | None = None) -> dict:
+    """What ``npusim pim`` prints for one arch: the device, its peaks and bandwidths, and a
+    ``rows x k`` GEMV (the units' dtype: fp16 where they have it, else their first) timed
+    against the internal-bandwidth bound, with the batch where the NPU overtakes PIM.
+
+    The GEMV's efficiency is the internal-bandwidth bound (its weight bytes at the units'
+    column rate) over the kernel's time; launch overhead and mode switches are left out of it
+    (they are in the crossover, as the engine's placement counts them).
+    """
+    on = arch if arch.pim.enabled else _enabled(arch)
+    dev = pim_device(on)
+    p = on.pim
+    dt = dtype_name or ("fp16" if "fp16" in p.macs_per_cycle else next(iter(p.macs_per_cycle)))
+    c = gemv_cost(dev, rows, k, dt, dt)
+    cross = crossover_batch(on, rows, k, dt)
+    return {
+        "arch": arch.name, "device": dev.device, "enabled": bool(arch.pim.enabled),
+        "channels": dev.channels, "units_per_channel": dev.units_per_channel,
+        "units": dev.units, "banks_per_unit": dev.banks_per_unit, "clock_hz": dev.clock,
+        "column_interval_s": dev.command_interval,
+        "peak_tflops": {d: 2 * v / 1e12 for d, v in dev.peak_macs.items()},
+        "internal_bandwidth": dev.internal_bandwidth,
+        "external_bandwidth": dev.external_bandwidth, "ratio": dev.ratio,
+        "gemv": {"rows": rows, "k": k, "dtype": dt, "kernel_s": c.kernel_s,
+                 "bound_s": c.memory_s, "efficiency": c.memory_s / c.kernel_s,
+                 "row_s": c.stats["row_s"], "broadcast_s": c.stats["broadcast_s"],
+                 "readout_s": c.stats["readout_s"], "refresh_s": c.stats["refresh_s"]},
+        "crossover_batch": cross, "crossover_limit": MAX_CROSSOVER_BATCH,
+    }
+
+
+def _enabled(arch):
+    from dataclasses import replace
+    return replace(arch, pim=replace(arch.pim, enabled=True))
 
 
 # --------------------------------------------------------------------------- placement
@@ -864,4 +910,5 @@ class Placer:
 
 __all__ = ["ELEMENTWISE_FUNCS", "MAX_CROSSOVER_BATCH", "PimCost", "PimDevice", "PimPlan", "Placer",
            "crossover_batch", "elementwise_cost", "gemv_cost", "host_arch", "kv_resident",
+           "pim_summary", "shipped_pim_archs",
            "npu_gemm_seconds", "op_on_pim", "pim_device", "pim_gemm_seconds", "with_host"]
