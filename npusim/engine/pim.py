@@ -823,9 +823,10 @@ class Placer:
             mapping["mode_switch_s"] = switch
         if added < run:
             mapping["overlapped_s"] = run - added
-        busy = c.compute_s if c.compute_s >= c.memory_s else c.memory_s
+        # what limits it: the units' MACs or their column stream (the PIM roofline), unless
+        # the fixed costs around the kernel (launch, mode switch, host reduction) outweigh it
         bound = "compute" if c.compute_s >= c.memory_s else "memory"
-        if run - busy > busy:
+        if run - c.kernel_s > c.kernel_s:
             bound = "latency"
         peak = self.dev.peak_macs[c.dtype]
         util = op.macs / (peak * run) if op.macs and run > 0 else 0.0
