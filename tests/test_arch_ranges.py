@@ -158,6 +158,10 @@ def _null_expectations():
     for dotted, spec in iter_fields():
         ok = spec.nullable or (isinstance(spec, F) and spec.kind in ("dtype_map", "dtype_rates")
                                and dotted != "cores.engine.macs_per_cycle")
+        if dotted.startswith("pim."):
+            # edu has no pim section: an override inside it starts one, which then lacks
+            # its other required fields (the error names the first of them, in pim)
+            ok = False
         yield pytest.param(dotted, ok, id=dotted)
 
 
@@ -169,7 +173,7 @@ def test_every_null_override_runs_or_is_one_clean_error(cli, dotted, ok):
         assert code == 0, err
     else:
         assert clean(code, err), err
-        assert dotted in err
+        assert (dotted if not dotted.startswith("pim.") else "pim.") in err
 
 
 # ------------------------------------------------------------------- the DRAM model
@@ -361,6 +365,8 @@ _ARCH_LEAVES = [(d, f) for d, f in _leaves(SCHEMA) if f.kind in NUMERIC]
 def _value_at(tree: dict, dotted: str):
     node = tree
     for part in dotted.split("."):
+        if node is None:       # inside an optional section the arch does not have (pim)
+            return None
         node = node[part]
     return node
 

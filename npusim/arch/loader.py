@@ -306,6 +306,7 @@ def load_arch(name_or_path: str | Path,
     >>> a.dram.bandwidth
     3000000000000.0
     """
+    name_or_path, device = _split_composition(name_or_path)
     text, label = _read_source(name_or_path)
     tree = parse_yaml(text, label)
     if tree is None:
@@ -320,13 +321,66 @@ def load_arch(name_or_path: str | Path,
             calibration = read_calibration(path, str(tree.get("name", "")))
             tree, _ = apply_overrides(tree, {k: v["value"] for k, v in calibration.items()},
                                       f"{label} (calibration {path.name})")
+    tree = _with_pim(tree, label, device)
     tree, applied = apply_overrides(tree, overrides, label)
+    tree = _with_pim(tree, label, None)
     arch = build(tree, label, applied)
     if calibration:
         user = {a.split("=", 1)[0].strip() for a in applied}
         kept = tuple(sorted((k, v) for k, v in calibration.items() if k not in user))
         object.__setattr__(arch, "calibration", tuple((k, _frozen(v)) for k, v in kept))
     return arch
+
+
+def _split_composition(name_or_path: str | Path) -> tuple[str | Path, str | None]:
+    """``"rngd+hbm2-pim"`` -> ``("rngd", "hbm2-pim")``; anything else -> ``(it, None)``.
+
+    A composition is a shipped name or an arch file, ``+``, and a shipped arch with a ``pim``
+    section (or ``none``). An existing file whose name holds a ``+`` is a file."""
+    if isinstance(name_or_path, Path) or "+" not in str(name_or_path):
+        return name_or_path, None
+    s = str(name_or_path)
+    if Path(s).expanduser().is_file():
+        return name_or_path, None
+    host, device = s.rsplit("+", 1)
+    if not host.strip() or not device.strip():
+        raise ArchError(f"arch {s!r}: a composition is HOST+DEVICE, e.g. rngd+hbm2-pim (HOST "
+                        f"with DEVICE's PIM units) or lpddr6-pim+none (without its units)")
+    return host.strip(), device.strip().lower()
+
+
+def _pim_section(device: str, why: str) -> Any:
+    """The ``pim`` section of the shipped arch ``device`` (``None`` for ``none``)."""
+    if device == "none":
+        return None
+    shipped = _shipped()
+    with_pim = sorted(n for n, e in shipped.items()
+                      if isinstance(t := parse_yaml(e.read_text(encoding="utf-8"),
+                                                    f"{n}.yaml"), Mapping)
+                      and isinstance(t.get("pim"), Mapping))
+    if device not in with_pim:
+        raise ArchError(f"{why}: {device!r} is not a shipped arch with PIM units"
+                        f"{did_you_mean(device, with_pim)}; use one of "
+                        f"{', '.join(with_pim) or '(none shipped)'}, or none")
+    tree = parse_yaml(shipped[device].read_text(encoding="utf-8"), f"{device}.yaml")
+    return copy.deepcopy(tree["pim"])
+
+
+def _with_pim(tree: Any, label: str, device: str | None) -> Any:
+    """Resolve a composition: ``device`` from ``HOST+DEVICE`` replaces the tree's pim section
+    (and names the arch ``HOST+DEVICE``); a ``pim: <name>`` string in the tree (from the
+    file or ``--set pim=<name>``) becomes that shipped arch's section."""
+    if not isinstance(tree, Mapping):
+        return tree
+    if device is not None:
+        tree = copy.deepcopy(tree)
+        tree["pim"] = _pim_section(device, f"{label}: +{device}")
+        if isinstance(tree.get("name"), str):
+            tree["name"] = f"{tree['name']}+{device}"
+    elif isinstance(tree.get("pim"), str):
+        tree = copy.deepcopy(tree)
+        tree["pim"] = _pim_section(tree["pim"].strip().lower(), f"{label}: pim")
+    return tree
 
 
 def _frozen(d: dict) -> tuple:

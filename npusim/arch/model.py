@@ -149,6 +149,52 @@ class Power:
 
 
 @dataclass(frozen=True)
+class PimEnergy:
+    """What the PIM units' own actions cost: ``mac`` joules per MAC by dtype; ``column``
+    joules per byte a unit reads from (or writes to) its bank's open row (the array and the
+    bank-local wires, no external I/O); ``unit_static`` watts of all the units while powered.
+    Row activations and external-bus bits cost what the arch's energy table says for its DRAM.
+    """
+
+    mac: FrozenMap
+    column: float
+    unit_static: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pim:
+    """Processing units inside the DRAM (processing-in-memory), run in all-bank mode.
+
+    One unit per ``banks_per_unit`` banks of every channel consumes one column burst of its
+    open row per column command (at most one per ``column_interval``, the DRAM's tCCD_L when
+    ``None``) and multiplies it with input held in the channel's ``input_buffer``, which the
+    host fills by broadcast; ``accumulators`` output rows per unit are summed at once and
+    their partial sums (``accumulator_bytes`` each) read out for the host to finish.
+    See :mod:`npusim.kernels.pim` for the timing and ``npusim/archs/*-pim.yaml`` for presets.
+    """
+
+    device: str
+    enabled: bool
+    banks_per_unit: int
+    clock: float
+    macs_per_cycle: FrozenMap
+    column_interval: float | None
+    input_buffer: float
+    accumulators: int
+    accumulator_bytes: float
+    vectors_per_pass: int
+    all_bank_act: bool
+    mode_switch: float
+    ops: tuple[str, ...]
+    dual_row_buffer: bool
+    energy: PimEnergy
+
+    def peak_macs_per_unit_s(self, dtype_name: str) -> float:
+        """MACs per second of one unit for a native dtype (0 if the units lack it)."""
+        return float(self.macs_per_cycle.get(dtype_name, 0.0)) * self.clock
+
+
+@dataclass(frozen=True)
 class Arch:
     """A validated chip architecture. Build it with :func:`npusim.arch.load_arch`.
 
@@ -176,6 +222,7 @@ class Arch:
     launch_overhead: float = 0.0
     step_overhead: float = 0.0
     graph_launch_overhead: float | None = None
+    pim: Pim | None = None
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()
     # (dotted field, provenance) of every value taken from the arch's calibration file
@@ -220,6 +267,17 @@ class Arch:
                 f"link.kind=generic --set link.bandwidth=100GB/s --set link.latency=1us) or "
                 f"use one chip")
         return self.link
+
+    @property
+    def host_name(self) -> str:
+        """The arch's name before any ``+device`` composition (``rngd`` for
+        ``rngd+hbm2-pim``): what its energy table and calibration are filed under."""
+        return self.name.split("+", 1)[0]
+
+    @property
+    def pim_on(self) -> bool:
+        """Whether the arch has PIM units and they are enabled."""
+        return self.pim is not None and self.pim.enabled
 
     def calibrated(self) -> dict[str, dict]:
         """``{dotted field: provenance}`` of the calibrated values this arch carries."""

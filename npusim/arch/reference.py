@@ -26,6 +26,7 @@ _KIND_NAMES = {
     "dtype_map": "dtype → dtype", "dtype_energy": "dtype → energy (J)",
     "per_byte": "energy per byte (J/B), e.g. `0.1 pJ/B`",
     "per_bit": "energy per bit (J/bit), e.g. `3.5 pJ/bit`",
+    "flag": "true or false",
 }
 
 
@@ -36,6 +37,8 @@ def _kind(spec: F, unit: str | None) -> str:
         return f"{kind.name} ({kind.si}), e.g. `{kind.example}`"
     if k == "choice":
         return "one of " + ", ".join(f"`{c}`" for c in spec.choices)
+    if k == "choices":
+        return "a list of " + ", ".join(f"`{c}`" for c in spec.choices)
     text = _KIND_NAMES[k]
     return f"{text} ({unit})" if unit else text
 

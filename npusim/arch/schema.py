@@ -15,10 +15,14 @@ from typing import Any
 
 from ..errors import ArchError
 from ..ir import dtype as _dtype
-from .model import Arch, Cores, Dma, Dram, Engine, FrozenMap, Link, Noc, Power, Vector
+from .model import (Arch, Cores, Dma, Dram, Engine, FrozenMap, Link, Noc, Pim, PimEnergy,
+                    Power, Vector)
 from .units import KINDS, UnitProblem, brief, parse_energy_per, parse_quantity
 
 ENGINE_KINDS = ("systolic", "slice", "tensor_core", "cgra")
+PIM_OPS = ("gemv", "attention", "elementwise")
+"""What PIM units can be given: weight GEMV and small-batch GEMM, decode attention against
+the KV cache (QK^T and PV), elementwise ops on tensors in DRAM."""
 DATAFLOWS = ("os", "ws", "is", "slice")
 # Keys of a later DRAM timing table; "generic" for a DRAM with no real part behind it.
 DRAM_TYPES = ("ddr4", "ddr5", "lpddr5", "lpddr5x", "lpddr6", "gddr6", "gddr6x", "hbm2",
@@ -63,6 +67,7 @@ class S:
     fields: Mapping[str, "F | S"]
     nullable: bool = False
     doc: str = ""
+    required: bool = True
 
 
 def _show(bound: str | float) -> str:
@@ -234,6 +239,65 @@ SCHEMA = S({
                                why=_LAT, doc="Fixed cost per op replayed from a captured "
                                "graph (CUDA graphs) in serving; absent or null: "
                                "`launch_overhead`."),
+    "pim": S({
+        "device": F("identifier", doc="The PIM part (`hbm2-pim`, `gddr6-aim`, ...), for "
+                    "reports."),
+        "enabled": F("flag", doc="`false`: the same memory without its units (plain DRAM), "
+                     "for a with/without comparison."),
+        "banks_per_unit": F("count", lo=1, hi=16, why=GEOMETRY_BASIS,
+                            doc="Banks sharing one processing unit (1; 2 for HBM2-PIM); must "
+                                "divide the banks per channel."),
+        "clock": F("frequency", lo="1 MHz", hi="20 GHz", why=_CLOCK,
+                   doc="Clock of the processing units."),
+        "macs_per_cycle": F("dtype_rates", lo=1, hi=65536,
+                            why="assumption: 1 MAC up to 64x a 64-B burst of int4 per cycle",
+                            doc="MACs per unit per unit-clock cycle, by native dtype."),
+        "column_interval": F("time", nullable=True, lo="10 ps", hi="1 us",
+                             why="assumption: DRAM column commands are 1 to 10 ns apart; "
+                                 "100x margin either side",
+                             doc="Time between all-bank column (MAC) commands; null: the "
+                                 "DRAM's tCCD_L."),
+        "input_buffer": F("size", lo="1 B", hi="64 MiB",
+                          why="assumption: 256 B of GRF up to 32000x a 2 KB global buffer",
+                          doc="Bytes of input vector(s) one channel's units hold at once, "
+                              "refilled by broadcast over the external bus."),
+        "accumulators": F("count", lo=1, hi=65536,
+                          why="assumption: 1 up to far above HBM2-PIM's 8 GRF_B registers",
+                          doc="Output rows one unit accumulates at once before read-out."),
+        "accumulator_bytes": F("size", lo="1 B", hi="64 B",
+                               why="assumption: an int8 up to a 512-bit partial sum",
+                               doc="Bytes of one partial sum as read out."),
+        "vectors_per_pass": F("count", lo=1, hi=4096,
+                              why="assumption: 1 up to a 4096-wide batch",
+                              doc="Input vectors a unit applies to each weight burst; a batch "
+                                  "of B vectors costs ceil(B / this) passes."),
+        "all_bank_act": F("flag", doc="`true`: one all-bank ACT opens every bank at once "
+                          "(exempt from tRRD/tFAW); `false`: the banks' ACTs obey them."),
+        "mode_switch": F("time", lo="0 s", hi="1 ms",
+                         why="assumption: 0 up to 10,000x a few writes to reserved rows",
+                         doc="Time of one switch between normal and PIM mode (each way)."),
+        "ops": F("choices", choices=PIM_OPS, doc="What the units can run."),
+        "dual_row_buffer": F("flag", doc="NeuPIMs' dual row buffer: host and PIM accesses "
+                             "do not conflict (no mode switches; a PIM op may overlap host "
+                             "work it does not depend on)."),
+        "energy": S({
+            "mac": F("dtype_energy", lo="0 J", hi="1 nJ",
+                     why="assumption: 0 up to 200x Horowitz's 45 nm fp32 multiply-add",
+                     doc="Energy per MAC in a unit, by dtype (every dtype of "
+                         "`macs_per_cycle`)."),
+            "column": F("per_byte", lo="0 J/B", hi="1 nJ/B",
+                        why="assumption: 0 up to 35x FGDRAM's whole 3.59 pJ/bit HBM2 access",
+                        doc="Energy per byte a unit reads from or writes to its open row "
+                            "(array and bank-local wires; no external I/O)."),
+            "unit_static": F("power", lo="0 W", hi="100 kW", why=_POWER,
+                             doc="Static power of all the units while powered; 0 if not "
+                                 "known."),
+        }, doc="What the units' actions cost; activations and external-bus bits cost "
+               "what the arch's energy table says for its DRAM."),
+    }, nullable=True, required=False,
+        doc="Processing units inside the DRAM (PIM); absent or null: none. In a file, "
+            "`pim: <arch>` takes the section of that shipped arch; `--arch A+B` composes A "
+            "with B's units, `A+none` removes them."),
 }, doc="An arch file.")
 
 
@@ -249,7 +313,8 @@ def lookup(path: tuple[str, ...]) -> F | S | None:
     node: F | S = SCHEMA
     for i, part in enumerate(path):
         if isinstance(node, F):
-            return node if node.kind in ("dtype_rates", "dtype_map") and i == len(path) - 1 \
+            return node if node.kind in ("dtype_rates", "dtype_map", "dtype_energy") \
+                and i == len(path) - 1 \
                 else None
         if part not in node.fields:
             return None
@@ -290,6 +355,9 @@ def si_units() -> dict[str, str]:
     out["cores.vector.ops_per_cycle"] = "fp32 element op/cycle per core"
     out["dma.bytes_per_cycle"] = "B/cycle per engine"
     out["dma.startup_cycles"] = "cycle"
+    out["pim.macs_per_cycle"] = "MAC/cycle per unit"
+    out["pim.energy.mac"] = "J per MAC"
+    out["pim.energy.column"] = "J/B"
     return out
 
 
@@ -391,6 +459,27 @@ def _read_leaf(value: Any, spec: F) -> Any:
         return _read_dtype_map(value, lambda v: _read_leaf(v, entry), "MACs per cycle")
     if k == "dtype_map":
         return _read_dtype_map(value, _dtype_name, "a dtype name")
+    if k == "dtype_energy":
+        entry = F("energy", lo=spec.lo, hi=spec.hi, why=spec.why)
+        return _read_dtype_map(value, lambda v: _read_leaf(v, entry), "energy per MAC")
+    if k == "per_byte":
+        try:
+            return check_range(parse_energy_per(value, "B"), spec, value)
+        except UnitProblem as exc:
+            raise _Problem(str(exc)) from None
+    if k == "flag":
+        if not isinstance(value, bool):
+            raise _Problem(f"{brief(value)} must be true or false")
+        return value
+    if k == "choices":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+            raise _Problem(f"{brief(value)} must be a list of {', '.join(spec.choices)}")
+        for x in items:
+            if x not in spec.choices:
+                raise _Problem(f"{x!r} is not one of {', '.join(spec.choices)}"
+                               f"{did_you_mean(x, list(spec.choices))}")
+        return tuple(dict.fromkeys(items))
     raise AssertionError(f"schema kind {k!r}")
 
 
@@ -437,7 +526,7 @@ def _read_section(tree: Any, spec: S, path: str, label: str) -> dict | None:
     for name, sub in spec.fields.items():
         dotted = f"{path}{name}"
         if name not in tree:
-            if isinstance(sub, F) and not sub.required:
+            if not sub.required:
                 out[name] = None
                 continue
             hint = " (write null if the value is not published)" if \
@@ -490,13 +579,50 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
         power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],
         launch_overhead=v["launch_overhead"] or 0.0,
         step_overhead=v["step_overhead"] or 0.0,
-        graph_launch_overhead=v["graph_launch_overhead"], source=label,
+        graph_launch_overhead=v["graph_launch_overhead"], pim=_pim(v["pim"]), source=label,
         overrides=tuple(overrides))
     _cross_check(arch, label)
     return arch
 
 
+def _pim(v: dict | None) -> Pim | None:
+    if v is None:
+        return None
+    e = v["energy"]
+    return Pim(**{**v, "energy": PimEnergy(mac=e["mac"], column=e["column"],
+                                           unit_static=e["unit_static"])})
+
+
+def _cross_check_pim(arch: Arch, label: str) -> None:
+    p = arch.pim
+    if p is None:
+        return
+    if not p.macs_per_cycle:
+        raise ArchError(f"{label}: pim.macs_per_cycle: is empty; give the MACs per cycle of "
+                        f"one unit for each dtype it runs natively, e.g. {{fp16: 16}}")
+    for name in p.macs_per_cycle:
+        if name not in p.energy.mac:
+            raise ArchError(f"{label}: pim.energy.mac: has no energy for {name}, which "
+                            f"pim.macs_per_cycle runs; add '{name}: <pJ>' (or an assumption)")
+    for name in p.energy.mac:
+        if name not in p.macs_per_cycle:
+            raise ArchError(f"{label}: pim.energy.mac.{name}: {name} has no rate in "
+                            f"pim.macs_per_cycle; remove it or give the units that dtype")
+    if not p.ops:
+        raise ArchError(f"{label}: pim.ops: is empty; list what the units run ("
+                        f"{', '.join(PIM_OPS)}) or remove the pim section")
+    banks = [x for x in (arch.dram.bank_groups, arch.dram.banks_per_group) if x is not None]
+    if len(banks) == 2 and (banks[0] * banks[1]) % p.banks_per_unit:
+        raise ArchError(f"{label}: pim.banks_per_unit: {p.banks_per_unit} does not divide the "
+                        f"{banks[0] * banks[1]} banks per channel (dram.bank_groups x "
+                        f"dram.banks_per_group); every unit needs its own banks")
+    if arch.dram.type == "generic":
+        raise ArchError(f"{label}: pim: needs a real DRAM (dram.type with a timing preset in "
+                        f"npusim/archs/dram/), not 'generic': PIM timing is the DRAM's")
+
+
 def _cross_check(arch: Arch, label: str) -> None:
+    _cross_check_pim(arch, label)
     eng = arch.cores.engine
     rates = eng.macs_per_cycle
     if not rates:

@@ -314,7 +314,7 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
 
     Looked for, in order: ``path`` if given; ``<stem>.energy.yaml`` beside the arch's own
     YAML file (for archs loaded from a user's path); the shipped table
-    ``npusim/archs/energy/<arch.name>.yaml``. ``None`` means energy is unavailable (callers report
+    ``npusim/archs/energy/<arch.host_name>.yaml`` (the name before any ``+device``). ``None`` means energy is unavailable (callers report
     it so, never as zero).
 
     Parameters
@@ -342,15 +342,18 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
         if sidecar is not None:
             table = read_energy_table(sidecar)
         else:
-            shipped = _shipped_energy_dir() / f"{arch.name}.yaml"
+            # a composed arch (rngd+hbm2-pim) uses its host's table; PIM energies are in
+            # the arch's pim section
+            shipped = _shipped_energy_dir() / f"{arch.host_name}.yaml"
             if not shipped.is_file():
                 return None
             table = build_energy_table(parse_yaml(shipped.read_text(encoding="utf-8"),
-                                                  f"energy/{arch.name}.yaml"),
-                                       f"energy/{arch.name}.yaml")
-    if table.name != arch.name:
+                                                  f"energy/{arch.host_name}.yaml"),
+                                       f"energy/{arch.host_name}.yaml")
+    if table.name != arch.host_name:
         raise ArchError(f"{table.source}: name: the table is for arch {table.name!r} but the "
-                        f"arch is {arch.name!r}; use the table of that arch or fix its name")
+                        f"arch is {arch.host_name!r}; use the table of that arch or fix its "
+                        f"name")
     _check_tdp(arch, table)
     if arch.shared_sram > 0 and table.shared_read is None:
         where = arch.source or f"the arch file of {arch.name}"
