@@ -53,7 +53,10 @@ SERVING_METRICS = {
     "e2e_s": "e2e_mean_s",
     "energy_per_token_j": "energy_per_token_j",
 }
-MICRO_METRICS = ("gemm_tflops", "dram_tbps", "allreduce_busbw_gbs")
+MICRO_METRICS = ("gemm_tflops", "dram_tbps", "allreduce_busbw_gbs", "pim_peak_tflops",
+                 "pim_internal_gbs", "pim_bw_ratio", "pim_gemv_speedup")
+PIM_METRICS = MICRO_METRICS[3:]
+MAX_SET = 20                  # arch overrides one row may state in sim_set
 GEMM_DTYPES = {"fp8": "fp8_e4m3", "fp16": "fp16", "bf16": "bf16", "int8": "int8"}
 # Requests simulated per row: enough for a steady state at every load, few enough for seconds.
 LATENCY_REQUESTS = 3          # one at a time: every request is identical after the first
@@ -232,6 +235,7 @@ def check_row(row: Mapping[str, str], where: str) -> None:
     _bounded(row, "sim_chips", where, _int(row, "sim_chips", where), MAX_CHIPS)
     _bounded(row, "sim_users", where, _int(row, "sim_users", where), MAX_USERS)
     model = (row.get("sim_model") or "").strip()
+    row_set(row, where)
     if mode == "microbench":
         _check_microbench(row, where, model, metric)
         return
@@ -261,14 +265,26 @@ def _bounded(row: Mapping[str, str], col: str, where: str, v, most: float):
 
 def _check_microbench(row: Mapping[str, str], where: str, model: str, metric: str) -> None:
     want = {"gemm_tflops": "gemm:M,N,K", "dram_tbps": "stream",
-            "allreduce_busbw_gbs": "allreduce:BYTES"}[metric]
+            "allreduce_busbw_gbs": "allreduce:BYTES", "pim_peak_tflops": "pim",
+            "pim_internal_gbs": "pim", "pim_bw_ratio": "pim",
+            "pim_gemv_speedup": "pim-gemv:M,K"}[metric]
     gemm = re.fullmatch(r"gemm:(\d+),(\d+),(\d+)", model)
     reduce = re.fullmatch(r"allreduce:(\d+)", model)
+    gemv = re.fullmatch(r"pim-gemv:(\d+),(\d+)", model)
     ok = {"gemm_tflops": gemm, "dram_tbps": model == "stream",
-          "allreduce_busbw_gbs": reduce}[metric]
+          "allreduce_busbw_gbs": reduce, "pim_peak_tflops": model == "pim",
+          "pim_internal_gbs": model == "pim", "pim_bw_ratio": model == "pim",
+          "pim_gemv_speedup": gemv}[metric]
     if not ok:
         raise NpusimError(f"{where}, column sim_model: {model!r} does not go with sim_metric "
                           f"{metric}; write {want}")
+    if gemv and not all(1 <= int(x) <= MAX_GEMM_DIM for x in gemv.groups()):
+        raise NpusimError(f"{where}, column sim_model: {model!r}: each GEMV dimension is "
+                          f"1 to {MAX_GEMM_DIM:,}")
+    if metric in PIM_METRICS and (row.get("sim_precision") or "").strip() not in GEMM_DTYPES:
+        raise NpusimError(f"{where}, column sim_precision: "
+                          f"{(row.get('sim_precision') or '').strip()!r}; a PIM row needs the "
+                          f"dtype its units run, one of {', '.join(GEMM_DTYPES)}")
     if gemm:
         if not all(1 <= int(x) <= MAX_GEMM_DIM for x in gemm.groups()):
             raise NpusimError(f"{where}, column sim_model: {model!r}: each GEMM dimension is "
@@ -365,9 +381,30 @@ def row_precision(row: Mapping[str, str], where: str | None = None):
 
 
 def row_overrides(row: dict) -> tuple[str, ...]:
-    """Arch overrides a row's conditions ask for (a power-limited board: its TDP)."""
+    """Arch overrides a row's conditions ask for: a power-limited board's TDP (stated in
+    ``sim_note``), then the optional ``sim_set`` column's ``field=value`` items, separated by
+    ``;`` (the hardware as measured, e.g. one HBM stack of a four-stack arch)."""
     m = re.search(r"TDP overridden to (\d+(?:\.\d+)?) ?W", row.get("sim_note") or "")
-    return (f"power.tdp={m.group(1)} W",) if m else ()
+    out = (f"power.tdp={m.group(1)} W",) if m else ()
+    return out + row_set(row)
+
+
+def row_set(row: Mapping[str, str], where: str | None = None) -> tuple[str, ...]:
+    """The ``sim_set`` column as override strings (empty when absent).
+
+    >>> row_set({"id": "X", "sim_set": "dram.channels=16; dram.bandwidth=307.2 GB/s"})
+    ('dram.channels=16', 'dram.bandwidth=307.2 GB/s')
+    """
+    text = (row.get("sim_set") or "").strip()
+    items = tuple(x.strip() for x in text.split(";") if x.strip()) if text else ()
+    where = where or f"row {row.get('id', '?')}"
+    if len(items) > MAX_SET:
+        raise NpusimError(f"{where}, column sim_set: {len(items)} overrides; at most {MAX_SET}")
+    for x in items:
+        if "=" not in x or not x.split("=", 1)[0].strip():
+            raise NpusimError(f"{where}, column sim_set: {x[:60]!r} is not field=value; write "
+                              f"e.g. dram.channels=16; dram.bandwidth=307.2 GB/s")
+    return items
 
 
 def row_scheduler(row: Mapping[str, str], where: str | None = None) -> str:
@@ -533,6 +570,12 @@ def _microbench(row: dict, arch, where: str) -> tuple[float, str]:
                               f"{', '.join(GEMM_DTYPES)}, got {prec!r}")
         mm, nn, kk = (int(x) for x in m.groups())
         return gemm_tflops(arch, mm, nn, kk, GEMM_DTYPES[prec]), "one GEMM"
+    if metric in PIM_METRICS:
+        from .microbench import pim_figure
+        prec = GEMM_DTYPES.get((row.get("sim_precision") or "").strip(), "")
+        m = re.fullmatch(r"pim-gemv:(\d+),(\d+)", model)
+        shape = (int(m.group(1)), int(m.group(2))) if m else None
+        return pim_figure(arch, metric, prec, shape, where)
     m = re.fullmatch(r"allreduce:(\d+)", model)
     if m and metric == "allreduce_busbw_gbs":
         chips = _int(row, "sim_chips", where, default=1)

@@ -92,5 +92,58 @@ def allreduce_busbw_gbs(arch, size_bytes: int, chips: int) -> float:
     return size_bytes / t * 2 * (chips - 1) / chips / 1e9
 
 
+def gemv_graph(m: int, k: int, dt: str) -> Graph:
+    """One GEMV ``y[1, m] = x[1, k] @ W[k, m]``: W a weight in DRAM, x an input vector.
+
+    >>> g = gemv_graph(4, 8, "fp16")
+    >>> g.macs, [o.tensor.role.value for o in next(iter(g.ops())).operands]
+    (32, ['activation', 'weight'])
+    """
+    for name, v in (("m", m), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ModelError(f"GEMV dimension {name}={v!r} must be a positive integer; write "
+                             f"the model as pim-gemv:M,K, e.g. pim-gemv:4096,4096")
+    g = Graph(f"gemv {m}x{k} {dt}")
+    g.inputs += ["x", "w"]
+    g.outputs.append("y")
+    g.add(Contraction.einsum("bk,kn->bn", {"b": 1, "k": k, "n": m}, ["x", "w"], "y", dtype(dt),
+                             name="gemv", roles=[Role.ACTIVATION, Role.WEIGHT]))
+    return g
+
+
+def pim_figure(arch, metric: str, dt: str, shape: tuple[int, int] | None,
+               where: str) -> tuple[float, str]:
+    """A PIM device figure of ``arch`` as a measured row states it.
+
+    ``pim_peak_tflops``: the units' peak for ``dt`` (2 FLOP per MAC); ``pim_internal_gbs``:
+    the units' column bandwidth (every unit reading one burst per column command);
+    ``pim_bw_ratio``: that over the external DRAM bandwidth; ``pim_gemv_speedup``: one GEMV
+    of ``shape`` (M outputs, K inputs) on the host with the same memory, units unused, over
+    the same GEMV run on the units (input broadcast and partial-sum read-out included).
+    """
+    from ..engine.pim import pim_device
+    if not arch.pim_on:
+        raise ModelError(f"{where}: arch {arch.name} has no enabled PIM units (pim section); "
+                         f"a PIM row needs an arch such as hbm2-pim")
+    dev = pim_device(arch)
+    if metric == "pim_peak_tflops":
+        if dt not in arch.pim.macs_per_cycle:
+            raise ModelError(f"{where}: {arch.name}'s PIM units do not run {dt} (they run "
+                             f"{', '.join(arch.pim.macs_per_cycle)})")
+        return 2 * dev.peak_macs_per_s(dt) / 1e12, "units' peak"
+    if metric == "pim_internal_gbs":
+        return dev.internal_bandwidth / 1e9, "units' column bandwidth"
+    if metric == "pim_bw_ratio":
+        return dev.internal_bandwidth / arch.dram.bandwidth, "internal / external"
+    m, k = shape
+    g = gemv_graph(m, k, dt)
+    on_pim = simulate_graph(g, arch, pim="all")
+    if not any(r.device == "pim" for r in on_pim.ops):
+        raise ModelError(f"{where}: the {m}x{k} {dt} GEMV did not run on {arch.name}'s PIM "
+                         f"units: {'; '.join(on_pim.warnings) or 'no reason given'}")
+    host = simulate_graph(g, arch, pim="off")
+    return host.latency_s / on_pim.latency_s, f"one {m}x{k} GEMV"
+
+
 __all__ = ["STREAM_BYTES", "allreduce_busbw_gbs", "allreduce_graph", "gemm_graph",
-           "gemm_tflops", "stream_tbps"]
+           "gemm_tflops", "gemv_graph", "pim_figure", "stream_tbps"]
