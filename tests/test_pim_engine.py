@@ -371,3 +371,30 @@ def test_serving_costs_of_a_host_and_its_pim_system_are_never_shared():
     plain = StepCostModel("llama-3.1-8b", "lpddr6-pim+none", precision="int4")
     with_pim = StepCostModel("llama-3.1-8b", "lpddr6-pim", precision="int4")
     assert with_pim.step([], [1024]).seconds < 0.5 * plain.step([], [1024]).seconds
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 8), k=st.integers(1, 2048), m=st.integers(1, 2048))
+def test_every_pim_op_of_a_run_is_no_faster_than_its_roofline(batch, k, m):
+    a = load_arch(EDU)
+    r = simulate_graph(gemm(batch, k, m), a, pim="all")
+    o = r.ops[0]
+    assert o.device == "pim"
+    assert o.latency_s >= o.bound_s
+    assert o.compute_s == pytest.approx(batch * k * m / pim_device(a).peak_macs["fp16"])
+    assert o.memory_s == pytest.approx(k * m * 2 / pim_device(a).internal_bandwidth)
+
+
+def test_an_epilogue_of_a_pim_contraction_runs_on_the_host_as_its_own_op(edu):
+    from npusim.ir import Elementwise
+    g = gemm(1, 512, 512)
+    y = next(iter(g.ops())).outputs[0]
+    g.add(Elementwise(name="bias", func="add", op_type="Add",
+                      inputs=(y, Tensor("b", (512,), FP16, Role.WEIGHT)),
+                      outputs=(Tensor("z", (1, 512), FP16),)))
+    fused = simulate_graph(g, edu, pim="off")
+    assert fused.ops[1].mapping.get("fused_into") == "fc" and fused.ops[1].latency_s == 0
+    r = simulate_graph(g, edu, pim="all")
+    fc, bias = r.ops
+    assert fc.device == "pim" and bias.device == "npu"
+    assert "fused_into" not in bias.mapping and bias.latency_s > 0
