@@ -173,9 +173,9 @@ def pim_device(arch) -> PimDevice:
     Examples
     --------
     >>> from npusim.arch import load_arch
-    >>> d = pim_device(load_arch("hbm2-pim"))   # doctest: +SKIP
-    >>> d.units, round(d.ratio, 1)              # doctest: +SKIP
-    (..., 4.0)
+    >>> d = pim_device(load_arch("lpddr6-pim"))
+    >>> d.units, d.units_per_channel, round(d.ratio, 1)
+    (128, 16, 9.6)
     """
     return _device(arch)
 
