@@ -398,3 +398,12 @@ def test_an_epilogue_of_a_pim_contraction_runs_on_the_host_as_its_own_op(edu):
     fc, bias = r.ops
     assert fc.device == "pim" and bias.device == "npu"
     assert "fused_into" not in bias.mapping and bias.latency_s > 0
+
+
+def test_auto_says_why_contractions_could_not_go_to_pim():
+    """RNGD runs bf16 natively; HBM2-PIM's units only fp16 ([P1]): nothing can move."""
+    g = gemm(1, 1024, 1024, "bf16")
+    r = simulate_graph(g, load_arch("rngd+hbm2-pim"))
+    assert r.ops[0].device == "npu"
+    assert any("0 of 1 ops ran on the hbm2-pim units" in w and "bf16 MACs" in w
+               for w in r.warnings)

@@ -744,6 +744,7 @@ class Placer:
         self.window: tuple[float, float, set[str]] | None = None   # (start, end, written)
         self.pim_free = 0.0          # when the units are free again
         self._plans: dict = {}
+        self.refused: dict[str, int] = {}    # auto: why contractions could not go to PIM
 
     # -- decisions -------------------------------------------------------------------
     def on_pim(self, name: str) -> bool:
@@ -768,6 +769,8 @@ class Placer:
             return None
         if not plan.ok and self.mode == "all":
             self.fallbacks.append((op.name, plan.reason))
+        elif not plan.ok and isinstance(op, Contraction):
+            self.refused[plan.reason] = self.refused.get(plan.reason, 0) + 1
         return plan
 
     def _switch_in(self) -> float:
@@ -916,8 +919,14 @@ class Placer:
         what = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
         sw = (f"; no mode switches (dual row buffer)" if self.dev.dual_row_buffer else
               f"; {self.switches} mode switches ({self.switch_s * 1e6:.3g} us)")
-        out.append(f"pim ({self.mode}): {len(self.placed)} of {n_ops} ops ran on the "
-                   f"{self.dev.device} units" + (f" ({what})" if what else "") + sw)
+        text = (f"pim ({self.mode}): {len(self.placed)} of {n_ops} ops ran on the "
+                f"{self.dev.device} units" + (f" ({what})" if what else "") + sw)
+        if self.refused:
+            why, n = max(self.refused.items(), key=lambda kv: kv[1])
+            others = sum(self.refused.values()) - n
+            text += (f"; {n} contraction(s) could not run there ({why})"
+                     + (f", {others} more for other reasons" if others else ""))
+        out.append(text)
         return out
 
 
