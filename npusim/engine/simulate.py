@@ -27,12 +27,17 @@ Energy: each op's action counts (:class:`npusim.energy.Actions`) go through the 
 table; static power is charged for the op's latency. If the dynamic power an op would draw
 pushes the chip past its TDP, the op is slowed until it fits (the clock a power-capped chip
 would settle at), and the record says so.
+
+PIM: on an arch whose DRAM has enabled processing units (``arch.pim``), each op the units can
+run (:func:`npusim.engine.pim.op_on_pim`) goes to the NPU or to PIM by cost (``pim=``); PIM
+ops are costed by :mod:`npusim.engine.pim` and never overlap NPU work, since both use the same
+banks (see :func:`simulate_graph`). Without enabled units this module runs exactly as before.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import CapacityError
+from ..errors import CapacityError, NpusimError
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
 from ..kernels import tiling as tk
 from .mapping import PowerLimit, search
@@ -318,7 +323,6 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     ('tile', True)
     """
     from ..energy import energy_of, load_energy_table, static_energy
-    from ..errors import NpusimError
     if pim not in PIM_MODES:
         raise NpusimError(f"pim={pim!r}: use one of {', '.join(PIM_MODES)}")
     system_chips(graph, arch)
