@@ -22,11 +22,16 @@ if TYPE_CHECKING:
 # Issue 5's targets per metric (MAPE); RNGD vendor rows are held to 20% each.
 TARGETS = {"gemm_tflops": 0.10, "dram_tbps": 0.10, "allreduce_busbw_gbs": 0.10,
            "decode_tok_s": 0.15, "decode_tok_s_per_chip": 0.15, "prefill_tok_s": 0.15,
-           "ttft_s": 0.20, "tpot_s": 0.20, "e2e_s": 0.20}
+           "ttft_s": 0.20, "tpot_s": 0.20, "e2e_s": 0.20,
+           # issue 10: each PIM figure within 15 %
+           "pim_peak_tflops": 0.15, "pim_internal_gbs": 0.15, "pim_bw_ratio": 0.15,
+           "pim_gemv_speedup": 0.15}
 RNGD_TARGET = 0.20
 OUTLIER = 0.30
 MARKERS = {"h100": ("o", "tab:green"), "a100": ("s", "tab:blue"), "rngd": ("D", "tab:red"),
-           "h200": ("^", "tab:olive"), "atom": ("v", "tab:purple")}
+           "h200": ("^", "tab:olive"), "atom": ("v", "tab:purple"),
+           "hbm2-pim": ("P", "tab:orange"), "gddr6-aim": ("*", "tab:brown"),
+           "lpddr5x-pim": ("p", "tab:pink"), "lpddr6-pim": ("h", "tab:cyan")}
 DEFAULT_MARKER = ("X", "tab:gray")
 # Microchecks: Llama 3.1 8B decode at these batches and KV length, and one square GEMM.
 MICRO_MODEL, MICRO_FALLBACK = "llama-3.1-8b", "tiny-llama"
@@ -338,9 +343,11 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
     Figure = figure_class()
     panels = [("throughput", ("decode_tok_s", "decode_tok_s_per_chip", "prefill_tok_s",
                               "gemm_tflops", "dram_tbps")),
-              ("latency", ("ttft_s", "tpot_s", "e2e_s", "energy_per_token_j"))]
-    fig = Figure(figsize=(12.0, 6.0), dpi=100, layout="constrained")
-    axes = fig.subplots(1, 2)
+              ("latency", ("ttft_s", "tpot_s", "e2e_s", "energy_per_token_j")),
+              ("PIM", ("pim_peak_tflops", "pim_internal_gbs", "pim_bw_ratio",
+                       "pim_gemv_speedup"))]
+    fig = Figure(figsize=(18.0, 6.0), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 3)
     for ax, (title, metrics) in zip(axes, panels):
         pts = [r for r in res.rows if r.metric in metrics and r.predicted and r.predicted > 0]
         vals = [v for r in pts for v in (r.measured, r.predicted)]
@@ -367,8 +374,9 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
-        ax.set_xlabel("measured (tok/s, TFLOP/s, TB/s)" if title == "throughput"
-                      else "measured (s, J)")
+        ax.set_xlabel({"throughput": "measured (tok/s, TFLOP/s, TB/s)",
+                       "latency": "measured (s, J)",
+                       "PIM": "measured (TFLOP/s, GB/s, x)"}[title])
         ax.set_ylabel("npusim predicted")
         ax.set_title(f"{title} rows")
         ax.legend(fontsize=7, loc="upper left")
