@@ -23,7 +23,8 @@ The model, in the terms of a DRAM datasheet and of the PIM devices in the refere
   rows_g * W_RESULT_BYTES / G_BURST)`` read bursts at ``P_READ_BURST`` each, starting no
   sooner than ``tCL`` after the last column (the last MAC's operand reaches the unit like read
   data reaches the pins). ``W_PASSES`` repeats all of it (input vectors beyond what a unit
-  applies to one weight burst); the weight address restarts at 0 each pass.
+  applies to one weight burst); the weight address restarts at 0 each pass. With
+  ``W_ROWS`` or ``W_K_BYTES`` 0 there is no GEMV part at all (no broadcast, no read-out).
 * **Write-back.** After the groups, each pass writes ``W_WRITEBACK`` bytes per unit back into
   its banks (elementwise results) as column write commands, one per ``P_COLUMN``, starting at
   the next row boundary (the output is a tensor of its own, row-aligned).
