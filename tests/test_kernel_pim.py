@@ -194,13 +194,14 @@ def test_never_faster_than_the_column_rate(case):
     assert s[kp.S_TIME] >= bound * (1 - 1e-12)
 
 
-# Fields whose growth adds commands or lengthens trains without moving any column to another
-# row. W_K_BYTES is not among them: a longer reduction shifts where rows break within the
-# chunks, and a row switch that lands just after a train hides tRTP and tRAS behind it, so
-# e.g. 48 B per row can finish a few ns before 34 B. Refresh likewise moves with the
-# schedule and can land more cheaply; with refresh on, only another pass (which leaves the
-# earlier commands exactly as they were) is guaranteed to cost more.
-GROWING = [kp.W_ROWS, kp.W_CHUNK_INPUT, kp.W_RESULT_BYTES, kp.W_PASSES, kp.W_WRITEBACK]
+# Fields whose growth lengthens trains or adds columns without moving any other column to
+# another row. W_K_BYTES and W_ROWS are not among them: they move where rows break within
+# the chunks and groups, and a row switch that lands just after a train, or on a row opened
+# longer ago, hides tRTP or tRAS, so e.g. 48 B per row can finish a few ns before 34 B (and
+# 8 rows before 6). Output rows in whole accumulator groups are checked below instead.
+# Refresh likewise moves with the schedule and can land more cheaply; with refresh on, only
+# another pass (which leaves the earlier commands exactly as they were) must cost more.
+GROWING = [kp.W_CHUNK_INPUT, kp.W_RESULT_BYTES, kp.W_PASSES, kp.W_WRITEBACK]
 
 
 @settings(max_examples=40, deadline=None)
@@ -209,6 +210,19 @@ def test_more_work_never_faster(case, field, extra):
     g, p, w, t = case
     more = w.copy()
     more[field] += extra
+    assert kp.simulate(g, p, more, t)[kp.S_TIME] >= kp.simulate(g, p, w, t)[kp.S_TIME]
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases(), st.integers(0, 3), st.integers(1, 3))
+def test_more_output_groups_never_faster(case, groups, extra):
+    # One pass, no write-back: the groups of the larger GEMV start with those of the smaller.
+    g, p, w, t = case
+    w = w.copy()
+    w[kp.W_PASSES], w[kp.W_WRITEBACK] = 1, 0
+    w[kp.W_ROWS] = groups * g[kp.G_ACCUMULATORS]
+    more = w.copy()
+    more[kp.W_ROWS] += extra * g[kp.G_ACCUMULATORS]
     assert kp.simulate(g, p, more, t)[kp.S_TIME] >= kp.simulate(g, p, w, t)[kp.S_TIME]
 
 
@@ -242,6 +256,7 @@ def test_zero_work_costs_two_mode_switches(case, empty):
     g, p, w, t = case
     w = w.copy()
     w[kp.W_WRITEBACK] = 0
+    w[kp.W_CHUNK_BYTES] = 0          # allowed: no chunk is ever cut
     w[{"rows": kp.W_ROWS, "k": kp.W_K_BYTES, "passes": kp.W_PASSES}[empty]] = 0
     s = both(g, p, w, t)
     assert s[kp.S_TIME] == 2 * p[kp.P_MODE]

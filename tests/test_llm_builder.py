@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = {  # billions, as published (sources in each config's _npusim block)
     "llama-3.1-8b": 8.03, "llama-3.1-70b": 70.6, "llama-3.1-405b": 405.9,
     "llama-3.3-70b": 70.6, "exaone-3.5-32b": 32.0, "exaone-4.0-32b": 32.0,
-    "gpt-oss-120b": 116.8,
+    "gpt-oss-120b": 116.8, "gpt-oss-20b": 20.9,
 }
 TINY = ["tiny-llama", "tiny-llama-tied", "tiny-moe", "tiny-exaone4"]
 

@@ -92,10 +92,13 @@ def _shipped_with_pim() -> list[str]:
     return [n for n, _ in list_archs() if load_arch(n).pim is not None]
 
 
+def test_the_four_pim_presets_are_listed():
+    assert set(_shipped_with_pim()) == {"hbm2-pim", "gddr6-aim", "lpddr5x-pim", "lpddr6-pim"}
+
+
 def test_composition_names_and_energy():
     shipped = _shipped_with_pim()
-    if not shipped:
-        pytest.skip("no shipped PIM arch yet")
+    assert shipped, "the PIM presets are shipped"
     device = shipped[0]
     a = load_arch(f"rngd+{device}")
     assert a.name == f"rngd+{device}" and a.host_name == "rngd"
@@ -113,8 +116,7 @@ def test_composition_names_and_energy():
 
 def test_composition_with_overrides_on_the_units():
     shipped = _shipped_with_pim()
-    if not shipped:
-        pytest.skip("no shipped PIM arch yet")
+    assert shipped, "the PIM presets are shipped"
     a = load_arch(f"rngd+{shipped[0]}", ["pim.clock=1 GHz"])
     assert a.pim.clock == 1e9
 
@@ -142,8 +144,7 @@ def test_a_file_whose_name_has_a_plus_is_a_file(tmp_path):
 
 def test_pim_string_in_a_file_takes_the_shipped_section(tmp_path):
     shipped = _shipped_with_pim()
-    if not shipped:
-        pytest.skip("no shipped PIM arch yet")
+    assert shipped, "the PIM presets are shipped"
     text = files("npusim.archs").joinpath("rngd.yaml").read_text(encoding="utf-8")
     path = tmp_path / "mine.yaml"
     path.write_text(text + f"pim: {shipped[0]}\n", encoding="utf-8")

@@ -264,9 +264,12 @@ SCHEMA = S({
         "accumulators": F("count", lo=1, hi=65536,
                           why="assumption: 1 up to far above HBM2-PIM's 8 GRF_B registers",
                           doc="Output rows one unit accumulates at once before read-out."),
-        "accumulator_bytes": F("size", lo="1 B", hi="64 B",
-                               why="assumption: an int8 up to a 512-bit partial sum",
-                               doc="Bytes of one partial sum as read out."),
+        "accumulator_bytes": F("size", lo="1 B", hi="1 KiB",
+                               why="assumption: an int8 result up to 32 lanes of 256-bit "
+                                   "partial sums",
+                               doc="Bytes read out per output row: its lanes' partial sums, "
+                                   "which the host adds (HBM2-PIM: one 16-lane GRF_B entry, "
+                                   "32 B), or one result where the unit reduces them itself."),
         "vectors_per_pass": F("count", lo=1, hi=4096,
                               why="assumption: 1 up to a 4096-wide batch",
                               doc="Input vectors a unit applies to each weight burst; a batch "
@@ -611,8 +614,14 @@ def _cross_check_pim(arch: Arch, label: str) -> None:
     if not p.ops:
         raise ArchError(f"{label}: pim.ops: is empty; list what the units run ("
                         f"{', '.join(PIM_OPS)}) or remove the pim section")
-    banks = [x for x in (arch.dram.bank_groups, arch.dram.banks_per_group) if x is not None]
-    if len(banks) == 2 and (banks[0] * banks[1]) % p.banks_per_unit:
+    banks = [arch.dram.bank_groups, arch.dram.banks_per_group]
+    if None in banks:           # null in the arch: the DRAM timing preset's, as dram_setup has it
+        from .dram_timing import has_preset, load_dram_timing  # that module imports this one
+        if has_preset(arch.dram.type):
+            t = load_dram_timing(arch.dram.type)
+            banks = [b if b is not None else d
+                     for b, d in zip(banks, (t.bank_groups, t.banks_per_group))]
+    if None not in banks and (banks[0] * banks[1]) % p.banks_per_unit:
         raise ArchError(f"{label}: pim.banks_per_unit: {p.banks_per_unit} does not divide the "
                         f"{banks[0] * banks[1]} banks per channel (dram.bank_groups x "
                         f"dram.banks_per_group); every unit needs its own banks")

@@ -23,7 +23,8 @@ The model, in the terms of a DRAM datasheet and of the PIM devices in the refere
   rows_g * W_RESULT_BYTES / G_BURST)`` read bursts at ``P_READ_BURST`` each, starting no
   sooner than ``tCL`` after the last column (the last MAC's operand reaches the unit like read
   data reaches the pins). ``W_PASSES`` repeats all of it (input vectors beyond what a unit
-  applies to one weight burst); the weight address restarts at 0 each pass.
+  applies to one weight burst); the weight address restarts at 0 each pass. With
+  ``W_ROWS`` or ``W_K_BYTES`` 0 there is no GEMV part at all (no broadcast, no read-out).
 * **Write-back.** After the groups, each pass writes ``W_WRITEBACK`` bytes per unit back into
   its banks (elementwise results) as column write commands, one per ``P_COLUMN``, starting at
   the next row boundary (the output is a tensor of its own, row-aligned).
@@ -151,25 +152,6 @@ STATS_NAMES = ("time", "columns", "activations", "row_switches", "refreshes", "w
 
 _NEVER = -1.0e18
 
-# Kernel state (private): floats ...
-_CUR = 0          # earliest start of the next command of the stream
-_TRAIN_START = 1  # first column of the current train
-_DUE = 2          # next refresh due (inf: refresh off)
-_REF_END = 3      # end of the last refresh
-_PRE_READY = 4    # earliest all-bank PRE of the open row (before the stream's own floor)
-_ROW_READY = 5    # earliest column in the open row (last ACT + tRCD)
-_MAY_ACT = 6      # earliest ACT of closed banks
-_LAST_ACT = 7     # last bank ACT in the channel (tRRD), or the last all-bank ACT (exempt)
-_LAST_COL = 8     # time of the last column command
-_NF = 9
-# ... and integers.
-_OPEN_ROW = 0     # the unit's current row (-1: none yet)
-_BANKS_OPEN = 1   # 1 while that row is open in every bank
-_TRAIN_N = 2      # columns in the current train
-_IN_TRAIN = 3     # 1 if the last command was a column
-_FAW_POS = 4      # oldest entry of the four-ACT window
-_NI = 5
-
 
 @njit(cache=True)
 def _cdiv(a, b):
@@ -177,167 +159,26 @@ def _cdiv(a, b):
 
 
 @njit(cache=True)
-def _refresh(first, st, si, stats, timing):
-    """Refresh before a command whose first part would start at ``first`` (>= the due time)."""
-    trefi = timing[T_REFI]
-    start = max(st[_DUE], st[_CUR], st[_REF_END])
-    if si[_BANKS_OPEN] == 1:
-        start = max(start, max(st[_CUR], st[_PRE_READY]) + timing[T_RP])
-    if start == st[_DUE]:
-        n = np.floor((first - start) / trefi) + 1.0
-        end = start + (n - 1.0) * trefi + timing[T_RFC]
+def _refresh(first, due, cur, ref_end, banks_open, pre_ready, t_rp, t_refi, t_rfc):
+    """Refreshes before a command whose first part would start at ``first`` (>= ``due``).
+
+    Returns ``(next due, end of the refreshes, how many)``.
+    """
+    start = max(due, cur, ref_end)
+    if banks_open:
+        start = max(start, max(cur, pre_ready) + t_rp)
+    if start == due:
+        n = np.floor((first - start) / t_refi) + 1.0
+        end = start + (n - 1.0) * t_refi + t_rfc
     else:
-        n = np.floor((start - st[_DUE]) / trefi) + 1.0
-        end = start + n * timing[T_RFC]
-    st[_DUE] += n * trefi
-    st[_REF_END] = end
-    st[_MAY_ACT] = max(st[_MAY_ACT], end)
-    si[_BANKS_OPEN] = 0
-    stats[S_REFRESHES] += n
-
-
-@njit(cache=True)
-def _first_act(ready, st, si, faw, bank_act, exempt, timing):
-    """Time of the first ACT of a row opening whose banks are ready at ``ready``."""
-    if exempt:
-        return max(ready, st[_LAST_ACT] + timing[T_RC])
-    return max(ready, st[_LAST_ACT] + timing[T_RRD_S], faw[si[_FAW_POS]] + timing[T_FAW],
-               bank_act[0] + timing[T_RC])
-
-
-@njit(cache=True)
-def _activate(ready, st, si, faw, bank_act, exempt, stats, timing):
-    """Open the row in every bank; returns the last bank's ACT time."""
-    n_bank = bank_act.shape[0]
-    if exempt:
-        a = max(ready, st[_LAST_ACT] + timing[T_RC])
-        st[_LAST_ACT] = a
-    else:
-        a = ready
-        for i in range(n_bank):
-            a = max(ready, st[_LAST_ACT] + timing[T_RRD_S], faw[si[_FAW_POS]] + timing[T_FAW],
-                    bank_act[i] + timing[T_RC])
-            bank_act[i] = a
-            st[_LAST_ACT] = a
-            faw[si[_FAW_POS]] = a
-            si[_FAW_POS] = (si[_FAW_POS] + 1) % 4
-    stats[S_ACTIVATIONS] += n_bank
-    return a
-
-
-@njit(cache=True)
-def _column(row, write, st, si, faw, bank_act, exempt, stats, timing, p_col):
-    """Issue one column command on ``row`` (row switch and refresh as needed)."""
-    switch = row != si[_OPEN_ROW]
-    refreshed = False
-    while True:
-        if not switch and si[_BANKS_OPEN] == 1:
-            first = max(st[_CUR], st[_ROW_READY])
-        elif si[_BANKS_OPEN] == 1:
-            first = max(st[_CUR], st[_PRE_READY])
-        else:
-            first = _first_act(max(st[_CUR], st[_MAY_ACT]), st, si, faw, bank_act, exempt,
-                               timing)
-        if first < st[_DUE]:
-            break
-        _refresh(first, st, si, stats, timing)
-        refreshed = True
-    if switch or si[_BANKS_OPEN] == 0:
-        if si[_BANKS_OPEN] == 1:
-            ready = max(st[_CUR], st[_PRE_READY]) + timing[T_RP]
-        else:
-            ready = max(st[_CUR], st[_MAY_ACT])
-        a = _activate(ready, st, si, faw, bank_act, exempt, stats, timing)
-        st[_ROW_READY] = a + timing[T_RCD]
-        st[_PRE_READY] = a + timing[T_RAS]
-        si[_BANKS_OPEN] = 1
-        if switch:
-            si[_OPEN_ROW] = row
-            stats[S_ROW_SWITCHES] += 1.0
-    cur = st[_CUR]
-    c = max(cur, st[_ROW_READY])
-    if si[_IN_TRAIN] == 1 and c == cur:
-        si[_TRAIN_N] += 1
-    else:
-        st[_TRAIN_START] = c
-        si[_TRAIN_N] = 1
-    si[_IN_TRAIN] = 1
-    st[_CUR] = st[_TRAIN_START] + si[_TRAIN_N] * p_col
-    st[_LAST_COL] = c
-    if write:
-        st[_PRE_READY] = max(st[_PRE_READY],
-                             c + timing[T_WL] + timing[T_BURST] + timing[T_WR])
-    else:
-        st[_PRE_READY] = max(st[_PRE_READY], c + timing[T_RTP])
-    stats[S_COLUMNS] += 1.0
-    if switch and not refreshed:
-        stats[S_ROW_S] += c - cur
-    else:
-        stats[S_REFRESH_S] += c - cur
-
-
-@njit(cache=True)
-def _columns(n, ptr, write, span, burst, st, si, faw, bank_act, exempt, stats, timing, p_col):
-    """Issue ``n`` column commands from unit byte ``ptr``; returns the byte after them."""
-    done = 0
-    while done < n:
-        row = ptr // span
-        m = min(n - done, _cdiv((row + 1) * span - ptr, burst))
-        _column(row, write, st, si, faw, bank_act, exempt, stats, timing, p_col)
-        rest = m - 1
-        while rest > 0:
-            # Hits in an open row continue the train: the j-th next goes at ts + (tn + j) P.
-            ts = st[_TRAIN_START]
-            tn = si[_TRAIN_N]
-            due = st[_DUE]
-            j = rest
-            if ts + (tn + rest - 1) * p_col >= due:
-                x = (due - ts) / p_col - tn
-                if x <= 0.0:
-                    j = 0
-                elif x >= rest - 1:
-                    j = rest - 1
-                else:
-                    j = int(np.ceil(x))
-                while j > 0 and ts + (tn + j - 1) * p_col >= due:
-                    j -= 1
-                while j < rest and ts + (tn + j) * p_col < due:
-                    j += 1
-            if j > 0:
-                last = ts + (tn + j - 1) * p_col
-                si[_TRAIN_N] = tn + j
-                st[_CUR] = ts + (tn + j) * p_col
-                st[_LAST_COL] = last
-                if write:
-                    st[_PRE_READY] = max(st[_PRE_READY],
-                                         last + timing[T_WL] + timing[T_BURST] + timing[T_WR])
-                else:
-                    st[_PRE_READY] = max(st[_PRE_READY], last + timing[T_RTP])
-                stats[S_COLUMNS] += j
-                rest -= j
-            if rest > 0:      # a refresh falls due before the next column
-                _column(row, write, st, si, faw, bank_act, exempt, stats, timing, p_col)
-                rest -= 1
-        ptr += m * burst
-        done += m
-    return ptr
-
-
-@njit(cache=True)
-def _train(s0, duration, tail, st, si, stats, timing):
-    """A broadcast or read-out train that may start at ``s0``; returns when it started."""
-    s = s0
-    while s >= st[_DUE]:
-        _refresh(s, st, si, stats, timing)
-        s = max(s0, st[_REF_END])
-    stats[S_REFRESH_S] += s - s0
-    st[_CUR] = s + duration + tail
-    si[_IN_TRAIN] = 0
-    return s
+        n = np.floor((start - due) / t_refi) + 1.0
+        end = start + n * t_rfc
+    return due + n * t_refi, end, n
 
 
 @njit(cache=True)
 def _check(geometry, pim_timing, work, timing):
+    """Refuse inputs that make no sense or could keep the kernel from finishing."""
     if (geometry.shape[0] < N_GEOMETRY or pim_timing.shape[0] < N_PIM_TIMING
             or work.shape[0] < N_WORK or timing.shape[0] < N_TIMING):
         raise ValueError("PIM kernel: an input array is shorter than its index constants")
@@ -406,12 +247,11 @@ def simulate(geometry, pim_timing, work, timing):
     """
     _check(geometry, pim_timing, work, timing)
     n_bank = geometry[G_BANKS]
-    bpu = geometry[G_BANKS_PER_UNIT]
     burst = geometry[G_BURST]
-    span = geometry[G_ROW] * bpu
+    span = geometry[G_ROW] * geometry[G_BANKS_PER_UNIT]
     acc = geometry[G_ACCUMULATORS]
     exempt = geometry[G_ACT_EXEMPT] == 1
-    units = n_bank // bpu
+    units = n_bank // geometry[G_BANKS_PER_UNIT]
     p_col = pim_timing[P_COLUMN]
     p_mode = pim_timing[P_MODE]
     rows = work[W_ROWS]
@@ -420,53 +260,220 @@ def simulate(geometry, pim_timing, work, timing):
     chunk_in = work[W_CHUNK_INPUT]
     res = work[W_RESULT_BYTES]
     wb = work[W_WRITEBACK]
-
-    stats = np.zeros(N_STATS)
-    st = np.zeros(_NF)
-    si = np.zeros(_NI, dtype=np.int64)
-    faw = np.full(4, _NEVER)
-    bank_act = np.full(n_bank, _NEVER)
-    st[_CUR] = p_mode
-    st[_MAY_ACT] = p_mode
-    st[_REF_END] = _NEVER
-    st[_PRE_READY] = _NEVER
-    st[_ROW_READY] = _NEVER
-    st[_LAST_ACT] = _NEVER
-    st[_LAST_COL] = _NEVER
-    st[_DUE] = timing[T_REF0] if timing[T_REFI] > 0.0 else np.inf
-    si[_OPEN_ROW] = -1
+    t_rcd = timing[T_RCD]
+    t_rp = timing[T_RP]
+    t_ras = timing[T_RAS]
+    t_rc = timing[T_RC]
+    t_rrd = timing[T_RRD_S]
+    t_faw = timing[T_FAW]
+    t_refi = timing[T_REFI]
+    t_rfc = timing[T_RFC]
     turnaround = timing[T_WL] + timing[T_WTR_L]
 
+    # The channel's state, in local variables (Numba keeps them in registers).
+    cur = p_mode                 # earliest start of the next command of the stream
+    train_start = 0.0            # first column of the current column train
+    train_len = 0.0              # columns in it (a float: it multiplies P_COLUMN)
+    in_train = False             # was the last command a column?
+    due = timing[T_REF0] if t_refi > 0.0 else np.inf
+    ref_end = _NEVER
+    pre_ready = _NEVER           # earliest all-bank PRE of the open row (before the floor)
+    row_ready = _NEVER           # earliest column in the open row (last ACT + tRCD)
+    may_act = p_mode             # earliest ACT of closed banks
+    last_act = _NEVER            # last bank ACT (tRRD), or last all-bank ACT (exempt)
+    last_col = _NEVER
+    open_row = -1
+    banks_open = False
+    faw = np.full(4, _NEVER)
+    faw_pos = 0
+    bank_act = np.full(n_bank, _NEVER)
+    n_bank_f = float(n_bank)
+    columns = 0.0
+    activations = 0.0
+    switches = 0.0
+    refreshes = 0.0
+    write_bursts = 0.0
+    read_bursts = 0.0
+    broadcast_s = 0.0
+    readout_s = 0.0
+    row_s = 0.0
+    refresh_s = 0.0
+
+    mac = work[W_PASSES] > 0 and rows > 0 and kb > 0
+    groups = _cdiv(rows, acc) if mac else 0
+    chunks = _cdiv(kb, chunk) if mac else 0
+    segments = groups * chunks + (1 if wb > 0 else 0)
     for _ in range(work[W_PASSES]):
         ptr = 0
-        if rows > 0 and kb > 0:
-            for g0 in range(0, rows, acc):
-                rows_g = min(acc, rows - g0)
-                for k0 in range(0, kb, chunk):
-                    cb = min(chunk, kb - k0)
-                    nw = _cdiv(chunk_in * cb, chunk * burst)
-                    if nw > 0:
-                        d = nw * pim_timing[P_WRITE_BURST]
-                        _train(st[_CUR], d, turnaround, st, si, stats, timing)
-                        stats[S_WRITE_BURSTS] += nw
-                        stats[S_BROADCAST_S] += d + turnaround
-                    ptr = _columns(_cdiv(rows_g * cb, burst), ptr, False, span, burst, st, si,
-                                   faw, bank_act, exempt, stats, timing, p_col)
-                nr = _cdiv(units * rows_g * res, burst)
-                if nr > 0:
-                    s0 = max(st[_CUR], st[_LAST_COL] + timing[T_CL])
-                    stats[S_READOUT_S] += s0 - st[_CUR]
-                    d = nr * pim_timing[P_READ_BURST]
-                    _train(s0, d, 0.0, st, si, stats, timing)
-                    stats[S_READ_BURSTS] += nr
-                    stats[S_READOUT_S] += d
-        if wb > 0:
-            ptr = _cdiv(ptr, span) * span
-            _columns(_cdiv(wb, burst), ptr, True, span, burst, st, si, faw, bank_act, exempt,
-                     stats, timing, p_col)
+        for seg in range(segments):
+            # A segment: [broadcast], columns, [read-out] (a GEMV chunk), or the write-back.
+            if seg < groups * chunks:
+                g = seg // chunks
+                k0 = (seg % chunks) * chunk
+                rows_g = min(acc, rows - g * acc)
+                cb = min(chunk, kb - k0)
+                n_write = _cdiv(chunk_in * cb, chunk * burst)
+                n_col = _cdiv(rows_g * cb, burst)
+                n_read = _cdiv(units * rows_g * res, burst) if seg % chunks == chunks - 1 else 0
+                write = False
+            else:
+                n_write = 0
+                n_read = 0
+                ptr = _cdiv(ptr, span) * span
+                n_col = _cdiv(wb, burst)
+                write = True
+            for step in range(3):         # 0: broadcast, 1: columns, 2: read-out
+                if step == 1:
+                    # ---- columns, a row at a time
+                    left = n_col
+                    while left > 0:
+                        row = ptr // span
+                        m = min(left, _cdiv((row + 1) * span - ptr, burst))
+                        issued = 0
+                        while issued < m:
+                            # One column with everything it may need: row switch, refresh.
+                            switch = row != open_row
+                            refreshed = False
+                            while True:
+                                if banks_open and not switch:
+                                    first = max(cur, row_ready)
+                                elif banks_open:
+                                    first = max(cur, pre_ready)
+                                elif exempt:
+                                    first = max(max(cur, may_act), last_act + t_rc)
+                                else:
+                                    first = max(max(cur, may_act), last_act + t_rrd,
+                                                faw[faw_pos] + t_faw, bank_act[0] + t_rc)
+                                if first < due:
+                                    break
+                                due, ref_end, n = _refresh(first, due, cur, ref_end, banks_open,
+                                                           pre_ready, t_rp, t_refi, t_rfc)
+                                may_act = max(may_act, ref_end)
+                                banks_open = False
+                                refreshes += n
+                                refreshed = True
+                            if switch or not banks_open:
+                                if banks_open:
+                                    ready = max(cur, pre_ready) + t_rp
+                                else:
+                                    ready = max(cur, may_act)
+                                if exempt:
+                                    a = max(ready, last_act + t_rc)
+                                    last_act = a
+                                else:
+                                    a = ready
+                                    for b in range(n_bank):
+                                        a = max(ready, last_act + t_rrd, faw[faw_pos] + t_faw,
+                                                bank_act[b] + t_rc)
+                                        bank_act[b] = a
+                                        last_act = a
+                                        faw[faw_pos] = a
+                                        faw_pos = (faw_pos + 1) % 4
+                                activations += n_bank_f
+                                row_ready = a + t_rcd
+                                pre_ready = a + t_ras
+                                banks_open = True
+                                if switch:
+                                    open_row = row
+                                    switches += 1.0
+                            c = max(cur, row_ready)
+                            if in_train and c == cur:
+                                train_len += 1.0
+                            else:
+                                train_start = c
+                                train_len = 1.0
+                            in_train = True
+                            if switch and not refreshed:
+                                row_s += c - cur
+                            else:
+                                refresh_s += c - cur
+                            cur = train_start + train_len * p_col
+                            last_col = c
+                            if write:
+                                pre_ready = max(pre_ready, c + timing[T_WL] + timing[T_BURST]
+                                                + timing[T_WR])
+                            else:
+                                pre_ready = max(pre_ready, c + timing[T_RTP])
+                            columns += 1.0
+                            issued += 1
+                            # The rest of the row continues the train (the row is open and
+                            # the columns follow back to back) up to the first at or after
+                            # the refresh due time, found in O(1).
+                            rest = m - issued
+                            if rest > 0:
+                                j = rest
+                                if train_start + (train_len + (rest - 1)) * p_col >= due:
+                                    x = (due - train_start) / p_col - train_len
+                                    if x <= 0.0:
+                                        j = 0
+                                    elif x >= rest - 1:
+                                        j = rest - 1
+                                    else:
+                                        j = int(np.ceil(x))
+                                    while (j > 0 and train_start + (train_len + (j - 1)) * p_col
+                                           >= due):
+                                        j -= 1
+                                    while j < rest and train_start + (train_len + j) * p_col < due:
+                                        j += 1
+                                if j > 0:
+                                    last_col = train_start + (train_len + (j - 1)) * p_col
+                                    train_len += j
+                                    cur = train_start + train_len * p_col
+                                    if write:
+                                        pre_ready = max(pre_ready, last_col + timing[T_WL]
+                                                        + timing[T_BURST] + timing[T_WR])
+                                    else:
+                                        pre_ready = max(pre_ready, last_col + timing[T_RTP])
+                                    columns += j
+                                    issued += j
+                        ptr += m * burst
+                        left -= m
+                    continue
+                # ---- a train on the external bus: broadcast (step 0) or read-out (step 2)
+                if step == 0:
+                    if n_write == 0:
+                        continue
+                    s0 = cur
+                    duration = n_write * pim_timing[P_WRITE_BURST]
+                    tail = turnaround
+                    write_bursts += n_write
+                    broadcast_s += duration + tail
+                else:
+                    if n_read == 0:
+                        continue
+                    s0 = max(cur, last_col + timing[T_CL])
+                    readout_s += s0 - cur
+                    duration = n_read * pim_timing[P_READ_BURST]
+                    tail = 0.0
+                    read_bursts += n_read
+                s = s0
+                while s >= due:
+                    due, ref_end, n = _refresh(s, due, cur, ref_end, banks_open, pre_ready, t_rp,
+                                               t_refi, t_rfc)
+                    may_act = max(may_act, ref_end)
+                    banks_open = False
+                    refreshes += n
+                    s = max(s0, ref_end)
+                refresh_s += s - s0
+                if step == 2:
+                    readout_s += duration
+                cur = s + duration + tail
+                in_train = False
+
+    stats = np.zeros(N_STATS)
+    stats[S_TIME] = cur + p_mode
+    stats[S_COLUMNS] = columns
+    stats[S_ACTIVATIONS] = activations
+    stats[S_ROW_SWITCHES] = switches
+    stats[S_REFRESHES] = refreshes
+    stats[S_WRITE_BURSTS] = write_bursts
+    stats[S_READ_BURSTS] = read_bursts
     stats[S_MODE_SWITCHES] = 2.0
-    stats[S_STREAM_S] = stats[S_COLUMNS] * p_col
-    stats[S_TIME] = st[_CUR] + p_mode
+    stats[S_STREAM_S] = columns * p_col
+    stats[S_BROADCAST_S] = broadcast_s
+    stats[S_READOUT_S] = readout_s
+    stats[S_ROW_S] = row_s
+    stats[S_REFRESH_S] = refresh_s
     return stats
 
 
