@@ -29,11 +29,12 @@ Modelling choices (the reference, ``pim.md``, is cited by section; the rest are 
 * **Passes.** ``vectors_per_pass`` vectors share each weight burst; ``B`` vectors cost
   ``ceil(B / vectors_per_pass)`` passes over the weights, every pass timed as a full one
   (assumption: the last, partial pass is not shortened).
-* **Read-out and host reduction.** Per output row and vector, each of the unit's lanes holds a
-  partial sum: ``min(macs_per_cycle[dtype], weights per burst)`` of them (assumption: lane i
-  accumulates element i of every burst), ``accumulator_bytes`` each, read over the external
-  bus. The host adds them: ``lanes - 1`` vector ops per output, timed on the arch's vector
-  units after the read-out (no overlap: assumption).
+* **Read-out and host reduction.** Per output row and vector, ``accumulator_bytes`` are read
+  over the external bus: the lanes' partial sums (HBM2-PIM: one 16-lane GRF_B entry, 32 B),
+  or one result where the unit reduces them itself. The partial sums are taken to be held in
+  the compute dtype (assumption), so a row carries ``accumulator_bytes / dtype bytes`` of them
+  (at least one) and the host adds them: ``partials - 1`` vector ops per output, timed on the
+  arch's vector units after the read-out (no overlap: assumption).
 * **Mode switches** are not charged here (the kernel runs with ``P_MODE = 0``): the engine's
   placement charges ``pim.mode_switch`` once per switch between an NPU op and a PIM op.
 * **Counts.** MACs and column bytes are exact (rows x k, per pass); bank activations,
@@ -147,10 +148,10 @@ class PimDevice:
     def has(self, dtype_name: str) -> bool:
         return dtype_name in self.pim.macs_per_cycle
 
-    def lanes(self, compute: str, weight_bytes: float) -> int:
-        """Partial sums per output row and vector: one per lane that a burst feeds."""
-        per_burst = max(1, int(self.burst // weight_bytes)) if weight_bytes > 0 else 1
-        return max(1, min(int(self.pim.macs_per_cycle[compute]), per_burst))
+    def partials(self, compute: str) -> int:
+        """Partial sums read out per output row and vector, each in the compute dtype: the
+        host adds them (1: the unit reduced the row itself)."""
+        return max(1, int(self.pim.accumulator_bytes // _dtype(compute).bytes))
 
     def interval(self, compute: str, weight_bytes: float, vectors: int = 1,
                  ops_per_element: float = 1.0) -> float:
@@ -373,21 +374,21 @@ def _gemv(dev: PimDevice, rows: int, k: int, weight_dtype: str, input_dtype: str
     chunk = int(elems * wb) // dev.burst * dev.burst
     chunk = min(max(chunk, dev.burst), k_bytes)
     chunk_input = math.ceil(groups * vpp * (chunk / wb) * ib)
-    lanes = dev.lanes(compute, wb)
-    result_bytes = math.ceil(lanes * p.accumulator_bytes * vpp)
+    partials = dev.partials(compute)
+    result_bytes = math.ceil(p.accumulator_bytes * vpp)
     column_s = dev.interval(compute, wb, vpp)
     st = _stats(dev, column_s, {"ROWS": per_unit, "K_BYTES": k_bytes, "CHUNK_BYTES": chunk,
                                 "CHUNK_INPUT": chunk_input, "RESULT_BYTES": result_bytes,
                                 "PASSES": passes, "WRITEBACK": 0})
     macs = float(total_rows) * k * vectors
     outputs = float(total_rows) * vectors
-    host_ops = outputs * (lanes - 1)
+    host_ops = outputs * (partials - 1)
     weight_bytes = float(total_rows) * k * wb
     mapping = FrozenMap({
         "device": dev.device, "kind": kind, "rows_per_unit": per_unit,
         "units": dev.units, "matrices": matrices, "vectors": vectors,
         "vectors_per_pass": vpp, "passes": passes, "groups_per_channel": groups,
-        "chunk_bytes": chunk, "column_interval_s": column_s, "lanes": lanes})
+        "chunk_bytes": chunk, "column_interval_s": column_s, "partials": partials})
     return PimCost(
         kind=kind, dtype=compute, latency=st["time"], kernel_s=st["time"], host_s=0.0,
         macs=macs, alu_ops=0.0, column_bytes=weight_bytes * passes,
