@@ -721,6 +721,13 @@ def _enabled(arch):
 
 
 # --------------------------------------------------------------------------- placement
+def _shape_key(o) -> tuple:
+    """What a contraction's PIM plan depends on in one operand (cheap to hash)."""
+    t = o.tensor
+    return (t.shape, t.dtype.name, t.role,
+            tuple((ax.terms, ax.offset) for ax in o.axes))
+
+
 def _roots(graph, tensors) -> set[str]:
     return {graph.aliases.get(t.name, t.name) for t in tensors}
 
@@ -745,6 +752,8 @@ class Placer:
         self.window: tuple[float, float, set[str]] | None = None   # (start, end, written)
         self.pim_free = 0.0          # when the units are free again
         self._plans: dict = {}
+        self._kv: set[str] | None = None      # storage roots of the KV cache, when asked
+        self._mappings: dict[int, tuple] = {}   # id(cost) -> (cost, its record mapping)
         self.refused: dict[str, int] = {}    # auto: why contractions could not go to PIM
 
     # -- decisions -------------------------------------------------------------------
@@ -756,9 +765,8 @@ class Placer:
         warning: reductions, movement, collectives). Contractions of one shape share a plan
         (an LLM's layers repeat a few shapes)."""
         if isinstance(op, Contraction):
-            from .mapping import _signature
-            key = (_signature(op), tuple(kv_resident(self.graph, o.tensor)
-                                         for o in op.operands))
+            key = (op.dims, op.dtype.name, _shape_key(op.output),
+                   tuple(_shape_key(o) + (self._is_kv(o.tensor),) for o in op.operands))
             plan = self._plans.get(key)
             if plan is None:
                 plan = self._plans[key] = op_on_pim(op, self.arch, graph=self.graph,
@@ -773,6 +781,17 @@ class Placer:
         elif not plan.ok and isinstance(op, Contraction):
             self.refused[plan.reason] = self.refused.get(plan.reason, 0) + 1
         return plan
+
+    def _is_kv(self, t) -> bool:
+        """:func:`kv_resident`, from the run's set of KV-cache storage roots."""
+        if self._kv is None:
+            g = self.graph
+            roots = {n for n, x in g.tensors.items() if x.role == Role.KV_CACHE}
+            for o in g.ops():
+                if isinstance(o, Movement) and o.func == "kv_append":
+                    roots.update(g.aliases.get(x.name, x.name) for x in o.outputs)
+            self._kv = roots
+        return t.role == Role.KV_CACHE or self.graph.aliases.get(t.name, t.name) in self._kv
 
     def _switch_in(self) -> float:
         return self.dev.mode_switch if self.prev == "npu" else 0.0
@@ -798,6 +817,9 @@ class Placer:
         return switch
 
     def after_npu(self, op, start: float, latency: float) -> None:
+        """Track the NPU op a PIM op may run beside (dual row buffer only)."""
+        if not self.dev.dual_row_buffer:
+            return
         written = _roots(self.graph, op.outputs)
         if latency > 0.0:
             self.window = (start, start + latency, written)
@@ -828,13 +850,18 @@ class Placer:
         energy: dict[str, float] = {}
         if self.table is not None:
             energy = self._energy(c, run)
-        mapping = dict(c.mapping)
-        mapping.update(pim_kernel_s=c.kernel_s, host_reduce_s=c.host_s,
-                       launch_s=arch.launch_overhead, column_bytes=c.column_bytes,
-                       bank_activations=c.activations, broadcast_bytes=c.broadcast_bytes,
-                       readout_bytes=c.readout_bytes)
-        if c.writeback_bytes:
-            mapping["writeback_bytes"] = c.writeback_bytes
+        held = self._mappings.get(id(c))
+        base = held[1] if held is not None and held[0] is c else None
+        if base is None:
+            base = dict(c.mapping)
+            base.update(pim_kernel_s=c.kernel_s, host_reduce_s=c.host_s,
+                        launch_s=arch.launch_overhead, column_bytes=c.column_bytes,
+                        bank_activations=c.activations, broadcast_bytes=c.broadcast_bytes,
+                        readout_bytes=c.readout_bytes)
+            if c.writeback_bytes:
+                base["writeback_bytes"] = c.writeback_bytes
+            self._mappings[id(c)] = (c, base)
+        mapping = dict(base)
         if switch:
             mapping["mode_switch_s"] = switch
         if added < run:
