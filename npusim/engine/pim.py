@@ -45,6 +45,14 @@ Modelling choices (the reference, ``pim.md``, is cited by section; the rest are 
   must be in DRAM and is streamed from the units' own banks (one column burst per interval,
   an ALU op costing what a MAC does: assumption); smaller operands (a scale, a bias row) are
   broadcast; the result is written back into the banks.
+* **Launch and power.** A PIM op pays the arch's ``launch_overhead`` (a host kernel issues its
+  commands, as PIMSimulator's GEMV is driven by the host [S1]); it is not slowed by the chip's
+  TDP cap, which is the NPU's (the units draw from the memory's power: assumption). Its
+  energy: ``pim_mac`` (MACs, or ALU ops, x ``pim.energy.mac``), ``pim_column`` (bytes the
+  units read or write in their banks x ``pim.energy.column``), ``dram`` (bank activations,
+  broadcast and read-out bits at the energy table's DRAM figures), ``vector`` (the host's
+  reduction) and ``static`` (the table's static power plus ``pim.energy.unit_static``, for
+  the op's time).
 * **Dtypes.** A unit runs only the dtypes of ``pim.macs_per_cycle``; there is no fallback
   (an fp8 GEMV on an FP16-only device is refused, and the engine runs it on the NPU). A
   weight stored narrower than its compute dtype (int4 with group scales under bf16) streams
