@@ -135,7 +135,9 @@ def test_attention_channels_broadcast_the_vectors_of_the_groups_they_hold(edu):
 
 def test_a_unit_that_reduces_its_rows_leaves_the_host_nothing_to_add():
     a = load_arch("lpddr6-pim", ["pim.accumulator_bytes=2 B"])   # one fp16 result per row
-    c = gemv_cost(pim_device(a), 4096, 4096, "fp16", "fp16")
+    # k = 1024 fp16 fills one 2-KiB input buffer: one chunk, so no chunk partials either
+    c = gemv_cost(pim_device(a), 4096, 1024, "fp16", "fp16")
+    assert c.mapping["loop_order"] == "rows"
     assert c.mapping["partials"] == 1 and c.host_vector_ops == 0
     assert c.readout_bytes == 4 * 16 * 8 * 2 * 8
 
@@ -405,3 +407,21 @@ def test_auto_says_why_contractions_could_not_go_to_pim():
     assert r.ops[0].device == "npu"
     assert any("0 of 1 ops ran on the hbm2-pim units" in w and "bf16 MACs" in w
                for w in r.warnings)
+
+
+def test_loop_order_broadcasts_each_chunk_once_where_rows_hold_no_accumulators():
+    """GDDR6-AiM keeps one result per unit (accumulators 1): streaming rows outermost would
+    broadcast the whole input again for every row, so the chunk-outer order wins: the 8 KiB
+    input (4096 bf16) crosses each channel's bus once, and every row's partial sum is read
+    once per 2-KiB chunk (4 chunks)."""
+    from npusim.engine.pim import gemv_cost, pim_device
+    dev = pim_device(load_arch("gddr6-aim"))
+    c = gemv_cost(dev, 4096, 4096, "bf16", "bf16")
+    assert c.mapping["loop_order"] == "chunks"
+    assert c.broadcast_bytes == dev.channels * 8192
+    assert c.mapping["partials"] == 4                    # one bf16 result per chunk
+    assert c.host_vector_ops == 4096 * 3                 # the host adds 4 partials per row
+    # HBM2-PIM holds 8 rows per unit at once: every chunk is broadcast once per group
+    # either way, so the row-outer order (one read-out per row) stays
+    h = gemv_cost(pim_device(load_arch("hbm2-pim")), 4096, 4096, "fp16", "fp16")
+    assert h.mapping["loop_order"] == "rows"

@@ -385,18 +385,52 @@ def _gemv(dev: PimDevice, rows: int, k: int, weight_dtype: str, input_dtype: str
     partials = dev.partials(compute)
     result_bytes = math.ceil(p.accumulator_bytes * vpp)
     column_s = dev.interval(compute, wb, vpp)
-    st = _stats(dev, column_s, {"ROWS": per_unit, "K_BYTES": k_bytes, "CHUNK_BYTES": chunk,
-                                "CHUNK_INPUT": chunk_input, "RESULT_BYTES": result_bytes,
-                                "PASSES": passes, "WRITEBACK": 0})
+    work = {"ROWS": per_unit, "K_BYTES": k_bytes, "CHUNK_BYTES": chunk,
+            "CHUNK_INPUT": chunk_input, "RESULT_BYTES": result_bytes, "PASSES": passes,
+            "WRITEBACK": 0}
+    st = _stats(dev, column_s, work)
+    order, per_row = "rows", partials
+    chunks = math.ceil(k_bytes / chunk)
+    if chunks > 1:
+        # The other loop order: each input chunk is broadcast once and every row's partial
+        # sum over that chunk is read out (GDDR6-AiM keeps one input chunk in its global
+        # buffer and reads each row's result, pim.md sec. 2-3); the host then adds the
+        # chunks' partials too. The weights are laid out chunk-major for it, so each chunk is
+        # one kernel run over every row (the banks' open rows and the refresh phase restart
+        # per chunk: one extra activation per chunk at most). Whichever order is faster wins.
+        full, rest = divmod(k_bytes, chunk)
+        kp = _kernel()
+        turnaround = dev.timing[kp.T_WL] + dev.timing[kp.T_WTR_L]
+
+        def one_chunk(cb: int) -> dict[str, float]:
+            # every row over one chunk, the chunk broadcast once before them (the kernel
+            # would broadcast it per accumulator group, so it runs without and the broadcast
+            # train, with its write-to-column turnaround, is added here)
+            one = _stats(dev, column_s, {**work, "K_BYTES": cb, "CHUNK_BYTES": cb,
+                                         "CHUNK_INPUT": 0})
+            bursts = math.ceil(math.ceil(chunk_input * cb / chunk) / dev.burst)
+            train = bursts * dev.bus_burst + turnaround
+            one["write_bursts"] += bursts
+            one["broadcast_s"] += train
+            one["time"] += train
+            return one
+        by_chunk = one_chunk(chunk)
+        alt = {n: v * full for n, v in by_chunk.items()}
+        if rest:
+            last = one_chunk(rest)
+            alt = {n: alt[n] + last[n] for n in alt}
+        if alt["time"] < st["time"]:
+            st, order, per_row = alt, "chunks", partials * chunks
     macs = float(total_rows) * k * vectors
     outputs = float(total_rows) * vectors
-    host_ops = outputs * (partials - 1)
+    host_ops = outputs * (per_row - 1)
     weight_bytes = float(total_rows) * k * wb
     mapping = FrozenMap({
         "device": dev.device, "kind": kind, "rows_per_unit": per_unit,
         "units": dev.units, "matrices": matrices, "vectors": vectors,
         "vectors_per_pass": vpp, "passes": passes, "groups_per_channel": groups,
-        "chunk_bytes": chunk, "column_interval_s": column_s, "partials": partials})
+        "chunk_bytes": chunk, "column_interval_s": column_s, "partials": per_row,
+        "loop_order": order})
     return PimCost(
         kind=kind, dtype=compute, latency=st["time"], kernel_s=st["time"], host_s=0.0,
         macs=macs, alu_ops=0.0, column_bytes=weight_bytes * passes,
