@@ -38,7 +38,8 @@ ENGINES = ("tile", "roofline")
 def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
              dims: Mapping[str, int] | None = None,
              overrides: Mapping[str, str] | Sequence[str] | None = None,
-             engine: str = "tile", check_capacity: bool = True, **model_kw) -> RunResult:
+             engine: str = "tile", check_capacity: bool = True, pim: str = "auto",
+             **model_kw) -> RunResult:
     """Run ``model`` on ``arch`` and return the per-op result tree.
 
     Parameters
@@ -50,6 +51,9 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     engine : ``"tile"`` (mapping search, Numba kernels, schedule, energy) or ``"roofline"``
         (the ideal bound alone; the tile engine reports it beside its own latency too)
     check_capacity : raise CapacityError if weights + KV cache exceed DRAM
+    pim : on an arch with PIM units, where their eligible ops go: ``"auto"`` (by cost),
+        ``"all"`` or ``"off"`` (see :func:`npusim.engine.simulate.simulate_graph`); the
+        roofline engine is the NPU's alone
     **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
         for :func:`npusim.load_model`. ``dtype`` is a precision (bf16, fp16, fp32, fp8, int8,
         int4, mxfp4; the names ``npusim kperf --precision`` takes), resolved for ``arch``.
@@ -80,6 +84,6 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
         graph = load_model(model, dims=dims, **model_kw)
     if check_capacity:
         check_fits(graph, arch)
-    result = simulate_graph(graph, arch) if engine == "tile" else roofline(graph, arch)
+    result = simulate_graph(graph, arch, pim=pim) if engine == "tile" else roofline(graph, arch)
     result.meta.setdefault("parameters", graph.parameters)
     return result

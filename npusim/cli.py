@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
     from .arch import load_arch
     arch = load_arch(args.arch, args.set)
     result = simulate(args.model, arch, engine=args.engine,
-                      check_capacity=not args.ignore_capacity, **_model_kw(args))
+                      check_capacity=not args.ignore_capacity, pim=args.pim, **_model_kw(args))
     print_run(result, top=args.top)
     _export(result, arch, args)
     return 0
@@ -111,6 +111,37 @@ def _export(result, arch, args) -> None:
         with _output("--plot"):
             for path in plots.plot_all(result, args.plot):
                 print(f"wrote {path}")
+
+
+def _gemv_shape(text: str) -> tuple[int, int]:
+    rows, sep, k = text.lower().partition("x")
+    try:
+        shape = int(rows), int(k)
+    except ValueError:
+        shape = None
+    if not sep or shape is None or min(shape) < 1 or max(shape) > 1 << 20:
+        raise NpusimError(f"--gemv {text!r}: expected ROWSxK with each from 1 to 1048576, "
+                          f"e.g. --gemv 4096x4096")
+    return shape
+
+
+def cmd_pim(args) -> int:
+    from .arch import load_arch
+    from .engine.pim import pim_summary, shipped_pim_archs
+    from .report.terminal import print_pim
+    rows, k = _gemv_shape(args.gemv)
+    names = _listed("--arch", args.arch, None) or shipped_pim_archs()
+    summaries = []
+    for name in names:
+        arch = load_arch(name, args.set)
+        if arch.pim is None:
+            raise NpusimError(f"--arch {name}: has no pim section (no PIM units); give an arch "
+                              f"with one ({', '.join(shipped_pim_archs())}) or compose one, "
+                              f"e.g. {name}+hbm2-pim")
+        summaries.append(pim_summary(arch, rows, k))
+    print_pim(summaries)
+    _write_json(args.json, {"gemv": [rows, k], "archs": summaries})
+    return 0
 
 
 def cmd_inspect(args) -> int:
@@ -339,7 +370,22 @@ def parser() -> argparse.ArgumentParser:
                      help="also draw the roofline and per-layer breakdown PNGs into DIR")
     run.add_argument("--ignore-capacity", action="store_true",
                      help="time the model even if weights and KV cache exceed DRAM")
+    run.add_argument("--pim", choices=("auto", "off", "all"), default="auto",
+                     help="on an arch with PIM units: put each eligible op where it is cheaper "
+                          "(auto, default), every eligible op on PIM (all), or none (off)")
     run.set_defaults(func=cmd_run)
+
+    pm = sub.add_parser("pim", help="PIM devices: units, peak, internal vs external "
+                                    "bandwidth, GEMV efficiency, NPU crossover batch")
+    pm.add_argument("--arch", nargs="+", action="extend", default=None, metavar="ARCH",
+                    help="archs with a pim section, names or YAML paths, compositions such as "
+                         "rngd+hbm2-pim (default: every shipped arch with one)")
+    pm.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of every --arch, e.g. --set pim.all_bank_act=true")
+    pm.add_argument("--gemv", default="4096x4096", metavar="ROWSxK",
+                    help="the GEMV to time and find the crossover for (default 4096x4096)")
+    pm.add_argument("--json", type=Path, metavar="FILE", help="also write the table as JSON")
+    pm.set_defaults(func=cmd_pim)
 
     _kperf_parser(sub)
     _validate_parser(sub)

@@ -63,6 +63,13 @@ class OpRecord:
         it was fused into.
     spans : tuple of Span
         Busy intervals per resource, for traces.
+    device : str
+        Where the op ran: ``"npu"`` (the chip) or ``"pim"`` (the processing units in its
+        DRAM, :mod:`npusim.engine.pim`). A PIM op's roofline terms are the PIM roofline (MACs
+        at the units' peak, streamed bytes at the internal bandwidth), its ``dram_bytes`` what
+        crossed the external bus (broadcast and read-out), ``bytes_by_level["bank"]`` what the
+        units read and wrote in their banks, and its energy components ``pim_mac``,
+        ``pim_column``, ``dram``, ``vector`` (the host's reduction) and ``static``.
     """
 
     name: str
@@ -88,6 +95,7 @@ class OpRecord:
     utilization: float = 0.0
     mapping: dict = field(default_factory=dict)
     spans: tuple[Span, ...] = ()
+    device: str = "npu"
 
     @property
     def energy_total_j(self) -> float:
@@ -168,7 +176,31 @@ class RunResult:
         busy = sum(r.utilization * r.latency_s for r in self.ops)
         return busy / self.latency_s if self.latency_s > 0 else 0.0
 
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The devices the ops ran on, ``"npu"`` first."""
+        seen = {r.device for r in self.ops}
+        return tuple(sorted(seen, key=lambda d: (d != "npu", d)))
+
+    def by_device(self) -> dict[str, dict]:
+        """Per device: ops, latency (seconds the device's ops add to the run) and energy."""
+        out: dict[str, dict] = {}
+        for r in self.ops:
+            d = out.setdefault(r.device, {"ops": 0, "latency_s": 0.0, "energy_j": 0.0})
+            d["ops"] += 1
+            d["latency_s"] += r.latency_s
+            d["energy_j"] += r.energy_total_j
+        return {k: out[k] for k in self.devices}
+
     def totals(self) -> dict:
+        """Run totals, each a sum over the records; ``by_device`` only when an op ran
+        somewhere other than the NPU (a PIM run)."""
+        t = self._totals()
+        if self.devices != ("npu",) and self.ops:
+            t["by_device"] = self.by_device()
+        return t
+
+    def _totals(self) -> dict:
         return {
             "macs": self.macs,
             "latency_s": self.latency_s,

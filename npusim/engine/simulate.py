@@ -275,8 +275,40 @@ def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float
     return out
 
 
-def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True) -> RunResult:
+PIM_MODES = ("auto", "off", "all")
+"""Placement of PIM-eligible ops (:func:`simulate_graph`'s ``pim``): by cost, none, every one."""
+
+
+def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True,
+                   pim: str = "auto") -> RunResult:
     """Cost and schedule every op of ``graph`` on ``arch`` with the tile-level engine.
+
+    Parameters
+    ----------
+    graph : Graph
+    arch : Arch
+    fuse : bool
+        Fuse elementwise epilogues into the contraction before them.
+    power_cap : bool
+        Slow ops whose power would pass the TDP.
+    pim : str
+        Where PIM-eligible ops (:func:`npusim.engine.pim.op_on_pim`) go on an arch with
+        enabled PIM units: ``"auto"`` each to the cheaper device, the mode switch and PIM's
+        broadcast and read-out included; ``"all"`` every eligible op to PIM (an ineligible one
+        runs on the NPU with a warning saying why); ``"off"`` none. Without enabled units
+        every op runs on the NPU whatever this says, exactly as with ``"off"``.
+
+    Notes
+    -----
+    PIM and the NPU share the DRAM banks, so a PIM op never overlaps NPU work, and each switch
+    between an NPU op and a PIM op pays ``pim.mode_switch`` (charged to the op after the
+    switch, and a last switch back to normal mode to the run's last PIM op; a run starts and
+    ends in normal mode). With ``pim.dual_row_buffer`` (NeuPIMs) no switch is paid, and a PIM
+    op that does not read anything the preceding NPU op (and the zero-time ops after it)
+    wrote starts when that NPU op starts, running beside it; its ``latency_s`` is then only
+    the time it adds beyond that op's end (its whole run is ``end_s - start_s``). Only one PIM
+    op overlaps each NPU op; the next one waits for it (the units are busy). Weight prefetch
+    never reaches across a PIM op.
 
     Examples
     --------
@@ -286,6 +318,9 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     ('tile', True)
     """
     from ..energy import energy_of, load_energy_table, static_energy
+    from ..errors import NpusimError
+    if pim not in PIM_MODES:
+        raise NpusimError(f"pim={pim!r}: use one of {', '.join(PIM_MODES)}")
     system_chips(graph, arch)
     table = load_energy_table(arch)
     warnings = list(graph.warnings)
@@ -302,6 +337,14 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     host = _fusable(graph) if fuse else {}
     epilogue_j = _epilogue_energy(graph, host, table, row_bytes) if table is not None else {}
     clock = arch.clock
+    units = getattr(arch, "pim", None)
+    placer = None
+    if pim != "off" and units is not None and units.enabled:
+        from .pim import Placer
+        placer = Placer(graph, arch, where, table, pim)
+    elif pim == "all":
+        warnings.append(f"pim='all': {arch.name} has no enabled PIM units; every op ran on the "
+                        f"host NPU")
 
     records: list[OpRecord] = []
     t = 0.0
@@ -309,11 +352,18 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     glue_run = False
     for op in graph.ops():
         bound_rec = op_bound(op, arch, roof_bytes[op.name])
+        fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
+        plan = placer.plan(op) if placer is not None and not fused else None
+        if plan is not None and plan.ok and placer.mode == "all":
+            rec = placer.record(op, plan, bound_rec, t)
+            records.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
         # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
         # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
         pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
         eff_bw = arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
-        if op.name in host:
+        if fused:
             cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
                          {"fused_into": host[op.name]}, 0.0, 0, False)
         elif isinstance(op, Contraction):
@@ -330,6 +380,12 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             slack = max(0.0, prev.latency - prev.dram_time)
             saved = min(cost.prologue, slack)
         latency = cost.latency - saved
+        if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
+            rec = placer.record(op, plan, bound_rec, t)
+            records.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
+        switch = placer.to_npu(op, latency) if placer is not None else 0.0
         energy: dict[str, float] = {}
         throttled = 0.0
         untimed = latency <= 0.0
@@ -339,15 +395,21 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             # a fused epilogue takes no time of its own: its energy is spent within its
             # host's latency, so the host's power check counts it
             dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
-            if power_cap and op.name not in host:
+            if power_cap and not fused:
                 latency, throttled = _power_capped(latency, dyn, table.static, arch.power.tdp)
+            if switch:
+                latency += switch
             energy["static"] = static_energy(table, latency)
+        elif switch:
+            latency += switch
         mapping = dict(cost.mapping)
         if saved:
             mapping["prefetched_s"] = saved
         if throttled:
             key = "power_capped_s" if untimed else "power_capped_slowdown"
             mapping[key] = throttled if untimed else round(throttled, 4)
+        if switch:
+            mapping["mode_switch_s"] = switch
         bound = cost.bound
         if bound == "fused":
             bound = bound_rec.bound
@@ -373,11 +435,16 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             bound=bound, cycles=latency * clock, start_s=t, end_s=t + latency,
             bytes_by_level=levels, energy_j=energy, utilization=util, mapping=mapping,
             spans=spans))
+        if placer is not None:
+            placer.after_npu(op, t, latency)
         t += latency
         if cost.latency > 0:
             prev = cost
-        if op.name not in host:
+        if not fused:
             glue_run = not isinstance(op, Contraction)
+    if placer is not None:
+        records = placer.finish(records)
+        warnings.extend(placer.warnings(len(records)))
     return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
                      meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
                      tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth)

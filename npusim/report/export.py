@@ -19,17 +19,19 @@ from ..files import write_csv as write_rows
 
 # Columns copied from each OpRecord, in this order, before the per-component columns.
 SCALAR_FIELDS = (
-    "name", "kind", "source", "op_type", "dtype", "exec_dtype", "bound",
+    "name", "kind", "source", "op_type", "dtype", "exec_dtype", "bound", "device",
     "macs", "vector_ops", "bytes", "dram_bytes",
     "compute_s", "memory_s", "bound_s", "latency_s", "cycles", "start_s", "end_s",
     "utilization",
 )
-TEXT_FIELDS = frozenset({"name", "kind", "source", "op_type", "dtype", "exec_dtype", "bound"})
+TEXT_FIELDS = frozenset({"name", "kind", "source", "op_type", "dtype", "exec_dtype", "bound",
+                         "device"})
 
 # Known components and levels come first in this order; any others follow alphabetically, so
 # the columns of two runs line up in a spreadsheet.
-ENERGY_ORDER = ("mac", "vector", "sram", "shared", "dram", "noc", "link", "static")
-LEVEL_ORDER = ("dram", "shared", "sram")
+ENERGY_ORDER = ("mac", "vector", "sram", "shared", "dram", "noc", "link", "pim_mac",
+                "pim_column", "static")
+LEVEL_ORDER = ("dram", "shared", "sram", "bank")
 
 # A spreadsheet runs a cell that starts with one of these as a formula; op names come from
 # the user's (possibly untrusted) ONNX file. OWASP, "CSV Injection",

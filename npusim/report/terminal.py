@@ -168,6 +168,11 @@ def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> N
             f"{k} {100 * v / t['energy_j']:.0f}%"
             for k, v in sorted(t["energy_by_component_j"].items(), key=lambda kv: -kv[1])
             if v > 0])
+    if "by_device" in t:
+        print_items(con, "  by device:", [
+            f"{d} {si(v['latency_s'], 's')} ({100 * v['latency_s'] / t['latency_s']:.1f}%), "
+            f"{si(v['energy_j'], 'J')}, {v['ops']} ops" if t["latency_s"] else f"{d} {v['ops']} ops"
+            for d, v in t["by_device"].items()])
     by_kind: dict[str, float] = {}
     for r in result.ops:
         by_kind[r.kind] = by_kind.get(r.kind, 0.0) + share[r.name]
@@ -176,11 +181,15 @@ def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> N
     rows = sorted(result.ops, key=lambda r: -r.latency_s)[:top]
     # The source column earns its width only where an op's name is not its ONNX node's.
     show_source = any(r.source != r.name for r in rows)
+    # where each op ran, when some ran on PIM units
+    show_device = "by_device" in t
     cols = ([Column("op", "left", wrap=True), Column("type", "left", keep=3)]
             + ([Column("source", "left", keep=1, wrap=True)] if show_source else [])
+            + ([Column("device", "left", keep=7)] if show_device else [])
             + [Column("MACs", keep=4), Column("bytes", keep=2), Column("latency"),
                Column("share", keep=5), Column("bound", "left", keep=6)])
     cells = [[r.name, r.op_type or r.kind] + ([r.source] if show_source else [])
+             + ([r.device] if show_device else [])
              + [si(r.macs), si(r.bytes, "B"), si(r.latency_s, "s"),
                 f"{100 * share[r.name]:.1f}%", r.bound] for r in rows]
     print_fitted(con, cols, cells, title=f"top {len(rows)} of {len(result.ops)} ops by latency",
@@ -220,6 +229,36 @@ def print_inspect(info: dict, con: Console | None = None) -> None:
     con.print(table)
     for w in info["warnings"]:
         con.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def print_pim(summaries: Sequence[dict], con: Console | None = None) -> None:
+    """``npusim pim``: a few lines per PIM arch (:func:`npusim.engine.pim.pim_summary`)."""
+    con = con or console()
+    if not summaries:
+        con.print("no arch with PIM units")
+    for s in summaries:
+        gm = s["gemv"]
+        off = "" if s["enabled"] else " (units disabled in this arch; shown as if enabled)"
+        con.print(f"[bold]{s['arch']}[/bold]: {s['device']} units{off}", highlight=False)
+        per = "bank" if s["banks_per_unit"] == 1 else f"{s['banks_per_unit']} banks"
+        print_items(con, "  ", [
+            f"units {s['units']} ({s['channels']} channels x {s['units_per_channel']}, one per "
+            f"{per})", f"unit clock {si(s['clock_hz'], 'Hz')}",
+            f"column interval {si(s['column_interval_s'], 's')}"])
+        print_items(con, "  peak:", [f"{d} {plain_number(v)} TFLOPS"
+                                     for d, v in s["peak_tflops"].items()])
+        print_items(con, "  ", [f"internal bandwidth {si(s['internal_bandwidth'], 'B/s')}",
+                                f"external {si(s['external_bandwidth'], 'B/s')}",
+                                f"ratio {s['ratio']:.2f}x"])
+        cross = s["crossover_batch"]
+        print_items(con, "  ", [
+            f"GEMV {gm['rows']}x{gm['k']} {gm['dtype']}: {si(gm['kernel_s'], 's')}",
+            f"efficiency {100 * gm['efficiency']:.1f}% of the internal-bandwidth bound "
+            f"({si(gm['bound_s'], 's')})",
+            f"row switches {si(gm['row_s'], 's')}", f"broadcast {si(gm['broadcast_s'], 's')}",
+            f"read-out {si(gm['readout_s'], 's')}", f"refresh {si(gm['refresh_s'], 's')}",
+            (f"NPU overtakes PIM at batch {cross}" if cross is not None else
+             f"PIM still faster than the NPU at batch {s['crossover_limit']}")])
 
 
 def print_archs(rows: list[tuple[str, str]], con: Console | None = None) -> None:

@@ -6,7 +6,7 @@ document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU): complete events (``"ph
 each thread. Perfetto (https://ui.perfetto.dev) and ``chrome://tracing`` both open it.
 
 The chip is one process; each resource the engine reports (``core0``, ``dma``, ``vector``,
-``link``...) is one thread. An op with no spans gets one span on ``core``. A thread must not hold
+``link``, ``pim`` for the processing units in the DRAM...) is one thread. An op with no spans gets one span on ``core``. A thread must not hold
 two slices that partly overlap (the viewers mis-nest them), so spans that overlap on one resource
 go to extra lanes named ``dma #2``, ``dma #3``...
 """
@@ -62,7 +62,7 @@ def trace_events(result: RunResult) -> list[dict]:
         args = {"op": rec.name, "source": rec.source, "kind": rec.kind,
                 "op_type": rec.op_type, "macs": rec.macs, "vector_ops": rec.vector_ops,
                 "bytes": rec.bytes, "dram_bytes": rec.dram_bytes, "bound": rec.bound,
-                "latency_s": rec.latency_s}
+                "latency_s": rec.latency_s, "device": rec.device}
         if label and label != rec.name:
             args["label"] = label
         else:
@@ -130,12 +130,17 @@ def _slices(result: RunResult) -> list[tuple[int, int, OpRecord, str, str]]:
                     out.append((s, max(s, e), rec, sp.label, resource))
         elif scheduled:
             s = _ps(rec.start_s)
-            out.append((s, max(s, _ps(rec.end_s)), rec, "", FALLBACK_RESOURCE))
+            out.append((s, max(s, _ps(rec.end_s)), rec, "", _fallback(rec)))
         else:
             s = _ps(cursor)
-            out.append((s, max(s, _ps(cursor + rec.latency_s)), rec, "", FALLBACK_RESOURCE))
+            out.append((s, max(s, _ps(cursor + rec.latency_s)), rec, "", _fallback(rec)))
         cursor += rec.latency_s
     return out
+
+
+def _fallback(rec: OpRecord) -> str:
+    """The track of an op without spans: ``core``, or its device's (``pim``)."""
+    return FALLBACK_RESOURCE if rec.device == "npu" else rec.device
 
 
 def _lanes(slices: list[tuple[int, int, OpRecord, str, str]]) -> list[tuple[str, int]]:
