@@ -39,6 +39,28 @@ What one log row times (read from AttAcc's sources; file names relative to its c
   the pipelined schedule zeroes 'softmax' (``src/devices.py`` ``PIM.get_time_and_energy``,
   ``src/system.py`` ``_pipeline``).
 
+What the overrides cannot match (npusim's model, not a fitted constant, makes the gap):
+
+* Broadcast and read-out: npusim's kernel runs them on the channel's bus between column
+  commands; AttAcc issues WRGB/MVGB/MVSB beside MACABs on a separate data path ("These can be
+  executed simultaneously with MACAB", ``HBM3-PIM.cpp``) and pipelines two heads per channel.
+  The table's ``hidden`` ratio takes them out of npusim's time.
+* Layout: AttAcc gives each head one channel and reserves max_L = 4096 keys per head
+  (``run_attention`` partition_size), so at short L every head opens fresh rows; npusim deals
+  all heads' rows evenly over all units, packed. npusim has fewer row switches at L = 128.
+* DRAM array timings: the arch's ``dram.type`` picks a shipped preset (``hbm3``: tRCD = tRP =
+  14 ns, tRAS 34, tRC 48, tRFC 450 ns); AttAcc's HBM3_5.2Gbps has 19, 19, 45, 63 tCK (14.6,
+  14.6, 34.6, 48.4 ns) and tRFC 350 ns (8 Gb die). No override reaches them; substituting
+  AttAcc's values in the device's timing moves npusim's PIM time by at most 2.5 %.
+* Refresh: npusim times each op from t = 0 with the first refresh due at tREFI / 2, so an op
+  shorter than 1.95 us sees none; Ramulator refreshes on its own schedule across the run.
+* AttAcc's own analytic model (``src/config.py`` BW_SCALE) scales the internal bandwidth 9x
+  with the power constraint; its Ramulator's nCCDAB = 6 tCK gives 16 x 4 / 6 = 10.7x, which is
+  what npusim reproduces (16x without the constraint, as BW_SCALE says).
+
+Sources: pim.md [T6] (this checkout: README, src/config.py, pim_ramulator_src/HBM3-PIM.cpp) and
+[L1] (the AttAcc paper); sec. 3 items 2, 3 and 6 and the power-cap note.
+
 AttAcc has **no PIM GEMV**: its PIM device times only the attention ('score') from the log;
 an FC layer on PIM reaches ``assert 0, "PIM does not support this layer."``
 (``src/devices.py``), and the log holds attention rows only. So no GEMV row is printed.
