@@ -60,6 +60,7 @@ import numpy as np
 from ..arch.model import FrozenMap
 from ..errors import ArchError
 from ..ir import Contraction, Elementwise, Movement, Op, Role, dtype as _dtype
+from ..kernels import tiling as tk
 from .result import OpRecord
 
 ELEMENTWISE_FUNCS = frozenset({"add", "sub", "mul", "neg", "relu"})
@@ -486,10 +487,9 @@ def kv_resident(graph, t) -> bool:
 
 
 def _in_dram(t, where) -> bool:
-    if where is not None:
-        from ..kernels import tiling as tk
-        return where(t, False) == tk.IN_DRAM or t.role != Role.ACTIVATION
-    return t.role != Role.ACTIVATION
+    if t.role != Role.ACTIVATION:
+        return True
+    return where is not None and where(t, False) == tk.IN_DRAM
 
 
 def op_on_pim(op: Op, arch, *, graph=None, where=None, device: PimDevice | None = None
@@ -584,9 +584,6 @@ def _elementwise_plan(op: Elementwise, arch, dev: PimDevice, where) -> PimPlan:
     if op.func not in ELEMENTWISE_FUNCS:
         return PimPlan(False, f"{op.func} is not an in-bank ALU function (the units add, "
                               f"subtract, multiply, negate and ReLU)", "elementwise")
-    compute, why = _units_dtype(op.compute_dtype, arch, p)
-    if why:
-        return PimPlan(False, why, "elementwise")
     if not op.outputs:
         return PimPlan(False, "an op with no output", "elementwise")
     n = op.outputs[0].numel
@@ -603,6 +600,9 @@ def _elementwise_plan(op: Elementwise, arch, dev: PimDevice, where) -> PimPlan:
             streamed += t.nbytes
         else:
             broadcast += t.nbytes
+    compute, why = _units_dtype(op.compute_dtype, arch, p)
+    if why:
+        return PimPlan(False, why, "elementwise")
     cost = elementwise_cost(dev, n, streamed, broadcast, op.outputs[0].nbytes, compute,
                             op.ops_per_element)
     return PimPlan(True, kind="elementwise", cost=cost)
@@ -743,6 +743,7 @@ class Placer:
         self.fallbacks: list[tuple[str, str]] = []
         self.window: tuple[float, float, set[str]] | None = None   # (start, end, written)
         self.pim_free = 0.0          # when the units are free again
+        self._plans: dict = {}
 
     # -- decisions -------------------------------------------------------------------
     def on_pim(self, name: str) -> bool:
@@ -750,10 +751,21 @@ class Placer:
 
     def plan(self, op) -> PimPlan | None:
         """The op's PIM plan, or None for an op of a kind PIM never runs (not worth a
-        warning: reductions, movement, collectives)."""
-        if not isinstance(op, (Contraction, Elementwise)):
+        warning: reductions, movement, collectives). Contractions of one shape share a plan
+        (an LLM's layers repeat a few shapes)."""
+        if isinstance(op, Contraction):
+            from .mapping import _signature
+            key = (_signature(op), tuple(kv_resident(self.graph, o.tensor)
+                                         for o in op.operands))
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plans[key] = op_on_pim(op, self.arch, graph=self.graph,
+                                                    where=self.where, device=self.dev)
+        elif isinstance(op, Elementwise):
+            plan = op_on_pim(op, self.arch, graph=self.graph, where=self.where,
+                             device=self.dev)
+        else:
             return None
-        plan = op_on_pim(op, self.arch, graph=self.graph, where=self.where, device=self.dev)
         if not plan.ok and self.mode == "all":
             self.fallbacks.append((op.name, plan.reason))
         return plan
@@ -823,9 +835,10 @@ class Placer:
             mapping["mode_switch_s"] = switch
         if added < run:
             mapping["overlapped_s"] = run - added
-        busy = c.compute_s if c.compute_s >= c.memory_s else c.memory_s
+        # what limits it: the units' MACs or their column stream (the PIM roofline), unless
+        # the fixed costs around the kernel (launch, mode switch, host reduction) outweigh it
         bound = "compute" if c.compute_s >= c.memory_s else "memory"
-        if run - busy > busy:
+        if run - c.kernel_s > c.kernel_s:
             bound = "latency"
         peak = self.dev.peak_macs[c.dtype]
         util = op.macs / (peak * run) if op.macs and run > 0 else 0.0

@@ -170,9 +170,10 @@ def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> N
             if v > 0])
     if "by_device" in t:
         print_items(con, "  by device:", [
-            f"{d} {si(v['latency_s'], 's')} ({100 * v['latency_s'] / t['latency_s']:.1f}%), "
-            f"{si(v['energy_j'], 'J')}, {v['ops']} ops" if t["latency_s"] else f"{d} {v['ops']} ops"
-            for d, v in t["by_device"].items()])
+            f"{d} {si(v['latency_s'], 's')}"
+            + (f" ({100 * v['latency_s'] / t['latency_s']:.1f}%)" if t["latency_s"] else "")
+            + (f", {si(v['energy_j'], 'J')}" if t["energy_j"] > 0 else "")
+            + f", {v['ops']} ops" for d, v in t["by_device"].items()])
     by_kind: dict[str, float] = {}
     for r in result.ops:
         by_kind[r.kind] = by_kind.get(r.kind, 0.0) + share[r.name]
