@@ -212,7 +212,7 @@ def npusim_attention(arch, heads: int, length: int) -> NpusimTime:
     pim = sum(o.latency_s for o in r.ops if o.device == "pim")
     host = sum(o.latency_s for o in r.ops if o.device != "pim")
     dev = pim_device(arch)
-    parts = {"row": 0.0, "refresh": 0.0, "broadcast": 0.0, "readout": 0.0}
+    parts = {"row": 0.0, "refresh": 0.0, "broadcast": 0.0, "readout": 0.0, "host add": 0.0}
     stream = 0.0
     shapes = {"qk": (length, DHEAD), "pv": (DHEAD, length)}
     for o in r.ops:
@@ -225,8 +225,10 @@ def npusim_attention(arch, heads: int, length: int) -> NpusimTime:
                                f"kernel time {o.mapping['pim_kernel_s']} s: the engine maps "
                                f"attention differently from this script's assumption")
         stream += c.stats["stream_s"]
-        for key in parts:
+        for key in ("row", "refresh", "broadcast", "readout"):
             parts[key] += c.stats[f"{key}_s"]
+        # the host adds the partial sums the units read out (pim_kernel_s excludes it)
+        parts["host add"] += o.mapping.get("host_reduce_s", 0.0)
     return NpusimTime(total=r.latency_s, pim=pim, host=host,
                       placement=" ".join(f"{o.name}:{o.device}" for o in r.ops),
                       stream=stream, overhead=parts)
