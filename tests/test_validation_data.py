@@ -40,10 +40,15 @@ CONVERSION = {
     ("TFLOPS", "gemm_tflops"): 1.0,
     ("TB/s", "dram_tbps"): 1.0,
     ("GB/s", "allreduce_busbw_gbs"): 1.0,
+    ("TFLOPS", "pim_peak_tflops"): 1.0,
+    ("GB/s", "pim_internal_gbs"): 1.0,
+    ("x", "pim_bw_ratio"): 1.0,
+    ("x", "pim_gemv_speedup"): 1.0,
 }
 METRICS = {metric for _, metric in CONVERSION}
 GEMM = re.compile(r"gemm:([1-9]\d*),([1-9]\d*),([1-9]\d*)")
 ALLREDUCE = re.compile(r"allreduce:([1-9]\d*)")
+PIM_GEMV = re.compile(r"pim-gemv:([1-9]\d*),([1-9]\d*)")
 LLM_MODES = {"offline", "server", "latency", "batch"}
 
 
@@ -132,6 +137,11 @@ def test_simulable_rows_name_a_model_or_microbenchmark():
             assert _positive_int(r["sim_chips"]) >= 2, r["id"]
         elif m == "stream":
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "dram_tbps"), r["id"]
+        elif m == "pim":
+            assert r["sim_mode"] == "microbench", r["id"]
+            assert r["sim_metric"] in ("pim_peak_tflops", "pim_internal_gbs", "pim_bw_ratio")
+        elif PIM_GEMV.fullmatch(m):
+            assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "pim_gemv_speedup")
         else:
             assert m in models, f"row {r['id']}: {m!r} is not a built-in model"
             assert r["sim_mode"] in LLM_MODES, r["id"]
