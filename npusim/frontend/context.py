@@ -171,6 +171,9 @@ class Session:
         """Role of a tensor: KV cache by name, weight or constant if folded, else activation."""
         if name in self.kv_names or self.aliases.get(name) in self.kv_names:
             return Role.KV_CACHE
+        root = self.tensors.get(self.aliases.get(name, name))
+        if root is not None and root.name != name and root.role == Role.WEIGHT:
+            return Role.WEIGHT                   # a view of a weight (selected experts)
         if name in self.const:
             big = math.prod(shape) > 1  # a scalar scale or zero point is not a parameter
             if big and (name in self.weight_names or (name in self.trained and dt.is_float)):

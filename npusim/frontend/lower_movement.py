@@ -50,8 +50,21 @@ def lower_slice(n: Node):
 
 @register("Gather", "GatherElements", "GatherND")
 def lower_gather(n: Node):
-    """Reads the selected rows and the indices, writes the output."""
-    y, idx = n.out(0), n.inp(1)
+    """Reads the selected rows and the indices, writes the output.
+
+    A ``Gather`` of whole matrices from a stack of weights (axis 0 of a weight of rank 3 or
+    more: the experts an MoE layer routes to) copies nothing: MoE kernels read the chosen
+    experts' weights where they lie. Its output is then a view of the stack (a weight, whose
+    reader pays for the selected matrices' bytes) and the op moves only its indices.
+    """
+    data, idx = n.inp(0), n.inp(1)
+    axis = n.attr("axis", "int", 0) if n.op_type == "Gather" else None
+    if n.op_type == "Gather" and data.role == Role.WEIGHT and data.rank >= 3 \
+            and axis in (0, -data.rank) and n.has_out(0):
+        n.s.alias(n.proto.output[0], data.name)      # before the output tensor is made
+        return [n.movement("gather_weights", idx.nbytes, inputs=[data, idx],
+                           outputs=[n.out(0)])]
+    y = n.out(0)
     return [n.movement(n.op_type.lower(), idx.nbytes + 2 * y.nbytes)]
 
 

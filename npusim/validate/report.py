@@ -34,7 +34,7 @@ MARKERS = {"h100": ("o", "tab:green"), "a100": ("s", "tab:blue"), "rngd": ("D", 
            "lpddr5x-pim": ("p", "tab:pink"), "lpddr6-pim": ("h", "tab:cyan")}
 DEFAULT_MARKER = ("X", "tab:gray")
 # Microchecks: Llama 3.1 8B decode at these batches and KV length, and one square GEMM.
-MICRO_MODEL, MICRO_FALLBACK = "llama-3.1-8b", "tiny-llama"
+MICRO_MODEL = "llama-3.1-8b"
 MICRO_BATCHES, MICRO_KV = (1, 64), 2048
 MICRO_GEMM, MICRO_GEMM_DTYPE = 8192, "bf16"
 
@@ -325,8 +325,8 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
         "",
         "## Model-level microchecks",
         "",
-        f"Simulated decode-step time of {MICRO_MODEL} (else {MICRO_FALLBACK} where it does not "
-        f"fit) at batch {' and '.join(map(str, MICRO_BATCHES))}, KV length {MICRO_KV}, against "
+        f"Simulated decode-step time of {MICRO_MODEL} (timed past its DRAM capacity where it "
+        f"does not fit) at batch {' and '.join(map(str, MICRO_BATCHES))}, KV length {MICRO_KV}, against "
         f"its roofline bound (all compute at peak or all DRAM traffic at full bandwidth, "
         f"whichever is longer), and simulated throughput of a {MICRO_GEMM}^3 "
         f"{MICRO_GEMM_DTYPE} GEMM against the arch's peak.",
@@ -412,9 +412,11 @@ def _decode_checks(arch) -> list[dict]:
         try:
             r = npusim.simulate(model, arch, phase="decode", batch=batch, kv_len=MICRO_KV)
         except CapacityError:
-            model = MICRO_FALLBACK
-            r = npusim.simulate(model, arch, phase="decode", batch=batch, kv_len=MICRO_KV,
-                                check_capacity=False)
+            # an arch whose DRAM cannot hold the model (an 8 GB PIM card) is timed anyway:
+            # the check compares the step with its own bound, not with a measurement
+            model = f"{MICRO_MODEL} (past its DRAM, timed anyway)"
+            r = npusim.simulate(MICRO_MODEL, arch, phase="decode", batch=batch,
+                                kv_len=MICRO_KV, check_capacity=False)
         ratio = r.latency_s / r.bound_latency_s
         bound = "DRAM" if r.memory_s >= r.compute_s else "compute"
         intensity = 2 * r.macs / r.dram_bytes if r.dram_bytes else math.inf
