@@ -174,15 +174,20 @@ def test_fp8_gemv_on_an_fp16_only_device_falls_back_naming_op_and_fallback():
     r = simulate_graph(gemm(1, 512, 512, "fp8_e4m3"), a, pim="all")
     assert r.ops[0].device == "npu"
     w = [x for x in r.warnings if "fc" in x and "fp8_e4m3" in x]
-    assert w and "ran on the host NPU" in w[0] and "no dtype fallback" in w[0]
+    assert w and "ran on the host NPU" in w[0] and "convert nothing" in w[0]
 
 
-def test_units_run_the_host_execution_dtype_when_they_have_it():
-    """bf16 runs as fp16 on the lpddr6-pim system (its dtype_fallback): the units take it."""
+def test_units_read_the_matrix_as_stored():
+    """The units take a weight in the dtype it has in DRAM: bf16 on lpddr6-pim (whose units
+    are assumed to run bf16) runs as bf16, though its host computes bf16 as fp16; without
+    bf16 units the same GEMV is refused, not converted; int4 weights run at the int4 rate."""
     a = load_arch("lpddr6-pim")
     g = gemm(1, 1024, 1024, "bf16")
     plan = op_on_pim(next(iter(g.ops())), a, graph=g)
-    assert plan.ok and plan.cost.dtype == "fp16"
+    assert plan.ok and plan.cost.dtype == "bf16"
+    b = load_arch("lpddr5x-pim")                       # FP16/FP8/INT units ([P12]), no bf16
+    plan = op_on_pim(next(iter(g.ops())), b, graph=g)
+    assert not plan.ok and "bf16 weights in DRAM" in plan.reason
 
 
 def test_a_glue_op_is_not_a_pim_candidate(edu):
@@ -406,7 +411,7 @@ def test_auto_says_why_contractions_could_not_go_to_pim():
     g = gemm(1, 1024, 1024, "bf16")
     r = simulate_graph(g, load_arch("rngd+hbm2-pim"))
     assert r.ops[0].device == "npu"
-    assert any("0 of 1 ops ran on the hbm2-pim units" in w and "bf16 MACs" in w
+    assert any("0 of 1 ops ran on the hbm2-pim units" in w and "bf16 weights" in w
                for w in r.warnings)
 
 

@@ -159,8 +159,8 @@ def test_composed_system_places_units_in_the_host_dram():
     ("pim.banks_per_unit=0", "pim.banks_per_unit"),
     ("pim.macs_per_cycle.fp16=0", "pim.macs_per_cycle"),
     ("pim.macs_per_cycle.fp16=null", "pim.macs_per_cycle"),       # a dtype with no rate
-    ("pim.energy.mac.bf16=1 pJ", "pim.energy.mac.bf16"),          # an energy without a rate
-    ("pim.macs_per_cycle.bf16=16", "pim.energy.mac"),             # a rate without an energy
+    ("pim.energy.mac.mxfp4=1 pJ", "pim.energy.mac.mxfp4"),        # an energy without a rate
+    ("pim.macs_per_cycle.mxfp4=64", "pim.energy.mac"),            # a rate without an energy
     ("pim.column_interval=0 s", "pim.column_interval"),
     ("pim.energy.column=-1 pJ/B", "pim.energy.column"),
 ])

@@ -53,10 +53,12 @@ Modelling choices (the reference, ``pim.md``, is cited by section; the rest are 
   broadcast and read-out bits at the energy table's DRAM figures), ``vector`` (the host's
   reduction) and ``static`` (the table's static power plus ``pim.energy.unit_static``, for
   the op's time).
-* **Dtypes.** A unit runs only the dtypes of ``pim.macs_per_cycle``; there is no fallback
-  (an fp8 GEMV on an FP16-only device is refused, and the engine runs it on the NPU). A
-  weight stored narrower than its compute dtype (int4 with group scales under bf16) streams
-  its storage bytes and is dequantised in the unit (assumption, as the NPU engine does).
+* **Dtypes.** A unit reads the matrix (weights, KV cache) as it is stored in its banks and
+  runs MACs at the rate of that dtype in ``pim.macs_per_cycle``; nothing converts it on the
+  way, so a matrix stored in a dtype the units lack is refused (an fp8 GEMV on FP16-only
+  units, bf16 weights on units without bf16) and the op runs on the NPU, the run's warning
+  naming it. Weights stored narrower than the activations (int4 with group scales under bf16
+  activations) run at the int4 rate, their scales applied in the unit (assumption).
 """
 from __future__ import annotations
 
@@ -607,9 +609,13 @@ def _contraction_plan(op: Contraction, arch, dev: PimDevice, graph) -> PimPlan:
     if kind not in p.ops:
         return PimPlan(False, f"the units do not run {kind} (pim.ops: {', '.join(p.ops)})",
                        kind)
-    compute, why = _units_dtype(op.dtype, arch, p)
-    if why:
-        return PimPlan(False, why, kind)
+    # the units read the matrix as it is stored in the banks: nothing converts it on the way
+    # (an fp8 weight on FP16-only units, a bf16 one on units without bf16, are refused)
+    compute = mat.dtype.kind
+    if compute not in p.macs_per_cycle:
+        return PimPlan(False, f"{mat.dtype.name} {'weights' if kind == 'gemv' else 'KV cache'}"
+                              f" in DRAM: the units run only {', '.join(p.macs_per_cycle)} and "
+                              f"convert nothing as they read", kind)
     if kind == "attention" and mat is not op.operands[view.b].tensor:
         rows, k, vectors = view.M, view.K, view.N
     else:
