@@ -67,7 +67,7 @@ def test_how_to_commands_and_error_example_run_as_written(cli, tmp_path, monkeyp
     text = _how_to()
     sh = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
     commands = [shlex.split(line.split("#")[0]) for line in sh.splitlines() if line.strip()]
-    assert len(commands) == 3
+    assert len(commands) == 4
     for argv in commands:
         assert argv[0] == "npusim"
         code, _, err = cli(*argv[1:])
