@@ -278,21 +278,15 @@ def _check_microbench(row: Mapping[str, str], where: str, model: str, metric: st
     if not ok:
         raise NpusimError(f"{where}, column sim_model: {model!r} does not go with sim_metric "
                           f"{metric}; write {want}")
-    if gemv and not all(1 <= int(x) <= MAX_GEMM_DIM for x in gemv.groups()):
-        raise NpusimError(f"{where}, column sim_model: {model!r}: each GEMV dimension is "
-                          f"1 to {MAX_GEMM_DIM:,}")
-    if metric in PIM_METRICS and (row.get("sim_precision") or "").strip() not in GEMM_DTYPES:
-        raise NpusimError(f"{where}, column sim_precision: "
-                          f"{(row.get('sim_precision') or '').strip()!r}; a PIM row needs the "
-                          f"dtype its units run, one of {', '.join(GEMM_DTYPES)}")
-    if gemm:
-        if not all(1 <= int(x) <= MAX_GEMM_DIM for x in gemm.groups()):
-            raise NpusimError(f"{where}, column sim_model: {model!r}: each GEMM dimension is "
-                              f"1 to {MAX_GEMM_DIM:,}")
-        prec = (row.get("sim_precision") or "").strip()
-        if prec not in GEMM_DTYPES:
-            raise NpusimError(f"{where}, column sim_precision: {prec!r}; a GEMM row needs one "
-                              f"of {', '.join(GEMM_DTYPES)}")
+    for match, what in ((gemm, "GEMM"), (gemv, "GEMV")):
+        if match and not all(1 <= int(x) <= MAX_GEMM_DIM for x in match.groups()):
+            raise NpusimError(f"{where}, column sim_model: {model!r}: each {what} dimension "
+                              f"is 1 to {MAX_GEMM_DIM:,}")
+    prec = (row.get("sim_precision") or "").strip()
+    if (gemm or metric in PIM_METRICS) and prec not in GEMM_DTYPES:
+        what = "a GEMM row needs one" if gemm else "a PIM row needs the dtype its units run, one"
+        raise NpusimError(f"{where}, column sim_precision: {prec!r}; {what} of "
+                          f"{', '.join(GEMM_DTYPES)}")
     if reduce:
         if not 1 <= int(reduce.group(1)) <= MAX_ALLREDUCE_BYTES:
             raise NpusimError(f"{where}, column sim_model: {model!r}: the message is 1 to "

@@ -40,15 +40,27 @@ def gemm_graph(m: int, n: int, k: int, dt: str) -> Graph:
     >>> gemm_graph(2, 3, 4, "bf16").macs
     24
     """
-    for name, v in (("m", m), ("n", n), ("k", k)):
+    _positive(("m", m), ("n", n), ("k", k), what="GEMM", form="gemm:M,N,K, e.g. "
+              "gemm:8192,8192,8192")
+    return _matmul(f"gemm {m}x{n}x{k} {dt}", m, n, k, dt, ("a", "b", "c"), "gemm",
+                   Role.ACTIVATION)
+
+
+def _positive(*dims: tuple[str, object], what: str, form: str) -> None:
+    for name, v in dims:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ModelError(f"GEMM dimension {name}={v!r} must be a positive integer; write "
-                             f"the model as gemm:M,N,K, e.g. gemm:8192,8192,8192")
-    g = Graph(f"gemm {m}x{n}x{k} {dt}")
-    g.inputs += ["a", "b"]
-    g.outputs.append("c")
-    g.add(Contraction.einsum("mk,kn->mn", {"m": m, "k": k, "n": n}, ["a", "b"], "c", dtype(dt),
-                             name="gemm", roles=[Role.ACTIVATION, Role.ACTIVATION]))
+            raise ModelError(f"{what} dimension {name}={v!r} must be a positive integer; write "
+                             f"the model as {form}")
+
+
+def _matmul(title: str, m: int, n: int, k: int, dt: str, names: tuple[str, str, str],
+            op: str, b_role: Role) -> Graph:
+    """One ``(m x k) @ (k x n)`` contraction; the first operand an activation in DRAM."""
+    g = Graph(title)
+    g.inputs += list(names[:2])
+    g.outputs.append(names[2])
+    g.add(Contraction.einsum("mk,kn->mn", {"m": m, "k": k, "n": n}, list(names[:2]), names[2],
+                             dtype(dt), name=op, roles=[Role.ACTIVATION, b_role]))
     return g
 
 
@@ -99,16 +111,8 @@ def gemv_graph(m: int, k: int, dt: str) -> Graph:
     >>> g.macs, [o.tensor.role.value for o in next(iter(g.ops())).operands]
     (32, ['activation', 'weight'])
     """
-    for name, v in (("m", m), ("k", k)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ModelError(f"GEMV dimension {name}={v!r} must be a positive integer; write "
-                             f"the model as pim-gemv:M,K, e.g. pim-gemv:4096,4096")
-    g = Graph(f"gemv {m}x{k} {dt}")
-    g.inputs += ["x", "w"]
-    g.outputs.append("y")
-    g.add(Contraction.einsum("bk,kn->bn", {"b": 1, "k": k, "n": m}, ["x", "w"], "y", dtype(dt),
-                             name="gemv", roles=[Role.ACTIVATION, Role.WEIGHT]))
-    return g
+    _positive(("m", m), ("k", k), what="GEMV", form="pim-gemv:M,K, e.g. pim-gemv:4096,4096")
+    return _matmul(f"gemv {m}x{k} {dt}", 1, m, k, dt, ("x", "w", "y"), "gemv", Role.WEIGHT)
 
 
 def pim_figure(arch, metric: str, dt: str, shape: tuple[int, int] | None,
