@@ -8,7 +8,7 @@ Classes (labels):
 ``arch/override-range``
     ``--set FIELD=VALUE`` with random magnitudes (1e-300 .. 1e300, huge integers, nan, inf,
     negative) and random units of every kind; must fail where the value is certainly out of
-    range, not finite or of the wrong kind.
+    range, not finite or of the wrong kind (fields of the ``pim`` section on ``lpddr6-pim``).
 ``arch/dram-extreme``
     DRAM geometry and bandwidth at and beyond the bounds (the DRAM model must stay fast).
 ``arch/power``
@@ -117,8 +117,12 @@ def _out_of_range(spec, value: float, unit: str) -> bool | None:
 
 def _range_case(rng: random.Random, leaves: list):
     dotted, spec = rng.choice(leaves)
+    # a field of the pim section is fuzzed on an arch that has one
+    arch = "lpddr6-pim" if dotted.startswith("pim.") else "edu"
     if dotted in ("cores.engine.macs_per_cycle", "cores.engine.efficiency"):
         dotted += "." + rng.choice(["int8", "bf16"])
+    if dotted in ("pim.macs_per_cycle", "pim.energy.mac"):
+        dotted += ".fp16"
     if rng.random() < 0.15:
         text = rng.choice(NONSENSE)
         if text == "~":                       # YAML null
@@ -127,7 +131,7 @@ def _range_case(rng: random.Random, leaves: list):
             bad = spec.kind not in ("count", "number")
         else:
             bad = True
-        return "arch/override-range", _run("--set", f"{dotted}={text}"), bad
+        return "arch/override-range", _run("--set", f"{dotted}={text}", arch=arch), bad
     num, value = _number(rng)
     units = UNITS.get(spec.kind, [])
     unit = rng.choice(units) if units and rng.random() < 0.8 else rng.choice(ALL_UNITS)
@@ -137,7 +141,8 @@ def _range_case(rng: random.Random, leaves: list):
     text = f"{num}{sep}{unit}" if unit else num
     bad = _out_of_range(spec, value, unit)
     engine = ["--engine", "roofline"] if rng.random() < 0.5 else []
-    return "arch/override-range", _run("--set", f"{dotted}={text}", *engine), bool(bad)
+    return "arch/override-range", _run("--set", f"{dotted}={text}", *engine, arch=arch), \
+        bool(bad)
 
 
 def _dram_cases(rng: random.Random, n: int):
@@ -286,7 +291,8 @@ def cases(workdir: pathlib.Path, rng: random.Random, n: int):
     fixed = [*_null_cases(), *_power_cases(), *_link_cases(workdir), *_preset_cases()]
     rest = max(0, n - len(fixed))
     leaves = [(d, f) for d, f in _fields() if not isinstance(f, S)
-              and f.kind not in ("identifier", "text", "choice", "dtype_map")]
+              and f.kind not in ("identifier", "text", "choice", "choices", "flag",
+                                 "dtype_map")]
     out = list(fixed)
     out += list(_dram_cases(rng, rest // 6))
     out += list(_file_cases(workdir, rng, rest // 3))
