@@ -236,7 +236,7 @@ def step(counts, e_cost, t_cost, barrier, tick):
     >>> e = np.zeros(N_TERMS); e[UPDATE_IDLE] = 52e-12
     >>> t = np.zeros(N_TERMS); t[UPDATE_IDLE] = 5.3e-9
     >>> energy, busy, t_step, critical = step(counts, e, t, 465e-9, 0.0)
-    >>> round(energy.sum() * 1e6, 4), round(t_step[0] * 1e6, 4), critical.tolist()
+    >>> round(float(energy.sum()) * 1e6, 4), round(float(t_step[0]) * 1e6, 4), critical.tolist()
     (6.8157, 5.8922, [0])
     """
     _check_step(counts, e_cost, t_cost, barrier, tick)
