@@ -35,8 +35,14 @@ The model is the hardware-event model of ``snn.md`` sec. 2.2 (Loihi / SANA-FE st
   out side by side in one mesh, so crossing a chip boundary is just more hops. For the
   multi-chip terms (inter-chip barrier, link energy) it also counts chip-to-chip hops, the
   Manhattan distance between the chips in the chip mesh. **The routing of a spike is charged
-  to the core that sends it**, as SANA-FE charges a message's network cost to its source
-  core's axon-out unit; the synaptic operations it causes are the destination's.
+  to the core that sends it** (its hops' energy, and their time to its busy time), so the
+  sender of heavy traffic shows up as the critical core; the synaptic operations it causes
+  are the destination's. SANA-FE attributes differently: its 2024 ``sim.cpp``
+  (``sim_estimate_network_costs``) tallies a message's hops on the destination tile, prices
+  them at that tile's hop energies, and adds their latency to the message's network delay in
+  its message scheduler rather than to a core's work. Totals over the chip are the same
+  (with uniform hop costs); the split by core, and how hop time meets the critical path,
+  differ: ours is the simpler, serial bound.
 
 Not modelled: learning (STDP) events, congestion and link bandwidth (a hop costs the same
 however busy its link), axon delays, and overlap of a core's work with the barrier.
@@ -120,7 +126,7 @@ def route_xy(src, dst, count, core_x, core_y, core_tile, core_chip, chip_x, chip
     Returns
     -------
     hops_ew, hops_ns, in_tile, chip_hops : ndarray of float64, shape (cores,)
-        Per **source** core: east-west hops ``count * |dx|``, north-south hops
+        Per **source** core (the sender pays for its spikes' routing): east-west hops ``count * |dx|``, north-south hops
         ``count * |dy|``, in-tile deliveries ``count`` (flows that stay in the tile) and
         chip-to-chip hops ``count * (|dcx| + |dcy|)``, summed over the flows it sends. A flow
         within one tile makes no hop. Chip hops are on top of (not instead of) the mesh hops:
