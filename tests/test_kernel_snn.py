@@ -44,7 +44,7 @@ def both_step(counts, e, t, barrier=0.0, tick=0.0):
     return got
 
 
-def mesh(width, height, cores_per_tile=1, chips=((0, 0),), chip_w=None, chip_h=None):
+def mesh(width, height, cores_per_tile=1, chips=((0, 0),)):
     """Core arrays of chips laid side by side, each ``width x height`` tiles, x-major.
 
     Chip ``(cx, cy)`` occupies global tile coordinates ``cx * width ...``, ``cy * height ...``.
@@ -297,13 +297,19 @@ def steps(draw, zero_terms=()):
 
 
 @settings(max_examples=40, deadline=None)
-@given(steps(), st.sets(st.integers(0, ks.N_TERMS - 1)))
-def test_step_kernel_agrees_with_twin(case, absent):
+@given(steps(), st.sets(st.integers(0, ks.N_TERMS - 1)), st.sampled_from(["e", "t", "-e"]))
+def test_step_kernel_agrees_with_twin(case, absent, how):
     counts, e, t, barrier, tick = case
     both_step(counts, e, t, barrier, tick)
-    # The same with some terms covered by an all-in constant (and their counts zero).
-    e = e.copy()
-    e[list(absent)] = np.nan
+    # The same with some terms covered by an all-in constant (and their counts zero): their
+    # energy (NaN or negative) or their time (NaN) absent.
+    e, t = e.copy(), t.copy()
+    if how == "e":
+        e[list(absent)] = np.nan
+    elif how == "-e":
+        e[list(absent)] = -1.0
+    else:
+        t[list(absent)] = np.nan
     counts = counts.copy()
     counts[:, :, list(absent)] = 0.0
     energy = both_step(counts, e, t, barrier, tick)[0]

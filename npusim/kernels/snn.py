@@ -218,8 +218,8 @@ def step(counts, e_cost, t_cost, barrier, tick):
     Returns
     -------
     energy_by_term : ndarray of float64, shape (N_TERMS,)
-        Joules per term, summed over steps and cores; NaN for a term without a cost of its
-        own. Static power is not included (the engine adds ``P_static * sum(step_time)``).
+        Joules per term, summed over steps and cores; NaN for a term whose energy or time
+        is absent (NaN or negative) in ``e_cost`` or ``t_cost``. Static power is not included (the engine adds ``P_static * sum(step_time)``).
     core_busy : ndarray of float64, shape (T, cores)
         Seconds each core works in each step.
     step_time : ndarray of float64, shape (T,)
