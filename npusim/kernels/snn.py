@@ -19,7 +19,7 @@ The model is the hardware-event model of ``snn.md`` sec. 2.2 (Loihi / SANA-FE st
   ``t_step(t) = max(max_c busy_c(t) + barrier, tick)`` (``tick = 0``: unthrottled). The
   barrier is one number per step that the engine computes from the tiles and chips in use
   (Loihi 1: 113-465 ns for 1-32 tiles, Davies 2018 Table 2; 14.3-16.2 us across 256-768
-  chips, ``snn.md`` table 1b).
+  chips, Frady 2020; both in ``snn.md`` table 1b).
 * **All-in constants.** Some devices publish one energy for everything (TrueNorth's 26 pJ per
   synaptic event, Merolla 2014; Hala Point's 6.8 pJ/synop, derived in ``snn.md`` table 1b).
   The terms such a constant already covers have no cost of their own: the engine passes NaN
