@@ -14,7 +14,7 @@ TESTS = Path(__file__).resolve().parent
 def test_kernel_tests_pass_without_jit():
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     files = ["test_kernel_engine.py", "test_kernel_dram.py", "test_kernel_pim.py",
-             "test_engine.py", "test_roofline.py"]
+             "test_kernel_snn.py", "test_engine.py", "test_roofline.py"]
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-o", "addopts=", *[str(TESTS / f) for f in files]],
                        env=env, capture_output=True, text=True, cwd=TESTS.parent)

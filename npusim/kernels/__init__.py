@@ -11,6 +11,12 @@ engine
 dram
     Bank-level DRAM timing of a request stream (rows, bank groups, tRCD/tRP/tRAS/tRC,
     tCCD, tRRD, tFAW, turnaround, refresh), with its twin ``simulate_ref``.
+pim
+    All-bank processing-in-memory execution of one channel, command by command (column
+    bursts, row switches, refresh, broadcast, read-out, mode switches), twin ``simulate_ref``.
+snn
+    Spiking cores per timestep: XY spike routing on a tile mesh (``route_xy``) and the step's
+    energy per term, busy time per core, barrier and tick (``step``), with twins ``*_ref``.
 """
 from npusim.kernels.engine import (
     IS, OS, SLICE, WS, conv_as_gemm, gemm_cycles, gemm_cycles_many, gemm_cycles_ref,
