@@ -22,9 +22,12 @@ PJ, NS = 1e-12, 1e-9
 # example of snn.md sec. 2.2 charges it once per spike sent (N_spike x E_in_tile), whether or
 # not the spike then leaves the tile. IN_TILE, priced the same, is what route_xy counts for
 # deliveries that stay in the tile.
-LOIHI_E = np.array([23.6, 81.0, 52.0, 1.7, 1.7, 3.0, 4.0]) * PJ
-LOIHI_T = np.array([3.5, 8.4, 5.3, 2.1, 2.1, 4.1, 6.5]) * NS
-assert ks.TERM_NAMES.index("SPIKE_OUT") == ks.SPIKE_OUT and ks.N_TERMS == 7
+# Table 2 gives no separate firing cost (priced 0 here: these cases count no firing) and
+# 120 pJ / 6.1 ns per STDP update.
+LOIHI_E = np.array([23.6, 81.0, 52.0, 1.7, 1.7, 3.0, 4.0, 0.0, 120.0]) * PJ
+LOIHI_T = np.array([3.5, 8.4, 5.3, 2.1, 2.1, 4.1, 6.5, 0.0, 6.1]) * NS
+assert ks.TERM_NAMES.index("SPIKE_OUT") == ks.SPIKE_OUT and ks.N_TERMS == 9
+assert ks.TERM_NAMES.index("LEARN") == ks.LEARN
 
 
 def both_route(*args):
@@ -335,7 +338,7 @@ def test_energy_and_time_are_counts_times_costs(case):
         assert (t_step == max(barrier, tick)).all() and (critical == -1).all()
 
 
-SPIKING = [ks.SYNOP, ks.SPIKE_OUT, ks.IN_TILE, ks.HOP_EW, ks.HOP_NS]
+SPIKING = [ks.SYNOP, ks.SPIKE_OUT, ks.IN_TILE, ks.HOP_EW, ks.HOP_NS, ks.NEURON_FIRE, ks.LEARN]
 
 
 @settings(max_examples=40, deadline=None)
@@ -368,3 +371,9 @@ def test_more_events_never_cheaper_or_faster(case, term, extra, data):
     e1, b1, s1, _ = ks.step(more, e, t, barrier, tick)
     assert (e1 >= e0).all() and e1.sum() >= e0.sum()
     assert (b1 >= b0).all() and (s1 >= s0).all()
+
+
+def test_every_device_event_kind_is_a_kernel_term():
+    """The device presets price exactly the events the kernel counts, by the same names."""
+    from npusim.arch.snn_device import EVENT_KINDS
+    assert sorted(k.upper() for k in EVENT_KINDS) == sorted(ks.TERM_NAMES)

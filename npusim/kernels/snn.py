@@ -72,9 +72,14 @@ HOP_EW = 5
 """Router hops east-west (along x)."""
 HOP_NS = 6
 """Router hops north-south (along y)."""
-N_TERMS = 7
+NEURON_FIRE = 7
+"""Neurons that fire this step (the soma's spike generation, apart from the axon-out message:
+SANA-FE's Loihi calibration prices the two separately)."""
+LEARN = 8
+"""Synaptic learning updates (STDP)."""
+N_TERMS = 9
 TERM_NAMES = ("SYNOP", "UPDATE_ACTIVE", "UPDATE_IDLE", "SPIKE_OUT", "IN_TILE", "HOP_EW",
-              "HOP_NS")
+              "HOP_NS", "NEURON_FIRE", "LEARN")
 """Names of the terms, by index (they appear in error messages)."""
 
 
@@ -170,9 +175,9 @@ def route_xy(src, dst, count, core_x, core_y, core_tile, core_chip, chip_x, chip
 @njit(cache=True)
 def _check_step(counts, e_cost, t_cost, barrier, tick):
     if counts.ndim != 3 or counts.shape[2] != N_TERMS:
-        raise ValueError("SNN step: counts must be [timesteps, cores, N_TERMS] (N_TERMS = 7)")
+        raise ValueError("SNN step: counts must be [timesteps, cores, N_TERMS] (N_TERMS = 9)")
     if e_cost.shape[0] != N_TERMS or t_cost.shape[0] != N_TERMS:
-        raise ValueError("SNN step: e_cost and t_cost must have N_TERMS = 7 entries")
+        raise ValueError("SNN step: e_cost and t_cost must have N_TERMS = 9 entries")
     if not (np.isfinite(barrier) and barrier >= 0.0):
         raise ValueError("SNN step: barrier must be finite and >= 0 seconds")
     if not (np.isfinite(tick) and tick >= 0.0):
