@@ -77,7 +77,8 @@ def test_loihi_default_costs_are_sana_fe():
     want = {  # snn.md 1b, SANA-FE arch/loihi.yaml: (pJ, ns)
         "synop": (35.5, 4.0), "hop_ew": (3.0, 4.1), "hop_ns": (4.2, 6.5),
         "spike_out": (76.8, 7.6), "update_idle": (51.2, 6.0), "update_active": (72.8, 9.7),
-        "neuron_fire": (69.3, 30.0), "in_tile": (0.0, 2.1)}
+        "neuron_fire": (69.3, 30.0), "in_tile": (0.0, 2.1),
+        "axon_in": (0.0, 16.0)}   # sanafe 2.2.9 loihi.yaml loihi_in: 0 pJ, 16 ns per message
     assert set(c.events) == set(want)
     for kind, (e, t) in want.items():
         ev = c.events[kind]
@@ -104,7 +105,7 @@ def test_loihi_table2_alternative():
         assert c.events[kind].time == pytest.approx(t * ns)
         assert c.events[kind].basis == "simulated"
     assert c.voltage == 0.75
-    assert set(c.must_fit) == {"neuron_fire", "spike_out"}
+    assert set(c.must_fit) == {"neuron_fire", "spike_out", "axon_in"}
     # barrier 113 ns at 1 tile, 465 ns at 32 tiles (the fit's two points)
     assert c.barrier.seconds(1) == pytest.approx(113 * ns, abs=0.01 * ns)
     assert c.barrier.seconds(32) == pytest.approx(465 * ns, abs=0.01 * ns)
