@@ -454,6 +454,17 @@ def price_counts(counts: dict[str, np.ndarray], n_tiles: int) -> dict:
             "step_latency_s": step, "latency_s": float(step.sum())}
 
 
+# ------------------------------------------------------------------------------- npusim side
+def npusim_network(spec: NetSpec):
+    """The same network as npusim's plain description (:class:`npusim.engine.snn.Network`)."""
+    from npusim.engine import snn as es
+
+    return es.Network(spec.name, tuple(
+        es.Layer(lay.name, lay.kind, tuple(lay.shape), stride=lay.stride,
+                 kernel=tuple(lay.weights.shape[:2]) if lay.kind == "conv2d" else (1, 1))
+        for lay in spec.layers))
+
+
 # ------------------------------------------------------------------------------------ printing
 NPUSIM = "npusim: not yet wired"
 
