@@ -7,7 +7,8 @@ The model is the hardware-event model of ``snn.md`` sec. 2.2 (Loihi / SANA-FE st
   fan-out in this core), ``UPDATE_ACTIVE`` and ``UPDATE_IDLE`` (neuron updates of neurons with
   and without input; every mapped neuron pays one or the other every step, the idle floor),
   ``SPIKE_OUT`` (spikes the core sends), ``IN_TILE`` (spike deliveries that stay in the
-  sender's tile), ``HOP_EW`` and ``HOP_NS`` (router hops east-west and north-south), ``NEURON_FIRE`` (neurons that fire),
+  sender's tile), ``HOP_EW`` and ``HOP_NS`` (router hops east-west and north-south),
+  ``NEURON_FIRE`` (neurons that fire),
   ``LEARN`` (STDP updates) and ``AXON_IN`` (messages a core receives, one per spiking neuron
   and destination core: SANA-FE's axon-in unit, 0 pJ but 16 ns each on Loihi).
   Counts are float64: the engine may pass expected (mean) counts, e.g. rate x fan-out.
@@ -19,7 +20,8 @@ The model is the hardware-event model of ``snn.md`` sec. 2.2 (Loihi / SANA-FE st
   ``busy_c(t) = max_s sum_{k: stage[k] = s} counts[t, c, k] * t_cost[k]``. All terms in stage 0
   is the plain serial sum; SANA-FE's ``simple`` timing model (its pipeline split at the soma
   buffer) is a front stage {``AXON_IN``, ``SYNOP``} and a back stage with the rest (the stage
-  assignments are engine constants, :mod:`npusim.engine.snn`). The step ends when the slowest core has finished and the barrier has
+  assignments are engine constants, :mod:`npusim.engine.snn`). The step ends when the
+  slowest core has finished and the barrier has
   synchronised every core: ``t_step(t) = max_c busy_c(t) + barrier``; a throttled chip
   (TrueNorth's 1 kHz tick, Loihi run at 1 ms per step) waits for its tick:
   ``t_step(t) = max(max_c busy_c(t) + barrier, tick)`` (``tick = 0``: unthrottled). The
