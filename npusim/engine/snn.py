@@ -271,12 +271,12 @@ def map_network(net: Network, device: SnnDevice, max_neurons_per_core: int | Non
 
 
 def _chunk(lay: Layer, limits: dict, src, dst, fan_in: int | None, where: str) -> tuple[int, str]:
-    """Neurons per core: the largest count within every limit (the first core's chunk, which
-    for dense and stride-regular conv layers is the tightest), and the limit that bound it."""
+    """Neurons per core: the largest count within every limit (fan-in checked on every chunk of
+    that size, binary search: distinct inputs grow with the chunk), and the limit that bound it."""
     k = min(min(limits.values()), lay.size)
-    bound = min(limits, key=limits.get) if k < lay.size else "layer"
+    limit = min(limits, key=limits.get) if k < lay.size else "layer"
     if src is None or fan_in is None:
-        return k, bound
+        return k, limit
     ends = np.searchsorted(dst, np.arange(lay.size + 1))       # dst is sorted
 
     def distinct(n: int) -> int:
@@ -290,7 +290,7 @@ def _chunk(lay: Layer, limits: dict, src, dst, fan_in: int | None, where: str) -
         raise CapacityError(f"{where}: one neuron has {distinct(1)} distinct inputs, more "
                             f"than the {fan_in} axon slots (fan_in) of a core; no mapping fits")
     if distinct(k) <= fan_in:
-        return k, bound
+        return k, limit
     lo, hi = 1, k                                  # distinct(lo) fits, distinct(hi) does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
