@@ -7,10 +7,10 @@ rates for ``T`` timesteps, runs each in SANA-FE (PyPI ``sanafe``) on the Loihi 1
 file the wheel ships (``sanafe/examples/loihi.yaml``, loaded by ``sanafe.load_loihi()``), and
 prints per case SANA-FE's energy (total and by term), latency, event counts and wall time.
 
-The npusim columns print ``npusim: not yet wired``: a later session plugs npusim's neuromorphic
-model in (``npusim_run(spec, trains) -> dict`` with the same keys as :func:`sanafe_run`), and the
-comparison then checks the event counts first, then energy (target within 10 % of SANA-FE's
-Loihi energy) and the wall-time ratio.
+The npusim columns come from :func:`npusim_run`: npusim's spiking-core engine
+(``npusim.engine.snn``) on the very spike rasters SANA-FE produced, priced with SANA-FE's own
+file costs (like for like; target: energy within 10 % of SANA-FE's), plus the ratio for the
+shipped ``loihi`` preset's costs and the wall-time ratio.
 
 What the later session gets from here:
 
@@ -454,10 +454,66 @@ def price_counts(counts: dict[str, np.ndarray], n_tiles: int) -> dict:
             "step_latency_s": step, "latency_s": float(step.sum())}
 
 
+# ------------------------------------------------------------------------------- npusim side
+def npusim_network(spec: NetSpec):
+    """The same network as npusim's plain description (:class:`npusim.engine.snn.Network`)."""
+    from npusim.engine import snn as es
+
+    return es.Network(spec.name, tuple(
+        es.Layer(lay.name, lay.kind, tuple(lay.shape), stride=lay.stride,
+                 kernel=tuple(lay.weights.shape[:2]) if lay.kind == "conv2d" else (1, 1))
+        for lay in spec.layers))
+
+
+def sanafe_costs() -> tuple[dict, dict]:
+    """SANA-FE's shipped Loihi costs (:data:`LOIHI_YAML`) as npusim event costs: (all cores,
+    conv-layer cores). Access + update are npusim's active update, access alone its idle one."""
+    y = LOIHI_YAML
+    costs = {
+        "synop": (y["synapse_dense_j"], y["synapse_dense_s"]),
+        "update_idle": (y["access_j"], y["access_s"]),
+        "update_active": (y["access_j"] + y["update_j"], y["access_s"] + y["update_s"]),
+        "neuron_fire": (y["spike_out_j"], y["spike_out_s"]),
+        "spike_out": (y["message_out_j"], y["message_out_s"]),
+        "axon_in": (y["message_in_j"], y["message_in_s"]),
+        "hop_ew": (y["hop_ew_j"], y["hop_ew_s"]), "hop_ns": (y["hop_ns_j"], y["hop_ns_s"]),
+        "in_tile": (0.0, 0.0),
+    }
+    return costs, {"synop": (y["synapse_conv_j"], y["synapse_conv_s"])}
+
+
+def npusim_run(spec: NetSpec, run: dict, preset: bool = False) -> dict:
+    """npusim's cost of ``run``'s network on the very spike rasters SANA-FE produced.
+
+    Default: npusim's model (counts from the rasters, updates by its closed form, SANA-FE's
+    two-stage pipeline) priced with SANA-FE's own file costs (:func:`sanafe_costs`), its sync
+    table as the barrier and no static power: the like-for-like comparison. ``preset``: the
+    ``loihi`` device preset as it ships (its costs, its 299 ns barrier), still without static
+    power. Wall time covers counting and pricing (the kernels compiled beforehand).
+    """
+    from npusim.arch.snn_device import load_snn_device
+    from npusim.engine import snn as es
+
+    net = npusim_network(spec)
+    device = load_snn_device("loihi")
+    mapping = es.map_network(net, device, max_neurons_per_core=spec.neurons_per_core)
+    if preset:
+        kw = {"stages": "sanafe", "static_power": 0.0}
+    else:
+        costs, conv = sanafe_costs()
+        kw = {"costs": costs, "stages": "sanafe", "static_power": 0.0, "barrier": sync_latency,
+              "layer_costs": {lay.name: conv for lay in spec.layers if lay.kind == "conv2d"}}
+    rasters = run["spec"].spikes
+    es.run(net, device, rasters, mapping=mapping, **kw)          # warm (compiled kernels)
+    t0 = time.perf_counter()
+    r = es.run(net, device, rasters, mapping=mapping, **kw)
+    wall = time.perf_counter() - t0
+    return {"energy_j": r.energy_j, "energy_by_term_j": r.energy_by_term_j,
+            "latency_s": r.latency_s, "step_latency_s": r.step_time_s, "counts": r.counts,
+            "wall_s": wall, "result": r}
+
+
 # ------------------------------------------------------------------------------------ printing
-NPUSIM = "npusim: not yet wired"
-
-
 def cases(quick: bool) -> list[tuple[NetSpec, float, int]]:
     if quick:
         return [(dense_net(64, 64, 10), 0.2, 8)]
@@ -493,14 +549,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SANA-FE on its shipped loihi.yaml, timing model {args.timing_model!r}, one "
           "processing thread; energies in nJ, latency in us, wall = sim() only, build = "
           "network construction + mapping; recount = our counts x loihi.yaml costs / SANA-FE - 1")
+    print("npusim: the same rasters, SANA-FE's file costs, its sync table, two-stage pipeline, no "
+          "static power; E/lat ratio = npusim / SANA-FE; preset = the shipped loihi preset's "
+          "energy / SANA-FE; wall = npusim count + price, ratio = SANA-FE wall / npusim wall")
     hdr = (f"{'net':<19} {'rate':>4} {'T':>2} {'E nJ':>8} {'soma':>7} {'syn':>8} {'noc':>6} "
            f"{'lat us':>7} {'spikes in/h/out':>16} {'synops':>7} {'upd/st':>6} {'hops':>6} "
-           f"{'wall ms':>7} {'build s':>7} {'recount':>8} | npusim E | E ratio | wall ratio")
+           f"{'wall ms':>7} {'build s':>7} {'recount':>8} | {'np E nJ':>8} {'E ratio':>7} "
+           f"{'np lat':>7} {'lat rat':>7} {'preset':>6} {'np ms':>6} {'wall x':>6}")
     print(hdr)
     print("-" * len(hdr))
     for spec, rate, T in cases(args.quick):
         r = sanafe_run(spec, rate, T, args.timing_model)
         rc = recount(spec, r)
+        n = npusim_run(spec, r)
+        pre = npusim_run(spec, r, preset=True)
         e = r["energy_by_term_j"]
         ls = "/".join(str(int(v.sum())) for v in r["layer_spikes"].values())
         err = rc["priced"]["energy_j"] / r["energy_j"] - 1 if rc["spikes_match"] else float("nan")
@@ -509,7 +571,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['latency_s'] * 1e6:>7.1f} {ls:>16} {r['counts']['synops']:>7} "
               f"{r['counts']['neurons_updated'] / T:>6.0f} {r['counts']['hops']:>6} "
               f"{r['wall_s'] * 1e3:>7.1f} {r['build_s']:>7.2f} {err:>8.1e} "
-              f"| {NPUSIM} | {NPUSIM} | {NPUSIM}")
+              f"| {n['energy_j'] * 1e9:>8.1f} {n['energy_j'] / r['energy_j']:>7.4f} "
+              f"{n['latency_s'] * 1e6:>7.1f} {n['latency_s'] / r['latency_s']:>7.4f} "
+              f"{pre['energy_j'] / r['energy_j']:>6.3f} {n['wall_s'] * 1e3:>6.1f} "
+              f"{r['wall_s'] / n['wall_s']:>6.1f}")
     return 0
 
 

@@ -24,10 +24,13 @@ PJ, NS = 1e-12, 1e-9
 # deliveries that stay in the tile.
 # Table 2 gives no separate firing cost (priced 0 here: these cases count no firing) and
 # 120 pJ / 6.1 ns per STDP update.
-LOIHI_E = np.array([23.6, 81.0, 52.0, 1.7, 1.7, 3.0, 4.0, 0.0, 120.0]) * PJ
-LOIHI_T = np.array([3.5, 8.4, 5.3, 2.1, 2.1, 4.1, 6.5, 0.0, 6.1]) * NS
-assert ks.TERM_NAMES.index("SPIKE_OUT") == ks.SPIKE_OUT and ks.N_TERMS == 9
+# Table 2 has no axon-in cost either (priced 0: only the two-stage case counts it).
+LOIHI_E = np.array([23.6, 81.0, 52.0, 1.7, 1.7, 3.0, 4.0, 0.0, 120.0, 0.0]) * PJ
+LOIHI_T = np.array([3.5, 8.4, 5.3, 2.1, 2.1, 4.1, 6.5, 0.0, 6.1, 0.0]) * NS
+assert ks.TERM_NAMES.index("SPIKE_OUT") == ks.SPIKE_OUT and ks.N_TERMS == 10
 assert ks.TERM_NAMES.index("LEARN") == ks.LEARN
+assert ks.TERM_NAMES.index("AXON_IN") == ks.AXON_IN
+SERIAL = np.zeros(ks.N_TERMS, dtype=np.int64)            # every term in one stage
 
 
 def both_route(*args):
@@ -39,10 +42,10 @@ def both_route(*args):
     return got
 
 
-def both_step(counts, e, t, barrier=0.0, tick=0.0):
+def both_step(counts, e, t, barrier=0.0, tick=0.0, stage=SERIAL):
     """step's four results, checked equal to the twin's (NaN where a term is absent)."""
-    got = ks.step(counts, e, t, barrier, tick)
-    for a, b in zip(got, ks.step_ref(counts, e, t, barrier, tick)):
+    got = ks.step(counts, e, t, stage, barrier, tick)
+    for a, b in zip(got, ks.step_ref(counts, e, t, stage, barrier, tick)):
         np.testing.assert_array_equal(a, b)
     return got
 
@@ -147,6 +150,38 @@ def test_step_time_is_the_slowest_core_plus_barrier_or_the_tick():
     assert t_short == pytest.approx(np.array([148, 140]) * NS, rel=1e-12)
 
 
+def test_two_stage_pipeline_takes_the_slower_stage():
+    # SANA-FE's 'simple' timing on its Loihi costs (sanafe 2.2.9 loihi.yaml): front stage
+    # {AXON_IN 16 ns, SYNOP 3.8 ns}, back stage {UPDATE_IDLE 6.0 ns (access), UPDATE_ACTIVE
+    # 9.7 ns (access + update 3.7), NEURON_FIRE 30 ns, SPIKE_OUT 5.1 ns}; hops in a router
+    # stage of their own. Two cores, one step:
+    # core 0: 2 messages in, 6 synops (front 2 x 16 + 6 x 3.8 = 54.8 ns) and 3 idle neurons
+    #   (back 18 ns): 54.8 ns; serially it would be 72.8 ns.
+    # core 1: 1 message in, 1 synop (front 19.8 ns); 3 active neurons, 1 fires, sends 2
+    #   messages (back 29.1 + 30 + 10.2 = 69.3 ns), 2 E-W hops (router 8.2 ns): 69.3 ns.
+    # Step: 69.3 ns + 600 ns barrier. Energy does not depend on the stages.
+    e = np.zeros(ks.N_TERMS)
+    t = np.zeros(ks.N_TERMS)
+    t[[ks.AXON_IN, ks.SYNOP, ks.UPDATE_IDLE, ks.UPDATE_ACTIVE, ks.NEURON_FIRE, ks.SPIKE_OUT,
+       ks.HOP_EW]] = np.array([16, 3.8, 6.0, 9.7, 30, 5.1, 4.1]) * NS
+    e[ks.SYNOP], e[ks.UPDATE_IDLE], e[ks.SPIKE_OUT] = 35.5 * PJ, 51.2 * PJ, 111 * PJ
+    stage = np.ones(ks.N_TERMS, dtype=np.int64)
+    stage[[ks.AXON_IN, ks.SYNOP]] = 0
+    stage[[ks.IN_TILE, ks.HOP_EW, ks.HOP_NS]] = 2
+    counts = np.zeros((1, 2, ks.N_TERMS))
+    counts[0, 0, [ks.AXON_IN, ks.SYNOP, ks.UPDATE_IDLE]] = 2, 6, 3
+    counts[0, 1, [ks.AXON_IN, ks.SYNOP, ks.UPDATE_ACTIVE, ks.NEURON_FIRE, ks.SPIKE_OUT,
+                  ks.HOP_EW]] = 1, 1, 3, 1, 2, 2
+    energy, busy, t_step, critical = both_step(counts, e, t, 600 * NS, stage=stage)
+    assert busy[0] == pytest.approx(np.array([54.8, 69.3]) * NS, rel=1e-12)
+    assert critical.tolist() == [1] and t_step[0] == pytest.approx(669.3 * NS, rel=1e-12)
+    _, serial, _, _ = both_step(counts, e, t, 600 * NS)
+    assert serial[0] == pytest.approx(np.array([72.8, 97.3]) * NS, rel=1e-12)
+    e_serial = both_step(counts, e, t, 600 * NS)[0]
+    np.testing.assert_array_equal(energy, e_serial)
+    assert energy.sum() == pytest.approx((7 * 35.5 + 3 * 51.2 + 2 * 111) * PJ, rel=1e-12)
+
+
 def test_route_xy_on_a_2x2_mesh_by_hand():
     # Tiles (0,0) (1,0) (0,1) (1,1), two cores each: cores 0,1 | 2,3 | 4,5 | 6,7.
     # Flows: 0->7 2 spikes: |dx| 1, |dy| 1 -> core 0 EW 2, NS 2.
@@ -199,7 +234,7 @@ def test_no_term_priced_on_top_of_an_all_in_constant(term):
     counts[1, 2, ks.TERM_NAMES.index(term)] = 1
     for fn in (ks.step, ks.step_ref):
         with pytest.raises(ValueError, match=f"term {term} has events .*all-in"):
-            fn(counts, e, t, 0.0, 1e-3)
+            fn(counts, e, t, SERIAL, 0.0, 1e-3)
     # A negative cost means the same; so does a missing time.
     e2, t2 = LOIHI_E.copy(), LOIHI_T.copy()
     e2[ks.HOP_NS] = -1.0
@@ -207,17 +242,22 @@ def test_no_term_priced_on_top_of_an_all_in_constant(term):
     c2 = np.zeros((1, 1, ks.N_TERMS))
     c2[0, 0, ks.HOP_NS] = 2
     with pytest.raises(ValueError, match="term HOP_NS"):
-        ks.step(c2, e2, LOIHI_T, 0.0, 0.0)
+        ks.step(c2, e2, LOIHI_T, SERIAL, 0.0, 0.0)
     c2[0, 0, ks.HOP_NS], c2[0, 0, ks.SYNOP] = 0, 1
     with pytest.raises(ValueError, match="term SYNOP"):
-        ks.step_ref(c2, LOIHI_E, t2, 0.0, 0.0)
+        ks.step_ref(c2, LOIHI_E, t2, SERIAL, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("fn", [ks.step, ks.step_ref])
 @pytest.mark.parametrize("bad", ["negative count", "nan count", "shape", "barrier", "tick",
-                                 "inf cost"])
+                                 "inf cost", "stage", "stage length"])
 def test_step_refuses_nonsense(fn, bad):
     counts, e, t, barrier, tick = np.zeros((1, 2, ks.N_TERMS)), LOIHI_E.copy(), LOIHI_T, 0.0, 0.0
+    stage = SERIAL.copy()
+    if bad == "stage":
+        stage[ks.HOP_NS] = -1
+    elif bad == "stage length":
+        stage = np.zeros(3, dtype=np.int64)
     if bad == "negative count":
         counts[0, 1, ks.SYNOP] = -1
     elif bad == "nan count":
@@ -228,10 +268,10 @@ def test_step_refuses_nonsense(fn, bad):
         barrier = -1e-9
     elif bad == "tick":
         tick = np.nan
-    else:
+    elif bad == "inf cost":
         e[ks.SPIKE_OUT] = np.inf
     with pytest.raises(ValueError, match="SNN step"):
-        fn(counts, e, t, barrier, tick)
+        fn(counts, e, t, stage, barrier, tick)
 
 
 @pytest.mark.parametrize("fn", [ks.route_xy, ks.route_xy_ref])
@@ -299,11 +339,20 @@ def steps(draw, zero_terms=()):
     return counts, e, t, barrier, tick
 
 
+STAGES = st.lists(st.integers(0, 2), min_size=ks.N_TERMS, max_size=ks.N_TERMS).map(
+    lambda v: np.array(v, dtype=np.int64))
+
+
 @settings(max_examples=40, deadline=None)
-@given(steps(), st.sets(st.integers(0, ks.N_TERMS - 1)), st.sampled_from(["e", "t", "-e"]))
-def test_step_kernel_agrees_with_twin(case, absent, how):
+@given(steps(), st.sets(st.integers(0, ks.N_TERMS - 1)), st.sampled_from(["e", "t", "-e"]),
+       STAGES)
+def test_step_kernel_agrees_with_twin(case, absent, how, stage):
     counts, e, t, barrier, tick = case
-    both_step(counts, e, t, barrier, tick)
+    both_step(counts, e, t, barrier, tick, stage)
+    # busy is the slowest stage, never more than the serial sum, never less than any stage
+    busy = ks.step(counts, e, t, stage, barrier, tick)[1]
+    per_stage = np.stack([counts[:, :, stage == s] @ t[stage == s] for s in range(3)])
+    np.testing.assert_allclose(busy, per_stage.max(axis=0), rtol=1e-12, atol=0)
     # The same with some terms covered by an all-in constant (and their counts zero): their
     # energy (NaN or negative) or their time (NaN) absent.
     e, t = e.copy(), t.copy()
@@ -315,7 +364,7 @@ def test_step_kernel_agrees_with_twin(case, absent, how):
         t[list(absent)] = np.nan
     counts = counts.copy()
     counts[:, :, list(absent)] = 0.0
-    energy = both_step(counts, e, t, barrier, tick)[0]
+    energy = both_step(counts, e, t, barrier, tick, stage)[0]
     assert np.isnan(energy[list(absent)]).all()
 
 
@@ -325,7 +374,7 @@ def test_energy_and_time_are_counts_times_costs(case):
     # Independently, with numpy: energy per term = sum over steps and cores of counts x cost;
     # busy = counts . t_cost; step time = max(max busy + barrier, tick); critical = argmax.
     counts, e, t, barrier, tick = case
-    energy, busy, t_step, critical = ks.step(counts, e, t, barrier, tick)
+    energy, busy, t_step, critical = ks.step(counts, e, t, SERIAL, barrier, tick)
     np.testing.assert_allclose(energy, np.einsum("tck,k->k", counts, e), rtol=1e-12, atol=0)
     expect_busy = counts @ t
     np.testing.assert_allclose(busy, expect_busy, rtol=1e-12, atol=0)
@@ -338,14 +387,15 @@ def test_energy_and_time_are_counts_times_costs(case):
         assert (t_step == max(barrier, tick)).all() and (critical == -1).all()
 
 
-SPIKING = [ks.SYNOP, ks.SPIKE_OUT, ks.IN_TILE, ks.HOP_EW, ks.HOP_NS, ks.NEURON_FIRE, ks.LEARN]
+SPIKING = [ks.SYNOP, ks.SPIKE_OUT, ks.IN_TILE, ks.HOP_EW, ks.HOP_NS, ks.NEURON_FIRE, ks.LEARN,
+           ks.AXON_IN]
 
 
 @settings(max_examples=40, deadline=None)
 @given(steps(zero_terms=SPIKING))
 def test_no_spikes_costs_the_updates_and_the_barrier(case):
     counts, e, t, barrier, tick = case
-    energy, busy, t_step, _ = ks.step(counts, e, t, barrier, 0.0)
+    energy, busy, t_step, _ = ks.step(counts, e, t, SERIAL, barrier, 0.0)
     assert (energy[SPIKING] == 0).all()
     updates = counts[:, :, ks.UPDATE_ACTIVE] * e[ks.UPDATE_ACTIVE] \
         + counts[:, :, ks.UPDATE_IDLE] * e[ks.UPDATE_IDLE]
@@ -367,8 +417,8 @@ def test_more_events_never_cheaper_or_faster(case, term, extra, data):
     at = (data.draw(st.integers(0, counts.shape[0] - 1)),
           data.draw(st.integers(0, counts.shape[1] - 1)))
     more[at + (term,)] += extra * 0.5
-    e0, b0, s0, _ = ks.step(counts, e, t, barrier, tick)
-    e1, b1, s1, _ = ks.step(more, e, t, barrier, tick)
+    e0, b0, s0, _ = ks.step(counts, e, t, SERIAL, barrier, tick)
+    e1, b1, s1, _ = ks.step(more, e, t, SERIAL, barrier, tick)
     assert (e1 >= e0).all() and e1.sum() >= e0.sum()
     assert (b1 >= b0).all() and (s1 >= s0).all()
 

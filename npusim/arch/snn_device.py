@@ -53,7 +53,7 @@ from .schema import F, S, _line, _read_section, did_you_mean
 from .units import brief, split_quantity
 
 EVENT_KINDS = ("synop", "update_active", "update_idle", "neuron_fire", "spike_out", "in_tile",
-               "hop_ew", "hop_ns", "learn")
+               "hop_ew", "hop_ns", "learn", "axon_in")
 """Hardware events a cost set may price, in the order of the per-core energy sum:
 
 ``synop`` one synaptic event (a spike meeting one synapse: weight read and accumulate);
@@ -61,7 +61,11 @@ EVENT_KINDS = ("synop", "update_active", "update_idle", "neuron_fire", "spike_ou
 input; ``neuron_fire`` the soma's extra work for a neuron that fires (SANA-FE's ``spiking``);
 ``spike_out`` one message leaving a core (axon-out, per destination core); ``in_tile`` one
 spike delivered inside its tile; ``hop_ew`` / ``hop_ns`` one mesh hop east-west / north-south;
-``learn`` one synaptic learning (STDP) update."""
+``learn`` one synaptic learning (STDP) update; ``axon_in`` one message arriving at a core (per
+spiking neuron and destination core: SANA-FE's axon-in unit).
+
+The pipeline stage each kind occupies inside a core is not a device field: it is a property of
+the timing model, so the engine holds it (``npusim.engine.snn.STAGES``)."""
 SCOPES = ("per-term", "all-in")
 BASES = ("measured", "simulated", "derived", "marketing", "fitted", "bound", "assumption")
 ASSUMPTION = "assumption"

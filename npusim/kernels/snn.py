@@ -7,13 +7,21 @@ The model is the hardware-event model of ``snn.md`` sec. 2.2 (Loihi / SANA-FE st
   fan-out in this core), ``UPDATE_ACTIVE`` and ``UPDATE_IDLE`` (neuron updates of neurons with
   and without input; every mapped neuron pays one or the other every step, the idle floor),
   ``SPIKE_OUT`` (spikes the core sends), ``IN_TILE`` (spike deliveries that stay in the
-  sender's tile), ``HOP_EW`` and ``HOP_NS`` (router hops east-west and north-south).
+  sender's tile), ``HOP_EW`` and ``HOP_NS`` (router hops east-west and north-south),
+  ``NEURON_FIRE`` (neurons that fire),
+  ``LEARN`` (STDP updates) and ``AXON_IN`` (messages a core receives, one per spiking neuron
+  and destination core: SANA-FE's axon-in unit, 0 pJ but 16 ns each on Loihi).
   Counts are float64: the engine may pass expected (mean) counts, e.g. rate x fan-out.
 * **Energy.** ``E_c(t) = sum_k counts[t, c, k] * e_cost[k]``; the kernel returns it summed over
   cores and steps, per term. **Static power is not in the kernel**: the engine adds
   ``P_static * sum(step_time)`` (it knows the chip count and the operating point).
-* **Time.** A core does its events one after another: ``busy_c(t) = sum_k counts[t, c, k] *
-  t_cost[k]``. The step ends when the slowest core has finished and the barrier has
+* **Time.** A core's events are split into pipeline stages (``stage[k]``, an int per term,
+  0 .. S-1): within a stage the events are done one after another, and the stages overlap, so
+  ``busy_c(t) = max_s sum_{k: stage[k] = s} counts[t, c, k] * t_cost[k]``. All terms in stage 0
+  is the plain serial sum; SANA-FE's ``simple`` timing model (its pipeline split at the soma
+  buffer) is a front stage {``AXON_IN``, ``SYNOP``} and a back stage with the rest (the stage
+  assignments are engine constants, :mod:`npusim.engine.snn`). The step ends when the
+  slowest core has finished and the barrier has
   synchronised every core: ``t_step(t) = max_c busy_c(t) + barrier``; a throttled chip
   (TrueNorth's 1 kHz tick, Loihi run at 1 ms per step) waits for its tick:
   ``t_step(t) = max(max_c busy_c(t) + barrier, tick)`` (``tick = 0``: unthrottled). The
@@ -77,9 +85,11 @@ NEURON_FIRE = 7
 SANA-FE's Loihi calibration prices the two separately)."""
 LEARN = 8
 """Synaptic learning updates (STDP)."""
-N_TERMS = 9
+AXON_IN = 9
+"""Messages the core receives (axon-in events: one per spiking neuron and destination core)."""
+N_TERMS = 10
 TERM_NAMES = ("SYNOP", "UPDATE_ACTIVE", "UPDATE_IDLE", "SPIKE_OUT", "IN_TILE", "HOP_EW",
-              "HOP_NS", "NEURON_FIRE", "LEARN")
+              "HOP_NS", "NEURON_FIRE", "LEARN", "AXON_IN")
 """Names of the terms, by index (they appear in error messages)."""
 
 
@@ -173,11 +183,18 @@ def route_xy(src, dst, count, core_x, core_y, core_tile, core_chip, chip_x, chip
 
 # ----------------------------------------------------------------------------- the step
 @njit(cache=True)
-def _check_step(counts, e_cost, t_cost, barrier, tick):
+def _check_step(counts, e_cost, t_cost, stage, barrier, tick):
     if counts.ndim != 3 or counts.shape[2] != N_TERMS:
-        raise ValueError("SNN step: counts must be [timesteps, cores, N_TERMS] (N_TERMS = 9)")
+        raise ValueError("SNN step: counts must be [timesteps, cores, N_TERMS] (N_TERMS = 10)")
     if e_cost.shape[0] != N_TERMS or t_cost.shape[0] != N_TERMS:
-        raise ValueError("SNN step: e_cost and t_cost must have N_TERMS = 9 entries")
+        raise ValueError("SNN step: e_cost and t_cost must have N_TERMS = 10 entries")
+    if stage.shape[0] != N_TERMS:
+        raise ValueError("SNN step: stage must have N_TERMS = 10 entries (a pipeline stage "
+                         "per term; all 0: serial)")
+    for k in range(N_TERMS):
+        if stage[k] < 0 or stage[k] >= N_TERMS:
+            raise ValueError("SNN step: stage of term " + TERM_NAMES[k] + " must be 0 .. "
+                             "N_TERMS - 1 (a pipeline stage index)")
     if not (np.isfinite(barrier) and barrier >= 0.0):
         raise ValueError("SNN step: barrier must be finite and >= 0 seconds")
     if not (np.isfinite(tick) and tick >= 0.0):
@@ -203,7 +220,7 @@ def _check_step(counts, e_cost, t_cost, barrier, tick):
 
 
 @njit(cache=True)
-def step(counts, e_cost, t_cost, barrier, tick):
+def step(counts, e_cost, t_cost, stage, barrier, tick):
     """Energy and time of spiking cores over one or more timesteps.
 
     Parameters
@@ -214,7 +231,10 @@ def step(counts, e_cost, t_cost, barrier, tick):
         Joules per event. NaN or negative: the term has no energy of its own (an all-in
         constant covers it); its counts must then all be 0.
     t_cost : ndarray of float64, shape (N_TERMS,)
-        Seconds per event, serial within a core; NaN or negative as for ``e_cost``.
+        Seconds per event; NaN or negative as for ``e_cost``.
+    stage : ndarray of int64, shape (N_TERMS,)
+        Pipeline stage of each term (0 .. N_TERMS - 1): a core's busy time is the max over
+        stages of its per-stage sums of counts x t_cost (all 0: one serial sum).
     barrier : float
         Seconds of the barrier that ends every timestep (from the tiles and chips in use).
     tick : float
@@ -226,7 +246,7 @@ def step(counts, e_cost, t_cost, barrier, tick):
         Joules per term, summed over steps and cores; NaN for a term whose energy or time
         is absent (NaN or negative) in ``e_cost`` or ``t_cost``. Static power is not included (the engine adds ``P_static * sum(step_time)``).
     core_busy : ndarray of float64, shape (T, cores)
-        Seconds each core works in each step.
+        Seconds each core works in each step: its slowest pipeline stage.
     step_time : ndarray of float64, shape (T,)
         ``max(max over cores of core_busy + barrier, tick)``.
     critical_core : ndarray of int64, shape (T,)
@@ -246,11 +266,12 @@ def step(counts, e_cost, t_cost, barrier, tick):
     >>> counts = np.zeros((1, 128, N_TERMS)); counts[:, :, UPDATE_IDLE] = 1024
     >>> e = np.zeros(N_TERMS); e[UPDATE_IDLE] = 52e-12
     >>> t = np.zeros(N_TERMS); t[UPDATE_IDLE] = 5.3e-9
-    >>> energy, busy, t_step, critical = step(counts, e, t, 465e-9, 0.0)
+    >>> serial = np.zeros(N_TERMS, dtype=np.int64)
+    >>> energy, busy, t_step, critical = step(counts, e, t, serial, 465e-9, 0.0)
     >>> round(float(energy.sum()) * 1e6, 4), round(float(t_step[0]) * 1e6, 4), critical.tolist()
     (6.8157, 5.8922, [0])
     """
-    _check_step(counts, e_cost, t_cost, barrier, tick)
+    _check_step(counts, e_cost, t_cost, stage, barrier, tick)
     n_steps = counts.shape[0]
     n_cores = counts.shape[1]
     priced = np.empty(N_TERMS, dtype=np.bool_)
@@ -260,15 +281,19 @@ def step(counts, e_cost, t_cost, barrier, tick):
     busy = np.zeros((n_steps, n_cores))
     step_time = np.empty(n_steps)
     critical = np.full(n_steps, -1, dtype=np.int64)
+    stage_sum = np.zeros(N_TERMS)
     for t in range(n_steps):
         worst = 0.0
         for c in range(n_cores):
-            b = 0.0
+            stage_sum[:] = 0.0
             for k in range(N_TERMS):
                 if priced[k]:
                     n = counts[t, c, k]
                     energy[k] += n * e_cost[k]
-                    b += n * t_cost[k]
+                    stage_sum[stage[k]] += n * t_cost[k]
+            b = 0.0
+            for s in range(N_TERMS):
+                b = max(b, stage_sum[s])
             busy[t, c] = b
             if critical[t] < 0 or b > worst:
                 worst = b
@@ -333,24 +358,26 @@ class _Term:
         self.seconds = None if covered else seconds
 
 
-def step_ref(counts, e_cost, t_cost, barrier, tick):
+def step_ref(counts, e_cost, t_cost, stage, barrier, tick):
     """Pure-Python twin of :func:`step`: same arguments, same results."""
     counts, e_cost, t_cost = (np.asarray(a, dtype=np.float64) for a in (counts, e_cost, t_cost))
-    getattr(_check_step, "py_func", _check_step)(counts, e_cost, t_cost, float(barrier),
+    stage = np.asarray(stage, dtype=np.int64)
+    getattr(_check_step, "py_func", _check_step)(counts, e_cost, t_cost, stage, float(barrier),
                                                   float(tick))
     terms = [_Term(TERM_NAMES[k], float(e_cost[k]), float(t_cost[k])) for k in range(N_TERMS)]
     energy = [0.0] * N_TERMS
     busy_rows, step_time, critical = [], [], []
     for events_now in counts:                          # one timestep
         busy_now = []
-        for events in events_now:                      # one core: its events, one by one
-            seconds = 0.0
+        for events in events_now:                      # one core: each stage's events in turn
+            seconds = {}                               # stage -> its serial time
             for k, term in enumerate(terms):
                 if term.joules is None:
                     continue
                 energy[k] += float(events[k]) * term.joules
-                seconds += float(events[k]) * term.seconds
-            busy_now.append(seconds)
+                s = int(stage[k])
+                seconds[s] = seconds.get(s, 0.0) + float(events[k]) * term.seconds
+            busy_now.append(max(seconds.values(), default=0.0))   # the stages overlap
         slowest = max(busy_now, default=0.0)
         busy_rows.append(busy_now)
         step_time.append(max(slowest + float(barrier), float(tick)))
