@@ -1,11 +1,38 @@
 """Shared helpers for tests of the command line's promise: bad input is one line, exit 2."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from npusim.cli import main
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package).
+
+    It is registered under its name while it runs: dataclasses look their module up there.
+    """
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+    return mod
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """:func:`load_script`, for tests of the benchmark scripts."""
+    return load_script
 
 
 def is_clean_error(code: int, err: str) -> bool:

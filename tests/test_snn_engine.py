@@ -9,10 +9,7 @@ SANA-FE run needed).
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +20,6 @@ from npusim.errors import CapacityError, NpusimError
 from npusim.kernels import snn as ks
 
 PJ, NS = 1e-12, 1e-9
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_sanafe.py"
 
 
 @pytest.fixture(scope="module")
@@ -160,20 +156,11 @@ def test_all_in_device_counts_only_synops():
 
 
 # ------------------------------------------------------------ SANA-FE's conventions
-def _script():
-    spec = importlib.util.spec_from_file_location("benchmarks_vs_sanafe", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        del sys.modules[spec.name]
-    return mod
 
 
 @pytest.mark.parametrize("net", ["dense", "conv"])
-def test_counts_equal_the_benchmarks_recount(net):
-    vs = _script()
+def test_counts_equal_the_benchmarks_recount(net, benchmark_script):
+    vs = benchmark_script("vs_sanafe")
     spec = vs.dense_net() if net == "dense" else vs.conv_net()
     model = vs.npusim_network(spec)
     dev = load_snn_device("loihi")

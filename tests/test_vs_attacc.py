@@ -3,34 +3,20 @@ checkout); the AttAcc-matching arch reproduces AttAcc's stack geometry by hand; 
 checkout, its wrapper returns the log's cycles x tCK."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from npusim.engine.pim import pim_device
 from npusim.kernels import dram as kd
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_attacc.py"
 
 
-def _script():
-    # registered under its name while it runs: its dataclass looks its module up there
-    spec = importlib.util.spec_from_file_location("benchmarks_vs_attacc", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        del sys.modules[spec.name]
-    return mod
 
 
 @pytest.fixture(scope="module")
-def va():
-    return _script()
+def va(benchmark_script):
+    return benchmark_script("vs_attacc")
 
 
 @pytest.mark.parametrize("pc", [True, False])

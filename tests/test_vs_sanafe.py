@@ -8,43 +8,30 @@ and (simple timing model) latency.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_sanafe.py"
 
 
-def _script():
-    # registered under its name while it runs: its dataclasses look their module up there
-    spec = importlib.util.spec_from_file_location("benchmarks_vs_sanafe", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        del sys.modules[spec.name]
-    return mod
 
 
 @pytest.fixture(scope="module")
-def vs():
+def vs(benchmark_script):
     pytest.importorskip("sanafe")
-    return _script()
+    return benchmark_script("vs_sanafe")
 
 
-def test_without_sanafe_exits_0_with_install_hint(monkeypatch, capsys):
-    mod = _script()
+def test_without_sanafe_exits_0_with_install_hint(monkeypatch, capsys, benchmark_script):
+    mod = benchmark_script("vs_sanafe")
     monkeypatch.setitem(sys.modules, "sanafe", None)      # import sanafe -> ImportError
     assert mod.main(["--quick"]) == 0
     assert "pip install sanafe" in capsys.readouterr().out
 
 
-def test_rate_outside_0_1_is_refused():
-    mod = _script()
+def test_rate_outside_0_1_is_refused(benchmark_script):
+    mod = benchmark_script("vs_sanafe")
     with pytest.raises(ValueError, match=r"rate 1.5 is outside \[0, 1\]"):
         mod.input_trains(mod.dense_net(8, 4, 2), 1.5, 4)
 

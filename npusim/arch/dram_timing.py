@@ -13,7 +13,6 @@ is one :class:`~npusim.errors.ArchError` naming the file, the field and the fix.
 """
 from __future__ import annotations
 
-import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError
-from .loader import parse_yaml, read_description
+from .loader import parse_yaml, preset_names, read_preset
 from .model import FrozenMap
 from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, _read_section, check_range,
                      did_you_mean)
@@ -159,20 +158,13 @@ class DramTiming:
         }
 
 
-def _presets_dir():
-    """The shipped DRAM timing presets (``npusim/archs/dram``, package data)."""
-    return importlib.resources.files("npusim.archs").joinpath("dram")
-
-
 def dram_presets() -> list[str]:
     """Names of the shipped DRAM timing presets, sorted.
 
     >>> "hbm3" in dram_presets()
     True
     """
-    folder = _presets_dir()
-    return sorted(e.name[:-5] for e in folder.iterdir()
-                  if e.is_file() and e.name.endswith(".yaml"))
+    return preset_names("dram")
 
 
 def has_preset(dram_type: str) -> bool:
@@ -200,16 +192,8 @@ def load_dram_timing(name_or_path: str | Path) -> DramTiming:
 
 
 def _read_text(name_or_path: str | Path) -> tuple[str, str]:
-    s = str(name_or_path)
-    if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
-        path = Path(name_or_path).expanduser()
-        return read_description(path, "the DRAM timing file"), str(path)
-    names = dram_presets()
-    if s not in names:
-        raise ArchError(f"DRAM type {s!r} has no timing preset{did_you_mean(s, names)}; "
-                        f"presets: {', '.join(names)}; or give the path of a preset .yaml")
-    entry = _presets_dir().joinpath(f"{s}.yaml")
-    return entry.read_text(encoding="utf-8"), f"dram/{s}.yaml"
+    return read_preset(name_or_path, "dram", "the DRAM timing file",
+                       f"DRAM type {str(name_or_path)!r} has no timing preset")
 
 
 @lru_cache(maxsize=64)

@@ -166,6 +166,32 @@ def list_archs() -> list[tuple[str, str]]:
     return out
 
 
+def preset_names(folder: str) -> list[str]:
+    """Names of the shipped presets in ``npusim/archs/<folder>`` (``dram``, ``snn``), sorted."""
+    entries = importlib.resources.files("npusim.archs").joinpath(folder).iterdir()
+    return sorted(e.name[:-5] for e in entries if e.is_file() and e.name.endswith(".yaml"))
+
+
+def read_preset(name_or_path: str | Path, folder: str, what: str,
+                unknown: str) -> tuple[str, str]:
+    """The YAML text of a shipped preset of ``npusim/archs/<folder>`` by name, or of a user's
+    file by path, and the label errors name it by.
+
+    ``what`` names a user's file in errors (``"the DRAM timing file"``); ``unknown`` starts
+    the error for a name with no preset (``"DRAM type 'x' has no timing preset"``).
+    """
+    s = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
+        path = Path(name_or_path).expanduser()
+        return read_description(path, what), str(path)
+    names = preset_names(folder)
+    if s not in names:
+        raise ArchError(f"{unknown}{did_you_mean(s, names)}; presets: {', '.join(names)}; or "
+                        f"give the path of a preset .yaml")
+    entry = importlib.resources.files("npusim.archs").joinpath(folder, f"{s}.yaml")
+    return entry.read_text(encoding="utf-8"), f"{folder}/{s}.yaml"
+
+
 def _looks_like_path(x: str | Path) -> bool:
     s = str(x)
     return isinstance(x, Path) or "/" in s or "\\" in s or s.lower().endswith(_SUFFIXES)

@@ -39,7 +39,6 @@ Validation reuses the arch schema's machinery, so every problem is one
 """
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError
-from .loader import parse_yaml, read_description
+from .loader import parse_yaml, preset_names, read_preset
 from .model import FrozenMap
 from .schema import F, S, _line, _read_section, did_you_mean
 from .units import brief, split_quantity
@@ -417,19 +416,13 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _presets_dir():
-    """The shipped spiking-core presets (``npusim/archs/snn``, package data)."""
-    return importlib.resources.files("npusim.archs").joinpath("snn")
-
-
 def snn_devices() -> list[str]:
     """Names of the shipped spiking-core device presets, sorted.
 
     >>> "truenorth" in snn_devices()
     True
     """
-    return sorted(e.name[:-5] for e in _presets_dir().iterdir()
-                  if e.is_file() and e.name.endswith(".yaml"))
+    return preset_names("snn")
 
 
 def load_snn_device(name_or_path: str | Path) -> SnnDevice:
@@ -453,15 +446,8 @@ def load_snn_device(name_or_path: str | Path) -> SnnDevice:
 
 
 def _read_text(name_or_path: str | Path) -> tuple[str, str]:
-    s = str(name_or_path)
-    if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
-        path = Path(name_or_path).expanduser()
-        return read_description(path, "the spiking-core device file"), str(path)
-    names = snn_devices()
-    if s not in names:
-        raise ArchError(f"spiking-core device {s!r} has no preset{did_you_mean(s, names)}; "
-                        f"presets: {', '.join(names)}; or give the path of a device .yaml")
-    return _presets_dir().joinpath(f"{s}.yaml").read_text(encoding="utf-8"), f"snn/{s}.yaml"
+    return read_preset(name_or_path, "snn", "the spiking-core device file",
+                       f"spiking-core device {str(name_or_path)!r} has no preset")
 
 
 @lru_cache(maxsize=64)
