@@ -23,8 +23,8 @@ from typing import Any
 from ..errors import ArchError
 from .loader import parse_yaml, preset_names, read_preset
 from .model import FrozenMap
-from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, _read_section, check_range,
-                     did_you_mean)
+from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, check_range, did_you_mean,
+                     read_described, read_sources)
 from .units import UnitProblem, parse_quantity
 
 TIMINGS = ("tCCD_S", "tCCD_L", "tRCD", "tRP", "tRAS", "tRC", "tCL", "tWL", "tRRD_S", "tRRD_L",
@@ -225,26 +225,8 @@ def build_dram_timing(tree: Any, label: str) -> DramTiming:
         raise ArchError(f"{label}: a DRAM timing preset must be a mapping of fields (name, "
                         f"description, sources, clock, pin_rate, geometry, timing, "
                         f"controller); start from npusim/archs/dram/hbm3.yaml")
-    rest = {k: v for k, v in tree.items() if k not in _OWN}
-    if hasattr(tree, "lines"):
-        rest = type(tree)(rest)
-        rest.lines = tree.lines
-    for key in _OWN:
-        if key not in tree:
-            raise ArchError(f"{label}: {key}: missing required field at the top level; add it")
-    try:
-        v = _read_section(rest, _SCHEMA, "", label)
-    except ArchError as exc:
-        if "unknown field" in str(exc):
-            raise ArchError(str(exc).replace("valid fields in the top level: ",
-                                             f"valid fields in the top level: "
-                                             f"{', '.join(_OWN)}, ")) from None
-        raise
-    sources = tree["sources"]
-    if not isinstance(sources, Mapping) or not sources or not all(
-            isinstance(k, str) and isinstance(s, str) and s.strip() for k, s in sources.items()):
-        raise ArchError(f"{label}: sources{_line(tree, 'sources')}: must be a non-empty mapping "
-                        f"of source ID to reference (URL or paper), e.g. {{S1: https://...}}")
+    v = read_described(tree, _SCHEMA, _OWN, _OWN, label)
+    sources = read_sources(tree, label, "{S1: https://...}")
     timing = tree["timing"]
     if not isinstance(timing, Mapping):
         raise ArchError(f"{label}: timing: expected a mapping of {', '.join(TIMINGS)}")
@@ -273,7 +255,7 @@ def build_dram_timing(tree: Any, label: str) -> DramTiming:
         banks_per_group=g["banks_per_group"], row_size=g["row_size"],
         interleave=g["interleave"], queue_depth=v["controller"]["queue_depth"],
         time_s=FrozenMap(time_s), cycles=FrozenMap(cycles),
-        sources=FrozenMap({str(k): str(s) for k, s in sources.items()}), source=label)
+        sources=sources, source=label)
     _cross_check(preset, label)
     return preset
 

@@ -553,6 +553,43 @@ def _read_section(tree: Any, spec: S, path: str, label: str) -> dict | None:
     return out
 
 
+def without(tree: Mapping, keys: tuple[str, ...]) -> Mapping:
+    """``tree`` without ``keys``, keeping the YAML loader's line numbers."""
+    rest = {k: v for k, v in tree.items() if k not in keys}
+    if hasattr(tree, "lines"):
+        rest = type(tree)(rest)
+        rest.lines = tree.lines
+    return rest
+
+
+def read_described(tree: Mapping, spec: S, own: tuple[str, ...], required: tuple[str, ...],
+                   label: str) -> dict:
+    """Validate a description file's top level against ``spec``, leaving out the keys in
+    ``own`` that the caller reads itself (``required`` of them must be present); an unknown
+    field's message lists those keys among the valid ones. Line numbers are kept."""
+    for key in required:
+        if key not in tree:
+            raise ArchError(f"{label}: {key}: missing required field at the top level; add it")
+    try:
+        return _read_section(without(tree, own), spec, "", label)
+    except ArchError as exc:
+        if "unknown field" in str(exc):
+            raise ArchError(str(exc).replace("valid fields in the top level: ",
+                                             f"valid fields in the top level: "
+                                             f"{', '.join(own)}, ")) from None
+        raise
+
+
+def read_sources(tree: Mapping, label: str, example: str) -> FrozenMap:
+    """A description file's ``sources``: a non-empty mapping of source ID to reference."""
+    sources = tree["sources"]
+    if not isinstance(sources, Mapping) or not sources or not all(
+            isinstance(k, str) and isinstance(x, str) and x.strip() for k, x in sources.items()):
+        raise ArchError(f"{label}: sources{_line(tree, 'sources')}: must be a non-empty mapping "
+                        f"of source ID to reference, e.g. {example}")
+    return FrozenMap({str(k): str(x) for k, x in sources.items()})
+
+
 def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
     """Validate a raw arch tree and build the :class:`Arch`.
 

@@ -48,7 +48,8 @@ from typing import Any
 from ..errors import ArchError
 from .loader import parse_yaml, preset_names, read_preset
 from .model import FrozenMap
-from .schema import F, S, _line, _read_section, did_you_mean
+from .schema import (F, S, _line, _read_section, did_you_mean, read_described, read_sources,
+                     without)
 from .units import brief, split_quantity
 
 EVENT_KINDS = ("synop", "update_active", "update_idle", "neuron_fire", "spike_out", "in_tile",
@@ -471,15 +472,6 @@ def _volts(value: str | None, label: str, dotted: str) -> float | None:
     return v
 
 
-def _section(tree: Any, keys: tuple[str, ...]) -> Any:
-    """``tree`` without ``keys``, keeping the loader's line numbers."""
-    rest = {k: v for k, v in tree.items() if k not in keys}
-    if hasattr(tree, "lines"):
-        rest = type(tree)(rest)
-        rest.lines = tree.lines
-    return rest
-
-
 def _check_source(src: str, basis: str, sources: Mapping, label: str, dotted: str) -> None:
     if src != ASSUMPTION and src not in sources:
         raise ArchError(f"{label}: {dotted}.source: {src!r} is not a source ID"
@@ -557,7 +549,7 @@ def _linear(tree: Any, sources: Mapping, label: str) -> LinearPower | None:
     if not isinstance(tree, Mapping):
         raise ArchError(f"{label}: linear_power: expected a mapping (p0, e_event, voltage, "
                         f"active_synapses, basis, source, sweep) or null, got {brief(tree)}")
-    v = _read_section(_section(tree, ("sweep",)), LINEAR_SCHEMA, "linear_power.", label)
+    v = _read_section(without(tree, ("sweep",)), LINEAR_SCHEMA, "linear_power.", label)
     _check_source(v["source"], v["basis"], sources, label, "linear_power")
     raw = tree.get("sweep", [])
     if not isinstance(raw, list) or len(raw) == 1:
@@ -585,21 +577,8 @@ def build_snn_device(tree: Any, label: str) -> SnnDevice:
         raise ArchError(f"{label}: a spiking-core device must be a mapping of fields (name, "
                         f"description, sources, structure, costs); start from "
                         f"npusim/archs/snn/snn-edu.yaml")
-    if "sources" not in tree:
-        raise ArchError(f"{label}: sources: missing required field at the top level; add it")
-    try:
-        v = _read_section(_section(tree, _OWN), SCHEMA, "", label)
-    except ArchError as exc:
-        if "unknown field" in str(exc):
-            raise ArchError(str(exc).replace("valid fields in the top level: ",
-                                             f"valid fields in the top level: "
-                                             f"{', '.join(_OWN)}, ")) from None
-        raise
-    sources = tree["sources"]
-    if not isinstance(sources, Mapping) or not sources or not all(
-            isinstance(k, str) and isinstance(s, str) and s.strip() for k, s in sources.items()):
-        raise ArchError(f"{label}: sources{_line(tree, 'sources')}: must be a non-empty mapping "
-                        f"of source ID to reference (paper, table or file), e.g. {{D18: ...}}")
+    v = read_described(tree, SCHEMA, _OWN, ("sources",), label)
+    sources = read_sources(tree, label, "{D18: Davies 2018, Table 2}")
     if ASSUMPTION in sources:
         raise ArchError(f"{label}: sources.{ASSUMPTION}: is reserved for numbers without a "
                         f"source; rename that source ID")
@@ -627,7 +606,7 @@ def build_snn_device(tree: Any, label: str) -> SnnDevice:
     device = SnnDevice(name=v["name"], description=v["description"], structure=structure,
                        costs=costs, alternatives=FrozenMap(alternatives),
                        linear_power=_linear(tree.get("linear_power"), sources, label),
-                       sources=FrozenMap({str(k): str(x) for k, x in sources.items()}),
+                       sources=sources,
                        source=label)
     _cross_check(structure, label)
     return device
