@@ -10,6 +10,12 @@ MAC count is the product of all extents.
 The glue ops (:class:`Elementwise`, :class:`Reduction`, :class:`Movement`,
 :class:`Collective`) say how much work they are (elements, operations per element, bytes) and
 nothing about how any hardware would run them.
+
+Spiking networks use one more op, :class:`Neuron`: a layer of spiking neurons run for
+``timesteps`` steps. A contraction whose activation input is a Neuron's output is a *synaptic
+projection*: its operand is a spike train, and its synaptic operations are its MACs x
+timesteps x the source's spike rate (:func:`synops`). The same graph can so be costed on an NPU
+(a Neuron is an elementwise op of ``timesteps`` state updates per element) and on spiking cores.
 """
 from __future__ import annotations
 
@@ -307,4 +313,88 @@ class Collective(Op):
     kind = "collective"
 
 
-OP_KINDS = ("contraction", "elementwise", "reduction", "movement", "collective")
+NEURON_MODELS = {
+    "encode": 1.0,
+    "if": 2.0,
+    "lif": 3.0,
+    "cubalif": 5.0,
+    "sigma_delta": 4.0,
+}
+"""Neuron models and the scalar operations one state update of one neuron takes on a vector
+unit. An assumption read off each model's update equations (snn.md sec. 2.1 and the NIR
+definitions): ``encode`` (a rate or threshold encoder of the input: compare) 1; ``if``
+(``v += i``; compare, reset) 2; ``lif`` (``v = a v + i``: multiply-add, compare, reset) 3;
+``cubalif`` (a current decay and a voltage decay: two multiply-adds, compare, reset, one add) 5;
+``sigma_delta`` (Loihi 2's change coding: accumulate, subtract the last sent value, compare
+against the threshold, store) 4."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Neuron(Elementwise):
+    """A layer of spiking neurons: input its synaptic current, output its spikes.
+
+    ``model`` is one of :data:`NEURON_MODELS`; ``timesteps`` the number of steps the network
+    runs per inference; ``rate`` the mean spikes per neuron per timestep of its output, in
+    [0, 1] (``None`` if not known yet); ``params`` the model's parameters as ``(name, value)``
+    pairs (``threshold``, ``leak``, ``tau_mem``, ...), kept for readers and exports.
+    ``graded`` marks Loihi 2's graded spikes (a payload with each spike).
+
+    On a vector unit it is ``timesteps`` state updates of every element.
+
+    >>> from npusim.ir.dtypes import FP16
+    >>> from npusim.ir.tensor import Tensor
+    >>> n = Neuron(name="l1", model="lif", timesteps=8, rate=0.1,
+    ...            inputs=(Tensor("i", (1, 256), FP16),), outputs=(Tensor("s", (1, 256), FP16),))
+    >>> n.spikes, n.vector_ops
+    (204.8, 6144.0)
+    """
+
+    func: str = "spike"
+    model: str = "if"
+    timesteps: int = 1
+    rate: float | None = None
+    params: tuple[tuple[str, float], ...] = ()
+    graded: bool = False
+
+    kind = "neuron"
+
+    def __post_init__(self) -> None:
+        if self.model not in NEURON_MODELS:
+            raise ShapeError(f"{self.name}: neuron model {self.model!r} is not one of "
+                             f"{', '.join(NEURON_MODELS)}")
+        if int(self.timesteps) < 1:
+            raise ShapeError(f"{self.name}: timesteps {self.timesteps} must be >= 1")
+        if self.rate is not None and not (0.0 <= float(self.rate) <= 1.0):
+            raise ShapeError(f"{self.name}: spike rate {self.rate} is outside [0, 1] (mean "
+                             f"spikes per neuron per timestep)")
+        object.__setattr__(self, "ops_per_element", NEURON_MODELS[self.model] * self.timesteps)
+
+    @property
+    def neurons(self) -> int:
+        return self.elements
+
+    @property
+    def spikes(self) -> float:
+        """Expected spikes per inference: neurons x timesteps x rate (0 when rate is unknown)."""
+        return self.neurons * self.timesteps * float(self.rate or 0.0)
+
+
+def synops(op: Contraction, rate: float, timesteps: int) -> float:
+    """Synaptic operations of a projection fed spikes at ``rate`` for ``timesteps`` steps.
+
+    Every spike of a source neuron costs one synaptic operation per synapse it drives, so the
+    count is the projection's MACs (its synapses, each used once per step in the ANN) x
+    timesteps x rate (snn.md sec. 2.1, applied once, not twice).
+
+    >>> from npusim.ir.dtypes import BF16
+    >>> c = Contraction.einsum("mk,kn->mn", {"m": 1, "n": 10, "k": 256}, ["s", "w"], "y", BF16,
+    ...                        name="fc")
+    >>> synops(c, 0.05, 8)
+    1024.0
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ShapeError(f"{op.name}: spike rate {rate} is outside [0, 1]")
+    return float(op.macs) * int(timesteps) * float(rate)
+
+
+OP_KINDS = ("contraction", "elementwise", "reduction", "movement", "collective", "neuron")
