@@ -1,0 +1,816 @@
+"""Reports of a spiking-core run: per-layer records, a terminal table, JSON, CSV, a trace, plots.
+
+One record per layer of the network (:class:`SnnLayerRecord`), built from the run's per-core,
+per-timestep counts (:class:`~npusim.engine.snn.SnnResult`) and the cost set that priced them;
+every exporter reads the same :class:`SnnReport`, and its totals are sums of the records.
+
+Attribution (how a chip-level number lands on a layer):
+
+* **Dynamic energy** is per core: ``sum_t counts[t, c, k] * e[k]`` with the cost vector of the
+  run (the device's cost set, with the same ``costs`` and ``layer_costs`` overrides the run got).
+  A core's energy goes to the layer(s) whose neurons it holds; a core shared by several layers
+  (a mapper that packs layers together) splits its events by its neurons' shares, which is
+  an approximation and is said in the notes. The records' per-term sums are checked against
+  the run's own per-term energies, so a report priced differently from its run is refused.
+* **Routing** is charged to the sending core (:mod:`npusim.kernels.snn`), so a layer's hop and
+  message energy is the cost of the spikes it *sends*; its synops are the events it *receives*.
+* **Static energy** (static power x chips x latency) belongs to the whole chip; a record's
+  share is the fraction of the neuron-holding cores it occupies. A convention, not a
+  measurement: an idle core leaks as much as a busy one.
+* **Spikes** of a layer are exact from the activity the run was given (rates: expected counts,
+  ``rate x neurons x T``). Without it they come from the counts where that is exact: the
+  ``NEURON_FIRE`` events of a layer that is not the input (when the cost set counts them), else
+  the synops the layer causes in the next one divided by its fan-out when every neuron has the
+  same fan-out (dense). Otherwise the record's spikes are None and the notes say so.
+* **Busy time**: ``busy_s`` is, summed over timesteps, the busy time of the layer's slowest core
+  (its share of each step's critical path when it holds the critical core); ``core_busy_s`` is
+  core-seconds (additive); ``critical_steps`` counts the steps in which one of its cores was
+  the critical core.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..arch.snn_device import SnnDevice
+from ..engine import snn as es
+from ..errors import NpusimError
+from ..figures import figure_class, plain_formatter, save_figure
+from ..files import make_folder, write_csv, write_text
+from ..kernels import snn as ks
+from .export import _jsonable
+from .terminal import Column, console, print_fitted, print_items, si
+
+STATIC = "STATIC"
+TERMS = (*ks.TERM_NAMES, STATIC)
+"""Energy terms of a record, kernel terms first, in the kernel's order."""
+
+TERM_COLOURS = {"SYNOP": "tab:blue", "UPDATE_ACTIVE": "tab:orange", "UPDATE_IDLE": "tab:olive",
+                "SPIKE_OUT": "tab:red", "IN_TILE": "tab:cyan", "HOP_EW": "teal",
+                "HOP_NS": "tab:purple", "NEURON_FIRE": "tab:green", "LEARN": "tab:pink",
+                "AXON_IN": "tab:brown", STATIC: "tab:gray"}
+FIGSIZE = (11.0, 7.0)        # inches; at DPI 100 a PNG is 1100 x 700 pixels (as report/plots.py)
+DPI = 100
+REL_TOL = 1e-9               # records vs the run: float summation order only
+
+
+# ----------------------------------------------------------------------------- the records
+@dataclass(frozen=True)
+class SnnLayerRecord:
+    """What one layer of a spiking run holds and costs (see the module docstring for how each
+    number is attributed).
+
+    Attributes
+    ----------
+    name, kind : str
+        The layer and its kind (input, dense, conv2d).
+    shape : tuple of int
+    neurons, synapses : int
+        Neurons of the layer; synapses into it (0 for the input layer).
+    first_core, n_cores, per_core : int
+        Where it was mapped: its lowest core, how many cores hold its neurons, and at most how
+        many neurons one core holds.
+    bound_by : str
+        The per-core limit that set ``per_core`` (``neurons_per_core``, ``synaptic_memory``,
+        ``fan_in``, or ``layer`` when the whole layer fits one core).
+    synops : float
+        Synaptic events the layer's neurons integrate over the run.
+    spikes : float or None
+        Spikes its neurons fire over the run (expected counts for rates); None if unknown.
+    energy_j, dynamic_j, static_j : float
+        Energy attributed to it: dynamic (its cores' events) + its share of static.
+    energy_by_term_j : dict
+        Term -> joules: the terms the run priced, then ``STATIC``.
+    share : float
+        ``energy_j`` over the run's energy.
+    busy_s, core_busy_s : float
+        Summed over timesteps: its slowest core's busy time; its cores' busy core-seconds.
+    critical_steps : int
+        Timesteps in which one of its cores was the critical core.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    neurons: int
+    synapses: int
+    first_core: int
+    n_cores: int
+    per_core: int
+    bound_by: str
+    synops: float
+    spikes: float | None
+    energy_j: float
+    dynamic_j: float
+    static_j: float
+    energy_by_term_j: dict
+    share: float
+    busy_s: float
+    core_busy_s: float
+    critical_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+ADDITIVE = ("neurons", "synapses", "n_cores", "synops", "energy_j", "dynamic_j", "static_j",
+            "core_busy_s", "critical_steps")
+"""Record fields whose totals are their sums over the layers (spikes too, when all known)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SnnReport:
+    """A spiking run, ready for every exporter: the records, the run-level numbers they do not
+    sum to (latency, barrier), the per-step arrays the trace draws, and the device provenance.
+    """
+
+    network: str
+    device: str
+    cost_set: str
+    timesteps: int
+    layers: tuple[SnnLayerRecord, ...]
+    latency_s: float
+    barrier_s: float
+    tick_s: float
+    chips: int
+    tiles: int
+    step_time_s: np.ndarray
+    core_busy_s: np.ndarray
+    critical_core: np.ndarray
+    core_layer: tuple[str, ...]
+    provenance: dict
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def totals(self) -> dict[str, Any]:
+        """Run totals; every additive one is the sum of the records (``spikes`` None when a
+        layer's is unknown), then latency, power and the per-term energies."""
+        recs = self.layers
+        t: dict[str, Any] = {k: _sum(getattr(r, k) for r in recs) for k in ADDITIVE}
+        t["cores"] = t.pop("n_cores")
+        spikes = [r.spikes for r in recs]
+        t["spikes"] = None if any(s is None for s in spikes) else _sum(spikes)
+        t["timesteps"] = self.timesteps
+        t["latency_s"] = self.latency_s
+        t["step_s"] = self.latency_s / self.timesteps if self.timesteps else 0.0
+        t["barrier_s"] = self.barrier_s
+        t["tiles"], t["chips"] = self.tiles, self.chips
+        t["avg_power_w"] = t["energy_j"] / self.latency_s if self.latency_s > 0 else 0.0
+        t["energy_per_synop_j"] = t["energy_j"] / t["synops"] if t["synops"] > 0 else None
+        keys = [k for k in TERMS if any(k in r.energy_by_term_j for r in recs)]
+        t["energy_by_term_j"] = {k: _sum(r.energy_by_term_j.get(k, 0.0) for r in recs)
+                                 for k in keys}
+        return t
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON tree: ``totals``, ``layers`` (the records), ``device`` (provenance),
+        ``steps`` (time and critical core of each timestep) and ``notes``."""
+        return {
+            "network": self.network,
+            "totals": self.totals(),
+            "layers": [r.to_dict() for r in self.layers],
+            "device": self.provenance,
+            "steps": {"step_time_s": self.step_time_s.tolist(),
+                      "critical_core": self.critical_core.tolist(),
+                      "critical_layer": [self.core_layer[c] if c >= 0 else None
+                                         for c in self.critical_core.tolist()]},
+            "notes": list(self.notes),
+        }
+
+
+def snn_report(net: es.Network, result: es.SnnResult, device: SnnDevice, *,
+               activity: Mapping | None = None, cost_set: str | None = None,
+               costs: Mapping | None = None, layer_costs: Mapping | None = None) -> SnnReport:
+    """The report of ``result``, a :func:`~npusim.engine.snn.run` of ``net`` on ``device``.
+
+    Pass the same ``cost_set``, ``costs`` and ``layer_costs`` the run got (the records are
+    priced again per core and checked against the run's per-term energies), and its
+    ``activity`` for exact spikes of every layer.
+
+    Raises
+    ------
+    NpusimError
+        The result is not of this network (layers or cores differ), the activity does not fit
+        it, or the records do not add up to the run's energies (different costs).
+
+    Examples
+    --------
+    >>> from npusim.arch.snn_device import load_snn_device
+    >>> net = es.Network("n", (es.Layer("in", "input", (4,)), es.Layer("h", "dense", (3,))))
+    >>> dev = load_snn_device("snn-edu")
+    >>> act = {"in": 0.5, "h": 0.0}
+    >>> rep = snn_report(net, es.run(net, dev, act, 2), dev, activity=act)
+    >>> [(r.name, r.synops, r.spikes) for r in rep.layers]
+    [('in', 0.0, 4.0), ('h', 12.0, 0.0)]
+    """
+    mapping = result.mapping
+    where = f"SNN report of {net.name!r} on {device.name}"
+    _check_shapes(net, result, where)
+    T, n_cores, _ = result.counts.shape
+    cs = device.cost_set(cost_set)
+    weight = _core_weights(net, mapping)                       # (layers, cores)
+    e_core = _core_energy(net, result, device, cs.name, costs, layer_costs, weight)
+    priced = [k for k, name in enumerate(ks.TERM_NAMES)
+              if not math.isnan(result.energy_by_term_j.get(name, math.nan))]
+    _check_sums(e_core, result, priced, where)
+    used = weight.sum(axis=0) > 0
+    n_used = int(used.sum())
+    notes = list(result.notes)
+    if (np.count_nonzero(weight, axis=0) > 1).any():
+        notes.append("a core holds neurons of several layers: its events are split between "
+                     "them by neuron share (approximate)")
+    spikes, why = _spikes(net, result, cs.all_in, activity, weight, where)
+    if why:
+        notes.append(why)
+    lm_of = {lm.name: lm for lm in mapping.layers}
+    busy = result.core_busy_s
+    crit = result.critical_core
+    owner = weight.argmax(axis=0)
+    records = []
+    for i, lay in enumerate(net.layers):
+        w = weight[i]
+        cores = np.flatnonzero(w > 0)
+        by_term = {ks.TERM_NAMES[k]: float(w @ e_core[:, k]) for k in priced}
+        dynamic = math.fsum(by_term.values())
+        static = result.static_j * float(w.sum()) / n_used if n_used else 0.0
+        by_term[STATIC] = static
+        lm = lm_of.get(lay.name)
+        records.append(SnnLayerRecord(
+            name=lay.name, kind=lay.kind, shape=tuple(int(d) for d in lay.shape),
+            neurons=lay.size, synapses=_synapses(net, i),
+            first_core=int(cores.min()) if cores.size else -1, n_cores=int(cores.size),
+            per_core=int(lm.per_core) if lm else int(np.bincount(mapping.core_of[lay.name]).max()),
+            bound_by=lm.bound_by if lm else "unknown",
+            synops=float(w @ result.counts[:, :, ks.SYNOP].sum(axis=0)),
+            spikes=spikes[i], energy_j=dynamic + static, dynamic_j=dynamic, static_j=static,
+            energy_by_term_j=by_term,
+            share=(dynamic + static) / result.energy_j if result.energy_j > 0 else 0.0,
+            busy_s=float(busy[:, cores].max(axis=1).sum()) if cores.size else 0.0,
+            core_busy_s=float((busy * w).sum()),
+            critical_steps=int(sum(1 for t, c in enumerate(crit.tolist())
+                                   if c >= 0 and owner[c] == i and busy[t, c] > 0))))
+    core_layer = tuple(net.layers[owner[c]].name if used[c] else "" for c in range(n_cores))
+    return SnnReport(
+        network=net.name, device=device.name, cost_set=cs.name, timesteps=int(T),
+        layers=tuple(records), latency_s=float(result.latency_s),
+        barrier_s=float(result.barrier_s), tick_s=float(device.structure.tick or 0.0),
+        chips=int(mapping.chips), tiles=int(mapping.tiles),
+        step_time_s=np.asarray(result.step_time_s, dtype=np.float64),
+        core_busy_s=np.asarray(busy, dtype=np.float64),
+        critical_core=np.asarray(crit, dtype=np.int64), core_layer=core_layer,
+        provenance=provenance(device, cs.name, costs, layer_costs), notes=tuple(notes))
+
+
+def provenance(device: SnnDevice, cost_set: str | None = None, costs: Mapping | None = None,
+               layer_costs: Mapping | None = None) -> dict[str, Any]:
+    """Where the device's numbers come from: the file, the cost set, each event's cost with
+    its scope, basis and source (ID and reference), the barrier and static power, and the
+    overrides the run added.
+
+    >>> from npusim.arch.snn_device import load_snn_device
+    >>> p = provenance(load_snn_device("loihi"))
+    >>> p["cost_set"]["name"], p["events"]["synop"]["source"], p["events"]["synop"]["basis"]
+    ('default', 'SF', 'measured')
+    """
+    cs = device.cost_set(cost_set)
+    refs = dict(device.sources.items())
+
+    def cite(src: str) -> str | None:
+        return refs.get(src)
+
+    s = device.structure
+    out: dict[str, Any] = {
+        "name": device.name, "description": device.description, "file": device.source,
+        "structure": {"chips": s.chips, "tiles": s.tiles, "cores_per_tile": s.cores_per_tile,
+                      "cores": s.cores, "usable_cores": s.usable,
+                      "neurons_per_core": s.neurons_per_core, "fan_in": s.fan_in,
+                      "fan_out": s.fan_out, "tick_s": s.tick},
+        "cost_set": {"name": cs.name, "description": cs.description, "voltage_v": cs.voltage,
+                     "all_in": cs.all_in, "must_fit": list(cs.must_fit)},
+        "events": {kind: {"energy_j": ev.energy, "time_s": ev.time, "scope": ev.scope,
+                          "basis": ev.basis, "source": ev.source, "reference": cite(ev.source)}
+                   for kind, ev in cs.events.items()},
+        "barrier": None if cs.barrier is None else {
+            "base_s": cs.barrier.base, "per_tile_s": cs.barrier.per_tile,
+            "basis": cs.barrier.basis, "source": cs.barrier.source,
+            "reference": cite(cs.barrier.source), "fit": cs.barrier.fit},
+        "static": None if cs.static is None else {
+            "power_w": cs.static.power, "basis": cs.static.basis, "source": cs.static.source,
+            "reference": cite(cs.static.source)},
+        "sources": refs,
+    }
+    if costs or layer_costs:
+        out["overrides"] = {
+            "costs": {k: {"energy_j": j, "time_s": t} for k, (j, t) in (costs or {}).items()},
+            "layer_costs": {lay: {k: {"energy_j": j, "time_s": t} for k, (j, t) in over.items()}
+                            for lay, over in (layer_costs or {}).items()}}
+    return out
+
+
+def _sum(values) -> float:
+    return math.fsum(float(v) for v in values)
+
+
+def _check_shapes(net: es.Network, result: es.SnnResult, where: str) -> None:
+    """The result must be a run of this network: every layer mapped, the counts' cores the
+    mapping's."""
+    m = result.mapping
+    missing = [lay.name for lay in net.layers if lay.name not in m.core_of]
+    if missing:
+        raise NpusimError(f"{where}: the result's mapping has no layer {missing}; report a "
+                          f"run of this network")
+    bad = [lay.name for lay in net.layers if np.shape(m.core_of[lay.name]) != (lay.size,)]
+    if bad or result.counts.shape[1:] != (m.n_cores, ks.N_TERMS) \
+            or result.core_busy_s.shape != result.counts.shape[:2]:
+        raise NpusimError(f"{where}: the result does not match the network (layers {bad} "
+                          f"differ in size, or counts and mapping disagree); report a run of "
+                          f"this network")
+
+
+def _core_weights(net: es.Network, mapping: es.CoreMap) -> np.ndarray:
+    """``w[layer, core]``: the share of the core's neurons that belong to the layer (each
+    used core's column sums to 1; an empty core's is 0)."""
+    n = mapping.n_cores
+    held = np.array([np.bincount(mapping.core_of[lay.name], minlength=n)[:n]
+                     for lay in net.layers], dtype=np.float64).reshape(len(net.layers), n)
+    total = held.sum(axis=0)
+    return np.divide(held, total, out=np.zeros_like(held), where=total > 0)
+
+
+def _core_energy(net: es.Network, result: es.SnnResult, device: SnnDevice, cost_set: str,
+                 costs: Mapping | None, layer_costs: Mapping | None,
+                 weight: np.ndarray) -> np.ndarray:
+    """``e[core, term]`` joules over the run, each core priced as :func:`~npusim.engine.snn.run`
+    prices it (the overrides of the layer it holds)."""
+    cs = device.cost_set(cost_set)
+    where = f" of {device.name} ({device.source})"
+    unknown = [k for k in (layer_costs or {}) if k not in {lay.name for lay in net.layers}]
+    if unknown:
+        raise NpusimError(f"SNN report of {net.name!r}: layer_costs names layers {unknown} "
+                          f"that the network does not have")
+    per_core = result.counts.sum(axis=0)                       # (cores, terms)
+    e = np.zeros_like(per_core)
+    owner = weight.argmax(axis=0)
+    for c in range(per_core.shape[0]):
+        over = (layer_costs or {}).get(net.layers[owner[c]].name, {})
+        ev, _ = es.cost_vectors(cs, {**(costs or {}), **dict(over)}, where)
+        e[c] = np.where(per_core[c] > 0, per_core[c] * np.nan_to_num(ev, nan=0.0), 0.0)
+    return e
+
+
+def _check_sums(e_core: np.ndarray, result: es.SnnResult, priced: list[int], where: str) -> None:
+    """Each term summed over the cores must be the run's; else the costs differ."""
+    for k in priced:
+        mine = math.fsum(e_core[:, k].tolist())
+        theirs = result.energy_by_term_j[ks.TERM_NAMES[k]]
+        if not math.isclose(mine, theirs, rel_tol=REL_TOL, abs_tol=1e-24):
+            raise NpusimError(f"{where}: {ks.TERM_NAMES[k]} energy priced per core is "
+                              f"{mine:.6g} J but the run's is {theirs:.6g} J; pass the "
+                              f"cost_set, costs and layer_costs the run was given")
+
+
+def _synapses(net: es.Network, i: int) -> int:
+    if i == 0:
+        return 0
+    return int(es.connectivity(net, i)[0].size)
+
+
+def _fan_out(net: es.Network, i: int) -> int | None:
+    """The fan-out every neuron of layer ``i`` has into layer ``i + 1``, if they all share one."""
+    if i + 1 >= len(net.layers):
+        return None
+    src, _ = es.connectivity(net, i + 1)
+    fo = np.bincount(src, minlength=net.layers[i].size)
+    return int(fo[0]) if fo.size and fo[0] > 0 and (fo == fo[0]).all() else None
+
+
+def _spikes(net: es.Network, result: es.SnnResult, all_in: bool, activity: Mapping | None,
+            weight: np.ndarray, where: str) -> tuple[list[float | None], str]:
+    """Spikes per layer (module docstring) and a note naming the layers left unknown."""
+    T = result.counts.shape[0]
+    if activity is not None:
+        return [_spikes_of(lay, activity, T, where) for lay in net.layers], ""
+    per_core = result.counts.sum(axis=0)
+    fire = weight @ per_core[:, ks.NEURON_FIRE]
+    synops = weight @ per_core[:, ks.SYNOP]
+    out: list[float | None] = []
+    for i, lay in enumerate(net.layers):
+        if i and not all_in:
+            out.append(float(fire[i]))
+            continue
+        fo = _fan_out(net, i)
+        out.append(float(synops[i + 1]) / fo if fo else None)
+    unknown = [lay.name for lay, s in zip(net.layers, out) if s is None]
+    why = (f"spikes of {unknown} cannot be recovered from this run's counts; pass "
+           f"activity= (the rates or rasters given to the run)" if unknown else "")
+    return out, why
+
+
+def _spikes_of(lay: es.Layer, activity: Mapping, T: int, where: str) -> float:
+    if lay.name not in activity:
+        raise NpusimError(f"{where}: activity has no entry for layer {lay.name!r}; give the "
+                          f"rates or rasters the run was given")
+    v = activity[lay.name]
+    if np.ndim(v) == 0:
+        p = float(v)
+        if not 0.0 <= p <= 1.0:
+            raise NpusimError(f"{where}: layer {lay.name!r} has rate {v}; a rate is in [0, 1]")
+        return p * lay.size * T
+    a = np.asarray(v)
+    if a.shape != (T, lay.size):
+        raise NpusimError(f"{where}: layer {lay.name!r}: a raster of shape {a.shape}, but the "
+                          f"run has {T} timesteps and the layer {lay.size} neurons")
+    return float(a.astype(np.float64).sum())
+
+
+# ----------------------------------------------------------------------------- terminal
+def print_snn(report: SnnReport, con=None) -> None:
+    """Summary lines, the energy by term, then one row per layer (columns dropped, never cut,
+    to fit the terminal)."""
+    con = con or console()
+    t = report.totals()
+    con.print(f"[bold]{report.network}[/bold] on [bold]{report.device}[/bold] (spiking cores, "
+              f"cost set {report.cost_set})")
+    spikes = "unknown" if t["spikes"] is None else si(t["spikes"])
+    print_items(con, "  ", [f"timesteps {t['timesteps']}", f"neurons {si(t['neurons'])}",
+                            f"synapses {si(t['synapses'])}",
+                            f"cores {t['cores']} on {t['tiles']} tiles, {t['chips']} chip(s)"])
+    print_items(con, "  ", [f"synops {si(t['synops'])}", f"spikes {spikes}"])
+    print_items(con, "  ", [f"latency {si(t['latency_s'], 's')}",
+                            f"per step {si(t['step_s'], 's')}",
+                            f"barrier {si(t['barrier_s'], 's')} per step"])
+    per_synop = t["energy_per_synop_j"]
+    print_items(con, "  ", [f"energy {si(t['energy_j'], 'J')}",
+                            f"dynamic {si(t['dynamic_j'], 'J')}",
+                            f"static {si(t['static_j'], 'J')}",
+                            f"average power {si(t['avg_power_w'], 'W')}"]
+                + ([f"per synop {si(per_synop, 'J')}"] if per_synop else []))
+    if t["energy_j"] > 0:
+        print_items(con, "  energy by term:", [
+            f"{k} {100 * v / t['energy_j']:.1f}%"
+            for k, v in sorted(t["energy_by_term_j"].items(), key=lambda kv: -kv[1]) if v > 0])
+    cols = [Column("layer", "left", wrap=True), Column("kind", "left", keep=3),
+            Column("neurons", keep=6), Column("cores"), Column("per core", keep=5),
+            Column("bound by", "left", keep=4), Column("synops", keep=8),
+            Column("spikes", keep=7), Column("energy"), Column("share", keep=9),
+            Column("busy", keep=2)]
+    cells = [[r.name, r.kind, str(r.neurons), str(r.n_cores), str(r.per_core), r.bound_by,
+              si(r.synops), "?" if r.spikes is None else si(r.spikes), si(r.energy_j, "J"),
+              f"{100 * r.share:.1f}%", si(r.busy_s, "s")] for r in report.layers]
+    print_fitted(con, cols, cells, title=f"{len(report.layers)} layers",
+                 where="the CSV has every column")
+    for note in report.notes:
+        con.print(f"  note: {note}", highlight=False)
+
+
+# ----------------------------------------------------------------------------- JSON, CSV
+def write_snn_json(report: SnnReport, path: str | Path) -> Path:
+    """Write :meth:`SnnReport.to_dict` as JSON (non-finite numbers as strings)."""
+    text = json.dumps(_jsonable(report.to_dict()), indent=1, allow_nan=False) + "\n"
+    return write_text(Path(path), text, "JSON")
+
+
+CSV_FIELDS = ("name", "kind", "shape", "neurons", "synapses", "first_core", "n_cores",
+              "per_core", "bound_by", "synops", "spikes", "energy_j", "share", "dynamic_j",
+              "static_j", "busy_s", "core_busy_s", "critical_steps")
+
+
+def csv_columns(report: SnnReport) -> list[str]:
+    """The CSV header: :data:`CSV_FIELDS`, then one ``energy_<TERM>_j`` per term the run priced."""
+    keys = [k for k in TERMS if any(k in r.energy_by_term_j for r in report.layers)]
+    return list(CSV_FIELDS) + [f"energy_{k}_j" for k in keys]
+
+
+def csv_rows(report: SnnReport) -> list[dict[str, Any]]:
+    """One dict per layer, keyed by :func:`csv_columns`; the shape as ``CxHxW``, an unknown
+    spike count empty."""
+    cols = csv_columns(report)
+    rows = []
+    for r in report.layers:
+        row = {c: getattr(r, c) for c in CSV_FIELDS}
+        row["shape"] = "x".join(str(d) for d in r.shape)
+        for c in cols[len(CSV_FIELDS):]:
+            row[c] = r.energy_by_term_j.get(c[len("energy_"):-len("_j")], 0.0)
+        rows.append(row)
+    return rows
+
+
+def write_snn_csv(report: SnnReport, path: str | Path) -> Path:
+    """Write one row per layer as CSV (text cells spreadsheet-safe)."""
+    return write_csv(path, csv_columns(report), csv_rows(report), "CSV")
+
+
+# ----------------------------------------------------------------------------- trace
+PID = 1
+
+
+def snn_trace_events(report: SnnReport) -> list[dict]:
+    """Chrome trace events (format as :mod:`npusim.report.trace`): a ``timestep`` track with a
+    slice per step, a ``barrier`` track (the barrier after the slowest core, then any wait for
+    the tick), and a track per neuron-holding core with a slice per step of its busy time.
+
+    Steps start at the sum of the previous step times; times are whole picoseconds.
+
+    >>> from npusim.arch.snn_device import load_snn_device
+    >>> net = es.Network("n", (es.Layer("in", "input", (2,)), es.Layer("h", "dense", (1,))))
+    >>> dev = load_snn_device("snn-edu")
+    >>> rep = snn_report(net, es.run(net, dev, {"in": 1.0, "h": 0.0}, 1), dev)
+    >>> [(e["name"], e["ts"], e["dur"]) for e in snn_trace_events(rep) if e["ph"] == "X"]
+    [('step 0', 0.0, 0.15), ('barrier', 0.03, 0.12), ('in t0', 0.0, 0.03), ('h t0', 0.0, 0.019)]
+
+    (microseconds; snn-edu: input core 2 messages x 10 ns + 2 hops x 5 ns = 30 ns; hidden
+    core 2 synops x 2 ns + 2 axon-ins x 5 ns + 1 idle update x 5 ns = 19 ns; barrier 100 ns
+    + 2 tiles x 10 ns.)
+    """
+    T = report.timesteps
+    cores = [c for c, name in enumerate(report.core_layer) if name]
+    ends = np.round(np.cumsum(report.step_time_s) * 1e12).astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1])) if T else ends
+    step_tid, barrier_tid = 1, 2
+    tid = {c: 3 + j for j, c in enumerate(cores)}
+    ev: list[dict] = [{"name": "process_name", "ph": "M", "pid": PID, "tid": 0,
+                       "args": {"name": f"{report.device}: {report.network} (spiking, cost set "
+                                        f"{report.cost_set})"}}]
+    names = [(step_tid, "timestep"), (barrier_tid, "barrier")] + [
+        (tid[c], f"core {c} ({report.core_layer[c]})") for c in cores]
+    for i, (t_id, name) in enumerate(names):
+        ev.append({"name": "thread_name", "ph": "M", "pid": PID, "tid": t_id,
+                   "args": {"name": name}})
+        ev.append({"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": t_id,
+                   "args": {"sort_index": i}})
+    xs: list[dict] = []
+    busy = report.core_busy_s
+    for t in range(T):
+        s0, s1 = int(starts[t]), int(ends[t])
+        crit = int(report.critical_core[t])
+        slowest = min(s0 + _ps(busy[t].max() if busy.shape[1] else 0.0), s1)
+        xs.append(_x(f"step {t}", "step", step_tid, s0, s1, {
+            "step": t, "step_time_s": float(report.step_time_s[t]), "critical_core": crit,
+            "critical_layer": report.core_layer[crit] if crit >= 0 else None}))
+        b_end = min(slowest + _ps(report.barrier_s), s1)
+        if b_end > slowest:
+            xs.append(_x("barrier", "barrier", barrier_tid, slowest, b_end,
+                         {"step": t, "barrier_s": report.barrier_s}))
+        if s1 > b_end:
+            xs.append(_x("tick wait", "barrier", barrier_tid, b_end, s1,
+                         {"step": t, "tick_s": report.tick_s}))
+        for c in cores:
+            d = _ps(busy[t, c])
+            if d > 0:
+                xs.append(_x(f"{report.core_layer[c]} t{t}", "core", tid[c], s0,
+                             min(s0 + d, s1), {"step": t, "core": c,
+                                               "layer": report.core_layer[c],
+                                               "busy_s": float(busy[t, c]),
+                                               "critical": c == crit}))
+    xs.sort(key=lambda e: (e["tid"], e["ts"]))
+    return ev + xs
+
+
+def snn_trace_dict(report: SnnReport) -> dict:
+    """The trace file: ``traceEvents`` plus the run's totals in ``otherData``."""
+    t = report.totals()
+    return {"traceEvents": snn_trace_events(report), "displayTimeUnit": "ns",
+            "otherData": {"network": report.network, "device": report.device,
+                          "cost_set": report.cost_set, "timesteps": report.timesteps,
+                          "latency_s": t["latency_s"], "energy_j": t["energy_j"]}}
+
+
+def write_snn_trace(report: SnnReport, path: str | Path) -> Path:
+    """Write the Chrome / Perfetto trace of ``report`` (opens in https://ui.perfetto.dev)."""
+    text = json.dumps(_jsonable(snn_trace_dict(report)), allow_nan=False) + "\n"
+    return write_text(Path(path), text, "trace")
+
+
+def _x(name: str, cat: str, tid: int, start_ps: int, end_ps: int, args: dict) -> dict:
+    return {"name": name, "cat": cat, "ph": "X", "pid": PID, "tid": tid,
+            "ts": start_ps / 1e6, "dur": (end_ps - start_ps) / 1e6, "args": args}
+
+
+def _ps(seconds: float) -> int:
+    return int(round(float(seconds) * 1e12))
+
+
+# ----------------------------------------------------------------------------- plots
+def energy_figure(report: SnnReport, dpi: int = DPI):
+    """Energy per layer, stacked by term (static included); the legend gives each term's
+    total and share."""
+    Figure = figure_class()
+    t = report.totals()
+    fig = Figure(figsize=FIGSIZE, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    recs = report.layers
+    xs = list(range(len(recs)))
+    top = max((r.energy_j for r in recs), default=0.0)
+    scale, unit = _unit(top, "J")
+    bottom = [0.0] * len(recs)
+    for term in TERMS:
+        vals = [r.energy_by_term_j.get(term, 0.0) / scale for r in recs]
+        if not any(v > 0 for v in vals):
+            continue
+        total = t["energy_by_term_j"][term]
+        pct = 100 * total / t["energy_j"] if t["energy_j"] > 0 else 0.0
+        ax.bar(xs, vals, bottom=bottom, width=0.8, color=TERM_COLOURS.get(term, "black"),
+               label=f"{term} {si(total, 'J')} ({pct:.1f}%)")
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylim(0, 1.05 * top / scale if top > 0 else 1.0)
+    ax.set_ylabel(f"energy ({unit})")
+    ax.yaxis.set_major_formatter(plain_formatter())
+    if any(b > 0 for b in bottom):
+        ax.legend(title="term", fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    ax.set_xticks(xs, [_shorten(r.name) for r in recs], rotation=90 if len(recs) > 8 else 0,
+                  fontsize=8)
+    ax.set_xlabel("layer (routing is charged to the sending layer, static shared by cores)")
+    ax.set_title(f"Energy by term: {report.network} on {report.device} "
+                 f"(cost set {report.cost_set})\n{report.timesteps} timesteps, energy "
+                 f"{si(t['energy_j'], 'J')}, latency {si(t['latency_s'], 's')}")
+    return fig
+
+
+def spikes_figure(report: SnnReport, dpi: int = DPI):
+    """Spikes fired and synops received per layer (two panels, shared layer axis)."""
+    Figure = figure_class()
+    fig = Figure(figsize=FIGSIZE, dpi=dpi, layout="constrained")
+    ax_s, ax_o = fig.subplots(2, 1, sharex=True)
+    recs = report.layers
+    xs = list(range(len(recs)))
+    known = [r.spikes if r.spikes is not None else 0.0 for r in recs]
+    ax_s.bar(xs, known, width=0.8, color="tab:red")
+    for x, r in zip(xs, recs):
+        if r.spikes is None:
+            ax_s.text(x, 0, "?", ha="center", va="bottom", color="gray")
+        elif r.neurons and report.timesteps:
+            ax_s.text(x, r.spikes, f"{r.spikes / (r.neurons * report.timesteps):.3g}/step",
+                      ha="center", va="bottom", fontsize=7)
+    ax_s.set_ylabel("spikes fired")
+    ax_s.set_title(f"Spikes per layer: {report.network} on {report.device}, "
+                   f"{report.timesteps} timesteps (label: spikes per neuron per step; "
+                   f"? = unknown)")
+    ax_o.bar(xs, [r.synops for r in recs], width=0.8, color="tab:blue")
+    ax_o.set_ylabel("synops received")
+    for ax in (ax_s, ax_o):
+        ax.yaxis.set_major_formatter(plain_formatter())
+    ax_o.set_xticks(xs, [_shorten(r.name) for r in recs], rotation=90 if len(recs) > 8 else 0,
+                    fontsize=8)
+    ax_o.set_xlabel("layer")
+    return fig
+
+
+BREAKEVEN_SERIES = ("rate", "snn_energy_j", "ann_energy_j", "spikes_per_synapse")
+BREAKEVEN_KEYS = (*BREAKEVEN_SERIES, "timesteps", "crossover_rate",
+                  "crossover_spikes_per_synapse")
+
+
+def breakeven_series(curve: Mapping) -> dict[str, Any]:
+    """The break-even curve dict (``BreakEven.as_dict()`` of :mod:`npusim.engine.hybrid`)
+    checked and as arrays: ``rate``, ``snn_energy_j``, ``ann_energy_j`` (a list, or one number
+    for every rate), ``spikes_per_synapse`` of one length, finite and >= 0, rates in [0, 1];
+    ``timesteps`` >= 1; ``crossover_rate`` and ``crossover_spikes_per_synapse`` a number or
+    None. Other keys are ignored.
+
+    >>> breakeven_series({"rate": [0, 0.1], "snn_energy_j": [1, 3], "ann_energy_j": 2,
+    ...     "spikes_per_synapse": [0, 0.5], "timesteps": 5, "crossover_rate": 0.05,
+    ...     "crossover_spikes_per_synapse": 0.25})["ann_energy_j"].tolist()
+    [2.0, 2.0]
+    """
+    where = "break-even curve"
+    if not isinstance(curve, Mapping):
+        raise NpusimError(f"{where}: expected a dict with keys {', '.join(BREAKEVEN_KEYS)}, "
+                          f"got {type(curve).__name__}")
+    missing = [k for k in BREAKEVEN_KEYS if k not in curve]
+    if missing:
+        raise NpusimError(f"{where}: missing keys {missing}; BreakEven.as_dict() gives "
+                          f"{', '.join(BREAKEVEN_KEYS)}")
+    out: dict[str, Any] = {}
+    rate = _series(curve["rate"], "rate", None, where)
+    for key in BREAKEVEN_SERIES:
+        out[key] = rate if key == "rate" else _series(curve[key], key, rate.size, where)
+    if rate.size < 1:
+        raise NpusimError(f"{where}: 'rate' is empty; give at least one rate")
+    if (rate > 1).any():
+        raise NpusimError(f"{where}: 'rate' has values above 1; a rate is mean spikes per "
+                          f"neuron per timestep, in [0, 1]")
+    ts = curve["timesteps"]
+    if isinstance(ts, bool) or not isinstance(ts, (int, np.integer)) or ts < 1:
+        raise NpusimError(f"{where}: 'timesteps' is {ts!r}; give an integer >= 1")
+    out["timesteps"] = int(ts)
+    for key in ("crossover_rate", "crossover_spikes_per_synapse"):
+        v = curve[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+                              or not math.isfinite(float(v)) or float(v) < 0):
+            raise NpusimError(f"{where}: {key!r} is {v!r}; give a finite number >= 0 or None "
+                              f"(no crossover)")
+        out[key] = None if v is None else float(v)
+    return out
+
+
+def _series(v: Any, key: str, n: int | None, where: str) -> np.ndarray:
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NpusimError(f"{where}: {key!r} must be numbers, got {type(v).__name__}") from None
+    if a.ndim == 0 and n is not None:
+        a = np.full(n, float(a))
+    if a.ndim != 1 or (n is not None and a.size != n):
+        raise NpusimError(f"{where}: {key!r} has shape {a.shape}; it needs one value per rate "
+                          f"({n if n is not None else 'a list'})")
+    if not (np.isfinite(a).all() and (a >= 0).all()):
+        raise NpusimError(f"{where}: {key!r} holds negative, NaN or infinite values; every "
+                          f"value must be finite and >= 0")
+    return a
+
+
+def breakeven_figure(curve: Mapping, dpi: int = DPI):
+    """Energy per inference against mean spike rate, SNN and ANN, with the crossover marked;
+    a top axis in spikes per synapse per inference when that is proportional to the rate."""
+    d = breakeven_series(curve)
+    Figure = figure_class()
+    fig = Figure(figsize=FIGSIZE, dpi=dpi, layout="constrained")
+    ax = fig.subplots()
+    order = np.argsort(d["rate"], kind="stable")
+    rate = d["rate"][order]
+    top = max(float(d["snn_energy_j"].max()), float(d["ann_energy_j"].max()))
+    scale, unit = _unit(top, "J")
+    ax.plot(rate, d["snn_energy_j"][order] / scale, "o-", color="tab:red", label="SNN (spiking cores)")
+    ax.plot(rate, d["ann_energy_j"][order] / scale, "s--", color="tab:blue", label="ANN (NPU)")
+    cross = d["crossover_rate"]
+    if cross is not None:
+        sps = d["crossover_spikes_per_synapse"]
+        extra = f", {sps:.3g} spikes per synapse per inference" if sps is not None else ""
+        ax.axvline(cross, color="gray", linestyle=":",
+                   label=f"crossover at rate {cross:.3g}{extra}")
+    else:
+        ax.plot([], [], " ", label="no crossover in this range")
+    ax.set_xlabel("mean spike rate (spikes per neuron per timestep)")
+    ax.set_ylabel(f"energy per inference ({unit})")
+    ax.yaxis.set_major_formatter(plain_formatter())
+    ax.set_ylim(0, 1.05 * top / scale if top > 0 else 1.0)
+    ratio = _proportion(d["rate"], d["spikes_per_synapse"])
+    if ratio:
+        sec = ax.secondary_xaxis("top", functions=(lambda r: r * ratio, lambda s: s / ratio))
+        sec.set_xlabel("spikes per synapse per inference")
+    ax.legend(fontsize=9, loc="upper left")
+    ax.set_title(f"ANN vs SNN break-even, {d['timesteps']} timesteps", loc="left")
+    return fig
+
+
+def _proportion(x: np.ndarray, y: np.ndarray) -> float | None:
+    """``k`` with ``y == k * x`` at every point (relative 1e-6), else None."""
+    pos = x > 0
+    if not pos.any() or not np.allclose(y[~pos], 0.0):
+        return None
+    k = y[pos] / x[pos]
+    return float(k[0]) if k[0] > 0 and np.allclose(k, k[0], rtol=1e-6, atol=0.0) else None
+
+
+def plot_energy(report: SnnReport, path: str | Path, dpi: int = DPI) -> Path:
+    """Draw :func:`energy_figure` to ``path`` (format from the suffix)."""
+    return save_figure(energy_figure(report, dpi), path)
+
+
+def plot_spikes(report: SnnReport, path: str | Path, dpi: int = DPI) -> Path:
+    """Draw :func:`spikes_figure` to ``path``."""
+    return save_figure(spikes_figure(report, dpi), path)
+
+
+def plot_breakeven(curve: Mapping, path: str | Path, dpi: int = DPI) -> Path:
+    """Draw :func:`breakeven_figure` of the hybrid helper's ``BreakEven.as_dict()`` to ``path``.
+
+    Raises
+    ------
+    NpusimError
+        A malformed curve (naming the key), missing matplotlib, or an unwritable path.
+    """
+    return save_figure(breakeven_figure(curve, dpi), path)
+
+
+def plot_snn(report: SnnReport, outdir: str | Path, dpi: int = DPI) -> list[Path]:
+    """Write ``snn_energy.png`` and ``snn_spikes.png`` into ``outdir`` (created if missing)."""
+    outdir = make_folder(outdir, "plot")
+    return [plot_energy(report, outdir / "snn_energy.png", dpi),
+            plot_spikes(report, outdir / "snn_spikes.png", dpi)]
+
+
+def _unit(x: float, unit: str) -> tuple[float, str]:
+    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")):
+        if x >= scale:
+            return scale, prefix + unit
+    return 1e-15, "f" + unit
+
+
+def _shorten(label: str, width: int = 28) -> str:
+    if len(label) <= width:
+        return label
+    half = (width - 1) // 2
+    return label[:half] + "…" + label[-half:]
+
+
+__all__ = ["SnnLayerRecord", "SnnReport", "TERMS", "breakeven_figure", "breakeven_series",
+           "csv_columns", "csv_rows", "energy_figure", "plot_breakeven", "plot_energy",
+           "plot_snn", "plot_spikes", "print_snn", "provenance", "snn_report",
+           "snn_trace_dict", "snn_trace_events", "spikes_figure", "write_snn_csv",
+           "write_snn_json", "write_snn_trace"]
