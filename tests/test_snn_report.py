@@ -167,14 +167,15 @@ def test_totals_are_sums_of_records(sizes, rates, timesteps, device, conv):
     t = rep.totals()
     recs = rep.layers
     for key in ("energy_j", "dynamic_j", "static_j", "synops", "spikes", "neurons",
-                "synapses", "core_busy_s"):
+                "synapses", "core_busy_s", "critical_steps"):
         assert t[key] == pytest.approx(math.fsum(getattr(x, key) for x in recs), rel=1e-12,
                                        abs=1e-30)
     # ... and the records add up to the run itself
     assert t["energy_j"] == pytest.approx(r.energy_j, rel=1e-9)
     assert t["static_j"] == pytest.approx(r.static_j, rel=1e-12, abs=1e-30)
     assert t["synops"] == pytest.approx(r.counts[:, :, 0].sum(), rel=1e-12)
-    assert t["cores"] == len({c for lay in net.layers for c in r.mapping.core_of[lay.name]})
+    assert t["cores"] == len({c for lay in net.layers for c in r.mapping.core_of[lay.name]}) \
+        == sum(x.n_cores for x in recs) == round(math.fsum(x.core_share for x in recs))
     for term, v in r.energy_by_term_j.items():
         if math.isnan(v):
             assert term not in t["energy_by_term_j"]
@@ -396,3 +397,26 @@ def test_fuzz_breakeven_curve_is_accepted_or_refused_cleanly(drop, changes):
     else:
         n = out["rate"].size
         assert all(out[k].shape == (n,) and (out[k] >= 0).all() for k in rs.BREAKEVEN_SERIES)
+
+
+def test_a_core_shared_by_two_layers_splits_by_neurons(edu):
+    # in (4) and hidden (3) on core 0, out (2) on core 1 (same tile: in-tile deliveries).
+    # hidden's LayerMap holds no core range of its own, so the run prices core 0 once.
+    m0 = es.map_network(net_432(), edu)
+    lm = (es.LayerMap("in", 0, 1, 4, "layer"), es.LayerMap("hidden", 1, 0, 3, "layer"),
+          es.LayerMap("out", 1, 1, 2, "layer"))
+    core_of = {"in": np.zeros(4, np.int64), "hidden": np.zeros(3, np.int64),
+               "out": np.ones(2, np.int64)}
+    m = es.CoreMap(layers=lm, core_of=core_of, n_cores=2, core_x=m0.core_x[:2],
+                   core_y=m0.core_y[:2], core_tile=m0.core_tile[:2],
+                   core_chip=m0.core_chip[:2], chips=1)
+    act = {"in": 0.5, "hidden": 0.25, "out": 0.1}
+    r = es.run(net_432(), edu, act, 3, mapping=m)
+    rep = rs.snn_report(net_432(), r, edu, activity=act)
+    e0 = rep.layers[0].dynamic_j + rep.layers[1].dynamic_j
+    assert rep.layers[0].dynamic_j == pytest.approx(e0 * 4 / 7, rel=1e-12)
+    assert rep.layers[0].static_j == pytest.approx(r.static_j * 4 / 7 / 2, rel=1e-12)
+    assert rep.totals()["energy_j"] == pytest.approx(r.energy_j, rel=1e-12)
+    assert [x.n_cores for x in rep.layers] == [1, 1, 1] and rep.totals()["cores"] == 2
+    assert [x.core_share for x in rep.layers] == pytest.approx([4 / 7, 3 / 7, 1])
+    assert any("several layers" in n for n in rep.notes)

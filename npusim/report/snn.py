@@ -76,6 +76,9 @@ class SnnLayerRecord:
     first_core, n_cores, per_core : int
         Where it was mapped: its lowest core, how many cores hold its neurons, and at most how
         many neurons one core holds.
+    core_share : float
+        Cores it occupies: ``n_cores`` when it shares no core, else each shared core counted by
+        its neurons' share of it (so the layers' shares add up to the cores in use).
     bound_by : str
         The per-core limit that set ``per_core`` (``neurons_per_core``, ``synaptic_memory``,
         ``fan_in``, or ``layer`` when the whole layer fits one core).
@@ -103,6 +106,7 @@ class SnnLayerRecord:
     first_core: int
     n_cores: int
     per_core: int
+    core_share: float
     bound_by: str
     synops: float
     spikes: float | None
@@ -119,7 +123,7 @@ class SnnLayerRecord:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
-ADDITIVE = ("neurons", "synapses", "n_cores", "synops", "energy_j", "dynamic_j", "static_j",
+ADDITIVE = ("neurons", "synapses", "core_share", "synops", "energy_j", "dynamic_j", "static_j",
             "core_busy_s", "critical_steps")
 """Record fields whose totals are their sums over the layers (spikes too, when all known)."""
 
@@ -152,7 +156,7 @@ class SnnReport:
         layer's is unknown), then latency, power and the per-term energies."""
         recs = self.layers
         t: dict[str, Any] = {k: _sum(getattr(r, k) for r in recs) for k in ADDITIVE}
-        t["cores"] = t.pop("n_cores")
+        t["cores"] = int(round(t.pop("core_share")))
         spikes = [r.spikes for r in recs]
         t["spikes"] = None if any(s is None for s in spikes) else _sum(spikes)
         t["timesteps"] = self.timesteps
@@ -245,7 +249,7 @@ def snn_report(net: es.Network, result: es.SnnResult, device: SnnDevice, *,
             neurons=lay.size, synapses=_synapses(net, i),
             first_core=int(cores.min()) if cores.size else -1, n_cores=int(cores.size),
             per_core=int(lm.per_core) if lm else int(np.bincount(mapping.core_of[lay.name]).max()),
-            bound_by=lm.bound_by if lm else "unknown",
+            core_share=float(w.sum()), bound_by=lm.bound_by if lm else "unknown",
             synops=float(w @ result.counts[:, :, ks.SYNOP].sum(axis=0)),
             spikes=spikes[i], energy_j=dynamic + static, dynamic_j=dynamic, static_j=static,
             energy_by_term_j=by_term,
@@ -312,7 +316,11 @@ def provenance(device: SnnDevice, cost_set: str | None = None, costs: Mapping | 
     return out
 
 
-def _sum(values) -> float:
+def _sum(values):
+    """Exact sum: an int for counts of things (neurons, cores), else ``math.fsum``."""
+    values = list(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return int(sum(values))
     return math.fsum(float(v) for v in values)
 
 
@@ -476,8 +484,8 @@ def write_snn_json(report: SnnReport, path: str | Path) -> Path:
 
 
 CSV_FIELDS = ("name", "kind", "shape", "neurons", "synapses", "first_core", "n_cores",
-              "per_core", "bound_by", "synops", "spikes", "energy_j", "share", "dynamic_j",
-              "static_j", "busy_s", "core_busy_s", "critical_steps")
+              "per_core", "core_share", "bound_by", "synops", "spikes", "energy_j", "share",
+              "dynamic_j", "static_j", "busy_s", "core_busy_s", "critical_steps")
 
 
 def csv_columns(report: SnnReport) -> list[str]:
@@ -735,7 +743,8 @@ def breakeven_figure(curve: Mapping, dpi: int = DPI):
     rate = d["rate"][order]
     top = max(float(d["snn_energy_j"].max()), float(d["ann_energy_j"].max()))
     scale, unit = _unit(top, "J")
-    ax.plot(rate, d["snn_energy_j"][order] / scale, "o-", color="tab:red", label="SNN (spiking cores)")
+    ax.plot(rate, d["snn_energy_j"][order] / scale, "o-", color="tab:red",
+            label="SNN (spiking cores)")
     ax.plot(rate, d["ann_energy_j"][order] / scale, "s--", color="tab:blue", label="ANN (NPU)")
     cross = d["crossover_rate"]
     if cross is not None:
