@@ -362,13 +362,12 @@ def _core_energy(net: es.Network, result: es.SnnResult, device: SnnDevice, cost_
         raise NpusimError(f"SNN report of {net.name!r}: layer_costs names layers {unknown} "
                           f"that the network does not have")
     per_core = result.counts.sum(axis=0)                       # (cores, terms)
-    e = np.zeros_like(per_core)
-    owner = weight.argmax(axis=0)
-    for c in range(per_core.shape[0]):
-        over = (layer_costs or {}).get(net.layers[owner[c]].name, {})
+    unit = np.zeros((len(net.layers), ks.N_TERMS))             # joules per event, by layer
+    for i, lay in enumerate(net.layers):
+        over = (layer_costs or {}).get(lay.name, {})
         ev, _ = es.cost_vectors(cs, {**(costs or {}), **dict(over)}, where)
-        e[c] = np.where(per_core[c] > 0, per_core[c] * np.nan_to_num(ev, nan=0.0), 0.0)
-    return e
+        unit[i] = np.nan_to_num(ev, nan=0.0)                   # absent terms count 0 events
+    return per_core * unit[weight.argmax(axis=0)]
 
 
 def _check_sums(e_core: np.ndarray, result: es.SnnResult, priced: list[int], where: str) -> None:
@@ -460,7 +459,7 @@ def print_snn(report: SnnReport, con=None) -> None:
                 + ([f"per synop {si(per_synop, 'J')}"] if per_synop else []))
     if t["energy_j"] > 0:
         print_items(con, "  energy by term:", [
-            f"{k} {100 * v / t['energy_j']:.1f}%"
+            f"{k} {_pct(v / t['energy_j'])}"
             for k, v in sorted(t["energy_by_term_j"].items(), key=lambda kv: -kv[1]) if v > 0])
     cols = [Column("layer", "left", wrap=True), Column("kind", "left", keep=3),
             Column("neurons", keep=6), Column("cores"), Column("per core", keep=5),
@@ -469,11 +468,16 @@ def print_snn(report: SnnReport, con=None) -> None:
             Column("busy", keep=2)]
     cells = [[r.name, r.kind, str(r.neurons), str(r.n_cores), str(r.per_core), r.bound_by,
               si(r.synops), "?" if r.spikes is None else si(r.spikes), si(r.energy_j, "J"),
-              f"{100 * r.share:.1f}%", si(r.busy_s, "s")] for r in report.layers]
+              _pct(r.share) if r.share > 0 else "0%", si(r.busy_s, "s")] for r in report.layers]
     print_fitted(con, cols, cells, title=f"{len(report.layers)} layers",
                  where="the CSV has every column")
     for note in report.notes:
         con.print(f"  note: {note}", highlight=False)
+
+
+def _pct(x: float) -> str:
+    """A share as a percentage; a tiny nonzero one is ``<0.1%``, not ``0.0%``."""
+    return f"{100 * x:.1f}%" if x >= 5e-4 else "<0.1%"
 
 
 # ----------------------------------------------------------------------------- JSON, CSV
