@@ -1,4 +1,5 @@
-"""npusim/report/snn.py: per-layer records of a spiking run and their exporters.
+"""npusim/report/snn.py and snn_plots.py: per-layer records of a spiking run, their exporters
+and figures.
 
 Hand case: the 4 -> 3 -> 2 network of ``tests/test_snn_engine.py`` on ``snn-edu`` (every cost an
 assumption: synop 10 pJ / 2 ns, update active 50 pJ / 10 ns, idle 20 pJ / 5 ns, fire 50 pJ /
@@ -29,6 +30,7 @@ from npusim.arch.snn_device import load_snn_device
 from npusim.engine import snn as es
 from npusim.errors import NpusimError, OutputError
 from npusim.report import snn as rs
+from npusim.report import snn_plots as sp
 
 PJ, NS = 1e-12, 1e-9
 
@@ -319,7 +321,7 @@ def test_unwritable_paths_are_one_clean_error(hand, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError) as e:
-        rs.plot_snn(rep, blocker / "plots")
+        sp.plot_snn(rep, blocker / "plots")
     assert clean_error(e.value)
 
 
@@ -348,35 +350,35 @@ def curve(**over):
 def test_plots_write_images(hand, tmp_path):
     pytest.importorskip("matplotlib")
     _, rep = hand
-    paths = rs.plot_snn(rep, tmp_path / "p")
-    paths.append(rs.plot_breakeven(curve(), tmp_path / "be.png"))
-    paths.append(rs.plot_breakeven(curve(crossover_rate=None, crossover_spikes_per_synapse=None,
+    paths = sp.plot_snn(rep, tmp_path / "p")
+    paths.append(sp.plot_breakeven(curve(), tmp_path / "be.png"))
+    paths.append(sp.plot_breakeven(curve(crossover_rate=None, crossover_spikes_per_synapse=None,
                                          ann_energy_j=9e-6), tmp_path / "none.svg"))
     for p in paths:
         assert p.exists() and p.stat().st_size > 1000
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fig = rs.energy_figure(rep)
+    fig = sp.energy_figure(rep)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any(lab.startswith("STATIC") and "(86.2%)" in lab for lab in labels)  # 3670/4260
     # spikes per synapse = 5 x rate: a top axis in spikes per synapse; not proportional: none
-    assert len(rs.breakeven_figure(curve()).axes[0].child_axes) == 1
+    assert len(sp.breakeven_figure(curve()).axes[0].child_axes) == 1
     skew = curve(spikes_per_synapse=[0.0, 0.1, 0.3, 0.5])
-    assert len(rs.breakeven_figure(skew).axes[0].child_axes) == 0
+    assert len(sp.breakeven_figure(skew).axes[0].child_axes) == 0
 
 
 def test_breakeven_curve_errors_name_the_key(tmp_path):
     with pytest.raises(NpusimError, match="missing keys \\['timesteps'\\]"):
-        rs.breakeven_series({k: v for k, v in curve().items() if k != "timesteps"})
+        sp.breakeven_series({k: v for k, v in curve().items() if k != "timesteps"})
     with pytest.raises(NpusimError, match="'snn_energy_j' has shape \\(3,\\)"):
-        rs.breakeven_series(curve(snn_energy_j=[1, 2, 3]))
+        sp.breakeven_series(curve(snn_energy_j=[1, 2, 3]))
     with pytest.raises(NpusimError, match="'rate' has values above 1"):
-        rs.breakeven_series(curve(rate=[0, 0.5, 1.5, 2]))
+        sp.breakeven_series(curve(rate=[0, 0.5, 1.5, 2]))
     with pytest.raises(NpusimError, match="'ann_energy_j' holds negative"):
-        rs.breakeven_series(curve(ann_energy_j=float("nan")))
+        sp.breakeven_series(curve(ann_energy_j=float("nan")))
     with pytest.raises(NpusimError, match="'crossover_rate' is 'x'"):
-        rs.breakeven_series(curve(crossover_rate="x"))
+        sp.breakeven_series(curve(crossover_rate="x"))
     with pytest.raises(OutputError) as e:
-        rs.plot_breakeven(curve(), tmp_path / "no" / "be.png")
+        sp.plot_breakeven(curve(), tmp_path / "no" / "be.png")
     assert clean_error(e.value)
 
 
@@ -386,17 +388,17 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allo
 
 
 @settings(max_examples=60, deadline=None)
-@given(drop=st.sets(st.sampled_from(rs.BREAKEVEN_KEYS), max_size=2),
-       changes=st.dictionaries(st.sampled_from(rs.BREAKEVEN_KEYS), _values, max_size=3))
+@given(drop=st.sets(st.sampled_from(sp.BREAKEVEN_KEYS), max_size=2),
+       changes=st.dictionaries(st.sampled_from(sp.BREAKEVEN_KEYS), _values, max_size=3))
 def test_fuzz_breakeven_curve_is_accepted_or_refused_cleanly(drop, changes):
     d = {k: v for k, v in curve(**changes).items() if k not in drop}
     try:
-        out = rs.breakeven_series(d)
+        out = sp.breakeven_series(d)
     except NpusimError as e:
         assert clean_error(e)
     else:
         n = out["rate"].size
-        assert all(out[k].shape == (n,) and (out[k] >= 0).all() for k in rs.BREAKEVEN_SERIES)
+        assert all(out[k].shape == (n,) and (out[k] >= 0).all() for k in sp.BREAKEVEN_SERIES)
 
 
 def test_a_core_shared_by_two_layers_splits_by_neurons(edu):
