@@ -1,9 +1,9 @@
-"""Reports of a spiking-core run: per-layer records, a terminal table, JSON, CSV, a trace, plots.
+"""Reports of a spiking-core run: per-layer records, a terminal table, JSON, CSV, a trace.
 
 One record per layer of the network (:class:`SnnLayerRecord`), built from the run's per-core,
 per-timestep counts (:class:`~npusim.engine.snn.SnnResult`) and the cost set that priced them;
-every exporter reads the same :class:`SnnReport`, and its totals are sums of the records. The figures are in
-:mod:`npusim.report.snn_plots`.
+every exporter reads the same :class:`SnnReport`, and its totals are sums of the records. The
+figures are in :mod:`npusim.report.snn_plots`.
 
 Attribution (how a chip-level number lands on a layer):
 
