@@ -6,6 +6,7 @@ onnxruntime calibration tests skip cleanly without onnxruntime.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import onnx
@@ -481,3 +482,56 @@ def test_rateset_boundary():
     with pytest.raises(RatesError, match="mapping"):
         RateSet([0.1], "r")
     assert RateSet({"relu1": np.float32(0.25)}).rates == {"relu1": 0.25}
+
+
+# -- real networks: onnx's backend test models (weights stripped, structure intact) ---------
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+
+
+def _light(name):
+    path = os.path.join(LIGHT, f"light_{name}.onnx")
+    if not os.path.isfile(path):
+        pytest.skip(f"onnx's backend test model {name} is not installed")
+    return load_onnx(path)
+
+
+def test_vgg19_converts_with_pools_as_average():
+    ann = _light("vgg19")
+    with pytest.raises(SnnConversionError, match=r"'n4' \(MaxPool\)"):
+        to_snn(ann, 4)
+    snn = to_snn(ann, 4, max_pool="average")
+    relus = [op for op in ann.ops() if op.op_type == "Relu"]
+    ns = neurons(snn)
+    assert len(ns) == len(relus) + 2 == 20 and snn.macs == ann.macs
+    assert sum(getattr(op, "func", "") == "average_pool" for op in snn.ops()) == 5
+    assert not any(op.op_type == "Softmax" for op in snn.ops())
+
+
+@pytest.mark.parametrize("name, match", [("resnet50", r"'n14' \(Sum\) joins 2 activations"),
+                                         ("squeezenet", r"\(Concat\) joins"),
+                                         ("bvlc_alexnet", r"'n2' \(LRN\)")])
+def test_networks_that_are_not_spiking_chains(name, match):
+    with pytest.raises(SnnConversionError, match=match) as e:
+        to_snn(_light(name), 4, max_pool="average")
+    assert one_line(e.value)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(
+    st.text(max_size=60),
+    st.lists(st.tuples(st.sampled_from(["input", "relu1", "fc2", "x", "?", "- a"]),
+                       st.sampled_from(["0.1", "1", "2", "-1", ".inf", "[", "{a: 1}", "''",
+                                        "0x10", "1e-3", "null"])),
+             max_size=4).map(lambda kv: "".join(f"{k}: {v}\n" for k, v in kv))),
+    suffix=st.sampled_from([".yaml", ".json"]))
+def test_fuzz_rates_files(tmp_path, text, suffix):
+    """Any text as a rates file: a conversion with rates in [0, 1], or one clean error line."""
+    p = tmp_path / f"r{suffix}"
+    p.write_text(text, encoding="utf-8")
+    try:
+        snn = to_snn(load_onnx(mlp(), {"batch": 1}), 2, rates=p)
+    except NpusimError as e:
+        assert one_line(e)
+    else:
+        assert all(0.0 <= n.rate <= 1.0 for n in neurons(snn))
