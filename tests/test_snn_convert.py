@@ -243,7 +243,7 @@ def test_missing_rates_file(tmp_path):
     assert one_line(e.value)
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rate=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3),
                       st.booleans(), st.text(max_size=4), st.none()),
@@ -325,9 +325,14 @@ def test_concat_refused():
       helper.make_node("MatMul", ["s", "w"], ["y"], name="fc2")], "only at the end"),
     ([helper.make_node("MatMul", ["x", "w"], ["h"], name="fc1"),
       helper.make_node("LayerNormalization", ["h", "g"], ["y"], name="ln")], "no spiking"),
+    ([helper.make_node("MatMul", ["x", "w"], ["h"], name="fc1"),
+      helper.make_node("Relu", ["h"], ["a"], name="relu1"),
+      helper.make_node("Pad", ["a", "pads"], ["p"], name="pad"),
+      helper.make_node("MatMul", ["p", "w6"], ["y"], name="fc2")], r"'pad' \(Pad\) moves data"),
 ])
 def test_ops_without_spiking_counterpart(nodes, match):
-    g = _graph(nodes, [_init("w", (4, 4), R), _init("g", (4,), R)])
+    pads = numpy_helper.from_array(np.array([0, 1, 0, 1], np.int64), "pads")
+    g = _graph(nodes, [_init("w", (4, 4), R), _init("g", (4,), R), _init("w6", (6, 4), R), pads])
     with pytest.raises(SnnConversionError, match=match) as e:
         to_snn(g, 4)
     assert one_line(e.value)
@@ -516,7 +521,7 @@ def test_networks_that_are_not_spiking_chains(name, match):
     assert one_line(e.value)
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(
     st.text(max_size=60),

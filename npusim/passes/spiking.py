@@ -59,7 +59,9 @@ SPIKING_MODELS = tuple(m for m in NEURON_MODELS if m != "encode")
 THRESHOLD = 1.0
 
 _ACTIVATIONS = frozenset({"relu", "clip"})
-_LINEAR = frozenset({"add", "sub", "mul", "div", "neg", "batchnorm", "cast"})
+#: Elementwise ops that shift, scale or re-format a current (bias, BatchNorm, a scale, QDQ);
+#: the same set engine/snn_graph.py accepts between a projection and its Neuron.
+_LINEAR = frozenset({"add", "sub", "mul", "div", "batchnorm", "cast", "quantize", "dequantize"})
 _AVG_POOLS = frozenset({"average_pool", "global_average_pool"})
 _MAX_POOLS = {"max_pool": "average_pool", "global_max_pool": "global_average_pool"}
 _TAILS = frozenset({"softmax", "logsoftmax", "hardmax", "argmax"})
@@ -387,6 +389,11 @@ def _plan(graph: Graph, max_pool: str = "error") -> _Plan:
                 raise SnnConversionError(
                     f"{label}: {_node(op)} has no lowering (loaded with on_unsupported="
                     f"'memory'); to_snn cannot tell what it computes")
+            if op.func != "transpose":
+                raise SnnConversionError(
+                    f"{label}: {_node(op)} moves data ({op.func}) in a way a chain of spiking "
+                    f"layers cannot express; only reshapes, flattens and transposes may sit "
+                    f"between layers (fold a Pad into the Conv's pads)")
         elif isinstance(op, Collective):
             raise SnnConversionError(f"{label}: {_node(op)} is a collective; to_snn converts "
                                      f"a single-chip feed-forward chain only")
