@@ -540,3 +540,39 @@ def test_fuzz_rates_files(tmp_path, text, suffix):
         assert one_line(e)
     else:
         assert all(0.0 <= n.rate <= 1.0 for n in neurons(snn))
+
+
+def _preprocessed_model():
+    """x[n, 1, 2] -> Flatten -> Sub(c) -> MatMul(I) -> Relu -> MatMul(I)."""
+    eye = numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
+    c = numpy_helper.from_array(np.array([1.0, 0.0], np.float32), "c")
+    g = helper.make_graph([helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+                           helper.make_node("Sub", ["f", "c"], ["z"], name="norm"),
+                           helper.make_node("MatMul", ["z", "w"], ["h"], name="fc1"),
+                           helper.make_node("Relu", ["h"], ["a"], name="relu1"),
+                           helper.make_node("MatMul", ["a", "w"], ["y"], name="fc2")], "g",
+                          [helper.make_tensor_value_info("x", T.FLOAT, ["n", 1, 2])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, ["n", 2])], [eye, c])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_encoder_reads_the_preprocessed_input():
+    snn = to_snn(load_onnx(_preprocessed_model(), {"n": 1}), 4)
+    enc = snn.op("x:encode")
+    assert enc.inputs[0].name == "z" and enc.source == "x"
+    assert snn.nx.has_edge("norm", "x:encode") and snn.nx.has_edge("x:encode", "fc1")
+    assert snn.op("fc1").operands[0].tensor.name == "x:encode"
+    assert [op.name for op in snn.ops()][:3] == ["norm", "x:encode", "fc1"]
+
+
+def test_calibration_of_the_preprocessed_input(tmp_path):
+    """x = [[1, -2]], [[3, 0]] minus c = [1, 0]: z = [0, -2], [2, 0]; |z| at p100: lam 2, rates
+    0, 1, 1, 0 -> 1/2 (|x| itself would give lam 3); relu1 = [0, 0], [2, 0]: 1/4; the output (identity) 1/4 too."""
+    pytest.importorskip("onnxruntime")
+    path = _save(_preprocessed_model(), tmp_path / "pre.onnx")
+    got = calibrate_rates(path, np.array([[[1.0, -2.0]], [[3.0, 0.0]]]), percentile=100)
+    assert got.rates == pytest.approx({"x:encode": 0.5, "relu1": 0.25, "fc2:out": 0.25})
+    assert got.scales["x:encode"] == pytest.approx(2.0)
+    # x = [[4, 0]]: z = [3, 0], lam 3 (|x| itself: lam 4)
+    one = calibrate_rates(path, np.array([[[4.0, 0.0]]]), percentile=100)
+    assert one.scales["x:encode"] == pytest.approx(3.0)

@@ -47,8 +47,8 @@ def calibrate_rates(onnx_path: str | Path, inputs: np.ndarray | None = None, *,
     ``percentile``-th percentile ``lam`` of their non-zero values (data-based normalisation,
     Diehl et al. 2015; Rueckauer et al. 2017), and the rate is the mean of ``clip(a / lam, 0,
     1)``: after normalisation a neuron fires ``a / lam`` spikes per step, at most one. The
-    input rate is that of ``|x|`` (a signed input spikes in proportion to its magnitude,
-    assumption).
+    input rate is that of ``|x|``, ``x`` the tensor the encoder reads (the input after any
+    preprocessing; a signed input spikes in proportion to its magnitude, assumption).
 
     Parameters
     ----------
@@ -88,15 +88,17 @@ def calibrate_rates(onnx_path: str | Path, inputs: np.ndarray | None = None, *,
     proto = _read_proto(path, label)
     layers = spiking_layers(load_onnx(path, _bind(proto, inputs, dims)), max_pool)
     _load_weights(proto, path, label)
-    x_name = layers[0].tensor
-    x, note = _batch(proto, x_name, inputs, samples, seed, dims, label)
-    wanted = [lay.tensor for lay in layers[1:]]
-    values = _run(ort, proto, x_name, x, wanted, label)
-    rates, scales = {}, {}
     enc = layers[0]
-    rates[enc.name], scales[enc.name] = _normalised_rate(np.abs(x), percentile)
-    for lay, a in zip(layers[1:], values):
-        rates[lay.name], scales[lay.name] = _normalised_rate(np.maximum(a, 0.0), percentile)
+    x_name = enc.source                   # the graph input; the encoder reads enc.tensor
+    x, note = _batch(proto, x_name, inputs, samples, seed, dims, label)
+    fetched = [lay.tensor for lay in layers if lay.tensor != x_name]
+    values = dict(zip(fetched, _run(ort, proto, x_name, x, fetched, label)))
+    values[x_name] = x
+    rates, scales = {}, {}
+    rates[enc.name], scales[enc.name] = _normalised_rate(np.abs(values[enc.tensor]), percentile)
+    for lay in layers[1:]:
+        rates[lay.name], scales[lay.name] = _normalised_rate(
+            np.maximum(values[lay.tensor], 0.0), percentile)
     src = (f"calibration of {label} on {len(x)} sample{'s' if len(x) != 1 else ''} "
            f"(p{percentile:g} normalisation)")
     return RateSet(rates, src, (note,) if note else (), scales)

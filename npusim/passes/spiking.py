@@ -218,7 +218,8 @@ class SpikingLayer:
 class _Plan:
     label: str
     chain: list[Op]
-    encode_reads: str             # the tensor the encoder reads (the input, or its view)
+    encode_reads: str             # the tensor the encoder reads (the input, a view of it, or
+    encode_after: str | None      # the output of input preprocessing, and the op making it)
     layers: list[SpikingLayer]
     dropped: list[Op]
     pools: list[str]              # max pools accepted as average pools
@@ -318,17 +319,22 @@ def _plan(graph: Graph, max_pool: str = "error") -> _Plan:
         raise SnnConversionError(f"max_pool must be 'error' or 'average', got {max_pool!r}")
     chain, reads = _chain(graph, label)
     x = graph.inputs[0]
-    first = chain[0]
-    encode_reads = x if x in graph.tensors else next(
-        t.name for t in first.inputs if graph.aliases.get(t.name, t.name) == x)
-    layers = [SpikingLayer(f"{x}:encode", (_INPUT_KEY, f"{x}:encode", x), x, x, "encode")]
+    pre = _preprocessing(chain)
+    if pre:
+        encode_after, encode_reads = pre[-1].name, pre[-1].outputs[0].name
+    else:
+        encode_after = None
+        encode_reads = x if x in graph.tensors else next(
+            t.name for t in chain[0].inputs if graph.aliases.get(t.name, t.name) == x)
+    layers = [SpikingLayer(f"{x}:encode", (_INPUT_KEY, f"{x}:encode", x), encode_reads, x,
+                           "encode")]
     contraction: Op | None = None        # the projection of the open segment
     projected = False                    # a projection (contraction or avg pool) since a layer
     keys: list[str] = []
     tail: list[Op] = []
     pools: list[str] = []
     last: Op | None = None               # the last op kept before the tail
-    for op in chain:
+    for op in chain[len(pre):]:
         if tail and not isinstance(op, Movement) and not _is_tail(op):
             raise SnnConversionError(
                 f"{label}: {_node(op)} follows {_node(tail[0])}; to_snn drops a Softmax only "
@@ -410,7 +416,20 @@ def _plan(graph: Graph, max_pool: str = "error") -> _Plan:
         src = contraction if contraction is not None else last
         layers.append(SpikingLayer(f"{base}:out", tuple(dict.fromkeys([f"{base}:out"] + keys)),
                                    current, src.source, src.op_type, after=last.name))
-    return _Plan(label, chain, encode_reads, layers, tail, pools, current)
+    return _Plan(label, chain, encode_reads, encode_after, layers, tail, pools, current)
+
+
+def _preprocessing(chain: list[Op]) -> list[Op]:
+    """The linear ops on the input before anything else (a normalisation ``(x - mean) /
+    std``): the encoder rate-codes their result, as a converted network encodes the
+    normalised input."""
+    n = 0
+    for op in chain:
+        if not (isinstance(op, Elementwise) and op.func in _LINEAR
+                or isinstance(op, Movement) and op.func == "transpose"):
+            break
+        n += 1
+    return chain[:n]
 
 
 def spiking_layers(graph: Graph, max_pool: str = "error") -> list[SpikingLayer]:
@@ -579,8 +598,9 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def _rebuild(graph: Graph, plan: _Plan, timesteps: int, model: str,
              rates: Mapping[str, float]) -> Graph:
-    """A new graph: the encoder first, Relus replaced, the output layer appended, the tail
-    dropped; every reader of the input reads the input spikes."""
+    """A new graph: the encoder first (after input preprocessing), Relus replaced, the output
+    layer appended, the tail dropped; every reader of what the encoder reads reads its spikes
+    instead (views of it become views of the spikes)."""
     out = Graph(graph.name, dict(graph.meta))
     out.warnings = list(graph.warnings)
     taken = set(graph.tensors) | set(graph.nx.nodes)
@@ -589,12 +609,13 @@ def _rebuild(graph: Graph, plan: _Plan, timesteps: int, model: str,
     src = graph.tensors[plan.encode_reads]
     enc_name = _unique(enc_layer.name, taken)
     spikes = Tensor(enc_name, src.shape, src.dtype, Role.ACTIVATION)
-    x = graph.inputs[0]
     for view, root in graph.aliases.items():
-        out.aliases[view] = enc_name if root == x and plan.encode_reads == x else root
-    out.add(Neuron(name=enc_name, source=x, op_type="encode", model="encode",
-                   timesteps=timesteps, rate=rates[enc_layer.name], inputs=(src,),
-                   outputs=(spikes,), params=params))
+        out.aliases[view] = enc_name if root == plan.encode_reads else root
+    encoder = Neuron(name=enc_name, source=enc_layer.source, op_type="encode", model="encode",
+                     timesteps=timesteps, rate=rates[enc_layer.name], inputs=(src,),
+                     outputs=(spikes,), params=params)
+    if plan.encode_after is None:
+        out.add(encoder)
 
     def conv(t: Tensor) -> Tensor:
         return spikes if t.name == plan.encode_reads else t
@@ -619,6 +640,8 @@ def _rebuild(graph: Graph, plan: _Plan, timesteps: int, model: str,
         elif op.name in plan.pools:
             op = replace(op, func=_MAX_POOLS[op.func])
         out.add(op)
+        if op.name == plan.encode_after:
+            out.add(encoder)
         lay = appended.get(op.name)
         if lay is not None:
             cur = graph.tensors[plan.current]
