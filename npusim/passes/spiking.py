@@ -8,7 +8,8 @@ for its activation, the input is rate-encoded, and the last layer gets spiking n
 
 * ``graph.meta["timesteps"] = T`` and ``graph.meta["snn"] = True``;
 * ``Neuron(model="encode", name="<input>:encode")`` reads the graph input (or the view of it the
-  first op reads) and writes the input spikes; every reader of the input reads them instead;
+  first op reads, or the result of linear preprocessing such as ``(x - mean) / std`` before the
+  first projection) and writes the input spikes, which every later reader reads instead;
 * each ``Relu`` (or ``Clip``, a clipped ReLU) becomes a Neuron with the same name, source,
   input and output tensors, so records still match the ONNX node names;
 * the last layer, which has no ReLU, gets ``Neuron(name="<contraction name>:out")`` reading
@@ -21,15 +22,16 @@ naming the ONNX node. Between two spiking layers stands at most one contraction 
 conv), with linear glue around it (bias add, BatchNorm, scaling, reshapes) and average pooling
 (a projection with fixed weights). Max pooling is refused unless ``max_pool="average"``.
 
-Spike rates (mean spikes per neuron per timestep, in [0, 1]) come from, in order:
+Spike rates (mean spikes per neuron per timestep, in [0, 1]) are given as ``rates``, one of:
 
-1. ``rates``: a :class:`RateSet`, a mapping, or a YAML/JSON file (:func:`load_rates`) of
-   ``{layer or ONNX node name: rate}``, ``input:`` naming the encoder;
-2. :func:`calibrate_rates`: the ReLU activations of a calibration batch run through onnxruntime,
-   with data-based normalisation (the rate of a neuron is its activation over a high percentile
-   of its layer's activations, clipped to [0, 1]);
-3. ``default_rate`` (:data:`DEFAULT_RATE`, an assumption) for every layer left, with one line in
-   ``graph.warnings`` naming them.
+* a YAML/JSON file (:func:`load_rates`) or a mapping ``{layer or ONNX node name: rate}``,
+  ``input:`` naming the encoder;
+* :func:`calibrate_rates`: the ReLU activations of a calibration batch run through onnxruntime,
+  with data-based normalisation (the rate of a neuron is its activation over a high percentile
+  of its layer's activations, clipped to [0, 1]);
+
+and every layer they leave out gets ``default_rate`` (:data:`DEFAULT_RATE`, an assumption), with
+one line in ``graph.warnings`` naming those layers.
 """
 from __future__ import annotations
 
