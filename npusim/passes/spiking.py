@@ -48,7 +48,7 @@ from ..ir import (NEURON_MODELS, Collective, Contraction, Elementwise, Graph, Mo
 
 #: Assumption: 0.1 spikes per neuron per timestep when no rate is measured or given. It is
 #: the order of the 0.1366 mean spike rate one converted SNN reports (Front. Neurosci. 2023
-#: 17:1091097, Table 3, quoted in shared/reference/snn.md sec. 2.1), and above the ~6 % at
+#: 17:1091097, the footnote of its Table 3, quoted in snn.md sec. 2.1), and above the ~6 % at
 #: which an SNN stops paying off against an ANN (snn.md sec. 2.5), so a default-rate estimate
 #: does not flatter the SNN. It is not a measurement of any network: calibrate or give rates.
 DEFAULT_RATE = 0.1
@@ -591,10 +591,12 @@ def _resolve(plan: _Plan, rateset: RateSet | None) -> dict[str, float]:
 
 
 def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name#2``, ``name#3``... if an op or tensor has it already (then taken)."""
     out, k = name, 1
     while out in taken:
         k += 1
         out = f"{name}#{k}"
+    taken.add(out)
     return out
 
 
@@ -656,9 +658,9 @@ def _rebuild(graph: Graph, plan: _Plan, timesteps: int, model: str,
     if not out.outputs:
         out.outputs = [plan.current] if plan.dropped else list(graph.outputs)
     out.inputs = list(graph.inputs)
+    gone = {t.name for op in plan.dropped for t in op.outputs}
     for name, t in graph.tensors.items():
-        if name not in out.tensors and name not in {t.name for op in plan.dropped
-                                                    for t in op.outputs}:
+        if name not in out.tensors and name not in gone:
             out.add_tensor(t)
     for op in plan.dropped:
         out.warnings.append(f"{_node(op)} dropped: a spiking network reads its class from the "
