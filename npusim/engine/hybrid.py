@@ -1,0 +1,788 @@
+"""DNN/SNN hybrids: which layers run on the NPU and which on spiking cores, and when SNNs pay.
+
+Two questions about one feed-forward network (an engine :class:`~npusim.engine.snn.Network`
+with a spike rate per layer and ``T`` timesteps), asked of a system of an NPU arch
+(:func:`~npusim.arch.load_arch`, priced by its energy table) and a spiking-core device
+(:func:`~npusim.arch.snn_device.load_snn_device`):
+
+**(a) Placement** (C-DNN style, KAIST ISSCC'23 / JSSC'24 in ``snn.md`` table 1a: a CNN core
+and an SNN core on one chip, a workload allocator splitting the layers). Each layer after the
+input runs either as an ANN layer on the NPU (its contraction and ReLU, one pass, priced by
+:func:`~npusim.engine.simulate.simulate_graph`) or as a spiking layer on the cores (``T``
+steps, priced by :func:`~npusim.engine.snn.run`). A maximal run of consecutive layers on one
+side is a *segment*, costed as a whole (on the NPU its intermediate activations stay on chip;
+on the cores its layers share the timesteps, the barrier and the static power). At every
+boundary between the two domains a converter runs (:func:`boundary`):
+
+* activations -> spikes: a rate encoder, ``T`` compares per neuron;
+* spikes -> activations: a counter per neuron, one increment per spike (``n T r``); its
+  count is the activation (a ``T``-step rate code is a ``ceil(log2(T + 1))``-bit value,
+  Yan et al., ``snn.md`` sec. 2.5);
+* the values crossing between the two (``n`` activations of the ANN dtype, or, for a spike
+  input fed straight to spiking cores, the spike messages) over the interface: the NPU's
+  on-chip network (one chip, as C-DNN) or its chip-to-chip link (two chips).
+
+The network's input and output are in the ANN domain by default (data in, class scores out),
+so an all-spiking placement pays an encoder at the input and counters at the output; an
+all-NPU one pays only the crossing of the input and output values (the same bytes).
+:func:`place` finds the placement of least energy (or latency) by dynamic programming over the
+chain of segments (``O(L^2)`` segment costs, each computed once), and :func:`evaluate` costs a
+given one (``"npu"``, ``"snn"`` for all on one side, or a side per layer).
+
+**(b) Break-even** (:func:`break_even`): energy per inference of the all-NPU placement (flat
+in the spike rate) and of the all-spiking one against one mean spike rate ``r`` shared by
+every layer, the crossover rate where the two meet, and the spikes per synapse per inference
+there (synaptic events / synapses, ``= T r`` at one shared rate). Memory, NoC, idle updates
+and static power are all in, unlike the op-count model of ``snn.md`` sec. 2.1; set the answer
+beside sec. 2.5 (about 1 spike per synapse per inference; below about 6 % rate at ``T = 5``),
+never tune to it. :func:`same_silicon_device` builds the spiking cores an NPU would be if
+its own energy table priced the events (Davidson & Furber 2021's "identical silicon").
+
+Accounting rules (assumptions, stated once here):
+
+* each side's static power is charged for its own busy time only: the idle side is power-gated
+  (an all-on-one-side placement so pays no static for the other side);
+* converter compares and increments cost one vector element op of the NPU's energy table
+  each, as :data:`npusim.ir.NEURON_MODELS` prices an ``encode`` update (1 op), and run on the
+  NPU's vector lanes; they sit at the interface, so the spikes an encoder emits are the
+  input-layer messages of the spiking segment (counted by its run) and the spikes a counter
+  receives are the last layer's own fire events (counted there);
+* segments run one after another (the counter needs all ``T`` steps before the next ANN layer
+  can start): latency is the sum of the parts'; inside a spiking segment the engine's
+  convention holds (``T`` steps, no extra steps for the depth of the pipeline).
+
+Everything returned is plain data (``as_dict``) with every total a sum of its parts.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+import numpy as np
+
+from ..arch.model import FrozenMap
+from ..arch.snn_device import (Barrier, CostSet, EventCost, SnnDevice, StaticPower,
+                               Structure)
+from ..errors import ArchError, CapacityError, NpusimError
+from ..ir import (NEURON_MODELS, Axis, Contraction, Elementwise, Graph, Operand, Role, Tensor,
+                  dtype as as_dtype)
+from ..kernels import snn as ks
+from . import snn as es
+
+SIDES = ("npu", "snn")
+"""Where a layer runs: ``npu`` (an ANN layer) or ``snn`` (spiking cores)."""
+DOMAINS = {"npu": "ann", "snn": "snn"}
+"""The value domain of each side: activations (``ann``) or spikes (``snn``)."""
+OBJECTIVES = ("energy", "latency")
+INTERFACES = ("noc", "link")
+NPU_WEIGHTS = ("dram", "sram")
+"""Where the NPU's weights live: ``dram`` (read every inference, the engine's default) or
+``sram`` (resident on chip across inferences, as a spiking core keeps its synapses)."""
+
+SPIKE_MESSAGE_BITS = 32
+"""Bits of one spike message (an address event) on a network. Assumption: one 32-bit flit
+(a destination and a neuron address); no source gives a spike packet width in ``snn.md``."""
+
+
+# ----------------------------------------------------------------------------- the system
+@dataclass(frozen=True)
+class System:
+    """An NPU and spiking cores, and how they talk.
+
+    ``arch``: a loaded arch with an energy table; ``device``: a spiking-core device (its
+    ``cost_set``); ``dtype``: the ANN's compute and activation dtype; ``npu_weights``: see
+    :data:`NPU_WEIGHTS`; ``interface``: ``noc`` (one chip: the NPU's on-chip network energy
+    and bandwidth) or ``link`` (two chips: its chip-to-chip link); ``input_domain`` and
+    ``output_domain``: ``ann`` (values) or ``snn`` (spikes); ``static``: charge static power
+    (False: dynamic energy only, on both sides); ``snn_options``: extra keyword arguments of
+    :func:`npusim.engine.snn.run` (``stages``, ``static_power``, ``tick``...).
+    """
+
+    arch: object
+    device: SnnDevice
+    dtype: str = "int8"
+    cost_set: str | None = None
+    npu_weights: str = "dram"
+    interface: str = "noc"
+    input_domain: str = "ann"
+    output_domain: str = "ann"
+    static: bool = True
+    snn_options: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("npu_weights", self.npu_weights, NPU_WEIGHTS),
+                                     ("interface", self.interface, INTERFACES),
+                                     ("input_domain", self.input_domain, ("ann", "snn")),
+                                     ("output_domain", self.output_domain, ("ann", "snn"))):
+            if value not in allowed:
+                raise NpusimError(f"hybrid system: {name}={value!r}; use one of "
+                                  f"{', '.join(allowed)}")
+        if "mapping" in self.snn_options or "timesteps" in self.snn_options:
+            raise NpusimError("hybrid system: snn_options may not set mapping or timesteps "
+                              "(each segment is mapped afresh; T is the placement's)")
+        from ..energy import load_energy_table
+        table = load_energy_table(self.arch)
+        object.__setattr__(self, "_table", table)
+        if table is None:
+            raise ArchError(f"hybrid system: arch {self.arch.name} has no energy table; a "
+                            f"placement compares joules, so give an arch with one "
+                            f"(npusim/archs/energy/<arch>.yaml)")
+        self.act_dtype            # validates the dtype
+
+    @property
+    def table(self):
+        """The arch's energy table (loaded once, when the system is made)."""
+        return self._table
+
+    @property
+    def act_dtype(self):
+        try:
+            return as_dtype(self.dtype)
+        except ValueError as exc:
+            raise NpusimError(f"hybrid system: dtype={self.dtype!r}: {exc}") from None
+
+    def interface_costs(self) -> tuple[float, float]:
+        """(joules per bit, bytes per second) of the interface between the two sides."""
+        table = self.table
+        if self.interface == "noc":
+            e = table.noc if table.noc is not None else 0.0
+            bw = self.arch.noc.bandwidth
+            if bw is None:        # one core, no network: the values go through its SRAM
+                e = (table.sram_read + table.sram_write) / 8.0
+                bw = (self.arch.cores.sram_bandwidth or 1.0) * self.arch.clock
+            return e, bw
+        if self.arch.link is None or table.link is None:
+            raise ArchError(f"hybrid system: interface='link' but arch {self.arch.name} has "
+                            f"no chip-to-chip link (or its energy table no link energy); use "
+                            f"interface='noc' or an arch with a link")
+        return table.link, self.arch.link.bandwidth
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Part:
+    """One piece of a placement: an NPU segment, a spiking segment or a converter.
+
+    ``kind``: ``npu``, ``snn`` or ``convert``; ``layers``: the layers it runs (a converter:
+    the layer whose values it converts); ``detail``: per-layer or per-component numbers.
+    """
+
+    kind: str
+    layers: tuple[str, ...]
+    energy_j: float
+    latency_s: float
+    detail: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "layers": list(self.layers), "energy_j": self.energy_j,
+                "latency_s": self.latency_s, "detail": _plain(self.detail)}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A side per layer (after the input) and what it costs; totals are sums of the parts."""
+
+    network: str
+    sides: tuple[str, ...]
+    layers: tuple[str, ...]
+    parts: tuple[Part, ...]
+    objective: str = ""
+    timesteps: int = 1
+    notes: tuple[str, ...] = ()
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(p.energy_j for p in self.parts))
+
+    @property
+    def latency_s(self) -> float:
+        return float(sum(p.latency_s for p in self.parts))
+
+    def energy_by_kind(self) -> dict[str, float]:
+        out = {k: 0.0 for k in ("npu", "snn", "convert")}
+        for p in self.parts:
+            out[p.kind] += p.energy_j
+        return out
+
+    def as_dict(self) -> dict:
+        return {"network": self.network, "objective": self.objective,
+                "timesteps": self.timesteps, "sides": dict(zip(self.layers, self.sides)),
+                "energy_j": self.energy_j, "latency_s": self.latency_s,
+                "energy_by_kind_j": self.energy_by_kind(),
+                "parts": [p.as_dict() for p in self.parts], "notes": list(self.notes)}
+
+
+def _plain(x):
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ----------------------------------------------------------------------------- NPU side
+def _conv_geometry(lay) -> tuple[int, int]:
+    """(padding, groups) of a layer: the fields the engine's Layer may carry (defaults 0, 1)."""
+    return int(getattr(lay, "padding", 0) or 0), int(getattr(lay, "groups", 1) or 1)
+
+
+def npu_graph(net: es.Network, start: int, stop: int, dtype: str = "int8",
+              weights: str = "dram") -> Graph:
+    """Layers ``start .. stop - 1`` (indices into ``net.layers``, ``start >= 1``) as IR ops.
+
+    Each layer is its contraction (dense: ``n k, k m -> n m``; conv2d: the Conv lowering's
+    affine form, ``input = p * stride + r - padding``, grouped when ``groups > 1``) and, but
+    the network's last, a ReLU. The segment's input and output are neither graph inputs nor
+    outputs: they arrive and leave through the interface (:func:`boundary` prices that), so
+    the engine keeps them on chip when they fit. ``weights="sram"`` marks the weights as
+    resident on-chip values (role activation, no producer), so the engine reads them from
+    SRAM instead of DRAM.
+
+    >>> net = es.Network("n", (es.Layer("in", "input", (4,)), es.Layer("h", "dense", (3,))))
+    >>> [op.macs for op in npu_graph(net, 1, 2).ops()]
+    [12]
+    """
+    dt = as_dtype(dtype)
+    g = Graph(f"{net.name}[{start}:{stop}]")
+    wrole = Role.WEIGHT if weights == "dram" else Role.ACTIVATION
+    last = len(net.layers) - 1
+    for i in range(start, stop):
+        lay, prev = net.layers[i], net.layers[i - 1]
+        x = Tensor(prev.name, (1, *prev.shape), dt)
+        pre = Tensor(f"{lay.name}:pre", (1, *lay.shape), dt)
+        if lay.kind == "dense":
+            ins = [f"k{a}" for a in range(len(prev.shape))]
+            dims = [("n", 1), *zip(ins, prev.shape), ("m", lay.size)]
+            w = Tensor(f"{lay.name}:w", (*prev.shape, lay.size), dt, wrole)
+            c = Contraction(name=lay.name, source=lay.name, op_type="Gemm", dims=tuple(dims),
+                            operands=(Operand(x, tuple(Axis.of(d) for d in ["n", *ins])),
+                                      Operand(w, tuple(Axis.of(d) for d in [*ins, "m"]))),
+                            output=Operand(pre, (Axis.of("n"), Axis.of("m"))), dtype=dt)
+        else:
+            c = _conv(lay, prev, x, pre, dt, wrole)
+        g.add(c)
+        if i == last:
+            out = pre
+        else:
+            out = Tensor(lay.name, (1, *lay.shape), dt)
+            g.add(Elementwise(name=f"{lay.name}:relu", source=lay.name, op_type="Relu",
+                              func="relu", inputs=(pre,), outputs=(out,)))
+    return g
+
+
+def _conv(lay, prev, x: Tensor, pre: Tensor, dt, wrole) -> Contraction:
+    pad, groups = _conv_geometry(lay)
+    ic, oc = prev.shape[0], lay.shape[0]
+    cg, mg = ic // groups, oc // groups
+    kh, kw = lay.kernel
+    s = lay.stride
+    dims = [("n", 1)] + ([("g", groups)] if groups > 1 else []) + [("m", mg), ("c", cg)]
+    dims += [("p", lay.shape[1]), ("q", lay.shape[2]), ("r", kh), ("s", kw)]
+
+    def chan(per: int, inner: str):
+        return Axis.affine({"g": per, inner: 1}) if groups > 1 else Axis.of(inner)
+
+    w = Tensor(f"{lay.name}:w", (oc, cg, kh, kw), dt, wrole)
+    return Contraction(
+        name=lay.name, source=lay.name, op_type="Conv", dims=tuple(dims),
+        operands=(Operand(x, (Axis.of("n"), chan(cg, "c"), Axis.affine({"p": s, "r": 1}, -pad),
+                              Axis.affine({"q": s, "s": 1}, -pad))),
+                  Operand(w, (chan(mg, "m"), Axis.of("c"), Axis.of("r"), Axis.of("s")))),
+        output=Operand(pre, (Axis.of("n"), chan(mg, "m"), Axis.of("p"), Axis.of("q"))),
+        dtype=dt)
+
+
+def npu_segment(system: System, net: es.Network, start: int, stop: int) -> Part:
+    """Layers ``start .. stop - 1`` on the NPU: one ANN pass of their ops.
+
+    ``detail``: per layer (its contraction and ReLU records summed) energy and latency, and the
+    energy by component (``mac``, ``sram``, ``dram``, ``static``...).
+    """
+    from .simulate import simulate_graph
+    r = simulate_graph(npu_graph(net, start, stop, system.dtype, system.npu_weights),
+                       system.arch)
+    per: dict[str, dict] = {}
+    for rec in r.ops:
+        d = per.setdefault(rec.source or rec.name, {"energy_j": 0.0, "latency_s": 0.0})
+        d["energy_j"] += rec.energy_total_j - (0.0 if system.static
+                                               else rec.energy_j.get("static", 0.0))
+        d["latency_s"] += rec.latency_s
+    by = r.energy_by_component()
+    if not system.static:
+        by.pop("static", None)
+    return Part("npu", tuple(lay.name for lay in net.layers[start:stop]),
+                float(sum(by.values())), float(r.latency_s),
+                {"layers": per, "by_component_j": by, "macs": int(r.macs)})
+
+
+# ----------------------------------------------------------------------------- SNN side
+def sub_network(net: es.Network, start: int, stop: int) -> es.Network:
+    """Layers ``start .. stop - 1`` behind an input layer standing for layer ``start - 1``
+    (the encoder's spikes, or the spikes of the layer before on the same cores)."""
+    prev = net.layers[start - 1]
+    return es.Network(f"{net.name}[{start}:{stop}]",
+                      (es.Layer(prev.name, "input", prev.shape), *net.layers[start:stop]))
+
+
+def snn_segment(system: System, net: es.Network, rates: Mapping, timesteps: int,
+                start: int, stop: int) -> Part:
+    """Layers ``start .. stop - 1`` on the spiking cores for ``timesteps`` steps.
+
+    ``detail["layers"]``: each layer's dynamic energy (the events on its cores, routing
+    charged to the sender as the engine does) and busy time (per step the busiest of its
+    cores, summed); the segment's input layer (spike sources) appears as ``<name>:in``;
+    ``detail["static_j"]``; ``detail["synops"]``, ``detail["synapses"]``.
+    """
+    sub = sub_network(net, start, stop)
+    activity = {lay.name: float(rates[lay.name]) for lay in sub.layers}
+    options = dict(system.snn_options)
+    if not system.static:
+        options["static_power"] = 0.0
+    r = es.run(sub, system.device, activity, timesteps, cost_set=system.cost_set, **options)
+    return Part("snn", tuple(lay.name for lay in sub.layers[1:]), float(r.energy_j),
+                float(r.latency_s), {"layers": layer_costs(sub, r, system),
+                                     "static_j": float(r.static_j),
+                                     "synops": float(r.counts[:, :, ks.SYNOP].sum()),
+                                     "synapses": synapses(sub),
+                                     "cores": int(r.mapping.n_cores)})
+
+
+def synapses(net: es.Network) -> int:
+    """Synapses of every projection of ``net`` (the engine's connectivity)."""
+    return int(sum(es.connectivity(net, i)[0].size for i in range(1, len(net.layers))))
+
+
+def layer_costs(net: es.Network, result: es.SnnResult, system: System) -> dict[str, dict]:
+    """Per layer of ``net``: dynamic energy of its cores' events and their busy time."""
+    cs = system.device.cost_set(system.cost_set)
+    base = dict(system.snn_options.get("costs") or {})
+    over = system.snn_options.get("layer_costs") or {}
+    out = {}
+    for i, lm in enumerate(result.mapping.layers):
+        e, _ = es.cost_vectors(cs, {**base, **dict(over.get(lm.name, {}))})
+        cores = slice(lm.first_core, lm.first_core + lm.n_cores)
+        counts = result.counts[:, cores, :].sum(axis=(0, 1))
+        energy = float(np.sum(np.where(np.isnan(e), 0.0, e) * counts))
+        busy = result.core_busy_s[:, cores]
+        name = lm.name if i else f"{lm.name}:in"
+        out[name] = {"energy_j": energy,
+                     "busy_s": float(busy.max(axis=1).sum()) if busy.size else 0.0}
+    return out
+
+
+# ----------------------------------------------------------------------------- converters
+def boundary(system: System, net: es.Network, rates: Mapping, timesteps: int, i: int,
+             src: str, dst: str) -> Part:
+    """The converter after layer ``i`` from domain ``src`` to ``dst`` (``ann`` or ``snn``).
+
+    ``ann -> ann``: the ``n`` values cross; ``ann -> snn``: they cross and a rate encoder does
+    ``n T`` compares; ``snn -> ann``: ``n T r`` counter increments, then the ``n`` counts
+    cross; ``snn -> snn`` (spikes in or out of the system): the ``n T r`` spike messages
+    cross, :data:`SPIKE_MESSAGE_BITS` each. Ops are NPU vector ops (energy table
+    ``vector_op``, the chip's vector rate); bytes go at the interface's energy and bandwidth.
+    """
+    lay = net.layers[i]
+    n, T = lay.size, int(timesteps)
+    rate = float(rates[lay.name])
+    value_bytes = n * system.act_dtype.bytes
+    if src == "ann":
+        ops = n * T if dst == "snn" else 0.0
+        nbytes = value_bytes
+    else:
+        ops = n * T * rate if dst == "ann" else 0.0
+        nbytes = value_bytes if dst == "ann" else n * T * rate * SPIKE_MESSAGE_BITS / 8.0
+    e_bit, bw = system.interface_costs()
+    table = system.table
+    ops_j = ops * table.vector_op
+    bytes_j = nbytes * 8.0 * e_bit
+    t = ops / system.arch.peak_vector_ops_per_s + nbytes / bw
+    what = {("ann", "ann"): "values", ("ann", "snn"): "encoder", ("snn", "ann"): "counter",
+            ("snn", "snn"): "spikes"}[(src, dst)]
+    return Part("convert", (lay.name,), ops_j + bytes_j, t,
+                {"what": what, "from": src, "to": dst, "ops": ops, "ops_j": ops_j,
+                 "bytes": nbytes, "bytes_j": bytes_j})
+
+
+# ----------------------------------------------------------------------------- placement
+def _check(net: es.Network, rates: Mapping, timesteps: int) -> None:
+    if len(net.layers) < 2:
+        raise NpusimError(f"hybrid placement of {net.name!r}: the network has no layer after "
+                          f"its input; nothing to place")
+    missing = [lay.name for lay in net.layers if lay.name not in rates]
+    if missing:
+        raise NpusimError(f"hybrid placement of {net.name!r}: give a spike rate for every "
+                          f"layer (the input included); missing {missing}")
+    for name, r in rates.items():
+        if not (isinstance(r, (int, float, np.floating)) and 0.0 <= float(r) <= 1.0):
+            raise NpusimError(f"hybrid placement of {net.name!r}: layer {name!r} has rate "
+                              f"{r!r}; a rate is mean spikes per neuron per timestep in [0, 1]")
+    if not (isinstance(timesteps, (int, np.integer)) and timesteps >= 1):
+        raise NpusimError(f"hybrid placement of {net.name!r}: timesteps={timesteps!r}; give "
+                          f"an integer >= 1")
+
+
+class _Costs:
+    """Segment and boundary costs of one (system, network, rates, T), each computed once."""
+
+    def __init__(self, system: System, net: es.Network, rates: Mapping, timesteps: int):
+        _check(net, rates, timesteps)
+        self.system, self.net, self.rates, self.T = system, net, dict(rates), int(timesteps)
+        self._seg: dict[tuple, Part | Exception] = {}
+
+    def segment(self, side: str, start: int, stop: int) -> Part | None:
+        """The segment's cost, or None if it does not fit (the reason kept in ``refused``)."""
+        key = (side, start, stop)
+        if key not in self._seg:
+            try:
+                self._seg[key] = (npu_segment(self.system, self.net, start, stop)
+                                  if side == "npu" else
+                                  snn_segment(self.system, self.net, self.rates, self.T,
+                                              start, stop))
+            except CapacityError as exc:
+                self._seg[key] = exc
+        got = self._seg[key]
+        return None if isinstance(got, Exception) else got
+
+    def refused(self, side: str, start: int, stop: int) -> str:
+        got = self._seg.get((side, start, stop))
+        return str(got) if isinstance(got, Exception) else ""
+
+    def convert(self, i: int, src: str, dst: str) -> Part:
+        return boundary(self.system, self.net, self.rates, self.T, i, src, dst)
+
+
+def _parts(costs: _Costs, sides: Sequence[str]) -> list[Part]:
+    """The parts of a placement given as a side per layer (after the input)."""
+    net = costs.net
+    L = len(net.layers) - 1
+    parts = []
+    domain = costs.system.input_domain
+    i = 1
+    while i <= L:
+        side = sides[i - 1]
+        j = i
+        while j < L and sides[j] == side:
+            j += 1
+        parts.append(costs.convert(i - 1, domain, DOMAINS[side]))
+        seg = costs.segment(side, i, j + 1)
+        if seg is None:
+            raise CapacityError(costs.refused(side, i, j + 1))
+        parts.append(seg)
+        domain = DOMAINS[side]
+        i = j + 1
+    parts.append(costs.convert(L, domain, costs.system.output_domain))
+    return parts
+
+
+def _sides(net: es.Network, sides: str | Sequence[str]) -> tuple[str, ...]:
+    L = len(net.layers) - 1
+    if isinstance(sides, str):
+        sides = [sides] * L
+    sides = tuple(sides)
+    bad = [s for s in sides if s not in SIDES]
+    if len(sides) != L or bad:
+        raise NpusimError(f"hybrid placement of {net.name!r}: give 'npu', 'snn' or one of "
+                          f"them per layer after the input ({L} layers); got {sides}")
+    return sides
+
+
+def evaluate(system: System, net: es.Network, rates: Mapping, timesteps: int,
+             sides: str | Sequence[str]) -> Placement:
+    """Cost one placement: ``"npu"``, ``"snn"`` (all on one side) or a side per layer.
+
+    Raises :class:`~npusim.errors.CapacityError` when a segment does not fit its side.
+    """
+    costs = _Costs(system, net, rates, timesteps)
+    s = _sides(net, sides)
+    return Placement(net.name, s, tuple(lay.name for lay in net.layers[1:]),
+                     tuple(_parts(costs, s)), "given", int(timesteps))
+
+
+def _key(objective: str, energy: float, latency: float) -> tuple[float, float]:
+    return (energy, latency) if objective == "energy" else (latency, energy)
+
+
+def place(system: System, net: es.Network, rates: Mapping, timesteps: int,
+          objective: str = "energy") -> Placement:
+    """The placement of least ``objective`` (ties: the other one), by dynamic programming.
+
+    ``best[j][s]``: the cheapest way to run layers ``1 .. j`` with layer ``j`` ending a
+    segment on side ``s``; a segment ``i + 1 .. j`` on ``s`` follows one ending at ``i`` on
+    the other side (or the input, in the system's input domain) and pays the converter
+    between them. The answer adds the output converter. Sides alternate, so every placement
+    (all-NPU and all-spiking included) is one of the chains searched: the result is never
+    worse than either.
+
+    Raises :class:`~npusim.errors.CapacityError` when no placement fits.
+    """
+    if objective not in OBJECTIVES:
+        raise NpusimError(f"hybrid placement: objective={objective!r}; use one of "
+                          f"{', '.join(OBJECTIVES)}")
+    costs = _Costs(system, net, rates, timesteps)
+    L = len(net.layers) - 1
+    # best[j][side] = (key, energy, latency, back pointer (i, previous side) or None)
+    best: list[dict] = [dict() for _ in range(L + 1)]
+    for j in range(1, L + 1):
+        for side in SIDES:
+            for i in range(j):
+                if i == 0:
+                    prev_e = prev_t = 0.0
+                    domain = system.input_domain
+                    back = None
+                else:
+                    other = SIDES[1 - SIDES.index(side)]
+                    if other not in best[i]:
+                        continue
+                    _, prev_e, prev_t, _ = best[i][other]
+                    domain = DOMAINS[other]
+                    back = (i, other)
+                seg = costs.segment(side, i + 1, j + 1)
+                if seg is None:
+                    continue
+                conv = costs.convert(i, domain, DOMAINS[side])
+                e = prev_e + conv.energy_j + seg.energy_j
+                t = prev_t + conv.latency_s + seg.latency_s
+                cand = (_key(objective, e, t), e, t, back)
+                if side not in best[j] or cand[0] < best[j][side][0]:
+                    best[j][side] = cand
+    finals = []
+    for side, (_, e, t, _) in best[L].items():
+        out = costs.convert(L, DOMAINS[side], system.output_domain)
+        finals.append((_key(objective, e + out.energy_j, t + out.latency_s), side))
+    if not finals:
+        why = costs.refused("snn", 1, L + 1) or costs.refused("npu", 1, L + 1)
+        raise CapacityError(f"hybrid placement of {net.name!r}: no placement fits ({why})")
+    side = min(finals)[1]
+    sides = [""] * L
+    j = L
+    while True:
+        back = best[j][side][3]
+        i = back[0] if back else 0
+        sides[i:j] = [side] * (j - i)
+        if back is None:
+            break
+        j, side = back
+    return Placement(net.name, tuple(sides), tuple(lay.name for lay in net.layers[1:]),
+                     tuple(_parts(costs, sides)), objective, int(timesteps))
+
+
+# ----------------------------------------------------------------------------- same silicon
+ADD_SHARE = {"int8": 0.03 / 0.23, "fp16": 0.4 / 1.5, "bf16": 0.4 / 1.5, "fp32": 0.9 / 4.6}
+"""Share of a MAC's energy that is its add, by dtype: Horowitz ISSCC 2014 (45 nm, 0.9 V; via
+``snn.md`` sec. 2.1 and ``npusim/archs/energy/edu.yaml``): int8 add 0.03 / (mult 0.2 + add
+0.03); fp16 add 0.4 / (1.1 + 0.4); fp32 add 0.9 / (3.7 + 0.9); bf16 as fp16 (assumption, as
+the shipped energy tables do). A synop is an accumulate without the multiply (sec. 2.1's
+E_AC), so its arithmetic is this share of the table's MAC energy."""
+STATE_BYTES = 2
+"""Bytes of one neuron's state (membrane potential). Assumption: 16 bits, as Xylo Audio 2's
+16-bit state (``snn.md`` table 1b); Loihi keeps 23-bit potentials (table 1a)."""
+NEURON_SHARE = 1 / 8
+"""Share of a core's SRAM given to neuron state (the rest holds synapses). Assumption."""
+BARRIER_CYCLES = 100
+"""Cycles of a chip-wide barrier ending each timestep. Assumption (Loihi 1's measured
+barrier, 299 ns, is ~300 cycles of a 1 GHz clock; an NPU core's synchronous clock needs no
+handshake tree, so a third of that)."""
+
+
+def same_silicon_device(arch, table=None, *, dtype: str = "int8", model: str = "if",
+                        chips: int = 1) -> SnnDevice:
+    """Spiking cores built from ``arch``'s own cores and priced by its own energy table.
+
+    Every event is the table's actions (Davidson & Furber 2021's comparison "on identical
+    silicon", ``snn.md`` sec. 2.5):
+
+    * ``synop``: the weight's fetch from core SRAM (``dtype`` bytes x ``sram.read``) plus an
+      add (:data:`ADD_SHARE` of the table's MAC energy); weights addressed densely (a layer's
+      synapses in order, no index per synapse, as the NPU reads them);
+    * ``update_active``: the state read and written back (:data:`STATE_BYTES` x (``read`` +
+      ``write``)) and the neuron model's ops (:data:`npusim.ir.NEURON_MODELS`, ``if``: 2) at
+      the add energy; ``update_idle``: the state read only (the potential checked, not
+      changed; assumption); ``neuron_fire``: 0 (compare and reset are in the update's ops);
+    * ``spike_out``: one message of :data:`SPIKE_MESSAGE_BITS` over the on-chip network
+      (table ``noc`` per bit, which prices a whole core-to-core trip: hops and in-tile
+      deliveries cost no more energy; on a one-core chip the message is written to and read
+      from SRAM); ``axon_in``: 0 (the fan-out is implicit in dense addressing);
+    * times from the arch: per cycle a core fetches ``sram_bandwidth`` bytes and adds on its
+      ``vector.ops_per_cycle`` lanes, so a synop takes ``max(weight bytes / sram_bandwidth,
+      1 / lanes)`` cycles, an update ``max(state bytes x 2 / sram_bandwidth, ops / lanes)``;
+      a message or a hop 1 cycle (assumption); barrier :data:`BARRIER_CYCLES`;
+    * static power: the table's ``static`` (the same chip).
+
+    Structure: one tile per NPU core in a row (``tiles x = cores``); synaptic memory and
+    neurons per core split the core's SRAM (:data:`NEURON_SHARE`); no fan-in or fan-out limit
+    (an NPU core addresses all of its SRAM).
+    """
+    from ..energy import load_energy_table
+    table = table or load_energy_table(arch)
+    if table is None:
+        raise ArchError(f"same-silicon spiking cores: arch {arch.name} has no energy table to "
+                        f"price events with; give an arch with one")
+    dt = as_dtype(dtype)
+    if dt.name not in ADD_SHARE or dt.name not in table.mac:
+        have = sorted(set(ADD_SHARE) & set(table.mac))
+        raise ArchError(f"same-silicon spiking cores: dtype {dt.name!r} has no add share or "
+                        f"no MAC energy in {table.source}; use one of {', '.join(have)}")
+    if model not in NEURON_MODELS:
+        raise NpusimError(f"same-silicon spiking cores: neuron model {model!r}; use one of "
+                          f"{', '.join(NEURON_MODELS)}")
+    c = arch.cores
+    clock = arch.clock
+    cycle = 1.0 / clock
+    bw = float(c.sram_bandwidth or 1.0)
+    lanes = float(c.vector.ops_per_cycle)
+    e_add = table.mac[dt.name] * ADD_SHARE[dt.name]
+    wbytes = dt.bytes
+    ops = NEURON_MODELS[model]
+    if table.noc is not None:
+        e_msg = SPIKE_MESSAGE_BITS * table.noc
+    else:
+        e_msg = SPIKE_MESSAGE_BITS / 8.0 * (table.sram_read + table.sram_write)
+
+    def ev(energy: float, cycles: float) -> EventCost:
+        return EventCost(energy=float(energy), time=float(cycles) * cycle, scope="per-term",
+                         basis="derived", source="ERT")
+
+    events = {
+        "synop": ev(wbytes * table.sram_read + e_add, max(wbytes / bw, 1.0 / lanes)),
+        "update_active": ev(STATE_BYTES * (table.sram_read + table.sram_write) + ops * e_add,
+                            max(2 * STATE_BYTES / bw, ops / lanes)),
+        "update_idle": ev(STATE_BYTES * table.sram_read, STATE_BYTES / bw),
+        "neuron_fire": ev(0.0, 0.0),
+        "spike_out": ev(e_msg, 1.0),
+        "in_tile": ev(0.0, 1.0),
+        "hop_ew": ev(0.0, 1.0),
+        "hop_ns": ev(0.0, 1.0),
+        "axon_in": ev(0.0, 1.0),
+    }
+    costs = CostSet(
+        name="default",
+        description=f"derived from {table.source}: SRAM fetch + add per synop, state "
+                    f"read/write per update, NoC bits per message",
+        voltage=None, events=FrozenMap(events), must_fit=("learn",),
+        barrier=Barrier(base=BARRIER_CYCLES * cycle, per_tile=0.0, basis="assumption",
+                        source="assumption", fit=f"{BARRIER_CYCLES} cycles, assumed",
+                        multi_chip=None),
+        static=StaticPower(power=table.static, basis="derived", source="ERT", voltage=None))
+    sram = float(c.sram)
+    structure = Structure(
+        tiles_x=c.count, tiles_y=1, cores_per_tile=1, usable_cores=None,
+        neurons_per_core=max(1, int(sram * NEURON_SHARE // STATE_BYTES)),
+        synaptic_memory=sram * (1 - NEURON_SHARE), fan_in=None, fan_out=None,
+        weight_bits=int(dt.bits), tick=None, graded_spikes=False, graded_spike_bits=None,
+        chips=int(chips), process=None, voltage_min=None, voltage_max=None)
+    return SnnDevice(
+        name=f"{arch.name}-snn", description=f"spiking cores on {arch.name}'s silicon, events "
+        f"priced by its energy table (every number derived or an assumption)",
+        structure=structure, costs=costs, alternatives=FrozenMap({}), linear_power=None,
+        sources=FrozenMap({"ERT": f"{table.source} (the NPU's energy table) and "
+                                  f"{arch.source or arch.name} (its cores)"}),
+        source=f"same_silicon_device({arch.name})")
+
+
+# ----------------------------------------------------------------------------- break-even
+@dataclass(frozen=True)
+class BreakEven:
+    """ANN (all on the NPU) vs SNN (all on the spiking cores) energy per inference against one
+    spike rate shared by every layer; the crossover where they meet."""
+
+    network: str
+    npu: str
+    snn: str
+    timesteps: int
+    rate: tuple[float, ...]
+    snn_energy_j: tuple[float, ...]
+    ann_energy_j: float
+    spikes_per_synapse: tuple[float, ...]
+    crossover_rate: float | None
+    crossover_spikes_per_synapse: float | None
+    regime: str
+    synapses: int
+    macs: int
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        """Plain data: ``rate``, ``snn_energy_j``, ``ann_energy_j`` (one per rate, flat),
+        ``spikes_per_synapse`` (lists); ``timesteps``; ``crossover_rate`` and
+        ``crossover_spikes_per_synapse`` (None when the curves do not cross); ``regime``
+        (``crossover``, ``snn_cheaper`` at every rate or ``ann_cheaper`` at every rate); and
+        the names of the network and both sides."""
+        return {"network": self.network, "npu": self.npu, "snn": self.snn,
+                "timesteps": self.timesteps, "rate": list(self.rate),
+                "snn_energy_j": list(self.snn_energy_j),
+                "ann_energy_j": [self.ann_energy_j] * len(self.rate),
+                "spikes_per_synapse": list(self.spikes_per_synapse),
+                "crossover_rate": self.crossover_rate,
+                "crossover_spikes_per_synapse": self.crossover_spikes_per_synapse,
+                "regime": self.regime, "synapses": self.synapses, "macs": self.macs,
+                "notes": list(self.notes)}
+
+
+DEFAULT_RATES = tuple(float(r) for r in np.round(np.linspace(0.0, 1.0, 21), 6))
+"""Rates of the break-even curve: 0 to 1 in steps of 0.05."""
+
+
+def snn_energy(system: System, net: es.Network, rate: float, timesteps: int) -> Placement:
+    """The all-spiking placement at one spike rate shared by every layer."""
+    return evaluate(system, net, {lay.name: rate for lay in net.layers}, timesteps, "snn")
+
+
+def break_even(system: System, net: es.Network, timesteps: int,
+               rates: Sequence[float] = DEFAULT_RATES, *, tol: float = 1e-6) -> BreakEven:
+    """Energy per inference against the mean spike rate, and the crossover.
+
+    The ANN side is the all-NPU placement (no spikes: its cost does not depend on the rate);
+    the SNN side the all-spiking one with every layer (the input included) at rate ``r``.
+    The crossover is found by bisection to ``tol`` in rate between the grid points that
+    bracket it (the SNN energy is non-decreasing in the rate, a property the tests check).
+    """
+    rates = tuple(sorted(float(r) for r in rates))
+    if not rates or rates[0] < 0.0 or rates[-1] > 1.0:
+        raise NpusimError(f"break-even of {net.name!r}: rates must lie in [0, 1]; got {rates}")
+    zero = {lay.name: 0.0 for lay in net.layers}
+    ann = evaluate(system, net, zero, timesteps, "npu").energy_j
+    n_syn = synapses(net)
+    macs = int(sum(op.macs for op in npu_graph(net, 1, len(net.layers)).ops()))
+
+    @lru_cache(maxsize=None)
+    def snn(r: float) -> tuple[float, float]:
+        p = snn_energy(system, net, r, timesteps)
+        ops = sum(part.detail["synops"] for part in p.parts if part.kind == "snn")
+        return p.energy_j, ops / n_syn if n_syn else 0.0
+
+    curve = [snn(r) for r in rates]
+    energies = [e for e, _ in curve]
+    cross = None
+    if energies[0] >= ann:
+        regime = "ann_cheaper"
+    elif energies[-1] <= ann and rates[-1] == 1.0:
+        regime = "snn_cheaper"
+    else:
+        k = next((k for k, e in enumerate(energies) if e > ann), None)
+        if k is None:
+            regime = "snn_cheaper"
+        else:
+            lo, hi = rates[k - 1], rates[k]
+            while hi - lo > tol:
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if snn(mid)[0] <= ann else (lo, mid)
+            cross = 0.5 * (lo + hi)
+            regime = "crossover"
+    notes = []
+    if regime == "snn_cheaper" and rates[-1] < 1.0:
+        notes.append(f"SNN cheaper up to the highest rate asked ({rates[-1]})")
+    return BreakEven(
+        network=net.name, npu=system.arch.name, snn=system.device.name,
+        timesteps=int(timesteps), rate=rates, snn_energy_j=tuple(energies), ann_energy_j=ann,
+        spikes_per_synapse=tuple(s for _, s in curve), crossover_rate=cross,
+        crossover_spikes_per_synapse=None if cross is None else snn(cross)[1],
+        regime=regime, synapses=n_syn, macs=macs, notes=tuple(notes))
+
+
+__all__ = ["ADD_SHARE", "BreakEven", "DEFAULT_RATES", "DOMAINS", "NPU_WEIGHTS", "OBJECTIVES",
+           "Part", "Placement", "SIDES", "SPIKE_MESSAGE_BITS", "System", "boundary",
+           "break_even", "evaluate", "layer_costs", "npu_graph", "npu_segment", "place",
+           "same_silicon_device", "snn_energy", "snn_segment", "sub_network", "synapses"]
