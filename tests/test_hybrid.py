@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -292,3 +291,19 @@ def test_too_big_for_the_cores_stays_on_the_npu(edu, snn_edu):
     with pytest.raises(CapacityError):
         hy.evaluate(system, net, r, 2, "snn")
     assert hy.place(system, net, r, 2).sides == ("npu",)
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def test_benchmark_prints_a_consistent_crossover_row(benchmark_script, capsys):
+    b = benchmark_script("snn_breakeven")
+    label, arch, dev, iface = b.pairs(True)[1]          # edu | same-silicon
+    rows = b.crossover_table([b.tiny()], [(label, arch, dev, iface)], (0.0, 0.5, 1.0))
+    out = capsys.readouterr().out
+    assert len(rows) == 4 and "Crossovers at T = 5" in out
+    for row in rows:
+        line = [ln for ln in out.splitlines()
+                if ln.startswith("mlp64-32-10") and f" {row['weights']} " in ln
+                and f" {row['static']} " in ln]
+        assert len(line) == 1 and row["regime"] in line[0]
+        if row["crossover_rate"] is not None:
+            assert f"{row['crossover_rate'] * 100:6.2f}%" in line[0]

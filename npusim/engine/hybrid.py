@@ -55,9 +55,8 @@ Everything returned is plain data (``as_dict``) with every total a sum of its pa
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -125,6 +124,9 @@ class System:
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
         object.__setattr__(self, "_table", table)
+        # the spiking mapping of a segment does not depend on the rates: made once per
+        # segment and reused for every rate a break-even curve asks (an in-memory memo)
+        object.__setattr__(self, "_maps", {})
         if table is None:
             raise ArchError(f"hybrid system: arch {self.arch.name} has no energy table; a "
                             f"placement compares joules, so give an arch with one "
@@ -142,6 +144,14 @@ class System:
             return as_dtype(self.dtype)
         except ValueError as exc:
             raise NpusimError(f"hybrid system: dtype={self.dtype!r}: {exc}") from None
+
+    def mapping(self, sub: es.Network) -> es.CoreMap:
+        """The device's mapping of a segment's network (greedy mapper), made once."""
+        cap = self.snn_options.get("max_neurons_per_core")
+        key = (sub.layers, cap)
+        if key not in self._maps:
+            self._maps[key] = es.map_network(sub, self.device, cap)
+        return self._maps[key]
 
     def interface_costs(self) -> tuple[float, float]:
         """(joules per bit, bytes per second) of the interface between the two sides."""
@@ -342,7 +352,8 @@ def snn_segment(system: System, net: es.Network, rates: Mapping, timesteps: int,
     options = dict(system.snn_options)
     if not system.static:
         options["static_power"] = 0.0
-    r = es.run(sub, system.device, activity, timesteps, cost_set=system.cost_set, **options)
+    r = es.run(sub, system.device, activity, timesteps, cost_set=system.cost_set,
+               mapping=system.mapping(sub), **options)
     return Part("snn", tuple(lay.name for lay in sub.layers[1:]), float(r.energy_j),
                 float(r.latency_s), {"layers": layer_costs(sub, r, system),
                                      "static_j": float(r.static_j),
@@ -736,8 +747,10 @@ def break_even(system: System, net: es.Network, timesteps: int,
 
     The ANN side is the all-NPU placement (no spikes: its cost does not depend on the rate);
     the SNN side the all-spiking one with every layer (the input included) at rate ``r``.
-    The crossover is found by bisection to ``tol`` in rate between the grid points that
-    bracket it (the SNN energy is non-decreasing in the rate, a property the tests check).
+    The crossover is found between the grid points that bracket it (the SNN energy is
+    non-decreasing in the rate, a property the tests check), to ``tol`` in rate or a
+    billionth of the ANN energy, by regula falsi (Illinois): the curve is nearly straight
+    between grid points, so a few runs of the spiking engine do.
     """
     rates = tuple(sorted(float(r) for r in rates))
     if not rates or rates[0] < 0.0 or rates[-1] > 1.0:
@@ -765,11 +778,8 @@ def break_even(system: System, net: es.Network, timesteps: int,
         if k is None:
             regime = "snn_cheaper"
         else:
-            lo, hi = rates[k - 1], rates[k]
-            while hi - lo > tol:
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if snn(mid)[0] <= ann else (lo, mid)
-            cross = 0.5 * (lo + hi)
+            cross = _crossing(lambda r: snn(r)[0] - ann, rates[k - 1], rates[k],
+                              energies[k - 1] - ann, energies[k] - ann, tol, 1e-9 * ann)
             regime = "crossover"
     notes = []
     if regime == "snn_cheaper" and rates[-1] < 1.0:
@@ -780,6 +790,33 @@ def break_even(system: System, net: es.Network, timesteps: int,
         spikes_per_synapse=tuple(s for _, s in curve), crossover_rate=cross,
         crossover_spikes_per_synapse=None if cross is None else snn(cross)[1],
         regime=regime, synapses=n_syn, macs=macs, notes=tuple(notes))
+
+
+def _crossing(f, lo: float, hi: float, f_lo: float, f_hi: float, tol: float,
+              f_tol: float) -> float:
+    """A root of the non-decreasing ``f`` in ``[lo, hi]`` (``f_lo <= 0 < f_hi``): Illinois
+    regula falsi, the bracket kept; stops at ``|f| <= f_tol`` or a bracket of ``tol``."""
+    last = 0
+    for _ in range(200):
+        if hi - lo <= tol:
+            break
+        c = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        if not lo < c < hi:
+            c = 0.5 * (lo + hi)
+        fc = f(c)
+        if abs(fc) <= f_tol:
+            return c
+        if fc <= 0.0:
+            lo, f_lo = c, fc
+            if last == -1:
+                f_hi *= 0.5
+            last = -1
+        else:
+            hi, f_hi = c, fc
+            if last == 1:
+                f_lo *= 0.5
+            last = 1
+    return 0.5 * (lo + hi)
 
 
 __all__ = ["ADD_SHARE", "BreakEven", "DEFAULT_RATES", "DOMAINS", "NPU_WEIGHTS", "OBJECTIVES",
