@@ -7,6 +7,7 @@ Hand numbers use the teaching chip ``edu`` (energy table ``archs/energy/edu.yaml
 from __future__ import annotations
 
 import itertools
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -168,12 +169,14 @@ small_nets = st.lists(st.integers(1, 24), min_size=2, max_size=4)
 rate = st.floats(0.0, 1.0)
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=16, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sizes=small_nets, r1=rate, r2=rate, T=st.integers(1, 6), same=st.booleans())
-def test_snn_energy_non_decreasing_in_rate(edu, silicon, snn_edu, sizes, r1, r2, T, same):
+@given(sizes=small_nets, r1=rate, r2=rate, T=st.integers(1, 6),
+       which=st.sampled_from(("silicon", "snn-edu", "loihi", "truenorth")))
+def test_snn_energy_non_decreasing_in_rate(edu, silicon, snn_edu, sizes, r1, r2, T, which):
     net = mlp(*sizes)
-    system = hy.System(edu, silicon if same else snn_edu)
+    dev = {"silicon": silicon, "snn-edu": snn_edu}.get(which) or load_snn_device(which)
+    system = hy.System(edu, dev)
     lo, hi = sorted((r1, r2))
     e_lo = hy.snn_energy(system, net, lo, T).energy_j
     e_hi = hy.snn_energy(system, net, hi, T).energy_j
@@ -209,6 +212,7 @@ def test_dp_is_the_best_of_every_placement(edu, silicon, sizes, data, T, objecti
         if p.kind == "npu":
             assert p.energy_j == pytest.approx(sum(p.detail["by_component_j"].values()))
     assert sum(best.energy_by_kind().values()) == pytest.approx(best.energy_j)
+    assert json.loads(json.dumps(best.as_dict()))["energy_j"] == pytest.approx(best.energy_j)
 
 
 # ----------------------------------------------------------------------------- break-even
@@ -216,7 +220,7 @@ def test_break_even_curve(edu, silicon):
     net = mlp(64, 32, 10)
     system = hy.System(edu, silicon, npu_weights="sram")
     be = hy.break_even(system, net, 5, rates=(0.0, 0.25, 0.5, 0.75, 1.0))
-    d = be.as_dict()
+    d = json.loads(json.dumps(be.as_dict()))
     for key in ("rate", "snn_energy_j", "ann_energy_j", "timesteps", "spikes_per_synapse",
                 "crossover_rate", "crossover_spikes_per_synapse"):
         assert key in d

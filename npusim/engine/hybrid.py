@@ -78,7 +78,12 @@ OBJECTIVES = ("energy", "latency")
 INTERFACES = ("noc", "link")
 NPU_WEIGHTS = ("dram", "sram")
 """Where the NPU's weights live: ``dram`` (read every inference, the engine's default) or
-``sram`` (resident on chip across inferences, as a spiking core keeps its synapses)."""
+``sram`` (resident on chip across inferences, as a spiking core keeps its synapses). The
+engine has no notion of weights pre-placed in the SRAM of the core that uses them: ``sram``
+gives them the role of on-chip activations, which the engine reads from SRAM and carries over
+the NoC to the cores (and does not prefetch), so it charges an ANN more per weight than a
+weight-stationary chip would; the same-silicon spiking core (:func:`same_silicon_device`)
+reads each synapse from its own core's SRAM. Read ``sram`` results with that in mind."""
 
 SPIKE_MESSAGE_BITS = 32
 """Bits of one spike message (an address event) on a network. Assumption: one 32-bit flit
@@ -594,9 +599,9 @@ STATE_BYTES = 2
 NEURON_SHARE = 1 / 8
 """Share of a core's SRAM given to neuron state (the rest holds synapses). Assumption."""
 BARRIER_CYCLES = 100
-"""Cycles of a chip-wide barrier ending each timestep. Assumption (Loihi 1's measured
-barrier, 299 ns, is ~300 cycles of a 1 GHz clock; an NPU core's synchronous clock needs no
-handshake tree, so a third of that)."""
+"""Cycles of a chip-wide barrier ending each timestep. Assumption: a round 100 cycles, a third
+of Loihi 1's silicon-calibrated 299 ns barrier (SANA-FE, ``snn.md`` table 1b) counted at
+1 GHz, since a clocked NPU needs no asynchronous handshake tree."""
 
 
 def same_silicon_device(arch, table=None, *, dtype: str = "int8", model: str = "if",
