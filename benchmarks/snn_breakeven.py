@@ -34,6 +34,7 @@ import sys
 
 from npusim.arch import load_arch
 from npusim.arch.snn_device import load_snn_device
+from npusim.engine import breakeven as bk
 from npusim.engine import hybrid as hy
 from npusim.engine import snn as es
 
@@ -68,10 +69,10 @@ def pairs(quick: bool) -> list[tuple[str, object, object, str]]:
     """(label, arch, device, interface) of each pair."""
     edu, rngd = load_arch("edu"), load_arch("rngd")
     out = [("edu|snn-edu", edu, load_snn_device("snn-edu"), "noc"),
-           ("edu|same-silicon", edu, hy.same_silicon_device(edu), "noc"),
+           ("edu|same-silicon", edu, bk.same_silicon_device(edu), "noc"),
            ("rngd|loihi", rngd, load_snn_device("loihi"), "link")]
     if not quick:
-        out.append(("rngd|same-silicon", rngd, hy.same_silicon_device(rngd), "noc"))
+        out.append(("rngd|same-silicon", rngd, bk.same_silicon_device(rngd), "noc"))
     return out
 
 
@@ -116,7 +117,7 @@ def crossover_table(nets, prs, rates) -> list[dict]:
                 for static in (True, False):
                     system = hy.System(arch, dev, npu_weights=weights, interface=iface,
                                        static=static)
-                    be = hy.break_even(system, net, T_MAIN, rates)
+                    be = bk.break_even(system, net, T_MAIN, rates)
                     rows.append({"net": net.name, "pair": label, "weights": weights,
                                  "static": static, **be.as_dict()})
                     print(f"{net.name:<19} {label:<18} {weights:<7} {str(static):<6} "
@@ -132,7 +133,7 @@ def curves(net, prs) -> None:
     print(f"\nCurves, {net.name}, T = {T_MAIN}, NPU weights in SRAM, static power in "
           f"(energy per inference, uJ; spikes per synapse = T x rate)")
     print(f"{'rate':>6} {'spk/syn':>7} " + " ".join(f"{lab:>18}" for lab, *_ in prs))
-    bes = [hy.break_even(hy.System(a, d, npu_weights="sram", interface=i), net, T_MAIN, SHOWN)
+    bes = [bk.break_even(hy.System(a, d, npu_weights="sram", interface=i), net, T_MAIN, SHOWN)
            for _, a, d, i in prs]
     print(f"{'ANN':>6} {'':>7} " + " ".join(f"{b.ann_energy_j * 1e6:>18.4f}" for b in bes))
     for k, r in enumerate(SHOWN):
@@ -143,7 +144,7 @@ def curves(net, prs) -> None:
         system = hy.System(a, d, npu_weights="sram", interface=i)
         zero = {lay.name: 0.0 for lay in net.layers}
         ann = hy.evaluate(system, net, zero, T_MAIN, "npu")
-        snn = hy.snn_energy(system, net, 0.05, T_MAIN)
+        snn = bk.snn_energy(system, net, 0.05, T_MAIN)
         print(f"  {lab:<18} ANN: {breakdown(ann)}")
         print(f"  {'':<18} SNN: {breakdown(snn)}")
 
@@ -158,7 +159,7 @@ def t_sweep(net, prs, rates) -> None:
             system = hy.System(arch, dev, npu_weights="sram", interface=iface, static=static)
             cells = []
             for t in T_SWEEP:
-                be = hy.break_even(system, net, t, rates)
+                be = bk.break_even(system, net, t, rates)
                 if be.crossover_rate is None:
                     cells.append(NO_CROSSING[be.regime])
                 else:
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     prs = pairs(args.quick)
     nets = [tiny()] if args.quick else [mlp(), cnn()]
-    rates = hy.DEFAULT_RATES
+    rates = bk.DEFAULT_RATES
     crossover_table(nets, prs, rates)
     curves(nets[0], prs)
     placements(nets[0], prs)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from npusim.arch import load_arch
 from npusim.arch.snn_device import load_snn_device
+from npusim.engine import breakeven as bk
 from npusim.engine import hybrid as hy
 from npusim.engine import snn as es
 from npusim.engine.simulate import simulate_graph
@@ -31,7 +32,7 @@ def edu():
 
 @pytest.fixture(scope="module")
 def silicon(edu):
-    return hy.same_silicon_device(edu)
+    return bk.same_silicon_device(edu)
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +179,8 @@ def test_snn_energy_non_decreasing_in_rate(edu, silicon, snn_edu, sizes, r1, r2,
     dev = {"silicon": silicon, "snn-edu": snn_edu}.get(which) or load_snn_device(which)
     system = hy.System(edu, dev)
     lo, hi = sorted((r1, r2))
-    e_lo = hy.snn_energy(system, net, lo, T).energy_j
-    e_hi = hy.snn_energy(system, net, hi, T).energy_j
+    e_lo = bk.snn_energy(system, net, lo, T).energy_j
+    e_hi = bk.snn_energy(system, net, hi, T).energy_j
     assert e_lo <= e_hi * (1 + 1e-12)
 
 
@@ -219,7 +220,7 @@ def test_dp_is_the_best_of_every_placement(edu, silicon, sizes, data, T, objecti
 def test_break_even_curve(edu, silicon):
     net = mlp(64, 32, 10)
     system = hy.System(edu, silicon, npu_weights="sram")
-    be = hy.break_even(system, net, 5, rates=(0.0, 0.25, 0.5, 0.75, 1.0))
+    be = bk.break_even(system, net, 5, rates=(0.0, 0.25, 0.5, 0.75, 1.0))
     d = json.loads(json.dumps(be.as_dict()))
     for key in ("rate", "snn_energy_j", "ann_energy_j", "timesteps", "spikes_per_synapse",
                 "crossover_rate", "crossover_spikes_per_synapse"):
@@ -231,7 +232,7 @@ def test_break_even_curve(edu, silicon):
     ann = d["ann_energy_j"][0]
     if be.regime == "crossover":
         x = be.crossover_rate
-        assert hy.snn_energy(system, net, x, 5).energy_j == pytest.approx(ann, rel=1e-3)
+        assert bk.snn_energy(system, net, x, 5).energy_j == pytest.approx(ann, rel=1e-3)
         assert be.crossover_spikes_per_synapse == pytest.approx(5 * x)
     else:
         assert be.crossover_rate is None and be.crossover_spikes_per_synapse is None
@@ -246,7 +247,7 @@ def test_break_even_regimes(edu, silicon, snn_edu):
     # the idle floor and messages: some crossover or none, always consistent
     for system in (hy.System(edu, silicon, static=False, npu_weights="sram"),
                    hy.System(edu, snn_edu)):
-        be = hy.break_even(system, net, 4, rates=(0.0, 0.5, 1.0))
+        be = bk.break_even(system, net, 4, rates=(0.0, 0.5, 1.0))
         assert be.regime in ("crossover", "snn_cheaper", "ann_cheaper")
         e = be.snn_energy_j
         if be.regime == "ann_cheaper":
@@ -279,7 +280,7 @@ def test_bad_placement_requests(edu, silicon):
              lambda: hy.place(system, net, good, 0),
              lambda: hy.evaluate(system, net, good, 4, ("npu", "snn")),
              lambda: hy.evaluate(system, net, good, 4, "gpu"),
-             lambda: hy.break_even(system, net, 4, rates=(0.5, 2.0)),
+             lambda: bk.break_even(system, net, 4, rates=(0.5, 2.0)),
              lambda: hy.place(system, es.Network("x", (es.Layer("in", "input", (3,)),)), {}, 4)]
     for case in cases:
         with pytest.raises(NpusimError) as e:
