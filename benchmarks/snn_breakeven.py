@@ -34,6 +34,7 @@ import sys
 
 from npusim.arch import load_arch
 from npusim.arch.snn_device import load_snn_device
+from npusim.energy import load_energy_table
 from npusim.engine import breakeven as bk
 from npusim.engine import hybrid as hy
 from npusim.engine import snn as es
@@ -126,6 +127,13 @@ def crossover_table(nets, prs, rates) -> list[dict]:
                           f"{fmt_rate(be.crossover_rate):>7} "
                           f"{fmt_sps(be.crossover_spikes_per_synapse):>7}")
     print("regime: snn_cheaper / ann_cheaper = that side costs less at every rate in [0, 1]")
+    for label, arch, dev, _ in prs:
+        if label.endswith("same-silicon"):
+            t = load_energy_table(arch)
+            mac, add = t.mac["int8"], t.mac["int8"] * bk.ADD_SHARE["int8"]
+            print(f"op-count model (snn.md sec. 2.1) on {arch.name}'s table: E_MAC / E_AC = "
+                  f"{mac * 1e12:.4g} / {add * 1e12:.4g} pJ = {mac / add:.2f} spikes per synapse "
+                  f"(memory, NoC, updates, static all priced at zero)")
     return rows
 
 
