@@ -312,3 +312,11 @@ def test_benchmark_prints_a_consistent_crossover_row(benchmark_script, capsys):
         assert len(line) == 1 and row["regime"] in line[0]
         if row["crossover_rate"] is not None:
             assert f"{row['crossover_rate'] * 100:6.2f}%" in line[0]
+
+
+def test_break_even_names_reachable_from_hybrid(edu):
+    # the CLI and API reach the break-even half through engine.hybrid
+    assert hy.break_even is bk.break_even and hy.same_silicon_device is bk.same_silicon_device
+    assert hy.BreakEven is bk.BreakEven
+    with pytest.raises(AttributeError):
+        hy.no_such_name

@@ -576,6 +576,19 @@ def place(system: System, net: es.Network, rates: Mapping, timesteps: int,
                      tuple(_parts(costs, sides)), objective, int(timesteps))
 
 
+_BREAKEVEN = ("ADD_SHARE", "BARRIER_CYCLES", "BreakEven", "DEFAULT_RATES", "NEURON_SHARE",
+              "STATE_BYTES", "break_even", "same_silicon_device", "snn_energy")
+
+
+def __getattr__(name: str):
+    """The break-even half (:mod:`npusim.engine.breakeven`, which builds on this module) is
+    reachable from here too, as ``hybrid.break_even`` and ``hybrid.same_silicon_device``."""
+    if name in _BREAKEVEN:
+        from . import breakeven
+        return getattr(breakeven, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["DOMAINS", "INTERFACES", "NPU_WEIGHTS", "OBJECTIVES", "Part", "Placement", "SIDES",
            "SPIKE_MESSAGE_BITS", "System", "boundary", "evaluate", "layer_costs", "npu_graph",
            "npu_segment", "place", "snn_segment", "sub_network", "synapses"]
