@@ -370,17 +370,17 @@ def _conv_layer(op: Contraction, tname: str, name: str, where: str) -> Layer:
     for ax in (act.axes[0], out.axes[0]):
         if len(ax.terms) > 1 or any(ext[d] != 1 for d in ax.dims):
             raise refuse("its first axis is not a batch of one sample")
-    groups, g_dim = 1, None
-    och = dict(out.axes[1].terms)
-    if len(och) == 2:
-        g_dim = next(d for d, c in och.items() if c != 1)
-        groups = ext[g_dim]
-    elif len(och) != 1 or out.axes[1].offset:
-        raise refuse(f"output channel axis {out.axes[1]}")
-    ich = dict(act.axes[1].terms)
-    if (g_dim is not None) != (len(ich) == 2) or (g_dim is not None and g_dim not in ich):
-        raise refuse(f"input channel axis {act.axes[1]} and output channel axis "
-                     f"{out.axes[1]} disagree on groups")
+    och, ich = dict(out.axes[1].terms), dict(act.axes[1].terms)
+    shared = [d for d in och if d in ich]          # the group dim reads and writes channels
+    inner_o, inner_i = [d for d in och if d not in shared], [d for d in ich if d not in shared]
+    if (out.axes[1].offset or act.axes[1].offset or len(shared) > 1 or len(inner_o) > 1
+            or len(inner_i) > 1 or any(och[d] != 1 for d in inner_o)
+            or any(ich[d] != 1 for d in inner_i)):
+        raise refuse(f"channel axes {act.axes[1]} (in) and {out.axes[1]} (out)")
+    groups = ext[shared[0]] if shared else 1
+    if shared and (och[shared[0]] != math.prod(ext[d] for d in inner_o)
+                   or ich[shared[0]] != math.prod(ext[d] for d in inner_i)):
+        raise refuse(f"channel axes {act.axes[1]} (in) and {out.axes[1]} (out) are no groups")
     kernel, strides, pads = [], [], []
     for a_ax, o_ax in zip(act.axes[2:], out.axes[2:]):
         if len(o_ax.terms) != 1 or o_ax.terms[0][1] != 1 or o_ax.offset:
@@ -388,7 +388,8 @@ def _conv_layer(op: Contraction, tname: str, name: str, where: str) -> Layer:
         p = o_ax.terms[0][0]
         terms = dict(a_ax.terms)
         if p not in terms or len(terms) > 2:
-            raise refuse(f"input spatial axis {a_ax}")
+            raise refuse(f"input spatial axis {a_ax} does not follow output axis {o_ax} (a "
+                         f"transpose folded into its input?)")
         taps = [d for d in terms if d != p]
         if taps and terms[taps[0]] != 1:
             raise ModelError(f"{where}: {_node(op)} has dilation {terms[taps[0]]}; a spiking "
