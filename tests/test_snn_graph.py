@@ -402,3 +402,87 @@ def test_padded_network_runs_and_maps():
         sum(len(es.connectivity(net, i)[0]) * rates[net.layers[i - 1].name] * T
             for i in range(1, len(net.layers))))
     assert syn > 0 and res.energy_j > 0
+
+
+# ----------------------------------------------------------------------------- fuzz: random chains
+def _taps_in_range(op, tname) -> int:
+    """Products of a contraction whose spike index lies inside the spike tensor: a conv's
+    MACs minus the taps that fall in the padding (a projection's synapses, by the IR)."""
+    act = next(o for o in op.operands if o.tensor.name == tname)
+    names = [d for d, _ in op.dims]
+    grids = np.meshgrid(*[np.arange(e) for _, e in op.dims], indexing="ij")
+    env = dict(zip(names, grids))
+    ok = np.ones(grids[0].shape, dtype=bool)
+    for ax, size in zip(act.axes, act.tensor.shape):
+        idx = sum(c * env[d] for d, c in ax.terms) + ax.offset
+        ok &= (idx >= 0) & (idx < size)
+    return int(ok.sum())
+
+
+def _pool_taps(op) -> int:
+    """Window taps of a pooling that land inside its input, over all its outputs."""
+    (_, c, h, w), (_, _, oh, ow) = op.inputs[0].shape, op.outputs[0].shape
+    count = 0
+    for axis, (size, out) in enumerate(((h, oh), (w, ow))):
+        taps = sum(1 for o in range(out) for r in range(op.window[axis])
+                   if 0 <= o * op.strides[axis] + r - op.pads[axis] < size)
+        count = taps if axis == 0 else count * taps
+    return c * count
+
+
+@st.composite
+def chains(draw):
+    c, h = draw(st.integers(1, 3)), draw(st.integers(4, 8))
+    x_shape = [1, c, h, h]
+    nodes, weights, x = [], {}, "x"
+    for b in range(draw(st.integers(1, 2))):
+        g = draw(st.sampled_from([1, c]))
+        co = g * draw(st.integers(1, 2))
+        k, s = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+        p = draw(st.integers(0, k - 1))
+        e = draw(st.sampled_from([0, 0, 0, 1]))
+        pads = [p, p, p + e, p + e]
+        oh = (h + pads[0] + pads[2] - k) // s + 1
+        if oh < 1:
+            break
+        weights[f"w{b}"] = (co, c // g, k, k)
+        nodes += [conv(f"c{b}", x, f"w{b}", f"h{b}", strides=[s, s], pads=pads, group=g),
+                  relu(f"r{b}", f"h{b}", f"a{b}")]
+        x, c, h = f"a{b}", co, oh
+        if h >= 2 and draw(st.booleans()):
+            kp = 2
+            sp = draw(st.integers(1, 2))
+            pp = draw(st.integers(0, 1))
+            ceil = draw(st.sampled_from([0, 0, 1]))
+            nodes.append(helper.make_node("AveragePool", [x], [f"p{b}"], name=f"pool{b}",
+                                          kernel_shape=[kp, kp], strides=[sp, sp],
+                                          pads=[pp] * 4, ceil_mode=ceil))
+            h = ((h + 2 * pp - kp + (sp - 1) * ceil) // sp) + 1
+            x = f"p{b}"
+    nodes += [helper.make_node("Flatten", [x], ["f"], name="flat"),
+              helper.make_node("Gemm", ["f", "wf"], ["y"], name="fc", transB=1)]
+    weights["wf"] = (3, c * h * h)
+    return nodes, weights, x_shape
+
+
+@settings(max_examples=25, deadline=None)
+@given(chains())
+def test_random_chains_map_or_fail_cleanly(chain):
+    # Random conv / pooling chains (asymmetric padding and ceil_mode now and then): either one
+    # clean error, or each projection's synapses are the taps its IR op reads inside its input
+    nodes, weights, x_shape = chain
+    g = snn(nodes, x_shape, [1, 3], weights)
+    try:
+        net, rates = to_network(g)
+    except ModelError as e:
+        assert "\n" not in str(e) and str(e).startswith("SNN graph 'm': node ")
+        return
+    expect = []
+    for op in g.ops():
+        if op.kind in ("contraction", "reduction"):
+            (pred,) = g.nx.predecessors(op.name)
+            tname = g.nx.edges[pred, op.name]["tensors"][0]
+            expect.append(_pool_taps(op) if op.kind == "reduction"
+                          else _taps_in_range(op, tname))
+    assert synapses(net) == expect
+    assert set(rates) == {lay.name for lay in net.layers}

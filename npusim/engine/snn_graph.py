@@ -439,6 +439,9 @@ def _window_layer(op: Op, name: str, x: tuple, y: tuple, kernel: list, strides: 
         raise ModelError(f"{where}: {_node(op)} has strides {strides} and paddings {pads}; a "
                          f"spiking conv layer has one stride and one padding for both axes")
     s, p = strides[0], pads[0]
+    if p < 0:
+        raise ModelError(f"{where}: {_node(op)} has padding {p} (a crop); a spiking conv layer "
+                         f"pads by 0 or more")
     made = tuple(conv_out(x[i + 1], kernel[i], s, p) for i in range(2))
     if made != tuple(y[1:]):
         raise ModelError(f"{where}: {_node(op)} makes a {y[1]}x{y[2]} map from {x[1]}x{x[2]} "
