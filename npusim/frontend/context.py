@@ -15,8 +15,7 @@ from onnx import AttributeProto, NodeProto
 
 from ..errors import ModelError
 from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Pool,
-                  Reduction,
-                  Role, Tensor)
+                  Reduction, Role, Tensor)
 from .dtypes_onnx import ir_dtype
 
 #: Assumption: no axis of a real model is longer than 2**40 (about 1.1e12; the largest

@@ -32,7 +32,7 @@ def _channel(g: int, per_group: int, inner: str) -> str | Axis:
 
 
 def conv_pads(n: Node, ins: Sequence[int], outs: Sequence[int], ks: Sequence[int],
-               strides: Sequence[int], dil: Sequence[int]) -> list[int]:
+              strides: Sequence[int], dil: Sequence[int]) -> list[int]:
     """Padding before each spatial axis, from ``pads`` or ``auto_pad``."""
     auto = n.attr("auto_pad", "string", "NOTSET")
     nsp = len(ins)
