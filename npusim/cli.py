@@ -94,7 +94,7 @@ def _target(arch: str) -> tuple[str, str, str | None]:
     or ``npu`` (an arch, a PIM composition)."""
     from .arch.snn_device import is_snn_device
     head, sep, tail = str(arch).rpartition("+")
-    if sep and is_snn_device(tail):
+    if sep and (is_snn_device(tail) or tail == "same"):
         return "hybrid", head, tail
     if is_snn_device(arch):
         return "snn", "", arch
@@ -125,6 +125,9 @@ def _refuse_llm_options(args, what: str) -> None:
 
 def cmd_run(args) -> int:
     kind, npu, device = _target(args.arch)
+    if device == "same":
+        raise NpusimError(f"--arch {args.arch}: 'same' (spiking cores from the NPU's own energy "
+                          f"table) is for npusim breakeven; run on a device from npusim archs")
     if kind == "snn":
         return _run_snn(args, device)
     if kind == "hybrid":
@@ -278,7 +281,7 @@ def cmd_breakeven(args) -> int:
         dev = load_snn_device(device)
     graph = load_snn_graph(args.model, args.timesteps, default_rate=0.0, dims=_dims(args.dim),
                            max_pool=args.max_pool or "error")
-    net, _ = to_network(graph, max_pool=args.max_pool or "error")
+    net, _ = to_network(graph, max_pool="average" if args.max_pool == "average" else "refuse")
     curve = eh.break_even(eh.System(arch, dev), net, int(graph.meta["timesteps"]))
     data = curve.as_dict()
     print_breakeven(data)

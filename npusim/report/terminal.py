@@ -279,8 +279,9 @@ def print_hybrid(placement, con: Console | None = None) -> None:
     con = con or console()
     p = placement
     by = p.energy_by_kind()
-    con.print(f"[bold]{p.network}[/bold]: {len(p.layers)} layers, T={p.timesteps}, placement "
-              f"{p.objective or 'given'}", highlight=False)
+    con.print(f"[bold]{p.network}[/bold]: {len(p.layers)} layers, T={p.timesteps}, placement: "
+              f"{'least ' + p.objective if p.objective in ('energy', 'latency') else 'as given'}",
+              highlight=False)
     print_items(con, "  ", [f"energy {si(p.energy_j, 'J')}", f"latency {si(p.latency_s, 's')}",
                             f"NPU {si(by['npu'], 'J')}", f"spiking {si(by['snn'], 'J')}",
                             f"conversion {si(by['convert'], 'J')}"])
