@@ -140,28 +140,32 @@ def map_traffic(net: Network, device: SnnDevice, activity: Mapping | None = None
         greedy = map_network(net, device, max_neurons_per_core, weight_bits)
     except CapacityError:
         greedy = None
-    parts = _partition(net, projs, w, lim, greedy, where)
-    cand = []
-    flows = _flow_matrix(net, projs, w, parts)
-    n = sum(p.n for p in parts)
     slots = _slots(device)
-    if n > len(slots):
-        raise CapacityError(f"{where}: needs {n} cores but the device has {len(slots)} "
-                            f"({device.structure.chips} chip(s) x {device.structure.usable}); "
-                            f"use a smaller network or more chips")
-    region = _region(slots, n, device)
-    start = np.arange(n)
-    cand.append((parts, region, _swap(flows, slots, region, region[start], sweeps)))
+    cand = []
+    try:
+        parts = _partition(net, projs, w, lim, greedy, where)
+        n = sum(p.n for p in parts)
+        if n > len(slots):
+            raise CapacityError(f"{where}: needs {n} cores but the device has {len(slots)} "
+                                f"({device.structure.chips} chip(s) x "
+                                f"{device.structure.usable}); use a smaller network or more "
+                                f"chips")
+        region = _region(slots, n, device)
+        flows = _flow_matrix(net, projs, w, parts)
+        cand.append((parts, _swap(flows, slots, region, region[:n], sweeps)))
+    except CapacityError:
+        if greedy is None:
+            raise
     if greedy is not None:
         gparts = [_Part(greedy.core_of[lay.name] - lm.first_core, lm.n_cores, "greedy")
                   for lay, lm in zip(net.layers, greedy.layers)]
         gflows = _flow_matrix(net, projs, w, gparts)
         # the greedy mapper numbers cores as _slots does: its core id is the slot row
         gslot = np.concatenate([lm.first_core + np.arange(lm.n_cores) for lm in greedy.layers])
-        gregion = np.union1d(_region(slots, n, device, cover=gslot), gslot)
-        cand.append((gparts, gregion, _swap(gflows, slots, gregion, gslot, sweeps)))
-    maps = [_core_map(net, c[0], slots, c[2], projs, lim, device, where) for c in cand]
-    if greedy is None:
+        gregion = np.union1d(_region(slots, gslot.size, device, cover=gslot), gslot)
+        cand.append((gparts, _swap(gflows, slots, gregion, gslot, sweeps)))
+    maps = [_core_map(net, parts, slots, at, projs, lim, device) for parts, at in cand]
+    if greedy is None or len(maps) == 1:
         return maps[0]
     base = traffic(net, greedy, activity)
     stats = [traffic(net, m, activity) for m in maps]
@@ -592,7 +596,7 @@ def _swap(F: np.ndarray, slots: np.ndarray, region: np.ndarray, start: np.ndarra
 
 
 def _core_map(net: Network, parts: list[_Part], slots: np.ndarray, at: np.ndarray,
-              projs: list, lim: _Limits, device: SnnDevice, where: str) -> CoreMap:
+              projs: list, lim: _Limits, device: SnnDevice) -> CoreMap:
     """The :class:`~npusim.engine.snn.CoreMap` of a partition and its placement."""
     s = device.structure
     first = np.concatenate(([0], np.cumsum([p.n for p in parts]))).astype(np.int64)
