@@ -137,6 +137,17 @@ def test_vs_sanafe_networks_on_loihi(benchmark_script):
         assert tm.messages <= tg.messages and tm.hops < tg.hops
 
 
+def test_benchmark_quick_case(benchmark_script):
+    bench = benchmark_script("snn_mapping")
+    case, = bench.cases(quick=True)
+    g, t = (bench.measure(case, name) for name in ("greedy", "traffic"))
+    # 256-256-10 at 256 neurons per core: one core per layer either way; greedy spreads them
+    # over three tiles, the traffic mapper keeps them in one (no hops, same messages)
+    assert (g["cores"], g["tiles"], t["cores"], t["tiles"]) == (3, 3, 3, 1)
+    assert t["messages"] == pytest.approx(g["messages"]) and t["hops"] == 0 < g["hops"]
+    assert t["energy_j"] < g["energy_j"]
+
+
 # ------------------------------------------------------------------------------ properties
 def brute_loads(net, m, wbits):
     """Per-core neurons, synapse bits, distinct inputs and distinct destination cores, one
