@@ -40,8 +40,10 @@ core (highest use / limit; ``layer`` when the layer sits on one core).
 
 Guarantee: for the activity the mapper was given (default: every neuron at the same rate),
 the mapping never sends more messages nor makes more hops than the greedy mapper on the same
-network, because the greedy partition with its own placement, refined by the same swaps, is
-always a candidate and a swap is taken only when it lowers the hops.
+network: the greedy partition is a candidate of every layer, and when the chosen mapping does
+not send strictly fewer messages with no more hops, the greedy partition at the greedy
+placement, refined by the same swaps (each taken only when it lowers the hops), is the
+fallback (the better of the two by messages, then hops).
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from ..arch.snn_device import SnnDevice
 from ..errors import CapacityError, NpusimError
@@ -141,7 +144,7 @@ def map_traffic(net: Network, device: SnnDevice, activity: Mapping | None = None
     except CapacityError:
         greedy = None
     slots = _slots(device)
-    cand = []
+    own = None
     try:
         parts = _partition(net, projs, w, lim, greedy, where)
         n = sum(p.n for p in parts)
@@ -151,28 +154,31 @@ def map_traffic(net: Network, device: SnnDevice, activity: Mapping | None = None
                                 f"{device.structure.usable}); use a smaller network or more "
                                 f"chips")
         region = _region(slots, n, device)
-        flows = _flow_matrix(net, projs, w, parts)
-        cand.append((parts, _swap(flows, slots, region, region[:n], sweeps)))
+        at = _swap(_flow_matrix(net, projs, w, parts), slots, region, region[:n], sweeps)
+        own = _core_map(net, parts, slots, at, projs, lim, device)
     except CapacityError:
         if greedy is None:
             raise
-    if greedy is not None:
-        gparts = [_Part(greedy.core_of[lay.name] - lm.first_core, lm.n_cores, "greedy")
-                  for lay, lm in zip(net.layers, greedy.layers)]
-        gflows = _flow_matrix(net, projs, w, gparts)
-        # the greedy mapper numbers cores as _slots does: its core id is the slot row
-        gslot = np.concatenate([lm.first_core + np.arange(lm.n_cores) for lm in greedy.layers])
-        gregion = np.union1d(_region(slots, gslot.size, device, cover=gslot), gslot)
-        cand.append((gparts, _swap(gflows, slots, gregion, gslot, sweeps)))
-    maps = [_core_map(net, parts, slots, at, projs, lim, device) for parts, at in cand]
-    if greedy is None or len(maps) == 1:
-        return maps[0]
+    if greedy is None:
+        return own
     base = traffic(net, greedy, activity)
-    stats = [traffic(net, m, activity) for m in maps]
-    ok = [k for k, t in enumerate(stats) if t.hops <= base.hops * (1 + 1e-12) + 1e-12
-          and t.messages <= base.messages * (1 + 1e-12) + 1e-12]
-    best = min(ok, key=lambda k: (round(stats[k].messages, 9), round(stats[k].hops, 9)))
-    return maps[best]
+    mine = traffic(net, own, activity) if own is not None else None
+    if mine is not None and mine.messages < base.messages * (1 - 1e-12) and (
+            mine.hops <= base.hops * (1 + 1e-12) + 1e-12):
+        return own                          # fewer messages, no more hops: greedy cannot win
+    # the greedy partition at its own placement, refined by the same swaps: never worse than
+    # greedy, so always eligible
+    gparts = [_Part(greedy.core_of[lay.name] - lm.first_core, lm.n_cores, "greedy")
+              for lay, lm in zip(net.layers, greedy.layers)]
+    gslot = np.concatenate([lm.first_core + np.arange(lm.n_cores) for lm in greedy.layers])
+    gregion = np.union1d(_region(slots, gslot.size, device, cover=gslot), gslot)
+    at = _swap(_flow_matrix(net, projs, w, gparts), slots, gregion, gslot, sweeps)
+    refined = _core_map(net, gparts, slots, at, projs, lim, device)
+    if mine is None or mine.hops > base.hops * (1 + 1e-12) + 1e-12:
+        return refined
+    theirs = traffic(net, refined, activity)
+    return own if (round(mine.messages, 9), round(mine.hops, 9)) <= (
+        round(theirs.messages, 9), round(theirs.hops, 9)) else refined
 
 
 def traffic(net: Network, mapping: CoreMap, activity: Mapping | None = None) -> Traffic:
@@ -532,67 +538,104 @@ def _region(slots: np.ndarray, n: int, device: SnnDevice,
     return idx[np.lexsort((slots[idx, 1], snake, x[idx]))]
 
 
-def _flow_matrix(net: Network, projs: list, w: dict, parts: list[_Part]) -> np.ndarray:
+def _flow_matrix(net: Network, projs: list, w: dict, parts: list[_Part]) -> sparse.csr_matrix:
     """``F[a, b]``: expected messages per step from core ``a`` to core ``b`` (cores numbered
-    layer after layer)."""
+    layer after layer), sparse."""
     first = np.concatenate(([0], np.cumsum([p.n for p in parts])))
     n = int(first[-1])
-    F = np.zeros((n, n))
+    rows, cols, vals = [], [], []
     for i in range(1, len(net.layers)):
         part, prev, proj = parts[i], parts[i - 1], projs[i]
         pair = _unique(proj.src * part.n + part.label[proj.dst])
         psrc, pdst = np.divmod(pair, part.n)
-        ws = w[net.layers[i - 1].name][psrc]
-        np.add.at(F, (first[i - 1] + prev.label[psrc], first[i] + pdst), ws)
-    return F
+        rows.append(first[i - 1] + prev.label[psrc])
+        cols.append(first[i] + pdst)
+        vals.append(w[net.layers[i - 1].name][psrc])
+    if not rows:
+        return sparse.csr_matrix((n, n))
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                     np.concatenate(cols))), shape=(n, n))
 
 
-def _swap(F: np.ndarray, slots: np.ndarray, region: np.ndarray, start: np.ndarray,
+_NEAR = 24
+"""Slots tried per core and pass: those nearest the weighted median of its partners (where
+the core alone would cost least); an effort knob, not a device fact."""
+
+
+def _swap(F: sparse.csr_matrix, slots: np.ndarray, region: np.ndarray, start: np.ndarray,
           sweeps: int) -> np.ndarray:
     """Local search on the quadratic assignment: move each core to the slot (of ``region``)
-    that lowers the hop-weighted traffic most, swapping with the core there; passes until none
-    helps or ``sweeps`` ran out. Returns the slot (row of ``slots``) of each core."""
+    that lowers the hop-weighted traffic most, swapping with the core there, among the
+    :data:`_NEAR` slots nearest the weighted median of its partners' positions (the best spot
+    for it alone under the L1 metric); passes until none helps or ``sweeps`` ran out. Returns
+    the slot (row of ``slots``) of each core."""
+    W = (F + F.T).tocsr()
+    W.sum_duplicates()
+    ptr, nbr, wt = W.indptr, W.indices, W.data
     n = F.shape[0]
-    W = F + F.T
     at = np.asarray(start, dtype=np.int64).copy()           # slot row of each core
     reg = np.asarray(region, dtype=np.int64)
-    pos = {int(s): k for k, s in enumerate(reg)}
+    where = np.full(len(slots), -1, dtype=np.int64)
+    where[reg] = np.arange(reg.size)                        # slot row -> region index
     occ = np.full(reg.size, -1, dtype=np.int64)              # core in each region slot
-    for core, s in enumerate(at):
-        occ[pos[int(s)]] = core
+    occ[where[at]] = np.arange(n)
     rx, ry = slots[reg, 3].astype(np.float64), slots[reg, 4].astype(np.float64)
-    cx, cy = slots[at, 3].astype(np.float64), slots[at, 4].astype(np.float64)
-    # M[a, r]: hop-weighted traffic of core a if it sat at region slot r (others fixed)
-    M = W @ (np.abs(rx[None, :] - cx[:, None]) + np.abs(ry[None, :] - cy[:, None]))
+    px, py = slots[at, 3].astype(np.float64), slots[at, 4].astype(np.float64)
+    k = min(_NEAR, reg.size)
+
+    def cost_at(cores: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Hop-weighted traffic of each core of ``cores`` were it at (x, y), others fixed."""
+        lens = ptr[cores + 1] - ptr[cores]
+        pos = np.repeat(ptr[cores] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+        pos += np.arange(pos.size)
+        seg = np.repeat(np.arange(cores.size), lens)
+        c = nbr[pos]
+        d = np.abs(x[seg] - px[c]) + np.abs(y[seg] - py[c])
+        return np.bincount(seg, wt[pos] * d, cores.size)
+
     for _ in range(max(0, int(sweeps))):
         moved = False
         for a in range(n):
-            ra = pos[int(at[a])]
-            b = occ
-            d_ab = np.abs(rx - rx[ra]) + np.abs(ry - ry[ra])
-            gain = M[a] - M[a, ra]
-            other = np.where(b >= 0, M[np.maximum(b, 0), ra] - M[np.maximum(b, 0),
-                                                                 np.arange(reg.size)]
-                             + 2 * W[a, np.maximum(b, 0)] * d_ab, 0.0)
-            delta = gain + other
-            delta[ra] = 0.0
-            r = int(np.argmin(delta))
-            if not delta[r] < -1e-9 * max(1.0, abs(M[a, ra])):
+            lo, hi = ptr[a], ptr[a + 1]
+            if lo == hi:
                 continue
-            bb = int(occ[r])
-            for core, old, new in ((a, ra, r), (bb, r, ra)):
-                if core < 0:
-                    continue
-                M += np.outer(W[:, core], (np.abs(rx - rx[new]) + np.abs(ry - ry[new]))
-                              - (np.abs(rx - rx[old]) + np.abs(ry - ry[old])))
-            occ[ra], occ[r] = bb, a
-            at[a] = reg[r]
-            if bb >= 0:
-                at[bb] = reg[ra]
+            ra = where[at[a]]
+            mx, my = _wmedian(px[nbr[lo:hi]], wt[lo:hi]), _wmedian(py[nbr[lo:hi]], wt[lo:hi])
+            near = np.argpartition(np.abs(rx - mx) + np.abs(ry - my), k - 1)[:k]
+            near = near[near != ra]
+            if not near.size:
+                continue
+            aa = np.full(near.size, a)
+            here = cost_at(np.array([a]), rx[[ra]], ry[[ra]])[0]
+            delta = cost_at(aa, rx[near], ry[near]) - here
+            b = occ[near]
+            full = b >= 0
+            if full.any():
+                bb, rn = b[full], near[full]
+                w_ab = np.zeros(n)
+                w_ab[nbr[lo:hi]] = wt[lo:hi]
+                d_ab = np.abs(rx[rn] - rx[ra]) + np.abs(ry[rn] - ry[ra])
+                delta[full] += (cost_at(bb, np.full(bb.size, rx[ra]), np.full(bb.size, ry[ra]))
+                                - cost_at(bb, rx[rn], ry[rn]) + 2 * w_ab[bb] * d_ab)
+            j = int(np.argmin(delta))
+            if not delta[j] < -1e-9 * max(1.0, here):
+                continue
+            r, bj = near[j], int(b[j])
+            occ[ra], occ[r] = bj, a
+            at[a], px[a], py[a] = reg[r], rx[r], ry[r]
+            if bj >= 0:
+                at[bj], px[bj], py[bj] = reg[ra], rx[ra], ry[ra]
             moved = True
         if not moved:
             break
     return at
+
+
+def _wmedian(v: np.ndarray, w: np.ndarray) -> float:
+    """A weighted median of ``v`` (minimises sum w |x - v|)."""
+    o = np.argsort(v, kind="stable")
+    c = np.cumsum(w[o])
+    return float(v[o][np.searchsorted(c, 0.5 * c[-1])])
 
 
 def _core_map(net: Network, parts: list[_Part], slots: np.ndarray, at: np.ndarray,
