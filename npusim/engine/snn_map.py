@@ -55,7 +55,7 @@ from scipy import sparse
 
 from ..arch.snn_device import SnnDevice
 from ..errors import CapacityError, NpusimError
-from .snn import CoreMap, LayerMap, Network, connectivity, map_network
+from .snn import CoreMap, LayerMap, Network, connectivity, map_network, run_starts
 
 LIMITS = ("neurons_per_core", "synaptic_memory", "fan_in")
 """The per-core limits a layer's cores are filled against (fan-out is checked between layers)."""
@@ -161,8 +161,9 @@ def map_traffic(net: Network, device: SnnDevice, activity: Mapping | None = None
             raise
     if greedy is None:
         return own
-    base = traffic(net, greedy, activity)
-    mine = traffic(net, own, activity) if own is not None else None
+    syn = [None] + [(p.src, p.dst) for p in projs[1:]]
+    base = _traffic(net, greedy, w, syn)
+    mine = _traffic(net, own, w, syn) if own is not None else None
     if mine is not None and mine.messages < base.messages * (1 - 1e-12) and (
             mine.hops <= base.hops * (1 + 1e-12) + 1e-12):
         return own                          # fewer messages, no more hops: greedy cannot win
@@ -176,7 +177,7 @@ def map_traffic(net: Network, device: SnnDevice, activity: Mapping | None = None
     refined = _core_map(net, gparts, slots, at, projs, lim, device)
     if mine is None or mine.hops > base.hops * (1 + 1e-12) + 1e-12:
         return refined
-    theirs = traffic(net, refined, activity)
+    theirs = _traffic(net, refined, w, syn)
     return own if (round(mine.messages, 9), round(mine.hops, 9)) <= (
         round(theirs.messages, 9), round(theirs.hops, 9)) else refined
 
@@ -186,16 +187,21 @@ def traffic(net: Network, mapping: CoreMap, activity: Mapping | None = None) -> 
     ``activity`` (mean spikes per neuron per step; default 1 for every neuron), as
     :func:`~npusim.engine.snn.count_events` counts them (summed over steps it gives the same
     totals for a rate; for a raster the mean)."""
-    w = _weights(net, activity)
+    return _traffic(net, mapping, _weights(net, activity),
+                    [None] + [connectivity(net, i) for i in range(1, len(net.layers))])
+
+
+def _traffic(net: Network, mapping: CoreMap, w: dict, syn: list) -> Traffic:
+    """:func:`traffic` with the weights and each layer's ``(src, dst)`` synapses given."""
     n = mapping.n_cores
     total = {"messages": 0.0, "hops": 0.0, "in_tile": 0.0}
     flows = 0
     by_layer = {}
     for i in range(1, len(net.layers)):
         lay, prev = net.layers[i], net.layers[i - 1]
-        src, dst = connectivity(net, i)
+        src, dst = syn[i]
         cores, pcores = mapping.core_of[lay.name], mapping.core_of[prev.name]
-        pair = _unique(src * n + cores[dst])
+        pair = _unique(src * n + cores[dst], prev.size * n)
         psrc, pdst = np.divmod(pair, n)
         ws = w[prev.name][psrc]
         a, b = pcores[psrc], pdst
@@ -206,7 +212,7 @@ def traffic(net: Network, mapping: CoreMap, activity: Mapping | None = None) -> 
         total["messages"] += msgs
         total["hops"] += hops
         total["in_tile"] += float(ws[same].sum())
-        flows += _unique(a * n + b).size
+        flows += _unique(a * n + b, n * n).size
         by_layer[lay.name] = (msgs, hops)
     return Traffic(total["messages"], total["hops"], total["in_tile"], flows, by_layer)
 
@@ -378,12 +384,11 @@ def _candidates(net: Network, i: int, proj: _Proj | None, lim: _Limits,
 
 
 def _chunks(order: np.ndarray, k: int, how: str) -> _Part:
-    """``order`` cut into ``ceil(n / k)`` runs of near-equal length."""
+    """``order`` cut into runs of ``k`` (the last shorter)."""
     size = order.size
-    n = -(-size // k)
     label = np.empty(size, dtype=np.int64)
-    label[order] = np.arange(size) * n // size
-    return _Part(label, n, how)
+    label[order] = np.arange(size) // k
+    return _Part(label, -(-size // k), how)
 
 
 def _max_chunk(order: np.ndarray, proj: _Proj | None, lim: _Limits) -> int:
@@ -393,12 +398,18 @@ def _max_chunk(order: np.ndarray, proj: _Proj | None, lim: _Limits) -> int:
     hi = min(lim.cap, size)
     if proj is None:
         return hi
+    rank = np.empty(size, dtype=np.int64)
+    rank[order] = np.arange(size)
+    by = np.argsort(rank[proj.dst], kind="stable")
+    r = rank[proj.dst][by]
+    seen_before = run_starts(proj.src[by], r)
 
     def fits(k: int) -> bool:
-        label = np.empty(size, dtype=np.int64)
-        label[order] = np.arange(size) // k
-        part = _Part(label, -(-size // k), "")
-        return _check(part, proj, None, lim)[0]
+        run = r // k
+        if np.bincount(run).max() * lim.wbits > lim.mem_bits:
+            return False
+        first = (seen_before < 0) | (run[np.maximum(seen_before, 0)] != run)
+        return lim.fan_in is None or np.bincount(run, first).max() <= lim.fan_in
 
     if fits(hi):
         return hi
