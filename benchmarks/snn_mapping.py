@@ -17,15 +17,22 @@ Networks:
   (input 0.2, every other layer 0.05 spikes per neuron per step), 16 steps.
 * ``mlp`` -- 784-1000-500-10 on ``loihi``, same assumed rates (dense layers: every partition
   sends the same messages, so only the placement differs).
+* ``tn-conv`` -- 2x64x64 input, three 3x3 convs to 8 channels (stride 1, 2, 2) on
+  ``truenorth`` (256 neurons and axons per core, 64 x 64 cores), same assumed rates; its all-in
+  26 pJ synop prices neither messages nor hops, so energy and latency (1 ms tick) do not move.
+* ``--large`` adds ``vgg-layer``: 64x32x32 input, 3x3 conv to 64 channels (33 M synapses) on
+  32 ``loihi`` chips (minutes).
 
 Usage::
 
     python benchmarks/snn_mapping.py            # all networks
     python benchmarks/snn_mapping.py --quick    # the vs_sanafe dense net only
+    python benchmarks/snn_mapping.py --large    # all, and one VGG-sized conv layer
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -52,7 +59,7 @@ def _vs_sanafe():
     return mod
 
 
-def cases(quick: bool) -> list[dict]:
+def cases(quick: bool, large: bool = False) -> list[dict]:
     """Each case: ``name``, ``net``, ``device``, ``activity``, ``updated`` (or None),
     ``cap`` (neurons per core or None)."""
     vs = _vs_sanafe()
@@ -72,9 +79,20 @@ def cases(quick: bool) -> list[dict]:
         es.Layer("fc", "dense", (128,)), es.Layer("out", "dense", (10,))))
     mlp = es.Network("mlp", (es.Layer("in", "input", (784,)), es.Layer("h1", "dense", (1000,)),
                              es.Layer("h2", "dense", (500,)), es.Layer("out", "dense", (10,))))
-    for net in (cifar, mlp):
+    tn = es.Network("tn-conv", (
+        es.Layer("in", "input", (2, 64, 64)),
+        es.Layer("c1", "conv2d", (8, 62, 62), kernel=(3, 3)),
+        es.Layer("c2", "conv2d", (8, 30, 30), kernel=(3, 3), stride=2),
+        es.Layer("c3", "conv2d", (8, 14, 14), kernel=(3, 3), stride=2)))
+    nets = [(cifar, loihi), (mlp, loihi), (tn, load_snn_device("truenorth"))]
+    if large:
+        vgg = es.Network("vgg-layer", (es.Layer("in", "input", (64, 32, 32)),
+                                       es.Layer("c1", "conv2d", (64, 30, 30), kernel=(3, 3))))
+        chips = dataclasses.replace(loihi.structure, chips=32)
+        nets.append((vgg, dataclasses.replace(loihi, structure=chips)))
+    for net, dev in nets:
         act = {lay.name: RATE_IN if lay.kind == "input" else RATE for lay in net.layers}
-        out.append({"name": net.name, "net": net, "device": loihi, "activity": act,
+        out.append({"name": net.name, "net": net, "device": dev, "activity": act,
                     "updated": None, "cap": None})
     return out
 
@@ -100,15 +118,16 @@ def measure(case: dict, mapper: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the vs_sanafe dense net only")
+    ap.add_argument("--large", action="store_true", help="also a VGG-sized conv layer")
     args = ap.parse_args(argv)
-    print(f"loihi preset (SANA-FE-calibrated costs, 104 mW/chip static, 299 ns barrier), "
-          f"two-stage pipeline, T={TIMESTEPS}; messages, hops per timestep; energy per "
-          f"inference")
+    print(f"device presets as shipped (loihi: SANA-FE-calibrated costs, 104 mW/chip static, "
+          f"299 ns barrier; truenorth: all-in synop, 1 ms tick), two-stage pipeline, "
+          f"T={TIMESTEPS}; messages, hops per timestep; energy per inference")
     hdr = (f"{'net':<9} {'mapper':<8} {'cores':>5} {'tiles':>5} {'msgs/step':>10} "
            f"{'hops/step':>10} {'E uJ':>9} {'lat us':>8} {'map ms':>8}  bound by (per layer)")
     print(hdr)
     print("-" * len(hdr))
-    for case in cases(args.quick):
+    for case in cases(args.quick, args.large):
         rows = [measure(case, name) for name in ("greedy", "traffic")]
         for row in rows:
             if "error" in row:

@@ -205,6 +205,7 @@ def map_network(net: Network, device: SnnDevice, max_neurons_per_core: int | Non
 
     ``max_neurons_per_core`` caps the device's ``neurons_per_core``; ``weight_bits`` (default
     the device's widest, or 1 if unpublished) sizes a synapse.
+    :func:`npusim.engine.snn_map.map_traffic` maps with fewer messages and hops.
 
     >>> from npusim.arch.snn_device import load_snn_device
     >>> net = Network("n", (Layer("in", "input", (300,)), Layer("h", "dense", (600,))))

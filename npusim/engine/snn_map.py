@@ -21,9 +21,9 @@ in the event model of ``/work/shared/reference/snn.md`` sec. 2.2 (SANA-FE's conv
   hop-weighted traffic, is what this module does.
 
 :func:`map_traffic` chooses, layer by layer, among candidate partitions (the greedy one; the
-same with balanced chunks; rows of pixels with all channels; spatial blocks of ``bc``
-channels x ``bh`` x ``bw`` pixels, the largest block within every limit for each ``bc``,
-``bh``) the one with the fewest rate-weighted incoming messages, ties broken by the fewest
+longest runs of consecutive neurons within every limit; the same over pixels with all their
+channels, order (y, x, c); spatial blocks of ``bc`` channels x ``bh`` x ``bw`` pixels, the
+widest block within every limit for each ``bc``, ``bh``) the one with the fewest rate-weighted incoming messages, ties broken by the fewest
 flows to the next layer, then the fewest cores. Every candidate is checked exactly, core by
 core, against the device's per-core limits:
 
@@ -356,8 +356,8 @@ def _partition(net: Network, projs: list, w: dict, lim: _Limits, greedy: CoreMap
 
 def _candidates(net: Network, i: int, proj: _Proj | None, lim: _Limits,
                 greedy: CoreMap | None, where: str) -> list[_Part]:
-    """Candidate partitions of layer ``i``: greedy's, balanced chunks, pixel rows with all
-    channels, and the best spatial blocks."""
+    """Candidate partitions of layer ``i``: greedy's, the longest runs in index order and in
+    (y, x, c) order, and the best spatial blocks."""
     lay = net.layers[i]
     if proj is not None and int(proj.fan_in.max(initial=0)) * lim.wbits > lim.mem_bits:
         raise CapacityError(f"{where}: one neuron's {int(proj.fan_in.max())} synapses x "
@@ -406,10 +406,10 @@ def _max_chunk(order: np.ndarray, proj: _Proj | None, lim: _Limits) -> int:
 
     def fits(k: int) -> bool:
         run = r // k
-        if np.bincount(run).max() * lim.wbits > lim.mem_bits:
+        if np.bincount(run, minlength=1).max() * lim.wbits > lim.mem_bits:
             return False
         first = (seen_before < 0) | (run[np.maximum(seen_before, 0)] != run)
-        return lim.fan_in is None or np.bincount(run, first).max() <= lim.fan_in
+        return lim.fan_in is None or np.bincount(run, first, 1).max() <= lim.fan_in
 
     if fits(hi):
         return hi
