@@ -48,10 +48,6 @@ def neurons(g):
     return [op for op in g.ops() if isinstance(op, Neuron)]
 
 
-def kinds(g):
-    return [(op.kind, op.name) for op in g.ops()]
-
-
 def one_line(e):
     return "\n" not in str(e.value)
 
@@ -325,10 +321,91 @@ def test_shapes_follow_pytorch_formulas():
     """The conv/pool output sizes used here agree with nir's own helper."""
     from nir.ir.utils import calculate_conv_output
 
-    from npusim.frontend.nir_import import _conv_out
+    from npusim.frontend.nir_read import _conv_out
     for hw, k, s, p, d in [(9, 3, 2, 1, 1), (16, 5, 3, 0, 2), (7, 7, 1, 3, 1)]:
         node = {"weight": np.ones((2, 1, k, k)), "stride": s, "padding": p, "dilation": d,
                 "groups": 1}
         want = calculate_conv_output((hw, hw), p, d, k, s)
-        assert _conv_out("c", "Conv2d", node, (1, hw, hw), "f")[1:] == tuple(want)
+        assert _conv_out("c", "Conv2d", node, (1, hw, hw), "f")[0][1:] == tuple(want)
         assert tuple(want)[0] == math.floor((hw + 2 * p - d * (k - 1) - 1) / s) + 1
+
+
+# -- fuzz: arbitrary files at the boundary ------------------------------------------------
+def _h5(group, d):
+    """Write a nested dict as nir.write lays it out (groups, datasets, strings)."""
+    import h5py
+    for k, v in d.items():
+        if isinstance(v, dict):
+            _h5(group.create_group(k), v)
+        elif isinstance(v, str):
+            group.create_dataset(k, data=v, dtype=h5py.string_dtype())
+        else:
+            group.create_dataset(k, data=v)
+
+
+_TYPES = ["Input", "Output", "Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
+          "Flatten", "Scale", "IF", "LIF", "CubaLIF", "LI", "I", "CubaLI", "Threshold",
+          "Delay", "NIRGraph", "Bogus"]
+_FIELDS = ["shape", "weight", "bias", "stride", "padding", "dilation", "groups", "kernel_size",
+           "input_shape", "input_type", "start_dim", "end_dim", "scale", "tau", "r", "v_leak",
+           "v_threshold", "v_reset", "tau_syn", "tau_mem", "w_in", "threshold"]
+_values = st.one_of(
+    st.integers(-3, 9),
+    st.sampled_from(["same", "valid", "full", ""]),
+    st.lists(st.integers(-1, 6), min_size=0, max_size=4).map(lambda v: np.array(v, np.int64)),
+    st.lists(st.integers(1, 4), min_size=1, max_size=4).map(lambda s: np.ones(s)),
+    st.floats(allow_nan=True, allow_infinity=True))
+
+
+@st.composite
+def nir_like(draw):
+    n = draw(st.integers(1, 6))
+    names = [f"n{i}" for i in range(n)]
+    nodes = {}
+    for name in names:
+        node = {"type": draw(st.sampled_from(_TYPES))}
+        for f in draw(st.lists(st.sampled_from(_FIELDS), max_size=5, unique=True)):
+            node[f] = draw(_values)
+        nodes[name] = node
+    edges = list(zip(names, names[1:]))
+    if draw(st.booleans()):
+        edges += draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from(names)),
+                               max_size=2))
+    return nodes, edges
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nir_like())
+def test_fuzz_arbitrary_nir_files_load_or_fail_cleanly(tmp_path, graph):
+    import h5py
+    nodes, edges = graph
+    path = tmp_path / "fuzz.nir"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("version", data="1.0.8", dtype=h5py.string_dtype())
+        top = f.create_group("node")
+        _h5(top, {"type": "NIRGraph", "nodes": nodes})
+        top.create_dataset("edges", data=np.array(edges, dtype=object).reshape(-1, 2),
+                           dtype=h5py.string_dtype())
+    try:
+        g = load_nir(path, 3)
+    except ModelError as e:
+        assert "\n" not in str(e) and str(path) in str(e) or "timesteps" in str(e), str(e)
+    else:
+        assert g.meta["snn"] and neurons(g)[0].model == "encode"
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 10_000), st.binary(min_size=1, max_size=16))
+def test_fuzz_corrupted_bytes_fail_cleanly(tmp_path, at, raw):
+    path = chain(tmp_path, ("in", nir.Input(input_type=np.array([3]))), ("fc", affine(3, 3)),
+                 ("l", lif(3)), name="c.nir")
+    data = bytearray(path.read_bytes())
+    at %= len(data)
+    data[at:at + len(raw)] = raw
+    path.write_bytes(bytes(data))
+    try:
+        load_nir(path, 2)
+    except ModelError as e:
+        assert "\n" not in str(e), str(e)
