@@ -281,6 +281,8 @@ def test_bad_arguments(tmp_path):
     refused(path, "'nope'", "no layer", "input, l", rates={"nope": 0.1})
     refused(path, "rates['l']", "[0, 1]", rates={"l": 1.5})
     refused(path, "default_rate", default_rate=-0.1)
+    refused(path, "rates must map", rates=[0.1])
+    refused(42, "not int")
     assert load_nir(path, 2, rates={"in": 0.3}).op("in:encode").rate == 0.3
 
 

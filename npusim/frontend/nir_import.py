@@ -81,7 +81,14 @@ def load_nir(src: str | Path | Any, timesteps: int, *, rates: Mapping[str, float
     rate_of, filled = _rates(steps, out_name, rates, default_rate, label)
     from .onnx_loader import load_onnx
     stem = Path(str(src)).stem if isinstance(src, (str, Path)) else "nir"
-    graph = load_onnx(_to_onnx(steps, out_name, steps_t, rate_of, stem), name=stem)
+    model = _to_onnx(steps, out_name, steps_t, rate_of, stem)
+    try:
+        graph = load_onnx(model, name=stem)
+    except ModelError as e:  # say the NIR file, not the in-memory ONNX model, is at fault
+        inner = f"model {stem!r}"
+        text = str(e)
+        raise type(e)(label + text[len(inner):] if text.startswith(inner) else
+                      f"{label}: {text}") from None
     graph = _exact(graph, rate_of, {s.name: _params(s) for s in steps if s.type in NEURONS})
     graph.meta.update({"source": label, "format": "nir", "nir_version": chain.version,
                        "timesteps": steps_t, "snn": True})
@@ -144,6 +151,9 @@ def _rates(steps: list[Step], out_name: str | None, rates: Mapping[str, float] |
     if steps[0].type == "Input":
         aliases[steps[0].name] = enc
     kinds = {s.name: s.type for s in steps}
+    if rates is not None and not isinstance(rates, Mapping):
+        raise ModelError(f"rates must map layer names to spike rates ({{'lif1': 0.05}}), not "
+                         f"{type(rates).__name__}")
     given: dict[str, float] = {}
     for key, value in (rates or {}).items():
         if key not in aliases:

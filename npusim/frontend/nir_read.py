@@ -80,7 +80,6 @@ def read_chain(src: str | Path | Any) -> Chain:
     return Chain(label, version, tuple(_shapes(_chain(nodes, edges, label), nodes, label)))
 
 
-
 # -- reading ------------------------------------------------------------------------------
 def _nir():
     try:
@@ -97,6 +96,9 @@ def _read(src) -> tuple[str, str | None, dict]:
     nir, h5py = _nir()
     if isinstance(src, nir.NIRGraph):
         return "NIR graph <in memory>", None, src.to_dict()
+    if not isinstance(src, (str, Path)):
+        raise ModelError(f"load_nir reads a NIR file path or a nir.NIRGraph, not "
+                         f"{type(src).__name__}")
     path = Path(src)
     label = show(str(path))
     if not path.is_file():
@@ -367,6 +369,9 @@ def _pool_out(name: str, kind: str, node: dict, x: tuple[int, ...],
     k = _ints(name, kind, node, "kernel_size", 2, label, low=1)
     s = _ints(name, kind, node, "stride", 2, label, low=1, default=1)
     p = _ints(name, kind, node, "padding", 2, label, low=0, default=0)
+    if any(2 * p[i] > k[i] for i in range(2)):
+        raise ModelError(f"{label}: node {show(name)!r} ({kind}) pads {p} around a kernel {k}; "
+                         f"padding must be at most half the kernel (as in PyTorch), fix the file")
     out = tuple((x[i + 1] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2))
     if min(out) < 1:
         raise _disagree(name, kind, f"(kernel {k}, padding {p}) gives output", out, x, label)
