@@ -56,7 +56,19 @@ def lower_neuron(n: Node):
     per neuron per timestep, in [0, 1]), ``graded`` (0 or 1), ``param_names`` and
     ``param_values`` (the model's parameters, one value each) and ``source_type`` (the layer
     type it came from, e.g. a NIR ``"LIF"``; default ``"Neuron"``). The NIR importer
-    (:mod:`npusim.frontend.nir_import`) writes these nodes; a user may too.
+    (:mod:`npusim.frontend.nir_import`) writes these nodes; a user may too. ONNX float
+    attributes are 32-bit: a rate such as 0.1 comes back as 0.10000000149.
+
+    >>> from onnx import TensorProto as T, helper as h
+    >>> from npusim.frontend import load_onnx
+    >>> node = h.make_node("Neuron", ["x"], ["s"], domain="ai.npusim", name="lif1", model="lif",
+    ...                    timesteps=8, rate=0.5)
+    >>> g = h.make_graph([node], "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 256])],
+    ...                  [h.make_tensor_value_info("s", T.FLOAT, None)])
+    >>> m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("ai.npusim", 1)])
+    >>> op = load_onnx(m).op("lif1")
+    >>> op.kind, op.model, op.spikes
+    ('neuron', 'lif', 1024.0)
     """
     if n.n_in != 1 or n.n_out != 1:
         raise n.fail(f"Neuron takes one input (the current) and gives one output (the spikes), "
