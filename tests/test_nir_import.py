@@ -291,34 +291,6 @@ def test_missing_nir_package_is_a_clean_error(tmp_path, monkeypatch):
     refused(tmp_path / "x.nir", "optional nir package", "pip install")
 
 
-def test_neuron_onnx_node_lowers_and_checks_its_attributes():
-    """The ai.npusim Neuron node the importer writes is an ONNX op of its own."""
-    from onnx import TensorProto as T, helper as h
-
-    from npusim.frontend import load_onnx
-
-    def model(**attrs):
-        node = h.make_node("Neuron", ["x"], ["y"], domain="ai.npusim", name="n", **attrs)
-        g = h.make_graph([node], "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 6])],
-                         [h.make_tensor_value_info("y", T.FLOAT, None)])
-        return h.make_model(g, opset_imports=[h.make_opsetid("", 17),
-                                              h.make_opsetid("ai.npusim", 1)])
-    op = load_onnx(model(model="lif", timesteps=4, rate=0.5, param_names=["tau"],
-                         param_values=[2.0], source_type="LIF")).op("n")
-    assert (op.model, op.timesteps, op.rate, op.params, op.op_type) == ("lif", 4, 0.5,
-                                                                         (("tau", 2.0),), "LIF")
-    assert op.vector_ops == 6 * 4 * 3
-    for attrs, needle in [({"timesteps": 4}, "'model'"), ({"model": "izh", "timesteps": 4},
-                                                          "one of encode"),
-                          ({"model": "if", "timesteps": 0}, "'timesteps'"),
-                          ({"model": "if", "timesteps": 2, "rate": 2.0}, "outside [0, 1]"),
-                          ({"model": "if", "timesteps": 2, "param_names": ["a"]},
-                           "'param_values'")]:
-        with pytest.raises(ModelError) as e:
-            load_onnx(model(**attrs))
-        assert one_line(e) and "'n'" in str(e.value) and needle in str(e.value), str(e.value)
-
-
 def test_shapes_follow_pytorch_formulas():
     """The conv/pool output sizes used here agree with nir's own helper."""
     from nir.ir.utils import calculate_conv_output
