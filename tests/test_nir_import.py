@@ -143,6 +143,19 @@ def test_heterogeneous_parameters_are_averaged_exactly(tmp_path):
     assert load_nir(path, 1, rates={"lif": 0.1}).op("lif").rate == 0.1  # exact, not float32
 
 
+def test_graph_without_an_input_node_reads_its_first_node_shape():
+    g = nir.NIRGraph(nodes={"fc": affine(3, 5), "l": iaf(3)}, edges=[("fc", "l")],
+                     type_check=False)
+    out = load_nir(g, 2, rates={"input": 0.3})
+    assert out.inputs == ["fc:input"] and out.tensors["fc:input"].shape == (1, 5)
+    assert [(n.name, n.rate) for n in neurons(out)] == [("fc:input:encode", 0.3), ("l", 0.1)]
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                         padding=np.array([0, 0]))
+    with pytest.raises(ModelError, match="starts at node 'p' .* add a nir.Input"):
+        load_nir(nir.NIRGraph(nodes={"p": pool, "l": iaf(3)}, edges=[("p", "l")],
+                              type_check=False), 2)
+
+
 def test_in_memory_graph_and_threshold_and_integrator(tmp_path):
     g = nir.NIRGraph.from_list(affine(4, 3), nir.Threshold(threshold=np.ones(4)),
                                nir.Linear(weight=np.ones((2, 4))), nir.I(r=np.ones(2)))

@@ -184,8 +184,15 @@ def _is_rate(v) -> bool:
             and 0.0 <= float(v) <= 1.0)
 
 
+def _input_name(steps: list[Step]) -> str:
+    """The graph input tensor: the Input node's name (or the first node's, for a graph
+    without one, with ``:input``)."""
+    first = steps[0]
+    return first.name if first.type == "Input" else f"{first.name}:input"
+
+
 def _encode_name(steps: list[Step]) -> str:
-    return f"{steps[0].name}:encode"
+    return f"{_input_name(steps)}:encode"  # the contract's "<input tensor name>:encode"
 
 
 def _params(step: Step) -> tuple[list[str], list[float]]:
@@ -256,7 +263,7 @@ def _to_onnx(steps: list[Step], out_name: str | None, timesteps: int,
              rate_of: dict[str, float | None], graph_name: str):
     m = _Onnx(timesteps, rate_of)
     first = steps[0]
-    x = first.name if first.type == "Input" else f"{first.name}:input"
+    x = _input_name(steps)
     graph_in = helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, *first.in_shape])
     spikes = f"{x}:spikes"
     m.neuron(_encode_name(steps), x, spikes, "encode", source_type="Input")
