@@ -125,7 +125,8 @@ def test_grouped_conv1d_same_padding_and_scale(tmp_path):
 
 def test_chain_ending_in_a_projection_gets_an_out_layer(tmp_path):
     path = chain(tmp_path, ("x", nir.Input(input_type=np.array([5]))), ("fc1", affine(7, 5)),
-                 ("n1", lif(7)), ("fc2", affine(2, 7)), ("y", nir.Output(output_type=np.array([2]))))
+                 ("n1", lif(7)), ("fc2", affine(2, 7)),
+                 ("y", nir.Output(output_type=np.array([2]))))
     g = load_nir(path, 3, rates={"x:encode": 0.5, "fc2:out": 0.25}, default_rate=None)
     assert [(n.name, n.model, n.rate) for n in neurons(g)] == [
         ("x:encode", "encode", 0.5), ("n1", "lif", None), ("fc2:out", "if", 0.25)]

@@ -1,4 +1,4 @@
-"""Import a NIR file (the Neuromorphic Intermediate Representation, neuromorphs/NIR) as an SNN graph.
+"""Import a NIR file (Neuromorphic Intermediate Representation, neuromorphs/NIR) as an SNN graph.
 
 NIR is the interchange format of snnTorch, Norse, Sinabs, Rockpool, Lava-DL, Spyx and the
 SpiNNaker2 toolchain (snn.md sec. 4: "the closest thing to ONNX for SNNs"). :func:`load_nir`

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, UnsupportedOpError
-from .context import show
+from .context import MAX_ELEMENTS, show
 
 #: NIR neuron node -> (npusim neuron model, graded, the NIR parameters kept in ``params``).
 #: ``graded`` marks the non-spiking integrators (LI, I, CubaLI): they hand their state to the
@@ -303,9 +303,9 @@ def _shapes(chain: list[str], nodes: dict[str, dict], label: str) -> list[Step]:
     for name in chain:
         node, kind = nodes[name], _kind(nodes, name)
         out, attrs = _out_shape(name, kind, node, shape, label)
-        if min(out) < 1 or math.prod(out) > 2 ** 40:  # the frontend's bound on one tensor (context.MAX_DIM)
+        if min(out) < 1 or math.prod(out) > MAX_ELEMENTS:
             raise ModelError(f"{label}: node {show(name)!r} ({kind}) gives shape {out}, empty "
-                             f"or of more than 2**40 elements; fix the file")
+                             f"or of more than 2**50 elements; fix the file")
         steps.append(Step(name, kind, node, shape, out, attrs))
         shape = out
     return steps
@@ -383,9 +383,10 @@ def _conv_out(name: str, kind: str, node: dict, x: tuple[int, ...],
     nsp = 1 if kind == "Conv1d" else 2
     w = _field(name, kind, node, "weight", label)
     if w.ndim != nsp + 2 or len(x) != nsp + 1:
-        raise ModelError(f"{label}: node {show(name)!r} ({kind}) has a weight of shape {w.shape} "
-                         f"for an input of shape {x}; {kind} takes [C, {'L' if nsp == 1 else 'H, W'}]"
-                         f" and a weight [C_out, C_in/groups, {'k' if nsp == 1 else 'kH, kW'}]")
+        axes, taps = ("L", "k") if nsp == 1 else ("H, W", "kH, kW")
+        raise ModelError(f"{label}: node {show(name)!r} ({kind}) has a weight of shape "
+                         f"{w.shape} for an input of shape {x}; {kind} takes [C, {axes}] and a "
+                         f"weight [C_out, C_in/groups, {taps}]")
     g = _ints(name, kind, node, "groups", 1, label, low=1, default=1)[0]
     if x[0] != w.shape[1] * g or w.shape[0] % g:
         raise _disagree(name, kind, f"(groups={g}) has a weight of shape", w.shape, x, label)
