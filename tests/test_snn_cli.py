@@ -191,3 +191,53 @@ def test_calibration_inputs_are_never_unpickled(cli, cnn, tmp_path):
     code, _, err = cli("run", str(cnn), "--arch", "loihi", "--timesteps", "4",
                        "--calibrate", str(bad))
     assert _clean(code, err) and "x.npy" in err
+
+
+def write_nir(path, n_in=64, hidden=128, n_out=10):
+    nir = pytest.importorskip("nir")
+    rng = np.random.default_rng(1)
+
+    def lif(n):
+        return nir.LIF(tau=np.full(n, 0.02), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n))
+
+    nodes = {"in": nir.Input(input_type=np.array([n_in])),
+             "fc1": nir.Affine(weight=rng.normal(size=(hidden, n_in)), bias=np.zeros(hidden)),
+             "lif1": lif(hidden),
+             "fc2": nir.Affine(weight=rng.normal(size=(n_out, hidden)), bias=np.zeros(n_out)),
+             "lif2": lif(n_out),
+             "out": nir.Output(output_type=np.array([n_out]))}
+    names = list(nodes)
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:])),
+                                 type_check=False))
+    return path
+
+
+def test_nir_file_runs_on_spiking_cores_and_on_an_npu(cli, tmp_path):
+    path = write_nir(tmp_path / "net.nir")
+    rates = tmp_path / "r.yaml"
+    rates.write_text("input: 0.2\nlif1: 0.1\nlif2: 0.05\n")
+    js = tmp_path / "r.json"
+    code, out, err = cli("run", str(path), "--arch", "loihi", "--timesteps", "8", "--rates",
+                         str(rates), "--json", str(js))
+    assert code == 0, err
+    t = json.loads(js.read_text())["totals"]
+    # dense synops by hand: 64 x 128 x 8 x 0.2 + 128 x 10 x 8 x 0.1
+    assert t["synops"] == pytest.approx(64 * 128 * 8 * 0.2 + 128 * 10 * 8 * 0.1)
+    assert t["neurons"] == 64 + 128 + 10
+    # the same graph on an NPU: its contractions once, its Neurons as T updates per element
+    code, out, err = cli("run", str(path), "--arch", "edu", "--timesteps", "8")
+    assert code == 0, err and "lif1" in out
+
+
+def test_unknown_nir_node_is_one_clean_error(cli, tmp_path):
+    nir = pytest.importorskip("nir")
+    nodes = {"in": nir.Input(input_type=np.array([4])),
+             "d": nir.Delay(delay=np.ones(4)),
+             "out": nir.Output(output_type=np.array([4]))}
+    path = tmp_path / "bad.nir"
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=[("in", "d"), ("d", "out")],
+                                 type_check=False))
+    code, _, err = cli("run", str(path), "--arch", "loihi", "--timesteps", "4")
+    assert _clean(code, err), err
+    assert "node 'd'" in err and "'Delay'" in err and "supported types" in err
