@@ -199,7 +199,7 @@ def simulate_snn(model: str | Path | Graph, device: str | Path | object = "loihi
     graph = load_snn_graph(model, timesteps, rates=rates, default_rate=default_rate,
                            calibrate=calibrate, neuron=neuron, max_pool=max_pool, dims=dims)
     T = int(graph.meta["timesteps"])
-    net, layer_rates = to_network(graph, max_pool=_graph_max_pool(max_pool))
+    net, layer_rates = to_network(graph, max_pool=max_pool)
     if mapper == "greedy":
         mapping = es.map_network(net, dev)
     else:
@@ -215,10 +215,6 @@ def simulate_snn(model: str | Path | Graph, device: str | Path | object = "loihi
 
 HYBRID_PLACES = ("auto", "npu", "snn")
 
-
-def _graph_max_pool(choice: str) -> str:
-    """The conversion's max-pool choice as :func:`npusim.engine.snn_graph.to_network` names it."""
-    return "refuse" if choice == "error" else choice
 
 
 def simulate_hybrid(model: str | Path | Graph, npu: str | Path | object = "edu",
@@ -244,7 +240,7 @@ def simulate_hybrid(model: str | Path | Graph, npu: str | Path | object = "edu",
     dev = device if not isinstance(device, (str, Path)) else load_snn_device(device)
     graph = load_snn_graph(model, timesteps, rates=rates, default_rate=default_rate,
                            calibrate=calibrate, neuron=neuron, max_pool=max_pool, dims=dims)
-    net, layer_rates = to_network(graph, max_pool=_graph_max_pool(max_pool))
+    net, layer_rates = to_network(graph, max_pool=max_pool)
     system = eh.System(arch, dev, dtype=dtype)
     T = int(graph.meta["timesteps"])
     if place == "auto":

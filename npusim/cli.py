@@ -281,7 +281,7 @@ def cmd_breakeven(args) -> int:
         dev = load_snn_device(device)
     graph = load_snn_graph(args.model, args.timesteps, default_rate=0.0, dims=_dims(args.dim),
                            max_pool=args.max_pool or "error")
-    net, _ = to_network(graph, max_pool="average" if args.max_pool == "average" else "refuse")
+    net, _ = to_network(graph, max_pool=args.max_pool or "error")
     curve = eh.break_even(eh.System(arch, dev), net, int(graph.meta["timesteps"]))
     data = curve.as_dict()
     print_breakeven(data)

@@ -51,13 +51,13 @@ the current (bias, BatchNorm, a scale) or change its number format, not who feed
 
 AVERAGE_POOLS = frozenset({"average_pool", "global_average_pool"})
 MAX_POOLS = frozenset({"max_pool", "global_max_pool"})
-MAX_POOL_CHOICES = ("refuse", "average")
+MAX_POOL_CHOICES = ("error", "average")
 
 
-def to_network(graph: Graph, *, max_pool: str = "refuse") -> tuple[Network, dict[str, float]]:
+def to_network(graph: Graph, *, max_pool: str = "error") -> tuple[Network, dict[str, float]]:
     """The chain of layers of SNN graph ``graph`` and the spike rate of each layer.
 
-    ``max_pool``: ``"refuse"`` (a max pooling is an error) or ``"average"`` (take it as an
+    ``max_pool``: ``"error"`` (a max pooling is an error) or ``"average"`` (take it as an
     average pooling of the same window). Returns ``(network, rates)``: rates are mean spikes
     per neuron per timestep of the layers whose rate is known (the Neurons' ``rate``; a pool
     layer inherits the rate of the layer it pools), ready for :func:`npusim.engine.snn.run`.
