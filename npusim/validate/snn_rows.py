@@ -74,7 +74,13 @@ def read_network(name: str) -> SnnWorkload:
     if name not in network_names():
         raise NpusimError(f"SNN network {name!r}: not a shipped network; sim_model names one "
                           f"of {', '.join(network_names())} (npusim/graphs/snn/)")
-    return _read(str(NETWORK_DIR / f"{name}.yaml"))
+    return read_network_file(NETWORK_DIR / f"{name}.yaml")
+
+
+def read_network_file(path: str | Path) -> SnnWorkload:
+    """A network file (the shape of ``npusim/graphs/snn/*.yaml``), checked as
+    :func:`read_network` does."""
+    return _read(str(path))
 
 
 @lru_cache(maxsize=None)
@@ -82,7 +88,10 @@ def _read(path: str) -> SnnWorkload:
     import yaml
 
     from ..engine.snn import Layer, Network
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise NpusimError(f"{path}: cannot read the network file ({type(e).__name__})") from None
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -112,7 +121,10 @@ def _read(path: str) -> SnnWorkload:
         except (KeyError, TypeError, ValueError) as e:
             raise NpusimError(f"{path}, layers[{i}]: needs name, kind and a list of integer "
                               f"shape dimensions ({type(e).__name__}: {e})") from None
-    net = Network(str(tree.get("name")), tuple(layers))
+    try:
+        net = Network(str(tree.get("name")), tuple(layers))
+    except NpusimError as e:
+        raise NpusimError(f"{path}, layers: {e}") from None
     if tree.get("name") != Path(path).stem:
         raise NpusimError(f"{path}, name: {tree.get('name')!r} differs from the file name")
     timesteps = _count(tree, "timesteps", path, MAX_TIMESTEPS)
@@ -177,7 +189,11 @@ def check(row: Mapping[str, str], where: str, items: Sequence[str]) -> None:
     """Check an SNN row's columns: a shipped network, a spiking-core device, its settings, one
     chip, and a power row on a device with a linear power model."""
     from ..arch.snn_device import snn_devices
-    read_network((row.get("sim_model") or "").strip())
+    model = (row.get("sim_model") or "").strip()
+    if model not in network_names():
+        raise NpusimError(f"{where}, column sim_model: {model!r} is not a shipped SNN network; "
+                          f"use one of {', '.join(network_names())} (npusim/graphs/snn/)")
+    read_network(model)
     dev = (row.get("sim_arch") or "").strip()
     if dev not in snn_devices():
         raise NpusimError(f"{where}, column sim_arch: {dev!r} is not a spiking-core device; "
@@ -302,4 +318,5 @@ def is_fitted(row: Mapping[str, str], items: Sequence[str], where: str) -> bool:
 
 
 __all__ = ["SNN_METRICS", "SnnWorkload", "check", "fit_linear_power", "fit_points",
-           "is_fitted", "network_names", "predict", "read_network", "settings", "simulate"]
+           "is_fitted", "network_names", "predict", "read_network", "read_network_file",
+           "settings", "simulate"]
