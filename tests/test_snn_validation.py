@@ -17,7 +17,7 @@ from npusim.validate.core import check_row, read_rows, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "npusim" / "validate" / "data" / "measured.csv"
-SNN_IDS = ["KWS1", "TN1", "TN2", "TN3"]
+SNN_IDS = ["KWS1", "TN1", "TN2", "TN3", "MN1"]
 
 
 def _rows() -> dict[str, dict[str, str]]:
@@ -133,9 +133,27 @@ def test_report_and_plot_take_snn_rows(tmp_path):
     assert "truenorth" not in res.calibration                   # devices are no NPU archs
 
 
+def test_renner_network_is_the_authors_inference_topology():
+    w = snn_rows.read_network("renner-mnist")
+    assert [(lay.name, lay.size) for lay in w.network.layers] == \
+        [("input", 400), ("x", 400), ("h1", 400), ("o", 10)]
+    from npusim.engine.snn import connectivity
+    src, dst = connectivity(w.network, 1)                       # input -> x is one-to-one
+    assert src.tolist() == dst.tolist() == list(range(400))
+    assert w.timesteps == 4 and w.basis["rates"] == "assumption"
+
+
+def test_renner_energy_by_hand(result):
+    res, *_ = snn_rows.simulate(_rows()["MN1"], (), "row MN1")
+    # per step: 400 x 0.05 one-to-one + 400 x 0.05 x 400 + 400 x 0.0625 x 10 = 8,270 synops
+    assert math.isclose(res.energy_by_term_j["SYNOP"], 4 * 8270 * 35.5e-12, rel_tol=1e-9)
+    assert math.isclose(result["MN1"].predicted, res.energy_j, rel_tol=1e-12)
+    assert result["MN1"].measured == 2.5e-6 and not result["MN1"].fitted
+
+
 def test_not_simulable_rows_say_why():
     rows = _rows()
-    for rid in ("MN1", "MN2", "MN3", "MN4", "MN5"):
+    for rid in ("MN2", "MN3", "MN4", "MN5"):
         assert rows[rid]["simulable"] == "no" and rows[rid]["reason"], rid
     assert rows["MN4"]["reason"].startswith("no arch file for SpiNNaker")
 
