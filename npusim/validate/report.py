@@ -152,6 +152,12 @@ def cause_of(r: "RowResult") -> str:
     """What is known about why a row is off: the mechanism the simulation shows for its mode."""
     over = r.error is not None and r.error > 0
     under = r.error is not None and r.error < 0
+    if r.mode == "snn" and r.metric == "snn_dynamic_energy_j" and under:
+        return ("Spiking-chip dynamic energy under-predicted: npusim prices the neuro-cores' "
+                "events (synaptic events, neuron updates, spikes, mesh hops) at the device's "
+                "silicon costs; a measured running-minus-idle figure also holds the embedded "
+                "x86 cores' work on every timestep and the host I/O, and the spike rates are "
+                "assumptions where the source publishes none.")
     if r.arch == "rngd":
         return ("RNGD vendor figure read through a secondary summary: the public record gives "
                 "neither the batch size (concurrency) nor the FuriosaSDK version nor the KV "
