@@ -125,11 +125,11 @@ def test_kws_energy_by_hand(result):
     assert 5e-5 < top.energy_j < 0.27e-3 * 0.3
 
 
-def test_report_and_plot_take_snn_rows(tmp_path):
-    res = validate(rows=["TN2", "KWS1"], out=tmp_path, microchecks=False, plot=True)
+def test_report_takes_snn_rows(tmp_path):
+    res = validate(rows=["TN2", "KWS1"], out=tmp_path, microchecks=False, plot=False)
     text = (tmp_path / "REPORT.md").read_text(encoding="utf-8")
-    assert "snn_power_w" in text and "truenorth" in text and "≤ 5%" in text
-    assert res.plot is not None and res.plot.stat().st_size > 0
+    assert "| truenorth | snn_power_w |" in text and "≤ 5%" in text and "≤ 15%" in text
+    assert "Spiking-chip dynamic energy under-predicted" in text     # KWS1's outlier cause
     assert "truenorth" not in res.calibration                   # devices are no NPU archs
 
 
