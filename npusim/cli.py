@@ -153,9 +153,9 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_archs(args) -> int:
-    from .arch import list_archs
+    from .arch import list_archs, list_snn_archs
     from .report.terminal import print_archs
-    print_archs(list_archs())
+    print_archs(list_archs(), snn=list_snn_archs())
     return 0
 
 
@@ -394,7 +394,7 @@ def parser() -> argparse.ArgumentParser:
     _model_args(ins)
     ins.set_defaults(func=cmd_inspect)
 
-    sub.add_parser("archs", help="list the shipped archs").set_defaults(func=cmd_archs)
+    sub.add_parser("archs", help="list the shipped archs and spiking-core devices").set_defaults(func=cmd_archs)
     sub.add_parser("models", help="list the built-in LLMs").set_defaults(func=cmd_models)
     return ap
 

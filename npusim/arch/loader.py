@@ -166,6 +166,21 @@ def list_archs() -> list[tuple[str, str]]:
     return out
 
 
+def list_snn_archs() -> list[tuple[str, str]]:
+    """Shipped spiking-core devices (``npusim/archs/snn/``) as ``(name, description)``.
+
+    >>> ("loihi" in dict(list_snn_archs()))
+    True
+    """
+    out = []
+    for name in preset_names("snn"):
+        text, label = read_preset(name, "snn", "the spiking-core device file", "")
+        tree = parse_yaml(text, label)
+        desc = tree.get("description", "") if isinstance(tree, Mapping) else ""
+        out.append((name, " ".join(str(desc).split())))
+    return out
+
+
 def preset_names(folder: str) -> list[str]:
     """Names of the shipped presets in ``npusim/archs/<folder>`` (``dram``, ``snn``), sorted."""
     entries = importlib.resources.files("npusim.archs").joinpath(folder).iterdir()
@@ -204,6 +219,11 @@ def _read_source(name_or_path: str | Path) -> tuple[str, str]:
         key = str(name_or_path).strip().lower()
         if key in shipped:
             return shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"
+        if key in preset_names("snn"):
+            raise ArchError(
+                f"{key!r} is a spiking-core device, not an NPU arch: run a network on it with "
+                f"`npusim run MODEL --arch {key} --timesteps T` (npusim.simulate_snn in Python), "
+                f"or pair it with an NPU as a hybrid, e.g. --arch edu+{key}")
         raise ArchError(
             f"arch {str(name_or_path)!r} is neither a shipped arch nor a .yaml file"
             f"{did_you_mean(key, sorted(shipped))}; shipped archs: "

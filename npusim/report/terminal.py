@@ -262,8 +262,12 @@ def print_pim(summaries: Sequence[dict], con: Console | None = None) -> None:
              f"PIM still faster than the NPU at batch {s['crossover_limit']}")])
 
 
-def print_archs(rows: list[tuple[str, str]], con: Console | None = None) -> None:
+def print_archs(rows: list[tuple[str, str]], con: Console | None = None,
+                snn: list[tuple[str, str]] = ()) -> None:
+    """One line per arch, then one per spiking-core device (each line starts with its name)."""
     con = con or console()
-    width = max((len(n) for n, _ in rows), default=0)
+    width = max((len(n) for n, _ in (*rows, *snn)), default=0)
     for name, desc in rows:
         con.print(f"{name:<{width}}  {desc}", highlight=False)
+    for name, desc in snn:
+        con.print(f"{name:<{width}}  [spiking cores] {desc}", highlight=False, markup=False)
