@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 _API = {
     "simulate": "npusim.api",
     "check_fits": "npusim.api",
+    "simulate_snn": "npusim.api",
+    "simulate_hybrid": "npusim.api",
+    "load_snn_graph": "npusim.api",
     "load_arch": "npusim.arch",
     "list_archs": "npusim.arch",
     "load_model": "npusim.frontend.llm",

@@ -1,6 +1,7 @@
 """The public Python API; the CLI is a thin layer over it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -87,3 +88,165 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     result = simulate_graph(graph, arch, pim=pim) if engine == "tile" else roofline(graph, arch)
     result.meta.setdefault("parameters", graph.parameters)
     return result
+
+
+# ----------------------------------------------------------------------------- spiking cores
+SNN_MAPPERS = ("greedy", "traffic")
+
+
+def is_spiking(model: str | Path | Graph) -> bool:
+    """True for a NIR file (``.nir``) or an SNN graph, the models that are spiking already."""
+    if isinstance(model, Graph):
+        return bool(model.meta.get("snn"))
+    return str(model).lower().endswith(".nir")
+
+
+def load_snn_graph(model: str | Path | Graph, timesteps: int | None, *,
+                   rates=None, default_rate: float | None = None, calibrate=None,
+                   neuron: str = "if", max_pool: str = "error",
+                   dims: Mapping[str, int] | None = None) -> Graph:
+    """The SNN graph of ``model``: a NIR file read as it is, an ONNX CNN/MLP converted to a
+    rate-coded spiking network of ``timesteps`` steps, or an SNN graph passed through.
+
+    Rates, per layer, in this order: ``rates`` (a mapping, or the path of a YAML/JSON rates
+    file), then ``calibrate`` (an ONNX model with weights only: ``True`` for a seeded random
+    batch, or an array of inputs, run through onnxruntime), then ``default_rate`` (default
+    :data:`npusim.passes.spiking.DEFAULT_RATE`, an assumption, with a warning naming the
+    layers it filled).
+    """
+    from .passes.spiking import DEFAULT_RATE, load_rates, to_snn
+    default = DEFAULT_RATE if default_rate is None else default_rate
+    if isinstance(model, Graph) and model.meta.get("snn"):
+        return model
+    if timesteps is None or int(timesteps) < 1:
+        raise NpusimError(f"{model}: a spiking run needs timesteps >= 1 (--timesteps T)")
+    if is_spiking(model):
+        from .frontend.nir_import import load_nir
+        if calibrate is not None:
+            raise NpusimError(f"{model}: calibration runs an ONNX model through onnxruntime; a "
+                              f"NIR file's rates come from a rates file or the default rate")
+        if isinstance(rates, (str, Path)):
+            rates = dict(load_rates(rates).rates)
+        return load_nir(model, int(timesteps), rates=rates, default_rate=default)
+    graph = model if isinstance(model, Graph) else load_model(model, dims=dims)
+    if calibrate is not None and rates is None:
+        if isinstance(model, Graph):
+            raise NpusimError("calibration runs the ONNX file through onnxruntime; pass the "
+                              "model by path, not as a Graph")
+        from .passes.spike_calibration import calibrate_rates
+        inputs = None if calibrate is True else calibrate
+        rates = calibrate_rates(model, inputs, dims=dims, max_pool=max_pool)
+    return to_snn(graph, int(timesteps), rates=rates, default_rate=default, model=neuron,
+                  max_pool=max_pool)
+
+
+@dataclass
+class SnnRun:
+    """A network run on spiking cores: the graph, its chain of layers, the per-layer report
+    and the engine result behind it."""
+
+    graph: Graph
+    network: object
+    device: object
+    rates: dict
+    timesteps: int
+    mapper: str
+    result: object
+    report: object
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def energy_j(self) -> float:
+        return self.result.energy_j
+
+    @property
+    def latency_s(self) -> float:
+        return self.result.latency_s
+
+    def totals(self) -> dict:
+        return self.report.totals()
+
+
+def simulate_snn(model: str | Path | Graph, device: str | Path | object = "loihi", *,
+                 timesteps: int | None = None, rates=None, default_rate: float | None = None,
+                 calibrate=None, neuron: str = "if", max_pool: str = "error",
+                 mapper: str = "greedy", cost_set: str | None = None,
+                 stages: str = "serial", dims: Mapping[str, int] | None = None) -> SnnRun:
+    """Run ``model`` as a spiking network on spiking-core ``device``.
+
+    Parameters
+    ----------
+    model : an ONNX CNN/MLP (converted with :func:`load_snn_graph`), a ``.nir`` file, or an
+        SNN graph
+    device : a shipped device name (``loihi``, ``loihi2``, ``truenorth``, ``snn-edu``; see
+        ``npusim archs``), a device YAML path, or a loaded device
+    timesteps : steps per inference (required unless ``model`` is an SNN graph)
+    rates, default_rate, calibrate, neuron, max_pool : see :func:`load_snn_graph`
+    mapper : ``"greedy"`` (layer by layer, consecutive cores) or ``"traffic"`` (partition and
+        place to cut inter-core messages and hops)
+    cost_set : one of the device's cost sets (default its first; e.g. ``table2`` on loihi)
+    stages : the per-core timing model of :data:`npusim.engine.snn.STAGES`
+
+    The README's "Neuromorphic cores" section runs it on a converted CNN (tested).
+    """
+    from .arch.snn_device import load_snn_device
+    from .engine import snn as es
+    from .engine.snn_graph import to_network
+    from .report.snn import snn_report
+    if mapper not in SNN_MAPPERS:
+        raise NpusimError(f"mapper {mapper!r} is not one of {', '.join(SNN_MAPPERS)}")
+    dev = device if not isinstance(device, (str, Path)) else load_snn_device(device)
+    graph = load_snn_graph(model, timesteps, rates=rates, default_rate=default_rate,
+                           calibrate=calibrate, neuron=neuron, max_pool=max_pool, dims=dims)
+    T = int(graph.meta["timesteps"])
+    net, layer_rates = to_network(graph, max_pool=_graph_max_pool(max_pool))
+    if mapper == "greedy":
+        mapping = es.map_network(net, dev)
+    else:
+        from .engine.snn_map import map_traffic
+        mapping = map_traffic(net, dev, layer_rates)
+    result = es.run(net, dev, layer_rates, T, mapping=mapping, cost_set=cost_set,
+                    stages=stages)
+    report = snn_report(net, result, dev, activity=layer_rates, cost_set=cost_set)
+    return SnnRun(graph=graph, network=net, device=dev, rates=layer_rates, timesteps=T,
+                  mapper=mapper, result=result, report=report,
+                  warnings=tuple(graph.warnings))
+
+
+HYBRID_PLACES = ("auto", "npu", "snn")
+
+
+def _graph_max_pool(choice: str) -> str:
+    """The conversion's max-pool choice as :func:`npusim.engine.snn_graph.to_network` names it."""
+    return "refuse" if choice == "error" else choice
+
+
+def simulate_hybrid(model: str | Path | Graph, npu: str | Path | object = "edu",
+                    device: str | Path | object = "snn-edu", *, timesteps: int | None = None,
+                    place: str = "auto", objective: str = "energy", rates=None,
+                    default_rate: float | None = None, calibrate=None, neuron: str = "if",
+                    max_pool: str = "error", dims: Mapping[str, int] | None = None,
+                    dtype: str = "int8"):
+    """Run ``model`` on a C-DNN-style system of NPU cores and spiking cores.
+
+    ``place``: ``"auto"`` puts each layer where the chain costs least ``objective``
+    (``energy`` or ``latency``; dynamic programming over the layers, with the conversion cost
+    at every DNN/SNN boundary), ``"npu"`` or ``"snn"`` all on one side. The model and its
+    rates are read as :func:`load_snn_graph` reads them. Returns a
+    :class:`npusim.engine.hybrid.Placement` (``sides``, ``parts``, ``energy_j``, ``latency_s``).
+    """
+    from .arch.snn_device import load_snn_device
+    from .engine import hybrid as eh
+    from .engine.snn_graph import to_network
+    if place not in HYBRID_PLACES:
+        raise NpusimError(f"place {place!r} is not one of {', '.join(HYBRID_PLACES)}")
+    arch = load_arch(npu) if isinstance(npu, (str, Path)) else npu
+    dev = device if not isinstance(device, (str, Path)) else load_snn_device(device)
+    graph = load_snn_graph(model, timesteps, rates=rates, default_rate=default_rate,
+                           calibrate=calibrate, neuron=neuron, max_pool=max_pool, dims=dims)
+    net, layer_rates = to_network(graph, max_pool=_graph_max_pool(max_pool))
+    system = eh.System(arch, dev, dtype=dtype)
+    T = int(graph.meta["timesteps"])
+    if place == "auto":
+        return eh.place(system, net, layer_rates, T, objective)
+    return eh.evaluate(system, net, layer_rates, T, place)

@@ -84,15 +84,133 @@ def _write_json(path: Path | None, data: dict) -> None:
         write_text(path, json.dumps(data, indent=1) + "\n", "JSON")
 
 
+SNN_ONLY = ("rates", "rate", "calibrate", "neuron", "max_pool", "mapper", "cost_set", "place",
+            "objective")
+"""Options of ``run`` that only a spiking-core or hybrid target takes (their defaults: None)."""
+
+
+def _target(arch: str) -> tuple[str, str, str | None]:
+    """``(kind, npu, device)``: ``snn`` (a spiking-core device alone), ``hybrid`` (``NPU+DEVICE``)
+    or ``npu`` (an arch, a PIM composition)."""
+    from .arch.snn_device import is_snn_device
+    head, sep, tail = str(arch).rpartition("+")
+    if sep and (is_snn_device(tail) or tail == "same"):
+        return "hybrid", head, tail
+    if is_snn_device(arch):
+        return "snn", "", arch
+    return "npu", arch, None
+
+
+def _snn_kw(args) -> dict:
+    """The spiking options of ``run`` as load_snn_graph's keyword arguments."""
+    import numpy as np
+    calibrate = args.calibrate
+    if calibrate == "random":
+        calibrate = True
+    elif calibrate is not None:
+        from .files import read_npy
+        calibrate = read_npy(calibrate, "--calibrate")
+    return dict(rates=args.rates, default_rate=args.rate, calibrate=calibrate,
+                neuron=args.neuron or "if", max_pool=args.max_pool or "error",
+                dims=_dims(args.dim))
+
+
+def _refuse_llm_options(args, what: str) -> None:
+    given = [f"--{k.replace('_', '-')}" for k in ("phase", "batch", "seq", "kv_len", "dtype")
+             if getattr(args, k) is not None]
+    if given:
+        raise NpusimError(f"{', '.join(given)}: not taken by a spiking run on {what}; an SNN "
+                          f"is sized by its file (bind symbolic dims with --dim) and --timesteps")
+
+
 def cmd_run(args) -> int:
-    from .api import simulate
+    kind, npu, device = _target(args.arch)
+    if device == "same":
+        raise NpusimError(f"--arch {args.arch}: 'same' (spiking cores from the NPU's own energy "
+                          f"table) is for npusim breakeven; run on a device from npusim archs")
+    if kind == "snn":
+        return _run_snn(args, device)
+    if kind == "hybrid":
+        return _run_hybrid(args, npu, device)
+    given = [f"--{k.replace('_', '-')}" for k in SNN_ONLY if getattr(args, k) is not None]
+    if given:
+        raise NpusimError(f"{', '.join(given)}: only for a spiking-core --arch (e.g. --arch "
+                          f"loihi) or a hybrid (e.g. --arch edu+snn-edu); {args.arch} is an NPU")
+    from .api import is_spiking, load_snn_graph, simulate
     from .report.terminal import print_run
     from .arch import load_arch
     arch = load_arch(args.arch, args.set)
-    result = simulate(args.model, arch, engine=args.engine,
-                      check_capacity=not args.ignore_capacity, pim=args.pim, **_model_kw(args))
+    if is_spiking(args.model):
+        # a NIR network on an NPU: the same graph, its Neurons as T state updates per element
+        _refuse_llm_options(args, args.arch)
+        graph = load_snn_graph(args.model, args.timesteps, dims=_dims(args.dim))
+        result = simulate(graph, arch, engine=args.engine,
+                          check_capacity=not args.ignore_capacity, pim=args.pim)
+    else:
+        if args.timesteps is not None:
+            raise NpusimError(f"--timesteps: {args.arch} is an NPU and {args.model} an ANN; "
+                              f"give a spiking-core --arch (e.g. loihi) to run it as an SNN")
+        result = simulate(args.model, arch, engine=args.engine,
+                          check_capacity=not args.ignore_capacity, pim=args.pim,
+                          **_model_kw(args))
     print_run(result, top=args.top)
     _export(result, arch, args)
+    return 0
+
+
+def _snn_checks(args, what: str) -> None:
+    _refuse_llm_options(args, what)
+    if args.set:
+        raise NpusimError(f"--set: {what} is a spiking-core device; --set applies to NPU arch "
+                          f"fields. Copy the device's YAML (npusim/archs/snn/), edit it and pass "
+                          f"its path to --arch")
+    if args.engine != "tile" or args.pim != "auto" or args.ignore_capacity:
+        raise NpusimError(f"--engine, --pim and --ignore-capacity are NPU options; {what} "
+                          f"is a spiking-core device")
+
+
+def _run_snn(args, device: str) -> int:
+    from .api import simulate_snn
+    from .report import snn as rs
+    _snn_checks(args, device)
+    if args.place is not None or args.objective is not None:
+        raise NpusimError(f"--place/--objective: a hybrid option; give --arch NPU+{device}")
+    run = simulate_snn(args.model, device, timesteps=args.timesteps,
+                       mapper=args.mapper or "greedy", cost_set=args.cost_set, **_snn_kw(args))
+    rs.print_snn(run.report)
+    from .report.terminal import console
+    for w in run.warnings:
+        console().print(f"[yellow]warning:[/yellow] {w}")
+    if args.json:
+        with _output("--json"):
+            rs.write_snn_json(run.report, args.json)
+    if args.csv:
+        with _output("--csv"):
+            rs.write_snn_csv(run.report, args.csv)
+    if args.trace:
+        with _output("--trace"):
+            rs.write_snn_trace(run.report, args.trace)
+    if args.plot:
+        from .report.snn_plots import plot_snn
+        with _output("--plot"):
+            for path in plot_snn(run.report, args.plot):
+                print(f"wrote {path}")
+    return 0
+
+
+def _run_hybrid(args, npu: str, device: str) -> int:
+    from .api import simulate_hybrid
+    from .report.terminal import print_hybrid
+    _snn_checks(args, f"{npu}+{device}")
+    if args.mapper not in (None, "greedy") or args.cost_set is not None:
+        raise NpusimError("--mapper and --cost-set: spiking-core runs only (not hybrids)")
+    placement = simulate_hybrid(args.model, npu, device, timesteps=args.timesteps,
+                                place=args.place or "auto",
+                                objective=args.objective or "energy", **_snn_kw(args))
+    print_hybrid(placement)
+    _write_json(args.json, placement.as_dict())
+    if args.csv or args.trace or args.plot:
+        raise NpusimError("--csv, --trace and --plot: not for hybrids yet; use --json")
     return 0
 
 
@@ -141,6 +259,39 @@ def cmd_pim(args) -> int:
         summaries.append(pim_summary(arch, rows, k))
     print_pim(summaries)
     _write_json(args.json, {"gemv": [rows, k], "archs": summaries})
+    return 0
+
+
+def cmd_breakeven(args) -> int:
+    from .api import load_snn_graph
+    from .arch import load_arch
+    from .arch.snn_device import load_snn_device
+    from .engine import hybrid as eh
+    from .engine.snn_graph import to_network
+    from .report.terminal import print_breakeven
+    kind, npu, device = _target(args.arch)
+    if kind != "hybrid":
+        raise NpusimError(f"--arch {args.arch}: give an NPU and a spiking-core device as "
+                          f"NPU+DEVICE, e.g. edu+snn-edu or rngd+loihi ('same' as the device: "
+                          f"spiking cores made from the NPU's own energy table)")
+    arch = load_arch(npu)
+    if device == "same":
+        dev = eh.same_silicon_device(arch)
+    else:
+        dev = load_snn_device(device)
+    graph = load_snn_graph(args.model, args.timesteps, default_rate=0.0, dims=_dims(args.dim),
+                           max_pool=args.max_pool or "error")
+    net, _ = to_network(graph, max_pool="average" if args.max_pool == "average" else "refuse")
+    curve = eh.break_even(eh.System(arch, dev), net, int(graph.meta["timesteps"]))
+    data = curve.as_dict()
+    print_breakeven(data)
+    _write_json(args.json, data)
+    if args.plot:
+        from .report.snn_plots import plot_breakeven
+        from .files import make_folder
+        with _output("--plot"):
+            folder = make_folder(args.plot, "the plot folder")
+            print(f"wrote {plot_breakeven(data, folder / 'breakeven.png')}")
     return 0
 
 
@@ -373,6 +524,34 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--pim", choices=("auto", "off", "all"), default="auto",
                      help="on an arch with PIM units: put each eligible op where it is cheaper "
                           "(auto, default), every eligible op on PIM (all), or none (off)")
+    sp = run.add_argument_group(
+        "spiking cores", "for a spiking-core --arch (marked [spiking cores] by `npusim archs`, "
+        "e.g. loihi) or a hybrid NPU+DEVICE (e.g. edu+snn-edu); MODEL an ONNX CNN/MLP "
+        "(converted to a rate-coded SNN) or a .nir file")
+    sp.add_argument("--timesteps", type=int, default=None, metavar="T",
+                    help="timesteps per inference (required for spiking runs)")
+    sp.add_argument("--rates", type=Path, default=None, metavar="FILE",
+                    help="YAML/JSON of spike rates per layer (mean spikes per neuron per "
+                         "timestep, in [0, 1]), by layer or ONNX node name; 'input' for the input")
+    sp.add_argument("--rate", type=float, default=None, metavar="R",
+                    help="rate of every layer with no other rate (default 0.1, an assumption; "
+                         "a warning names those layers)")
+    sp.add_argument("--calibrate", nargs="?", const="random", default=None, metavar="INPUTS.npy",
+                    help="measure rates by running the ONNX model (with weights) through "
+                         "onnxruntime on a batch from INPUTS.npy, or on seeded random inputs")
+    sp.add_argument("--neuron", choices=("if", "lif", "cubalif", "sigma_delta"), default=None,
+                    help="neuron model of a converted ANN (default if)")
+    sp.add_argument("--max-pool", choices=("error", "average"), default=None,
+                    help="a max pooling is refused (default) or taken as an average pooling")
+    sp.add_argument("--mapper", choices=("greedy", "traffic"), default=None,
+                    help="neurons onto cores: layer by layer (greedy, default) or partitioned "
+                         "and placed to cut messages and hops (traffic)")
+    sp.add_argument("--cost-set", default=None, metavar="NAME",
+                    help="one of the device's cost sets (e.g. table2 on loihi)")
+    sp.add_argument("--place", choices=("auto", "npu", "snn"), default=None,
+                    help="hybrid: each layer where it costs less (auto, default) or all on one side")
+    sp.add_argument("--objective", choices=("energy", "latency"), default=None,
+                    help="hybrid: what auto placement minimises (default energy)")
     run.set_defaults(func=cmd_run)
 
     pm = sub.add_parser("pim", help="PIM devices: units, peak, internal vs external "
@@ -386,6 +565,22 @@ def parser() -> argparse.ArgumentParser:
                     help="the GEMV to time and find the crossover for (default 4096x4096)")
     pm.add_argument("--json", type=Path, metavar="FILE", help="also write the table as JSON")
     pm.set_defaults(func=cmd_pim)
+
+    be = sub.add_parser("breakeven", help="ANN on an NPU vs SNN on spiking cores: energy per "
+                                          "inference against spike rate, and the crossover")
+    be.add_argument("model", help="an ONNX CNN/MLP or a .nir file")
+    be.add_argument("--arch", required=True, metavar="NPU+DEVICE",
+                    help="an NPU and a spiking-core device, e.g. edu+snn-edu, rngd+loihi, or "
+                         "edu+same (spiking cores from the NPU's own energy table)")
+    be.add_argument("--timesteps", type=int, required=True, metavar="T",
+                    help="timesteps per inference of the SNN")
+    be.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                    help="bind a symbolic ONNX dimension (repeatable)")
+    be.add_argument("--max-pool", choices=("error", "average"), default=None,
+                    help="a max pooling is refused (default) or taken as an average pooling")
+    be.add_argument("--json", type=Path, metavar="FILE", help="also write the curve as JSON")
+    be.add_argument("--plot", type=Path, metavar="DIR", help="also draw breakeven.png into DIR")
+    be.set_defaults(func=cmd_breakeven)
 
     _kperf_parser(sub)
     _validate_parser(sub)

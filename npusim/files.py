@@ -159,6 +159,32 @@ def read_bytes(path: str | Path, what: str = "the file", flag: str | None = None
     return data
 
 
+def read_npy(path: str | Path, flag: str | None = None):
+    """A numeric array from a user's ``.npy`` file, never unpickled (object arrays refused).
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+    >>> np.save(p, np.ones((2, 3), np.float32))
+    >>> read_npy(p).shape
+    (2, 3)
+    """
+    import io
+
+    import numpy as np
+    path = Path(path)
+    name = _named(path, "the array file", flag)
+    data = read_bytes(path, "the array file", flag)
+    try:
+        a = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise NpusimError(f"{name} is not a numeric .npy array ({' '.join(str(e).split())}); "
+                          f"save one with numpy.save(path, array)") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
+        raise NpusimError(f"{name} holds {getattr(a, 'dtype', type(a).__name__)} data; give a "
+                          f"numeric array saved with numpy.save")
+    return a
+
+
 def decode_text(data: bytes, path: str | Path, what: str = "the file",
                 flag: str | None = None) -> str:
     """``data`` as UTF-8 text (a leading byte-order mark is allowed and dropped).

@@ -45,8 +45,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArchError
-from .loader import parse_yaml, preset_names, read_preset
+from ..errors import ArchError, NpusimError
+from .loader import parse_yaml, preset_names, read_description, read_preset
 from .model import FrozenMap
 from .schema import (F, S, _line, _read_section, did_you_mean, read_described, read_sources,
                      without)
@@ -424,6 +424,25 @@ def snn_devices() -> list[str]:
     True
     """
     return preset_names("snn")
+
+
+def is_snn_device(name_or_path: str | Path) -> bool:
+    """True for a shipped spiking-core device name, or a YAML file shaped like one (top-level
+    ``structure`` and ``costs``); what decides whether ``--arch`` means spiking cores.
+
+    >>> is_snn_device("loihi"), is_snn_device("rngd")
+    (True, False)
+    """
+    s = str(name_or_path).strip()
+    if s.lower() in snn_devices():
+        return True
+    if not s.lower().endswith((".yaml", ".yml")) or not Path(s).expanduser().is_file():
+        return False
+    try:
+        tree = parse_yaml(read_description(Path(s).expanduser(), "the device file"), s)
+    except NpusimError:
+        return False
+    return isinstance(tree, dict) and "structure" in tree and "costs" in tree
 
 
 def load_snn_device(name_or_path: str | Path) -> SnnDevice:

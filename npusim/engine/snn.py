@@ -5,8 +5,12 @@ feed-forward network given as layers (``input``, ``dense``, ``conv2d``) and its 
 
 1. **Network.** :class:`Network` is a plain description: layer shapes and kinds; the
    connectivity (who feeds whom) follows from them (:func:`connectivity`): dense is
-   all-to-all, conv2d is a ``kh x kw`` window over all input channels with a stride, no padding,
-   maps flattened channel-major (index ``(c * h + y) * w + x``).
+   all-to-all, conv2d is a ``kh x kw`` window with a stride and a symmetric zero ``padding``
+   (taps that fall in the padding are no synapse) over the input channels of its group
+   (``groups`` splits input and output channels alike, as ONNX's Conv does), maps flattened
+   channel-major (index ``(c * h + y) * w + x``). Average pooling is a conv2d with one group
+   per channel (:func:`pool_layer`): its weights are fixed, its synapses are those of the
+   window.
 2. **Mapping.** :func:`map_network` is greedy, layer by layer; each layer starts on a new tile
    (so spikes between layers cross the mesh, as ``benchmarks/vs_sanafe.py``'s ``map_layers``
    does) and fills consecutive cores with as many neurons as the tightest per-core limit allows:
@@ -90,17 +94,44 @@ model (on Loihi it is also too small to be the slowest stage of a busy core)."""
 @dataclass(frozen=True)
 class Layer:
     """One layer: ``kind`` input | dense | conv2d; ``shape`` ``(n,)`` or ``(c, h, w)``;
-    ``kernel`` ``(kh, kw)`` and ``stride`` for conv2d."""
+    for conv2d ``kernel`` ``(kh, kw)``, ``stride``, a symmetric zero ``padding`` on every side
+    and ``groups`` (input and output channels split into that many groups; each output channel
+    sees only its group's input channels)."""
 
     name: str
     kind: str
     shape: tuple[int, ...]
     kernel: tuple[int, int] = (1, 1)
     stride: int = 1
+    padding: int = 0
+    groups: int = 1
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output extent of a window of ``kernel`` taps moved by ``stride`` over ``size`` inputs
+    padded by ``padding`` on both sides (floor, as ONNX's Conv without ``ceil_mode``)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def pool_layer(name: str, prev_shape: tuple[int, int, int], kernel: tuple[int, int],
+               stride: int | None = None, padding: int = 0) -> Layer:
+    """An average (or sum) pooling layer over ``prev_shape`` ``(c, h, w)``: a conv2d with one
+    group per channel, so each output neuron reads the ``kh x kw`` window of its own channel
+    (fixed weights; the engine counts synapses, not weight values). ``stride`` defaults to
+    the kernel (non-overlapping windows).
+
+    >>> pool_layer("p", (4, 8, 8), (2, 2))
+    Layer(name='p', kind='conv2d', shape=(4, 4, 4), kernel=(2, 2), stride=2, padding=0, groups=4)
+    """
+    c, h, w = prev_shape
+    kh, kw = kernel
+    s = kh if stride is None else int(stride)
+    return Layer(name, "conv2d", (c, conv_out(h, kh, s, padding), conv_out(w, kw, s, padding)),
+                 kernel=(kh, kw), stride=s, padding=padding, groups=c)
 
 
 @dataclass(frozen=True)
@@ -128,28 +159,53 @@ class Network:
                 raise NpusimError(f"SNN network {self.name!r}: layer {lay.name!r} has shape "
                                   f"{lay.shape}; every dimension must be >= 1")
             if lay.kind == "conv2d":
-                prev = self.layers[i - 1]
-                if len(lay.shape) != 3 or len(prev.shape) != 3:
-                    raise NpusimError(f"SNN network {self.name!r}: conv2d layer {lay.name!r} "
-                                      f"and its input need (channels, height, width) shapes")
-                kh, kw = lay.kernel
-                oh = (prev.shape[1] - kh) // lay.stride + 1
-                ow = (prev.shape[2] - kw) // lay.stride + 1
-                if (oh, ow) != tuple(lay.shape[1:]):
-                    raise NpusimError(f"SNN network {self.name!r}: conv2d layer {lay.name!r} "
-                                      f"has shape {lay.shape}; a {kh}x{kw} kernel, stride "
-                                      f"{lay.stride}, no padding over {prev.shape} gives "
-                                      f"({lay.shape[0]}, {oh}, {ow})")
+                self._check_conv(lay, self.layers[i - 1])
+            elif (lay.padding, lay.groups) != (0, 1):
+                raise NpusimError(f"SNN network {self.name!r}: {lay.kind} layer {lay.name!r} "
+                                  f"has padding {lay.padding}, groups {lay.groups}; only conv2d "
+                                  f"layers take padding and groups")
+
+    def _check_conv(self, lay: Layer, prev: Layer) -> None:
+        """A conv2d layer's shape must be what its window, stride, padding and groups make of
+        its input's (one check here, so :func:`connectivity` can trust the shapes)."""
+        where = f"SNN network {self.name!r}: conv2d layer {lay.name!r}"
+        if len(lay.shape) != 3 or len(prev.shape) != 3:
+            raise NpusimError(f"{where} and its input need (channels, height, width) shapes")
+        kh, kw = (int(k) for k in lay.kernel)
+        s, p, g = int(lay.stride), int(lay.padding), int(lay.groups)
+        if min(kh, kw, s, g) < 1 or p < 0:
+            raise NpusimError(f"{where} has kernel {lay.kernel}, stride {lay.stride}, padding "
+                              f"{lay.padding}, groups {lay.groups}; kernel, stride and groups "
+                              f"must be >= 1 and padding >= 0")
+        if prev.shape[0] % g or lay.shape[0] % g:
+            raise NpusimError(f"{where}: groups {g} must divide its input channels "
+                              f"({prev.shape[0]}) and its output channels ({lay.shape[0]})")
+        if kh > prev.shape[1] + 2 * p or kw > prev.shape[2] + 2 * p or p >= min(kh, kw):
+            raise NpusimError(f"{where}: a {kh}x{kw} kernel with padding {p} over {prev.shape} "
+                              f"leaves no valid window or a window wholly in the padding; "
+                              f"use a smaller kernel or padding")
+        oh, ow = conv_out(prev.shape[1], kh, s, p), conv_out(prev.shape[2], kw, s, p)
+        if (oh, ow) != tuple(lay.shape[1:]):
+            raise NpusimError(f"{where} has shape {lay.shape}; a {kh}x{kw} kernel, stride {s}, "
+                              f"padding {p} over {prev.shape} gives ({lay.shape[0]}, {oh}, "
+                              f"{ow})")
 
 
 def connectivity(net: Network, i: int) -> tuple[np.ndarray, np.ndarray]:
     """``(src, dst)`` neuron indices of every synapse into layer ``i``, sorted by ``dst``.
+
+    A conv2d tap that falls in the zero padding is no synapse (nothing spikes there).
 
     >>> net = Network("n", (Layer("in", "input", (1, 3, 3)),
     ...                     Layer("c", "conv2d", (1, 2, 2), kernel=(2, 2))))
     >>> src, dst = connectivity(net, 1)
     >>> src[dst == 3].tolist()                   # output (1, 1) sees inputs 4, 5, 7, 8
     [4, 5, 7, 8]
+    >>> pad = Network("p", (Layer("in", "input", (1, 3, 3)),
+    ...                     Layer("c", "conv2d", (1, 3, 3), kernel=(3, 3), padding=1)))
+    >>> src, dst = connectivity(pad, 1)
+    >>> src[dst == 0].tolist(), len(src)         # a corner sees 4 inputs; 4*4 + 4*6 + 9
+    ([0, 1, 3, 4], 49)
     """
     lay, prev = net.layers[i], net.layers[i - 1]
     if lay.kind == "dense":
@@ -158,11 +214,16 @@ def connectivity(net: Network, i: int) -> tuple[np.ndarray, np.ndarray]:
     ic, ih, iw = prev.shape
     oc, oh, ow = lay.shape
     kh, kw = lay.kernel
-    co, oy, ox, ci, ky, kx = np.meshgrid(np.arange(oc), np.arange(oh), np.arange(ow),
-                                         np.arange(ic), np.arange(kh), np.arange(kw),
-                                         indexing="ij")
-    dst = ((co * oh + oy) * ow + ox).ravel()
-    src = ((ci * ih + oy * lay.stride + ky) * iw + ox * lay.stride + kx).ravel()
+    s, p = lay.stride, lay.padding
+    cg, mg = ic // lay.groups, oc // lay.groups          # channels per group, in and out
+    co, oy, ox, c, ky, kx = np.meshgrid(np.arange(oc), np.arange(oh), np.arange(ow),
+                                        np.arange(cg), np.arange(kh), np.arange(kw),
+                                        indexing="ij")
+    ci = (co // mg) * cg + c
+    iy, ix = oy * s + ky - p, ox * s + kx - p
+    keep = ((iy >= 0) & (iy < ih) & (ix >= 0) & (ix < iw)).ravel()
+    dst = ((co * oh + oy) * ow + ox).ravel()[keep]
+    src = ((ci * ih + iy) * iw + ix).ravel()[keep]
     return src.astype(np.int64), dst.astype(np.int64)
 
 
@@ -503,4 +564,5 @@ def run(net: Network, device: SnnDevice, activity: Mapping, timesteps: int | Non
 
 
 __all__ = ["KINDS", "STAGES", "Layer", "LayerMap", "CoreMap", "Network", "SnnResult",
-           "connectivity", "cost_vectors", "count_events", "map_network", "run"]
+           "connectivity", "conv_out", "cost_vectors", "count_events", "map_network",
+           "pool_layer", "run"]

@@ -14,8 +14,8 @@ import numpy as np
 from onnx import AttributeProto, NodeProto
 
 from ..errors import ModelError
-from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Reduction,
-                  Role, Tensor)
+from ..ir import (Axis, Contraction, DType, Elementwise, Graph, Movement, Op, Operand, Pool,
+                  Reduction, Role, Tensor)
 from .dtypes_onnx import ir_dtype
 
 #: Assumption: no axis of a real model is longer than 2**40 (about 1.1e12; the largest
@@ -372,6 +372,14 @@ class Node:
                   suffix: str = "") -> Reduction:
         return Reduction(func=func, ops_per_element=float(ops_per_element),
                          **self._common(suffix, inputs, outputs))
+
+    def pool(self, func: str, ops_per_element: float, *, window: Sequence[int],
+             strides: Sequence[int], dilations: Sequence[int], pads: Sequence[int]) -> Pool:
+        """A window pooling: a reduction that keeps its window (a spiking network makes an
+        average pool a projection from it)."""
+        return Pool(func=func, ops_per_element=float(ops_per_element), window=tuple(window),
+                    strides=tuple(strides), dilations=tuple(dilations), pads=tuple(pads),
+                    **self._common("", None, None))
 
     def movement(self, func: str, moved_bytes: float | None = None, *, inputs=None, outputs=None,
                  suffix: str = "") -> Movement:

@@ -31,8 +31,8 @@ def _channel(g: int, per_group: int, inner: str) -> str | Axis:
     return Axis.affine({"g": per_group, inner: 1}) if g > 1 else inner
 
 
-def _conv_pads(n: Node, ins: Sequence[int], outs: Sequence[int], ks: Sequence[int],
-               strides: Sequence[int], dil: Sequence[int]) -> list[int]:
+def conv_pads(n: Node, ins: Sequence[int], outs: Sequence[int], ks: Sequence[int],
+              strides: Sequence[int], dil: Sequence[int]) -> list[int]:
     """Padding before each spatial axis, from ``pads`` or ``auto_pad``."""
     auto = n.attr("auto_pad", "string", "NOTSET")
     nsp = len(ins)
@@ -62,7 +62,7 @@ def conv(n: Node, x: Tensor, w: Tensor, y: Tensor, dt: DType, extra: Sequence[Te
                      f"(W must be [M, C/group, k...], M divisible by group)")
     strides = n.attr("strides", "ints", [1] * nsp, length=nsp, low=1)
     dil = n.attr("dilations", "ints", [1] * nsp, length=nsp, low=1)
-    pb = _conv_pads(n, ins, outs, ks, strides, dil)
+    pb = conv_pads(n, ins, outs, ks, strides, dil)
     mg = M // G
     on, kn = _names(nsp)
     dims = [("n", N)] + ([("g", G)] if G > 1 else []) + [("m", mg), ("c", cg)]

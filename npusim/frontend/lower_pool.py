@@ -9,20 +9,36 @@ from __future__ import annotations
 import math
 
 from .context import Node
+from .lower_conv import conv_pads
 from .registry import register
 
 
 @register("MaxPool", "AveragePool", "LpPool")
 def lower_pool(n: Node):
     x, y = n.inp(0), n.out(0)
-    window = math.prod(n.attr("kernel_shape", "ints", list(x.shape[2:]), low=1))
-    per_input = y.numel * window / max(1, x.numel)
-    return [n.reduction(n.op_type.lower().replace("pool", "_pool"), per_input)]
+    nsp = max(x.rank - 2, 0)
+    window = n.attr("kernel_shape", "ints", list(x.shape[2:]), low=1)
+    per_input = y.numel * math.prod(window) / max(1, x.numel)
+    if len(window) != nsp or y.rank != x.rank:
+        return [n.reduction(_func(n.op_type), per_input)]
+    strides = n.attr("strides", "ints", [1] * nsp, length=nsp, low=1)
+    dil = n.attr("dilations", "ints", [1] * nsp, length=nsp, low=1)
+    pads = conv_pads(n, x.shape[2:], y.shape[2:], window, strides, dil)
+    return [n.pool(_func(n.op_type), per_input, window=window, strides=strides, dilations=dil,
+                   pads=pads)]
 
 
 @register("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 def lower_global_pool(n: Node):
-    return [n.reduction(n.op_type.lower().replace("global", "global_").replace("pool", "_pool"), 1)]
+    x = n.inp(0)
+    nsp = max(x.rank - 2, 0)
+    return [n.pool(_func(n.op_type), 1, window=x.shape[2:], strides=(1,) * nsp,
+                   dilations=(1,) * nsp, pads=(0,) * nsp)]
+
+
+def _func(op_type: str) -> str:
+    """``AveragePool`` -> ``average_pool``, ``GlobalMaxPool`` -> ``global_max_pool``."""
+    return op_type.lower().replace("global", "global_").replace("pool", "_pool")
 
 
 _REDUCE = {"ReduceSum": 1, "ReduceMean": 1, "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1,

@@ -278,6 +278,23 @@ class Reduction(Op):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pool(Reduction):
+    """A window pooling (average, max, Lp) over the spatial axes of an ``[N, C, spatial...]``
+    input: a Reduction on a vector unit, and the window it reads, which a spiking network
+    needs to make it a projection (average pooling is a grouped conv with fixed weights).
+
+    ``window``, ``strides``, ``dilations`` and ``pads`` (padding before each spatial axis; the
+    padding after follows from the output shape) per spatial axis. A global pool is a window
+    of the whole input.
+    """
+
+    window: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    dilations: tuple[int, ...] = ()
+    pads: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Movement(Op):
     """Data moved without arithmetic: transpose, gather, concat, slice, KV-cache append.
 

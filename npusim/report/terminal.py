@@ -271,3 +271,55 @@ def print_archs(rows: list[tuple[str, str]], con: Console | None = None,
         con.print(f"{name:<{width}}  {desc}", highlight=False)
     for name, desc in snn:
         con.print(f"{name:<{width}}  [spiking cores] {desc}", highlight=False, markup=False)
+
+
+def print_hybrid(placement, con: Console | None = None) -> None:
+    """A hybrid NPU + spiking-core run: the side of every layer, then its parts (NPU segments,
+    spiking segments, converters) with energy and latency; totals are their sums."""
+    con = con or console()
+    p = placement
+    by = p.energy_by_kind()
+    con.print(f"[bold]{p.network}[/bold]: {len(p.layers)} layers, T={p.timesteps}, placement: "
+              f"{'least ' + p.objective if p.objective in ('energy', 'latency') else 'as given'}",
+              highlight=False)
+    print_items(con, "  ", [f"energy {si(p.energy_j, 'J')}", f"latency {si(p.latency_s, 's')}",
+                            f"NPU {si(by['npu'], 'J')}", f"spiking {si(by['snn'], 'J')}",
+                            f"conversion {si(by['convert'], 'J')}"])
+    table = Table(box=None, pad_edge=False)
+    for col, just in (("part", "left"), ("layers", "left"), ("energy", "right"),
+                      ("share", "right"), ("latency", "right")):
+        table.add_column(col, justify=just)
+    for part in p.parts:
+        names = ", ".join(part.layers)
+        share = part.energy_j / p.energy_j if p.energy_j else 0.0
+        table.add_row(part.kind, Text(names), si(part.energy_j, "J"), f"{100 * share:.1f}%",
+                      si(part.latency_s, "s"))
+    con.print(table)
+    for note in p.notes:
+        con.print(f"note: {note}", highlight=False)
+
+
+def print_breakeven(curve: dict, con: Console | None = None) -> None:
+    """``npusim breakeven``: the crossover, then energy per inference at each rate."""
+    con = con or console()
+    c = curve
+    con.print(f"[bold]{c['network']}[/bold]: ANN on {c['npu']} vs SNN on {c['snn']}, "
+              f"T={c['timesteps']}, {c['synapses']:,} synapses, {c['macs']:,} MACs",
+              highlight=False)
+    ann = c["ann_energy_j"][0] if c["ann_energy_j"] else float("nan")
+    if c["crossover_rate"] is not None:
+        con.print(f"  break-even at spike rate {c['crossover_rate']:.4f} per neuron per step = "
+                  f"{c['crossover_spikes_per_synapse']:.3f} spikes per synapse per inference; "
+                  f"ANN {si(ann, 'J')} per inference", highlight=False)
+    else:
+        side = "SNN" if c["regime"] == "snn_cheaper" else "ANN"
+        con.print(f"  no crossover: the {side} is cheaper at every rate; ANN {si(ann, 'J')} per "
+                  f"inference", highlight=False)
+    table = Table(box=None, pad_edge=False)
+    for col in ("rate", "spikes/synapse", "SNN energy", "SNN / ANN"):
+        table.add_column(col, justify="right")
+    for r, sps, e in zip(c["rate"], c["spikes_per_synapse"], c["snn_energy_j"]):
+        table.add_row(f"{r:.2f}", f"{sps:.3f}", si(e, "J"), f"{e / ann:.3g}" if ann else "-")
+    con.print(table)
+    for note in c.get("notes", ()):
+        con.print(f"note: {note}", highlight=False)
