@@ -1,4 +1,4 @@
-"""A plain, non-editable install finds the shipped archs and LLM configs by name."""
+"""A plain, non-editable install finds the shipped archs, LLM configs and SNN networks by name."""
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +26,10 @@ def test_non_editable_install_finds_archs_and_graphs(tmp_path):
         "assert npusim.load_arch('rngd').name == 'rngd';"
         "assert 'llama-3.1-8b' in npusim.builtin_models();"
         "g = npusim.load_model('tiny-llama', phase='decode', batch=1, kv_len=4);"
-        "assert g.macs > 0; print('ok')"
+        "assert g.macs > 0;"
+        "from npusim.validate.snn_rows import network_names;"
+        "assert {'blouw-kws', 'truenorth-sweep', 'renner-mnist'} <= set(network_names());"
+        "print('ok')"
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin",

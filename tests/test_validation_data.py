@@ -26,7 +26,7 @@ ADDED = ["sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim
          "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
          "reason", "sim_note", "sim_scheduler", "sim_graphs", "sim_set"]
 PRECISIONS = {"bf16", "fp16", "fp8", "int8", "int4", "mxfp4"}
-MODES = {"offline", "server", "latency", "batch", "microbench"}
+MODES = {"offline", "server", "latency", "batch", "microbench", "snn"}
 # (source unit, npusim metric) -> factor from the source value to the metric's unit
 CONVERSION = {
     ("tok/s", "decode_tok_s"): 1.0,
@@ -44,6 +44,8 @@ CONVERSION = {
     ("GB/s", "pim_internal_gbs"): 1.0,
     ("x", "pim_bw_ratio"): 1.0,
     ("x", "pim_gemv_speedup"): 1.0,
+    ("mJ", "snn_dynamic_energy_j"): 1e-3,
+    ("mW", "snn_power_w"): 1e-3,
 }
 METRICS = {metric for _, metric in CONVERSION}
 GEMM = re.compile(r"gemm:([1-9]\d*),([1-9]\d*),([1-9]\d*)")
@@ -118,17 +120,24 @@ def test_simulable_is_yes_or_no_and_no_rows_say_why():
 
 
 def test_named_archs_are_shipped():
+    from npusim.arch.snn_device import snn_devices
     shipped = {name for name, _ in npusim.list_archs()}
     for r in _rows():
         if r["sim_arch"] or r["simulable"] == "yes":
-            assert r["sim_arch"] in shipped, f"row {r['id']}: unknown arch {r['sim_arch']!r}"
+            # an snn row runs on a spiking-core device preset (npusim/archs/snn/)
+            known = set(snn_devices()) if r["sim_mode"] == "snn" else shipped
+            assert r["sim_arch"] in known, f"row {r['id']}: unknown arch {r['sim_arch']!r}"
 
 
 def test_simulable_rows_name_a_model_or_microbenchmark():
+    from npusim.validate.snn_rows import SNN_METRICS, network_names
     models = set(npusim.builtin_models())
     for r in _simulable():
         m = r["sim_model"]
-        if GEMM.fullmatch(m):
+        if r["sim_mode"] == "snn":
+            assert m in network_names(), f"row {r['id']}: {m!r} is not a shipped SNN network"
+            assert r["sim_metric"] in SNN_METRICS, r["id"]
+        elif GEMM.fullmatch(m):
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "gemm_tflops"), r["id"]
             assert r["sim_precision"] in PRECISIONS, r["id"]
         elif ALLREDUCE.fullmatch(m):

@@ -1,7 +1,9 @@
 """Simulate the measured rows of ``npusim/validate/data/measured.csv`` and compare: ``npusim validate``.
 
 Each simulable row is run the way it was measured: a ``microbench`` row on the engine (one GEMM
-from ``gemm:M,N,K``, or the long sequential DRAM read for ``stream``); an LLM row through the
+from ``gemm:M,N,K``, or the long sequential DRAM read for ``stream``); an ``snn`` row, measured
+on a spiking-core chip, by :mod:`npusim.validate.snn_rows` (its network on the device preset
+it names, through :func:`npusim.engine.snn.run`); an LLM row through the
 serving simulation with one :class:`~npusim.workloads.stepcost.StepCostModel` per (arch, model,
 precision, chips, overrides), reused across rows. The load follows the row's ``sim_mode``:
 
@@ -35,13 +37,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
 from ..files import csv_rows, decode_text, make_folder, read_bytes
+from . import snn_rows
 from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
 DATA_WHAT, DATA_FLAG = "the measured data", "--data"   # how errors name the file
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
             "sim_value", "simulable", "reason", "sim_note")
-MODES = ("offline", "server", "latency", "batch", "microbench")
+MODES = ("offline", "server", "latency", "batch", "microbench", "snn")
 SCHEDULERS = ("vllm", "trtllm-bench")
 # sim_metric -> key of the serving summary (decode_tok_s_per_chip divides by the chips)
 SERVING_METRICS = {
@@ -211,7 +214,7 @@ def check_row(row: Mapping[str, str], where: str) -> None:
     ...            "sim_metric": "ttft_s"}, "f.csv")
     Traceback (most recent call last):
     ...
-    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench
+    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench, snn
     """
     simulable = (row.get("simulable") or "").strip().lower()
     if simulable not in ("yes", "no", ""):
@@ -227,7 +230,8 @@ def check_row(row: Mapping[str, str], where: str) -> None:
         raise NpusimError(f"{where}, column sim_mode: {mode!r} is not one of "
                           f"{', '.join(MODES)}")
     metric = (row.get("sim_metric") or "").strip()
-    metrics = MICRO_METRICS if mode == "microbench" else tuple(SERVING_METRICS)
+    metrics = {"microbench": MICRO_METRICS, "snn": snn_rows.SNN_METRICS}.get(
+        mode, tuple(SERVING_METRICS))
     if metric not in metrics:
         raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                           f"sim_mode {mode}; use one of {', '.join(metrics)}")
@@ -235,9 +239,12 @@ def check_row(row: Mapping[str, str], where: str) -> None:
     _bounded(row, "sim_chips", where, _int(row, "sim_chips", where), MAX_CHIPS)
     _bounded(row, "sim_users", where, _int(row, "sim_users", where), MAX_USERS)
     model = (row.get("sim_model") or "").strip()
-    row_set(row, where)
+    items = row_set(row, where)
     if mode == "microbench":
         _check_microbench(row, where, model, metric)
+        return
+    if mode == "snn":
+        snn_rows.check(row, where, items)
         return
     if not model:
         raise NpusimError(f"{where}, column sim_model: empty; name a built-in model "
@@ -531,6 +538,11 @@ class Simulator:
         if mode not in MODES:
             raise NpusimError(f"{where}, column sim_mode: {mode!r} is not one of "
                               f"{', '.join(MODES)}")
+        if mode == "snn":
+            if fit:
+                raise NpusimError(f"{where}: an SNN row runs on a spiking-core device, which "
+                                  f"has no arch fields to fit; leave it out of --fit")
+            return snn_rows.predict(row, row_set(row), where)
         if mode == "microbench":
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
                                                              sorted(fit.items())))
@@ -622,7 +634,10 @@ def simulate_row(sim: Simulator, row: dict) -> RowResult:
     measured = _float(row, "sim_value", where)
     pred, load, message, fitted = None, "", "", False
     try:
-        fitted = is_fitted(sim.arch(row), row["id"])
+        if row["sim_mode"] == "snn":     # a spiking-core device, not an NPU arch
+            fitted = snn_rows.is_fitted(row, row_set(row), where)
+        else:
+            fitted = is_fitted(sim.arch(row), row["id"])
         pred, load = sim.predict(row)
     except NpusimError as e:
         message = str(e)
@@ -816,6 +831,8 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
 def _calibration(sim: Simulator, rows: list[dict]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for r in rows:
+        if r["sim_mode"] == "snn":      # device costs carry their own provenance
+            continue
         try:
             arch = sim.arch(r)
         except NpusimError:
