@@ -93,3 +93,20 @@ def test_breakeven_table(lenet):
         assert c.crossover_rate is not None, (npu, snn)
         assert rate == g3(c.crossover_rate), (npu, snn)
         assert sps == g3(c.crossover_spikes_per_synapse), (npu, snn)
+
+
+def test_validation_prose_is_the_report():
+    """The README's validation figures are the committed report's rows (which
+    test_readme checks against a fresh ``npusim validate``)."""
+    report = (README.parent / "validation" / "REPORT.md").read_text(encoding="utf-8")
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 12 and cells[0] in ("KWS1", "TN2", "MN1"):
+            rows[cells[0]] = (float(cells[-4]), float(cells[-3]), cells[-2])
+    assert set(rows) == {"KWS1", "TN2", "MN1"}
+    assert f"within {abs(float(rows['TN2'][2].rstrip('%'))):.2f}% (TN2)" in text
+    kws = rows["KWS1"]
+    assert f"gets {kws[1] * 1e6:.1f} uJ ({kws[2]}, KWS1)" in text
+    assert f"comes out at {rows['MN1'][2]} with" in text
