@@ -140,6 +140,26 @@ def load_snn_graph(model: str | Path | Graph, timesteps: int | None, *,
                   max_pool=max_pool)
 
 
+def _check_graded(graph: Graph, device) -> None:
+    """Graded spikes (a payload per spike) and sigma-delta neurons (Loihi 2's change coding,
+    which sends graded spikes) run only on a device whose spikes carry a payload.
+
+    On such a device their activity is the rate of messages (neurons whose change crossed the
+    threshold, per step), priced as the device's events: a graded message as one message, a
+    synaptic operation on its payload as one synaptic operation. That is an assumption: no
+    per-event energy of graded spikes is published (snn.md sec. 1b); on ``loihi2`` the only
+    cost is the all-in Hala Point bound per synaptic operation, which covers them."""
+    from .ir import Neuron
+    graded = [op.name for op in graph.ops() if isinstance(op, Neuron)
+              and (op.graded or op.model == "sigma_delta")]
+    if graded and not device.structure.graded_spikes:
+        raise NpusimError(
+            f"{graph.name}: layer(s) {', '.join(repr(n) for n in graded[:4])} send graded "
+            f"spikes (sigma-delta or graded neurons) but {device.name} ({device.source}) has "
+            f"graded_spikes: false; run them on a device with graded spikes (loihi2) or use "
+            f"binary spiking neurons (--neuron if|lif|cubalif)")
+
+
 @dataclass
 class SnnRun:
     """A network run on spiking cores: the graph, its chain of layers, the per-layer report
@@ -199,6 +219,7 @@ def simulate_snn(model: str | Path | Graph, device: str | Path | object = "loihi
     graph = load_snn_graph(model, timesteps, rates=rates, default_rate=default_rate,
                            calibrate=calibrate, neuron=neuron, max_pool=max_pool, dims=dims)
     T = int(graph.meta["timesteps"])
+    _check_graded(graph, dev)
     net, layer_rates = to_network(graph, max_pool=max_pool)
     if mapper == "greedy":
         mapping = es.map_network(net, dev)

@@ -241,3 +241,16 @@ def test_unknown_nir_node_is_one_clean_error(cli, tmp_path):
     code, _, err = cli("run", str(path), "--arch", "loihi", "--timesteps", "4")
     assert _clean(code, err), err
     assert "node 'd'" in err and "'Delay'" in err and "supported types" in err
+
+
+def test_sigma_delta_needs_graded_spikes(cli, cnn):
+    # Loihi 1 spikes are binary: sigma-delta neurons are refused, naming the layers
+    code, _, err = cli("run", str(cnn), "--arch", "loihi", "--timesteps", "4", "--neuron",
+                       "sigma_delta")
+    assert _clean(code, err) and "relu1" in err and "graded_spikes" in err
+    # Loihi 2 carries a payload: priced by its all-in bound, synops x energy per synop
+    run = npusim.simulate_snn(cnn, "loihi2", timesteps=4, neuron="sigma_delta",
+                              default_rate=0.05)
+    synop = run.device.costs.events["synop"].energy
+    assert run.result.energy_by_term_j["SYNOP"] == pytest.approx(
+        run.totals()["synops"] * synop, rel=1e-9)
