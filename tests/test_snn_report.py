@@ -422,3 +422,25 @@ def test_a_core_shared_by_two_layers_splits_by_neurons(edu):
     assert [x.n_cores for x in rep.layers] == [1, 1, 1] and rep.totals()["cores"] == 2
     assert [x.core_share for x in rep.layers] == pytest.approx([4 / 7, 3 / 7, 1])
     assert any("several layers" in n for n in rep.notes)
+
+
+def test_results_doc_lists_every_spiking_json_and_csv_field(tmp_path):
+    """docs/results.md's spiking section names every field of a real run's JSON and CSV."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    section = doc[doc.index("## Spiking-core runs"):]
+    ticked = set(re.findall(r"`([^`\n]+)`", section))
+    net = es.Network("n", (es.Layer("in", "input", (4,)), es.Layer("h", "dense", (3,))))
+    dev = load_snn_device("snn-edu")
+    result = es.run(net, dev, {"in": 0.5, "h": 0.25}, 4)
+    rep = rs.snn_report(net, result, dev, activity={"in": 0.5, "h": 0.25})
+    data = rep.to_dict()
+    assert set(data) <= ticked
+    assert set(data["totals"]) <= ticked
+    assert set(data["layers"][0]) <= ticked
+    assert set(data["device"]) <= ticked and set(data["steps"]) <= ticked
+    cols = [c for c in rs.csv_columns(rep) if not (c.startswith("energy_") and c.endswith("_j")
+                                                and c[7:-2].isupper())]
+    assert set(cols) <= ticked
