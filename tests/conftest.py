@@ -94,3 +94,39 @@ def linear_cost(monkeypatch):
             m, a, c or 1, p, kv_capacity_tokens=kv_capacity_tokens))
         monkeypatch.setattr(kp, "_spec", lambda model: None)  # a fake model has no config
     return install
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_table(header_start: str) -> list[list[str]]:
+    """Cells of the README table whose header row starts with ``header_start``."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    assert rows, f"no rows under {header_start!r}"
+    return rows
+
+
+@pytest.fixture(scope="session")
+def readme_table():
+    """The README's table under a header (the README tables' tests recompute every cell)."""
+    return _readme_table
+
+
+@pytest.fixture(scope="session")
+def net_432():
+    """A 4-3-2 dense spiking network and two steps of rasters (hand-counted in the tests)."""
+    import numpy as np
+
+    from npusim.engine import snn as es
+    net = es.Network("432", (es.Layer("in", "input", (4,)), es.Layer("hidden", "dense", (3,)),
+                              es.Layer("out", "dense", (2,))))
+    rasters = {"in": np.array([[1, 0, 0, 1], [0, 0, 0, 0]], dtype=bool),
+               "hidden": np.array([[0, 0, 0], [1, 0, 0]], dtype=bool),
+               "out": np.zeros((2, 2), dtype=bool)}
+    return net, rasters

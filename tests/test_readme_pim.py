@@ -14,24 +14,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 pytestmark = pytest.mark.xdist_group("readme-pim")
 
 
-def _table(header_start: str) -> list[list[str]]:
-    lines = README.read_text(encoding="utf-8").splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[i + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    assert rows, f"no rows under {header_start!r}"
-    return rows
 
 
 def g3(x: float) -> str:
     return f"{x:.3g}"
 
 
-def test_on_device_decode_table():
-    rows = _table("| model | plain LPDDR6 bound |")
+def test_on_device_decode_table(readme_table):
+    rows = readme_table("| model | plain LPDDR6 bound |")
     assert [r[0] for r in rows] == ["llama-3.1-8b", "gpt-oss-20b"]
     bw = load_arch("lpddr6-pim").dram.bandwidth
     for model, bound, plain, pim, on_pim in rows:
@@ -56,9 +46,9 @@ def _si(x: float, unit: str) -> str:
     return f"{g3(x)} {unit}"
 
 
-def test_device_table_is_npusim_pim():
+def test_device_table_is_npusim_pim(readme_table):
     from npusim.engine.pim import pim_summary
-    rows = _table("| preset | units | internal / external bandwidth |")
+    rows = readme_table("| preset | units | internal / external bandwidth |")
     for name, units, bws, gemv, eff, cross in rows:
         s = pim_summary(load_arch(name), 4096, 4096)
         assert units == str(s["units"]), name

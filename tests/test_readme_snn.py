@@ -18,16 +18,6 @@ pytestmark = pytest.mark.xdist_group("readme-snn")
 T, RATE = 8, 0.05
 
 
-def _table(header_start: str) -> list[list[str]]:
-    lines = README.read_text(encoding="utf-8").splitlines()
-    i = next(k for k, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[i + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    assert rows, f"no rows under {header_start!r}"
-    return rows
 
 
 def g3(x: float) -> str:
@@ -43,8 +33,8 @@ def lenet(tmp_path_factory):
     return vision.write("lenet", tmp_path_factory.mktemp("snn") / "lenet.onnx")
 
 
-def test_lenet_on_loihi_table(lenet):
-    rows = _table("| run | cores (tiles) |")
+def test_lenet_on_loihi_table(lenet, readme_table):
+    rows = readme_table("| run | cores (tiles) |")
     assert [r[0] for r in rows] == ["loihi, greedy mapper", "loihi, traffic mapper"]
     hops = {}
     for (label, cores, synops, energy, latency), mapper in zip(rows, ("greedy", "traffic")):
@@ -63,8 +53,8 @@ def test_lenet_on_loihi_table(lenet):
     assert f"about {hops['greedy'] / hops['traffic']:.0f}x" in text
 
 
-def test_hybrid_table(lenet):
-    rows = _table("| system, T = 8, rate 0.05 |")
+def test_hybrid_table(lenet, readme_table):
+    rows = readme_table("| system, T = 8, rate 0.05 |")
     got = {}
     for place in ("npu", "snn", "auto"):
         got[place] = npusim.simulate_hybrid(lenet, "edu", "loihi", timesteps=T,
@@ -81,8 +71,8 @@ def test_hybrid_table(lenet):
     assert auto.energy_j <= min(got["npu"].energy_j, got["snn"].energy_j)
 
 
-def test_breakeven_table(lenet):
-    rows = _table("| ANN on | SNN on | break-even rate |")
+def test_breakeven_table(lenet, readme_table):
+    rows = readme_table("| ANN on | SNN on | break-even rate |")
     graph = npusim.load_snn_graph(lenet, 5, default_rate=0.0)
     net, _ = to_network(graph)
     for npu, snn, rate, sps in rows:

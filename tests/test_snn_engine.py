@@ -27,19 +27,8 @@ def edu():
     return load_snn_device("snn-edu")
 
 
-def net_432():
-    return es.Network("432", (es.Layer("in", "input", (4,)), es.Layer("hidden", "dense", (3,)),
-                              es.Layer("out", "dense", (2,))))
-
-
-def rasters_432():
-    return {"in": np.array([[1, 0, 0, 1], [0, 0, 0, 0]], dtype=bool),
-            "hidden": np.array([[0, 0, 0], [1, 0, 0]], dtype=bool),
-            "out": np.zeros((2, 2), dtype=bool)}
-
-
-def test_mapping_starts_each_layer_on_a_new_tile_and_names_the_bound(edu):
-    m = es.map_network(net_432(), edu)
+def test_mapping_starts_each_layer_on_a_new_tile_and_names_the_bound(edu, net_432):
+    m = es.map_network(net_432[0], edu)
     assert [(lm.first_core, lm.n_cores, lm.bound_by) for lm in m.layers] == \
         [(0, 1, "layer"), (4, 1, "layer"), (8, 1, "layer")]
     # cores 0, 4, 8 are in tiles 0, 1, 2 at (0, 0), (0, 1), (1, 0)
@@ -68,13 +57,13 @@ def test_conv_mapping_bound_by_fan_in():
     assert m.layers[1].bound_by == "fan_in" and m.layers[1].per_core == 38
 
 
-def test_hand_rasters_432(edu):
+def test_hand_rasters_432(edu, net_432):
     # t0: inputs 0 and 3 spike: 2 messages from core 0 (one destination core each), 2 N-S hops
     #   (tile (0,0) -> (0,1)); hidden core 4: 2 x 3 = 6 synops, 2 axon-ins, 3 idle (nothing to
     #   integrate yet); out core 8: 2 idle.
     # t1: hidden integrates: 3 active, neuron 0 fires: 1 fire, 1 message, 1 E-W + 1 N-S hop
     #   ((0,1) -> (1,0)); out core 8: 2 synops, 1 axon-in, 2 idle (hidden was silent at t0).
-    r = es.run(net_432(), edu, rasters_432())
+    r = es.run(net_432[0], edu, net_432[1])
     c = r.counts
     assert c[0, 0, [ks.SPIKE_OUT, ks.HOP_NS]].tolist() == [2, 2]
     assert c[0, 4, [ks.SYNOP, ks.AXON_IN, ks.UPDATE_IDLE, ks.UPDATE_ACTIVE]].tolist() == [6, 2, 3, 0]
@@ -93,47 +82,47 @@ def test_hand_rasters_432(edu):
     assert r.energy_by_term_j["SYNOP"] == pytest.approx(80 * PJ, rel=1e-12)
     # SANA-FE's pipeline: t0 core 4 front 2 x 5 + 6 x 2 = 22 ns > back 15 ns;
     # t1 core 4 back 30 + 20 + 10 = 60 ns (router 10 ns apart): 152 + 190 ns; energy unchanged
-    p = es.run(net_432(), edu, rasters_432(), stages="sanafe", static_power=0.0)
+    p = es.run(net_432[0], edu, net_432[1], stages="sanafe", static_power=0.0)
     assert p.step_time_s == pytest.approx(np.array([152, 190]) * NS, rel=1e-12)
     assert p.energy_j == pytest.approx(590 * PJ, rel=1e-12)
 
 
-def test_hand_rates_432(edu):
+def test_hand_rates_432(edu, net_432):
     # Input rate 0.5, others 0, T = 2: per step 4 x 0.5 x 3 = 6 synops, 2 messages, 2 N-S hops;
     # hidden updates: U(0) = 0; U(1) = 1 - 0.5^4 = 0.9375 of 3 neurons.
-    r = es.run(net_432(), edu, {"in": 0.5, "hidden": 0.0, "out": 0.0}, timesteps=2)
+    r = es.run(net_432[0], edu, {"in": 0.5, "hidden": 0.0, "out": 0.0}, timesteps=2)
     c = r.counts
     assert c[:, 4, ks.SYNOP].tolist() == [6, 6] and c[:, 0, ks.SPIKE_OUT].tolist() == [2, 2]
     assert c[:, 4, ks.UPDATE_ACTIVE] == pytest.approx([0, 3 * 0.9375])
     assert c[:, 4, ks.UPDATE_IDLE] == pytest.approx([3, 3 * 0.0625])
     # the same rates as a 0/1 mean: rasters whose mean is the rate give the same linear counts
-    rast = es.run(net_432(), edu, {"in": np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=bool),
+    rast = es.run(net_432[0], edu, {"in": np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=bool),
                                    "hidden": np.zeros((2, 3), bool),
                                    "out": np.zeros((2, 2), bool)})
     assert rast.counts[:, :, ks.SYNOP].sum() == c[:, :, ks.SYNOP].sum()
 
 
-def test_energy_is_the_sum_of_its_parts(edu):
-    r = es.run(net_432(), edu, {"in": 0.3, "hidden": 0.2, "out": 0.1}, timesteps=5)
+def test_energy_is_the_sum_of_its_parts(edu, net_432):
+    r = es.run(net_432[0], edu, {"in": 0.3, "hidden": 0.2, "out": 0.1}, timesteps=5)
     assert r.energy_j == pytest.approx(math.fsum(v for v in r.energy_by_term_j.values()
                                                  if not math.isnan(v)), rel=1e-12)
     assert r.latency_s == pytest.approx(r.step_time_s.sum(), rel=1e-12)
     assert np.isnan(r.energy_by_term_j["LEARN"])          # absent on snn-edu, not 0
 
 
-def test_no_input_spikes_cost_only_the_idle_floor_and_the_barrier(edu):
+def test_no_input_spikes_cost_only_the_idle_floor_and_the_barrier(edu, net_432):
     # 5 LIF neurons idle every step (5 x 20 pJ); the busiest core (3 idle, 15 ns) + 130 ns
-    r = es.run(net_432(), edu, {"in": 0.0, "hidden": 0.0, "out": 0.0}, timesteps=4,
+    r = es.run(net_432[0], edu, {"in": 0.0, "hidden": 0.0, "out": 0.0}, timesteps=4,
                static_power=0.0)
     assert r.energy_j == pytest.approx(4 * 5 * 20 * PJ, rel=1e-12)
     assert r.step_time_s == pytest.approx(np.full(4, 145 * NS), rel=1e-12)
 
 
-def test_rate_outside_0_1_is_refused_naming_the_layer(edu):
+def test_rate_outside_0_1_is_refused_naming_the_layer(edu, net_432):
     with pytest.raises(NpusimError, match=r"layer 'hidden' has rate 1.2.*\[0, 1\]"):
-        es.run(net_432(), edu, {"in": 0.1, "hidden": 1.2, "out": 0.0}, timesteps=2)
+        es.run(net_432[0], edu, {"in": 0.1, "hidden": 1.2, "out": 0.0}, timesteps=2)
     with pytest.raises(NpusimError, match="missing \\['out'\\]"):
-        es.run(net_432(), edu, {"in": 0.1, "hidden": 0.2}, timesteps=2)
+        es.run(net_432[0], edu, {"in": 0.1, "hidden": 0.2}, timesteps=2)
 
 
 def test_too_large_layer_is_refused_naming_it(edu):
@@ -147,10 +136,10 @@ def test_too_large_layer_is_refused_naming_it(edu):
         es.map_network(fat, edu)
 
 
-def test_all_in_device_counts_only_synops():
+def test_all_in_device_counts_only_synops(net_432):
     # TrueNorth: 26 pJ per synaptic event, all-in (Merolla 2014); nothing priced on top
     tn = load_snn_device("truenorth")
-    r = es.run(net_432(), tn, rasters_432())
+    r = es.run(net_432[0], tn, net_432[1])
     assert r.energy_j == pytest.approx(8 * 26 * PJ, rel=1e-12)
     assert r.counts[:, :, ks.SYNOP].sum() == 8 and r.counts.sum() == 8
 

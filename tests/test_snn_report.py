@@ -45,17 +45,6 @@ def loihi():
     return load_snn_device("loihi")
 
 
-def net_432():
-    return es.Network("432", (es.Layer("in", "input", (4,)), es.Layer("hidden", "dense", (3,)),
-                              es.Layer("out", "dense", (2,))))
-
-
-def rasters_432():
-    return {"in": np.array([[1, 0, 0, 1], [0, 0, 0, 0]], dtype=bool),
-            "hidden": np.array([[0, 0, 0], [1, 0, 0]], dtype=bool),
-            "out": np.zeros((2, 2), dtype=bool)}
-
-
 def conv_net():
     return es.Network("cnn", (es.Layer("img", "input", (1, 6, 6)),
                               es.Layer("conv", "conv2d", (2, 4, 4), kernel=(3, 3)),
@@ -63,10 +52,10 @@ def conv_net():
 
 
 @pytest.fixture(scope="module")
-def hand(edu):
-    act = rasters_432()
-    r = es.run(net_432(), edu, act)
-    return r, rs.snn_report(net_432(), r, edu, activity=act)
+def hand(edu, net_432):
+    act = net_432[1]
+    r = es.run(net_432[0], edu, act)
+    return r, rs.snn_report(net_432[0], r, edu, activity=act)
 
 
 def clean_error(exc: BaseException) -> bool:
@@ -109,10 +98,10 @@ def test_hand_totals(hand):
     assert t["critical_steps"] == 2
 
 
-def test_spikes_without_activity_come_from_the_counts(edu, hand):
+def test_spikes_without_activity_come_from_the_counts(edu, hand, net_432):
     # hidden and out: their NEURON_FIRE events; in: hidden's 6 synops / fan-out 3 = 2
     r, rep = hand
-    plain = rs.snn_report(net_432(), r, edu)
+    plain = rs.snn_report(net_432[0], r, edu)
     assert [x.spikes for x in plain.layers] == [x.spikes for x in rep.layers] == [2, 1, 0]
     assert not any("spikes" in n for n in plain.notes)
 
@@ -133,12 +122,12 @@ def test_conv_input_spikes_need_the_activity(loihi):
     assert full.layers[1].synapses == 2 * 16 * 9 and full.layers[2].synapses == 32 * 5
 
 
-def test_all_in_device_spikes_from_synops():
+def test_all_in_device_spikes_from_synops(net_432):
     # TrueNorth counts only synops (26 pJ all-in): dense fan-outs recover in and hidden, the
     # last layer sends nothing, so its spikes are unknown without the activity
     tn = load_snn_device("truenorth")
-    r = es.run(net_432(), tn, rasters_432())
-    rep = rs.snn_report(net_432(), r, tn)
+    r = es.run(net_432[0], tn, net_432[1])
+    rep = rs.snn_report(net_432[0], r, tn)
     assert [x.spikes for x in rep.layers] == [2, 1, None]
     assert rep.totals()["energy_j"] == pytest.approx(r.energy_j, rel=1e-12)
     assert rep.provenance["cost_set"]["all_in"] is True
@@ -192,36 +181,36 @@ def test_totals_are_sums_of_records(sizes, rates, timesteps, device, conv):
     assert t["critical_steps"] <= timesteps
 
 
-def test_report_refuses_costs_other_than_the_runs(edu):
+def test_report_refuses_costs_other_than_the_runs(edu, net_432):
     act = {"in": 0.5, "hidden": 0.2, "out": 0.1}
     over = {"synop": (99e-12, 2e-9)}
-    r = es.run(net_432(), edu, act, 3, costs=over)
+    r = es.run(net_432[0], edu, act, 3, costs=over)
     with pytest.raises(NpusimError, match="SYNOP energy priced per core.*costs") as e:
-        rs.snn_report(net_432(), r, edu)
+        rs.snn_report(net_432[0], r, edu)
     assert clean_error(e.value)
-    rep = rs.snn_report(net_432(), r, edu, costs=over)
+    rep = rs.snn_report(net_432[0], r, edu, costs=over)
     assert rep.totals()["energy_j"] == pytest.approx(r.energy_j, rel=1e-12)
     assert rep.provenance["overrides"]["costs"]["synop"]["energy_j"] == 99e-12
     # a per-layer override prices only that layer's cores
     lc = {"out": {"synop": (1e-12, 2e-9)}}
-    r2 = es.run(net_432(), edu, act, 3, layer_costs=lc)
-    rep2 = rs.snn_report(net_432(), r2, edu, layer_costs=lc)
+    r2 = es.run(net_432[0], edu, act, 3, layer_costs=lc)
+    rep2 = rs.snn_report(net_432[0], r2, edu, layer_costs=lc)
     assert rep2.layers[2].energy_by_term_j["SYNOP"] == pytest.approx(
         1e-12 * rep2.layers[2].synops, rel=1e-12)
     with pytest.raises(NpusimError, match="layer_costs names layers \\['nope'\\]"):
-        rs.snn_report(net_432(), r2, edu, layer_costs={"nope": {}})
+        rs.snn_report(net_432[0], r2, edu, layer_costs={"nope": {}})
 
 
-def test_report_refuses_another_networks_result_or_bad_activity(edu, hand):
+def test_report_refuses_another_networks_result_or_bad_activity(edu, hand, net_432):
     r, _ = hand
     other = es.Network("o", (es.Layer("in", "input", (4,)), es.Layer("x", "dense", (3,))))
     with pytest.raises(NpusimError, match="no layer \\['x'\\]") as e:
         rs.snn_report(other, r, edu)
     assert clean_error(e.value)
     with pytest.raises(NpusimError, match="no entry for layer 'out'"):
-        rs.snn_report(net_432(), r, edu, activity={"in": 0.1, "hidden": 0.1})
+        rs.snn_report(net_432[0], r, edu, activity={"in": 0.1, "hidden": 0.1})
     with pytest.raises(NpusimError, match="layer 'hidden': a raster of shape \\(3, 3\\)"):
-        rs.snn_report(net_432(), r, edu, activity={**rasters_432(),
+        rs.snn_report(net_432[0], r, edu, activity={**net_432[1],
                                                    "hidden": np.zeros((3, 3), bool)})
 
 
@@ -401,10 +390,10 @@ def test_fuzz_breakeven_curve_is_accepted_or_refused_cleanly(drop, changes):
         assert all(out[k].shape == (n,) and (out[k] >= 0).all() for k in sp.BREAKEVEN_SERIES)
 
 
-def test_a_core_shared_by_two_layers_splits_by_neurons(edu):
+def test_a_core_shared_by_two_layers_splits_by_neurons(edu, net_432):
     # in (4) and hidden (3) on core 0, out (2) on core 1 (same tile: in-tile deliveries).
     # hidden's LayerMap holds no core range of its own, so the run prices core 0 once.
-    m0 = es.map_network(net_432(), edu)
+    m0 = es.map_network(net_432[0], edu)
     lm = (es.LayerMap("in", 0, 1, 4, "layer"), es.LayerMap("hidden", 1, 0, 3, "layer"),
           es.LayerMap("out", 1, 1, 2, "layer"))
     core_of = {"in": np.zeros(4, np.int64), "hidden": np.zeros(3, np.int64),
@@ -413,8 +402,8 @@ def test_a_core_shared_by_two_layers_splits_by_neurons(edu):
                    core_y=m0.core_y[:2], core_tile=m0.core_tile[:2],
                    core_chip=m0.core_chip[:2], chips=1)
     act = {"in": 0.5, "hidden": 0.25, "out": 0.1}
-    r = es.run(net_432(), edu, act, 3, mapping=m)
-    rep = rs.snn_report(net_432(), r, edu, activity=act)
+    r = es.run(net_432[0], edu, act, 3, mapping=m)
+    rep = rs.snn_report(net_432[0], r, edu, activity=act)
     e0 = rep.layers[0].dynamic_j + rep.layers[1].dynamic_j
     assert rep.layers[0].dynamic_j == pytest.approx(e0 * 4 / 7, rel=1e-12)
     assert rep.layers[0].static_j == pytest.approx(r.static_j * 4 / 7 / 2, rel=1e-12)

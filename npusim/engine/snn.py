@@ -393,12 +393,7 @@ def _activity(net: Network, activity: Mapping, timesteps: int | None) -> dict[st
     for lay in net.layers:
         v = activity[lay.name]
         if np.ndim(v) == 0:
-            p = float(v)
-            if not 0.0 <= p <= 1.0:
-                raise NpusimError(f"SNN activity of {net.name!r}: layer {lay.name!r} has rate "
-                                  f"{v}; a rate is mean spikes per neuron per timestep, in "
-                                  f"[0, 1]")
-            out[lay.name] = np.full((T, lay.size), p)
+            out[lay.name] = np.full((T, lay.size), check_rate(v, net, lay, "activity"))
         else:
             a = np.asarray(v)
             if a.shape != (T, lay.size) or a.dtype != bool:
@@ -406,6 +401,15 @@ def _activity(net: Network, activity: Mapping, timesteps: int | None) -> dict[st
                                   f"is a ({T}, {lay.size}) bool array; got {a.dtype} {a.shape}")
             out[lay.name] = a.astype(np.float64)
     return out
+
+
+def check_rate(v, net: Network, lay: Layer, what: str) -> float:
+    """A layer's spike rate as a float in [0, 1], or one error naming the network and layer."""
+    p = float(v)
+    if not 0.0 <= p <= 1.0:
+        raise NpusimError(f"SNN {what} of {net.name!r}: layer {lay.name!r} has rate {v}; a "
+                          f"rate is mean spikes per neuron per timestep, in [0, 1]")
+    return p
 
 
 def count_events(net: Network, mapping: CoreMap, activity: Mapping,
@@ -579,5 +583,5 @@ def run(net: Network, device: SnnDevice, activity: Mapping, timesteps: int | Non
 
 
 __all__ = ["KINDS", "STAGES", "Layer", "LayerMap", "CoreMap", "Network", "SnnResult",
-           "connectivity", "conv_out", "cost_vectors", "count_events", "map_network",
+           "check_rate", "connectivity", "conv_out", "cost_vectors", "count_events", "map_network",
            "pool_layer", "run"]

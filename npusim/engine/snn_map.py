@@ -55,7 +55,8 @@ from scipy import sparse
 
 from ..arch.snn_device import SnnDevice
 from ..errors import CapacityError, NpusimError
-from .snn import CoreMap, LayerMap, Network, connectivity, map_network, run_starts
+from .snn import (CoreMap, LayerMap, Network, check_rate, connectivity, map_network,
+                  run_starts)
 
 LIMITS = ("neurons_per_core", "synaptic_memory", "fan_in")
 """The per-core limits a layer's cores are filled against (fan-out is checked between layers)."""
@@ -310,12 +311,7 @@ def _weights(net: Network, activity: Mapping | None) -> dict[str, np.ndarray]:
         if v is None:
             out[lay.name] = np.ones(lay.size)
         elif np.ndim(v) == 0:
-            p = float(v)
-            if not 0.0 <= p <= 1.0:
-                raise NpusimError(f"SNN mapping of {net.name!r}: layer {lay.name!r} has rate "
-                                  f"{v}; a rate is mean spikes per neuron per timestep, in "
-                                  f"[0, 1]")
-            out[lay.name] = np.full(lay.size, p)
+            out[lay.name] = np.full(lay.size, check_rate(v, net, lay, "mapping"))
         else:
             a = np.asarray(v, dtype=np.float64)
             if a.ndim != 2 or a.shape[1] != lay.size:
