@@ -48,7 +48,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="LLM batch size (built-in LLMs only; default 1)")
     p.add_argument("--seq", type=int, default=None, help="LLM prompt tokens (prefill); default 128")
     p.add_argument("--kv-len", type=int, default=None, help="LLM cached tokens (decode); default 128")
-    p.add_argument("--dtype", default=None, metavar="PRECISION",
+    p.add_argument("--dtype", "--precision", dest="dtype", default=None, metavar="PRECISION",
                    help="precision, as kperf's --precision: bf16, fp16, fp32, fp8, int8, int4, "
                         "mxfp4 (default: bf16 for an LLM, the file's own dtypes for ONNX)")
     p.add_argument("--on-unsupported", choices=("error", "memory"), default="error",

@@ -90,3 +90,28 @@ def test_run_utilisation_is_against_the_executed_dtype_peak(dtype):
     assert r.utilization == pytest.approx(weighted)
     for o in r.ops:
         assert 0 <= o.utilization <= 1 + 1e-9, o
+
+
+def test_precision_is_dtypes_other_name_on_onnx_files(cli, tmp_path):
+    """`npusim run model.onnx --precision int8` (issue 12's spelling) is `--dtype int8`: the
+    same precision pass, the same records."""
+    import json
+
+    from onnx import TensorProto, helper
+    import onnx
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 64])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [256, 64], [0.0] * (256 * 64))
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "mm",
+                          [x], [y], [w])
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = {}
+    for flag in ("--precision", "--dtype"):
+        js = tmp_path / f"{flag[2:]}.json"
+        code, _, err = cli("run", str(path), "--arch", "atom", flag, "int8", "--json", str(js))
+        assert code == 0, err
+        out[flag] = json.loads(js.read_text())
+    ops = [o["exec_dtype"] for o in out["--precision"]["ops"]]
+    assert ops == ["int8"]
+    assert out["--precision"]["totals"] == out["--dtype"]["totals"]
