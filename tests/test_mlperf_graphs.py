@@ -16,7 +16,10 @@ Published figures the hand counts meet:
 """
 from __future__ import annotations
 
+import importlib.util
 import math
+import pathlib
+import random
 from collections import Counter
 
 import onnx
@@ -205,6 +208,16 @@ def test_npusim_run_resnet50_on_atom(tmp_path, cli):
     assert "ResNet-50 v1.5 on atom" in out and "4.09 GMAC" in out
 
 
+def test_int8_precision_pass_on_resnet50(tmp_path):
+    """An fp32 graph through the precision pass: weights one byte each (biases may stay
+    wider), MACs unchanged."""
+    path = mlperf.write("resnet50", tmp_path / "resnet50.onnx")
+    g = load_model(path, dtype="int8")
+    assert g.macs == 4_089_184_256
+    weight_bytes = g.bytes_by_role()["weight"]
+    assert CONV_W + 2048 * 1000 <= weight_bytes <= CONV_W + 2048 * 1000 + 4 * (BN_CH + 1000)
+
+
 def test_unbound_batch_is_a_clean_error(tmp_path, cli):
     path = mlperf.write("bert-large", tmp_path / "bert.onnx", batch="batch")
     code, _, err = cli("run", path, "--arch", "atom")
@@ -216,10 +229,21 @@ def test_module_main(tmp_path, capsys):
     assert mlperf.main(["bert-large", str(tmp_path / "b.onnx"), "--batch", "4"]) == 0
     dims = onnx.load(str(tmp_path / "b.onnx"), load_external_data=False).graph.input[0]
     assert [d.dim_value for d in dims.type.tensor_type.shape.dim] == [4, 384]
-    assert mlperf.main(["gpt", str(tmp_path / "x.onnx")]) == 2
-    assert mlperf.main(["resnet50", str(tmp_path / "x.onnx"), "--batch", "0"]) == 2
+    assert mlperf.main(["resnet50", str(tmp_path / "s.onnx"), "--batch", "batch",
+                        "--batchnorm", "separate"]) == 0
+    m = onnx.load(str(tmp_path / "s.onnx"), load_external_data=False)
+    assert sum(n.op_type == "BatchNormalization" for n in m.graph.node) == 53
+    capsys.readouterr()
+    for bad in (["gpt", str(tmp_path / "x.onnx")],
+                ["resnet50", str(tmp_path / "x.onnx"), "--batch", "0"],
+                ["resnet50", str(tmp_path / "x.onnx"), "--batch", "-2"],
+                ["resnet50"]):
+        with pytest.raises(SystemExit) as e:
+            mlperf.main(bad)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "error:" in err.strip().splitlines()[-1] and "Traceback" not in err
     assert not (tmp_path / "x.onnx").exists()
-    assert "usage:" in capsys.readouterr().err
 
 
 # -- bad arguments ------------------------------------------------------------------------
@@ -246,3 +270,17 @@ def test_fuzz_arguments_build_or_name_the_fault(name, batch, seq, image):
         assert "\n" not in str(e)
         return
     assert m.graph.input and m.graph.output
+
+
+def test_fuzz_corpus_cases_end_cleanly(cli, tmp_path):
+    """benchmarks/fuzz_cases/mlperf.py through the CLI: each case is one clean error."""
+    src = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_cases" / "mlperf.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cases_mlperf", src)
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    labels = set()
+    for label, argv, must_fail in corpus.cases(tmp_path, random.Random(0), 14):
+        code, _, err = cli(*argv)
+        assert must_fail and _clean_error(code, err), (label, argv, err)
+        labels.add(label)
+    assert len(labels) == 7

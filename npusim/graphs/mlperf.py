@@ -9,9 +9,11 @@ conv with BatchNorm and ReLU, a 3x3/2 max pool, 3, 4, 6 and 3 bottlenecks of wid
 block, a global average pool and a 2048 x ``classes`` Gemm, at 224x224. torchvision's model
 docs (https://pytorch.org/vision/stable/models.html) give it 25,557,032 trainable parameters
 and 4.09 GMACs ("GFLOPS" there are multiply-accumulates); :func:`count_parameters` and the
-tests reproduce both. MLPerf's own TensorFlow-derived checkpoint has 1,001 classes (a
-"background" class 0); the default here is the 1,000 of the brief and torchvision, and
-``classes=1001`` gives the other (2,049 parameters and 2,048 MACs more).
+tests reproduce both. MLPerf's reference checkpoint, converted from TensorFlow, has 1,001
+classes, class 0 being "background" (its harness, mlcommons/inference
+vision/classification_and_detection/python/main.py, post-processes ImageNet with
+``PostProcessArgMax(offset=-1)``); the default here is torchvision's 1,000, and
+``classes=1001`` gives the other (2,049 parameters and 2,048 MACs more, 0.05 %).
 
 BatchNorm comes ``"folded"`` into each conv's weight and a conv bias, as exported inference
 models have it (ONNX exporters fold it in eval mode, so one Conv node per conv), or
@@ -35,12 +37,14 @@ exported reference models) and points at an external file that is never written 
 onnxruntime, and build in milliseconds. The batch is an integer or the name of a symbolic
 dimension (``batch="batch"``, bound later with ``--dim batch=N``).
 
-Run as ``python -m npusim.graphs.mlperf NAME PATH [--batch N|NAME]`` to write one.
+Run as ``python -m npusim.graphs.mlperf NAME PATH [--batch N|NAME] [--batchnorm separate]``
+to write one.
 
 This module imports only onnx and the standard library.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -388,22 +392,25 @@ def write(name: str, path: str | Path, batch: int | str = 1, **kwargs) -> Path:
     return path
 
 
+def _batch_arg(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    batch: int | str = 1
-    if len(args) == 4 and args[2] == "--batch":
-        batch = int(args[3]) if args[3].isdigit() else args[3]
-        args = args[:2]
-    usage = (f"usage: python -m npusim.graphs.mlperf {{{','.join(NETWORKS)}}} PATH.onnx "
-             "[--batch N|NAME]")
-    if len(args) != 2 or args[0] not in NETWORKS:
-        print(usage, file=sys.stderr)
-        return 2
+    """``python -m npusim.graphs.mlperf NAME PATH``; exit 2 with one line on bad arguments."""
+    ap = argparse.ArgumentParser(prog="python -m npusim.graphs.mlperf",
+                                 description="Write an MLPerf model as a shape-only ONNX file.")
+    ap.add_argument("name", choices=NETWORKS)
+    ap.add_argument("path", help="the .onnx file to write (no weights file is written)")
+    ap.add_argument("--batch", type=_batch_arg, default=1,
+                    help="batch size, or a name for a symbolic batch dim (default 1)")
+    ap.add_argument("--batchnorm", choices=BATCHNORM, default="folded",
+                    help="ResNet-50: BatchNorm folded into the convs or as nodes")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        path = write(args[0], args[1], batch)
+        path = write(args.name, args.path, args.batch, batchnorm=args.batchnorm)
     except ValueError as e:
-        print(f"{usage}: {e}", file=sys.stderr)
-        return 2
+        ap.error(str(e))
     print(f"wrote {path}")
     return 0
 
