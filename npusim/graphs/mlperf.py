@@ -40,7 +40,7 @@ dimension (``batch="batch"``, bound later with ``--dim batch=N``).
 Run as ``python -m npusim.graphs.mlperf NAME PATH [--batch N|NAME] [--batchnorm separate]``
 to write one.
 
-This module imports only onnx and the standard library.
+This module imports only onnx, the standard library and :mod:`npusim.graphs.builder`.
 """
 from __future__ import annotations
 
