@@ -96,13 +96,15 @@ def _write_nir(path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def user_folder(tmp_path_factory) -> Path:
-    """The user files the README names; ``lenet.onnx`` as its own first spiking line writes it
-    (that line runs in a folder of its own, so no line reads a file another is writing)."""
-    from npusim.graphs import vision
+    """The user files the README names; ``lenet.onnx`` and ``resnet50.onnx`` as the README's
+    ``python -m npusim.graphs...`` lines write them (those lines run in folders of their own, so
+    no line reads a file another is writing)."""
+    from npusim.graphs import mlperf, vision
     folder = tmp_path_factory.mktemp("readme")
     _write_model(folder / "model.onnx")
     _write_resnet(folder / "resnet.onnx")
     vision.write("lenet", folder / "lenet.onnx")
+    mlperf.write("resnet50", folder / "resnet50.onnx")
     _write_nir(folder / "net.nir")
     return folder
 
@@ -128,7 +130,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 @pytest.mark.parametrize("line", command_lines())
 def test_readme_command_runs(line, user_folder, tmp_path):
     cwd = (ROOT if line.startswith("python benchmarks/") else
-           tmp_path if line.startswith("python -m npusim.graphs.vision") else user_folder)
+           tmp_path if line.startswith("python -m npusim.graphs.") else user_folder)
     if ".nir" in line:
         pytest.importorskip("nir", reason="the snn extra (nir) reads NIR files")
     run = subprocess.run(["bash", "-c", line], cwd=cwd, env=_env(), capture_output=True,
