@@ -53,7 +53,11 @@ _DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half":
 # Hugging Face key spellings that differ between model families (EXAONE 3.5 uses its own).
 _KEY_ALIASES = {"num_layers": "num_hidden_layers", "layer_norm_epsilon": "rms_norm_eps",
                 "n_routed_experts": "num_local_experts", "num_experts": "num_local_experts",
-                "experts_per_token": "num_experts_per_tok"}
+                "experts_per_token": "num_experts_per_tok",
+                # GPT-J (and GPT-2 family) spellings
+                "n_embd": "hidden_size", "n_layer": "num_hidden_layers",
+                "n_head": "num_attention_heads", "n_inner": "intermediate_size",
+                "n_positions": "max_position_embeddings"}
 
 
 # -- configs ------------------------------------------------------------------------------
@@ -137,6 +141,18 @@ class Spec:
     swiglu_alpha: float
     # the context window (``max_position_embeddings``): positions the model was built for
     context: int | None = None
+    # "rms" (RMSNorm, weight only) or "layer" (LayerNorm with weight and bias, GPT-J)
+    norm: str = "rms"
+    # "swiglu" (gate, up, down) or "gelu" (fc_in, tanh-approximated GELU, fc_out; GPT-J)
+    mlp_act: str = "swiglu"
+    # attention and MLP read the same normed input and both add into the residual (GPT-J)
+    parallel_residual: bool = False
+    # RoPE on the first ``rotary_dim`` dims of each head only; None means the whole head
+    rotary_dim: int | None = None
+    # RoPE pairs adjacent dims (2i, 2i+1) ("rotate every two", GPT-J) instead of halves
+    rope_interleaved: bool = False
+    # the LM head adds a bias over the vocabulary (GPT-J)
+    lm_head_bias: bool = False
 
     @property
     def group(self) -> int:
@@ -147,6 +163,11 @@ class Spec:
 
     def uses_rope(self, layer: int) -> bool:
         return self.rope_on_full or self.is_sliding(layer)
+
+    @property
+    def rope_dim(self) -> int:
+        """Dims of each head that RoPE rotates (all of them unless the config is partial)."""
+        return self.head_dim if self.rotary_dim is None else self.rotary_dim
 
 
 def _require(cfg: dict, key: str, where: str) -> Any:
@@ -227,6 +248,18 @@ def resolve(model: str | dict) -> Spec:
                          f"got {top_k}.")
     gpt_oss = model_type == "gpt_oss"
     exaone4 = model_type == "exaone4"
+    gptj = model_type == "gptj"
+    if gptj and cfg.get("intermediate_size") is None:
+        # GPT-J's config leaves n_inner null, meaning 4 x n_embd (Hugging Face GPTJConfig).
+        cfg["intermediate_size"] = 4 * hidden
+    rotary_dim = cfg.get("rotary_dim")
+    if rotary_dim is not None and (isinstance(rotary_dim, bool) or not isinstance(rotary_dim, int)
+                                   or rotary_dim <= 0 or rotary_dim % 2
+                                   or rotary_dim > head_dim):
+        raise ValueError(f"LLM config {where}: rotary_dim must be an even integer in "
+                         f"2..{head_dim} (head_dim), got {rotary_dim!r}.")
+    if rotary_dim == head_dim:
+        rotary_dim = None
     return Spec(
         name=str(extra.get("name", model if isinstance(model, str) else model_type)),
         model_type=model_type, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
@@ -236,15 +269,19 @@ def resolve(model: str | dict) -> Spec:
         tie=bool(cfg.get("tie_word_embeddings", False)), experts=experts, top_k=top_k,
         window=window, layer_types=_layer_types(cfg, layers, window, where),
         attention_bias=bool(cfg.get("attention_bias", gpt_oss)),
-        mlp_bias=bool(cfg.get("mlp_bias", gpt_oss)),
+        mlp_bias=bool(cfg.get("mlp_bias", gpt_oss or gptj)),
         sinks=bool(extra.get("attention_sinks", gpt_oss)),
-        qk_norm=exaone4, post_norm=exaone4,
+        # Qwen3 normalises q and k per head (q_norm/k_norm) like EXAONE 4.0, but pre-norms.
+        qk_norm=exaone4 or model_type == "qwen3", post_norm=exaone4,
         # EXAONE 4.0 leaves RoPE out of its global layers only when it has local layers.
         rope_on_full=not (exaone4 and window is not None),
         swiglu_limit=cfg.get("swiglu_limit"),
         swiglu_alpha=float(extra.get("swiglu_alpha", 1.702)),
         context=(_positive_int(cfg, "max_position_embeddings", where)
                  if cfg.get("max_position_embeddings") is not None else None),
+        norm="layer" if gptj else "rms", mlp_act="gelu" if gptj else "swiglu",
+        parallel_residual=gptj, rotary_dim=rotary_dim, rope_interleaved=gptj,
+        lm_head_bias=gptj,
     )
 
 
@@ -253,10 +290,13 @@ def _param_shapes(s: Spec) -> list[tuple[str, tuple[int, ...]]]:
     """Every parameter's name and shape, in graph order; the single source of truth."""
     d, hd, q, kv = s.hidden, s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim
     out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (s.vocab, d))]
+    norm_bias = s.norm == "layer"
     for i in range(s.layers):
         p = f"model.layers.{i}"
         out.append((f"{p}.input_layernorm.weight" if not s.post_norm
                     else f"{p}.post_attention_layernorm.weight", (d,)))
+        if norm_bias:
+            out.append((f"{p}.input_layernorm.bias", (d,)))
         for proj, width in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
             out.append((f"{p}.self_attn.{proj}.weight", (d, width)))
             if s.attention_bias:
@@ -268,9 +308,16 @@ def _param_shapes(s: Spec) -> list[tuple[str, tuple[int, ...]]]:
         out.append((f"{p}.self_attn.o_proj.weight", (q, d)))
         if s.attention_bias:
             out.append((f"{p}.self_attn.o_proj.bias", (d,)))
-        out.append((f"{p}.post_attention_layernorm.weight" if not s.post_norm
-                    else f"{p}.post_feedforward_layernorm.weight", (d,)))
-        if s.experts:
+        if not s.parallel_residual:
+            out.append((f"{p}.post_attention_layernorm.weight" if not s.post_norm
+                        else f"{p}.post_feedforward_layernorm.weight", (d,)))
+        if s.mlp_act == "gelu":
+            for proj, shape, bias in (("fc_in", (d, s.inter), (s.inter,)),
+                                      ("fc_out", (s.inter, d), (d,))):
+                out.append((f"{p}.mlp.{proj}.weight", shape))
+                if s.mlp_bias:
+                    out.append((f"{p}.mlp.{proj}.bias", bias))
+        elif s.experts:
             e, f = s.experts, s.inter
             out += [(f"{p}.mlp.router.weight", (d, e)), (f"{p}.mlp.router.bias", (e,))]
             for proj, shape, bias in (("gate_proj", (e, d, f), (e, f)),
@@ -287,8 +334,12 @@ def _param_shapes(s: Spec) -> list[tuple[str, tuple[int, ...]]]:
                 if s.mlp_bias:
                     out.append((f"{p}.mlp.{proj}.bias", bias))
     out.append(("model.norm.weight", (d,)))
+    if norm_bias:
+        out.append(("model.norm.bias", (d,)))
     if not s.tie:
         out.append(("lm_head.weight", (d, s.vocab)))
+    if s.lm_head_bias:
+        out.append(("lm_head.bias", (s.vocab,)))
     return out
 
 
@@ -318,7 +369,7 @@ def count_parameters(model_or_config: str | dict | onnx.ModelProto) -> int:
 # -- graph construction ------------------------------------------------------------------
 def _inv_freq(s: Spec) -> np.ndarray:
     """RoPE inverse frequencies, with Llama 3 long-context scaling when the config asks."""
-    hd = s.head_dim
+    hd = s.rope_dim
     inv = 1.0 / (s.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
     sc = s.rope_scaling or {}
     if sc.get("rope_type") == "llama3":
@@ -495,6 +546,16 @@ class _Builder:
     def rmsnorm(self, x: str, weight: str, name: str) -> str:
         return self.op("RMSNormalization", [x, weight], name, epsilon=self.s.eps, axis=-1)
 
+    def norm(self, x: str, prefix: str) -> str:
+        """The model's norm over ``hidden``: RMSNorm with ``{prefix}.weight``, or LayerNorm
+        with ``{prefix}.weight`` and ``{prefix}.bias`` (GPT-J)."""
+        s = self.s
+        w = self.param(f"{prefix}.weight", (s.hidden,), "norm")
+        if s.norm == "rms":
+            return self.rmsnorm(x, w, prefix)
+        b = self.param(f"{prefix}.bias", (s.hidden,), "bias")
+        return self.op("LayerNormalization", [x, w, b], prefix, epsilon=s.eps, axis=-1)
+
     def linear(self, x: str, prefix: str, shape: tuple[int, int], bias: bool) -> str:
         """A linear layer; under tensor parallelism ``shape`` is the column-parallel shard."""
         y = self.op("MatMul", [x, self.param(f"{prefix}.weight", shape)], prefix)
@@ -517,7 +578,11 @@ class _Builder:
     def reshape(self, x: str, shape, name: str) -> str:
         return self.op("Reshape", [x, self.const(list(shape))], name)
 
-    def rope(self, x: str, cos: str, sin: str, name: str) -> str:
+    def rope(self, x: str, cos: str, sin: str, name: str, lead: tuple[int, ...]) -> str:
+        """RoPE on ``x [*lead, head_dim]``: whole heads by halves (Llama), or the first
+        ``rotary_dim`` dims by adjacent pairs with the rest passed through (GPT-J)."""
+        if self.s.rotary_dim is not None or self.s.rope_interleaved:
+            return self.partial_rope(x, cos, sin, name, lead)
         half = self.s.head_dim // 2
         x1 = self.op("Slice", [x, self.const([0]), self.const([half]), self.const([-1])],
                      f"{name}.x1")
@@ -528,14 +593,53 @@ class _Builder:
         return self.op("Add", [self.op("Mul", [x, cos], f"{name}.cos_mul"),
                                self.op("Mul", [rot, sin], f"{name}.sin_mul")], name)
 
+    def partial_rope(self, x: str, cos: str, sin: str, name: str,
+                     lead: tuple[int, ...]) -> str:
+        """RoPE on the first ``rope_dim`` dims of each head; with ``rope_interleaved`` the
+        rotation pairs dims (2i, 2i+1) (GPT-J's rotate-every-two) rather than (i, i + d/2)."""
+        s = self.s
+        rd, hd = s.rope_dim, s.head_dim
+        rot = x
+        if rd < hd:
+            rot = self.op("Slice", [x, self.const([0]), self.const([rd]), self.const([-1])],
+                          f"{name}.rot_part")
+            keep = self.op("Slice", [x, self.const([rd]), self.const([hd]), self.const([-1])],
+                           f"{name}.pass_part")
+        if s.rope_interleaved:
+            pairs = self.reshape(rot, (*lead, rd // 2, 2), f"{name}.pairs")
+            even = self.op("Slice", [pairs, self.const([0]), self.const([1]), self.const([-1])],
+                           f"{name}.even")
+            odd = self.op("Slice", [pairs, self.const([1]), self.const([2]), self.const([-1])],
+                          f"{name}.odd")
+            turned = self.op("Concat", [self.op("Neg", [odd], f"{name}.neg"), even],
+                             f"{name}.rotate_pairs", axis=-1)
+            turned = self.reshape(turned, (*lead, rd), f"{name}.rotate_every_two")
+        else:
+            half = rd // 2
+            x1 = self.op("Slice", [rot, self.const([0]), self.const([half]), self.const([-1])],
+                         f"{name}.x1")
+            x2 = self.op("Slice", [rot, self.const([half]), self.const([rd]),
+                                   self.const([-1])], f"{name}.x2")
+            turned = self.op("Concat", [self.op("Neg", [x2], f"{name}.neg"), x1],
+                             f"{name}.rotate_half", axis=-1)
+        out_name = name if rd == hd else f"{name}.rotated"
+        y = self.op("Add", [self.op("Mul", [rot, cos], f"{name}.cos_mul"),
+                            self.op("Mul", [turned, sin], f"{name}.sin_mul")], out_name)
+        if rd < hd:
+            y = self.op("Concat", [y, keep], name, axis=-1)
+        return y
+
     def rope_tables(self, start: int, length: int) -> tuple[str, str]:
-        """cos/sin [length, head_dim] for absolute positions start..start+length-1."""
+        """cos/sin [length, rope_dim] for absolute positions start..start+length-1."""
         pos = self.op("Range", [self.const(float(start), "float32"),
                                 self.const(float(start + length), "float32"),
                                 self.const(1.0, "float32")], "rope.positions")
         inv = _inv_freq(self.s)
+        # one angle per rotated dim: pairs (2i, 2i+1) share a frequency when interleaved,
+        # dims i and i + d/2 otherwise
+        per_dim = np.repeat(inv, 2) if self.s.rope_interleaved else np.concatenate([inv, inv])
         freqs = self.op("Mul", [self.op("Unsqueeze", [pos, self.const([1])], "rope.pos_col"),
-                                self.const(np.concatenate([inv, inv])[None, :], "float32")],
+                                self.const(per_dim[None, :], "float32")],
                         "rope.angles")
         cos, sin = self.op("Cos", [freqs], "rope.cos"), self.op("Sin", [freqs], "rope.sin")
         if self.onnx_type != TensorProto.FLOAT:
@@ -581,8 +685,8 @@ class _Builder:
         k = self.op("Transpose", [k], f"{p}.k_heads_first", perm=[0, 2, 1, 3])
         v = self.op("Transpose", [v], f"{p}.v_heads_first", perm=[0, 2, 1, 3])
         if s.uses_rope(i):
-            q = self.rope(q, cos, sin, f"{p}.q_rope")
-            k = self.rope(k, cos, sin, f"{p}.k_rope")
+            q = self.rope(q, cos, sin, f"{p}.q_rope", (batch, kvh, g, seq))
+            k = self.rope(k, cos, sin, f"{p}.k_rope", (batch, kvh, seq))
         return q, k, v
 
     def core(self, q: str, k: str, v: str, i: int, batch: int, seq: int, past: int,
@@ -639,14 +743,20 @@ class _Builder:
                       sin: str | None, core: Callable, ffn: Callable) -> tuple[str, Any]:
         """One decoder layer around ``core(q, k, v) -> (ctx, extra)`` and ``ffn(x) -> y``."""
         s, p = self.s, f"model.layers.{i}"
+        if s.parallel_residual:
+            # GPT-J: one norm feeds both branches; h + (attention + MLP).
+            x = self.norm(h, f"{p}.input_layernorm")
+            ctx, extra = core(*self.qkv(x, i, batch, seq, cos, sin))
+            both = self.op("Add", [self.out_proj(ctx, i, batch, seq), ffn(x)],
+                           f"{p}.attn_plus_mlp")
+            return self.op("Add", [h, both], f"{p}.parallel_residual"), extra
         if s.post_norm:
             ctx, extra = core(*self.qkv(h, i, batch, seq, cos, sin))
             attn = self.rmsnorm(self.out_proj(ctx, i, batch, seq),
                                 self.param(f"{p}.post_attention_layernorm.weight", (s.hidden,),
                                            "norm"), f"{p}.post_attention_layernorm")
         else:
-            x = self.rmsnorm(h, self.param(f"{p}.input_layernorm.weight", (s.hidden,), "norm"),
-                             f"{p}.input_layernorm")
+            x = self.norm(h, f"{p}.input_layernorm")
             ctx, extra = core(*self.qkv(x, i, batch, seq, cos, sin))
             attn = self.out_proj(ctx, i, batch, seq)
         h = self.op("Add", [h, attn], f"{p}.attn_residual")
@@ -678,6 +788,12 @@ class _Builder:
 
     def dense_mlp(self, x: str, i: int, lead: tuple[int, int]) -> str:
         s, f, p = self.s, self.sh.inter, f"model.layers.{i}.mlp"
+        if s.mlp_act == "gelu":
+            # GPT-J: fc_in, GELU in its tanh form (Hugging Face "gelu_new"), fc_out.
+            y = self.linear(x, f"{p}.fc_in", (s.hidden, f), s.mlp_bias)
+            y = self.op("Gelu", [y], f"{p}.act", approximate="tanh")
+            return self.row_linear(y, f"{p}.fc_out", (f, s.hidden), s.mlp_bias,
+                                   (*lead, s.hidden))
         gate = self.linear(x, f"{p}.gate_proj", (s.hidden, f), s.mlp_bias)
         up = self.linear(x, f"{p}.up_proj", (s.hidden, f), s.mlp_bias)
         return self.row_linear(self.swiglu(gate, up, f"{p}.act"), f"{p}.down_proj",
@@ -806,6 +922,9 @@ class _Builder:
             y = self.reshape(y, (*lead, vc), "lm_head.unflatten")
         else:
             y = self.op("MatMul", [x, self.param("lm_head.weight", (s.hidden, vc))], "lm_head")
+        if s.lm_head_bias:
+            # each chip adds its slice of the vocabulary's bias before the gather
+            y = self.op("Add", [y, self.param("lm_head.bias", (vc,), "bias")], "lm_head.bias_add")
         if self.sh.tp > 1:
             y = self.collective("AllGather", y, "lm_head.all_gather", (*lead, vc * self.sh.tp),
                                 axis=-1)
@@ -905,7 +1024,7 @@ def _graph_all(b: _Builder, batch: int, seq: int, past: int) -> tuple[list, list
             b.op("Identity", [src], f"present.{i}.{kind}")
             outputs.append(_vi(f"present.{i}.{kind}", act, [batch, sh.kv_heads, keep, s.head_dim]))
     last = b.op("Slice", [h, b.const([-1]), b.const([2**62]), b.const([1])], "model.last_token")
-    last = b.rmsnorm(last, b.param("model.norm.weight", (s.hidden,), "norm"), "model.norm")
+    last = b.norm(last, "model.norm")
     b.lm_head(last, (batch, 1))
     return inputs, outputs
 
@@ -973,8 +1092,7 @@ def _graph_head(b: _Builder, rows: int, tokens: int) -> tuple[list, list]:
     outputs = [_vi("logits", act, [1, rows, s.vocab]),
                _vi("inputs_embeds", act, [1, tokens, s.hidden])]
     b.op("Identity", [b.embed("input_ids", (1, tokens))], "inputs_embeds")
-    x = b.rmsnorm("hidden_states", b.param("model.norm.weight", (s.hidden,), "norm"),
-                  "model.norm")
+    x = b.norm("hidden_states", "model.norm")
     b.lm_head(x, (1, rows))
     return inputs, outputs
 
