@@ -1,9 +1,32 @@
 """Build standard ONNX graphs of decoder-only LLMs from Hugging Face-style configs.
 
-One prefill step or one decode step of Llama 3.x, EXAONE 3.5 / 4.0 and gpt-oss shaped models:
-embedding, RMSNorm, GQA attention with RoPE and a KV cache, sliding-window layers, SwiGLU or a
-top-k mixture of experts, final norm and LM head. Only default-domain ops (opset 23) are used, so
-onnxruntime runs the tiny configs and any ONNX tool can read the big ones.
+One prefill step or one decode step of Llama 2 / 3.x, EXAONE 3.5 / 4.0, gpt-oss, Qwen3 and GPT-J
+shaped models: embedding, RMSNorm or LayerNorm, GQA attention with RoPE and a KV cache,
+sliding-window layers, SwiGLU, a GELU MLP or a top-k mixture of experts, final norm and LM head.
+Only default-domain ops (opset 23) are used, so onnxruntime runs the tiny configs and any ONNX
+tool can read the big ones.
+
+Features chosen by ``model_type`` (the Hugging Face modelling code of each family decides them,
+not config keys):
+
+- ``exaone4``: per-head RMSNorm on q and k (``self_attn.q_norm`` / ``k_norm``, weight
+  ``[head_dim]``), norms after attention and MLP instead of before, no RoPE on global layers
+  when the model has sliding ones.
+- ``qwen3``: the same per-head q/k RMSNorm, applied after the projections and before RoPE,
+  with ordinary pre-norm layers (``Qwen3Attention``).
+- ``gpt_oss``: attention sinks, biases on every projection, clamped SwiGLU.
+- ``gptj``: a parallel block, ``h + attn(LN(h)) + mlp(LN(h))``, with one LayerNorm (weight and
+  bias) per layer; RoPE on the first ``rotary_dim`` dims of each head only, rotating adjacent
+  pairs (2i, 2i+1) ("rotate every two") while the rest pass through; no q/k/v/out biases; an
+  MLP ``fc_in -> GELU (tanh form, "gelu_new") -> fc_out`` with biases; a final LayerNorm; an
+  untied LM head with a bias. GPT-J's own keys (``n_embd``, ``n_layer``, ``n_head``,
+  ``n_inner`` = null meaning 4 x ``n_embd``, ``n_positions``) are read as their Hugging Face
+  equivalents. Its parameters keep this module's names (``model.layers.{i}.self_attn.o_proj``
+  for ``transformer.h.{i}.attn.out_proj``, ``input_layernorm`` for ``ln_1``,
+  ``mlp.fc_in`` / ``mlp.fc_out``, ``model.norm`` for ``ln_f``).
+
+Every other config key keeps its Hugging Face meaning (``attention_bias``, ``mlp_bias``,
+``tie_word_embeddings``, ``sliding_window`` / ``layer_types``, ``rotary_dim``).
 
 A serving simulation costs a step from parts rather than whole graphs (``part=``): one decoder
 layer without its attention core for the step's T tokens ("dense"), one layer's attention core
