@@ -294,3 +294,20 @@ def test_tiny_matches_reference_and_decode_matches_prefill(ort, name):
                  if k.startswith("present.")})
     step = _run(ort, B.build_llm(name, "decode", batch, kv_len=n - 1, dtype="fp32"), feed)
     np.testing.assert_allclose(step["logits"], out["logits"], atol=1e-4)
+
+
+# -- tensor parallelism (the ATOM-Max rows run over 4 dies) --------------------------------
+@pytest.mark.parametrize("name, reduces", [("qwen3-4b", 2), ("gpt-j-6b", 2)])
+def test_one_of_four_chips(name, reduces):
+    m = B.build_llm(name, "prefill", batch=1, seq=8, part="dense", layer=0, tp=4)
+    B.check(m)
+    ops = _census(m)
+    # o_proj and the MLP's down projection each end in an all-reduce, parallel block or not
+    assert ops["AllReduce"] == reduces
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    s = B.resolve(name)
+    assert inits["model.layers.0.self_attn.q_proj.weight"] == [s.hidden, s.heads // 4 * s.head_dim]
+    if s.qk_norm:
+        assert inits["model.layers.0.self_attn.k_norm.weight"] == [s.head_dim]
+    else:
+        assert inits["model.layers.0.mlp.fc_in.bias"] == [s.inter // 4]
