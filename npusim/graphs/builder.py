@@ -1,9 +1,32 @@
 """Build standard ONNX graphs of decoder-only LLMs from Hugging Face-style configs.
 
-One prefill step or one decode step of Llama 3.x, EXAONE 3.5 / 4.0 and gpt-oss shaped models:
-embedding, RMSNorm, GQA attention with RoPE and a KV cache, sliding-window layers, SwiGLU or a
-top-k mixture of experts, final norm and LM head. Only default-domain ops (opset 23) are used, so
-onnxruntime runs the tiny configs and any ONNX tool can read the big ones.
+One prefill step or one decode step of Llama 2 / 3.x, EXAONE 3.5 / 4.0, gpt-oss, Qwen3 and GPT-J
+shaped models: embedding, RMSNorm or LayerNorm, GQA attention with RoPE and a KV cache,
+sliding-window layers, SwiGLU, a GELU MLP or a top-k mixture of experts, final norm and LM head.
+Only default-domain ops (opset 23) are used, so onnxruntime runs the tiny configs and any ONNX
+tool can read the big ones.
+
+Features chosen by ``model_type`` (the Hugging Face modelling code of each family decides them,
+not config keys):
+
+- ``exaone4``: per-head RMSNorm on q and k (``self_attn.q_norm`` / ``k_norm``, weight
+  ``[head_dim]``), norms after attention and MLP instead of before, no RoPE on global layers
+  when the model has sliding ones.
+- ``qwen3``: the same per-head q/k RMSNorm, applied after the projections and before RoPE,
+  with ordinary pre-norm layers (``Qwen3Attention``).
+- ``gpt_oss``: attention sinks, biases on every projection, clamped SwiGLU.
+- ``gptj``: a parallel block, ``h + attn(LN(h)) + mlp(LN(h))``, with one LayerNorm (weight and
+  bias) per layer; RoPE on the first ``rotary_dim`` dims of each head only, rotating adjacent
+  pairs (2i, 2i+1) ("rotate every two") while the rest pass through; no q/k/v/out biases; an
+  MLP ``fc_in -> GELU (tanh form, "gelu_new") -> fc_out`` with biases; a final LayerNorm; an
+  untied LM head with a bias. GPT-J's own keys (``n_embd``, ``n_layer``, ``n_head``,
+  ``n_inner`` = null meaning 4 x ``n_embd``, ``n_positions``) are read as their Hugging Face
+  equivalents. Its parameters keep this module's names (``model.layers.{i}.self_attn.o_proj``
+  for ``transformer.h.{i}.attn.out_proj``, ``input_layernorm`` for ``ln_1``,
+  ``mlp.fc_in`` / ``mlp.fc_out``, ``model.norm`` for ``ln_f``).
+
+Every other config key keeps its Hugging Face meaning (``attention_bias``, ``mlp_bias``,
+``tie_word_embeddings``, ``sliding_window`` / ``layer_types``, ``rotary_dim``).
 
 A serving simulation costs a step from parts rather than whole graphs (``part=``): one decoder
 layer without its attention core for the step's T tokens ("dense"), one layer's attention core
@@ -17,20 +40,24 @@ carry only dims and data type and point at an external file that is never writte
 Llama 3.1 405B builds in well under a second. Every initializer is a model parameter; constants
 (shape vectors, RoPE frequencies, mask values) are ``Constant`` nodes.
 
-This module imports only onnx, numpy and the standard library.
+This module imports only onnx, numpy, the standard library and
+:mod:`npusim.graphs.llm_spec` (configs, :class:`Spec`, parameter counts).
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
+# What a model is (configs, Spec, parameter arithmetic) lives in llm_spec; re-exported here,
+# where callers have always found it.
+from npusim.graphs.llm_spec import (Spec, count_parameters, list_models, load_config,  # noqa: F401
+                                    param_shapes, resolve)
 
 OPSET = 23
 IR_VERSION = 10
@@ -50,275 +77,10 @@ _DTYPES = {
 _DTYPE_ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16",
                   "bfloat16": "bf16"}
 
-# Hugging Face key spellings that differ between model families (EXAONE 3.5 uses its own).
-_KEY_ALIASES = {"num_layers": "num_hidden_layers", "layer_norm_epsilon": "rms_norm_eps",
-                "n_routed_experts": "num_local_experts", "num_experts": "num_local_experts",
-                "experts_per_token": "num_experts_per_tok"}
-
-
-# -- configs ------------------------------------------------------------------------------
-def _configs_dir():
-    try:
-        return resources.files(__package__ or "npusim.graphs").joinpath("configs")
-    except ModuleNotFoundError:
-        # Imported straight from a checkout (e.g. doctests run on graphs/), not as a package.
-        return Path(__file__).resolve().parent / "configs"
-
-
-def list_models() -> list[str]:
-    """Names of the committed configs, sorted.
-
-    Returns
-    -------
-    list of str
-        Names accepted by :func:`load_config` and :func:`build_llm`.
-
-    Examples
-    --------
-    >>> "llama-3.1-8b" in list_models()
-    True
-    """
-    return sorted(p.name[:-5] for p in _configs_dir().iterdir() if p.name.endswith(".json"))
-
-
-def load_config(name: str) -> dict:
-    """Load a committed Hugging Face-style config by name.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`list_models`, e.g. ``"llama-3.1-8b"``.
-
-    Returns
-    -------
-    dict
-        The config, with its ``_npusim`` provenance block.
-
-    Raises
-    ------
-    ValueError
-        If no config has that name; the message lists the known names.
-    """
-    known = list_models()
-    if name not in known:
-        raise ValueError(f"unknown LLM config {name!r}; known configs: {', '.join(known)}. "
-                         "Pass one of these names, or a Hugging Face config dict.")
-    return json.loads(_configs_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The architecture facts the builder needs, resolved from a config dict."""
-
-    name: str
-    model_type: str
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    inter: int
-    vocab: int
-    eps: float
-    rope_theta: float
-    rope_scaling: dict | None
-    tie: bool
-    experts: int
-    top_k: int
-    window: int | None
-    layer_types: tuple[str, ...]
-    attention_bias: bool
-    mlp_bias: bool
-    sinks: bool
-    qk_norm: bool
-    post_norm: bool
-    rope_on_full: bool
-    swiglu_limit: float | None
-    swiglu_alpha: float
-    # the context window (``max_position_embeddings``): positions the model was built for
-    context: int | None = None
-
-    @property
-    def group(self) -> int:
-        return self.heads // self.kv_heads
-
-    def is_sliding(self, layer: int) -> bool:
-        return self.window is not None and self.layer_types[layer] == "sliding_attention"
-
-    def uses_rope(self, layer: int) -> bool:
-        return self.rope_on_full or self.is_sliding(layer)
-
-
-def _require(cfg: dict, key: str, where: str) -> Any:
-    if key not in cfg or cfg[key] is None:
-        raise ValueError(f"LLM config {where}: required key {key!r} is missing; add it "
-                         "(Hugging Face spelling, e.g. hidden_size, num_hidden_layers).")
-    return cfg[key]
-
-
-def _positive_int(cfg: dict, key: str, where: str) -> int:
-    value = _require(cfg, key, where)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"LLM config {where}: {key!r} must be a positive integer, got {value!r}.")
-    return value
-
-
-def _layer_types(cfg: dict, layers: int, window: int | None, where: str) -> tuple[str, ...]:
-    types = cfg.get("layer_types")
-    pattern = cfg.get("sliding_window_pattern")
-    if types is None and isinstance(pattern, str) and pattern:
-        types = ["sliding_attention" if pattern[i % len(pattern)].upper() == "L"
-                 else "full_attention" for i in range(layers)]
-    if types is None:
-        types = ["sliding_attention" if window else "full_attention"] * layers \
-            if cfg.get("model_type") in ("mistral",) else ["full_attention"] * layers
-    types = tuple(types)
-    if len(types) != layers:
-        raise ValueError(f"LLM config {where}: layer_types has {len(types)} entries but "
-                         f"num_hidden_layers is {layers}; give one entry per layer.")
-    bad = sorted({t for t in types if t not in ("sliding_attention", "full_attention")})
-    if bad:
-        raise ValueError(f"LLM config {where}: unknown layer_types {bad}; use "
-                         "'sliding_attention' or 'full_attention'.")
-    if window is None and "sliding_attention" in types:
-        raise ValueError(f"LLM config {where}: layer_types has sliding_attention layers but no "
-                         "sliding_window; set sliding_window to the window length in tokens.")
-    return types
-
-
-def resolve(model: str | dict) -> Spec:
-    """Resolve a config name or dict into a :class:`Spec`.
-
-    Parameters
-    ----------
-    model : str or dict
-        A name from :func:`list_models` or a Hugging Face-style config dict.
-
-    Returns
-    -------
-    Spec
-        Sizes and per-family features (sinks, QK-norm, post-norm, sliding layers, MoE).
-    """
-    raw = load_config(model) if isinstance(model, str) else model
-    if not isinstance(raw, dict):
-        raise ValueError(f"model must be a config name or a dict, got {type(raw).__name__}.")
-    cfg = {_KEY_ALIASES.get(k, k): v for k, v in raw.items()}
-    extra = cfg.get("_npusim") or {}
-    where = repr(model) if isinstance(model, str) else repr(extra.get("name", "<dict>"))
-    hidden = _positive_int(cfg, "hidden_size", where)
-    layers = _positive_int(cfg, "num_hidden_layers", where)
-    heads = _positive_int(cfg, "num_attention_heads", where)
-    kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or hidden // heads
-    if heads % kv_heads:
-        raise ValueError(f"LLM config {where}: num_attention_heads ({heads}) is not a multiple "
-                         f"of num_key_value_heads ({kv_heads}); GQA needs whole groups.")
-    if head_dim % 2:
-        raise ValueError(f"LLM config {where}: head_dim {head_dim} is odd; RoPE needs it even.")
-    model_type = str(cfg.get("model_type", "llama"))
-    window = cfg.get("sliding_window")
-    if window is not None and (not isinstance(window, int) or window <= 0):
-        raise ValueError(f"LLM config {where}: sliding_window must be a positive integer or "
-                         f"null, got {window!r}.")
-    experts = int(cfg.get("num_local_experts") or 0)
-    top_k = int(cfg.get("num_experts_per_tok") or 0)
-    if experts and not 0 < top_k <= experts:
-        raise ValueError(f"LLM config {where}: num_experts_per_tok must be in 1..{experts}, "
-                         f"got {top_k}.")
-    gpt_oss = model_type == "gpt_oss"
-    exaone4 = model_type == "exaone4"
-    return Spec(
-        name=str(extra.get("name", model if isinstance(model, str) else model_type)),
-        model_type=model_type, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
-        head_dim=head_dim, inter=_positive_int(cfg, "intermediate_size", where),
-        vocab=_positive_int(cfg, "vocab_size", where), eps=float(cfg.get("rms_norm_eps", 1e-5)),
-        rope_theta=float(cfg.get("rope_theta", 10000.0)), rope_scaling=cfg.get("rope_scaling"),
-        tie=bool(cfg.get("tie_word_embeddings", False)), experts=experts, top_k=top_k,
-        window=window, layer_types=_layer_types(cfg, layers, window, where),
-        attention_bias=bool(cfg.get("attention_bias", gpt_oss)),
-        mlp_bias=bool(cfg.get("mlp_bias", gpt_oss)),
-        sinks=bool(extra.get("attention_sinks", gpt_oss)),
-        qk_norm=exaone4, post_norm=exaone4,
-        # EXAONE 4.0 leaves RoPE out of its global layers only when it has local layers.
-        rope_on_full=not (exaone4 and window is not None),
-        swiglu_limit=cfg.get("swiglu_limit"),
-        swiglu_alpha=float(extra.get("swiglu_alpha", 1.702)),
-        context=(_positive_int(cfg, "max_position_embeddings", where)
-                 if cfg.get("max_position_embeddings") is not None else None),
-    )
-
-
-# -- parameter arithmetic ----------------------------------------------------------------
-def _param_shapes(s: Spec) -> list[tuple[str, tuple[int, ...]]]:
-    """Every parameter's name and shape, in graph order; the single source of truth."""
-    d, hd, q, kv = s.hidden, s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim
-    out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (s.vocab, d))]
-    for i in range(s.layers):
-        p = f"model.layers.{i}"
-        out.append((f"{p}.input_layernorm.weight" if not s.post_norm
-                    else f"{p}.post_attention_layernorm.weight", (d,)))
-        for proj, width in (("q_proj", q), ("k_proj", kv), ("v_proj", kv)):
-            out.append((f"{p}.self_attn.{proj}.weight", (d, width)))
-            if s.attention_bias:
-                out.append((f"{p}.self_attn.{proj}.bias", (width,)))
-        if s.qk_norm:
-            out += [(f"{p}.self_attn.q_norm.weight", (hd,)), (f"{p}.self_attn.k_norm.weight", (hd,))]
-        if s.sinks:
-            out.append((f"{p}.self_attn.sinks", (s.heads,)))
-        out.append((f"{p}.self_attn.o_proj.weight", (q, d)))
-        if s.attention_bias:
-            out.append((f"{p}.self_attn.o_proj.bias", (d,)))
-        out.append((f"{p}.post_attention_layernorm.weight" if not s.post_norm
-                    else f"{p}.post_feedforward_layernorm.weight", (d,)))
-        if s.experts:
-            e, f = s.experts, s.inter
-            out += [(f"{p}.mlp.router.weight", (d, e)), (f"{p}.mlp.router.bias", (e,))]
-            for proj, shape, bias in (("gate_proj", (e, d, f), (e, f)),
-                                      ("up_proj", (e, d, f), (e, f)),
-                                      ("down_proj", (e, f, d), (e, d))):
-                out.append((f"{p}.mlp.experts.{proj}.weight", shape))
-                if s.mlp_bias:
-                    out.append((f"{p}.mlp.experts.{proj}.bias", bias))
-        else:
-            for proj, shape, bias in (("gate_proj", (d, s.inter), (s.inter,)),
-                                      ("up_proj", (d, s.inter), (s.inter,)),
-                                      ("down_proj", (s.inter, d), (d,))):
-                out.append((f"{p}.mlp.{proj}.weight", shape))
-                if s.mlp_bias:
-                    out.append((f"{p}.mlp.{proj}.bias", bias))
-    out.append(("model.norm.weight", (d,)))
-    if not s.tie:
-        out.append(("lm_head.weight", (d, s.vocab)))
-    return out
-
-
-def count_parameters(model_or_config: str | dict | onnx.ModelProto) -> int:
-    """Total parameter count of a config (by arithmetic) or of a built model (by initializers).
-
-    Parameters
-    ----------
-    model_or_config : str, dict or onnx.ModelProto
-        A config name, a config dict, or a model from :func:`build_llm`.
-
-    Returns
-    -------
-    int
-        Number of parameters; for MoE models all experts count, not only the active ones.
-
-    Examples
-    --------
-    >>> count_parameters("llama-3.1-8b")
-    8030261248
-    """
-    if isinstance(model_or_config, onnx.ModelProto):
-        return sum(math.prod(t.dims) for t in model_or_config.graph.initializer)
-    return sum(math.prod(shape) for _, shape in _param_shapes(resolve(model_or_config)))
-
-
 # -- graph construction ------------------------------------------------------------------
 def _inv_freq(s: Spec) -> np.ndarray:
     """RoPE inverse frequencies, with Llama 3 long-context scaling when the config asks."""
-    hd = s.head_dim
+    hd = s.rope_dim
     inv = 1.0 / (s.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
     sc = s.rope_scaling or {}
     if sc.get("rope_type") == "llama3":
@@ -495,6 +257,16 @@ class _Builder:
     def rmsnorm(self, x: str, weight: str, name: str) -> str:
         return self.op("RMSNormalization", [x, weight], name, epsilon=self.s.eps, axis=-1)
 
+    def norm(self, x: str, prefix: str) -> str:
+        """The model's norm over ``hidden``: RMSNorm with ``{prefix}.weight``, or LayerNorm
+        with ``{prefix}.weight`` and ``{prefix}.bias`` (GPT-J)."""
+        s = self.s
+        w = self.param(f"{prefix}.weight", (s.hidden,), "norm")
+        if s.norm == "rms":
+            return self.rmsnorm(x, w, prefix)
+        b = self.param(f"{prefix}.bias", (s.hidden,), "bias")
+        return self.op("LayerNormalization", [x, w, b], prefix, epsilon=s.eps, axis=-1)
+
     def linear(self, x: str, prefix: str, shape: tuple[int, int], bias: bool) -> str:
         """A linear layer; under tensor parallelism ``shape`` is the column-parallel shard."""
         y = self.op("MatMul", [x, self.param(f"{prefix}.weight", shape)], prefix)
@@ -517,7 +289,11 @@ class _Builder:
     def reshape(self, x: str, shape, name: str) -> str:
         return self.op("Reshape", [x, self.const(list(shape))], name)
 
-    def rope(self, x: str, cos: str, sin: str, name: str) -> str:
+    def rope(self, x: str, cos: str, sin: str, name: str, lead: tuple[int, ...]) -> str:
+        """RoPE on ``x [*lead, head_dim]``: whole heads by halves (Llama), or the first
+        ``rotary_dim`` dims by adjacent pairs with the rest passed through (GPT-J)."""
+        if self.s.rotary_dim is not None or self.s.rope_interleaved:
+            return self.partial_rope(x, cos, sin, name, lead)
         half = self.s.head_dim // 2
         x1 = self.op("Slice", [x, self.const([0]), self.const([half]), self.const([-1])],
                      f"{name}.x1")
@@ -528,14 +304,53 @@ class _Builder:
         return self.op("Add", [self.op("Mul", [x, cos], f"{name}.cos_mul"),
                                self.op("Mul", [rot, sin], f"{name}.sin_mul")], name)
 
+    def partial_rope(self, x: str, cos: str, sin: str, name: str,
+                     lead: tuple[int, ...]) -> str:
+        """RoPE on the first ``rope_dim`` dims of each head; with ``rope_interleaved`` the
+        rotation pairs dims (2i, 2i+1) (GPT-J's rotate-every-two) rather than (i, i + d/2)."""
+        s = self.s
+        rd, hd = s.rope_dim, s.head_dim
+        rot = x
+        if rd < hd:
+            rot = self.op("Slice", [x, self.const([0]), self.const([rd]), self.const([-1])],
+                          f"{name}.rot_part")
+            keep = self.op("Slice", [x, self.const([rd]), self.const([hd]), self.const([-1])],
+                           f"{name}.pass_part")
+        if s.rope_interleaved:
+            pairs = self.reshape(rot, (*lead, rd // 2, 2), f"{name}.pairs")
+            even = self.op("Slice", [pairs, self.const([0]), self.const([1]), self.const([-1])],
+                           f"{name}.even")
+            odd = self.op("Slice", [pairs, self.const([1]), self.const([2]), self.const([-1])],
+                          f"{name}.odd")
+            turned = self.op("Concat", [self.op("Neg", [odd], f"{name}.neg"), even],
+                             f"{name}.rotate_pairs", axis=-1)
+            turned = self.reshape(turned, (*lead, rd), f"{name}.rotate_every_two")
+        else:
+            half = rd // 2
+            x1 = self.op("Slice", [rot, self.const([0]), self.const([half]), self.const([-1])],
+                         f"{name}.x1")
+            x2 = self.op("Slice", [rot, self.const([half]), self.const([rd]),
+                                   self.const([-1])], f"{name}.x2")
+            turned = self.op("Concat", [self.op("Neg", [x2], f"{name}.neg"), x1],
+                             f"{name}.rotate_half", axis=-1)
+        out_name = name if rd == hd else f"{name}.rotated"
+        y = self.op("Add", [self.op("Mul", [rot, cos], f"{name}.cos_mul"),
+                            self.op("Mul", [turned, sin], f"{name}.sin_mul")], out_name)
+        if rd < hd:
+            y = self.op("Concat", [y, keep], name, axis=-1)
+        return y
+
     def rope_tables(self, start: int, length: int) -> tuple[str, str]:
-        """cos/sin [length, head_dim] for absolute positions start..start+length-1."""
+        """cos/sin [length, rope_dim] for absolute positions start..start+length-1."""
         pos = self.op("Range", [self.const(float(start), "float32"),
                                 self.const(float(start + length), "float32"),
                                 self.const(1.0, "float32")], "rope.positions")
         inv = _inv_freq(self.s)
+        # one angle per rotated dim: pairs (2i, 2i+1) share a frequency when interleaved,
+        # dims i and i + d/2 otherwise
+        per_dim = np.repeat(inv, 2) if self.s.rope_interleaved else np.concatenate([inv, inv])
         freqs = self.op("Mul", [self.op("Unsqueeze", [pos, self.const([1])], "rope.pos_col"),
-                                self.const(np.concatenate([inv, inv])[None, :], "float32")],
+                                self.const(per_dim[None, :], "float32")],
                         "rope.angles")
         cos, sin = self.op("Cos", [freqs], "rope.cos"), self.op("Sin", [freqs], "rope.sin")
         if self.onnx_type != TensorProto.FLOAT:
@@ -581,8 +396,8 @@ class _Builder:
         k = self.op("Transpose", [k], f"{p}.k_heads_first", perm=[0, 2, 1, 3])
         v = self.op("Transpose", [v], f"{p}.v_heads_first", perm=[0, 2, 1, 3])
         if s.uses_rope(i):
-            q = self.rope(q, cos, sin, f"{p}.q_rope")
-            k = self.rope(k, cos, sin, f"{p}.k_rope")
+            q = self.rope(q, cos, sin, f"{p}.q_rope", (batch, kvh, g, seq))
+            k = self.rope(k, cos, sin, f"{p}.k_rope", (batch, kvh, seq))
         return q, k, v
 
     def core(self, q: str, k: str, v: str, i: int, batch: int, seq: int, past: int,
@@ -639,14 +454,20 @@ class _Builder:
                       sin: str | None, core: Callable, ffn: Callable) -> tuple[str, Any]:
         """One decoder layer around ``core(q, k, v) -> (ctx, extra)`` and ``ffn(x) -> y``."""
         s, p = self.s, f"model.layers.{i}"
+        if s.parallel_residual:
+            # GPT-J: one norm feeds both branches; h + (attention + MLP).
+            x = self.norm(h, f"{p}.input_layernorm")
+            ctx, extra = core(*self.qkv(x, i, batch, seq, cos, sin))
+            both = self.op("Add", [self.out_proj(ctx, i, batch, seq), ffn(x)],
+                           f"{p}.attn_plus_mlp")
+            return self.op("Add", [h, both], f"{p}.parallel_residual"), extra
         if s.post_norm:
             ctx, extra = core(*self.qkv(h, i, batch, seq, cos, sin))
             attn = self.rmsnorm(self.out_proj(ctx, i, batch, seq),
                                 self.param(f"{p}.post_attention_layernorm.weight", (s.hidden,),
                                            "norm"), f"{p}.post_attention_layernorm")
         else:
-            x = self.rmsnorm(h, self.param(f"{p}.input_layernorm.weight", (s.hidden,), "norm"),
-                             f"{p}.input_layernorm")
+            x = self.norm(h, f"{p}.input_layernorm")
             ctx, extra = core(*self.qkv(x, i, batch, seq, cos, sin))
             attn = self.out_proj(ctx, i, batch, seq)
         h = self.op("Add", [h, attn], f"{p}.attn_residual")
@@ -678,6 +499,12 @@ class _Builder:
 
     def dense_mlp(self, x: str, i: int, lead: tuple[int, int]) -> str:
         s, f, p = self.s, self.sh.inter, f"model.layers.{i}.mlp"
+        if s.mlp_act == "gelu":
+            # GPT-J: fc_in, GELU in its tanh form (Hugging Face "gelu_new"), fc_out.
+            y = self.linear(x, f"{p}.fc_in", (s.hidden, f), s.mlp_bias)
+            y = self.op("Gelu", [y], f"{p}.act", approximate="tanh")
+            return self.row_linear(y, f"{p}.fc_out", (f, s.hidden), s.mlp_bias,
+                                   (*lead, s.hidden))
         gate = self.linear(x, f"{p}.gate_proj", (s.hidden, f), s.mlp_bias)
         up = self.linear(x, f"{p}.up_proj", (s.hidden, f), s.mlp_bias)
         return self.row_linear(self.swiglu(gate, up, f"{p}.act"), f"{p}.down_proj",
@@ -806,6 +633,9 @@ class _Builder:
             y = self.reshape(y, (*lead, vc), "lm_head.unflatten")
         else:
             y = self.op("MatMul", [x, self.param("lm_head.weight", (s.hidden, vc))], "lm_head")
+        if s.lm_head_bias:
+            # each chip adds its slice of the vocabulary's bias before the gather
+            y = self.op("Add", [y, self.param("lm_head.bias", (vc,), "bias")], "lm_head.bias_add")
         if self.sh.tp > 1:
             y = self.collective("AllGather", y, "lm_head.all_gather", (*lead, vc * self.sh.tp),
                                 axis=-1)
@@ -905,7 +735,7 @@ def _graph_all(b: _Builder, batch: int, seq: int, past: int) -> tuple[list, list
             b.op("Identity", [src], f"present.{i}.{kind}")
             outputs.append(_vi(f"present.{i}.{kind}", act, [batch, sh.kv_heads, keep, s.head_dim]))
     last = b.op("Slice", [h, b.const([-1]), b.const([2**62]), b.const([1])], "model.last_token")
-    last = b.rmsnorm(last, b.param("model.norm.weight", (s.hidden,), "norm"), "model.norm")
+    last = b.norm(last, "model.norm")
     b.lm_head(last, (batch, 1))
     return inputs, outputs
 
@@ -973,8 +803,7 @@ def _graph_head(b: _Builder, rows: int, tokens: int) -> tuple[list, list]:
     outputs = [_vi("logits", act, [1, rows, s.vocab]),
                _vi("inputs_embeds", act, [1, tokens, s.hidden])]
     b.op("Identity", [b.embed("input_ids", (1, tokens))], "inputs_embeds")
-    x = b.rmsnorm("hidden_states", b.param("model.norm.weight", (s.hidden,), "norm"),
-                  "model.norm")
+    x = b.norm("hidden_states", "model.norm")
     b.lm_head(x, (1, rows))
     return inputs, outputs
 
