@@ -130,3 +130,16 @@ def net_432():
                "hidden": np.array([[0, 0, 0], [1, 0, 0]], dtype=bool),
                "out": np.zeros((2, 2), dtype=bool)}
     return net, rasters
+
+
+@pytest.fixture(scope="session")
+def ort_run():
+    """Run an ONNX model in onnxruntime on the CPU: ``ort_run(model, feed) -> {output: array}``
+    (the test skips without onnxruntime)."""
+    ort = pytest.importorskip("onnxruntime")
+
+    def run(model, feed):
+        sess = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+        return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+    return run

@@ -177,13 +177,13 @@ def _attention_reference(q, k_new, v_new, pk, pv, kv_len, window, sinks):
     ("tiny-llama", 1, "prefill", 5, 0), ("tiny-llama", 0, "prefill", 4, 6),
     ("tiny-moe", 0, "prefill", 3, 11), ("tiny-moe", 0, "decode", 1, 11),
     ("tiny-moe", 1, "decode", 1, 11), ("tiny-exaone4", 2, "prefill", 4, 9)])
-def test_attention_part_matches_numpy(ort, name, layer, phase, q_len, kv_len):
+def test_attention_part_matches_numpy(ort_run, name, layer, phase, q_len, kv_len):
     m = B.build_llm(name, phase, 2, seq=q_len if phase == "prefill" else None,
                     kv_len=kv_len or None, part="attention", layer=layer, dtype="fp32")
     onnx.checker.check_model(m, full_check=True)
     rng = np.random.default_rng(3)
     feed = {i.name: rng.standard_normal(_dims(i)).astype(np.float32) for i in m.graph.input}
-    out = _run(ort, m, feed)
+    out = ort_run(m, feed)
     s = B.resolve(name)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
     sinks = inits.get(f"model.layers.{layer}.self_attn.sinks")
@@ -337,32 +337,22 @@ def test_bad_part_arguments_are_clear(kwargs, match):
 
 
 # -- tiny graphs still run ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ort():
-    return pytest.importorskip("onnxruntime")
-
-
-def _run(ort, model, feed):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
-
-
 @pytest.mark.parametrize("name", TINY)
-def test_chunked_prefill_matches_one_prefill(ort, name):
+def test_chunked_prefill_matches_one_prefill(ort_run, name):
     # 7 + 5 tokens in two chunks (past the window of 8 on sliding layers) = one prefill of 12.
     ids = np.random.default_rng(5).integers(0, 256, (2, 12))
-    full = _run(ort, B.build_llm(name, "prefill", 2, 12, dtype="fp32"), {"input_ids": ids})
-    first = _run(ort, B.build_llm(name, "prefill", 2, 7, dtype="fp32"), {"input_ids": ids[:, :7]})
+    full = ort_run(B.build_llm(name, "prefill", 2, 12, dtype="fp32"), {"input_ids": ids})
+    first = ort_run(B.build_llm(name, "prefill", 2, 7, dtype="fp32"), {"input_ids": ids[:, :7]})
     feed = {"input_ids": ids[:, 7:]}
     feed.update({"past_key_values." + k[len("present."):]: v for k, v in first.items()
                  if k.startswith("present.")})
-    chunk = _run(ort, B.build_llm(name, "prefill", 2, 5, kv_len=7, dtype="fp32"), feed)
+    chunk = ort_run(B.build_llm(name, "prefill", 2, 5, kv_len=7, dtype="fp32"), feed)
     for key, value in chunk.items():
         np.testing.assert_allclose(value, full[key], atol=1e-3)
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_tiny_parts_run(ort, name):
+def test_tiny_parts_run(ort_run, name):
     rng = np.random.default_rng(1)
     for part, kw in (("dense", dict(batch=1, seq=5)), ("head", dict(batch=2, seq=3)),
                      ("all", dict(batch=2, kv_len=3))):
@@ -372,7 +362,7 @@ def test_tiny_parts_run(ort, name):
                          onnx.TensorProto.INT64 else
                          rng.standard_normal(_dims(i)).astype(np.float32))
                 for i in m.graph.input}
-        out = _run(ort, m, feed)
+        out = ort_run(m, feed)
         assert all(np.isfinite(v).all() for v in out.values())
         if part == "head":
             table = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}

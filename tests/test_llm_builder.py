@@ -222,18 +222,8 @@ def test_exaone35_original_key_names_are_accepted():
 
 
 # -- tiny models run in onnxruntime -------------------------------------------------------
-@pytest.fixture(scope="module")
-def ort():
-    return pytest.importorskip("onnxruntime")
-
-
-def _run(ort, model, feed):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
-
-
 @pytest.mark.parametrize("name", TINY)
-def test_tiny_decode_matches_prefill(ort, name):
+def test_tiny_decode_matches_prefill(ort_run, name):
     n, batch = 12, 2                        # 12 > window 8: sliding caches really are capped
     ids = np.random.default_rng(7).integers(0, 256, (batch, n))
     graphs = {"full": B.build_llm(name, "prefill", batch, n, dtype="fp32"),
@@ -242,19 +232,19 @@ def test_tiny_decode_matches_prefill(ort, name):
     for g in graphs.values():
         assert g.graph.initializer[0].raw_data            # tiny models carry real weights
         onnx.checker.check_model(g, full_check=True)
-    full = _run(ort, graphs["full"], {"input_ids": ids})
-    head = _run(ort, graphs["head"], {"input_ids": ids[:, :-1]})
+    full = ort_run(graphs["full"], {"input_ids": ids})
+    head = ort_run(graphs["head"], {"input_ids": ids[:, :-1]})
     feed = {"input_ids": ids[:, -1:]}
     feed.update({"past_key_values." + k[len("present."):]: v for k, v in head.items()
                  if k.startswith("present.")})
-    step = _run(ort, graphs["step"], feed)
+    step = ort_run(graphs["step"], feed)
     assert np.isfinite(full["logits"]).all() and full["logits"].std() > 0.1
     np.testing.assert_allclose(step["logits"], full["logits"], atol=1e-3)
     for key, value in step.items():          # the new cache equals the longer prefill's
         np.testing.assert_allclose(value, full[key], atol=1e-3)
 
 
-def test_sliding_mask_by_hand(ort):
+def test_sliding_mask_by_hand(ort_run):
     # Decode at position 11 with window 8: the cache holds positions 3..10 and the new token
     # may see positions 4..11 only, so the oldest cached slot is masked out.
     m = B.build_llm("tiny-moe", "decode", 1, kv_len=11, dtype="fp32")
@@ -266,16 +256,16 @@ def test_sliding_mask_by_hand(ort):
     for i, length in enumerate([8, 11, 8, 11]):
         for kind in ("key", "value"):
             feed[f"past_key_values.{i}.{kind}"] = np.zeros((1, 2, length, 16), np.float32)
-    out = _run(ort, m, feed)
+    out = ort_run(m, feed)
     assert out["mask.sliding.allowed"].tolist() == [[False] + [True] * 8]
     assert out["mask.full.causal"].tolist() == [[True] * 12]
 
 
-def test_prefill_sliding_mask_by_hand(ort):
+def test_prefill_sliding_mask_by_hand(ort_run):
     m = B.build_llm("tiny-moe", "prefill", 1, 10, dtype="fp32")
     m.graph.output.append(onnx.helper.make_tensor_value_info(
         "mask.sliding.allowed", onnx.TensorProto.BOOL, None))
-    allowed = _run(ort, m, {"input_ids": np.zeros((1, 10), np.int64)})["mask.sliding.allowed"]
+    allowed = ort_run(m, {"input_ids": np.zeros((1, 10), np.int64)})["mask.sliding.allowed"]
     q, k = np.arange(10)[:, None], np.arange(10)[None, :]
     np.testing.assert_array_equal(allowed, (k <= q) & (q - k < 8))
 

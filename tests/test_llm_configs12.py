@@ -186,16 +186,6 @@ def test_prefill_and_decode_simulate(npu_graphs, name, arch):
 
 
 # -- tiny variants in onnxruntime -----------------------------------------------------------
-@pytest.fixture(scope="module")
-def ort():
-    return pytest.importorskip("onnxruntime")
-
-
-def _run(ort, model, feed):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
-
-
 def _weights(m: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
 
@@ -278,21 +268,21 @@ def _reference_logits(name: str, w: dict, ids: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["tiny-qwen3", "tiny-gptj"])
-def test_tiny_matches_reference_and_decode_matches_prefill(ort, name):
+def test_tiny_matches_reference_and_decode_matches_prefill(ort_run, name):
     n, batch = 10, 2
     ids = np.random.default_rng(3).integers(0, 256, (batch, n))
     full = B.build_llm(name, "prefill", batch, n, dtype="fp32")
     onnx.checker.check_model(full, full_check=True)
-    out = _run(ort, full, {"input_ids": ids})
+    out = ort_run(full, {"input_ids": ids})
     ref = _reference_logits(name, _weights(full), ids)
     assert out["logits"].std() > 0.1
     np.testing.assert_allclose(out["logits"], ref, atol=2e-4, rtol=1e-4)
-    head = _run(ort, B.build_llm(name, "prefill", batch, n - 1, dtype="fp32"),
+    head = ort_run(B.build_llm(name, "prefill", batch, n - 1, dtype="fp32"),
                 {"input_ids": ids[:, :-1]})
     feed = {"input_ids": ids[:, -1:]}
     feed.update({"past_key_values." + k[len("present."):]: v for k, v in head.items()
                  if k.startswith("present.")})
-    step = _run(ort, B.build_llm(name, "decode", batch, kv_len=n - 1, dtype="fp32"), feed)
+    step = ort_run(B.build_llm(name, "decode", batch, kv_len=n - 1, dtype="fp32"), feed)
     np.testing.assert_allclose(step["logits"], out["logits"], atol=1e-4)
 
 

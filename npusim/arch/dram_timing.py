@@ -16,12 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError
-from .loader import parse_yaml, preset_names, read_preset
+from .loader import preset_loader, preset_names
 from .model import FrozenMap
 from .schema import (GEOMETRY_BASIS, F, FieldProblem, S, _line, check_range, did_you_mean,
                      read_described, read_sources)
@@ -187,18 +186,7 @@ def load_dram_timing(name_or_path: str | Path) -> DramTiming:
     >>> t.burst, round(t.channel_bandwidth / 1e9, 3)
     (64.0, 48.0)
     """
-    text, label = _read_text(name_or_path)
-    return _cached(text, label)
-
-
-def _read_text(name_or_path: str | Path) -> tuple[str, str]:
-    return read_preset(name_or_path, "dram", "the DRAM timing file",
-                       f"DRAM type {str(name_or_path)!r} has no timing preset")
-
-
-@lru_cache(maxsize=64)
-def _cached(text: str, label: str) -> DramTiming:
-    return build_dram_timing(parse_yaml(text, label), label)
+    return _load(name_or_path)
 
 
 def _parse_timing(value: Any, clock: float) -> tuple[str, float]:
@@ -279,5 +267,9 @@ def _cross_check(p: DramTiming, label: str) -> None:
                         f"({t['tRAS']:g} s); tRC is at least tRAS + tRP")
 
 
+_load = preset_loader("dram", "the DRAM timing file", "DRAM type {name} has no timing preset",
+                      build_dram_timing)
+
 __all__ = ["DramTiming", "NCK_RANGE", "SCHEMA", "TIMINGS", "TIMING_RANGE", "build_dram_timing",
            "dram_presets", "has_preset", "load_dram_timing"]
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,21 @@ def preset_names(folder: str) -> list[str]:
     """Names of the shipped presets in ``npusim/archs/<folder>`` (``dram``, ``snn``), sorted."""
     entries = importlib.resources.files("npusim.archs").joinpath(folder).iterdir()
     return sorted(e.name[:-5] for e in entries if e.is_file() and e.name.endswith(".yaml"))
+
+
+def preset_loader(folder: str, what: str, unknown: str, build):
+    """A loader of the presets in ``npusim/archs/<folder>`` by name, or of a user's file by
+    path: ``read_preset`` for the text, ``build(tree, label)`` for the object, memoised on the
+    text (a preset read twice is parsed once). ``unknown`` is formatted with ``name``."""
+    @lru_cache(maxsize=64)
+    def cached(text: str, label: str):
+        return build(parse_yaml(text, label), label)
+
+    def load(name_or_path: str | Path):
+        text, label = read_preset(name_or_path, folder, what,
+                                  unknown.format(name=repr(str(name_or_path))))
+        return cached(text, label)
+    return load
 
 
 def read_preset(name_or_path: str | Path, folder: str, what: str,

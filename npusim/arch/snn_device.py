@@ -41,12 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError, NpusimError
-from .loader import parse_yaml, preset_names, read_description, read_preset
+from .loader import parse_yaml, preset_loader, preset_names, read_description
 from .model import FrozenMap
 from .schema import (F, S, _line, _read_section, did_you_mean, read_described, read_sources,
                      without)
@@ -461,18 +460,7 @@ def load_snn_device(name_or_path: str | Path) -> SnnDevice:
     >>> d.structure.neurons, round(d.costs.events["synop"].energy * 1e12, 1)
     (131072, 35.5)
     """
-    text, label = _read_text(name_or_path)
-    return _cached(text, label)
-
-
-def _read_text(name_or_path: str | Path) -> tuple[str, str]:
-    return read_preset(name_or_path, "snn", "the spiking-core device file",
-                       f"spiking-core device {str(name_or_path)!r} has no preset")
-
-
-@lru_cache(maxsize=64)
-def _cached(text: str, label: str) -> SnnDevice:
-    return build_snn_device(parse_yaml(text, label), label)
+    return _load(name_or_path)
 
 
 def _volts(value: str | None, label: str, dotted: str) -> float | None:
@@ -645,6 +633,10 @@ def _cross_check(s: Structure, label: str) -> None:
                         f"section null")
 
 
+_load = preset_loader("snn", "the spiking-core device file",
+                      "spiking-core device {name} has no preset", build_snn_device)
+
 __all__ = ["ASSUMPTION", "BASES", "Barrier", "CostSet", "DEFAULT", "EVENT_KINDS", "EventCost",
            "LinearPower", "MultiChipBarrier", "SCHEMA", "SCOPES", "SnnDevice", "StaticPower",
            "Structure", "build_snn_device", "load_snn_device", "snn_devices"]
+
