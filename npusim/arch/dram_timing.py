@@ -209,11 +209,8 @@ def build_dram_timing(tree: Any, label: str) -> DramTiming:
     ArchError
         Naming ``label`` and the dotted field at fault, with the fix.
     """
-    if not isinstance(tree, Mapping):
-        raise ArchError(f"{label}: a DRAM timing preset must be a mapping of fields (name, "
-                        f"description, sources, clock, pin_rate, geometry, timing, "
-                        f"controller); start from npusim/archs/dram/hbm3.yaml")
-    v = read_described(tree, _SCHEMA, _OWN, _OWN, label)
+    v = read_described(tree, _SCHEMA, _OWN, _OWN, label, "a DRAM timing preset",
+                       "npusim/archs/dram/hbm3.yaml")
     sources = read_sources(tree, label, "{S1: https://...}")
     timing = tree["timing"]
     if not isinstance(timing, Mapping):

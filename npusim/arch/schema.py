@@ -562,11 +562,18 @@ def without(tree: Mapping, keys: tuple[str, ...]) -> Mapping:
     return rest
 
 
-def read_described(tree: Mapping, spec: S, own: tuple[str, ...], required: tuple[str, ...],
-                   label: str) -> dict:
+def read_described(tree: Any, spec: S, own: tuple[str, ...], required: tuple[str, ...],
+                   label: str, what: str, start: str) -> dict:
     """Validate a description file's top level against ``spec``, leaving out the keys in
     ``own`` that the caller reads itself (``required`` of them must be present); an unknown
-    field's message lists those keys among the valid ones. Line numbers are kept."""
+    field's message lists those keys among the valid ones. Line numbers are kept.
+
+    A top level that is not a mapping is refused as ``what`` (``"a DRAM timing preset"``),
+    naming its fields and the shipped file ``start`` to begin from."""
+    if not isinstance(tree, Mapping):
+        names = ", ".join(dict.fromkeys((*spec.fields, *own)))
+        raise ArchError(f"{label}: {what} must be a mapping of fields ({names}); start from "
+                        f"{start}")
     for key in required:
         if key not in tree:
             raise ArchError(f"{label}: {key}: missing required field at the top level; add it")

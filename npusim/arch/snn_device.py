@@ -580,11 +580,8 @@ def build_snn_device(tree: Any, label: str) -> SnnDevice:
     ArchError
         Naming ``label`` and the dotted field at fault, with the fix.
     """
-    if not isinstance(tree, Mapping):
-        raise ArchError(f"{label}: a spiking-core device must be a mapping of fields (name, "
-                        f"description, sources, structure, costs); start from "
-                        f"npusim/archs/snn/snn-edu.yaml")
-    v = read_described(tree, SCHEMA, _OWN, ("sources",), label)
+    v = read_described(tree, SCHEMA, _OWN, ("sources",), label, "a spiking-core device",
+                       "npusim/archs/snn/snn-edu.yaml")
     sources = read_sources(tree, label, "{D18: Davies 2018, Table 2}")
     if ASSUMPTION in sources:
         raise ArchError(f"{label}: sources.{ASSUMPTION}: is reserved for numbers without a "
