@@ -763,6 +763,8 @@ def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
         "users": scenario.users,
         "rate_rps": scenario.rate,
         "chips": cost.chips,
+        # the multi-chip layout (tp x pp) the cost model runs, for every record
+        "parallel": str(getattr(cost, "parallel", f"tp={cost.chips},pp=1")),
         "requests_measured": len(measured),
         **ttft,
         **_stats(tpot, "tpot"),
