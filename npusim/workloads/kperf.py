@@ -396,7 +396,8 @@ def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=No
 def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
     """The cost model, or None and why it cannot exist (a status for its rows)."""
     try:
-        return _cost_model(model, arch, chips, precision, parallel), OK
+        given = {} if parallel is None else {"parallel": parallel}
+        return _cost_model(model, arch, chips, precision, **given), OK
     except (ArchError, CapacityError) as e:
         return None, _reason(e)
 

@@ -335,6 +335,9 @@ class StepCostModel:
     def _choose(self, chips: int | None,
                 layout: ParallelLayout | None) -> tuple[ParallelLayout, str]:
         """The layout and why: the one given, else the fastest that fits (module docstring)."""
+        wanted = layout.chips if layout is not None else chips
+        if wanted is not None:
+            self.arch.require_link(wanted, f" (parallelism of {self.model} over {wanted} chips)")
         if layout is not None:
             if chips is not None and layout.chips != chips:
                 raise NpusimError(f"--parallel {layout}: tp x pp = {layout.chips} chips, but "
