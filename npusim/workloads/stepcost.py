@@ -368,7 +368,7 @@ class StepCostModel:
         scored = sorted(((self._score(lay), lay.pp, lay) for lay in fitting),
                         key=lambda x: x[:2])
         best = scored[0][2]
-        what = ", ".join(f"{lay} {t * 1e3:.4g} ms" for t, _, lay in scored)
+        what = ", ".join(f"{lay} {t:.4g} s" for t, _, lay in scored)
         return best, (f"fastest that fits on a representative load ({self._rep_text()}): "
                       f"{what}")
 
