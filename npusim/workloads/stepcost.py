@@ -64,7 +64,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
@@ -220,7 +220,7 @@ class StepCostModel:
         A built-in LLM (``npusim models``).
     arch : str, Path or Arch
     chips : int, optional
-        Tensor-parallel chip count; the smallest that fits when omitted.
+        Chips in the system; the smallest with a layout that fits when omitted.
     precision : str or Precision
         One of :data:`PRECISIONS` or a custom :class:`Precision`.
     overrides : arch field overrides (``{"dram.bandwidth": "3 TB/s"}``)
@@ -229,6 +229,10 @@ class StepCostModel:
         V1's default, TensorRT-LLM's PyTorch backend, torch.compile's reduce-overhead mode),
         so every kernel costs the arch's ``graph_launch_overhead`` (where it has one) instead
         of a standalone ``launch_overhead``. False for stacks that launch kernel by kernel.
+    parallel : str or ParallelLayout, optional
+        The layout, ``"tp=4,pp=2"`` (its product must equal ``chips`` when both are given);
+        when omitted, the fastest that fits on a PCIe-linked system and tensor parallelism on
+        others (module docstring). ``parallel`` and ``parallel_why`` say which and why.
 
     Examples
     --------
