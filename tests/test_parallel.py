@@ -268,3 +268,10 @@ def test_link_sensitivity_moves_the_right_way():
 def test_link_sensitivity_refuses_a_chip_without_link():
     with pytest.raises(NpusimError, match="no chip-to-chip link"):
         link_sensitivity(MODEL, replace(load_arch("edu"), link=None), chips=1)
+
+
+def test_the_kv_a_run_needs_decides_the_fit():
+    one = model("pcie")
+    need = one.kv_capacity_tokens + 1
+    m = StepCostModel(MODEL, pcie_edu(), kv_tokens=need)
+    assert m.chips == 2 and m.kv_capacity_tokens >= need

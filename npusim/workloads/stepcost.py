@@ -52,7 +52,8 @@ while busy), plus static power for the rest of the period, summed over all chips
 
 Choosing the layout (when ``parallel`` is not given): on a system whose chips talk over PCIe
 (``link.kind`` starting with ``pcie``) every ``tp x pp = chips`` layout that the model admits
-and that fits (weights plus :data:`MIN_KV_TOKENS` KV tokens per chip) is costed on a
+and that fits (weights plus the KV tokens the run needs, ``kv_tokens``, default
+:data:`MIN_KV_TOKENS`) is costed on a
 representative load (:data:`REP_USERS` users' prompts of :data:`REP_PROMPT` tokens prefilled,
 then :data:`REP_OUTPUT` decode steps of all of them) and the fastest is taken, as a serving
 deployment guide picks TP, PP or both by measurement. On other links (NVLink, Infinity Fabric)
@@ -233,6 +234,10 @@ class StepCostModel:
         The layout, ``"tp=4,pp=2"`` (its product must equal ``chips`` when both are given);
         when omitted, the fastest that fits on a PCIe-linked system and tensor parallelism on
         others (module docstring). ``parallel`` and ``parallel_why`` say which and why.
+    kv_tokens : int, optional
+        KV-cache tokens the run needs beside the weights (e.g. the largest users x (input +
+        output) of a K-Perf matrix); a layout or chip count chosen automatically must hold
+        them. Default :data:`MIN_KV_TOKENS`.
 
     Examples
     --------
@@ -245,7 +250,8 @@ class StepCostModel:
                  precision: str | Precision = "bf16",
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
                  graphs: bool = True,
-                 parallel: "str | ParallelLayout | None" = None) -> None:
+                 parallel: "str | ParallelLayout | None" = None,
+                 kv_tokens: int | None = None) -> None:
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
@@ -262,6 +268,7 @@ class StepCostModel:
         self._cache: dict = {}
         self.layer_groups = self._layer_groups()
         self.kv_block_tokens = KV_BLOCK_TOKENS
+        self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
         self._chip_static_w = table.static if table is not None else 0.0
@@ -356,8 +363,8 @@ class StepCostModel:
         else:
             self._check_chips(chips)
             admitted = self._candidates(chips)
-            fitting = [lay for lay in admitted if self._kv_capacity(lay) >= MIN_KV_TOKENS]
-            # nothing holds MIN_KV_TOKENS: keep the tensor-parallel layout (or the first the
+            fitting = [lay for lay in admitted if self._kv_capacity(lay) >= self._kv_need]
+            # nothing holds the KV needed: keep the tensor-parallel layout (or the first the
             # model admits), whose capacity check below says what is wrong
             fitting = fitting or admitted[:1]
         if len(fitting) == 1:
@@ -490,7 +497,7 @@ class StepCostModel:
             cands = self._candidates(n)
             if not cands:
                 continue
-            fitting = [lay for lay in cands if self._kv_capacity(lay) >= MIN_KV_TOKENS]
+            fitting = [lay for lay in cands if self._kv_capacity(lay) >= self._kv_need]
             tried.append((n, min(self._weight_bytes(lay.tp, lay.pp) for lay in cands)))
             if fitting:
                 return n, fitting
@@ -498,7 +505,7 @@ class StepCostModel:
         raise CapacityError(
             f"{self.model} at {self.precision} does not fit {self.arch.name}: even {n} chips "
             f"hold {w / 1e9:.1f} GB of weights each against {self.arch.dram.capacity / 1e9:.1f} "
-            f"GB of DRAM with {MIN_KV_TOKENS} KV tokens to spare; use a narrower precision or a "
+            f"GB of DRAM with {self._kv_need} KV tokens to spare; use a narrower precision or a "
             f"larger memory (--set dram.capacity=...)")
 
     # -- costs -----------------------------------------------------------------------
