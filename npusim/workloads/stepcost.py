@@ -48,7 +48,8 @@ are compute-bound or when tensor parallelism's all-reduces cost more than the tr
 ``pp = 1`` is exactly the tensor-parallel step above.
 
 Energy: each chip's engine energy for its busy time (``m x`` its stage's, dynamic plus static
-while busy), plus static power for the rest of the period, summed over all chips.
+while busy), plus static power for the rest of the period, summed over all chips; the
+transfers add no energy of their own (no per-byte link energy is modelled).
 
 Choosing the layout (when ``parallel`` is not given): on a system whose chips talk over PCIe
 (``link.kind`` starting with ``pcie``) every ``tp x pp = chips`` layout that the model admits
