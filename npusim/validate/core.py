@@ -474,7 +474,7 @@ class _ExtraStep:
     def __init__(self, base, extra_s: float) -> None:
         self._base, self._extra = base, extra_s
         for name in ("kv_capacity_tokens", "kv_block_tokens", "chips", "static_power_w",
-                     "tdp_w"):
+                     "tdp_w", "parallel"):
             setattr(self, name, getattr(base, name))
 
     def step(self, prefill, decode):
@@ -567,6 +567,8 @@ class Simulator:
         load = setup.load
         if setup.users is None and setup.rate is None:
             load = f"{summary['users']} users ({load})"
+        if chips > 1:  # the multi-chip layout the cost model chose (stepcost's docstring)
+            load = f"{load}, {summary['parallel']}"
         return float(value), load
 
 
