@@ -21,6 +21,9 @@ states more (a static batch runs all its sequences at once); ``trtllm-bench`` is
 capacity and the lengths (:meth:`~npusim.workloads.serving.ServingConfig.trtllm_bench`), and an
 ``offline`` row without users then runs at that ``max_batch_size``.
 
+A ``sim_note`` that states "parallel tp=N" (or "tp=N,pp=M") runs the layout the row's stack
+used instead of the one npusim would choose (:func:`row_parallel`).
+
 A ``sim_note`` that states "prefill chunk N" (vllm-rbln's ``prefill_chunk_size``, say) caps
 each step's tokens at N, as that stack does.
 
@@ -414,6 +417,17 @@ def row_set(row: Mapping[str, str], where: str | None = None) -> tuple[str, ...]
     return items
 
 
+def row_parallel(row: Mapping[str, str]) -> str | None:
+    """The layout a row's stack used, where its ``sim_note`` states one ("parallel tp=2" or
+    "parallel tp=2,pp=2"); None lets the cost model choose (stepcost's module docstring).
+
+    >>> row_parallel({"sim_note": "TP over the cards: parallel tp=2 (vendor)"})
+    'tp=2'
+    """
+    m = re.search(r"parallel (tp=\d+(?:,pp=\d+)?|pp=\d+)", row.get("sim_note") or "")
+    return m.group(1) if m else None
+
+
 def row_scheduler(row: Mapping[str, str], where: str | None = None) -> str:
     """The row's ``sim_scheduler`` (``vllm`` when the column is absent or empty)."""
     name = (row.get("sim_scheduler") or "").strip() or "vllm"
@@ -521,12 +535,13 @@ class Simulator:
         from ..workloads.stepcost import StepCostModel
         engine_fit = tuple(sorted((k, v) for k, v in fit.items() if k != "step_overhead"))
         overrides = setup.overrides + tuple(f"{k}={v}" for k, v in engine_fit)
+        layout = row_parallel(row)
         key = (self.spec(row), row["sim_model"], setup.precision, chips, overrides,
-               setup.graphs)
+               setup.graphs, layout)
         if key not in self._costs:
             self._costs[key] = StepCostModel(row["sim_model"], self.arch(row, overrides),
                                              chips=chips, precision=setup.precision,
-                                             graphs=setup.graphs)
+                                             graphs=setup.graphs, parallel=layout)
         cost = self._costs[key]
         if "step_overhead" in fit:
             target = self.arch(row, overrides + (f"step_overhead={fit['step_overhead']}",))
