@@ -165,7 +165,8 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     arch : Arch
         The loaded arch; a documented deployment applies only to an unmodified preset.
     precisions : sequence of str
-        The run's precisions; those the arch cannot run (ArchError) are left out.
+        The run's precisions; those the arch cannot run (the cost model raises ArchError on
+        one chip) are left out.
     users, tokens : int
         The matrix's largest users and largest input + output: the KV demand is their
         product (:func:`kv_demand_tokens`).
@@ -201,11 +202,8 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     >>> choose_chips("m", arch, ["bf16"], users=10, tokens=3000, cost_model=kv).chips
     4
     """
-    runnable = _runnable(arch, precisions)
-    if not runnable:
-        return ChipChoice(None, "per-precision", "the arch runs none of the precisions")
     counts = [n for n in CHIP_COUNTS if n <= max_chips and (not heads or heads % n == 0)]
-    capacity = _Capacity(model, arch, runnable, cost_model)
+    capacity = _Capacity(model, arch, precisions, cost_model)
     capacity.least(1)                    # leaves out the precisions the arch cannot run
     if not capacity.precisions:
         return ChipChoice(None, "per-precision", "the arch runs none of the precisions")
@@ -242,17 +240,6 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
 
 def _hold(n: int) -> str:
     return "1 chip holds" if n == 1 else f"{n} chips hold"
-
-
-def _runnable(arch, precisions: Sequence[str]) -> list[str]:
-    out = []
-    for p in precisions:
-        try:
-            resolve_precision(p, arch)
-        except ArchError:
-            continue
-        out.append(p)
-    return out
 
 
 class _Capacity:
