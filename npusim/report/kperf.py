@@ -665,7 +665,7 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
     if len(archs) > 1:
         ref = reference_system(rows, archs[0])
         cols += [("decode_ratio", f"decode vs {ref}", None, 8),
-                 ("decode_per_chip_ratio", "per chip vs ref", None, 3),
+                 ("decode_per_chip_ratio", f"per chip vs {archs[0]}", None, 3),
                  ("perf_per_w_ratio", f"perf/W vs {ref}", None, 7)]
     print_fitted(con, [_terminal_column(c) for c in cols],
                  [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in cols]

@@ -459,10 +459,31 @@ def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
 
 def _choose_chips(model, arch, matrix):
     """The default chip count of ``arch`` for the whole matrix (every precision)."""
+    return default_chips(model, arch, matrix["precisions"], matrix["users"],
+                         matrix["input_lens"], matrix["output_lens"])
+
+
+def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[int],
+                  input_lens: Sequence[int], output_lens: Sequence[int]):
+    """The chips :func:`kperf` gives ``arch`` by default for this matrix, and why.
+
+    One count for every precision: the documented deployment of ``model`` on ``arch``, else
+    the fewest chips whose KV cache holds ``max(users)`` x (``max(input_lens)`` +
+    ``max(output_lens)``) tokens (:func:`npusim.workloads.deployments.choose_chips`).
+
+    Returns
+    -------
+    ChipChoice
+
+    Raises
+    ------
+    CapacityError
+        When no chip count holds the weights.
+    """
     from .deployments import choose_chips
     spec = _spec(model)
-    return choose_chips(model, arch, matrix["precisions"], users=max(matrix["users"]),
-                        tokens=max(matrix["input_lens"]) + max(matrix["output_lens"]),
+    return choose_chips(model, arch, list(precisions), users=max(users),
+                        tokens=max(input_lens) + max(output_lens),
                         cost_model=lambda *a: _cost_model(*a),
                         heads=getattr(spec, "heads", None))
 
