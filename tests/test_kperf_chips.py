@@ -300,7 +300,14 @@ def test_xlsx_has_the_new_columns_and_names_the_systems(written):
 def test_graph_labels_name_the_system_and_its_headroom(auto_run):
     from npusim.report.kperf import series
     labels = [s["label"] for s in series(auto_run)]
-    assert labels[0].startswith("2 x rngd* bf16, KV ")     # *: an arch with overrides and labels[0].endswith("x at 6 users")
+    assert labels[0].startswith("2 x rngd* bf16, KV ")     # *: an arch with overrides and labels[0].endswith("x of 6 x 500 tok")
+
+
+def test_a_measured_per_gpu_column_is_a_per_chip_metric():
+    from npusim.validate.kperf_sheet import parse_header
+    for header in ("decode per GPU (tok/s)", "decode per chip (tok/s)",
+                   "decode_tok_s_per_chip"):
+        assert parse_header(header) == ("decode_tok_s_per_chip", 1.0), header
 
 
 def test_ratios_name_the_reference_system():

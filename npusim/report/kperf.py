@@ -415,7 +415,7 @@ def series(result) -> list[dict[str, Any]]:
     lines of a graph share one; the marker follows the arch. Line style is left to the
     statistic: solid for a mean (or the only value), dashed for p99. The label names the
     system (``"8 x h100 bf16"``) and, when known, its KV headroom at the matrix's largest
-    demand (``"KV 1.3x at 250 users"``: capacity over users x (input + output) tokens).
+    demand (``"KV 1.3x of 250 x 4096 tok"``: capacity over users x (input + output) tokens).
     """
     archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in result.records))
     precs = list(dict.fromkeys(r["precision"] for r in result.records))
@@ -441,12 +441,14 @@ def series(result) -> list[dict[str, Any]]:
 
 
 def _headroom_note(rows: list[dict]) -> str:
-    """``", KV 1.3x at 250 users"``: the least KV headroom of a series, where it occurs."""
+    """``", KV 1.3x of 250 x 4096 tok"``: the least KV headroom of a series (capacity over
+    users x (input + output) tokens) and the demand it is measured against."""
     have = [r for r in rows if _num(r.get("kv_headroom"))]
     if not have:
         return ""
     low = min(have, key=lambda r: r["kv_headroom"])
-    return f", KV {plain_number(low['kv_headroom'])}x at {low['users']} users"
+    return (f", KV {plain_number(low['kv_headroom'])}x of {low['users']} x "
+            f"{low['input_len'] + low['output_len']} tok")
 
 
 def preempted(row: dict) -> bool:
@@ -523,8 +525,8 @@ def ttft_figure(result, dpi: int = DPI):
     extra = [("solid: TTFT mean", MEAN_STYLE), ("dashed, hollow markers: TTFT p99", P99_STYLE)]
     handles = _legend(fig, axes[0], ss, extra=extra, preempted=any_preempted)
     fig.suptitle(f"Time to first token vs input length: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
     return fig
 
 
@@ -560,9 +562,22 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
         ax.set_visible(False)
     handles = _legend(fig, axes[0], ss, preempted=any_preempted)
     fig.suptitle(f"{title}: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
     return fig
+
+
+# assumption: at 9 pt, matplotlib's default sans-serif averages ~13 characters per inch; a
+# legend entry also takes its marker and padding (~6 characters)
+CHARS_PER_INCH = 13
+ENTRY_PADDING = 6
+
+
+def legend_columns(handles, width_in: float, most: int = 4) -> int:
+    """As many legend columns (up to ``most``) as the longest label lets fit the figure's
+    width, so long system labels wrap into rows instead of running off the figure."""
+    longest = max((len(h.get_label()) for h in handles), default=0) + ENTRY_PADDING
+    return max(1, min(len(handles), most, int(width_in * CHARS_PER_INCH // longest)))
 
 
 def _draw_tdp(ax, ss: list[dict]) -> None:
