@@ -424,7 +424,8 @@ def _load_archs(arch, vs, overrides) -> list[tuple[str, Any]]:
 
 
 def _chips_arg(chips) -> int | str:
-    """``chips`` as a count, :data:`AUTO` or :data:`PER_PRECISION` (None is AUTO)."""
+    """``chips`` as a count, :data:`AUTO` or :data:`PER_PRECISION` (None is AUTO); a count's
+    range is checked with the matrix (:func:`~npusim.frontend.llm.check_sizes`)."""
     if chips is None:
         return AUTO
     if isinstance(chips, str):
@@ -432,13 +433,13 @@ def _chips_arg(chips) -> int | str:
         if text in CHIP_RULES:
             return text
         try:
-            chips = int(text)
+            return int(text)
         except ValueError:
-            raise NpusimError(f"K-Perf chips (--chips): {chips!r} is neither a whole number "
-                              f"nor one of {', '.join(CHIP_RULES)}; e.g. --chips 4") from None
-    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
-        raise NpusimError(f"K-Perf chips (--chips): {chips!r} must be a whole number of at "
-                          f"least 1, or one of {', '.join(CHIP_RULES)}")
+            raise NpusimError(f"K-Perf chips (--chips): {chips!r} is not a whole number nor "
+                              f"one of {', '.join(CHIP_RULES)}; e.g. --chips 4") from None
+    if isinstance(chips, bool) or not isinstance(chips, int):
+        raise NpusimError(f"K-Perf chips (--chips): {chips!r} is not a whole number; give a "
+                          f"count such as 4, or one of {', '.join(CHIP_RULES)}")
     return chips
 
 
