@@ -4,8 +4,10 @@
 the first arch when several are compared), one sheet per model and precision with the scenario
 table (units in the headers), and a ``settings`` sheet (matrix, serving configuration, the
 system of each run and every field of each arch, npusim version and date). ``kperf.csv`` holds
-every record in SI units for machines. The PNGs: decode tokens/s against users for each
-input/output pair, TTFT against input length, average power and tokens per joule against users.
+every record in SI units for machines. The PNGs: decode tokens/s (system, and per chip)
+against users for each input/output pair, TTFT against input length, average power and tokens
+per joule against users. Every table and legend names a system by its chips (``8 x h100``), and
+shows the per-chip throughput and KV headroom beside the system figures.
 
 openpyxl and matplotlib are the optional extra ``reports``, imported inside the functions;
 figures are drawn through matplotlib's object API on the Agg canvas, as in

@@ -8,6 +8,12 @@ system, one :class:`~npusim.workloads.stepcost.StepCostModel` per (arch, precisi
 of its scenarios, each scenario a closed-loop serving simulation
 (:func:`~npusim.workloads.serving.simulate_serving`).
 
+Each arch gets one chip count for every precision of the run, the one a deployment would use
+(:func:`npusim.workloads.deployments.choose_chips`: the documented deployment of the model on the
+arch, else enough KV cache for the matrix's largest users x (input + output) tokens), so that
+its curves and the ``--vs`` ratios compare systems someone would run; each record carries the
+chips, decode tokens/s per chip, KV capacity, the scenario's KV demand and their ratio.
+
 A precision an arch cannot run, or a model that does not fit the chips asked for, does not stop
 the matrix: its rows are kept with a ``status`` saying why (``"ok"`` otherwise).
 """
@@ -72,11 +78,13 @@ class KperfResult:
         The model as named by the caller.
     records : list of dict
         One per (arch, precision, input length, output length, users), in run order: the keys
-        of :data:`BASE_FIELDS`, ``status`` (``"ok"``, or why the row has no numbers) and every
+        of :data:`BASE_FIELDS`, ``status`` (``"ok"``, or why the row has no numbers), every
         field of the serving summary (SI units: seconds, tokens/s, W, J; utilisations as
-        fractions).
+        fractions) and, for rows that ran, ``decode_tok_s_per_chip``, ``kv_demand_tokens``
+        (users x (input + output)) and ``kv_headroom`` (``kv_capacity_tokens`` over it).
     runs : list of dict
-        One per (arch, precision): ``arch``, ``precision``, ``chips``, ``status`` and what the
+        One per (arch, precision): ``arch``, ``precision``, ``chips``, ``status``,
+        ``chips_rule`` and ``chips_reason`` (how the count was chosen, and why) and what the
         cost model reports (``precision_name``, ``kv_capacity_tokens``, ``kv_block_tokens``,
         ``static_power_w``, ``tdp_w``).
     archs : dict
@@ -160,7 +168,7 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         holds the matrix's largest users x (input + output) tokens; see
         :func:`npusim.workloads.deployments.choose_chips`); each run says why in its
         ``chips_reason``. ``"per-precision"``: each (arch, precision) takes the fewest chips
-        that hold its weights plus 4,096 KV tokens (npusim's rule before 0.x).
+        that hold its weights plus 4,096 KV tokens (the rule before this default).
     precisions, input_lens, output_lens, users : sequences
         The matrix; defaults :data:`DEFAULT_PRECISIONS`, :data:`DEFAULT_INPUT_LENS`,
         :data:`DEFAULT_OUTPUT_LENS`, :data:`DEFAULT_USERS`.
