@@ -13,7 +13,7 @@ import csv
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from npusim.errors import ArchError, CapacityError, NpusimError
 from npusim.workloads import kperf as kp
@@ -139,6 +139,7 @@ def test_the_documented_deployment_wins_over_the_kv_rule():
     ("a wider precision than the deployment's", dict(precisions=["fp32"])),
     ("a modified arch", dict(arch=arch(overrides=("dram.capacity=1 TB",)))),
     ("weights that do not fit its chips", dict(capacity=lambda n, p: 0 if n < 8 else 9_999)),
+    ("chips that hold no whole request", dict(capacity=lambda n, p: 999 if n == 4 else 5_000)),
 ])
 def test_the_documented_deployment_is_not_used_for(why, kwargs):
     capacity = kwargs.get("capacity", lambda n, p: 1_000 * n)
@@ -301,7 +302,8 @@ def test_xlsx_has_the_new_columns_and_names_the_systems(written):
 def test_graph_labels_name_the_system_and_its_headroom(auto_run):
     from npusim.report.kperf import series
     labels = [s["label"] for s in series(auto_run)]
-    assert labels[0].startswith("2 x rngd* bf16, KV ")     # *: an arch with overrides and labels[0].endswith("x of 6 x 500 tok")
+    # "*": an arch with overrides
+    assert labels[0].startswith("2 x rngd* bf16, KV ") and labels[0].endswith("x of 6 x 500 tok")
 
 
 def test_a_measured_per_gpu_column_is_a_per_chip_metric():

@@ -7,8 +7,8 @@ starved system with a provisioned one. :func:`choose_chips` picks instead, in th
 
 1. the vendor's (or a public benchmark's) documented deployment of the model on the arch
    (:data:`DEPLOYMENTS`, each entry with its source), when it covers every precision of the
-   run (a deployment sized for 16-bit weights holds 8-bit ones) and holds the weights in
-   npusim's own accounting;
+   run (a deployment sized for 16-bit weights holds 8-bit ones) and, in npusim's own
+   accounting, holds the weights and one of the matrix's longest requests;
 2. else the fewest chips, powers of two up to one :data:`SERVER_CHIPS`-chip server, whose KV
    cache holds the matrix's largest users x (input + output) tokens at every precision of the
    run (the widest one binds), by :class:`~npusim.workloads.stepcost.StepCostModel`'s KV
@@ -190,7 +190,7 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     Raises
     ------
     CapacityError
-        When even ``max_chips`` chips cannot hold the weights.
+        When even ``max_chips`` chips cannot hold the weights and one request of ``tokens``.
 
     Examples
     --------
@@ -207,7 +207,7 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     capacity.least(1)                    # leaves out the precisions the arch cannot run
     if not capacity.precisions:
         return ChipChoice(None, "per-precision", "the arch runs none of the precisions")
-    documented = _documented(arch, model, capacity.precisions, table, capacity)
+    documented = _documented(arch, model, capacity.precisions, table, capacity, tokens)
     if documented is not None:
         return documented
     demand = users * tokens
@@ -283,16 +283,18 @@ class _Capacity:
                 ).replace("\n", " ")
 
 
-def _documented(arch, model, precisions, table, capacity: _Capacity) -> ChipChoice | None:
+def _documented(arch, model, precisions, table, capacity: _Capacity,
+                tokens: int) -> ChipChoice | None:
     """The documented deployment, if the arch is the unmodified preset, it covers every
-    precision of the run and npusim's accounting fits the weights on its chips."""
+    precision of the run and, in npusim's accounting, its chips hold the weights and one of
+    the matrix's longest requests."""
     if getattr(arch, "overrides", None):
         return None
     d = deployment(arch.name, model, table)
     if d is None or not all(covers(d, p) for p in precisions):
         return None
     held = capacity.least(d.chips)
-    if not held:
+    if held is None or held < tokens:
         return None
     return ChipChoice(d.chips, "deployment", f"documented deployment ({d.source}); "
                                              f"KV holds {held:,} tokens")
