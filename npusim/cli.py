@@ -371,11 +371,17 @@ def _kperf_parser(sub) -> None:
                                       "over lengths, users and precisions; xlsx, csv, PNGs")
     kp.add_argument("--arch", default="rngd", help="shipped arch name or YAML path (default rngd)")
     kp.add_argument("--model", required=True, help="built-in LLM name (see `npusim models`)")
-    kp.add_argument("--chips", type=int, default=None,
-                    help="chips per system (default: the fewest that hold the model)")
+    kp.add_argument("--chips", default=None, metavar="N|auto|per-precision",
+                    help="chips per system. auto (default): one count per arch for every "
+                         "precision, the vendor's documented deployment of the model, else "
+                         "the fewest (up to one 8-chip server) whose KV cache holds the "
+                         "largest users x (input + output) tokens; the output says why. "
+                         "per-precision: each precision the fewest that hold its weights "
+                         "and 4096 KV tokens. N: N chips everywhere")
     kp.add_argument("--parallel", default=None, metavar="tp=N,pp=M",
-                    help="multi-chip layout, tensor x pipeline parallel (default: on PCIe-linked "
-                         "cards the fastest that fits, else tensor parallelism)")
+                    help="multi-chip layout, tensor x pipeline parallel; sets the chips to "
+                         "N x M unless --chips is given (default: on PCIe-linked cards the "
+                         "fastest that fits, else tensor parallelism)")
     kp.add_argument("--precision", nargs="+", action="extend", default=None, metavar="P",
                     help="precisions, e.g. bf16,fp8 (default bf16)")
     kp.add_argument("--input-lens", nargs="+", action="extend", default=None, metavar="N",

@@ -24,6 +24,7 @@ import pytest
 
 from npusim.errors import ArchError, CapacityError, NpusimError
 from npusim.workloads import kperf as kp
+from npusim.workloads.deployments import ChipChoice
 
 SPEED = {"rngd": 100.0, "h100": 250.0}
 POWER = {"rngd": 150.0, "h100": 700.0}
@@ -96,6 +97,9 @@ def _install_fakes(monkeypatch) -> list:
         return c
 
     monkeypatch.setattr(kp, "_cost_model", cost_model)
+    # the default chip count has its own tests (test_kperf_chips.py); here every system is 1
+    monkeypatch.setattr(kp, "_choose_chips",
+                        lambda model, arch, matrix: ChipChoice(1, "given", "one chip (fake)"))
     monkeypatch.setattr(kp, "_spec", lambda model: None)  # fake models have no config
     monkeypatch.setattr(kp, "_serving_api", lambda: (FakeScenario, FakeConfig, fake_serve))
     return built
@@ -215,8 +219,8 @@ def written(tmp_path_factory):
 def test_write_returns_the_files(written):
     _, paths, out = written
     from npusim.report import kperf as rk
-    assert [p.name for p in paths] == [rk.XLSX, rk.CSV, rk.PNG_DECODE, rk.PNG_TTFT,
-                                       rk.PNG_POWER, rk.PNG_EFFICIENCY]
+    assert [p.name for p in paths] == [rk.XLSX, rk.CSV, rk.PNG_DECODE, rk.PNG_PER_CHIP,
+                                       rk.PNG_TTFT, rk.PNG_POWER, rk.PNG_EFFICIENCY]
     assert all(p.parent == out for p in paths)
 
 
@@ -261,17 +265,19 @@ def test_xlsx_summary_ratios_follow_the_numbers_shown(written):
     import openpyxl
     _, paths, _ = written
     head, rows = _sheet_rows(openpyxl.load_workbook(paths[0])["summary"])
-    assert head[:6] == ["model", "arch", "precision", "chips", "status", "peak decode (tok/s)"]
-    assert "decode vs rngd (x)" in head and "perf/W vs rngd (x)" in head
+    assert head[:7] == ["model", "arch", "precision", "chips", "system", "status",
+                        "peak decode (tok/s)"]
+    # the ratios name the reference system, chips included
+    assert "decode vs 1 x rngd (x)" in head and "perf/W vs 1 x rngd (x)" in head
     by = {(r["arch"], r["precision"]): r for r in rows}
     rngd, h100 = by["rngd", "bf16"], by["h100", "bf16"]
-    assert h100["decode vs rngd (x)"] == pytest.approx(
+    assert h100["decode vs 1 x rngd (x)"] == pytest.approx(
         h100["peak decode (tok/s)"] / rngd["peak decode (tok/s)"], rel=1e-12)
-    assert h100["decode vs rngd (x)"] == 2.5
-    assert h100["perf/W vs rngd (x)"] == pytest.approx(
+    assert h100["decode vs 1 x rngd (x)"] == 2.5
+    assert h100["perf/W vs 1 x rngd (x)"] == pytest.approx(
         h100["max tokens/J"] / rngd["max tokens/J"], rel=1e-12)
     assert rngd["best TTFT mean (ms)"] == pytest.approx(1.28 * 1.01, rel=1e-12)
-    assert by["h100", "int4"]["decode vs rngd (x)"] is None
+    assert by["h100", "int4"]["decode vs 1 x rngd (x)"] is None
 
 
 def test_xlsx_settings_sheet_has_arch_config_and_version(written):

@@ -85,8 +85,9 @@ def test_every_series_has_its_own_colour_and_means_are_solid(make):
         assert {ln.get_linestyle() for ln in means} == {"-"}
     legend = fig.legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
-    assert [lab for lab in labels if lab.split()[0] in ARCHS] == [
-        f"{a} {p}" for a in ARCHS for p in PRECISIONS]
+    # each series names its system: chips x arch, then the precision
+    assert [lab for lab in labels if lab.split()[2:3] and lab.split()[2] in ARCHS] == [
+        f"1 x {a} {p}" for a in ARCHS for p in PRECISIONS]
 
 
 def test_series_colours_follow_the_series_not_the_precision():

@@ -126,7 +126,7 @@ def test_wide_terminal_keeps_every_column():
     r = _kperf_result()
     text = _render(lambda con: print_kperf(r, con=con), 200)
     assert "not shown" not in text
-    assert len(_tables(text)[0][0]) == len(TERMINAL_SUMMARY) + 2     # + the two ratios
+    assert len(_tables(text)[0][0]) == len(TERMINAL_SUMMARY) + 3     # + the three ratios
 
 
 # ----------------------------------------------------------------------------------- runs

@@ -90,7 +90,7 @@ def _kperf(rng: random.Random, workdir: pathlib.Path):
         label, flag, value = "kperf/precision", "--precision", rng.choice(BAD_PRECISIONS[2:])
     elif kind == 3:
         label, flag = "kperf/chips", "--chips"
-        value = rng.choice(NONPOSITIVE + ["1.5", "x"])
+        value = rng.choice(NONPOSITIVE + ["1.5", "x", "", "autox", "per-precisio", "2 chips"])
     else:
         label, flag, value = "kperf/size", rng.choice(list(given)), rng.choice(HUGE)
     given[flag] = value   # replaces a valid value: list options extend, they do not override

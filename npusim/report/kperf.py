@@ -4,8 +4,10 @@
 the first arch when several are compared), one sheet per model and precision with the scenario
 table (units in the headers), and a ``settings`` sheet (matrix, serving configuration, the
 system of each run and every field of each arch, npusim version and date). ``kperf.csv`` holds
-every record in SI units for machines. The PNGs: decode tokens/s against users for each
-input/output pair, TTFT against input length, average power and tokens per joule against users.
+every record in SI units for machines. The PNGs: decode tokens/s (system, and per chip)
+against users for each input/output pair, TTFT against input length, average power and tokens
+per joule against users. Every table and legend names a system by its chips (``8 x h100``), and
+shows the per-chip throughput and KV headroom beside the system figures.
 
 openpyxl and matplotlib are the optional extra ``reports``, imported inside the functions;
 figures are drawn through matplotlib's object API on the Agg canvas, as in
@@ -22,10 +24,12 @@ from ..errors import NpusimError
 from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatter,
                        plain_log_axis, plain_number, save_figure)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
+from ..workloads.kperf import system_label
 from .export import _jsonable
 
 XLSX, CSV = "kperf.xlsx", "kperf.csv"
 PNG_DECODE = "decode_vs_users.png"
+PNG_PER_CHIP = "decode_per_chip_vs_users.png"
 PNG_TTFT = "ttft_vs_input.png"
 PNG_POWER = "power_vs_users.png"
 PNG_EFFICIENCY = "tokens_per_joule_vs_users.png"
@@ -52,17 +56,21 @@ SCENARIO_COLUMNS = (
     ("prefill_tok_s_per_user", "prefill per user (tok/s)", None, "#,##0"),
     ("decode_tok_s", "decode (tok/s)", None, "#,##0.0"),
     ("decode_tok_s_per_user", "decode per user (tok/s)", None, "#,##0.0"),
+    ("decode_tok_s_per_chip", "decode per chip (tok/s)", None, "#,##0.0"),
     ("avg_power_w", "avg power (W)", None, "#,##0.0"),
     ("energy_per_token_j", "energy per token (J)", None, "0.0000"),
     ("tokens_per_j", "tokens/J", None, "#,##0.00"),
     ("kv_util_mean", "KV util mean (%)", 100.0, "0.0"),
     ("kv_util_peak", "KV util peak (%)", 100.0, "0.0"),
+    ("kv_capacity_tokens", "KV capacity (tok)", None, "#,##0"),
+    ("kv_demand_tokens", "KV demand (tok)", None, "#,##0"),
+    ("kv_headroom", "KV headroom (x)", None, "0.00"),
 )
 # Scenario sheets leave out what the sheet's name already says and the system's figures that
 # every scenario of a run shares (the settings sheet has them); status goes last (long text).
 _NOT_IN_SCENARIO_SHEET = frozenset({
-    "model", "precision", "status", "tdp_w", "static_power_w", "kv_capacity_tokens",
-    "kv_block_tokens", "max_num_seqs", "max_num_batched_tokens", "rate_rps"})
+    "model", "precision", "status", "tdp_w", "static_power_w", "kv_block_tokens",
+    "max_num_seqs", "max_num_batched_tokens", "rate_rps"})
 _UNIT_SUFFIX = (("_tok_s", "tok/s"), ("_per_s", "1/s"), ("_s", "s"), ("_w", "W"), ("_j", "J"),
                 ("_tokens", "tok"))
 
@@ -72,6 +80,7 @@ SUMMARY_COLUMNS = (
     ("arch", "arch", None),
     ("precision", "precision", None),
     ("chips", "chips", "0"),
+    ("system", "system", None),
     ("status", "status", None),
     ("peak_decode_tok_s", "peak decode (tok/s)", "#,##0.0"),
     ("peak_at", "peak at (in/out/users)", None),
@@ -80,11 +89,17 @@ SUMMARY_COLUMNS = (
     ("best_ttft_s", "best TTFT mean (ms)", "#,##0.0"),
     ("best_ttft_at", "best TTFT at (in/out/users)", None),
     ("max_tokens_per_j", "max tokens/J", "#,##0.00"),
+    ("kv_capacity_tokens", "KV capacity (tok)", "#,##0"),
+    ("kv_headroom_min", "KV headroom at most users (x)", "0.00"),
+    ("chips_reason", "chips chosen because", None),
 )
+# Ratios compare the systems as run: ``{ref}`` is the reference system ("8 x h100").
 RATIO_COLUMNS = (("decode_ratio", "decode vs {ref} (x)"),
+                 ("decode_per_chip_ratio", "decode per chip vs {ref} (x)"),
                  ("perf_per_w_ratio", "perf/W vs {ref} (x)"))
 
 RUN_COLUMNS = (("arch", "arch"), ("precision", "precision"), ("chips", "chips"),
+               ("chips_rule", "chips rule"), ("chips_reason", "chips chosen because"),
                ("precision_name", "precision (cost model)"),
                ("kv_capacity_tokens", "KV capacity (tok)"), ("kv_block_tokens", "KV block (tok)"),
                ("static_power_w", "static power (W)"), ("tdp_w", "TDP (W)"),
@@ -101,7 +116,7 @@ SHEET_MAX = 31                 # Excel's limit on a sheet name's length
 
 
 def write_kperf(result, outdir: str | Path) -> list[Path]:
-    """Write ``kperf.xlsx``, ``kperf.csv`` and four PNGs of a K-Perf result into ``outdir``.
+    """Write ``kperf.xlsx``, ``kperf.csv`` and five PNGs of a K-Perf result into ``outdir``.
 
     Parameters
     ----------
@@ -197,18 +212,38 @@ def write_xlsx(result, path: str | Path) -> Path:
 def summary_table(result) -> tuple[list[str], list[list[Any]], list[str | None]]:
     """Headers, rows and number formats of the ``summary`` sheet.
 
-    With more than one arch, two ratio columns follow: the row's peak decode tokens/s and max
-    tokens/J (tokens/s per W) over those of the first arch's row of the same model and
-    precision.
+    With more than one arch, three ratio columns follow: the row's peak decode tokens/s, peak
+    decode tokens/s per chip and max tokens/J (tokens/s per W) over those of the first arch's
+    row of the same model and precision, each system with its own chips (the headers name
+    the reference system).
     """
     rows = result.summary()
     archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in rows))
     cols = [(k, h, f) for k, h, f in SUMMARY_COLUMNS]
     if len(archs) > 1:
-        cols += [(k, h.format(ref=archs[0]), "0.00") for k, h in RATIO_COLUMNS]
+        ref = reference_system(rows, archs[0])
+        cols += [(k, h.format(ref=ref), "0.00") for k, h in RATIO_COLUMNS]
     scale = {"best_ttft_s": 1e3}
     table = [[_scaled(r.get(k), scale.get(k)) for k, _, _ in cols] for r in rows]
     return [h for _, h, _ in cols], table, [f for _, _, f in cols]
+
+
+def reference_system(rows: Sequence[dict], arch: str) -> str:
+    """The system the ratios divide by: ``"8 x h100"`` when the reference arch has one chip
+    count in every precision, else the arch and a note (its chips differ per precision).
+
+    Examples
+    --------
+    >>> reference_system([{"arch": "h100", "chips": 8}, {"arch": "h100", "chips": 8}], "h100")
+    '8 x h100'
+    >>> reference_system([{"arch": "h100", "chips": 2}, {"arch": "h100", "chips": 8}], "h100")
+    'h100 (2/8 chips by precision)'
+    """
+    chips = list(dict.fromkeys(r.get("chips") for r in rows if r.get("arch") == arch))
+    if len(chips) == 1:
+        return system_label(arch, chips[0])
+    shown = "/".join(str(c) for c in chips if c)
+    return f"{arch} ({shown} chips by precision)" if shown else arch
 
 
 def _summary_sheet(ws, result) -> None:
@@ -367,10 +402,11 @@ def _workbook_class():
 # --- graphs ---------------------------------------------------------------------------------
 
 def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
-    """Draw the four K-Perf PNGs into ``outdir`` (which must exist); returns their paths."""
+    """Draw the five K-Perf PNGs into ``outdir`` (which must exist); returns their paths."""
     outdir = Path(outdir)
-    figs = ((PNG_DECODE, decode_figure), (PNG_TTFT, ttft_figure),
-            (PNG_POWER, power_figure), (PNG_EFFICIENCY, efficiency_figure))
+    figs = ((PNG_DECODE, decode_figure), (PNG_PER_CHIP, per_chip_figure),
+            (PNG_TTFT, ttft_figure), (PNG_POWER, power_figure),
+            (PNG_EFFICIENCY, efficiency_figure))
     return [save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs]
 
 
@@ -379,7 +415,9 @@ def series(result) -> list[dict[str, Any]]:
 
     Every series has a colour of its own (archs in compared order, then precisions), so no two
     lines of a graph share one; the marker follows the arch. Line style is left to the
-    statistic: solid for a mean (or the only value), dashed for p99.
+    statistic: solid for a mean (or the only value), dashed for p99. The label names the
+    system (``"8 x h100 bf16"``) and, when known, its KV headroom at the matrix's largest
+    demand (``"KV 1.3x of 250 x 4096 tok"``: capacity over users x (input + output) tokens).
     """
     archs = list(result.archs) or list(dict.fromkeys(r["arch"] for r in result.records))
     precs = list(dict.fromkeys(r["precision"] for r in result.records))
@@ -398,10 +436,21 @@ def series(result) -> list[dict[str, Any]]:
         out.append(dict(
             arch=arch, precision=prec, rows=ok, tdp_w=tdp.get((arch, prec)),
             why=None if ok else str(rows[0].get("status", "")),
-            label=f"{arch} {prec}" + (f" x{chips} chips" if chips and chips > 1 else ""),
+            label=f"{system_label(arch, chips)} {prec}{_headroom_note(ok)}",
             colour=COLOURS[n % len(COLOURS)], linestyle=MEAN_STYLE,
             marker=MARKERS[a % len(MARKERS)]))
     return out
+
+
+def _headroom_note(rows: list[dict]) -> str:
+    """``", KV 1.3x of 250 x 4096 tok"``: the least KV headroom of a series (capacity over
+    users x (input + output) tokens) and the demand it is measured against."""
+    have = [r for r in rows if _num(r.get("kv_headroom"))]
+    if not have:
+        return ""
+    low = min(have, key=lambda r: r["kv_headroom"])
+    return (f", KV {plain_number(low['kv_headroom'])}x of {low['users']} x "
+            f"{low['input_len'] + low['output_len']} tok")
 
 
 def preempted(row: dict) -> bool:
@@ -414,6 +463,13 @@ def decode_figure(result, dpi: int = DPI):
     """System decode tokens/s against concurrent users, a panel per input/output pair."""
     return _per_pair_figure(result, "decode_tok_s", 1.0, "decode (tok/s, system)",
                             "Decode throughput vs concurrent users", dpi)
+
+
+def per_chip_figure(result, dpi: int = DPI):
+    """Decode tokens/s per chip (system / chips) against users, a panel per input/output
+    pair: systems of different sizes side by side."""
+    return _per_pair_figure(result, "decode_tok_s_per_chip", 1.0, "decode (tok/s, per chip)",
+                            "Decode throughput per chip vs concurrent users", dpi)
 
 
 def power_figure(result, dpi: int = DPI):
@@ -471,8 +527,8 @@ def ttft_figure(result, dpi: int = DPI):
     extra = [("solid: TTFT mean", MEAN_STYLE), ("dashed, hollow markers: TTFT p99", P99_STYLE)]
     handles = _legend(fig, axes[0], ss, extra=extra, preempted=any_preempted)
     fig.suptitle(f"Time to first token vs input length: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
     return fig
 
 
@@ -508,9 +564,22 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
         ax.set_visible(False)
     handles = _legend(fig, axes[0], ss, preempted=any_preempted)
     fig.suptitle(f"{title}: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
-               fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
     return fig
+
+
+# assumption: at 9 pt, matplotlib's default sans-serif averages ~13 characters per inch; a
+# legend entry also takes its marker and padding (~6 characters)
+CHARS_PER_INCH = 13
+ENTRY_PADDING = 6
+
+
+def legend_columns(handles, width_in: float, most: int = 4) -> int:
+    """As many legend columns (up to ``most``) as the longest label lets fit the figure's
+    width, so long system labels wrap into rows instead of running off the figure."""
+    longest = max((len(h.get_label()) for h in handles), default=0) + ENTRY_PADDING
+    return max(1, min(len(handles), most, int(width_in * CHARS_PER_INCH // longest)))
 
 
 def _draw_tdp(ax, ss: list[dict]) -> None:
@@ -580,21 +649,27 @@ TERMINAL_SCENARIO = (
     ("ttft_mean_s", "TTFT ms", 1e3, 8), ("ttft_p99_s", "p99 ms", 1e3, 3),
     ("tpot_mean_s", "TPOT ms", 1e3, 6), ("prefill_tok_s", "prefill tok/s", None, 4),
     ("decode_tok_s", "decode tok/s", None, None),
+    ("decode_tok_s_per_chip", "per chip", None, 9),
     ("decode_tok_s_per_user", "tok/s per user", None, 2),
     ("avg_power_w", "power W", None, 5), ("tokens_per_j", "tok/J", None, 7),
-    ("status", "status", None, 1))
+    ("kv_headroom", "KV room x", None, 8), ("status", "status", None, 1))
 TERMINAL_SUMMARY = (
     ("arch", "arch", None, None), ("precision", "precision", None, None),
-    ("chips", "chips", None, 4), ("peak_decode_tok_s", "peak decode tok/s", None, None),
+    ("chips", "chips", None, None), ("peak_decode_tok_s", "peak decode tok/s", None, None),
+    ("peak_decode_tok_s_per_chip", "per chip", None, 9),
     ("peak_at", "at in/out/users", None, 2), ("best_ttft_s", "best TTFT ms", 1e3, 6),
     ("max_tokens_per_j", "max tok/J", None, 5),
+    ("kv_headroom_min", "KV room x", None, 8),
     ("avg_power_w_at_peak", "power W at peak", None, 1))
 _TEXT_COLUMNS = frozenset({"arch", "precision", "peak_at", "status"})
 
 
 def print_kperf(result, con=None, scenarios: bool = True) -> None:
-    """Print the summary, the reason of each (arch, precision) that could not run, and, when
-    ``scenarios``, the scenario table per model and precision.
+    """Print the summary, why each arch has its chips, the reason of each (arch, precision)
+    that could not run, and, when ``scenarios``, the scenario table per model and precision.
+
+    ``KV room x`` is the KV capacity over the demand of users x (input + output) tokens: the
+    least of the matrix in the summary, the scenario's in its table.
 
     Tables fit the console's width: when it is narrow, the least important columns are left
     out (and named below the table); a number is always shown whole.
@@ -605,12 +680,16 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
     cols = list(TERMINAL_SUMMARY)
     archs = list(result.archs)
     if len(archs) > 1:
-        cols += [("decode_ratio", f"decode vs {archs[0]}", None, 8),
-                 ("perf_per_w_ratio", f"perf/W vs {archs[0]}", None, 7)]
+        ref = reference_system(rows, archs[0])
+        cols += [("decode_ratio", f"decode vs {ref}", None, 8),
+                 ("decode_per_chip_ratio", f"per chip vs {archs[0]}", None, 3),
+                 ("perf_per_w_ratio", f"perf/W vs {ref}", None, 7)]
     print_fitted(con, [_terminal_column(c) for c in cols],
                  [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in cols]
                   for r in rows if r["status"] == "ok"],
                  title=f"K-Perf summary: {result.model}", where="kperf.xlsx has every column")
+    for line in chips_lines(result.runs):
+        con.print(line, highlight=False, markup=False)
     for r in rows:
         if r["status"] != "ok":
             con.print(f"[bold]{r['arch']} {r['precision']}[/bold]: {r['status']}",
@@ -626,6 +705,31 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
                      [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in TERMINAL_SCENARIO]
                       for r in recs],
                      title=f"{model} {precision}", where="kperf.csv has every column")
+
+
+def chips_lines(runs: Sequence[dict]) -> list[str]:
+    """One line per arch (per arch and precision where they differ): its chips and why.
+
+    Examples
+    --------
+    >>> chips_lines([dict(arch="rngd", precision=p, chips=4, chips_reason="S16")
+    ...              for p in ("bf16", "fp8")])
+    ['chips: 4 x rngd (S16)']
+    """
+    out: list[str] = []
+    by_arch: dict[str, list[dict]] = {}
+    for r in runs:
+        by_arch.setdefault(r["arch"], []).append(r)
+    for arch, rs in by_arch.items():
+        if len({(r.get("chips"), r.get("chips_reason")) for r in rs}) == 1:
+            rs = rs[:1]
+        for r in rs:
+            what = system_label(arch, r.get("chips"))
+            if len(rs) > 1:
+                what += f" {r['precision']}"
+            why = r.get("chips_reason")
+            out.append(f"chips: {what}" + (f" ({why})" if why else ""))
+    return out
 
 
 def _terminal_column(col: tuple):

@@ -78,6 +78,7 @@ METRICS = (
     Metric("prefill_tok_s_per_user", "rate", "prefill per user (tok/s)"),
     Metric("decode_tok_s", "rate", "decode (tok/s)"),
     Metric("decode_tok_s_per_user", "rate", "decode per user (tok/s)"),
+    Metric("decode_tok_s_per_chip", "rate", "decode per chip (tok/s)"),
     Metric("avg_power_w", "power", "avg power (W)"),
     Metric("energy_per_token_j", "energy", "energy per token (mJ)", 1e3),
     Metric("tokens_per_j", "per_energy", "tokens/J"),
@@ -134,7 +135,10 @@ _LATENCY = {"ttft": ("ttft", "timetofirsttoken"),
 _RATES = {"prefill_tok_s": ("prefill", "prefillthroughput", "prefilltokens", "inputthroughput"),
           "decode_tok_s": ("decode", "decodethroughput", "decodetokens", "outputthroughput",
                            "generationthroughput")}
-_OTHER = {"avg_power_w": ("avgpower", "averagepower", "meanpower", "power", "systempower"),
+_OTHER = {"decode_tok_s_per_chip": ("decodeperchip", "decodepergpu", "decodepernpu",
+                                     "decodeperdevice", "outputthroughputpergpu",
+                                     "outputthroughputperchip", "decodethroughputperchip"),
+          "avg_power_w": ("avgpower", "averagepower", "meanpower", "power", "systempower"),
           "energy_per_token_j": ("energypertoken", "energy/token", "energy/tok",
                                  "energypertok"),
           "tokens_per_j": ("tokens/j", "tokensperj", "tokensperjoule", "tok/j", "tokperj",
@@ -715,8 +719,9 @@ def validate_kperf(sheet: str | Path, arch, model: str, *, chips: int | None = N
     model : str
         A built-in LLM name (``npusim models``).
     chips : int, optional
-        Chips per system for every row; by default a row's chips column, else the fewest
-        chips that hold the model.
+        Chips per system for every row; by default a row's chips column, else one count for
+        every row without one: what ``npusim kperf`` would choose for the sheet's scenarios
+        (:func:`~npusim.workloads.kperf.default_chips`).
     out : str or Path, optional
         If given, the report is written there (:meth:`KperfValidation.write`).
     sheet_name : str, optional
@@ -783,12 +788,15 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=
     groups: dict[tuple, list[MeasuredRow]] = {}
     for r in rows:
         groups.setdefault((r.precision, chips if chips is not None else r.chips), []).append(r)
+    default = _default_chips(arch, model, [r for (_, n), rs in groups.items() if n is None
+                                           for r in rs])
     out: dict[tuple, dict[tuple, dict]] = {}
     label = arch.name
     for (precision, n), rs in groups.items():
         out[(precision, n)] = {}
         for batch in _matrices(rs):
-            res = kperf(arch, model, chips=n, precisions=(precision,),
+            res = kperf(arch, model, chips=n if n is not None else default,
+                        precisions=(precision,),
                         input_lens=sorted({r.input_len for r in batch}),
                         output_lens=sorted({r.output_len for r in batch}),
                         users=sorted({r.users for r in batch}), config=config,
@@ -800,6 +808,24 @@ def _simulate(rows: Sequence[MeasuredRow], arch, model, chips, config, progress=
 
 
 MATRIX_SLACK = 4
+
+
+def _default_chips(arch, model, rows: Sequence[MeasuredRow]):
+    """One chip count for every row that names none (and no --chips): what ``npusim kperf``
+    would give the whole sheet (:func:`~npusim.workloads.kperf.default_chips`), so that rows
+    split into several K-Perf calls still share one system. ``"auto"`` when the count cannot
+    be chosen (the K-Perf call then reports why)."""
+    if not rows:
+        return None
+    from ..errors import ArchError, CapacityError
+    from ..workloads.kperf import AUTO, default_chips
+    try:
+        choice = default_chips(model, arch, list(dict.fromkeys(r.precision for r in rows)),
+                               [r.users for r in rows], [r.input_len for r in rows],
+                               [r.output_len for r in rows])
+    except (ArchError, CapacityError):
+        return AUTO
+    return choice.chips if choice.chips is not None else AUTO
 
 
 def _matrices(rows: Sequence[MeasuredRow]) -> list[list[MeasuredRow]]:

@@ -8,6 +8,12 @@ system, one :class:`~npusim.workloads.stepcost.StepCostModel` per (arch, precisi
 of its scenarios, each scenario a closed-loop serving simulation
 (:func:`~npusim.workloads.serving.simulate_serving`).
 
+Each arch gets one chip count for every precision of the run, the one a deployment would use
+(:func:`npusim.workloads.deployments.choose_chips`: the documented deployment of the model on the
+arch, else enough KV cache for the matrix's largest users x (input + output) tokens), so that
+its curves and the ``--vs`` ratios compare systems someone would run; each record carries the
+chips, decode tokens/s per chip, KV capacity, the scenario's KV demand and their ratio.
+
 A precision an arch cannot run, or a model that does not fit the chips asked for, does not stop
 the matrix: its rows are kept with a ``status`` saying why (``"ok"`` otherwise).
 """
@@ -40,6 +46,12 @@ DEFAULT_USERS = (1, 5, 25, 50, 100, 150, 200, 250)
 DEFAULT_PRECISIONS = ("bf16",)
 
 BASE_FIELDS = ("arch", "model", "chips", "precision", "input_len", "output_len", "users")
+# What --chips accepts besides a count: the default (one count per arch for every precision,
+# see npusim.workloads.deployments.choose_chips) and the old rule (each precision its own
+# fewest chips that hold the weights plus stepcost.MIN_KV_TOKENS of KV cache).
+AUTO = "auto"
+PER_PRECISION = "per-precision"
+CHIP_RULES = (AUTO, PER_PRECISION)
 STATUS = "status"
 OK = "ok"
 
@@ -49,6 +61,11 @@ DECODE = "decode_tok_s"
 TTFT = "ttft_mean_s"
 TOKENS_PER_J = "tokens_per_j"
 POWER = "avg_power_w"
+# The system's size beside its figures, added to each record that ran.
+PER_CHIP = "decode_tok_s_per_chip"
+KV_CAPACITY = "kv_capacity_tokens"
+KV_DEMAND = "kv_demand_tokens"
+KV_HEADROOM = "kv_headroom"
 
 
 @dataclass
@@ -61,11 +78,13 @@ class KperfResult:
         The model as named by the caller.
     records : list of dict
         One per (arch, precision, input length, output length, users), in run order: the keys
-        of :data:`BASE_FIELDS`, ``status`` (``"ok"``, or why the row has no numbers) and every
+        of :data:`BASE_FIELDS`, ``status`` (``"ok"``, or why the row has no numbers), every
         field of the serving summary (SI units: seconds, tokens/s, W, J; utilisations as
-        fractions).
+        fractions) and, for rows that ran, ``decode_tok_s_per_chip``, ``kv_demand_tokens``
+        (users x (input + output)) and ``kv_headroom`` (``kv_capacity_tokens`` over it).
     runs : list of dict
-        One per (arch, precision): ``arch``, ``precision``, ``chips``, ``status`` and what the
+        One per (arch, precision): ``arch``, ``precision``, ``chips``, ``status``,
+        ``chips_rule`` and ``chips_reason`` (how the count was chosen, and why) and what the
         cost model reports (``precision_name``, ``kv_capacity_tokens``, ``kv_block_tokens``,
         ``static_power_w``, ``tdp_w``).
     archs : dict
@@ -94,7 +113,7 @@ class KperfResult:
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per (model, arch, precision): see :func:`summarize`."""
-        return summarize(self.records, list(self.archs) or None)
+        return summarize(self.records, list(self.archs) or None, self.runs)
 
     def to_pandas(self):
         """The records as a :class:`pandas.DataFrame`, columns in :meth:`columns` order.
@@ -123,7 +142,7 @@ class KperfResult:
         return write_kperf(self, outdir)
 
 
-def kperf(arch, model: str, *, chips: int | None = None,
+def kperf(arch, model: str, *, chips: int | str | None = None,
           precisions: Sequence[str] = DEFAULT_PRECISIONS,
           input_lens: Sequence[int] = DEFAULT_INPUT_LENS,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
@@ -142,9 +161,14 @@ def kperf(arch, model: str, *, chips: int | None = None,
         A shipped arch name, a YAML path, or a loaded arch.
     model : str
         A built-in LLM name (``npusim models``).
-    chips : int, optional
-        Chips per system; by default each (arch, precision) takes the fewest that hold the
-        model.
+    chips : int or str, optional
+        Chips per system, for every arch and precision. ``None`` or ``"auto"`` (the default):
+        one count per arch for every precision of the run, what a deployment would use (the
+        documented deployment of the model on the arch, else the fewest chips whose KV cache
+        holds the matrix's largest users x (input + output) tokens; see
+        :func:`npusim.workloads.deployments.choose_chips`); each run says why in its
+        ``chips_reason``. ``"per-precision"``: each (arch, precision) takes the fewest chips
+        that hold its weights plus 4,096 KV tokens (the rule before this default).
     precisions, input_lens, output_lens, users : sequences
         The matrix; defaults :data:`DEFAULT_PRECISIONS`, :data:`DEFAULT_INPUT_LENS`,
         :data:`DEFAULT_OUTPUT_LENS`, :data:`DEFAULT_USERS`.
@@ -172,7 +196,12 @@ def kperf(arch, model: str, *, chips: int | None = None,
         On a bad matrix value, an arch or model that cannot be loaded, or when no row of
         ``arch`` could run (the first reason is raised).
     """
-    matrix = _matrix(model, precisions, input_lens, output_lens, users, chips)
+    chips = _chips_arg(chips)
+    if parallel is not None and not isinstance(chips, int):   # the layout names the chips
+        from .stepcost import ParallelLayout
+        chips = ParallelLayout.parse(parallel).chips
+    matrix = _matrix(model, precisions, input_lens, output_lens, users,
+                     chips if isinstance(chips, int) else None)
     systems = _load_archs(arch, vs, overrides)
     Scenario, ServingConfig, simulate_serving = _serving_api()
     config = ServingConfig() if config is None else config
@@ -183,9 +212,12 @@ def kperf(arch, model: str, *, chips: int | None = None,
     total = len(systems) * len(matrix["precisions"]) * len(scenarios)
     with _progress_bar(progress, total) as advance:
         for label, arch_obj in systems:
+            choice, chose = _choose(model, arch_obj, chips, matrix)
             for precision in matrix["precisions"]:
-                cost, why = _cost_or_reason(model, arch_obj, chips, precision, parallel)
-                run = _run_info(label, precision, chips, cost, why)
+                cost, why = (_cost_or_reason(model, arch_obj, choice.chips, precision,
+                                             parallel)
+                             if chose == OK else (None, chose))
+                run = _run_info(label, precision, choice, cost, why)
                 runs.append(run)
                 for i, o, u in scenarios:
                     advance(f"{label} {precision} in {i} out {o} users {u}")
@@ -194,8 +226,9 @@ def kperf(arch, model: str, *, chips: int | None = None,
                     if cost is None:
                         records.append({**base, STATUS: why})
                         continue
-                    records.append({**base, **_scenario(simulate_serving, cost,
-                                                        Scenario(i, o, users=u), config)})
+                    row = {**base, **_scenario(simulate_serving, cost,
+                                               Scenario(i, o, users=u), config)}
+                    records.append(_with_system(row, cost))
     _raise_if_nothing_ran(systems[0][0], runs, records)
     result = KperfResult(
         model=str(model), records=records, runs=runs,
@@ -208,18 +241,22 @@ def kperf(arch, model: str, *, chips: int | None = None,
 
 
 def summarize(records: Sequence[dict[str, Any]],
-              arch_order: Sequence[str] | None = None) -> list[dict[str, Any]]:
+              arch_order: Sequence[str] | None = None,
+              runs: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """One row per (model, arch, precision), with ratios to the reference arch.
 
-    Each row: ``model``, ``arch``, ``precision``, ``chips``, ``status`` (``"ok"`` if any
-    scenario ran, else the first reason), ``peak_decode_tok_s`` (the best system decode
-    tokens/s of the matrix) and the scenario it came from (``peak_at``, ``"in/out/users"``),
+    Each row: ``model``, ``arch``, ``precision``, ``chips``, ``system`` (``"4 x rngd"``),
+    ``chips_reason`` (from ``runs``, when given), ``status`` (``"ok"`` if any scenario ran,
+    else the first reason), ``peak_decode_tok_s`` (the best system decode tokens/s of the
+    matrix) and the scenario it came from (``peak_at``, ``"in/out/users"``),
     ``peak_decode_tok_s_per_chip``, ``avg_power_w_at_peak``, ``best_ttft_s`` (the lowest mean
-    TTFT) and ``best_ttft_at``, ``max_tokens_per_j``. ``decode_ratio`` and
-    ``perf_per_w_ratio`` divide this row's ``peak_decode_tok_s`` and ``max_tokens_per_j`` (tokens
-    per joule is tokens/s per watt) by those of the reference arch's row of the same model and
-    precision; None when either is missing. The reference is ``arch_order[0]``, else the first
-    arch in ``records``.
+    TTFT) and ``best_ttft_at``, ``max_tokens_per_j``, ``kv_capacity_tokens`` and
+    ``kv_headroom_min`` (the least KV capacity / demand of the matrix: at its largest users
+    and lengths). ``decode_ratio``, ``decode_per_chip_ratio`` and ``perf_per_w_ratio`` divide
+    this row's ``peak_decode_tok_s``, ``peak_decode_tok_s_per_chip`` and ``max_tokens_per_j``
+    (tokens per joule is tokens/s per watt) by those of the reference arch's row of the same
+    model and precision, each system with the chips it was given; None when either is
+    missing. The reference is ``arch_order[0]``, else the first arch in ``records``.
 
     Examples
     --------
@@ -236,25 +273,44 @@ def summarize(records: Sequence[dict[str, Any]],
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["model"], r["arch"], r["precision"]), []).append(r)
-    rows = [_summary_row(key, rs) for key, rs in groups.items()]
+    why = {(r.get("arch"), r.get("precision")): r.get("chips_reason") for r in runs}
+    rows = [_summary_row(key, rs, why.get((key[1], key[2]))) for key, rs in groups.items()]
     ref_arch = arch_order[0] if arch_order else (records[0]["arch"] if records else None)
     ref = {(r["model"], r["precision"]): r for r in rows if r["arch"] == ref_arch}
     for r in rows:
         base = ref.get((r["model"], r["precision"]))
         r["decode_ratio"] = _ratio(r, base, "peak_decode_tok_s")
+        r["decode_per_chip_ratio"] = _ratio(r, base, "peak_decode_tok_s_per_chip")
         r["perf_per_w_ratio"] = _ratio(r, base, "max_tokens_per_j")
     return rows
 
 
-def _summary_row(key: tuple, rows: list[dict]) -> dict[str, Any]:
+def system_label(arch: str, chips) -> str:
+    """How reports name a system: ``"4 x rngd"`` (the arch alone when chips are unknown).
+
+    Examples
+    --------
+    >>> system_label("rngd", 4), system_label("h100", None)
+    ('4 x rngd', 'h100')
+    """
+    return f"{chips} x {arch}" if chips else str(arch)
+
+
+def _summary_row(key: tuple, rows: list[dict], reason: str | None = None) -> dict[str, Any]:
     model, arch, precision = key
     ok = [r for r in rows if r.get(STATUS) == OK]
+    chips = rows[0].get("chips")
     out: dict[str, Any] = dict(model=model, arch=arch, precision=precision,
-                               chips=rows[0].get("chips"),
+                               chips=chips, system=system_label(arch, chips),
+                               chips_reason=reason,
                                status=OK if ok else rows[0].get(STATUS, ""),
                                peak_decode_tok_s=None, peak_at=None,
                                peak_decode_tok_s_per_chip=None, avg_power_w_at_peak=None,
-                               best_ttft_s=None, best_ttft_at=None, max_tokens_per_j=None)
+                               best_ttft_s=None, best_ttft_at=None, max_tokens_per_j=None,
+                               kv_capacity_tokens=None, kv_headroom_min=None)
+    room = _best(ok, KV_HEADROOM, min)
+    if room is not None:
+        out.update(kv_capacity_tokens=room.get(KV_CAPACITY), kv_headroom_min=room[KV_HEADROOM])
     peak = _best(ok, DECODE, max)
     if peak is not None:
         out.update(peak_decode_tok_s=peak[DECODE], peak_at=_at(peak),
@@ -382,6 +438,89 @@ def _load_archs(arch, vs, overrides) -> list[tuple[str, Any]]:
     return out
 
 
+def _chips_arg(chips) -> int | str:
+    """``chips`` as a count, :data:`AUTO` or :data:`PER_PRECISION` (None is AUTO); a count's
+    range is checked with the matrix (:func:`~npusim.frontend.llm.check_sizes`)."""
+    if chips is None:
+        return AUTO
+    if isinstance(chips, str):
+        text = chips.strip().lower()
+        if text in CHIP_RULES:
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise NpusimError(f"K-Perf chips (--chips): {chips!r} is not a whole number nor "
+                              f"one of {', '.join(CHIP_RULES)}; e.g. --chips 4") from None
+    if isinstance(chips, bool) or not isinstance(chips, int):
+        raise NpusimError(f"K-Perf chips (--chips): {chips!r} is not a whole number; give a "
+                          f"count such as 4, or one of {', '.join(CHIP_RULES)}")
+    return chips
+
+
+def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
+    """The arch's :class:`~npusim.workloads.deployments.ChipChoice` and ``"ok"``, or a
+    placeholder choice and why no count fits (the status of all its rows)."""
+    from .deployments import ChipChoice
+    if isinstance(chips, int):
+        return ChipChoice(chips, "given", f"--chips {chips}"), OK
+    if chips == PER_PRECISION:
+        return ChipChoice(None, PER_PRECISION, "each precision: the fewest chips that hold "
+                                               "its weights and 4096 KV tokens"), OK
+    try:
+        return _choose_chips(model, arch, matrix), OK
+    except (ArchError, CapacityError) as e:
+        return ChipChoice(None, AUTO, "none fits"), _reason(e)
+
+
+def _choose_chips(model, arch, matrix):
+    """The default chip count of ``arch`` for the whole matrix (every precision)."""
+    return default_chips(model, arch, matrix["precisions"], matrix["users"],
+                         matrix["input_lens"], matrix["output_lens"])
+
+
+def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[int],
+                  input_lens: Sequence[int], output_lens: Sequence[int]):
+    """The chips :func:`kperf` gives ``arch`` by default for this matrix, and why.
+
+    One count for every precision: the documented deployment of ``model`` on ``arch``, else
+    the fewest chips whose KV cache holds ``max(users)`` x (``max(input_lens)`` +
+    ``max(output_lens)``) tokens (:func:`npusim.workloads.deployments.choose_chips`).
+
+    Returns
+    -------
+    ChipChoice
+
+    Raises
+    ------
+    CapacityError
+        When no chip count holds the weights.
+    """
+    from .deployments import choose_chips
+    spec = _spec(model)
+    return choose_chips(model, arch, list(precisions), users=max(users),
+                        tokens=max(input_lens) + max(output_lens),
+                        cost_model=lambda *a: _cost_model(*a),
+                        heads=getattr(spec, "heads", None))
+
+
+def _with_system(row: dict[str, Any], cost) -> dict[str, Any]:
+    """A record with the system's size beside its figures: decode tokens/s per chip, KV
+    capacity, the scenario's KV demand (users x (input + output) tokens) and the headroom
+    (capacity / demand; below 1 the users cannot all hold their whole context at once)."""
+    if row.get(STATUS) != OK:
+        return row
+    chips = row.get("chips") or getattr(cost, "chips", None)
+    capacity = row.get(KV_CAPACITY, getattr(cost, "kv_capacity_tokens", None))
+    demand = row["users"] * (row["input_len"] + row["output_len"])
+    decode = row.get(DECODE)
+    row[PER_CHIP] = decode / chips if _finite(decode) and chips else None
+    row[KV_CAPACITY] = _plain(capacity)
+    row[KV_DEMAND] = demand
+    row[KV_HEADROOM] = capacity / demand if _finite(capacity) and demand else None
+    return row
+
+
 def _serving_api():
     """The serving simulation's (Scenario, ServingConfig, simulate_serving)."""
     from .serving import Scenario, ServingConfig, simulate_serving
@@ -416,10 +555,12 @@ def _scenario(simulate_serving, cost, scenario, config) -> dict[str, Any]:
     return {STATUS: OK, **{k: _plain(v) for k, v in summary.items()}}
 
 
-def _run_info(label: str, precision: str, chips, cost, why: str) -> dict[str, Any]:
-    """What the report says about one (arch, precision): the system and the cost model's view."""
+def _run_info(label: str, precision: str, choice, cost, why: str) -> dict[str, Any]:
+    """What the report says about one (arch, precision): the system, why it has that many
+    chips, and the cost model's view."""
     info: dict[str, Any] = dict(arch=label, precision=precision,
-                                chips=getattr(cost, "chips", chips), status=why)
+                                chips=getattr(cost, "chips", choice.chips), status=why,
+                                chips_rule=choice.rule, chips_reason=choice.reason)
     for key, attr in (("precision_name", "precision"), ("kv_capacity_tokens",
                       "kv_capacity_tokens"), ("kv_block_tokens", "kv_block_tokens"),
                       ("static_power_w", "static_power_w"), ("tdp_w", "tdp_w")):
