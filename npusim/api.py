@@ -10,7 +10,7 @@ from .engine.result import RunResult
 from .engine.roofline import roofline
 from .engine.simulate import simulate_graph
 from .errors import CapacityError, NpusimError
-from .frontend.llm import load_model
+from .frontend.llm import is_onnx_path, load_model
 from .ir import Graph, Role
 from .passes.quantize import resolve_precision
 
@@ -40,7 +40,7 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
              dims: Mapping[str, int] | None = None,
              overrides: Mapping[str, str] | Sequence[str] | None = None,
              engine: str = "tile", check_capacity: bool = True, pim: str = "auto",
-             **model_kw) -> RunResult:
+             parallel=None, **model_kw) -> RunResult:
     """Run ``model`` on ``arch`` and return the per-op result tree.
 
     Parameters
@@ -55,6 +55,13 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     pim : on an arch with PIM units, where their eligible ops go: ``"auto"`` (by cost),
         ``"all"`` or ``"off"`` (see :func:`npusim.engine.simulate.simulate_graph`); the
         roofline engine is the NPU's alone
+    parallel : str or ParallelLayout, optional
+        For a built-in LLM: the multi-chip layout (``"tp=4,pp=2"``) of a system running this
+        step. The per-op result stays one whole-model graph on one chip; ``meta`` gains the
+        layout, why, and the step's seconds and joules on the whole system as the serving cost
+        model prices it (:class:`~npusim.workloads.stepcost.StepCostModel`: tensor-parallel
+        shards, pipeline stages and their transfers). Without it ``meta["parallel"]`` says
+        ``tp=1,pp=1``.
     **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
         for :func:`npusim.load_model`. ``dtype`` is a precision (bf16, fp16, fp32, fp8, int8,
         int4, mxfp4; the names ``npusim kperf --precision`` takes), resolved for ``arch``.
@@ -67,6 +74,9 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     """
     if engine not in ENGINES:
         raise NpusimError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if parallel is not None:
+        from .workloads.stepcost import ParallelLayout
+        parallel = ParallelLayout.parse(parallel)  # a malformed layout fails before any work
     if isinstance(arch, (str, Path)):
         arch = load_arch(arch, overrides)
     elif overrides:
@@ -87,7 +97,31 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
         check_fits(graph, arch)
     result = simulate_graph(graph, arch, pim=pim) if engine == "tile" else roofline(graph, arch)
     result.meta.setdefault("parameters", graph.parameters)
+    if isinstance(model, str) and not is_onnx_path(model):
+        result.meta.update(_system_step(model, arch, parallel, model_kw))
+    elif parallel is not None:
+        raise NpusimError(f"parallel/--parallel {parallel}: a multi-chip layout applies to a "
+                          f"built-in LLM (npusim models), not to {model}")
     return result
+
+
+def _system_step(model: str, arch, parallel, model_kw: Mapping) -> dict:
+    """The layout of an LLM run and, when one is given, the step on the whole system."""
+    if parallel is None:
+        return {"parallel": "tp=1,pp=1", "parallel_why": "one chip (give --parallel for a "
+                                                         "multi-chip system)"}
+    from .workloads.stepcost import StepCostModel
+    cost = StepCostModel(model, arch, parallel=parallel,
+                         precision=model_kw.get("dtype") or "bf16")
+    batch = model_kw.get("batch") or 1
+    if (model_kw.get("phase") or "prefill") == "decode":
+        step = cost.step([], [model_kw.get("kv_len") or 128] * batch)
+    else:
+        step = cost.step([(model_kw.get("seq") or 128, model_kw.get("kv_len") or 0)] * batch, [])
+    return {"parallel": str(cost.parallel), "parallel_why": cost.parallel_why,
+            "system_chips": cost.chips, "system_step_s": step.seconds,
+            "system_step_j": step.energy_j,
+            "system_weight_bytes_per_chip": cost.weight_bytes_per_chip}
 
 
 # ----------------------------------------------------------------------------- spiking cores

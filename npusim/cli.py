@@ -119,8 +119,9 @@ def _snn_kw(args) -> dict:
 
 
 def _refuse_llm_options(args, what: str) -> None:
-    given = [f"--{k.replace('_', '-')}" for k in ("phase", "batch", "seq", "kv_len", "dtype")
-             if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in ("phase", "batch", "seq", "kv_len", "dtype",
+                                                  "parallel")
+             if getattr(args, k, None) is not None]
     if given:
         raise NpusimError(f"{', '.join(given)}: not taken by a spiking run on {what}; an SNN "
                           f"is sized by its file (bind symbolic dims with --dim) and --timesteps")
@@ -155,10 +156,22 @@ def cmd_run(args) -> int:
                               f"give a spiking-core --arch (e.g. loihi) to run it as an SNN")
         result = simulate(args.model, arch, engine=args.engine,
                           check_capacity=not args.ignore_capacity, pim=args.pim,
-                          **_model_kw(args))
+                          parallel=args.parallel, **_model_kw(args))
     print_run(result, top=args.top)
+    _print_layout(result.meta)
     _export(result, arch, args)
     return 0
+
+
+def _print_layout(meta: dict) -> None:
+    """The multi-chip layout of an LLM run, and its step on the whole system when given."""
+    if "parallel" not in meta:
+        return
+    line = f"  parallel {meta['parallel']}: {meta['parallel_why']}"
+    if "system_step_s" in meta:
+        line += (f"; step on {meta['system_chips']} chips {meta['system_step_s'] * 1e3:.4g} ms, "
+                 f"{meta['system_step_j']:.4g} J (serving cost model)")
+    print(line)
 
 
 def _snn_checks(args, what: str) -> None:
@@ -341,7 +354,7 @@ def cmd_kperf(args) -> int:
     from .report.kperf import print_kperf
     from .workloads import kperf as kp
     result = kp.kperf(
-        args.arch, args.model, chips=args.chips,
+        args.arch, args.model, chips=args.chips, parallel=args.parallel,
         precisions=_listed("--precision", args.precision, kp.DEFAULT_PRECISIONS),
         input_lens=_listed("--input-lens", args.input_lens, kp.DEFAULT_INPUT_LENS),
         output_lens=_listed("--output-lens", args.output_lens, kp.DEFAULT_OUTPUT_LENS),
@@ -363,6 +376,9 @@ def _kperf_parser(sub) -> None:
     kp.add_argument("--model", required=True, help="built-in LLM name (see `npusim models`)")
     kp.add_argument("--chips", type=int, default=None,
                     help="chips per system (default: the fewest that hold the model)")
+    kp.add_argument("--parallel", default=None, metavar="tp=N,pp=M",
+                    help="multi-chip layout, tensor x pipeline parallel (default: on PCIe-linked "
+                         "cards the fastest that fits, else tensor parallelism)")
     kp.add_argument("--precision", nargs="+", action="extend", default=None, metavar="P",
                     help="precisions, e.g. bf16,fp8 (default bf16)")
     kp.add_argument("--input-lens", nargs="+", action="extend", default=None, metavar="N",
@@ -527,6 +543,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--pim", choices=("auto", "off", "all"), default="auto",
                      help="on an arch with PIM units: put each eligible op where it is cheaper "
                           "(auto, default), every eligible op on PIM (all), or none (off)")
+    run.add_argument("--parallel", default=None, metavar="tp=N,pp=M",
+                     help="built-in LLM: also price the step on a multi-chip system of this "
+                          "layout (tensor x pipeline parallel), as npusim kperf does")
     sp = run.add_argument_group(
         "spiking cores", "for a spiking-core --arch (marked [spiking cores] by `npusim archs`, "
         "e.g. loihi) or a hybrid NPU+DEVICE (e.g. edu+snn-edu); MODEL an ONNX CNN/MLP "

@@ -28,6 +28,12 @@ batch's latency ``latency_s`` and ``samples_s`` = batch / latency. How those rea
 measurement (mean latency, runner threads that hide the host) is in
 :mod:`npusim.validate.graph_rows`.
 
+A ``sim_note`` that states "parallel tp=N" (or "tp=N,pp=M") runs the layout the row's stack
+used instead of the one npusim would choose (:func:`row_parallel`).
+
+A ``sim_note`` that states "prefill chunk N" (vllm-rbln's ``prefill_chunk_size``, say) caps
+each step's tokens at N, as that stack does.
+
 The optional ``sim_graphs`` column says whether the stack replays each step's kernels from CUDA
 graphs (``yes``): the step costs then charge the arch's ``graph_launch_overhead`` per kernel
 instead of the standalone ``launch_overhead``.
@@ -129,6 +135,7 @@ class ValidationResult:
     report: Path | None = None
     plot: Path | None = None
     summary_markdown: str = ""
+    npu_summary_markdown: str = ""
     meta: dict = field(default_factory=dict)
 
 
@@ -376,7 +383,7 @@ def row_precision(row: Mapping[str, str], where: str | None = None):
 
     ``weight-only int8`` keeps bf16 activations; ``int4_g32`` is int4 weights with a scale per
     32 values (gpt-fast); ``--fp8_kv_cache`` (or "fp8 weights and KV cache", or "KV cache
-    fp8") stores the KV cache in fp8 instead of the default 16 bits.
+    fp8") stores the KV cache in fp8 instead of the default 16 bits, "KV cache int8" in int8.
     """
     from ..workloads.stepcost import PRECISIONS, Precision
     name = (row.get("sim_precision") or "").strip()
@@ -391,6 +398,8 @@ def row_precision(row: Mapping[str, str], where: str | None = None):
         p = Precision("int4_g32 weight-only", "int4_g32", "bf16", "bf16")
     if re.search(r"fp8_kv_cache|fp8 weights and KV cache|KV cache fp8", note):
         p = Precision(f"{p.name} kv-fp8", p.weights, p.activations, "fp8_e4m3")
+    elif "KV cache int8" in note:
+        p = Precision(f"{p.name} kv-int8", p.weights, p.activations, "int8")
     return p
 
 
@@ -419,6 +428,17 @@ def row_set(row: Mapping[str, str], where: str | None = None) -> tuple[str, ...]
             raise NpusimError(f"{where}, column sim_set: {x[:60]!r} is not field=value; write "
                               f"e.g. dram.channels=16; dram.bandwidth=307.2 GB/s")
     return items
+
+
+def row_parallel(row: Mapping[str, str]) -> str | None:
+    """The layout a row's stack used, where its ``sim_note`` states one ("parallel tp=2" or
+    "parallel tp=2,pp=2"); None lets the cost model choose (stepcost's module docstring).
+
+    >>> row_parallel({"sim_note": "TP over the cards: parallel tp=2 (vendor)"})
+    'tp=2'
+    """
+    m = re.search(r"parallel (tp=\d+(?:,pp=\d+)?|pp=\d+)", row.get("sim_note") or "")
+    return m.group(1) if m else None
 
 
 def row_scheduler(row: Mapping[str, str], where: str | None = None) -> str:
@@ -481,7 +501,7 @@ class _ExtraStep:
     def __init__(self, base, extra_s: float) -> None:
         self._base, self._extra = base, extra_s
         for name in ("kv_capacity_tokens", "kv_block_tokens", "chips", "static_power_w",
-                     "tdp_w"):
+                     "tdp_w", "parallel"):
             setattr(self, name, getattr(base, name))
 
     def step(self, prefill, decode):
@@ -546,12 +566,13 @@ class Simulator:
         from ..workloads.stepcost import StepCostModel
         engine_fit = tuple(sorted((k, v) for k, v in fit.items() if k != "step_overhead"))
         overrides = setup.overrides + tuple(f"{k}={v}" for k, v in engine_fit)
+        layout = row_parallel(row)
         key = (self.spec(row), row["sim_model"], setup.precision, chips, overrides,
-               setup.graphs)
+               setup.graphs, layout)
         if key not in self._costs:
             self._costs[key] = StepCostModel(row["sim_model"], self.arch(row, overrides),
                                              chips=chips, precision=setup.precision,
-                                             graphs=setup.graphs)
+                                             graphs=setup.graphs, parallel=layout)
         cost = self._costs[key]
         if "step_overhead" in fit:
             target = self.arch(row, overrides + (f"step_overhead={fit['step_overhead']}",))
@@ -595,6 +616,8 @@ class Simulator:
         load = setup.load
         if setup.users is None and setup.rate is None:
             load = f"{summary['users']} users ({load})"
+        if chips > 1:  # the multi-chip layout the cost model chose (stepcost's docstring)
+            load = f"{load}, {summary['parallel']}"
         return float(value), load
 
 
@@ -646,6 +669,10 @@ def _serve(row: dict, setup: LlmSetup, cost, arch) -> dict:
         cfg = ServingConfig.vllm_serve_defaults(arch.dram.capacity, arch.name)
         if users is not None and users > cfg.max_num_seqs:
             cfg = ServingConfig(users, max(cfg.max_num_batched_tokens, users))
+    chunk = re.search(r"prefill chunk (\d+)", row.get("sim_note") or "")
+    if chunk:       # the stack's prefill chunk (e.g. vllm-rbln's prefill_chunk_size)
+        n = int(chunk.group(1))
+        cfg = replace(cfg, max_num_batched_tokens=n, max_num_seqs=min(cfg.max_num_seqs, n))
     if setup.rate is not None:
         scen = Scenario(i, o, rate=setup.rate)
     elif users == 1:
@@ -833,7 +860,8 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
         A data file that cannot be read or has a malformed row (naming file, line and column),
         unknown or non-simulable ``rows``, or a report that cannot be written (``--out``).
     """
-    from .report import microcheck_table, summary_markdown, write_plot, write_report
+    from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plot,
+                         write_report)
     path = Path(data) if data is not None else default_data()
     all_rows, sha = _read_measured(path)
     chosen = select(all_rows, rows, path)
@@ -854,12 +882,51 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     if progress:
         progress("done", total, total)
     res.summary_markdown = summary_markdown(res)
+    res.npu_summary_markdown = npu_summary_markdown(res)
+    if microchecks:
+        res.meta["sensitivity"] = link_sensitivity(sim, chosen, results)
     if out is not False:
         folder = make_folder(DEFAULT_OUT if out is None or out is True else out, "report")
         if plot:
             res.plot = write_plot(res, folder / "predicted_vs_measured.png")
         res.report = write_report(res, folder / "REPORT.md")
     return res
+
+
+LINK_FIELDS = ("link.latency", "link.bandwidth")     # constants no NPU vendor publishes
+SENSITIVITY = (0.5, 2.0)
+
+
+def link_sensitivity(sim: Simulator, rows: list[dict], results: list[RowResult]) -> list[dict]:
+    """Each multi-chip NPU serving row re-predicted with its link's latency and bandwidth
+    halved and doubled: how far the result rests on constants no vendor publishes.
+
+    Returns one dict per (row, field): ``id``, ``field``, and ``low``, ``base``, ``high`` as
+    (predicted, error) pairs; a field the arch leaves unset (null) is skipped.
+    """
+    from .report import is_npu_row
+    done = {r.id: r for r in results}
+    out = []
+    for row in rows:
+        res = done.get(row["id"])
+        if (res is None or res.predicted is None or res.chips < 2 or row["sim_mode"] not in
+                ("latency", "batch", "offline", "server") or not is_npu_row(res)):
+            continue
+        arch = sim.arch(row, row_overrides(row))
+        for name in LINK_FIELDS:
+            value = getattr(arch.link, name.split(".")[1], None)
+            if not value:
+                continue
+            unit = "s" if name.endswith("latency") else "B/s"
+            pair = []
+            for k in SENSITIVITY:
+                alt = dict(row, sim_set="; ".join(
+                    filter(None, [row.get("sim_set") or "", f"{name}={value * k!r} {unit}"])))
+                v, _ = sim.predict(alt)
+                pair.append((v, v / res.measured - 1))
+            out.append({"id": row["id"], "field": name, "low": pair[0],
+                        "base": (res.predicted, res.error), "high": pair[1]})
+    return out
 
 
 def _calibration(sim: Simulator, rows: list[dict]) -> dict[str, dict]:

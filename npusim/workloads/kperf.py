@@ -129,7 +129,7 @@ def kperf(arch, model: str, *, chips: int | None = None,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
           users: Sequence[int] = DEFAULT_USERS,
           vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
-          config=None, overrides=None) -> KperfResult:
+          config=None, overrides=None, parallel=None) -> KperfResult:
     """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
 
     Every precision x input length x output length x users is one closed-loop serving
@@ -158,6 +158,9 @@ def kperf(arch, model: str, *, chips: int | None = None,
         Scheduler settings (batched tokens, sequences); the serving defaults when omitted.
     overrides : mapping or sequence of str, optional
         Field overrides for ``arch`` (not for ``vs``), as for :func:`npusim.load_arch`.
+    parallel : str or ParallelLayout, optional
+        The multi-chip layout (``"tp=4,pp=2"``); by default the cost model's choice
+        (:class:`~npusim.workloads.stepcost.StepCostModel`).
 
     Returns
     -------
@@ -181,7 +184,7 @@ def kperf(arch, model: str, *, chips: int | None = None,
     with _progress_bar(progress, total) as advance:
         for label, arch_obj in systems:
             for precision in matrix["precisions"]:
-                cost, why = _cost_or_reason(model, arch_obj, chips, precision)
+                cost, why = _cost_or_reason(model, arch_obj, chips, precision, parallel)
                 run = _run_info(label, precision, chips, cost, why)
                 runs.append(run)
                 for i, o, u in scenarios:
@@ -385,15 +388,16 @@ def _serving_api():
     return Scenario, ServingConfig, simulate_serving
 
 
-def _cost_model(model: str, arch, chips: int | None, precision: str):
+def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None):
     from .stepcost import StepCostModel
-    return StepCostModel(model, arch, chips=chips, precision=precision)
+    return StepCostModel(model, arch, chips=chips, precision=precision, parallel=parallel)
 
 
-def _cost_or_reason(model, arch, chips, precision) -> tuple[Any, str]:
+def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
     """The cost model, or None and why it cannot exist (a status for its rows)."""
     try:
-        return _cost_model(model, arch, chips, precision), OK
+        given = {} if parallel is None else {"parallel": parallel}
+        return _cost_model(model, arch, chips, precision, **given), OK
     except (ArchError, CapacityError) as e:
         return None, _reason(e)
 

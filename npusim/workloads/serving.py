@@ -792,5 +792,7 @@ def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
         "max_num_seqs": config.max_num_seqs,
         "max_num_batched_tokens": config.max_num_batched_tokens,
         "policy": config.policy,
+        # the multi-chip layout (tp x pp) the cost model runs, for every record
+        "parallel": str(getattr(cost, "parallel", f"tp={cost.chips},pp=1")),
     }
     return summary

@@ -14,21 +14,64 @@ total KV length), and ``R`` sequences emit logits. Each part is the builder's ON
 pass and timed by the tile engine; answers are cached on grids of sizes and interpolated
 linearly, so a long serving run costs seconds.
 
-Tensor parallelism over ``chips`` uses the builder's Megatron sharding: the part graphs are one
-chip's, with their all-reduces timed on the arch's chip-to-chip link; energy is one chip's times
-the chip count. The smallest chip count whose weights fit (leaving KV room for at least
-:data:`MIN_KV_TOKENS` tokens) is chosen when ``chips`` is not given.
+Parallel layout
+---------------
+``chips = tp x pp`` (:class:`ParallelLayout`). Tensor parallelism over ``tp`` chips uses the
+builder's Megatron sharding: the part graphs are one chip's, with their all-reduces timed on the
+arch's chip-to-chip link (:func:`npusim.engine.roofline.collective_seconds`).
+
+Pipeline parallelism over ``pp`` stages splits the layers into contiguous runs as evenly as
+possible; the ``layers mod pp`` extra layers go to the first stages, so the last stage, which
+also holds the final norm, the LM head and the embedding, is never the larger one
+(:func:`stage_layers`). Each chip holds its stage's weights and its stage's KV cache for every
+token, so the KV capacity is the smallest over the stages. Between stages a micro-batch's
+activations cross the link once: ``transfer = link.latency + hidden x tokens x activation bytes
+/ link.bandwidth`` (:meth:`StepCostModel.transfer_seconds`); each of a stage's ``tp`` chips
+sends its replica to its peer at once, so it is one hop.
+
+A step over a batch runs as a serving stack's pipeline does (vLLM keeps ``pp`` micro-batches in
+flight, one per virtual engine): the step's sequences are split into ``m = min(pp, sequences)``
+micro-batches, each with 1/m of the step's tokens, decoding sequences, logits rows and prefill
+attention. With ``t_s`` one micro-batch's time on stage ``s`` and ``x`` one transfer,
+
+    period = max(m x max(max_s t_s, x),  sum_s t_s + (pp - 1) x + link.latency)
+
+The first term is throughput at full load: the slowest stage (or the link) is busy with all m
+micro-batches back to back. The second is one micro-batch's own round trip (the bubble a single
+user pays): every stage in turn, the transfers between them, and one latency-only hop returning
+the sampled tokens to the first stage, which its next step needs. The serving loop advances one
+step at a time, so it sees ``period`` (plus the arch's ``step_overhead``) as the time in which
+every running sequence gets one token: at one user that is the full pipeline latency, at full
+load the steady-state time per step of the whole batch. Each stage streams its weights once per
+micro-batch, so pipelining a memory-bound decode does not shorten it; it pays when the stages
+are compute-bound or when tensor parallelism's all-reduces cost more than the transfers.
+``pp = 1`` is exactly the tensor-parallel step above.
+
+Energy: each chip's engine energy for its busy time (``m x`` its stage's, dynamic plus static
+while busy), plus static power for the rest of the period, summed over all chips; the
+transfers add no energy of their own (no per-byte link energy is modelled).
+
+Choosing the layout (when ``parallel`` is not given): on a system whose chips talk over PCIe
+(``link.kind`` starting with ``pcie``) every ``tp x pp = chips`` layout that the model admits
+and that fits (weights plus the KV tokens the run needs, ``kv_tokens``, default
+:data:`MIN_KV_TOKENS`) is costed on a
+representative load (:data:`REP_USERS` users' prompts of :data:`REP_PROMPT` tokens prefilled,
+then :data:`REP_OUTPUT` decode steps of all of them) and the fastest is taken, as a serving
+deployment guide picks TP, PP or both by measurement. On other links (NVLink, Infinity Fabric)
+tensor parallelism is kept: the serving stacks' default inside a node. The smallest chip count
+with a layout that fits is chosen when ``chips`` is not given either.
 """
 from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 from ..arch import load_arch
-from ..errors import CapacityError, NpusimError
+from ..errors import CapacityError, ModelError, NpusimError
 from ..ir import dtype
 # The precisions and what each name means live with the precision pass, shared by every entry
 # point; re-exported here, where the serving cost model uses them.
@@ -45,6 +88,80 @@ KV_BLOCK_TOKENS = 16
 # per-token capacity (K-Perf-like contexts: a few thousand tokens in, a few thousand out)
 CAPACITY_CONTEXT = 8192
 CHIP_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+# assumption: the representative load the layout is chosen on (K-Perf's longer lengths, a
+# moderately loaded server); clamped to the model's context window
+REP_USERS = 16
+REP_PROMPT = 2048
+REP_OUTPUT = 2048
+
+
+@dataclass(frozen=True)
+class ParallelLayout:
+    """How a multi-chip system splits a model: ``tp`` chips per tensor-parallel group, ``pp``
+    pipeline stages; ``chips = tp x pp``.
+
+    Examples
+    --------
+    >>> ParallelLayout.parse("tp=4,pp=2")
+    ParallelLayout(tp=4, pp=2)
+    >>> str(ParallelLayout.parse("pp=2")), ParallelLayout(2, 2).chips
+    ('tp=1,pp=2', 4)
+    """
+
+    tp: int = 1
+    pp: int = 1
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.pp
+
+    def __str__(self) -> str:
+        return f"tp={self.tp},pp={self.pp}"
+
+    @classmethod
+    def parse(cls, text: "str | ParallelLayout") -> "ParallelLayout":
+        """``"tp=4,pp=2"`` (either key may be left out: it is then 1) as a layout.
+
+        Raises
+        ------
+        ModelError
+            An unknown or repeated key, a value that is not a whole number >= 1, or nothing
+            given; the message shows the form expected.
+        """
+        if isinstance(text, ParallelLayout):
+            return text
+        form = "give it as tp=N,pp=M, e.g. --parallel tp=4,pp=2"
+        if not isinstance(text, str) or not text.strip():
+            raise ModelError(f"--parallel {text!r}: empty; {form}")
+        got: dict[str, int] = {}
+        for item in text.split(","):
+            key, eq, value = (x.strip() for x in item.partition("="))
+            if not eq or key not in ("tp", "pp"):
+                raise ModelError(f"--parallel {text!r}: {item.strip()!r} is not tp=N or pp=M; "
+                                 f"{form}")
+            if key in got:
+                raise ModelError(f"--parallel {text!r}: {key} is given twice; {form}")
+            if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+                raise ModelError(f"--parallel {text!r}: {key}={value!r} is not a whole number "
+                                 f">= 1; {form}")
+            got[key] = int(value)
+        return cls(tp=got.get("tp", 1), pp=got.get("pp", 1))
+
+
+def stage_layers(layers: int, pp: int) -> list[range]:
+    """The contiguous layer indices of each of ``pp`` pipeline stages, as even as possible,
+    the ``layers mod pp`` extra layers on the first stages (the last also holds the LM head).
+
+    >>> [len(r) for r in stage_layers(36, 2)], [len(r) for r in stage_layers(10, 4)]
+    ([18, 18], [3, 3, 2, 2])
+    """
+    base, extra = divmod(layers, pp)
+    out, start = [], 0
+    for s in range(pp):
+        n = base + (1 if s < extra else 0)
+        out.append(range(start, start + n))
+        start += n
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,7 +222,7 @@ class StepCostModel:
         A built-in LLM (``npusim models``).
     arch : str, Path or Arch
     chips : int, optional
-        Tensor-parallel chip count; the smallest that fits when omitted.
+        Chips in the system; the smallest with a layout that fits when omitted.
     precision : str or Precision
         One of :data:`PRECISIONS` or a custom :class:`Precision`.
     overrides : arch field overrides (``{"dram.bandwidth": "3 TB/s"}``)
@@ -114,6 +231,14 @@ class StepCostModel:
         V1's default, TensorRT-LLM's PyTorch backend, torch.compile's reduce-overhead mode),
         so every kernel costs the arch's ``graph_launch_overhead`` (where it has one) instead
         of a standalone ``launch_overhead``. False for stacks that launch kernel by kernel.
+    parallel : str or ParallelLayout, optional
+        The layout, ``"tp=4,pp=2"`` (its product must equal ``chips`` when both are given);
+        when omitted, the fastest that fits on a PCIe-linked system and tensor parallelism on
+        others (module docstring). ``parallel`` and ``parallel_why`` say which and why.
+    kv_tokens : int, optional
+        KV-cache tokens the run needs beside the weights (e.g. the largest users x (input +
+        output) of a K-Perf matrix); a layout or chip count chosen automatically must hold
+        them. Default :data:`MIN_KV_TOKENS`.
 
     Examples
     --------
@@ -125,7 +250,9 @@ class StepCostModel:
     def __init__(self, model: str, arch, *, chips: int | None = None,
                  precision: str | Precision = "bf16",
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
-                 graphs: bool = True) -> None:
+                 graphs: bool = True,
+                 parallel: "str | ParallelLayout | None" = None,
+                 kv_tokens: int | None = None) -> None:
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
@@ -133,26 +260,32 @@ class StepCostModel:
         self.model = model
         from ..frontend.llm import check_sizes, model_spec
         self.spec = model_spec(model)
+        layout = ParallelLayout.parse(parallel) if parallel is not None else None
         check_sizes(self.spec, chips=chips)
+        if layout is not None:
+            check_sizes(self.spec, chips=layout.chips)
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
         self._cache: dict = {}
         self.layer_groups = self._layer_groups()
         self.kv_block_tokens = KV_BLOCK_TOKENS
-        self.chips = chips if chips is not None else self._smallest_fit()
-        self._check_tp(self.chips)
-        self.arch.require_link(self.chips, f" (tensor parallelism of {model})")
-        self.weight_bytes_per_chip = self._weight_bytes(self.chips)
-        self.kv_capacity_tokens = self._kv_capacity(self.chips)
-        if self.kv_capacity_tokens < 1:
-            raise CapacityError(
-                f"{model} at {self.precision} on {self.chips} x {self.arch.name}: the weights "
-                f"({self.weight_bytes_per_chip / 1e9:.1f} GB per chip) leave no room for the KV "
-                f"cache in {self.arch.dram.capacity / 1e9:.1f} GB; use more chips (--chips) or "
-                f"a narrower precision")
+        self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
-        self.static_power_w = (table.static if table is not None else 0.0) * self.chips
+        self._chip_static_w = table.static if table is not None else 0.0
+        self.parallel, self.parallel_why = self._choose(chips, layout)
+        self.chips = self.parallel.chips
+        self.arch.require_link(self.chips, f" (parallelism {self.parallel} of {model})")
+        self.weight_bytes_per_chip = self._weight_bytes(self.parallel.tp, self.parallel.pp)
+        self.kv_capacity_tokens = self._kv_capacity(self.parallel)
+        if self.kv_capacity_tokens < 1:
+            raise CapacityError(
+                f"{model} at {self.precision} on {self.chips} x {self.arch.name} "
+                f"({self.parallel}): the weights ({self.weight_bytes_per_chip / 1e9:.1f} GB "
+                f"per chip) leave no room for the KV cache in "
+                f"{self.arch.dram.capacity / 1e9:.1f} GB; use more chips (--chips) or a "
+                f"narrower precision")
+        self.static_power_w = self._static_w(self.parallel)
         self.tdp_w = self.arch.power.tdp * self.chips if self.arch.power.tdp else None
 
     # -- structure -------------------------------------------------------------------
@@ -165,9 +298,116 @@ class StepCostModel:
         return [(idx[0], len(idx)) for idx in groups.values()]
 
     def _check_tp(self, n: int) -> None:
-        if n < 1 or self.spec.heads % n:
-            raise NpusimError(f"--chips {n}: {self.model} has {self.spec.heads} attention "
-                              f"heads, which {n} chips cannot share evenly; use a divisor")
+        problem = self._layout_problem(ParallelLayout(n, 1))
+        if problem:
+            raise NpusimError(f"--chips {n}: {problem}")
+
+    def _layout_problem(self, lay: ParallelLayout) -> str | None:
+        """Why the model cannot run in ``lay`` (None if it can): tensor parallelism must share
+        the attention heads evenly and divide or be divided by the KV heads (the builder's
+        sharding rule), and every pipeline stage needs a layer."""
+        s = self.spec
+        if lay.tp < 1 or s.heads % lay.tp:
+            return (f"{self.model} has {s.heads} attention heads, which tp={lay.tp} chips "
+                    f"cannot share evenly; use a divisor")
+        if s.kv_heads % lay.tp and lay.tp % s.kv_heads:
+            return (f"{self.model} has {s.kv_heads} KV heads, which tp={lay.tp} neither "
+                    f"divides nor is a multiple of; use a divisor of {s.kv_heads}")
+        if lay.pp < 1 or lay.pp > s.layers:
+            return (f"{self.model} has {s.layers} layers, too few for pp={lay.pp} pipeline "
+                    f"stages; use at most {s.layers}")
+        return None
+
+    def _stages(self, pp: int) -> list[list[tuple[int, int]]]:
+        """Per pipeline stage, (representative layer, count) per layer type it holds; the
+        representatives are :attr:`layer_groups`' so every stage shares their graphs."""
+        if pp == 1:
+            return [self.layer_groups]
+        s = self.spec
+        rep = {(s.is_sliding(i), s.uses_rope(i)): i for i, _ in self.layer_groups}
+        out = []
+        for layers in stage_layers(s.layers, pp):
+            counts: dict[int, int] = {}
+            for i in layers:
+                r = rep[(s.is_sliding(i), s.uses_rope(i))]
+                counts[r] = counts.get(r, 0) + 1
+            out.append([(r, counts[r]) for r, _ in self.layer_groups if counts.get(r)])
+        return out
+
+    # -- choosing the layout ---------------------------------------------------------
+    def _candidates(self, chips: int) -> list[ParallelLayout]:
+        """The layouts of ``chips`` the model admits, tensor parallelism first; pipeline
+        layouts only on a PCIe-linked system (see the module docstring)."""
+        pcie = chips > 1 and self.arch.link is not None and \
+            self.arch.link.kind.lower().startswith("pcie")
+        out = [ParallelLayout(chips // pp, pp) for pp in range(1, chips + 1)
+               if chips % pp == 0 and (pp == 1 or pcie)]
+        return [lay for lay in out if self._layout_problem(lay) is None]
+
+    def _choose(self, chips: int | None,
+                layout: ParallelLayout | None) -> tuple[ParallelLayout, str]:
+        """The layout and why: the one given, else the fastest that fits (module docstring)."""
+        wanted = layout.chips if layout is not None else chips
+        if wanted is not None:
+            self.arch.require_link(wanted, f" (parallelism of {self.model} over {wanted} chips)")
+        if layout is not None:
+            if chips is not None and layout.chips != chips:
+                raise NpusimError(f"--parallel {layout}: tp x pp = {layout.chips} chips, but "
+                                  f"--chips is {chips}; make the product equal the chip count "
+                                  f"or leave --chips out")
+            problem = self._layout_problem(layout)
+            if problem:
+                raise NpusimError(f"--parallel {layout}: {problem}")
+            return layout, "given (--parallel)"
+        if chips is None:
+            chips, fitting = self._smallest_fit()
+        else:
+            self._check_chips(chips)
+            admitted = self._candidates(chips)
+            fitting = [lay for lay in admitted if self._kv_capacity(lay) >= self._kv_need]
+            # nothing holds the KV needed: keep the tensor-parallel layout (or the first the
+            # model admits), whose capacity check below says what is wrong
+            fitting = fitting or admitted[:1]
+        if len(fitting) == 1:
+            lay = fitting[0]
+            if chips == 1:
+                return lay, "one chip"
+            if lay.pp == 1 and not (self.arch.link.kind.lower().startswith("pcie")):
+                return lay, (f"tensor parallelism, the serving stacks' default over "
+                             f"{self.arch.link.kind}")
+            return lay, ("the only layout that fits" if len(self._candidates(chips)) > 1 else
+                         f"the only layout {self.model} admits on {chips} chips")
+        scored = sorted(((self._score(lay), lay.pp, lay) for lay in fitting),
+                        key=lambda x: x[:2])
+        best = scored[0][2]
+        what = ", ".join(f"{lay} {t:.4g} s" for t, _, lay in scored)
+        return best, (f"fastest that fits on a representative load ({self._rep_text()}): "
+                      f"{what}")
+
+    def _check_chips(self, chips: int) -> None:
+        """A chip count with no admissible layout: the tensor-parallel message, as before."""
+        if not self._candidates(chips):
+            self._check_tp(chips)
+            raise NpusimError(f"--chips {chips}: {self.model} admits no layout of {chips} chips")
+
+    def _rep(self) -> tuple[int, int, int]:
+        """(users, prompt tokens, output tokens) of the representative load."""
+        ctx = self.spec.context or (REP_PROMPT + REP_OUTPUT)
+        prompt = max(1, min(REP_PROMPT, ctx // 2))
+        out = max(1, min(REP_OUTPUT, ctx - prompt - 1))
+        return REP_USERS, prompt, out
+
+    def _rep_text(self) -> str:
+        users, prompt, out = self._rep()
+        return f"{users} users, {prompt} tokens in, {out} out"
+
+    def _score(self, lay: ParallelLayout) -> float:
+        """Seconds to serve the representative load in ``lay``: every user's prompt prefilled
+        on its own, then the output decoded for all of them at their mid-output KV length."""
+        users, prompt, out = self._rep()
+        prefill = self._step([(prompt, 0)], [], lay).seconds
+        decode = self._step([], [prompt + out // 2] * users, lay).seconds
+        return users * prefill + out * decode
 
     def _graph(self, part: str, phase: str, batch: int, seq: int | None, kv_len: int | None,
                layer: int | None, tp: int):
@@ -183,60 +423,90 @@ class StepCostModel:
             self._cache[key] = g
         return g
 
-    def _run(self, *args) -> tuple[float, float]:
-        key = ("run",) + args
+    def _run(self, *args, tp: int | None = None) -> tuple[float, float]:
+        tp = self.parallel.tp if tp is None else tp
+        key = ("run", tp) + args
         hit = self._cache.get(key)
         if hit is None:
             from ..engine.simulate import simulate_graph
-            r = simulate_graph(self._graph(*args, tp=self.chips), self.arch)
+            r = simulate_graph(self._graph(*args, tp=tp), self.arch)
             hit = (r.latency_s, r.energy_j)
             self._cache[key] = hit
         return hit
 
     # -- capacity --------------------------------------------------------------------
-    def _weight_bytes(self, tp: int) -> float:
+    def _layer_weight(self, layer: int | None, tp: int) -> float:
+        """One layer's weight bytes on one chip (``layer`` None: the head and embedding)."""
+        if layer is None:
+            return self._graph("head", "prefill", 1, 1, None, None, tp).bytes_by_role()["weight"]
         # every expert of an MoE layer is resident: a dense part over enough tokens to touch
         # them all holds them all (its step cost uses only the experts a step's tokens reach)
         tokens = 1 if not self.spec.experts else 1 << 20
-        total = 0.0
-        for layer, count in self.layer_groups:
-            g = self._graph("dense", "prefill", 1, tokens, None, layer, tp)
-            total += count * g.bytes_by_role()["weight"]
-        total += self._graph("head", "prefill", 1, 1, None, None, tp).bytes_by_role()["weight"]
-        return total
+        return self._graph("dense", "prefill", 1, tokens, None, layer, tp).bytes_by_role()["weight"]
 
-    def kv_bytes_per_token(self, tp: int | None = None) -> tuple[float, float]:
-        """KV bytes per token per chip: (full-attention layers, sliding-window layers)."""
+    def _stage_weights(self, tp: int, pp: int) -> list[float]:
+        """Weight bytes on one chip of each pipeline stage (the last holds the head)."""
+        out = []
+        for s, groups in enumerate(self._stages(pp)):
+            total = 0.0
+            for layer, count in groups:
+                total += count * self._layer_weight(layer, tp)
+            if s == pp - 1:
+                total += self._layer_weight(None, tp)
+            out.append(total)
+        return out
+
+    def _weight_bytes(self, tp: int, pp: int = 1) -> float:
+        """Weight bytes on the fullest chip."""
+        return max(self._stage_weights(tp, pp))
+
+    def _stage_kv(self, tp: int, layers: Sequence[int]) -> tuple[float, float]:
         s = self.spec
-        tp = tp or self.chips
         per_layer = 2 * max(1, s.kv_heads // tp) * s.head_dim * dtype(self._precision.kv).bytes
-        full = sum(per_layer for i in range(s.layers) if not s.is_sliding(i))
-        sliding = sum(per_layer for i in range(s.layers) if s.is_sliding(i))
+        full = sum(per_layer for i in layers if not s.is_sliding(i))
+        sliding = sum(per_layer for i in layers if s.is_sliding(i))
         return full, sliding
 
-    def _kv_capacity(self, tp: int) -> int:
-        usable = self.arch.dram.capacity * MEMORY_UTILIZATION - self._weight_bytes(tp)
-        full, sliding = self.kv_bytes_per_token(tp)
+    def kv_bytes_per_token(self, tp: int | None = None,
+                           pp: int | None = None) -> tuple[float, float]:
+        """KV bytes per token on one chip of the first (largest) pipeline stage: (full-attention
+        layers, sliding-window layers)."""
+        tp = tp or self.parallel.tp
+        pp = pp or self.parallel.pp
+        return self._stage_kv(tp, stage_layers(self.spec.layers, pp)[0])
+
+    def _kv_capacity(self, lay: "ParallelLayout | int") -> int:
+        """KV tokens the system holds: the smallest over the pipeline stages (each chip keeps
+        its stage's layers' KV for every token)."""
+        lay = lay if isinstance(lay, ParallelLayout) else ParallelLayout(lay, 1)
         # a sliding layer keeps at most a window per sequence: per token of a sequence of
         # CAPACITY_CONTEXT tokens it holds window / CAPACITY_CONTEXT of a token
         share = min(1.0, (self.spec.window or 0) / CAPACITY_CONTEXT)
-        per_token = full + sliding * share
-        return int(usable // per_token) if usable > 0 and per_token > 0 else 0
+        caps = []
+        for weights, layers in zip(self._stage_weights(lay.tp, lay.pp),
+                                   stage_layers(self.spec.layers, lay.pp)):
+            usable = self.arch.dram.capacity * MEMORY_UTILIZATION - weights
+            full, sliding = self._stage_kv(lay.tp, layers)
+            per_token = full + sliding * share
+            caps.append(int(usable // per_token) if usable > 0 and per_token > 0 else 0)
+        return min(caps)
 
-    def _smallest_fit(self) -> int:
+    def _smallest_fit(self) -> tuple[int, list[ParallelLayout]]:
+        """The fewest chips with a layout that fits, and those layouts."""
         tried = []
         for n in CHIP_COUNTS:
-            if self.spec.heads % n:
+            cands = self._candidates(n)
+            if not cands:
                 continue
-            cap = self._kv_capacity(n)
-            tried.append((n, self._weight_bytes(n)))
-            if cap >= MIN_KV_TOKENS:
-                return n
+            fitting = [lay for lay in cands if self._kv_capacity(lay) >= self._kv_need]
+            tried.append((n, min(self._weight_bytes(lay.tp, lay.pp) for lay in cands)))
+            if fitting:
+                return n, fitting
         n, w = tried[-1]
         raise CapacityError(
             f"{self.model} at {self.precision} does not fit {self.arch.name}: even {n} chips "
             f"hold {w / 1e9:.1f} GB of weights each against {self.arch.dram.capacity / 1e9:.1f} "
-            f"GB of DRAM with {MIN_KV_TOKENS} KV tokens to spare; use a narrower precision or a "
+            f"GB of DRAM with {self._kv_need} KV tokens to spare; use a narrower precision or a "
             f"larger memory (--set dram.capacity=...)")
 
     # -- costs -----------------------------------------------------------------------
@@ -258,28 +528,33 @@ class StepCostModel:
         return tuple(f00[i] * (1 - wx) * (1 - wy) + f10[i] * wx * (1 - wy)
                      + f01[i] * (1 - wx) * wy + f11[i] * wx * wy for i in range(2))
 
-    def dense(self, tokens: int) -> tuple[float, float]:
-        """All layers' dense work (projections, norms, FFN) for ``tokens`` new tokens."""
+    def dense(self, tokens: float, *, groups=None, tp: int | None = None) -> tuple[float, float]:
+        """All layers' (or ``groups``' layers') dense work (projections, norms, FFN) for
+        ``tokens`` new tokens on one chip of ``tp``."""
         t = e = 0.0
-        for layer, count in self.layer_groups:
+        for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp1(TOKENS, tokens,
-                                   lambda n, L=layer: self._run("dense", "prefill", 1, n, None, L))
+                                   lambda n, L=layer: self._run("dense", "prefill", 1, n, None, L,
+                                                                tp=tp))
             t += count * dt
             e += count * de
         return t, e
 
-    def attention_decode(self, batch: int, kv: float) -> tuple[float, float]:
+    def attention_decode(self, batch: float, kv: float, *, groups=None,
+                         tp: int | None = None) -> tuple[float, float]:
         """All layers' attention for ``batch`` decoding sequences at mean KV length ``kv``."""
         t = e = 0.0
-        for layer, count in self.layer_groups:
+        for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp2(
                 BATCH, batch, KV, kv,
-                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L))
+                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L,
+                                                tp=tp))
             t += count * dt
             e += count * de
         return t, e
 
-    def attention_prefill(self, chunk: int, cached: int) -> tuple[float, float]:
+    def attention_prefill(self, chunk: int, cached: int, *, groups=None,
+                          tp: int | None = None) -> tuple[float, float]:
         """All layers' attention for one prefill chunk over its request's cached tokens.
 
         The built graph computes the whole ``chunk x (cached + chunk)`` score rectangle and
@@ -294,11 +569,11 @@ class StepCostModel:
         masked tiles as the GPU kernels do.
         """
         t = e = 0.0
-        for layer, count in self.layer_groups:
+        for layer, count in (self.layer_groups if groups is None else groups):
             def rect(k, L=layer):
                 return self._interp2(
                     CHUNK, chunk, KV, k,
-                    lambda c, kk: self._run("attention", "prefill", 1, c, kk, L))
+                    lambda c, kk: self._run("attention", "prefill", 1, c, kk, L, tp=tp))
             t0, e0 = rect(cached)
             if chunk > 1:
                 t1, e1 = rect(cached + chunk)
@@ -308,35 +583,97 @@ class StepCostModel:
             e += count * e0
         return t, e
 
-    def head(self, rows: int) -> tuple[float, float]:
+    def head(self, rows: float, *, tp: int | None = None) -> tuple[float, float]:
         """Final norm, LM head and embedding for ``rows`` sequences emitting logits."""
         return self._interp1(TOKENS, rows,
-                             lambda n: self._run("head", "prefill", n, n, None, None))
+                             lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+
+    def transfer_seconds(self, tokens: float) -> float:
+        """One inter-stage hop of a pipeline: ``tokens`` rows of the hidden state at the
+        activation precision over the link, plus its per-hop latency (null: 0, as for a
+        collective)."""
+        link = self.arch.link
+        if link is None:
+            return 0.0
+        nbytes = tokens * self.spec.hidden * dtype(self._precision.activations).bytes
+        return (link.latency or 0.0) + nbytes / link.bandwidth
 
     def step(self, prefill: Sequence[tuple[int, int]], decode: Sequence[int]) -> StepResult:
         """Cost of one step: ``prefill`` chunks as (new tokens, already cached tokens), and one
         token for each decoding sequence at the given KV lengths."""
+        return self._step(prefill, decode, self.parallel)
+
+    def _step(self, prefill: Sequence[tuple[int, int]], decode: Sequence[int],
+              lay: ParallelLayout) -> StepResult:
         tokens = sum(c for c, _ in prefill) + len(decode)
         if tokens == 0:
             return StepResult(0.0, 0.0)
-        t, e = self.dense(tokens)
+        if lay.pp > 1:
+            return self._pipeline_step(prefill, decode, lay, tokens)
+        tp = lay.tp
+        t, e = self.dense(tokens, tp=tp)
         decode = [max(1, k) for k in decode]  # a decoding sequence has at least its prompt cached
         for c, p in prefill:
-            at, ae = self.attention_prefill(c, p)
+            at, ae = self.attention_prefill(c, p, tp=tp)
             t, e = t + at, e + ae
         if decode:
-            at, ae = self.attention_decode(len(decode), sum(decode) / len(decode))
+            at, ae = self.attention_decode(len(decode), sum(decode) / len(decode), tp=tp)
             t, e = t + at, e + ae
-        ht, he = self.head(len(prefill) + len(decode))
+        ht, he = self.head(len(prefill) + len(decode), tp=tp)
         # the serving stack's fixed cost per iteration (scheduler, sampling), at static power
         extra = self.arch.step_overhead
         return StepResult(t + ht + extra,
-                          (e + he) * self.chips + extra * self.static_power_w)
+                          (e + he) * tp + extra * self._static_w(lay))
+
+    def _static_w(self, lay: ParallelLayout) -> float:
+        """Static power of all the chips of ``lay``."""
+        return self._chip_static_w * lay.chips
+
+    def stage_times(self, prefill: Sequence[tuple[int, int]], decode: Sequence[int],
+                    lay: ParallelLayout | None = None) -> tuple[int, list[tuple[float, float]]]:
+        """``(m, [(seconds, joules) of one micro-batch on one chip of each stage])`` for a
+        step split into ``m`` micro-batches (module docstring)."""
+        lay = lay or self.parallel
+        seqs = len(prefill) + len(decode)
+        m = max(1, min(lay.pp, seqs))
+        tokens = sum(c for c, _ in prefill) + len(decode)
+        decode = [max(1, k) for k in decode]
+        out = []
+        stages = self._stages(lay.pp)
+        for s, groups in enumerate(stages):
+            t, e = self.dense(tokens / m, groups=groups, tp=lay.tp)
+            for c, p in prefill:
+                at, ae = self.attention_prefill(c, p, groups=groups, tp=lay.tp)
+                t, e = t + at / m, e + ae / m
+            if decode:
+                at, ae = self.attention_decode(len(decode) / m, sum(decode) / len(decode),
+                                               groups=groups, tp=lay.tp)
+                t, e = t + at, e + ae
+            if s == len(stages) - 1:
+                ht, he = self.head(seqs / m, tp=lay.tp)
+                t, e = t + ht, e + he
+            out.append((t, e))
+        return m, out
+
+    def _pipeline_step(self, prefill, decode, lay: ParallelLayout, tokens: int) -> StepResult:
+        m, stages = self.stage_times(prefill, decode, lay)
+        hop = self.transfer_seconds(tokens / m)
+        back = (self.arch.link.latency or 0.0) if self.arch.link is not None else 0.0
+        busiest = max(max(t for t, _ in stages), hop)
+        one_pass = sum(t for t, _ in stages) + (lay.pp - 1) * hop + back
+        period = max(m * busiest, one_pass)
+        chip_static = self._static_w(lay) / lay.chips
+        energy = lay.tp * sum(m * e + chip_static * max(0.0, period - m * t) for t, e in stages)
+        extra = self.arch.step_overhead
+        return StepResult(period + extra, energy + extra * self._static_w(lay))
 
     def describe(self) -> dict:
         """The settings, for reports."""
         full, sliding = self.kv_bytes_per_token()
+        split = "+".join(str(len(r)) for r in stage_layers(self.spec.layers, self.parallel.pp))
         return {"model": self.model, "arch": self.arch.name, "chips": self.chips,
+                "parallel": str(self.parallel), "parallel_why": self.parallel_why,
+                "pipeline_layers": split,
                 "precision": self.precision, "weights_dtype": self._precision.weights,
                 "activations_dtype": self._precision.activations,
                 "kv_dtype": self._precision.kv,
@@ -346,5 +683,5 @@ class StepCostModel:
                 "tdp_w": self.tdp_w}
 
 
-__all__ = ["PRECISIONS", "Precision", "StepCost", "StepCostModel", "StepResult",
-           "resolve_precision"]
+__all__ = ["PRECISIONS", "ParallelLayout", "Precision", "StepCost", "StepCostModel",
+           "StepResult", "resolve_precision", "stage_layers"]
