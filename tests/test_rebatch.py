@@ -204,3 +204,35 @@ def test_macs_scale_linearly_with_batch(file_batch, batch, channels, size, out):
     per_sample = size * size * out * channels * 9 + out * size * size * 5
     assert npusim.load_model(m).macs == file_batch * per_sample
     assert npusim.load_model(m, batch=batch).macs == batch * per_sample
+
+
+# --- fuzz: a Reshape target of any form either follows the batch exactly or is refused ---
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 9), st.sampled_from(
+    ["0,-1,4", "-1,4", "B,-1,4", "2B,4", "0,2,4", "1,-1,4", "-1,2,4", "B,2,4", "0,8", "-1,8"]),
+    st.booleans())
+def test_reshape_targets_never_give_a_wrong_count(old, new, form, as_constant_node):
+    shape = [int(x.replace("2B", str(2 * old)).replace("B", str(old))) for x in form.split(",")]
+    width = shape[-1]
+    nodes, inits = [], [helper.make_tensor("w", T.FLOAT, [width, 3], [0.0] * width * 3)]
+    if as_constant_node:
+        nodes.append(helper.make_node("Constant", [], ["s"], name="shape_const",
+                                      value=numpy_helper.from_array(np.array(shape, np.int64))))
+    else:
+        inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), "s"))
+    nodes += [helper.make_node("Reshape", ["x", "s"], ["xr"], name="rs"),
+              helper.make_node("MatMul", ["xr", "w"], ["y"], name="mm")]
+    m = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", T.FLOAT, [old, 2, 4])],
+        [helper.make_tensor_value_info("y", T.FLOAT, None)], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    per_sample = 2 * 4 * 3          # every form keeps the 8 values of a sample
+    try:
+        macs = npusim.load_model(m, batch=new).macs
+    except ModelError as e:
+        assert "\n" not in str(e)
+        assert new != old           # the file's own batch always loads
+        assert shape[0] not in (0, -1)
+        return
+    assert macs == new * per_sample
