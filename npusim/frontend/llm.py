@@ -208,10 +208,10 @@ def _refuse_llm_options(path: str, given: list[str]) -> None:
         f"bind its dimensions with --dim NAME=VALUE (dims={{NAME: VALUE}} in Python); {have}")
 
 
-def load_model(model, *, dims: Mapping[str, int] | None = None,
-               phase: str | None = None, batch: int | None = None, seq: int | None = None,
-               kv_len: int | None = None, dtype=None,
-               on_unsupported: str = "error") -> Graph:
+def load_model(model: "str | Path | onnx.ModelProto", *,
+               dims: Mapping[str, int] | None = None, phase: str | None = None,
+               batch: int | None = None, seq: int | None = None, kv_len: int | None = None,
+               dtype=None, on_unsupported: str = "error") -> Graph:
     """Load ``model`` into an IR graph.
 
     ``model`` is a path to an ONNX file or an in-memory ``onnx.ModelProto`` (symbolic dims
