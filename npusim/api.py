@@ -65,6 +65,7 @@ def simulate(model: str | Path | Graph, arch: str | Path | object = "rngd", *,
     **model_kw : ``phase``, ``batch``, ``seq``, ``kv_len``, ``dtype``, ``on_unsupported``
         for :func:`npusim.load_model`. ``dtype`` is a precision (bf16, fp16, fp32, fp8, int8,
         int4, mxfp4; the names ``npusim kperf --precision`` takes), resolved for ``arch``.
+        ``batch`` also runs an ONNX file at that batch (:mod:`npusim.frontend.rebatch`).
 
     Examples
     --------

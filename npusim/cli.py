@@ -38,14 +38,17 @@ def _dims(pairs: list[str]) -> dict[str, int]:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     # The LLM step options default to None, so that "not given" is known: an ONNX file
-    # refuses them (its dims are bound with --dim), a built-in LLM fills in the defaults.
+    # refuses them (its dims are bound with --dim) except --batch, which runs it at that
+    # batch; a built-in LLM fills in the defaults.
     p.add_argument("model", help="an .onnx file, or a built-in LLM name (see `npusim models`)")
     p.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                    help="bind a symbolic ONNX dimension (repeatable)")
     p.add_argument("--phase", choices=("prefill", "decode"), default=None,
                    help="LLM step to build (built-in LLMs only; default prefill)")
     p.add_argument("--batch", type=int, default=None,
-                   help="LLM batch size (built-in LLMs only; default 1)")
+                   help="batch size: of a built-in LLM (default 1), or of an ONNX file whose "
+                        "inputs share a leading batch axis, fixed or symbolic (default: the "
+                        "file's)")
     p.add_argument("--seq", type=int, default=None, help="LLM prompt tokens (prefill); default 128")
     p.add_argument("--kv-len", type=int, default=None, help="LLM cached tokens (decode); default 128")
     p.add_argument("--dtype", "--precision", dest="dtype", default=None, metavar="PRECISION",

@@ -46,6 +46,8 @@ CONVERSION = {
     ("x", "pim_gemv_speedup"): 1.0,
     ("mJ", "snn_dynamic_energy_j"): 1e-3,
     ("mW", "snn_power_w"): 1e-3,
+    ("ms", "latency_s"): 1e-3,
+    ("samples/s", "samples_s"): 1.0,
 }
 METRICS = {metric for _, metric in CONVERSION}
 GEMM = re.compile(r"gemm:([1-9]\d*),([1-9]\d*),([1-9]\d*)")
@@ -137,6 +139,11 @@ def test_simulable_rows_name_a_model_or_microbenchmark():
         if r["sim_mode"] == "snn":
             assert m in network_names(), f"row {r['id']}: {m!r} is not a shipped SNN network"
             assert r["sim_metric"] in SNN_METRICS, r["id"]
+        elif r["sim_mode"] == "graph":
+            from npusim.graphs.mlperf import NETWORKS
+            from npusim.validate.graph_rows import GRAPH_METRICS
+            assert m in NETWORKS, f"row {r['id']}: {m!r} is not an in-repo graph builder"
+            assert r["sim_metric"] in GRAPH_METRICS, r["id"]
         elif GEMM.fullmatch(m):
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "gemm_tflops"), r["id"]
             assert r["sim_precision"] in PRECISIONS, r["id"]
@@ -203,6 +210,12 @@ def test_sim_value_is_the_converted_source_value():
         key = (r["unit"], r["sim_metric"])
         assert key in CONVERSION, f"row {r['id']}: no conversion from {key[0]} to {key[1]}"
         expected = float(r["value"]) * CONVERSION[key]
+        if r["metric"] == "p90 latency":
+            # an MLPerf SingleStream row: its value is the p90, npusim's latency_s is read
+            # from the mean the notes state (npusim/validate/graph_rows.py)
+            mean = re.fullmatch(r"mean (\d+(?:\.\d+)?) ms(?:;.*)?", r["notes"])
+            assert mean, f"row {r['id']}: a p90 row's notes must state its mean"
+            expected = float(mean.group(1)) * CONVERSION[key]
         value = float(r["sim_value"])
         assert value > 0
         assert math.isclose(value, expected, rel_tol=1e-9), f"row {r['id']}: {value} != {expected}"

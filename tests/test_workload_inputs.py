@@ -150,10 +150,10 @@ def test_simulate_refuses_model_options_for_a_built_graph():
 
 
 # --- LLM step options on an ONNX file: refused, pointing at --dim --------------------------
+# (--batch is taken: it runs the file at that batch, tests/test_rebatch.py)
 
-@pytest.mark.parametrize("args", [["--batch", "4"], ["--seq", "8"], ["--kv-len", "8"],
-                                  ["--phase", "decode"], ["--phase", "prefill"],
-                                  ["--batch", "1"]])
+@pytest.mark.parametrize("args", [["--seq", "8"], ["--kv-len", "8"],
+                                  ["--phase", "decode"], ["--phase", "prefill"]])
 def test_llm_options_on_onnx_are_refused(cli, tmp_path, args):
     path = matmul_onnx(tmp_path / "mm.onnx")
     for cmd in ("run", "inspect"):
@@ -164,10 +164,10 @@ def test_llm_options_on_onnx_are_refused(cli, tmp_path, args):
 
 def test_llm_options_on_onnx_are_refused_in_python(tmp_path):
     path = matmul_onnx(tmp_path / "mm.onnx")
-    with pytest.raises(ModelError, match=r"batch \(--batch\) applies to built-in LLMs only"):
-        npusim.load_model(path, dims={"batch": 4}, batch=4)
+    with pytest.raises(ModelError, match=r"seq \(--seq\) applies to built-in LLMs only"):
+        npusim.load_model(path, dims={"batch": 4}, seq=4)
     with pytest.raises(ModelError, match="no symbolic input dims"):
-        npusim.load_model(matmul_onnx(tmp_path / "static.onnx", batch=2), batch=2)
+        npusim.load_model(matmul_onnx(tmp_path / "static.onnx", batch=2), kv_len=2)
 
 
 def test_seq_on_a_decode_step_is_refused():

@@ -208,35 +208,41 @@ def _refuse_llm_options(path: str, given: list[str]) -> None:
         f"bind its dimensions with --dim NAME=VALUE (dims={{NAME: VALUE}} in Python); {have}")
 
 
-def load_model(model: str | Path, *, dims: Mapping[str, int] | None = None,
-               phase: str | None = None, batch: int | None = None, seq: int | None = None,
-               kv_len: int | None = None, dtype=None,
-               on_unsupported: str = "error") -> Graph:
+def load_model(model: "str | Path | onnx.ModelProto", *,
+               dims: Mapping[str, int] | None = None, phase: str | None = None,
+               batch: int | None = None, seq: int | None = None, kv_len: int | None = None,
+               dtype=None, on_unsupported: str = "error") -> Graph:
     """Load ``model`` into an IR graph.
 
-    ``model`` is a path to an ONNX file (symbolic dims bound by ``dims``) or the name of a
-    built-in LLM (``npusim models``), built for ``phase`` (default prefill) at ``batch``
-    (default 1) with ``seq`` prompt tokens (prefill, default 128) or ``kv_len`` cached tokens
-    (decode, default 128), then lowered by the same ONNX frontend as a file would be.
+    ``model`` is a path to an ONNX file or an in-memory ``onnx.ModelProto`` (symbolic dims
+    bound by ``dims``, run at ``batch`` if given: see :mod:`npusim.frontend.rebatch`) or the
+    name of a built-in LLM (``npusim models``), built for ``phase`` (default prefill) at
+    ``batch`` (default 1) with ``seq`` prompt tokens (prefill, default 128) or ``kv_len``
+    cached tokens (decode, default 128), then lowered by the same ONNX frontend as a file
+    would be.
 
     ``dtype`` is a precision (:data:`npusim.passes.quantize.PRECISIONS`: bf16, fp16, fp32,
     fp8, int8, int4, mxfp4, as ``npusim kperf --precision``), applied by the same precision
     pass as K-Perf's; an LLM defaults to bf16, an ONNX file keeps its own dtypes unless given.
-    ``phase``, ``batch``, ``seq`` and ``kv_len`` describe an LLM step: on an ONNX file they
-    are refused (bind its dims with ``dims``).
+    ``phase``, ``seq`` and ``kv_len`` describe an LLM step: on an ONNX file they are refused
+    (bind its dims with ``dims``).
     """
     from ..passes.quantize import apply_precision, checkpoint_dtype, resolve_precision
     from .onnx_loader import load_onnx
 
-    text = str(model)
+    from onnx import ModelProto
+    text = model.graph.name if isinstance(model, ModelProto) else str(model)
     precision = resolve_precision(dtype) if dtype is not None else None
-    if is_onnx_path(text):
-        given = [n for n, v in (("phase", phase), ("batch", batch), ("seq", seq),
-                                ("kv_len", kv_len)) if v is not None]
+    if isinstance(model, ModelProto) or is_onnx_path(text):
+        given = [n for n, v in (("phase", phase), ("seq", seq), ("kv_len", kv_len))
+                 if v is not None]
         if given:
             _refuse_llm_options(text, given)
+        if batch is not None:
+            batch = check_sizes(batch=batch)["batch"]
         try:
-            graph = load_onnx(text, dims, on_unsupported=on_unsupported)
+            graph = load_onnx(model if isinstance(model, ModelProto) else text, dims,
+                              on_unsupported=on_unsupported, batch=batch)
         except OSError as e:  # a path the OS refuses outright (too long, ...)
             raise ModelError(f"{text[:200]}: cannot read this ONNX path: "
                              f"{e.strerror or e}; check the path") from None

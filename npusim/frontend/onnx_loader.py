@@ -23,6 +23,7 @@ from ..errors import ModelError, UnboundDimError, UnsupportedOpError
 from ..ir import Graph, ShapeError
 from .context import MAX_DIM, Node, Session, attribute, show
 from .onnx_checks import check_functions, check_graph, check_text
+from .rebatch import Rebatch, rebatch
 from .registry import canonical_domain, lookup
 
 #: Largest constant (in elements) npusim will materialise while folding shape sub-graphs.
@@ -66,7 +67,8 @@ Types = dict[str, tuple[int, "tuple[int, ...] | None"]]
 
 
 def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = None, *,
-              on_unsupported: str = "error", name: str | None = None) -> Graph:
+              on_unsupported: str = "error", name: str | None = None,
+              batch: int | None = None) -> Graph:
     """Load an ONNX model as an IR :class:`~npusim.ir.Graph`.
 
     Parameters
@@ -82,6 +84,10 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
         ``graph.warnings``.
     name : str, optional
         Graph name (default: the ONNX graph's name, else the file's stem).
+    batch : int, optional
+        Run the graph at this batch: the leading axis its inputs share, bound when symbolic,
+        changed when fixed (see :mod:`npusim.frontend.rebatch`, which refuses a graph whose
+        constants fix the batch). ``graph.meta["batch"]`` records it.
 
     Returns
     -------
@@ -119,10 +125,15 @@ def load_onnx(src: str | Path | ModelProto, dims: Mapping[str, int] | None = Non
         check_functions(model, label)
         model = _inline(model, label)
     check_graph(model, label)
-    bound = _check_dims(model, dict(dims or {}), label)
-    types = _infer(_skeleton(model, bound), label)
+    change = Rebatch(None, dict(dims or {})) if batch is None else \
+        rebatch(model, batch, dict(dims or {}), label)
+    bound = _check_dims(model, change.dims, label)
+    types = _infer(_skeleton(model, bound, change.lead), label, change.hint())
     from ..passes.layout import fold_transposes  # transposes read only by contractions are free
-    return fold_transposes(_Walk(model, types, label, on_unsupported).run(name, bound))
+    graph = fold_transposes(_Walk(model, types, label, on_unsupported).run(name, bound))
+    if batch is not None:
+        graph.meta["batch"] = change.batch
+    return graph
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -204,9 +215,13 @@ def _check_dims(model: ModelProto, dims: dict[str, int], label: str) -> dict[str
 
 
 # -- shape inference ----------------------------------------------------------------------
-def _bind_vi(vi: onnx.ValueInfoProto, dims: Mapping[str, int]) -> onnx.ValueInfoProto:
+def _bind_vi(vi: onnx.ValueInfoProto, dims: Mapping[str, int],
+             lead: int | None = None) -> onnx.ValueInfoProto:
+    """``vi`` with its symbolic dims bound, and its leading axis set to ``lead`` if given."""
     out = onnx.ValueInfoProto()
     out.CopyFrom(vi)
+    if lead is not None:
+        _dims_of(out)[0].dim_value = lead
     for d in _dims_of(out):
         if d.HasField("dim_param") and d.dim_param in dims:
             d.dim_value = dims[d.dim_param]
@@ -218,14 +233,26 @@ def _is_small(t: TensorProto) -> bool:
     return not external and math.prod(t.dims) <= SMALL_CONST
 
 
-def _skeleton(model: ModelProto, dims: Mapping[str, int]) -> ModelProto:
-    """The model with dims bound and large initializers replaced by typed inputs (no data)."""
+def _unshaped(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    """``vi`` with its element type only: its stated shape holds a batch that was changed."""
+    if not vi.type.HasField("tensor_type"):
+        return vi
+    return helper.make_tensor_value_info(vi.name, vi.type.tensor_type.elem_type, None)
+
+
+def _skeleton(model: ModelProto, dims: Mapping[str, int], lead: int | None = None) -> ModelProto:
+    """The model with dims bound and large initializers replaced by typed inputs (no data).
+
+    ``lead`` (``--batch`` on a fixed-batch file) becomes the graph inputs' leading axis; the
+    shapes the file states for outputs and intermediate tensors are then re-inferred."""
     g = model.graph
     keep = [t for t in g.initializer if _is_small(t) and
             (t.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16,
                                  TensorProto.DOUBLE) or math.prod(t.dims) <= 16)]
     kept = {t.name for t in keep}
-    inputs = [_bind_vi(vi, dims) for vi in g.input if vi.name not in kept]
+    weights = {t.name for t in g.initializer}
+    inputs = [_bind_vi(vi, dims, None if vi.name in weights else lead)
+              for vi in g.input if vi.name not in kept]
     listed = {vi.name for vi in g.input}
     inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
                for t in g.initializer if t.name not in kept and t.name not in listed]
@@ -235,9 +262,10 @@ def _skeleton(model: ModelProto, dims: Mapping[str, int]) -> ModelProto:
             node = onnx.NodeProto.FromString(node.SerializeToString())
             node.domain = ""
         nodes.append(node)
+    bind = _bind_vi if lead is None else (lambda vi, _dims: _unshaped(vi))
     sk = helper.make_graph(nodes, g.name or "g", inputs,
-                           [_bind_vi(vi, dims) for vi in g.output], keep,
-                           value_info=[_bind_vi(vi, dims) for vi in g.value_info])
+                           [bind(vi, dims) for vi in g.output], keep,
+                           value_info=[bind(vi, dims) for vi in g.value_info])
     opsets = {canonical_domain(o.domain): o.version for o in model.opset_import}
     return helper.make_model(
         sk, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
@@ -271,7 +299,7 @@ def _collect(m: ModelProto) -> Types:
     return types
 
 
-def _infer(skel: ModelProto, label: str) -> Types:
+def _infer(skel: ModelProto, label: str, hint: str = "") -> Types:
     """Whole-model shape inference, without onnx's data propagation: onnx 1.23 propagates
     every 1-D tensor as shape data, one protobuf dim per element (a 1-D input of 2**31 values
     asks for hundreds of GB). Shape tensors are folded node by node in :class:`_Walk`
@@ -280,7 +308,7 @@ def _infer(skel: ModelProto, label: str) -> Types:
         inferred = onnx.shape_inference.infer_shapes(skel, check_type=False, strict_mode=True,
                                                      data_prop=False)
     except Exception as e:  # InferenceError, or ValidationError on a malformed node
-        raise ModelError(_inference_message(skel, label, str(e))) from None
+        raise ModelError(_inference_message(skel, label, str(e)) + hint) from None
     return _collect(inferred)
 
 

@@ -21,6 +21,13 @@ states more (a static batch runs all its sequences at once); ``trtllm-bench`` is
 capacity and the lengths (:meth:`~npusim.workloads.serving.ServingConfig.trtllm_bench`), and an
 ``offline`` row without users then runs at that ``max_batch_size``.
 
+A ``graph`` row is one whole-model inference (MLPerf SingleStream and Offline rows): its
+``sim_model`` names a graph builder of :mod:`npusim.graphs.mlperf` or an ``.onnx`` file,
+``sim_users`` the compiled batch, ``sim_input_len`` BERT's sequence length; the metrics are the
+batch's latency ``latency_s`` and ``samples_s`` = batch / latency. How those read an MLPerf
+measurement (mean latency, runner threads that hide the host) is in
+:mod:`npusim.validate.graph_rows`.
+
 A ``sim_note`` that states "parallel tp=N" (or "tp=N,pp=M") runs the layout the row's stack
 used instead of the one npusim would choose (:func:`row_parallel`).
 
@@ -43,14 +50,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
 from ..files import csv_rows, decode_text, make_folder, read_bytes
-from . import snn_rows
+from . import graph_rows, snn_rows
 from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
 DATA_WHAT, DATA_FLAG = "the measured data", "--data"   # how errors name the file
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
             "sim_value", "simulable", "reason", "sim_note")
-MODES = ("offline", "server", "latency", "batch", "microbench", "snn")
+MODES = ("offline", "server", "latency", "batch", "microbench", "snn", "graph")
 SCHEDULERS = ("vllm", "trtllm-bench")
 # sim_metric -> key of the serving summary (decode_tok_s_per_chip divides by the chips)
 SERVING_METRICS = {
@@ -221,7 +228,7 @@ def check_row(row: Mapping[str, str], where: str) -> None:
     ...            "sim_metric": "ttft_s"}, "f.csv")
     Traceback (most recent call last):
     ...
-    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench, snn
+    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench, snn, graph
     """
     simulable = (row.get("simulable") or "").strip().lower()
     if simulable not in ("yes", "no", ""):
@@ -237,8 +244,8 @@ def check_row(row: Mapping[str, str], where: str) -> None:
         raise NpusimError(f"{where}, column sim_mode: {mode!r} is not one of "
                           f"{', '.join(MODES)}")
     metric = (row.get("sim_metric") or "").strip()
-    metrics = {"microbench": MICRO_METRICS, "snn": snn_rows.SNN_METRICS}.get(
-        mode, tuple(SERVING_METRICS))
+    metrics = {"microbench": MICRO_METRICS, "snn": snn_rows.SNN_METRICS,
+               "graph": graph_rows.GRAPH_METRICS}.get(mode, tuple(SERVING_METRICS))
     if metric not in metrics:
         raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                           f"sim_mode {mode}; use one of {', '.join(metrics)}")
@@ -252,6 +259,12 @@ def check_row(row: Mapping[str, str], where: str) -> None:
         return
     if mode == "snn":
         snn_rows.check(row, where, items)
+        return
+    if mode == "graph":
+        from ..frontend.llm import MAX_BATCH
+        graph_rows.check(row, where, _int(row, "sim_users", where),
+                         _int(row, "sim_input_len", where), _int(row, "sim_chips", where),
+                         MAX_BATCH)
         return
     if not model:
         raise NpusimError(f"{where}, column sim_model: empty; name a built-in model "
@@ -500,7 +513,8 @@ class _ExtraStep:
 
 
 class Simulator:
-    """Simulates rows; keeps one cost model per (arch, model, precision, chips, overrides).
+    """Simulates rows; keeps one cost model per (arch, model, precision, chips, overrides)
+    and one lowered graph per graph row's (graph, batch, sequence, precision).
 
     Parameters
     ----------
@@ -516,6 +530,7 @@ class Simulator:
         self.archs = {str(k): str(v) for k, v in (archs or {}).items()}
         self._costs: dict[tuple, Any] = {}
         self._archs: dict[tuple, Any] = {}
+        self._graphs: dict[tuple, Any] = {}
 
     def spec(self, row: dict) -> str:
         """The arch a row runs on: its :func:`arch_spec`, or the file standing in for it."""
@@ -530,6 +545,22 @@ class Simulator:
                                   f"(npusim archs) or an arch YAML file")
             self._archs[key] = load_arch(key[0], list(overrides) or None)
         return self._archs[key]
+
+    def graph_spec(self, row: dict) -> graph_rows.GraphSpec:
+        """What a ``graph`` row runs (its ``.onnx`` path resolved against the data file)."""
+        where = f"row {row['id']}"
+        return graph_rows.graph_spec(row, self.base, _int(row, "sim_users", where),
+                                     _int(row, "sim_input_len", where))
+
+    def graph(self, spec: graph_rows.GraphSpec, arch):
+        """The lowered graph of a ``graph`` row, built once per (graph, batch, sequence,
+        precision as ``arch`` runs it) and reused across rows and ``--fit`` evaluations."""
+        from ..passes.quantize import resolve_precision
+        precision = resolve_precision(spec.precision, arch) if spec.precision else None
+        key = (spec, precision)
+        if key not in self._graphs:
+            self._graphs[key] = graph_rows.load(spec, precision)
+        return self._graphs[key]
 
     def cost(self, row: dict, setup: LlmSetup, chips: int, fit: Mapping[str, str]):
         from ..workloads.stepcost import StepCostModel
@@ -564,10 +595,13 @@ class Simulator:
                 raise NpusimError(f"{where}: an SNN row runs on a spiking-core device, which "
                                   f"has no arch fields to fit; leave it out of --fit")
             return snn_rows.predict(row, row_set(row), where)
-        if mode == "microbench":
+        if mode in ("microbench", "graph"):
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
                                                              sorted(fit.items())))
-            return _microbench(row, arch, where)
+            if mode == "microbench":
+                return _microbench(row, arch, where)
+            spec = self.graph_spec(row)
+            return graph_rows.predict(self.graph(spec, arch), arch, spec, metric, where)
         if metric not in SERVING_METRICS:
             raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                               f"sim_mode {mode}; use one of {', '.join(SERVING_METRICS)}")

@@ -1,0 +1,145 @@
+"""Measured rows of whole-model inference (``sim_mode`` ``graph``): MLPerf-style rows.
+
+A row's ``sim_model`` names a graph: an in-repo builder of :mod:`npusim.graphs.mlperf`
+(``resnet50``, ``bert-large``) or an ``.onnx`` file (a path relative to the data file, as
+``sim_arch`` paths are). ``sim_users`` is the compiled batch (default 1): a builder builds at
+it, an ONNX file is run at it as ``npusim run --batch`` runs it (:mod:`npusim.frontend.rebatch`);
+``sim_input_len`` is BERT's sequence length (MLPerf's 384 when empty) and is refused for the
+other graphs; ``sim_precision`` (empty: the file's own dtypes) goes through the precision pass
+that ``npusim run --precision`` applies, resolved for the arch. The graph is simulated once on
+one chip by :func:`npusim.simulate` (tile engine, with its capacity check), and the metrics are
+
+- ``latency_s``: the time of one inference of the whole batch on the chip, the quantity
+  MLPerf SingleStream's *mean* latency measures at batch 1 (a row measured as a p90 is read
+  from its mean, which the row's ``sim_note`` states);
+- ``samples_s``: ``batch / latency_s``, MLPerf Offline's samples per second with batches run
+  back to back on the device.
+
+What npusim reads from the way the measurement ran: a system that keeps more than one batch
+in flight (Rebellions' Offline harness ran two asynchronous runner threads) overlaps the host's
+work (loading the next batch, PCIe transfers, reading results) with the device's, so its
+throughput is bound by the device alone, which is what ``samples_s`` computes; npusim has no
+host model, so the host's share of a single-stream latency (the input's PCIe transfer and the
+runtime's launch of the compiled graph beyond the arch's per-kernel ``launch_overhead``) is
+not in ``latency_s`` either: it is one of the fixed costs calibration has to account for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..errors import NpusimError
+
+GRAPH_METRICS = ("latency_s", "samples_s")
+
+
+def builders() -> tuple[str, ...]:
+    """The in-repo graph builders a row may name (:data:`npusim.graphs.mlperf.NETWORKS`)."""
+    from ..graphs.mlperf import NETWORKS
+    return NETWORKS
+
+
+def seq_range(model: str) -> tuple[int, int] | None:
+    """The sequence lengths a builder takes (None: the graph has no sequence axis): BERT's
+    1 to its 512 learned positions (:data:`npusim.graphs.mlperf.BERT_LARGE`)."""
+    from ..graphs.mlperf import BERT_LARGE
+    return (1, BERT_LARGE["positions"]) if model == "bert-large" else None
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What a graph row runs: the builder name or resolved ``.onnx`` path, batch, sequence
+    length (BERT only) and precision name (empty: the file's dtypes)."""
+
+    source: str
+    batch: int
+    seq: int | None
+    precision: str
+
+    @property
+    def is_file(self) -> bool:
+        return self.source.lower().endswith(".onnx")
+
+
+def check(row: Mapping[str, str], where: str, batch: int | None, seq: int | None,
+          chips: int | None, max_batch: int) -> None:
+    """Check a graph row's columns (``batch``, ``seq``, ``chips`` already parsed as positive
+    integers or None by the caller).
+
+    Raises
+    ------
+    NpusimError
+        Naming the row and column: an unknown model (naming the builders), a batch past
+        ``max_batch``, a sequence length on a graph without one or out of range, more than
+        one chip, an unknown precision, or a column the mode does not use.
+    """
+    from ..passes.quantize import PRECISIONS
+    model = (row.get("sim_model") or "").strip()
+    if model not in builders() and not model.lower().endswith(".onnx"):
+        raise NpusimError(f"{where}, column sim_model: {model!r} is not a graph of sim_mode "
+                          f"graph; name a builder ({', '.join(builders())}) or an .onnx file "
+                          f"(relative to the data file)")
+    if batch is not None and batch > max_batch:
+        raise NpusimError(f"{where}, column sim_users: batch {batch:,} is more than "
+                          f"{max_batch:,}; give the compiled batch of the measurement")
+    span = seq_range(model)
+    if seq is not None and span is None:
+        raise NpusimError(f"{where}, column sim_input_len: {model} has no sequence length "
+                          f"to set; leave the column empty")
+    if seq is not None and not span[0] <= seq <= span[1]:
+        raise NpusimError(f"{where}, column sim_input_len: {seq:,} is past {model}'s "
+                          f"{span[1]} positions; give {span[0]} to {span[1]} tokens")
+    if chips is not None and chips != 1:
+        raise NpusimError(f"{where}, column sim_chips: a graph row runs on one chip; give 1 "
+                          f"(or leave it empty)")
+    prec = (row.get("sim_precision") or "").strip()
+    if prec and prec not in PRECISIONS:
+        raise NpusimError(f"{where}, column sim_precision: {prec!r} is not one of "
+                          f"{', '.join(PRECISIONS)} (empty: the graph's own dtypes)")
+    for col in ("sim_output_len", "sim_rate"):
+        if (row.get(col) or "").strip():
+            raise NpusimError(f"{where}, column {col}: not used by sim_mode graph; leave it "
+                              f"empty")
+
+
+def graph_spec(row: Mapping[str, str], base: Path, batch: int | None,
+               seq: int | None) -> GraphSpec:
+    """The row's graph, with an ``.onnx`` path resolved against the data file's folder."""
+    model = (row.get("sim_model") or "").strip()
+    if model.lower().endswith(".onnx"):
+        p = Path(model)
+        model = str(p if p.is_absolute() else (base / p).resolve())
+    elif seq is None and seq_range(model) is not None:
+        from ..graphs.mlperf import BERT_SEQ
+        seq = BERT_SEQ
+    return GraphSpec(model, batch or 1, seq, (row.get("sim_precision") or "").strip())
+
+
+def load(spec: GraphSpec, precision):
+    """The IR graph of ``spec`` at ``precision`` (a resolved
+    :class:`~npusim.passes.quantize.Precision`, or None for the file's dtypes), through
+    :func:`npusim.load_model` as ``npusim run`` loads an ONNX graph."""
+    from ..frontend.llm import load_model
+    if spec.is_file:
+        return load_model(spec.source, batch=spec.batch, dtype=precision)
+    from ..graphs.mlperf import build
+    kw = {} if spec.seq is None else {"seq": spec.seq}
+    return load_model(build(spec.source, spec.batch, **kw), dtype=precision)
+
+
+def predict(graph, arch, spec: GraphSpec, metric: str, where: str) -> tuple[float, str]:
+    """The row's metric from one simulation of ``graph`` on ``arch``, and the load."""
+    from ..api import simulate
+    if metric not in GRAPH_METRICS:
+        raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of sim_mode "
+                          f"graph; use one of {', '.join(GRAPH_METRICS)}")
+    latency = simulate(graph, arch).latency_s
+    load = f"batch {spec.batch}" + (f", seq {spec.seq}" if spec.seq else "")
+    if metric == "latency_s":
+        return latency, f"{load}, one inference"
+    return spec.batch / latency, f"{load}, back to back"
+
+
+__all__ = ["GRAPH_METRICS", "GraphSpec", "builders", "check", "graph_spec", "load", "predict",
+           "seq_range"]
