@@ -885,6 +885,7 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     res.npu_summary_markdown = npu_summary_markdown(res)
     if microchecks:
         res.meta["sensitivity"] = link_sensitivity(sim, chosen, results)
+        res.meta["readings"] = reading_ranges(sim, chosen, results)
     if out is not False:
         folder = make_folder(DEFAULT_OUT if out is None or out is True else out, "report")
         if plot:
@@ -926,6 +927,57 @@ def link_sensitivity(sim: Simulator, rows: list[dict], results: list[RowResult])
                 pair.append((v, v / res.measured - 1))
             out.append({"id": row["id"], "field": name, "low": pair[0],
                         "base": (res.predicted, res.error), "high": pair[1]})
+    return out
+
+
+RANGE_KEYS = {"users": "sim_users", "input": "sim_input_len", "output": "sim_output_len"}
+
+
+def row_range(row: Mapping[str, str]) -> dict[str, list[int]]:
+    """The plausible range of a row's unstated conditions, where its ``sim_note`` gives one:
+    ``range users=1,2,4,8 input=128,1024,8192`` (keys users, input, output).
+
+    >>> row_range({"sim_note": "one user assumed; range users=1,4 input=128,8192"})
+    {'users': [1, 4], 'input': [128, 8192]}
+    """
+    m = re.search(r"range ((?:(?:users|input|output)=[\d,]+ ?)+)", row.get("sim_note") or "")
+    if not m:
+        return {}
+    out = {}
+    for item in m.group(1).split():
+        key, values = item.split("=")
+        out[key] = [int(v) for v in values.split(",") if v]
+    return out
+
+
+def reading_ranges(sim: Simulator, rows: list[dict], results: list[RowResult]) -> list[dict]:
+    """Each serving row whose note states a ``range`` (:func:`row_range`), predicted at every
+    combination of it: how far the prediction moves across the readings the source allows.
+
+    Returns one dict per row: ``id``, ``metric``, ``measured``, ``keys`` (the varied
+    conditions) and ``points`` (the conditions and the predicted value of each combination).
+    """
+    import itertools
+    done = {r.id: r for r in results}
+    out = []
+    for row in rows:
+        spec = row_range(row)
+        res = done.get(row["id"])
+        if not spec or res is None or res.predicted is None or row["sim_mode"] == "graph":
+            continue
+        keys = list(spec)
+        points = []
+        for combo in itertools.product(*(spec[k] for k in keys)):
+            alt = dict(row, **{RANGE_KEYS[k]: str(v) for k, v in zip(keys, combo)})
+            if "users" in keys and row["sim_mode"] == "latency":
+                alt["sim_mode"] = "batch"
+            try:
+                value, _ = sim.predict(alt)
+            except NpusimError as e:
+                value = f"failed: {e}"
+            points.append((combo, value))
+        out.append({"id": row["id"], "metric": row["sim_metric"], "measured": res.measured,
+                    "keys": keys, "points": points})
     return out
 
 

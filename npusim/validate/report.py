@@ -289,6 +289,24 @@ def _sensitivity_lines(res: "ValidationResult") -> list[str]:
     return out + [""]
 
 
+def _reading_lines(res: "ValidationResult") -> list[str]:
+    """Rows whose source leaves conditions unstated, predicted across the plausible range."""
+    out = []
+    for r in res.meta.get("readings") or []:
+        out += [f"Row {r['id']} across the readings its source allows ({r['metric']}, "
+                f"measured {_num(r['measured'])}; the row itself is the reading in its note):",
+                "", "| " + " | ".join(r["keys"]) + " | predicted | error |",
+                "|" + "---|" * (len(r["keys"]) + 2)]
+        for combo, v in r["points"]:
+            cells = " | ".join(str(c) for c in combo)
+            if isinstance(v, str):
+                out.append(f"| {cells} | {_cell(v)} | — |")
+            else:
+                out.append(f"| {cells} | {_num(v)} | {_pct(v / r['measured'] - 1)} |")
+        out.append("")
+    return out
+
+
 def _calibration_lines(res: "ValidationResult") -> list[str]:
     from ..arch.calibration import describe
     out = ["| arch | field | value | provenance |", "|---|---|---|---|"]
@@ -374,6 +392,7 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
         res.npu_summary_markdown.rstrip(),
         "",
         *_sensitivity_lines(res),
+        *_reading_lines(res),
         "## Held-out MAPE by source",
         "",
         "The same held-out rows split by where they come from (the id's letters; a source is "
