@@ -222,6 +222,9 @@ class Arch:
     launch_overhead: float = 0.0
     step_overhead: float = 0.0
     graph_launch_overhead: float | None = None
+    # "epilogue" or "residual" (schema.FUSION_MODES): which elementwise ops are fused into
+    # the contraction before them; see npusim.engine.simulate
+    fusion: str = "epilogue"
     pim: Pim | None = None
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()

@@ -24,6 +24,8 @@ PIM_OPS = ("gemv", "attention", "elementwise")
 """What PIM units can be given: weight GEMV and small-batch GEMM, decode attention against
 the KV cache (QK^T and PV), elementwise ops on tensors in DRAM."""
 DATAFLOWS = ("os", "ws", "is", "slice")
+FUSION_MODES = ("epilogue", "residual")
+"""Which elementwise ops the engine fuses into the contraction before them (``fusion``)."""
 # Keys of a later DRAM timing table; "generic" for a DRAM with no real part behind it.
 DRAM_TYPES = ("ddr4", "ddr5", "lpddr5", "lpddr5x", "lpddr6", "gddr6", "gddr6x", "hbm2",
               "hbm2e", "hbm3", "hbm3e", "generic")
@@ -239,6 +241,16 @@ SCHEMA = S({
                                why=_LAT, doc="Fixed cost per op replayed from a captured "
                                "graph (CUDA graphs) in serving; absent or null: "
                                "`launch_overhead`."),
+    # Which elementwise ops the compiler fuses into the contraction before them; optional,
+    # absent means "epilogue" (what the engine did before the field existed)
+    "fusion": F("choice", required=False, choices=FUSION_MODES,
+                doc="Elementwise ops the compiler fuses into the contraction before them "
+                    "(run in its epilogue, overlapping its work, no launch of their own): "
+                    "`epilogue`, one whose only activation input is that contraction's output, "
+                    "read by nobody else (bias, activation and chains of them); `residual`, "
+                    "also one whose other activation inputs were produced before that "
+                    "contraction (the residual adds of ResNet and transformers), read by the "
+                    "epilogue from where they live. Absent: `epilogue`."),
     "pim": S({
         "device": F("identifier", doc="The PIM part (`hbm2-pim`, `gddr6-aim`, ...), for "
                     "reports."),
@@ -626,7 +638,8 @@ def build(tree: Any, label: str, overrides: tuple[str, ...] = ()) -> Arch:
         power=Power(**v["power"]), dtype_fallback=v["dtype_fallback"],
         launch_overhead=v["launch_overhead"] or 0.0,
         step_overhead=v["step_overhead"] or 0.0,
-        graph_launch_overhead=v["graph_launch_overhead"], pim=_pim(v["pim"]), source=label,
+        graph_launch_overhead=v["graph_launch_overhead"],
+        fusion=v["fusion"] or "epilogue", pim=_pim(v["pim"]), source=label,
         overrides=tuple(overrides))
     _cross_check(arch, label)
     return arch

@@ -7,7 +7,18 @@ Per op:
 * **elementwise** and **reduction** ops run on the vector units; an elementwise op whose only
   activation input is a contraction's output, read by nobody else, is fused into that
   contraction as an epilogue (its work overlaps the contraction's, its input never leaves the
-  engine);
+  engine); chains of them too (bias, then activation);
+* on an arch with ``fusion: residual`` (NPU compilers that fuse elementwise ops with several
+  activation inputs), an elementwise op is also fused when its other activation inputs were
+  produced before the contraction (a residual add): see :func:`_fusable`. Such a fused group
+  is costed as one kernel: the contraction's output never leaves the engine (nor DRAM, even
+  where it would not fit the SRAM), each epilogue reads its other inputs and writes its output
+  where they live (the bytes and levels a standalone run of it would move, less the fused
+  input: :func:`_epilogue_cost`), its DRAM bytes join the contraction's DRAM stream, its vector
+  work and on-chip traffic overlap the contraction's, and it pays no launch. The group's
+  roofline bounds are folded into the contraction's record (its compute bound the larger of
+  the MAC and the vector time, as the two units work side by side; its memory bound the sum),
+  the fused ops' records keep their own bytes and energy at zero time and bound;
 * **movement** costs its bytes at DRAM or on-chip bandwidth; a **collective** what a ring moves
   over the chip-to-chip link, plus a latency per hop (:func:`~npusim.engine.roofline.
   collective_seconds`: the faster of a low-latency and a bulk protocol where the link has both);
@@ -96,26 +107,56 @@ def _consumers(graph: Graph) -> dict[str, int]:
     return count
 
 
-def _fusable(graph: Graph) -> dict[str, str]:
-    """Elementwise op name -> the contraction it is fused into (as its epilogue)."""
+def _fusable(graph: Graph, residual: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+    """Which elementwise ops are fused, as two maps: op name -> the contraction it is fused
+    into (as its epilogue), and op name -> storage root of its input that the contraction (or
+    an epilogue before it) produced, which never leaves the engine.
+
+    An op is fused when that input is read by nobody else and is a contraction's output or a
+    fused op's (a chain). Without ``residual`` it must be the op's only activation input, as
+    before the arch field existed. With it the op may have other activation inputs, each
+    produced before the contraction runs (graph inputs, or outputs of earlier ops): the
+    epilogue reads them while the contraction works. Of several inputs that qualify, the one
+    whose contraction runs last is taken (the other inputs are then ready): the residual add
+    of a ResNet block with a projection shortcut fuses into the later of its two convs.
+    """
     consumers = _consumers(graph)
+    order = {op.name: i for i, op in enumerate(graph.ops())}
     host: dict[str, str] = {}
+    main: dict[str, str] = {}
+
+    def root(t) -> str:
+        return graph.aliases.get(t.name, t.name)
+
+    def producer(t) -> str | None:
+        return graph.producer.get(t.name) or graph.producer.get(root(t))
+
+    def ready(t, into: str) -> bool:
+        """Whether ``t`` exists before contraction ``into`` runs."""
+        p = producer(t)
+        return p is None or order[host.get(p, p)] < order[into]
+
     for op in graph.ops():
         if not isinstance(op, Elementwise):
             continue
         acts = [t for t in op.inputs if t.role == Role.ACTIVATION]
-        if len(acts) != 1:
+        if not acts or (len(acts) != 1 and not residual):
             continue
-        root = graph.aliases.get(acts[0].name, acts[0].name)
-        producer = graph.producer.get(acts[0].name) or graph.producer.get(root)
-        if producer is None or consumers.get(root, 0) != 1:
-            continue
-        prod_op = graph.op(producer)
-        if isinstance(prod_op, Contraction):
-            host[op.name] = producer
-        elif producer in host:            # a chain of epilogues (bias, then activation)
-            host[op.name] = host[producer]
-    return host
+        best = None
+        for i, t in enumerate(acts):
+            p = producer(t)
+            if p is None or consumers.get(root(t), 0) != 1:
+                continue
+            into = p if isinstance(graph.op(p), Contraction) else host.get(p)
+            if into is None:
+                continue
+            if not all(ready(o, into) for j, o in enumerate(acts) if j != i):
+                continue
+            if best is None or order[into] > order[best[0]]:
+                best = (into, root(t))
+        if best is not None:
+            host[op.name], main[op.name] = best
+    return host, main
 
 
 def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
@@ -201,10 +242,19 @@ def _contraction_cost(op: Contraction, arch, where, eff_bw: float,
 _PLACE = {tk.IN_DRAM: "dram", tk.IN_SHARED: "shared", tk.ON_CHIP: "chip"}
 
 
+def _onchip_bandwidth(arch, eff_bw: float) -> float:
+    """Bytes/s a glue op moves on chip: the cores' SRAM, else the on-chip network, else (both
+    unpublished) the DRAM's effective bandwidth."""
+    sram_bw = (arch.cores.sram_bandwidth or 0.0) * arch.cores.count * arch.clock
+    return sram_bw or arch.noc.bandwidth or eff_bw
+
+
 def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
-               launch: float) -> _Cost:
+               launch: float, skip: frozenset[str] = frozenset()) -> _Cost:
+    """A glue op's cost; ``skip`` names tensors it does not move (the input a fused epilogue
+    gets from its contraction, :func:`_epilogue_cost`)."""
     onchip = 0.0
-    seen = set()
+    seen = set(skip)
     for t in (*op.inputs, *op.outputs):
         if t.name in seen:
             continue
@@ -213,8 +263,7 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
             onchip += t.nbytes
     if isinstance(op, Movement) and op.moved_bytes is not None:
         onchip = min(onchip, float(op.moved_bytes))
-    sram_bw = (arch.cores.sram_bandwidth or 0.0) * arch.cores.count * arch.clock
-    onchip_bw = sram_bw or arch.noc.bandwidth or eff_bw
+    onchip_bw = _onchip_bandwidth(arch, eff_bw)
     dram_time = dram_bytes / eff_bw
     onchip_time = onchip / onchip_bw
     if isinstance(op, Collective):
@@ -228,6 +277,35 @@ def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
         bound = "latency"
     return _Cost(latency, dram_time, 0.0, compute, dram_bytes, 0.0, 0.0, onchip, bound, {},
                  0.0, arch.cores.count, False)
+
+
+def _epilogue_cost(op: Op, into: str, skip: frozenset[str], arch, where, dram_bytes: float,
+                   eff_bw: float) -> tuple[_Cost, float]:
+    """A fused epilogue under residual fusion: what a standalone run of it would move less
+    the input its contraction hands it (``skip``), at no time of its own (its host's latency
+    covers it, :func:`_with_epilogues`); and the time its vector work and on-chip traffic
+    take, which run beside the contraction's."""
+    c = _glue_cost(op, arch, where, dram_bytes, eff_bw, 0.0, skip)
+    busy = max(c.compute_time, c.sram_bytes / _onchip_bandwidth(arch, eff_bw))
+    return replace(c, latency=0.0, bound="fused", mapping={"fused_into": into},
+                   cores_used=0), busy
+
+
+def _with_epilogues(cost: _Cost, dram_time: float, busy: float, launch: float) -> _Cost:
+    """A contraction's cost with its residual-fused epilogues: their DRAM bytes (``dram_time``
+    at their own effective bandwidth) stream after its own on the same DRAM, their vector work
+    and on-chip traffic (``busy``) overlap its run, and they add no launch. Never more than
+    the contraction and the epilogues run one after another, never less than any part."""
+    body = cost.latency - launch
+    dram = cost.dram_time + dram_time
+    latency = launch + max(body, dram, busy)
+    bound = cost.bound
+    if latency > cost.latency:
+        bound = "memory" if dram >= busy else "compute"
+    # weight prefetch hides the DRAM prologue under the op before; it cannot shorten the
+    # epilogues' vector work, which needs the contraction's output
+    prologue = min(cost.prologue, max(0.0, latency - launch - busy))
+    return replace(cost, latency=latency, dram_time=dram, bound=bound, prologue=prologue)
 
 
 def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bool):
@@ -268,16 +346,39 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
     return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched
 
 
-def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float):
-    """Dynamic energy of the fused epilogues of each host contraction, by host name."""
+def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float,
+                     costs: dict[str, _Cost] | None = None):
+    """Dynamic energy of the fused epilogues of each host contraction, by host name
+    (``costs``: the epilogues' own traffic under residual fusion; none otherwise)."""
     from ..energy import energy_of
     zero = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
     out: dict[str, float] = {}
     for name, into in host.items():
         op = graph.op(name)
-        acts = _actions(op, zero, str(op.compute_dtype), row_bytes, table.noc is not None)
+        acts = _actions(op, (costs or {}).get(name, zero), str(op.compute_dtype), row_bytes,
+                        table.noc is not None)
         out[into] = out.get(into, 0.0) + sum(energy_of(acts, table).values())
     return out
+
+
+def _residual_epilogues(graph: Graph, arch, host: dict[str, str], main: dict[str, str],
+                        where, roof_bytes: dict[str, float], effective_bw):
+    """Under residual fusion: each fused op's own cost (:func:`_epilogue_cost`), and per host
+    contraction what its epilogues add: (DRAM time, vector and on-chip time, roofline vector
+    time, roofline memory time)."""
+    costs: dict[str, _Cost] = {}
+    extra: dict[str, tuple[float, float, float, float]] = {}
+    for name, into in host.items():
+        op = graph.op(name)
+        skip = frozenset(t.name for t in op.inputs
+                         if graph.aliases.get(t.name, t.name) == main[name])
+        cost, busy = _epilogue_cost(op, into, skip, arch, where, roof_bytes[name],
+                                    effective_bw(op))
+        costs[name] = cost
+        rec = op_bound(op, arch, roof_bytes[name])
+        d, b, v, m = extra.get(into, (0.0, 0.0, 0.0, 0.0))
+        extra[into] = (d + cost.dram_time, b + busy, v + rec.compute_s, m + rec.memory_s)
+    return costs, extra
 
 
 PIM_MODES = ("auto", "off", "all")
@@ -333,17 +434,37 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     dram = dram_table(arch)
     warnings.extend(w for w in dram.warnings if w not in warnings)
     streamed = streamed_tensors(graph)
+    units = getattr(arch, "pim", None)
+    on_pim = pim != "off" and units is not None and units.enabled
+    residual = fuse and arch.fusion == "residual"
+    host, main = _fusable(graph, residual) if fuse else ({}, {})
+    if residual and not on_pim:
+        # a fused group's intermediates never leave the engine, so they are never DRAM
+        # traffic, even where they would not fit the SRAM (with PIM units a host may go to
+        # PIM and its epilogues then run alone, so there they are placed as before)
+        streamed = streamed | frozenset(main.values())
     roof_bytes = _dram_bytes(graph, arch.sram_total, streamed)
     where = _placement(graph, arch, streamed)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     limits = _PowerLimits(arch, table, row_bytes)
-    host = _fusable(graph) if fuse else {}
-    epilogue_j = _epilogue_energy(graph, host, table, row_bytes) if table is not None else {}
+
+    def effective_bw(op: Op) -> float:
+        # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
+        # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
+        pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
+        return arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
+
+    epilogues: dict[str, _Cost] = {}
+    extra: dict[str, tuple[float, float, float, float]] = {}
+    if residual:
+        epilogues, extra = _residual_epilogues(graph, arch, host, main, where, roof_bytes,
+                                               effective_bw)
+    epilogue_j = _epilogue_energy(graph, host, table, row_bytes, epilogues) \
+        if table is not None else {}
     clock = arch.clock
-    units = getattr(arch, "pim", None)
     placer = None
-    if pim != "off" and units is not None and units.enabled:
+    if on_pim:
         from .pim import Placer
         placer = Placer(graph, arch, where, table, pim)
     elif pim == "all":
@@ -363,16 +484,17 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             records.append(rec)
             t, prev, glue_run = t + rec.latency_s, None, False
             continue
-        # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
-        # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
-        pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
-        eff_bw = arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
+        eff_bw = effective_bw(op)
         if fused:
-            cost = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused",
-                         {"fused_into": host[op.name]}, 0.0, 0, False)
+            cost = epilogues.get(op.name) or _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                                    "fused", {"fused_into": host[op.name]},
+                                                    0.0, 0, False)
         elif isinstance(op, Contraction):
             limit = limits.of(op, bound_rec.exec_dtype) if power_cap else None
             cost = _contraction_cost(op, arch, where, eff_bw, limit)
+            if op.name in extra:
+                cost = _with_epilogues(cost, extra[op.name][0], extra[op.name][1],
+                                       arch.launch_overhead)
         else:
             # a run of glue ops between two contractions is one fused kernel (one launch), as
             # inference stacks fuse norms, rotary embeddings, activations and cache writes
@@ -414,6 +536,12 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             mapping[key] = throttled if untimed else round(throttled, 4)
         if switch:
             mapping["mode_switch_s"] = switch
+        if residual and fused:        # its bound is folded into its host's record
+            bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
+        elif op.name in extra:
+            vec_s, mem_s = extra[op.name][2:]
+            c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
+            bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
         bound = cost.bound
         if bound == "fused":
             bound = bound_rec.bound
