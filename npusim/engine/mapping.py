@@ -28,6 +28,12 @@ THROUGHPUT_LATENCY = 32
 # granularity, 16 on NVIDIA tensor cores since Volta: assumption for other engines).
 MMA_QUANTUM = 16
 ACC_BYTES = 4.0  # partial sums are kept in fp32 / int32 (RNGD: i32/f32 accumulators, S2c)
+ONCHIP_PER_DRAM = 4.0
+"""Where an arch publishes neither ``noc.bandwidth`` nor ``cores.sram_bandwidth`` (ATOM,
+ATOM-Max, REBEL-Quad), on-chip traffic moves at this multiple of the DRAM's effective
+bandwidth, for contractions and glue ops alike. An assumption: on-chip SRAM is several times
+faster than the DRAM behind it on every chip that publishes both (RNGD: 2 TB/s network
+against 1.5 TB/s HBM, 65 TB/s of slice SRAM)."""
 
 
 @dataclass(frozen=True)
@@ -297,7 +303,8 @@ def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power) -> Map
     cores = arch.cores.count
     noc = arch.noc.bandwidth
     sram_bw = (arch.cores.sram_bandwidth or 0.0) * cores
-    noc_bpc = (noc / clock) if noc else (sram_bw if sram_bw else dram_bw / clock * 4)
+    noc_bpc = (noc / clock) if noc else (sram_bw if sram_bw else
+                                         dram_bw / clock * ONCHIP_PER_DRAM)
     shared_bpc = noc_bpc if arch.shared_sram > 0 else 0.0
     startup = float(arch.dma.startup_cycles or 0.0)
     dma = arch.dma

@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from ..errors import CapacityError, NpusimError
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
 from ..kernels import tiling as tk
-from .mapping import PowerLimit, search
+from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
 from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
@@ -244,9 +244,11 @@ _PLACE = {tk.IN_DRAM: "dram", tk.IN_SHARED: "shared", tk.ON_CHIP: "chip"}
 
 def _onchip_bandwidth(arch, eff_bw: float) -> float:
     """Bytes/s a glue op moves on chip: the cores' SRAM, else the on-chip network, else (both
-    unpublished) the DRAM's effective bandwidth."""
+    unpublished) what the mapping search assumes for a contraction's on-chip operands
+    (:data:`~npusim.engine.mapping.ONCHIP_PER_DRAM` times the DRAM's effective bandwidth), so
+    the same SRAM does not feed an elementwise op slower than a matmul."""
     sram_bw = (arch.cores.sram_bandwidth or 0.0) * arch.cores.count * arch.clock
-    return sram_bw or arch.noc.bandwidth or eff_bw
+    return sram_bw or arch.noc.bandwidth or eff_bw * ONCHIP_PER_DRAM
 
 
 def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
