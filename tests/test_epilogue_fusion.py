@@ -171,6 +171,7 @@ def test_add_of_a_tensor_to_itself_is_not_fused():
 def test_default_is_epilogue_and_gpus_keep_it():
     for name in ("h100", "h200", "a100", "edu", "systolic-128"):
         assert npusim.load_arch(name).fusion == "epilogue"
+    assert npusim.load_arch("rngd", {"fusion": "null"}).fusion == "epilogue"
     for name in ("rngd", "atom", "atom-max", "rebel-quad"):
         assert npusim.load_arch(name).fusion == "residual"
 
@@ -193,7 +194,7 @@ def test_field_off_is_the_single_input_rule_exactly():
         assert base.to_dict()["ops"] == same.to_dict()["ops"]
 
 
-@pytest.mark.parametrize("value", ["resid", "none", "3", "true", "null", "[residual]"])
+@pytest.mark.parametrize("value", ["resid", "none", "3", "true", "[residual]", "''"])
 def test_bad_fusion_value_is_one_clear_error(value, cli):
     with pytest.raises(ArchError, match="fusion"):
         npusim.load_arch("edu", {"fusion": value})

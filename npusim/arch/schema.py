@@ -242,15 +242,15 @@ SCHEMA = S({
                                "graph (CUDA graphs) in serving; absent or null: "
                                "`launch_overhead`."),
     # Which elementwise ops the compiler fuses into the contraction before them; optional,
-    # absent means "epilogue" (what the engine did before the field existed)
-    "fusion": F("choice", required=False, choices=FUSION_MODES,
+    # absent or null means "epilogue" (what the engine did before the field existed)
+    "fusion": F("choice", required=False, nullable=True, choices=FUSION_MODES,
                 doc="Elementwise ops the compiler fuses into the contraction before them "
                     "(run in its epilogue, overlapping its work, no launch of their own): "
                     "`epilogue`, one whose only activation input is that contraction's output, "
                     "read by nobody else (bias, activation and chains of them); `residual`, "
                     "also one whose other activation inputs were produced before that "
                     "contraction (the residual adds of ResNet and transformers), read by the "
-                    "epilogue from where they live. Absent: `epilogue`."),
+                    "epilogue from where they live. Absent or null: `epilogue`."),
     "pim": S({
         "device": F("identifier", doc="The PIM part (`hbm2-pim`, `gddr6-aim`, ...), for "
                     "reports."),
