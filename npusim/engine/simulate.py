@@ -289,8 +289,8 @@ def _epilogue_cost(op: Op, into: str, skip: frozenset[str], arch, where, dram_by
     take, which run beside the contraction's."""
     c = _glue_cost(op, arch, where, dram_bytes, eff_bw, 0.0, skip)
     busy = max(c.compute_time, c.sram_bytes / _onchip_bandwidth(arch, eff_bw))
-    return replace(c, latency=0.0, bound="fused", mapping={"fused_into": into},
-                   cores_used=0), busy
+    where_from = {"fused_into": into}
+    return replace(c, latency=0.0, bound="fused", mapping=where_from, cores_used=0), busy
 
 
 def _with_epilogues(cost: _Cost, dram_time: float, busy: float, launch: float) -> _Cost:
