@@ -396,7 +396,8 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     graph : Graph
     arch : Arch
     fuse : bool
-        Fuse elementwise epilogues into the contraction before them.
+        Fuse elementwise epilogues into the contraction before them (which ones: the arch's
+        ``fusion``, see the module docstring); False runs every op on its own.
     power_cap : bool
         Slow ops whose power would pass the TDP.
     pim : str
