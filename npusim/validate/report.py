@@ -201,7 +201,25 @@ def cause_of(r: "RowResult") -> str:
                 "silicon costs; a measured running-minus-idle figure also holds the embedded "
                 "x86 cores' work on every timestep and the host I/O, and the spike rates are "
                 "assumptions where the source publishes none.")
-    if r.arch == "rngd":
+    if r.arch == "rngd" and r.mode == "batch" and under:
+        return ("An approximate early-silicon figure (Hot Chips 2024) whose conditions are not "
+                "published. The reading in the note is the only one a public source states (the "
+                "RNGD backend of the MLPerf GPT-J harness runs one query of 4 beams at a time, "
+                "prompts padded to 1,919 tokens, 128 new tokens): there every decode step "
+                "streams the 6 GB of int8 weights and the beams' KV cache from HBM for 4 tokens "
+                "and each query first prefills 4 x 1,919 tokens, which bounds the throughput "
+                "near the predicted figure on any 1.5 TB/s chip; about 1,000 tok/s needs several "
+                "queries in flight (the range table above), which the figure does not state.")
+    if r.arch == "atom-max" and r.metric == "tpot_s" and under:
+        return ("Decode on four ATOM-Max dies under-predicted: npusim streams each die's weight "
+                "shard at GDDR6 speed and times 72 all-reduces a token at the assumed 2 us PCIe "
+                "hop, while the measured step moves weights at about 212 GB/s per die under "
+                "tensor parallelism against 454 GB/s on one die (atom.md sec. 2.2): "
+                "synchronisation across the card's PCIe switch that no public figure "
+                "quantifies (the link sensitivity above shows the hop latency alone does not "
+                "close it); vllm-rbln's eager attention also reads the compiled 8,192-token KV "
+                "of the running row every step, where npusim reads the live KV.")
+    if r.arch == "rngd" and r.mode == "offline":
         return ("RNGD vendor figure read through a secondary summary: the public record gives "
                 "neither the batch size (concurrency) nor the FuriosaSDK version nor the KV "
                 "dtype; npusim assumed max load at vllm serve's default 256 sequences, fp8 "
