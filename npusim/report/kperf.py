@@ -721,14 +721,16 @@ def chips_lines(runs: Sequence[dict]) -> list[str]:
     for r in runs:
         by_arch.setdefault(r["arch"], []).append(r)
     for arch, rs in by_arch.items():
-        if len({(r.get("chips"), r.get("chips_reason")) for r in rs}) == 1:
+        if len({(r.get("chips"), r.get("chips_reason"), r.get("parallel")) for r in rs}) == 1:
             rs = rs[:1]
         for r in rs:
             what = system_label(arch, r.get("chips"))
             if len(rs) > 1:
                 what += f" {r['precision']}"
             why = r.get("chips_reason")
-            out.append(f"chips: {what}" + (f" ({why})" if why else ""))
+            layout = (f", {r['parallel']}: {r.get('parallel_why') or 'chosen'}"
+                      if (r.get("chips") or 1) > 1 and r.get("parallel") else "")
+            out.append(f"chips: {what}" + (f" ({why})" if why else "") + layout)
     return out
 
 
