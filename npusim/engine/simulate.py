@@ -7,7 +7,9 @@ Per op:
 * **elementwise** and **reduction** ops run on the vector units; an elementwise op whose only
   activation input is a contraction's output, read by nobody else, is fused into that
   contraction as an epilogue (its work overlaps the contraction's, its input never leaves the
-  engine); chains of them too (bias, then activation);
+  engine); chains of them too (bias, then activation). Its roofline bound is folded into the
+  contraction's record as below (:func:`_bound_folds`), so the run's bound never counts
+  overlapped vector work twice;
 * on an arch with ``fusion: residual`` (NPU compilers that fuse elementwise ops with several
   activation inputs), an elementwise op is also fused when its other activation inputs were
   produced before the contraction (a residual add): see :func:`_fusable`. Such a fused group
@@ -293,6 +295,31 @@ def _epilogue_cost(op: Op, into: str, skip: frozenset[str], arch, where, dram_by
     return replace(c, latency=0.0, bound="fused", mapping=where_from, cores_used=0), busy
 
 
+def _bound_folds(graph: Graph, arch, host: dict[str, str], roof_bytes: dict[str, float],
+                 extra: dict[str, tuple], residual: bool,
+                 on_pim: bool) -> dict[str, tuple[float, float]]:
+    """Per host contraction, the roofline its fused epilogues add to its record: their vector
+    time (which overlaps the contraction's MACs, so the host's compute bound is the larger of
+    the two) and their memory time (which adds). The epilogues' own records then carry no
+    bound, so the run's bound (the sum over ops) never counts overlapped vector work twice.
+    Under residual fusion these come with the epilogues' costs (``extra``); with PIM units a
+    host may run on PIM and its epilogues alone, so there single-input epilogues keep their
+    own bounds."""
+    if residual:
+        return {name: e[2:] for name, e in extra.items()}
+    if on_pim:
+        return {}
+    folds: dict[str, tuple[float, float]] = {}
+    for op in graph.ops():
+        into = host.get(op.name)
+        if into is None:
+            continue
+        b = op_bound(op, arch, roof_bytes[op.name])
+        vec, mem = folds.get(into, (0.0, 0.0))
+        folds[into] = (vec + b.compute_s, mem + b.memory_s)
+    return folds
+
+
 def _with_epilogues(cost: _Cost, dram_time: float, busy: float, launch: float) -> _Cost:
     """A contraction's cost with its residual-fused epilogues: their DRAM bytes (``dram_time``
     at their own effective bandwidth) stream after its own on the same DRAM, their vector work
@@ -465,6 +492,7 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
                                                effective_bw)
     epilogue_j = _epilogue_energy(graph, host, table, row_bytes, epilogues) \
         if table is not None else {}
+    folds = _bound_folds(graph, arch, host, roof_bytes, extra, residual, on_pim)
     clock = arch.clock
     placer = None
     if on_pim:
@@ -539,10 +567,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             mapping[key] = throttled if untimed else round(throttled, 4)
         if switch:
             mapping["mode_switch_s"] = switch
-        if residual and fused:        # its bound is folded into its host's record
+        if fused and (residual or not on_pim):   # its bound is folded into its host's
             bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
-        elif op.name in extra:
-            vec_s, mem_s = extra[op.name][2:]
+        elif op.name in folds:
+            vec_s, mem_s = folds[op.name]
             c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
             bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
         bound = cost.bound
