@@ -894,6 +894,11 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     return res
 
 
+def _predict_as(sim: Simulator, row: dict, **cols: str) -> float:
+    """The row's prediction with some of its columns changed (a what-if for the report)."""
+    return sim.predict(dict(row, **cols))[0]
+
+
 LINK_FIELDS = ("link.latency", "link.bandwidth")     # constants no NPU vendor publishes
 SENSITIVITY = (0.5, 2.0)
 
@@ -921,9 +926,8 @@ def link_sensitivity(sim: Simulator, rows: list[dict], results: list[RowResult])
             unit = "s" if name.endswith("latency") else "B/s"
             pair = []
             for k in SENSITIVITY:
-                alt = dict(row, sim_set="; ".join(
+                v = _predict_as(sim, row, sim_set="; ".join(
                     filter(None, [row.get("sim_set") or "", f"{name}={value * k!r} {unit}"])))
-                v, _ = sim.predict(alt)
                 pair.append((v, v / res.measured - 1))
             out.append({"id": row["id"], "field": name, "low": pair[0],
                         "base": (res.predicted, res.error), "high": pair[1]})
@@ -968,11 +972,11 @@ def reading_ranges(sim: Simulator, rows: list[dict], results: list[RowResult]) -
         keys = list(spec)
         points = []
         for combo in itertools.product(*(spec[k] for k in keys)):
-            alt = dict(row, **{RANGE_KEYS[k]: str(v) for k, v in zip(keys, combo)})
+            cols = {RANGE_KEYS[k]: str(v) for k, v in zip(keys, combo)}
             if "users" in keys and row["sim_mode"] == "latency":
-                alt["sim_mode"] = "batch"
+                cols["sim_mode"] = "batch"
             try:
-                value, _ = sim.predict(alt)
+                value = _predict_as(sim, row, **cols)
             except NpusimError as e:
                 value = f"failed: {e}"
             points.append((combo, value))

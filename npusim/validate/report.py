@@ -6,6 +6,7 @@ matplotlib is imported lazily (:mod:`npusim.figures`); the figure is a
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import date
@@ -106,9 +107,15 @@ def is_npu_row(r: "RowResult") -> bool:
     is no GPU's."""
     if r.mode == "snn" or r.metric.startswith("pim_"):   # spiking chips, PIM devices
         return False
+    return _is_npu_arch(r.arch)
+
+
+@functools.lru_cache(maxsize=None)
+def _is_npu_arch(spec: str) -> bool:
+    """Whether arch ``spec`` has an engine that is no GPU's (one load per arch, not per row)."""
     from ..arch import load_arch
     try:
-        return load_arch(r.arch).cores.engine.kind not in GPU_ENGINES
+        return load_arch(spec).cores.engine.kind not in GPU_ENGINES
     except Exception:       # an arch file that does not load: the row's failure says why
         return False
 
