@@ -378,6 +378,12 @@ def si_units() -> dict[str, str]:
     out["pim.macs_per_cycle"] = "MAC/cycle per unit"
     out["pim.energy.mac"] = "J per MAC"
     out["pim.energy.column"] = "J/B"
+    # energy-table fields reachable with --set energy.<field>= (npusim.energy.table), so a
+    # fitted value is written with its unit; only the power-typed ones have one that a
+    # plain number is read in
+    for name in ("static", "idle", "loaded_floor"):
+        out[f"energy.{name}"] = "W"
+    out["energy.operand_delivery"] = "J/bit"
     return out
 
 

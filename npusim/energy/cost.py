@@ -16,6 +16,8 @@ COMPONENTS = ("mac", "vector", "sram", "shared", "dram", "noc", "link")
 # figures, already whole); the excess is reported as its own component, OVERHEAD.
 ON_CHIP = ("mac", "vector", "sram", "shared", "noc")
 OVERHEAD = "overhead"
+# On-chip transport of DRAM traffic (a table's `operand_delivery`), its own component.
+DELIVERY = "delivery"
 
 
 def _mac_energy(macs: dict, table: EnergyTable) -> float:
@@ -65,7 +67,8 @@ def energy_of(actions: Actions, table: EnergyTable) -> dict[str, float]:
     dict
         ``{"mac", "vector", "sram", "shared", "dram", "noc", "link"}`` -> joules, and
         ``"overhead"`` (``(dynamic_overhead - 1)`` times the on-chip ones) when the table
-        gives a ``dynamic_overhead``. Static energy is separate (:func:`static_energy`): it
+        gives a ``dynamic_overhead``, ``"delivery"`` (DRAM bits times ``operand_delivery``)
+        when it gives that. Static energy is separate (:func:`static_energy`): it
         depends on time, not on actions.
 
     Raises
@@ -106,6 +109,9 @@ def energy_of(actions: Actions, table: EnergyTable) -> dict[str, float]:
     if table.dynamic_overhead is not None:
         # what a core pays beyond its arithmetic and arrays, in proportion to them
         out[OVERHEAD] = (table.dynamic_overhead - 1.0) * sum(out[k] for k in ON_CHIP)
+    if table.operand_delivery is not None:
+        out[DELIVERY] = 8.0 * (actions.dram_read_bytes + actions.dram_write_bytes) \
+            * table.operand_delivery
     return out
 
 

@@ -59,10 +59,10 @@ from ..kernels import tiling as tk
 from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from ..energy.cost import ON_CHIP, OVERHEAD
+from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD
 
 # what a lower core voltage makes cheaper (the rest, DRAM and links, are device figures)
-_ON_CHIP = frozenset((*ON_CHIP, OVERHEAD))
+_ON_CHIP = frozenset((*ON_CHIP, OVERHEAD, DELIVERY))
 from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
                        streamed_tensors, system_chips)
 
