@@ -187,7 +187,11 @@ class _PowerLimits:
         from ..energy import Actions, energy_of
         tdp = arch.power.limit
         self._base = None
-        if table is None or not tdp or tdp <= table.floor_w:
+        # a chip that lowers its voltage with the clock (the table's dvfs_exponent) meets its
+        # limit in its clock governor, after the kernel is chosen, as a GPU does: the mapping
+        # is the fastest at full clock and _power_capped slows it, so a tighter cap never
+        # trades tiles for energy and an op's energy only falls with the voltage
+        if table is None or not tdp or tdp <= table.floor_w or table.dvfs_exponent:
             return
 
         def joules(**kw) -> float:
