@@ -112,8 +112,8 @@ SCHEMA = S({
     "idle": F("power", required=False, lo="0 W", hi="100 kW",
               why="assumption: up to a 100 kW wafer-scale system",
               doc="Board power with the chip powered and nothing loaded (nvidia-smi's idle "
-                  "reading); reported as `idle_power_w`, never charged to a run. At most "
-                  "`loaded_floor`."),
+                  "reading), for idle-power rows; never charged to a run. At most "
+                  "`loaded_floor`; equal to the arch's `power.idle` where both are given."),
     "loaded_floor": F("power", required=False, lo="0 W", hi="100 kW",
                       why="assumption: up to a 100 kW wafer-scale system",
                       doc="Power with clocks up and the model resident, nothing running; "
