@@ -247,3 +247,20 @@ def test_neutral_parts_are_byte_identical_to_absent_ones(prefill, tdp):
         "energy.dvfs_exponent=0", "energy.dvfs_min_voltage=0.5", f"power.cap={tdp}"]))
     assert json.dumps(plain.to_dict(), sort_keys=True) == \
         json.dumps(neutral.to_dict(), sort_keys=True)
+
+
+def test_a_fitted_energy_field_in_a_calibration_file_applies(tmp_path):
+    # what `npusim validate --fit energy.dynamic_overhead=...` writes beside a user's arch
+    from importlib.resources import files
+    arch_file = tmp_path / "edu.yaml"
+    arch_file.write_text((files("npusim.archs") / "edu.yaml").read_text(encoding="utf-8"),
+                         encoding="utf-8")
+    (tmp_path / "edu.calibration.yaml").write_text(
+        "arch: edu\nfitted:\n  energy.dynamic_overhead:\n    value: 3.5\n    rows: [P1]\n"
+        "    metric: avg_power_w\n    date: 2026-12-03\n    method: test\n", encoding="utf-8")
+    fitted = load_arch(arch_file)
+    assert load_energy_table(fitted).dynamic_overhead == 3.5
+    assert dict(fitted.calibration)["energy.dynamic_overhead"]
+    # a user's override wins over the calibration, as for arch fields
+    assert load_energy_table(load_arch(arch_file, ["energy.dynamic_overhead=2"])
+                             ).dynamic_overhead == 2.0
