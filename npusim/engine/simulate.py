@@ -59,12 +59,12 @@ from ..kernels import tiling as tk
 from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
 from .result import OpRecord, RunResult, Span
 from .dram import dram_table
-from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD
+from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
+                       streamed_tensors, system_chips)
+from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
 
 # what a lower core voltage makes cheaper (the rest, DRAM and links, are device figures)
 _ON_CHIP = frozenset((*ON_CHIP, OVERHEAD, DELIVERY))
-from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
-                       streamed_tensors, system_chips)
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,6 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
     if latency > 0.0 and dyn_j / latency + static_w <= tdp:
         return latency, 0.0, 1.0
     if latency > 0.0 and exponent > 0.0:
-        from ..energy import dvfs_scale
         chip = min(chip_j, dyn_j)
         clock, factor = dvfs_scale(chip / latency, tdp - static_w, exponent, min_voltage,
                                    io_w=(dyn_j - chip) / latency)
@@ -400,7 +399,7 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
 
 
 def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]:
-    """``energy`` with its on-chip components (and overhead) times ``factor``: what a lower
+    """``energy`` with its on-chip components (overhead and delivery too) times ``factor``: what a lower
     core voltage saves; DRAM and link energy per bit do not depend on it."""
     if factor == 1.0:
         return energy
