@@ -291,10 +291,11 @@ def test_tdp_cli_regression(cli):
 
 def test_power_cap_by_hand():
     # 2 J in 1 s at 1 W static is 3 W; a 2 W cap leaves 1 W for 2 J: 2 s, a 100 % slowdown
-    assert _power_capped(1.0, 2.0, 1.0, 2.0) == (2.0, 1.0)
-    assert _power_capped(1.0, 0.5, 1.0, 2.0) == (1.0, 0.0)          # fits: unchanged
-    assert _power_capped(0.0, 2.0, 1.0, 2.0) == (2.0, 2.0)          # no time: 2 s added
-    assert _power_capped(1.0, 2.0, 1.0, None) == (1.0, 0.0)         # no cap
+    # (latency, slowdown, factor on on-chip energy: 1 without DVFS)
+    assert _power_capped(1.0, 2.0, 1.0, 2.0) == (2.0, 1.0, 1.0)
+    assert _power_capped(1.0, 0.5, 1.0, 2.0) == (1.0, 0.0, 1.0)     # fits: unchanged
+    assert _power_capped(0.0, 2.0, 1.0, 2.0) == (2.0, 2.0, 1.0)     # no time: 2 s added
+    assert _power_capped(1.0, 2.0, 1.0, None) == (1.0, 0.0, 1.0)    # no cap
 
 
 @settings(max_examples=8, deadline=None)

@@ -12,7 +12,7 @@ import yaml
 
 from ..errors import ArchError, NpusimError
 from ..files import read_text
-from .model import Arch
+from .model import Arch, FrozenMap
 from .schema import build, did_you_mean, lookup, valid_keys
 from .units import brief
 
@@ -333,6 +333,39 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
     return tree, tuple(t for _, _, t in items)
 
 
+ENERGY_PREFIX = "energy."
+"""Overrides whose field starts with this go to the arch's energy table, not the arch."""
+
+
+def split_energy_overrides(overrides, label: str) -> tuple[Any, dict[str, Any]]:
+    """Split ``--set`` overrides into the arch's and its energy table's.
+
+    ``energy.<field>=<value>`` (e.g. ``energy.loaded_floor=130W``) is kept, field -> value as
+    written, for :func:`npusim.energy.load_energy_table` to apply and validate against the
+    energy table's schema; everything else is returned as ``field=value`` texts for
+    :func:`apply_overrides`. This is what lets a sweep or ``validate --fit`` vary an energy
+    field like any arch field.
+
+    >>> split_energy_overrides(["dram.bandwidth=3TB/s", "energy.dynamic_overhead=2"], "x")
+    (['dram.bandwidth=3TB/s'], {'dynamic_overhead': 2})
+    """
+    energy: dict[str, Any] = {}
+    for key, value, text in _normalise_overrides(overrides, label):
+        if key.startswith(ENERGY_PREFIX):
+            field = key[len(ENERGY_PREFIX):].strip()
+            if not field:
+                raise ArchError(f"{label}: override {brief(text)}: no energy-table field after "
+                                f"'energy.'; write e.g. energy.loaded_floor=130W")
+            energy[field] = value
+    if not energy:
+        return overrides, energy          # untouched: the arch sees exactly what was given
+    if isinstance(overrides, Mapping):
+        return {k: v for k, v in overrides.items()
+                if not str(k).strip().startswith(ENERGY_PREFIX)}, energy
+    return [o for o in overrides
+            if not o.split("=", 1)[0].strip().startswith(ENERGY_PREFIX)], energy
+
+
 def load_arch(name_or_path: str | Path,
               overrides: Mapping[str, Any] | Sequence[str] | None = None, *,
               calibrated: bool = True) -> Arch:
@@ -375,18 +408,26 @@ def load_arch(name_or_path: str | Path,
         raise ArchError(f"{label}: the file is empty; it must be a mapping of arch fields "
                         f"(start from a shipped arch such as rngd.yaml)")
     calibration: dict[str, dict] = {}
+    energy: dict[str, Any] = {}
     if calibrated and isinstance(tree, dict):
         from .calibration import calibration_path, read_calibration
         path = calibration_path(str(tree.get("name", "")),
                                 name_or_path if _looks_like_path(name_or_path) else None)
         if path is not None:
             calibration = read_calibration(path, str(tree.get("name", "")))
-            tree, _ = apply_overrides(tree, {k: v["value"] for k, v in calibration.items()},
-                                      f"{label} (calibration {path.name})")
+            fitted, energy_fitted = split_energy_overrides(
+                {k: v["value"] for k, v in calibration.items()}, label)
+            energy.update(energy_fitted)
+            tree, _ = apply_overrides(tree, fitted, f"{label} (calibration {path.name})")
+    overrides, energy_user = split_energy_overrides(overrides, label)
+    energy.update(energy_user)
     tree = _with_pim(tree, label, device)
     tree, applied = apply_overrides(tree, overrides, label)
     tree = _with_pim(tree, label, None)
+    applied += tuple(f"{ENERGY_PREFIX}{k}={v}" for k, v in energy_user.items())
     arch = build(tree, label, applied)
+    if energy:
+        object.__setattr__(arch, "energy", FrozenMap(energy))
     if calibration:
         user = {a.split("=", 1)[0].strip() for a in applied}
         kept = tuple(sorted((k, v) for k, v in calibration.items() if k not in user))
@@ -449,4 +490,5 @@ def _frozen(d: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
-__all__ = ["load_arch", "list_archs", "apply_overrides", "parse_yaml"]
+__all__ = ["load_arch", "list_archs", "apply_overrides", "parse_yaml", "split_energy_overrides",
+           "ENERGY_PREFIX"]

@@ -142,10 +142,23 @@ class Link:
 
 @dataclass(frozen=True)
 class Power:
-    """Board power: thermal design power and idle power, watts (``None`` if unpublished)."""
+    """Board power: thermal design power, idle power and a configured power cap, watts
+    (``None`` if unpublished, or no cap)."""
 
     tdp: float | None
     idle: float | None
+    cap: float | None = None
+
+    @property
+    def limit(self) -> float | None:
+        """The power the chip is held to: the lower of the TDP and a configured cap (an
+        MLPerf MaxQ run's ``nvidia-smi -pl``), ``None`` when there is neither.
+
+        >>> Power(tdp=700.0, idle=None, cap=350.0).limit, Power(700.0, None).limit
+        (350.0, 700.0)
+        """
+        given = [w for w in (self.tdp, self.cap) if w is not None]
+        return min(given) if given else None
 
 
 @dataclass(frozen=True)
@@ -228,6 +241,10 @@ class Arch:
     pim: Pim | None = None
     source: str = field(default="", compare=False)
     overrides: tuple[str, ...] = ()
+    # `--set energy.<field>=<value>` overrides of the arch's energy table, field -> value as
+    # written (validated where the table is read, npusim.energy.load_energy_table); part of
+    # the arch's identity, since they change what every op costs
+    energy: FrozenMap = field(default_factory=FrozenMap)
     # (dotted field, provenance) of every value taken from the arch's calibration file
     calibration: tuple = field(default=(), compare=False)
 

@@ -104,8 +104,12 @@ def reference() -> str:
         "## Energy table (`npusim/archs/energy/<name>.yaml`, or `<stem>.energy.yaml` beside "
         "an arch file)",
         "",
-        "Every key is required; `shared`, `noc` and `link` may be null for a chip without "
-        "that part.",
+        "Every key is required but the power model's parts (`idle`, `loaded_floor`, "
+        "`dynamic_overhead`, `operand_delivery`, `dvfs_exponent`, `dvfs_min_voltage`: absent, "
+        "a run is costed as before they existed); `shared`, `noc` and `link` may be null for a "
+        "chip without that part. Any field can be set for one run with "
+        "`--set energy.<field>=<value>` (e.g. `--set energy.loaded_floor=130W`), which is how "
+        "`npusim validate --fit` reaches it.",
         "",
         *_table(ENERGY),
         "",

@@ -224,6 +224,11 @@ SCHEMA = S({
                      "Must exceed `power.idle` and the energy table's `static`. Null: no cap."),
         "idle": F("power", nullable=True, lo="0 W", hi="100 kW", why=_POWER,
                   doc="Idle power; below `power.tdp`. Null if unpublished."),
+        "cap": F("power", required=False, nullable=True, lo="1 mW", hi="100 kW", why=_POWER,
+                 doc="A configured power limit below the TDP (MLPerf MaxQ runs cap H100/H200 "
+                     "at 350-500 W with nvidia-smi -pl); the engine holds the chip to the "
+                     "lower of the two, lowering its clock (and voltage, per the energy "
+                     "table's `dvfs_exponent`). Absent or null: the TDP alone."),
     }, doc="Board power."),
     "dtype_fallback": F("dtype_map", doc="Dtype the engine runs a non-native dtype in "
                                          "(`{fp32: bf16}`); targets must be native."),
@@ -373,6 +378,12 @@ def si_units() -> dict[str, str]:
     out["pim.macs_per_cycle"] = "MAC/cycle per unit"
     out["pim.energy.mac"] = "J per MAC"
     out["pim.energy.column"] = "J/B"
+    # energy-table fields reachable with --set energy.<field>= (npusim.energy.table), so a
+    # fitted value is written with its unit; only the power-typed ones have one that a
+    # plain number is read in
+    for name in ("static", "idle", "loaded_floor"):
+        out[f"energy.{name}"] = "W"
+    out["energy.operand_delivery"] = "J/bit"
     return out
 
 

@@ -10,8 +10,9 @@ its own YAML file beside the arch (``npusim/archs/energy/<arch>.yaml``), says wh
 True
 """
 from .actions import Actions
-from .cost import COMPONENTS, energy_of, static_energy
+from .cost import COMPONENTS, DELIVERY, OVERHEAD, dvfs_scale, energy_of, static_energy
 from .table import EnergyTable, build_energy_table, load_energy_table, read_energy_table
 
 __all__ = ["Actions", "EnergyTable", "load_energy_table", "read_energy_table",
-           "build_energy_table", "energy_of", "static_energy", "COMPONENTS"]
+           "build_energy_table", "energy_of", "static_energy", "dvfs_scale", "COMPONENTS",
+           "OVERHEAD", "DELIVERY"]

@@ -12,6 +12,12 @@ from .actions import Actions
 from .table import EnergyTable
 
 COMPONENTS = ("mac", "vector", "sram", "shared", "dram", "noc", "link")
+# The on-chip components a table's `dynamic_overhead` multiplies (DRAM and links are device
+# figures, already whole); the excess is reported as its own component, OVERHEAD.
+ON_CHIP = ("mac", "vector", "sram", "shared", "noc")
+OVERHEAD = "overhead"
+# On-chip transport of DRAM traffic (a table's `operand_delivery`), its own component.
+DELIVERY = "delivery"
 
 
 def _mac_energy(macs: dict, table: EnergyTable) -> float:
@@ -59,8 +65,11 @@ def energy_of(actions: Actions, table: EnergyTable) -> dict[str, float]:
     Returns
     -------
     dict
-        ``{"mac", "vector", "sram", "shared", "dram", "noc", "link"}`` -> joules. Static
-        energy is separate (:func:`static_energy`): it depends on time, not on actions.
+        ``{"mac", "vector", "sram", "shared", "dram", "noc", "link"}`` -> joules, and
+        ``"overhead"`` (``(dynamic_overhead - 1)`` times the on-chip ones) when the table
+        gives a ``dynamic_overhead``, ``"delivery"`` (DRAM bits times ``operand_delivery``)
+        when it gives that. Static energy is separate (:func:`static_energy`): it
+        depends on time, not on actions.
 
     Raises
     ------
@@ -83,7 +92,7 @@ def energy_of(actions: Actions, table: EnergyTable) -> dict[str, float]:
             _optional(shared_bytes, None, table, "shared", "shared SRAM")
         shared = (actions.shared_read_bytes * table.shared_read
                   + actions.shared_write_bytes * table.shared_write)
-    return {
+    out = {
         "mac": _mac_energy(actions.macs, table),
         "vector": actions.vector_ops * table.vector_op,
         "sram": actions.sram_read_bytes * table.sram_read
@@ -97,10 +106,18 @@ def energy_of(actions: Actions, table: EnergyTable) -> dict[str, float]:
         "link": 8.0 * _optional(actions.link_bytes, table.link, table, "link",
                                 "chip-to-chip link"),
     }
+    if table.dynamic_overhead is not None:
+        # what a core pays beyond its arithmetic and arrays, in proportion to them
+        out[OVERHEAD] = (table.dynamic_overhead - 1.0) * sum(out[k] for k in ON_CHIP)
+    if table.operand_delivery is not None:
+        out[DELIVERY] = 8.0 * (actions.dram_read_bytes + actions.dram_write_bytes) \
+            * table.operand_delivery
+    return out
 
 
 def static_energy(table: EnergyTable, seconds: float) -> float:
-    """Joules of static (idle and leakage) power over ``seconds`` of the chip being on.
+    """Joules of the power the chip burns while on (its loaded floor where the table gives
+    one, else the flat ``static``) over ``seconds``.
 
     >>> from npusim.energy import read_energy_table
     >>> from npusim.energy.table import _shipped_energy_dir
@@ -109,4 +126,77 @@ def static_energy(table: EnergyTable, seconds: float) -> float:
     """
     if seconds < 0:
         raise ValueError(f"static_energy: seconds must be >= 0, got {seconds!r}")
-    return table.static * seconds
+    return table.floor_w * seconds
+
+
+def dvfs_scale(chip_w: float, budget_w: float, exponent: float = 0.0,
+               min_voltage: float = 0.1, io_w: float = 0.0) -> tuple[float, float]:
+    """Clock and energy factors ``(f/f0, E/E0)`` of work that would draw ``chip_w`` of on-chip
+    dynamic power (and ``io_w`` in DRAM and links) at full clock, run at the highest clock
+    that draws at most ``budget_w``.
+
+    Dynamic power is energy per op times ops per second. Over a DVFS range the core supply
+    is lowered with the clock (V/V0 = f/f0), and switching energy per op scales as
+    (V/V0)^``exponent`` (2 for CV^2), so on-chip power scales as (f/f0)^(exponent + 1);
+    below ``min_voltage`` the voltage stays there and only the clock drops. DRAM and link
+    energy per bit does not depend on the core's voltage: their power only falls with the
+    rate (f/f0). ``exponent`` 0 is a chip that stretches its work at constant energy.
+
+    Parameters
+    ----------
+    chip_w, budget_w : float
+        On-chip dynamic power at full clock, and the most all dynamic power may draw (the
+        cap less the floor); ``budget_w`` > 0.
+    exponent : float
+        The energy table's ``dvfs_exponent`` (0 when absent).
+    min_voltage : float
+        The table's ``dvfs_min_voltage``, V/V0 in (0, 1].
+    io_w : float
+        DRAM and link dynamic power at full clock.
+
+    Returns
+    -------
+    (float, float)
+        ``(1.0, 1.0)`` when the work fits the budget; else the clock factor (< 1), by which
+        its time divides, and the factor (<= 1) on its on-chip dynamic energy.
+
+    Examples
+    --------
+    >>> dvfs_scale(100.0, 200.0)
+    (1.0, 1.0)
+    >>> dvfs_scale(400.0, 200.0)            # constant energy: twice the time
+    (0.5, 1.0)
+    >>> s, e = dvfs_scale(800.0, 100.0, 2.0)     # (f/f0)^3 = 1/8
+    >>> round(s, 9), round(e, 9)
+    (0.5, 0.25)
+    >>> s, e = dvfs_scale(800.0, 100.0, 2.0, 0.8)   # at the floor: 800 x 0.64 x s = 100
+    >>> round(s, 6), round(e, 6)
+    (0.195312, 0.64)
+    >>> s, e = dvfs_scale(300.0, 100.0, 2.0, io_w=100.0)   # (300 s^2 + 100) s = 100
+    >>> round((300.0 * e + 100.0) * s, 9)
+    100.0
+    """
+    total = chip_w + io_w
+    if total <= budget_w:
+        return 1.0, 1.0
+    if exponent == 0.0:
+        return budget_w / total, 1.0
+
+    def energy(s: float) -> float:
+        return max(s, min_voltage) ** exponent
+
+    if io_w == 0.0:
+        ratio = budget_w / chip_w
+        s = ratio ** (1.0 / (exponent + 1.0))
+        if s >= min_voltage:
+            return s, energy(s)
+        return ratio / energy(min_voltage), energy(min_voltage)
+    # power (chip_w g(s) + io_w) s rises with s: bisect for the clock that meets the budget
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if (chip_w * energy(mid) + io_w) * mid <= budget_w:
+            lo = mid
+        else:
+            hi = mid
+    return lo, energy(lo)

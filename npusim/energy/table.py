@@ -19,9 +19,26 @@ without that part)::
     noc: 0.30 pJ/bit                # per bit carried between cores
     link: 5 pJ/bit                  # per bit sent chip to chip
     static: 45 W                    # idle + leakage power while the chip is on
+
+Optional power-model parts (absent: the run is costed exactly as without them)::
+
+    idle: 70 W                      # board powered, nothing loaded (reported, not charged)
+    loaded_floor: 130 W             # clocks up, model resident, nothing running: charged for
+                                    # every second of a run instead of `static`
+    dynamic_overhead: 2.0           # multiplier on the on-chip action energies (operand
+                                    # delivery, register files, clock tree, control)
+    operand_delivery: 10 pJ/bit     # on-chip cost of carrying each DRAM bit to and from the
+                                    # cores (PHY, controller, L2, crossbar), beyond `dram`
+    dvfs_exponent: 2                # energy per op ~ (V/V0)^exponent under a power cap
+    dvfs_min_voltage: 0.7           # V/V0 below which the clock drops at constant voltage
+
+Any of them (and any other field) can be overridden per run with ``--set energy.<field>=...``
+(:func:`load_energy_table` applies the arch's ``energy`` overrides), which is how
+``npusim validate --fit`` reaches them.
 """
 from __future__ import annotations
 
+import copy
 import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -41,7 +58,8 @@ SI_UNITS: dict[str, str] = {
     "mac": "J per MAC", "vector_op": "J", "sram_read": "J/B", "sram_write": "J/B",
     "shared_read": "J/B", "shared_write": "J/B", "dram_read": "J/bit",
     "dram_write": "J/bit", "dram_activation": "J", "noc": "J/bit", "link": "J/bit",
-    "static": "W",
+    "static": "W", "idle": "W", "loaded_floor": "W", "dynamic_overhead": "",
+    "dvfs_exponent": "", "dvfs_min_voltage": "",
 }
 
 # Ranges: an action costs nothing (a term the chip lacks, written 0) up to far above any
@@ -87,8 +105,49 @@ SCHEMA = S({
     "static": F("power", lo="0 W", hi="100 kW",
                 why="assumption: up to a 100 kW wafer-scale system",
                 doc="Power burnt while the chip is on, busy or not; below the arch's "
-                    "`power.tdp`."),
+                    "`power.tdp`. Replaced by `loaded_floor` where that is given."),
+    # The power model's checkable parts (issue 13). Each is optional: absent, a run is costed
+    # exactly as before the field existed (the flat `static`, action energies as written,
+    # constant energy per op when a cap slows the chip).
+    "idle": F("power", required=False, lo="0 W", hi="100 kW",
+              why="assumption: up to a 100 kW wafer-scale system",
+              doc="Board power with the chip powered and nothing loaded (nvidia-smi's idle "
+                  "reading), for idle-power rows; never charged to a run. At most "
+                  "`loaded_floor`; equal to the arch's `power.idle` where both are given."),
+    "loaded_floor": F("power", required=False, lo="0 W", hi="100 kW",
+                      why="assumption: up to a 100 kW wafer-scale system",
+                      doc="Power with clocks up and the model resident, nothing running; "
+                          "charged for every second of a run instead of `static` when given. "
+                          "Below the arch's `power.tdp` and `power.cap`."),
+    "dynamic_overhead": F("number", required=False, lo=1.0, hi=100.0,
+                          why="assumption: 1 is the arithmetic and memory arrays alone; "
+                              "Horowitz-scaled arithmetic is ~0.06 pJ per bf16 MAC on 5 nm while "
+                              "a 700 W H100 at its 495 TMAC/s draws ~1.4 pJ per MAC all in, so "
+                              "up to 100x covers any core",
+                          doc="Multiplier on the on-chip action energies (MAC, vector, SRAM, "
+                              "shared SRAM, NoC; not DRAM or links, which are device figures); "
+                              "the excess is reported as the `overhead` component. Absent: 1."),
+    "operand_delivery": F("per_bit", required=False, lo="0 J/bit", hi="1 nJ/bit", why=_PER_BIT,
+                          doc="On-chip energy per bit crossing the DRAM interface, beyond the "
+                              "DRAM's own `dram.read`/`write` (memory controller, PHY, L2 and "
+                              "crossbar on the way to the cores); reported as the `delivery` "
+                              "component, scaled by DVFS with the other on-chip parts. Absent: "
+                              "0 (no component)."),
+    "dvfs_exponent": F("number", required=False, lo=0.0, hi=3.0,
+                       why="assumption: 0 (constant energy per op) up to 3; 2 is the CV^2 "
+                           "switching energy with V proportional to f",
+                       doc="How energy per op falls when a power cap lowers the clock: "
+                           "energy x (V/V0)^exponent, V/V0 = f/f0 down to `dvfs_min_voltage`. "
+                           "Absent: 0, a capped op is stretched at constant energy."),
+    "dvfs_min_voltage": F("number", required=False, lo=0.1, hi=1.0,
+                          why="assumption: a supply cannot fall below a tenth of nominal",
+                          doc="Lowest supply voltage as a fraction of nominal; below the clock "
+                              "it allows, the clock drops at that voltage (energy per op "
+                              "constant). Absent: 0.1 (no floor in practice)."),
 }, doc="An energy table.")
+# The power-model parts a table may leave out (absent: costed as before they existed).
+OPTIONAL = ("idle", "loaded_floor", "dynamic_overhead", "operand_delivery", "dvfs_exponent",
+            "dvfs_min_voltage")
 _EXAMPLE = {"energy": "0.06 pJ", "power": "45 W", "per_byte": "0.1 pJ/B",
             "per_bit": "3.5 pJ/bit", "dtype_energy": "0.06 pJ"}
 
@@ -116,7 +175,17 @@ class EnergyTable:
     noc, link : float or None
         Joules per bit on the on-chip network and on chip-to-chip links; ``None`` when absent.
     static : float
-        Watts burnt while the chip is on, busy or not.
+        Watts burnt while the chip is on, busy or not (the flat floor before issue 13).
+    idle, loaded_floor : float or None
+        Watts with nothing loaded, and with the model resident and clocks up; ``None`` when
+        the table does not say (:attr:`floor_w` then falls back to ``static``).
+    dynamic_overhead : float or None
+        Multiplier on the on-chip action energies; ``None`` means 1 (no overhead component).
+    operand_delivery : float or None
+        Joules per DRAM bit of on-chip transport beyond the DRAM's own; ``None`` means none.
+    dvfs_exponent, dvfs_min_voltage : float or None
+        How energy per op scales when a cap lowers the clock (:func:`npusim.energy.dvfs_scale`);
+        ``None``: constant energy per op (exponent 0) and no voltage floor.
     source : str
         The file the table was read from (for messages).
     """
@@ -136,7 +205,19 @@ class EnergyTable:
     noc: float | None
     link: float | None
     static: float
+    idle: float | None = None
+    loaded_floor: float | None = None
+    dynamic_overhead: float | None = None
+    operand_delivery: float | None = None
+    dvfs_exponent: float | None = None
+    dvfs_min_voltage: float | None = None
     source: str = ""
+
+    @property
+    def floor_w(self) -> float:
+        """Watts charged for every second of a run: the loaded floor where the table gives
+        one, else the flat ``static`` (the model before the floor was measured)."""
+        return self.static if self.loaded_floor is None else self.loaded_floor
 
     def to_dict(self) -> dict:
         """The resolved table as JSON-able data in SI units (Timeloop's flattened ERT).
@@ -149,8 +230,10 @@ class EnergyTable:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if v is None and f.name in OPTIONAL:
+                continue      # a table without the part writes what it wrote before
             out[f.name] = dict(v) if isinstance(v, Mapping) else v
-        out["units"] = dict(SI_UNITS)
+        out["units"] = {k: u for k, u in SI_UNITS.items() if k not in OPTIONAL or k in out}
         return out
 
 
@@ -163,6 +246,11 @@ def _read_leaf(value: Any, spec: F) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise _Problem(f"{brief(value)} must be a non-empty string")
         return value.strip()
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or value != value or value in (float("inf"), float("-inf")):
+            raise _Problem(f"{brief(value)} must be a plain number (no unit)")
+        return check_range(float(value), spec, value)
     try:
         if kind in ("energy", "power"):
             out = parse_quantity(value, kind)
@@ -214,13 +302,16 @@ def _read_section(tree: Any, spec: S, label: str, prefix: str) -> dict:
     out: dict[str, Any] = {}
     for name, sub in fields_.items():
         dotted = f"{prefix}{name}"
+        if name not in tree and not getattr(sub, "required", True):
+            out[name] = None
+            continue
         if name not in tree:
             hint = " (or null if the chip has none)" if sub.nullable else ""
             raise ArchError(f"{label}: {dotted}: missing required field in {where}; "
                             f"add it{hint}")
         value = tree[name]
         if value is None:
-            if sub.nullable:
+            if sub.nullable or not getattr(sub, "required", True):
                 out[name] = None
                 continue
             kind = getattr(sub, "kind", None)
@@ -251,6 +342,11 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
         raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
                         f"(start from a shipped table such as npusim/archs/energy/edu.yaml)")
     v = _read_section(tree, SCHEMA, label, "")
+    if v["idle"] is not None and v["loaded_floor"] is not None \
+            and v["idle"] > v["loaded_floor"]:
+        raise ArchError(f"{label}: loaded_floor: {v['loaded_floor']:.4g} W is below idle "
+                        f"{v['idle']:.4g} W; a chip with the model resident and clocks up "
+                        f"draws at least its idle power, so raise loaded_floor or lower idle")
     shared = v["shared"] or {"read": None, "write": None}
     return EnergyTable(
         name=v["name"], description=v["description"], node=v["node"], mac=v["mac"],
@@ -258,7 +354,10 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
         shared_read=shared["read"], shared_write=shared["write"],
         dram_read=v["dram"]["read"], dram_write=v["dram"]["write"],
         dram_activation=v["dram"]["activation"], noc=v["noc"], link=v["link"],
-        static=v["static"], source=label)
+        static=v["static"], idle=v["idle"], loaded_floor=v["loaded_floor"],
+        dynamic_overhead=v["dynamic_overhead"], operand_delivery=v["operand_delivery"],
+        dvfs_exponent=v["dvfs_exponent"],
+        dvfs_min_voltage=v["dvfs_min_voltage"], source=label)
 
 
 def read_energy_table(path: str | Path) -> EnergyTable:
@@ -281,6 +380,12 @@ def read_energy_table(path: str | Path) -> EnergyTable:
     >>> t.name, t.mac["bf16"]
     ('edu', 1.5e-12)
     """
+    tree, label = _read_tree(path)
+    return build_energy_table(tree, label)
+
+
+def _read_tree(path: str | Path) -> tuple[Any, str]:
+    """The raw tree of a table file and the label its messages name."""
     p = Path(str(path)) if not hasattr(path, "read_text") else path
     label = str(path)
     try:
@@ -290,7 +395,43 @@ def read_energy_table(path: str | Path) -> EnergyTable:
     except (OSError, UnicodeDecodeError) as exc:
         raise ArchError(f"{label}: cannot read the energy table ({exc}); check the path and "
                         f"that it is UTF-8 text") from None
-    return build_energy_table(parse_yaml(text, label), label)
+    return parse_yaml(text, label), label
+
+
+def apply_energy_overrides(tree: Any, overrides: Mapping[str, Any], label: str) -> Any:
+    """A copy of a raw table tree with ``{dotted field: value}`` set (the arch's ``--set
+    energy.<field>=<value>``); an unknown field is an error naming it and the valid ones.
+    Values are validated afterwards with the rest of the table (:func:`build_energy_table`).
+
+    >>> t = parse_yaml("dram: {read: 1 pJ/bit}", "t")
+    >>> apply_energy_overrides(t, {"dram.read": "2 pJ/bit", "idle": "70 W"}, "t")["dram"]["read"]
+    '2 pJ/bit'
+    """
+    if not isinstance(tree, Mapping):
+        return tree               # build_energy_table says what is wrong with it
+    out = copy.deepcopy(tree)
+    for dotted, value in overrides.items():
+        parts = [p.strip() for p in str(dotted).split(".")]
+        node, spec = out, SCHEMA
+        for i, part in enumerate(parts):
+            options = list(spec.fields) if isinstance(spec, S) else []
+            if part not in options:
+                where = ".".join(parts[:i]) or "the energy table"
+                raise ArchError(f"{label}: override energy.{dotted}={value}: unknown field "
+                                f"'{'.'.join(parts[:i + 1])}'{did_you_mean(part, options)}; "
+                                f"valid fields in {where}: {', '.join(options) or '(none)'}")
+            spec = spec.fields[part]
+            if i == len(parts) - 1:
+                if isinstance(spec, S):
+                    raise ArchError(f"{label}: override energy.{dotted}={value}: "
+                                    f"'{dotted}' is a section; set one of its fields "
+                                    f"({', '.join(spec.fields)})")
+                node[part] = value
+            else:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+    return out
 
 
 def _shipped_energy_dir():
@@ -336,25 +477,30 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
     'TSMC N5 (5 nm)'
     """
     if path is not None:
-        table = read_energy_table(path)
+        tree, label = _read_tree(path)
     else:
         sidecar = _sidecar(arch)
         if sidecar is not None:
-            table = read_energy_table(sidecar)
+            tree, label = _read_tree(sidecar)
         else:
             # a composed arch (rngd+hbm2-pim) uses its host's table; PIM energies are in
             # the arch's pim section
             shipped = _shipped_energy_dir() / f"{arch.host_name}.yaml"
             if not shipped.is_file():
                 return None
-            table = build_energy_table(parse_yaml(shipped.read_text(encoding="utf-8"),
-                                                  f"energy/{arch.host_name}.yaml"),
-                                       f"energy/{arch.host_name}.yaml")
+            label = f"energy/{arch.host_name}.yaml"
+            tree = parse_yaml(shipped.read_text(encoding="utf-8"), label)
+    overrides = getattr(arch, "energy", None) or {}
+    if overrides:
+        tree = apply_energy_overrides(tree, overrides, label)
+        label += " with " + ", ".join(f"--set energy.{k}={v}" for k, v in overrides.items())
+    table = build_energy_table(tree, label)
     if table.name != arch.host_name:
         raise ArchError(f"{table.source}: name: the table is for arch {table.name!r} but the "
                         f"arch is {arch.host_name!r}; use the table of that arch or fix its "
                         f"name")
     _check_tdp(arch, table)
+    _check_idle(arch, table)
     if arch.shared_sram > 0 and table.shared_read is None:
         where = arch.source or f"the arch file of {arch.name}"
         raise ArchError(f"{table.source}: shared: is null (no shared SRAM), but {where} has "
@@ -364,18 +510,33 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
 
 
 def _check_tdp(arch: Arch, table: EnergyTable) -> None:
-    """Refuse a TDP at or below the static power: the chip would exceed it doing nothing, so
-    no slowdown could ever bring a run under the cap. This is where the arch's power meets
-    the table's, so it is checked here, once, before anything is simulated."""
-    tdp = arch.power.tdp
-    if tdp is not None and tdp <= table.static:
+    """Refuse a power limit (TDP, or a configured cap) at or below the power the chip burns
+    doing nothing (the loaded floor, else the static power): no slowdown could ever bring a
+    run under it. This is where the arch's power meets the table's, so it is checked here,
+    once, before anything is simulated."""
+    floor, which = (table.static, "static") if table.loaded_floor is None \
+        else (table.loaded_floor, "loaded_floor")
+    where = arch.source or f"the arch file of {arch.name}"
+    for field, limit in (("tdp", arch.power.tdp), ("cap", arch.power.cap)):
+        if limit is not None and limit <= floor:
+            what = "a power cap" if field == "cap" else "this cap"
+            raise ArchError(
+                f"{where}: power.{field}: {limit:.4g} W is not above the {which} power "
+                f"{floor:.4g} W that {table.source} declares (field {which}); the chip burns "
+                f"that much doing nothing, so no run can stay under {what}; set power.{field} "
+                f"above {floor:.4g} W (e.g. --set power.{field}={_suggest(floor)}W) or lower "
+                f"the table's {which} power")
+
+
+def _check_idle(arch: Arch, table: EnergyTable) -> None:
+    """The arch's ``power.idle`` (older) and the table's ``idle`` say the same thing; where
+    both are given they must agree, so a reader never finds two idle powers."""
+    a, t = arch.power.idle, table.idle
+    if a is not None and t is not None and abs(a - t) > 1e-9 * max(a, t):
         where = arch.source or f"the arch file of {arch.name}"
-        raise ArchError(
-            f"{where}: power.tdp: {tdp:.4g} W is not above the static power {table.static:.4g} "
-            f"W that {table.source} declares (field static); the chip burns that much doing "
-            f"nothing, so no run can stay under this cap; set power.tdp above "
-            f"{table.static:.4g} W (e.g. --set power.tdp={_suggest(table.static)}W) or lower "
-            f"the table's static power")
+        raise ArchError(f"{table.source}: idle: {t:.4g} W disagrees with power.idle {a:.4g} W "
+                        f"in {where}; give the idle power in one place (the energy table's "
+                        f"idle) or make them equal")
 
 
 def _suggest(static: float) -> str:
@@ -384,4 +545,4 @@ def _suggest(static: float) -> str:
 
 
 __all__ = ["EnergyTable", "load_energy_table", "read_energy_table", "build_energy_table",
-           "SI_UNITS"]
+           "apply_energy_overrides", "SI_UNITS", "OPTIONAL"]

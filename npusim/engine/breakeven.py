@@ -125,7 +125,7 @@ def same_silicon_device(arch, table=None, *, dtype: str = "int8", model: str = "
         barrier=Barrier(base=BARRIER_CYCLES * cycle, per_tile=0.0, basis="assumption",
                         source="assumption", fit=f"{BARRIER_CYCLES} cycles, assumed",
                         multi_chip=None),
-        static=StaticPower(power=table.static, basis="derived", source="ERT", voltage=None))
+        static=StaticPower(power=table.floor_w, basis="derived", source="ERT", voltage=None))
     sram = float(c.sram)
     structure = Structure(
         tiles_x=c.count, tiles_y=1, cores_per_tile=1, usable_cores=None,

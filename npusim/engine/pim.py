@@ -962,7 +962,7 @@ class Placer:
         energy = dict(r.energy_j)
         if energy:
             tb = self.table
-            energy["static"] += (tb.static + self.pim.energy.unit_static) * s
+            energy["static"] += (tb.floor_w + self.pim.energy.unit_static) * s
         out = list(records)
         out[last] = replace(r, latency_s=r.latency_s + s, end_s=r.end_s + s,
                             cycles=(r.latency_s + s) * self.arch.clock, mapping=mapping,

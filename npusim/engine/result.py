@@ -211,6 +211,9 @@ class RunResult:
             "energy_j": self.energy_j,
             "energy_by_component_j": self.energy_by_component(),
             "avg_power_w": self.avg_power_w,
+            # the chip alone: a run is one chip's graph, so today the same as avg_power_w;
+            # kept apart so a host or system model can add to avg_power_w later
+            "card_power_w": self.avg_power_w,
             "tdp_w": self.tdp_w,
             "utilization": self.utilization,
             "ops": len(self.ops),

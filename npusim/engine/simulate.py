@@ -37,9 +37,12 @@ contraction (loading its first tiles, weights need no predecessor) may overlap t
 tail of the op before it (weight prefetch), which is what the record's ``latency_s`` is net of.
 
 Energy: each op's action counts (:class:`npusim.energy.Actions`) go through the arch's energy
-table; static power is charged for the op's latency. If the dynamic power an op would draw
-pushes the chip past its TDP, the op is slowed until it fits (the clock a power-capped chip
-would settle at), and the record says so.
+table (times its ``dynamic_overhead``, reported as the ``overhead`` component); the table's
+floor power (``loaded_floor``, else ``static``) is charged for the op's latency. If the dynamic
+power an op would draw pushes the chip past its limit (``power.tdp``, or a lower ``power.cap``),
+the op is slowed until it fits (the clock a power-capped chip would settle at; with the table's
+``dvfs_exponent`` the voltage falls with the clock and the op's on-chip energy with it), and the
+record says so.
 
 PIM: on an arch whose DRAM has enabled processing units (``arch.pim``), each op the units can
 run (:func:`npusim.engine.pim.op_on_pim`) goes to the NPU or to PIM by cost (``pim=``); PIM
@@ -58,6 +61,10 @@ from .result import OpRecord, RunResult, Span
 from .dram import dram_table
 from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
                        streamed_tensors, system_chips)
+from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
+
+# what a lower core voltage makes cheaper (the rest, DRAM and links, are device figures)
+_ON_CHIP = frozenset((*ON_CHIP, OVERHEAD, DELIVERY))
 
 
 @dataclass(frozen=True)
@@ -178,9 +185,13 @@ class _PowerLimits:
 
     def __init__(self, arch, table, row_bytes: float) -> None:
         from ..energy import Actions, energy_of
-        tdp = arch.power.tdp
+        tdp = arch.power.limit
         self._base = None
-        if table is None or not tdp or tdp <= table.static:
+        # a chip that lowers its voltage with the clock (the table's dvfs_exponent) meets its
+        # limit in its clock governor, after the kernel is chosen, as a GPU does: the mapping
+        # is the fastest at full clock and _power_capped slows it, so a tighter cap never
+        # trades tiles for energy and an op's energy only falls with the voltage
+        if table is None or not tdp or tdp <= table.floor_w or table.dvfs_exponent:
             return
 
         def joules(**kw) -> float:
@@ -196,7 +207,7 @@ class _PowerLimits:
             sram_j=joules(sram_read_bytes=0.5, sram_write_bytes=0.5),
             shared_j=joules(shared_read_bytes=1.0) if table.shared_read is not None else 0.0,
             noc_j=joules(noc_bytes=1.0) if has_noc else 0.0,
-            noc_as_sram=not has_noc, budget_w=tdp - table.static)
+            noc_as_sram=not has_noc, budget_w=tdp - table.floor_w)
         self._per_vector = joules(vector_ops=1.0)
 
     def of(self, op: Op, exec_dtype: str) -> PowerLimit | None:
@@ -357,22 +368,42 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bo
 
 
 def _power_capped(latency: float, dyn_j: float, static_w: float,
-                  tdp: float | None) -> tuple[float, float]:
-    """An op's latency under the TDP, and its slowdown (0 when it already fits; for an op that
-    took no time, the seconds the cap adds).
+                  tdp: float | None, chip_j: float = 0.0, exponent: float = 0.0,
+                  min_voltage: float = 0.1) -> tuple[float, float, float]:
+    """An op's latency under the power limit, its slowdown (0 when it already fits; for an
+    op that took no time, the seconds the cap adds), and the factor on its on-chip dynamic
+    energy (1 unless the chip lowers its voltage with the clock).
 
-    A chip drawing more than its TDP settles at a lower clock: the op is stretched until its
-    dynamic energy over its time plus the static power equals the TDP. The energy table's
-    loader refuses a TDP at or below the static power, so the budget is always positive and
-    every op fits after stretching: average power never exceeds the TDP.
+    A chip drawing more than its limit (``tdp``: the TDP or a lower configured cap) settles
+    at a lower clock. With ``exponent`` 0 (no DVFS in the energy table) the op is stretched
+    until its dynamic energy over its time plus the floor power ``static_w`` equals the
+    limit, at constant energy. With an exponent the voltage falls with the clock, so the
+    ``chip_j`` part of ``dyn_j`` (the on-chip energy; the rest is DRAM and links) costs less
+    per op (:func:`npusim.energy.dvfs_scale`) and the op slows less. The energy table's
+    loader refuses a limit at or below the floor, so the budget is always positive and every
+    op fits after slowing: average power never exceeds the limit.
     """
     if not tdp or dyn_j <= 0.0 or tdp <= static_w:
-        return latency, 0.0
+        return latency, 0.0, 1.0
     if latency > 0.0 and dyn_j / latency + static_w <= tdp:
-        return latency, 0.0
+        return latency, 0.0, 1.0
+    if latency > 0.0 and exponent > 0.0:
+        chip = min(chip_j, dyn_j)
+        clock, factor = dvfs_scale(chip / latency, tdp - static_w, exponent, min_voltage,
+                                   io_w=(dyn_j - chip) / latency)
+        stretched = latency / clock
+        return stretched, stretched / latency - 1.0, factor
     stretched = dyn_j / (tdp - static_w)
     # an op of no time of its own (nothing to slow down) reports the time the cap adds
-    return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched
+    return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched, 1.0
+
+
+def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]:
+    """``energy`` with its on-chip components (overhead and delivery too) times ``factor``: what a lower
+    core voltage saves; DRAM and link energy per bit do not depend on it."""
+    if factor == 1.0:
+        return energy
+    return {k: v * factor if k in _ON_CHIP else v for k, v in energy.items()}
 
 
 def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float,
@@ -553,7 +584,11 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             # host's latency, so the host's power check counts it
             dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
             if power_cap and not fused:
-                latency, throttled = _power_capped(latency, dyn, table.static, arch.power.tdp)
+                chip_j = sum(v for k, v in energy.items() if k in _ON_CHIP)
+                latency, throttled, factor = _power_capped(
+                    latency, dyn, table.floor_w, arch.power.limit, chip_j,
+                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1)
+                energy = _scaled_on_chip(energy, factor)
             if switch:
                 latency += switch
             energy["static"] = static_energy(table, latency)

@@ -350,7 +350,8 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
         ``decode_tok_s_per_user`` (mean of 1/TPOT), ``prefill_tok_s_per_user``
         (input length over mean TTFT: the prefill speed one user sees, queueing included;
         at one user it is the "ISL/TTFT" proposal of the K-Perf working notes), ``requests_per_s``,
-        ``avg_power_w``, ``energy_j``, ``energy_per_token_j``, ``tokens_per_j``,
+        ``avg_power_w`` (all the system's chips), ``card_power_w`` (one chip), ``energy_j``,
+        ``energy_per_token_j``, ``tokens_per_j``,
         ``kv_util_mean`` (time-weighted) and ``kv_util_peak`` of the KV blocks,
         ``steps`` and ``batch_size_mean`` (requests per step) in the window,
         ``running_peak``, ``preemptions``, ``window_s``, ``requests_measured``, and the
@@ -773,6 +774,9 @@ def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
         "prefill_tok_s_per_user": _per_s(scenario.input_len, ttft["ttft_mean_s"]),
         "requests_per_s": _per_s(scenario.measured_requests, window),
         "avg_power_w": _per_s(energy, window),
+        # one card (chip) alone, the boundary of a board-power meter (nvidia-smi, ML.ENERGY);
+        # avg_power_w is everything the run counts (today: all its cards)
+        "card_power_w": _per_s(energy, window) / cost.chips,
         "energy_j": energy,
         "energy_per_token_j": energy / output_tokens if output_tokens else math.nan,
         "tokens_per_j": output_tokens / energy if energy > 0 else math.nan,

@@ -272,7 +272,7 @@ class StepCostModel:
         self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
-        self._chip_static_w = table.static if table is not None else 0.0
+        self._chip_static_w = table.floor_w if table is not None else 0.0
         self.parallel, self.parallel_why = self._choose(chips, layout)
         self.chips = self.parallel.chips
         self.arch.require_link(self.chips, f" (parallelism {self.parallel} of {model})")
