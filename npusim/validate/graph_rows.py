@@ -99,8 +99,9 @@ def check(row: Mapping[str, str], where: str, batch: int | None, seq: int | None
                           f"{span[1]} positions; give {span[0]} to {span[1]} tokens")
     metric = (row.get("sim_metric") or "").strip()
     if chips is not None and chips != 1 and metric not in MULTI_CHIP:
-        raise NpusimError(f"{where}, column sim_chips: a graph row of {metric or 'this metric'} "
-                          f"runs on one chip; give 1 (or leave it empty)")
+        raise NpusimError(f"{where}, column sim_chips: a graph row runs on one chip (only "
+                          f"{', '.join(MULTI_CHIP)} states several, one copy per chip); give 1 "
+                          f"(or leave it empty)")
     prec = (row.get("sim_precision") or "").strip()
     if prec and prec not in PRECISIONS:
         raise NpusimError(f"{where}, column sim_precision: {prec!r} is not one of "
