@@ -24,7 +24,7 @@ ORIGINAL = ["id", "hardware", "count", "software", "model", "precision", "batch_
             "input_len", "output_len", "metric", "value", "unit", "source", "date", "notes"]
 ADDED = ["sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim_users",
          "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
-         "reason", "sim_note", "sim_scheduler", "sim_graphs", "sim_set"]
+         "reason", "sim_note", "sim_scheduler", "sim_graphs", "sim_set", "sim_boundary"]
 PRECISIONS = {"bf16", "fp16", "fp8", "int8", "int4", "mxfp4"}
 MODES = {"offline", "server", "latency", "batch", "microbench", "snn"}
 # (source unit, npusim metric) -> factor from the source value to the metric's unit
@@ -48,6 +48,10 @@ CONVERSION = {
     ("mW", "snn_power_w"): 1e-3,
     ("ms", "latency_s"): 1e-3,
     ("samples/s", "samples_s"): 1.0,
+    ("W", "avg_power_w"): 1.0,
+    ("W", "avg_power_w_per_chip"): 1.0,
+    ("W", "idle_power_w"): 1.0,
+    ("W", "loaded_idle_power_w"): 1.0,
 }
 METRICS = {metric for _, metric in CONVERSION}
 GEMM = re.compile(r"gemm:([1-9]\d*),([1-9]\d*),([1-9]\d*)")
@@ -110,7 +114,9 @@ def test_original_values_untouched():
         assert not changed, f"row {r['id']}: original columns changed: {changed}"
     for r in rows[len(src):]:
         assert "added by npusim" in r["notes"], f"row {r['id']}: an added row must say so"
-        assert r["source"].startswith("https://"), f"row {r['id']}: no source"
+        # power.md cites some public nvidia-smi snapshots by file-index id only
+        assert r["source"].startswith("https://") or r["source"].startswith("file-index id"), \
+            f"row {r['id']}: no source"
 
 
 # -- the simulation columns --------------------------------------------------------------
@@ -144,6 +150,9 @@ def test_simulable_rows_name_a_model_or_microbenchmark():
             from npusim.validate.graph_rows import GRAPH_METRICS
             assert m in NETWORKS, f"row {r['id']}: {m!r} is not an in-repo graph builder"
             assert r["sim_metric"] in GRAPH_METRICS, r["id"]
+        elif r["sim_mode"] == "idle":
+            from npusim.validate.core import IDLE_METRICS
+            assert m == "" and r["sim_metric"] in IDLE_METRICS, r["id"]
         elif GEMM.fullmatch(m):
             assert (r["sim_mode"], r["sim_metric"]) == ("microbench", "gemm_tflops"), r["id"]
             assert r["sim_precision"] in PRECISIONS, r["id"]

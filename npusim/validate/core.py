@@ -28,6 +28,14 @@ batch's latency ``latency_s`` and ``samples_s`` = batch / latency. How those rea
 measurement (mean latency, runner threads that hide the host) is in
 :mod:`npusim.validate.graph_rows`.
 
+An ``idle`` row is a chip powered with nothing running (``idle_power_w``), or with a model's
+weights loaded and no request (``loaded_idle_power_w``): :func:`idle_power` reads the arch,
+no workload runs. Power and energy rows say where they were measured in the optional
+``sim_boundary`` column: ``card`` (accelerator boards, NVML or ``nvidia-smi``; empty means
+card) or ``system`` (the whole server at the wall, as MLPerf's analyzer measures it). npusim
+models cards only, so a ``system`` row cannot be simulable until a host model exists
+(issue 13 item 2); :func:`check_row` says so.
+
 A ``sim_note`` that states "parallel tp=N" (or "tp=N,pp=M") runs the layout the row's stack
 used instead of the one npusim would choose (:func:`row_parallel`).
 
@@ -57,7 +65,7 @@ DATA_WHAT, DATA_FLAG = "the measured data", "--data"   # how errors name the fil
 REQUIRED = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode",
             "sim_users", "sim_rate", "sim_input_len", "sim_output_len", "sim_metric",
             "sim_value", "simulable", "reason", "sim_note")
-MODES = ("offline", "server", "latency", "batch", "microbench", "snn", "graph")
+MODES = ("offline", "server", "latency", "batch", "microbench", "snn", "graph", "idle")
 SCHEDULERS = ("vllm", "trtllm-bench")
 # sim_metric -> key of the serving summary (decode_tok_s_per_chip divides by the chips)
 SERVING_METRICS = {
@@ -68,7 +76,15 @@ SERVING_METRICS = {
     "tpot_s": "tpot_mean_s",
     "e2e_s": "e2e_mean_s",
     "energy_per_token_j": "energy_per_token_j",
+    "avg_power_w": "avg_power_w",
+    "avg_power_w_per_chip": "avg_power_w",
 }
+PER_CHIP = ("decode_tok_s_per_chip", "avg_power_w_per_chip")   # divided by sim_chips
+IDLE_METRICS = ("idle_power_w", "loaded_idle_power_w")
+# Metrics whose value depends on where the meter sits (the sim_boundary column)
+POWER_METRICS = ("avg_power_w", "avg_power_w_per_chip", "energy_per_token_j") + IDLE_METRICS
+BOUNDARIES = ("card", "system")
+SYSTEM_REASON = "system boundary: needs the host model (issue 13 item 2)"
 MICRO_METRICS = ("gemm_tflops", "dram_tbps", "allreduce_busbw_gbs", "pim_peak_tflops",
                  "pim_internal_gbs", "pim_bw_ratio", "pim_gemv_speedup")
 PIM_METRICS = MICRO_METRICS[3:]
@@ -228,7 +244,7 @@ def check_row(row: Mapping[str, str], where: str) -> None:
     ...            "sim_metric": "ttft_s"}, "f.csv")
     Traceback (most recent call last):
     ...
-    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench, snn, graph
+    npusim.errors.NpusimError: f.csv, column sim_mode: 'bogus' is not one of offline, server, latency, batch, microbench, snn, graph, idle
     """
     simulable = (row.get("simulable") or "").strip().lower()
     if simulable not in ("yes", "no", ""):
@@ -245,10 +261,12 @@ def check_row(row: Mapping[str, str], where: str) -> None:
                           f"{', '.join(MODES)}")
     metric = (row.get("sim_metric") or "").strip()
     metrics = {"microbench": MICRO_METRICS, "snn": snn_rows.SNN_METRICS,
-               "graph": graph_rows.GRAPH_METRICS}.get(mode, tuple(SERVING_METRICS))
+               "graph": graph_rows.GRAPH_METRICS,
+               "idle": IDLE_METRICS}.get(mode, tuple(SERVING_METRICS))
     if metric not in metrics:
         raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                           f"sim_mode {mode}; use one of {', '.join(metrics)}")
+    row_boundary(row, where)
     _float(row, "sim_value", where)
     _bounded(row, "sim_chips", where, _int(row, "sim_chips", where), MAX_CHIPS)
     _bounded(row, "sim_users", where, _int(row, "sim_users", where), MAX_USERS)
@@ -259,6 +277,9 @@ def check_row(row: Mapping[str, str], where: str) -> None:
         return
     if mode == "snn":
         snn_rows.check(row, where, items)
+        return
+    if mode == "idle":
+        _check_idle(row, where)
         return
     if mode == "graph":
         from ..frontend.llm import MAX_BATCH
@@ -281,6 +302,48 @@ def check_row(row: Mapping[str, str], where: str) -> None:
                           f"size")
     if mode == "server":
         _bounded(row, "sim_rate", where, _float(row, "sim_rate", where), MAX_RATE)
+
+
+def row_boundary(row: Mapping[str, str], where: str | None = None) -> str:
+    """Where a power or energy row was measured: ``card`` (the optional ``sim_boundary``
+    column, empty meaning card) on a row npusim can simulate.
+
+    Raises
+    ------
+    NpusimError
+        A value other than card, system or empty; a boundary on a metric that is not power
+        or energy; or ``system`` on a simulable row (npusim has no host model yet).
+
+    Examples
+    --------
+    >>> row_boundary({"id": "W1", "sim_metric": "avg_power_w", "sim_boundary": "system"})
+    Traceback (most recent call last):
+    ...
+    npusim.errors.NpusimError: row W1, column sim_boundary: system (the whole server at the wall) cannot be simulated yet: system boundary: needs the host model (issue 13 item 2); set simulable to no with that reason
+    """
+    where = where or f"row {row.get('id', '?')}"
+    text = (row.get("sim_boundary") or "").strip().lower()
+    metric = (row.get("sim_metric") or "").strip()
+    if text not in ("",) + BOUNDARIES:
+        raise NpusimError(f"{where}, column sim_boundary: {row.get('sim_boundary')!r} must be "
+                          f"{' or '.join(BOUNDARIES)} (empty: card)")
+    if text and metric not in POWER_METRICS:
+        raise NpusimError(f"{where}, column sim_boundary: {metric!r} is not a power or energy "
+                          f"metric ({', '.join(POWER_METRICS)}); leave the column empty")
+    if text == "system":
+        raise NpusimError(f"{where}, column sim_boundary: system (the whole server at the "
+                          f"wall) cannot be simulated yet: {SYSTEM_REASON}; set simulable to "
+                          f"no with that reason")
+    return "card"
+
+
+def _check_idle(row: Mapping[str, str], where: str) -> None:
+    """An idle row runs nothing: only sim_arch, sim_chips and the value are read."""
+    for col in ("sim_model", "sim_precision", "sim_users", "sim_rate", "sim_input_len",
+                "sim_output_len"):
+        if (row.get(col) or "").strip():
+            raise NpusimError(f"{where}, column {col}: not used by sim_mode idle (no workload "
+                              f"runs; name a loaded model in notes); leave it empty")
 
 
 def _bounded(row: Mapping[str, str], col: str, where: str, v, most: float):
@@ -595,13 +658,18 @@ class Simulator:
                 raise NpusimError(f"{where}: an SNN row runs on a spiking-core device, which "
                                   f"has no arch fields to fit; leave it out of --fit")
             return snn_rows.predict(row, row_set(row), where)
+        if mode == "idle":
+            arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
+                                                             sorted(fit.items())))
+            return idle_power(arch, _int(row, "sim_chips", where, default=1), metric)
         if mode in ("microbench", "graph"):
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
                                                              sorted(fit.items())))
             if mode == "microbench":
                 return _microbench(row, arch, where)
             spec = self.graph_spec(row)
-            return graph_rows.predict(self.graph(spec, arch), arch, spec, metric, where)
+            return graph_rows.predict(self.graph(spec, arch), arch, spec, metric, where,
+                                      _int(row, "sim_chips", where, default=1))
         if metric not in SERVING_METRICS:
             raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                               f"sim_mode {mode}; use one of {', '.join(SERVING_METRICS)}")
@@ -611,7 +679,7 @@ class Simulator:
         cost = self.cost(row, setup, chips, fit)
         summary = _serve(row, setup, cost, arch)
         value = summary[SERVING_METRICS[metric]]
-        if metric == "decode_tok_s_per_chip":
+        if metric in PER_CHIP:
             value /= chips
         load = setup.load
         if setup.users is None and setup.rate is None:
@@ -619,6 +687,32 @@ class Simulator:
         if chips > 1:  # the multi-chip layout the cost model chose (stepcost's docstring)
             load = f"{load}, {summary['parallel']}"
         return float(value), load
+
+
+def idle_power(arch, chips: int, metric: str) -> tuple[float, str]:
+    """Power of ``chips`` idle chips of ``arch`` (W) and what it was read from.
+
+    The arch's ``power.idle`` where it is published; otherwise the static power of its energy
+    table, which is what the serving simulation charges a chip with nothing to do. npusim has
+    no model-loaded floor yet (issue 13 item 1), so ``loaded_idle_power_w`` is the same figure:
+    the gap to the measurement is what that floor has to explain.
+
+    >>> from npusim.arch import load_arch
+    >>> idle_power(load_arch("atom"), 2, "idle_power_w")
+    (12.4, 'power.idle x 2')
+    """
+    if arch.power.idle is not None:
+        watts, what = float(arch.power.idle), "power.idle"
+    else:
+        from ..energy import load_energy_table
+        table = load_energy_table(arch)
+        if table is None:
+            raise NpusimError(f"arch {arch.name}: neither power.idle nor an energy table's "
+                              f"static power is known; set power.idle (--set power.idle=...)")
+        watts, what = float(table.static), "static power (power.idle not published)"
+    if metric == "loaded_idle_power_w":
+        what += "; no loaded floor modelled"
+    return watts * chips, f"{what} x {chips}"
 
 
 def _microbench(row: dict, arch, where: str) -> tuple[float, str]:
@@ -999,6 +1093,7 @@ def _calibration(sim: Simulator, rows: list[dict]) -> dict[str, dict]:
 
 
 __all__ = ["RowResult", "ValidationResult", "Simulator", "read_rows", "check_row", "validate",
+           "idle_power", "row_boundary", "POWER_METRICS", "IDLE_METRICS", "SYSTEM_REASON",
            "DEFAULT_OUT", "aggregate",
            "not_simulable", "reason_group", "row_precision", "llm_setup", "is_fitted",
            "simulate_row", "file_sha256", "default_data", "select"]

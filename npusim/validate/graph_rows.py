@@ -13,7 +13,12 @@ one chip by :func:`npusim.simulate` (tile engine, with its capacity check), and 
   MLPerf SingleStream's *mean* latency measures at batch 1 (a row measured as a p90 is read
   from its mean, which the row's ``sim_note`` states);
 - ``samples_s``: ``batch / latency_s``, MLPerf Offline's samples per second with batches run
-  back to back on the device.
+  back to back on the device;
+- ``avg_power_w``: the card power of ``sim_chips`` chips, each running batches back to back
+  (MLPerf Offline's data parallelism: one copy of the graph per accelerator), i.e.
+  ``sim_chips`` x the run's energy / latency; ``avg_power_w_per_chip`` is one chip's. A
+  measured GPU cap goes in ``sim_set`` (``power.tdp=350 W``). Only card-level rows are
+  simulable: MLPerf's own power is the whole server at the wall (``sim_boundary`` system).
 
 What npusim reads from the way the measurement ran: a system that keeps more than one batch
 in flight (Rebellions' Offline harness ran two asynchronous runner threads) overlaps the host's
@@ -31,7 +36,8 @@ from typing import Mapping
 
 from ..errors import NpusimError
 
-GRAPH_METRICS = ("latency_s", "samples_s")
+GRAPH_METRICS = ("latency_s", "samples_s", "avg_power_w", "avg_power_w_per_chip")
+MULTI_CHIP = ("avg_power_w",)      # metrics a graph row may state on several chips
 
 
 def builders() -> tuple[str, ...]:
@@ -72,7 +78,8 @@ def check(row: Mapping[str, str], where: str, batch: int | None, seq: int | None
     NpusimError
         Naming the row and column: an unknown model (naming the builders), a batch past
         ``max_batch``, a sequence length on a graph without one or out of range, more than
-        one chip, an unknown precision, or a column the mode does not use.
+        one chip (except for ``avg_power_w``: one copy per chip), an unknown precision, or a
+        column the mode does not use.
     """
     from ..passes.quantize import PRECISIONS
     model = (row.get("sim_model") or "").strip()
@@ -90,8 +97,10 @@ def check(row: Mapping[str, str], where: str, batch: int | None, seq: int | None
     if seq is not None and not span[0] <= seq <= span[1]:
         raise NpusimError(f"{where}, column sim_input_len: {seq:,} is past {model}'s "
                           f"{span[1]} positions; give {span[0]} to {span[1]} tokens")
-    if chips is not None and chips != 1:
-        raise NpusimError(f"{where}, column sim_chips: a graph row runs on one chip; give 1 "
+    metric = (row.get("sim_metric") or "").strip()
+    if chips is not None and chips != 1 and metric not in MULTI_CHIP:
+        raise NpusimError(f"{where}, column sim_chips: a graph row runs on one chip (only "
+                          f"{', '.join(MULTI_CHIP)} states several, one copy per chip); give 1 "
                           f"(or leave it empty)")
     prec = (row.get("sim_precision") or "").strip()
     if prec and prec not in PRECISIONS:
@@ -128,18 +137,36 @@ def load(spec: GraphSpec, precision):
     return load_model(build(spec.source, spec.batch, **kw), dtype=precision)
 
 
-def predict(graph, arch, spec: GraphSpec, metric: str, where: str) -> tuple[float, str]:
+def predict(graph, arch, spec: GraphSpec, metric: str, where: str,
+            chips: int = 1) -> tuple[float, str]:
     """The row's metric from one simulation of ``graph`` on ``arch``, and the load."""
     from ..api import simulate
     if metric not in GRAPH_METRICS:
         raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of sim_mode "
                           f"graph; use one of {', '.join(GRAPH_METRICS)}")
-    latency = simulate(graph, arch).latency_s
+    result = simulate(graph, arch)
+    latency = result.latency_s
     load = f"batch {spec.batch}" + (f", seq {spec.seq}" if spec.seq else "")
     if metric == "latency_s":
         return latency, f"{load}, one inference"
-    return spec.batch / latency, f"{load}, back to back"
+    if metric == "samples_s":
+        return spec.batch / latency, f"{load}, back to back"
+    return power(result.energy_j, latency, chips if metric in MULTI_CHIP else 1), \
+        f"{load}, back to back x {chips if metric in MULTI_CHIP else 1} chip(s)"
 
 
-__all__ = ["GRAPH_METRICS", "GraphSpec", "builders", "check", "graph_spec", "load", "predict",
+def power(energy_j: float, latency_s: float, chips: int) -> float:
+    """Card power of ``chips`` chips each running one inference after another: every chip
+    repeats the run, so its power is the run's energy over its latency.
+
+    >>> power(3.0, 0.01, 8)
+    2400.0
+    """
+    if latency_s <= 0:
+        raise NpusimError("the graph ran in no time; its power is undefined")
+    return chips * energy_j / latency_s
+
+
+__all__ = ["GRAPH_METRICS", "GraphSpec", "builders", "check", "graph_spec", "load", "power",
+           "predict",
            "seq_range"]
