@@ -66,10 +66,19 @@ def test_idle_reads_power_idle_times_chips():
 
 
 def test_idle_without_power_idle_is_the_static_power():
-    # h100: power.idle null; energy/h100.yaml static 210 W (30 % of 700 W, an assumption)
-    watts, what = idle_power(load_arch("h100"), 1, "loaded_idle_power_w")
-    assert watts == 210.0
-    assert "static power" in what and "no loaded floor" in what
+    # a100: power.idle null (no A100 SXM reading); energy/a100.yaml static 120 W (an assumption)
+    watts, what = idle_power(load_arch("a100"), 1, "idle_power_w")
+    assert watts == 120.0 and "static power" in what
+
+
+def test_one_idle_figure_and_the_loaded_floor():
+    # h100: power.idle 71 W (PW sec. 5) for idle rows; loaded rows read the table's
+    # loaded_floor 131 W, what every second of a run is charged
+    h100 = load_arch("h100")
+    assert idle_power(h100, 4, "idle_power_w") == (284.0, "power.idle x 4")
+    assert idle_power(h100, 1, "loaded_idle_power_w") == (131.0, "loaded_floor x 1")
+    # without a loaded_floor the floor is the flat static power
+    assert idle_power(load_arch("edu"), 2, "loaded_idle_power_w")[0] == 2.0
 
 
 def test_idle_row_predicts_and_errs(tmp_path):

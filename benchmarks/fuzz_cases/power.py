@@ -3,16 +3,16 @@
 Classes (labels):
 
 ``power/energy-override``
-    ``--set energy.<field>=VALUE`` on the energy table's power-model parts (idle,
-    loaded_floor, dynamic_overhead, operand_delivery, dvfs_exponent, dvfs_min_voltage) with
+    ``--set energy.<field>=VALUE`` on the energy table's power-model parts (loaded_floor, dynamic_overhead, operand_delivery, dvfs_exponent, dvfs_min_voltage) with
     random magnitudes, signs, non-numbers and units of the wrong kind; must fail where the
     value is certainly out of range or of the wrong kind.
 ``power/energy-field``
-    ``--set energy.<field>=...`` naming no field of the table, a section, or nothing.
+    ``--set energy.<field>=...`` naming no field of the table, a section, or nothing (and
+    ``energy.idle``: the idle figure is the arch's ``power.idle`` alone).
 ``power/cap``
     ``--set power.cap=...`` at, below and above the chip's floor power, with and without DVFS.
 
-Every case runs a tiny model on the small ``edu`` arch (1 W static, 1 W idle, 10 W TDP).
+Every case runs a tiny model on the small ``edu`` arch (1 W static, power.idle 1 W, 10 W TDP).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import random
 
 RUN = ["run", "tiny-llama", "--phase", "decode", "--kv-len", "16", "--arch", "edu"]
 
-# field -> (unit written, lowest valid, highest valid) in that unit; edu's idle is 1 W and
-# its TDP 10 W, so idle must be 1 W and the floor must lie in [1 W, 10 W)
+# field -> (unit written, lowest valid, highest valid) in that unit; edu's power.idle is 1 W
+# and its TDP 10 W, so the floor must lie in [1 W, 10 W)
 FIELDS = {
     "dynamic_overhead": ("", 1.0, 100.0),
     "dvfs_exponent": ("", 0.0, 3.0),
@@ -61,7 +61,7 @@ def _value_cases(rng: random.Random, n: int):
 
 def _field_cases():
     for text in ("energy.dynamic_overhed=2", "energy.dram=2", "energy.=1", "energy.mac.xx=1pJ",
-                 "energy.dram.reed=1pJ/bit", "energy.name=other"):
+                 "energy.dram.reed=1pJ/bit", "energy.name=other", "energy.idle=1W"):
         yield "power/energy-field", _run(text), True
 
 
@@ -72,6 +72,10 @@ def _cap_cases():
         yield "power/cap", _run(f"power.cap={cap}", "energy.dvfs_exponent=2",
                                 "energy.dynamic_overhead=50"), bad
     yield "power/cap", _run("power.cap=2 W", "energy.loaded_floor=3W"), True
+    # the loaded floor below the one idle figure (power.idle), either side moved
+    yield "power/cap", _run("energy.loaded_floor=0.5W"), True
+    yield "power/cap", _run("power.idle=3W", "energy.loaded_floor=2W"), True
+    yield "power/cap", _run("power.idle=2W", "energy.loaded_floor=2W"), False
 
 
 def cases(workdir: pathlib.Path, rng: random.Random, n: int):

@@ -91,8 +91,9 @@ def reference() -> str:
         "the fix; the same holds for `--set FIELD=VALUE` overrides and calibration files. "
         "For `dtype → number` maps the range bounds every entry.",
         "",
-        "Checks across fields: `power.idle` below `power.tdp`; `power.tdp` above the energy "
-        "table's `static`; `dram.row_size` a whole number of `dram.burst`; the 16-bit MAC "
+        "Checks across fields: `power.idle` below `power.tdp` and at most the energy table's "
+        "`loaded_floor`; `power.tdp` above the energy table's `static` (its `loaded_floor` "
+        "where given); `dram.row_size` a whole number of `dram.burst`; the 16-bit MAC "
         "rate equal to `units x rows x cols` when rows and cols are given; every "
         "`dtype_fallback` target native; shared SRAM needs the energy table's `shared`; a "
         "system of more than one chip needs a `link`.",
@@ -104,7 +105,7 @@ def reference() -> str:
         "## Energy table (`npusim/archs/energy/<name>.yaml`, or `<stem>.energy.yaml` beside "
         "an arch file)",
         "",
-        "Every key is required but the power model's parts (`idle`, `loaded_floor`, "
+        "Every key is required but the power model's parts (`loaded_floor`, "
         "`dynamic_overhead`, `operand_delivery`, `dvfs_exponent`, `dvfs_min_voltage`: absent, "
         "a run is costed as before they existed); `shared`, `noc` and `link` may be null for a "
         "chip without that part. Any field can be set for one run with "

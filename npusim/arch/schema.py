@@ -223,7 +223,10 @@ SCHEMA = S({
                  doc="Thermal design power; the engine slows ops down to stay under it. "
                      "Must exceed `power.idle` and the energy table's `static`. Null: no cap."),
         "idle": F("power", nullable=True, lo="0 W", hi="100 kW", why=_POWER,
-                  doc="Idle power; below `power.tdp`. Null if unpublished."),
+                  doc="Idle power: board power with the chip on and nothing loaded (a "
+                      "published board reading, e.g. nvidia-smi with no process); the one idle "
+                      "figure (`idle_power_w` rows). Below `power.tdp`, at most the energy "
+                      "table's `loaded_floor`. Null if unpublished."),
         "cap": F("power", required=False, nullable=True, lo="1 mW", hi="100 kW", why=_POWER,
                  doc="A configured power limit below the TDP (MLPerf MaxQ runs cap H100/H200 "
                      "at 350-500 W with nvidia-smi -pl); the engine holds the chip to the "
@@ -381,7 +384,7 @@ def si_units() -> dict[str, str]:
     # energy-table fields reachable with --set energy.<field>= (npusim.energy.table), so a
     # fitted value is written with its unit; only the power-typed ones have one that a
     # plain number is read in
-    for name in ("static", "idle", "loaded_floor"):
+    for name in ("static", "loaded_floor"):
         out[f"energy.{name}"] = "W"
     out["energy.operand_delivery"] = "J/bit"
     return out

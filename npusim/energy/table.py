@@ -22,7 +22,6 @@ without that part)::
 
 Optional power-model parts (absent: the run is costed exactly as without them)::
 
-    idle: 70 W                      # board powered, nothing loaded (reported, not charged)
     loaded_floor: 130 W             # clocks up, model resident, nothing running: charged for
                                     # every second of a run instead of `static`
     dynamic_overhead: 2.0           # multiplier on the on-chip action energies (operand
@@ -58,7 +57,7 @@ SI_UNITS: dict[str, str] = {
     "mac": "J per MAC", "vector_op": "J", "sram_read": "J/B", "sram_write": "J/B",
     "shared_read": "J/B", "shared_write": "J/B", "dram_read": "J/bit",
     "dram_write": "J/bit", "dram_activation": "J", "noc": "J/bit", "link": "J/bit",
-    "static": "W", "idle": "W", "loaded_floor": "W", "dynamic_overhead": "",
+    "static": "W", "loaded_floor": "W", "dynamic_overhead": "",
     "dvfs_exponent": "", "dvfs_min_voltage": "",
 }
 
@@ -109,16 +108,12 @@ SCHEMA = S({
     # The power model's checkable parts (issue 13). Each is optional: absent, a run is costed
     # exactly as before the field existed (the flat `static`, action energies as written,
     # constant energy per op when a cap slows the chip).
-    "idle": F("power", required=False, lo="0 W", hi="100 kW",
-              why="assumption: up to a 100 kW wafer-scale system",
-              doc="Board power with the chip powered and nothing loaded (nvidia-smi's idle "
-                  "reading), for idle-power rows; never charged to a run. At most "
-                  "`loaded_floor`; equal to the arch's `power.idle` where both are given."),
     "loaded_floor": F("power", required=False, lo="0 W", hi="100 kW",
                       why="assumption: up to a 100 kW wafer-scale system",
                       doc="Power with clocks up and the model resident, nothing running; "
                           "charged for every second of a run instead of `static` when given. "
-                          "Below the arch's `power.tdp` and `power.cap`."),
+                          "At least the arch's `power.idle` (the one idle figure), below its "
+                          "`power.tdp` and `power.cap`."),
     "dynamic_overhead": F("number", required=False, lo=1.0, hi=100.0,
                           why="assumption: 1 is the arithmetic and memory arrays alone; "
                               "Horowitz-scaled arithmetic is ~0.06 pJ per bf16 MAC on 5 nm while "
@@ -146,7 +141,7 @@ SCHEMA = S({
                               "constant). Absent: 0.1 (no floor in practice)."),
 }, doc="An energy table.")
 # The power-model parts a table may leave out (absent: costed as before they existed).
-OPTIONAL = ("idle", "loaded_floor", "dynamic_overhead", "operand_delivery", "dvfs_exponent",
+OPTIONAL = ("loaded_floor", "dynamic_overhead", "operand_delivery", "dvfs_exponent",
             "dvfs_min_voltage")
 _EXAMPLE = {"energy": "0.06 pJ", "power": "45 W", "per_byte": "0.1 pJ/B",
             "per_bit": "3.5 pJ/bit", "dtype_energy": "0.06 pJ"}
@@ -176,9 +171,10 @@ class EnergyTable:
         Joules per bit on the on-chip network and on chip-to-chip links; ``None`` when absent.
     static : float
         Watts burnt while the chip is on, busy or not (the flat floor before issue 13).
-    idle, loaded_floor : float or None
-        Watts with nothing loaded, and with the model resident and clocks up; ``None`` when
-        the table does not say (:attr:`floor_w` then falls back to ``static``).
+    loaded_floor : float or None
+        Watts with the model resident and clocks up, nothing running; ``None`` when the
+        table does not say (:attr:`floor_w` then falls back to ``static``). The idle figure
+        (nothing loaded) is the arch's ``power.idle``, not the table's.
     dynamic_overhead : float or None
         Multiplier on the on-chip action energies; ``None`` means 1 (no overhead component).
     operand_delivery : float or None
@@ -205,7 +201,6 @@ class EnergyTable:
     noc: float | None
     link: float | None
     static: float
-    idle: float | None = None
     loaded_floor: float | None = None
     dynamic_overhead: float | None = None
     operand_delivery: float | None = None
@@ -342,11 +337,6 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
         raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
                         f"(start from a shipped table such as npusim/archs/energy/edu.yaml)")
     v = _read_section(tree, SCHEMA, label, "")
-    if v["idle"] is not None and v["loaded_floor"] is not None \
-            and v["idle"] > v["loaded_floor"]:
-        raise ArchError(f"{label}: loaded_floor: {v['loaded_floor']:.4g} W is below idle "
-                        f"{v['idle']:.4g} W; a chip with the model resident and clocks up "
-                        f"draws at least its idle power, so raise loaded_floor or lower idle")
     shared = v["shared"] or {"read": None, "write": None}
     return EnergyTable(
         name=v["name"], description=v["description"], node=v["node"], mac=v["mac"],
@@ -354,7 +344,7 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
         shared_read=shared["read"], shared_write=shared["write"],
         dram_read=v["dram"]["read"], dram_write=v["dram"]["write"],
         dram_activation=v["dram"]["activation"], noc=v["noc"], link=v["link"],
-        static=v["static"], idle=v["idle"], loaded_floor=v["loaded_floor"],
+        static=v["static"], loaded_floor=v["loaded_floor"],
         dynamic_overhead=v["dynamic_overhead"], operand_delivery=v["operand_delivery"],
         dvfs_exponent=v["dvfs_exponent"],
         dvfs_min_voltage=v["dvfs_min_voltage"], source=label)
@@ -404,7 +394,7 @@ def apply_energy_overrides(tree: Any, overrides: Mapping[str, Any], label: str) 
     Values are validated afterwards with the rest of the table (:func:`build_energy_table`).
 
     >>> t = parse_yaml("dram: {read: 1 pJ/bit}", "t")
-    >>> apply_energy_overrides(t, {"dram.read": "2 pJ/bit", "idle": "70 W"}, "t")["dram"]["read"]
+    >>> apply_energy_overrides(t, {"dram.read": "2 pJ/bit", "static": "70 W"}, "t")["dram"]["read"]
     '2 pJ/bit'
     """
     if not isinstance(tree, Mapping):
@@ -529,14 +519,14 @@ def _check_tdp(arch: Arch, table: EnergyTable) -> None:
 
 
 def _check_idle(arch: Arch, table: EnergyTable) -> None:
-    """The arch's ``power.idle`` (older) and the table's ``idle`` say the same thing; where
-    both are given they must agree, so a reader never finds two idle powers."""
-    a, t = arch.power.idle, table.idle
-    if a is not None and t is not None and abs(a - t) > 1e-9 * max(a, t):
+    """The arch's ``power.idle`` (board on, nothing loaded) is the one idle figure; the
+    table's ``loaded_floor`` (clocks up, model resident) cannot be below it."""
+    a, f = arch.power.idle, table.loaded_floor
+    if a is not None and f is not None and f < a * (1 - 1e-12):
         where = arch.source or f"the arch file of {arch.name}"
-        raise ArchError(f"{table.source}: idle: {t:.4g} W disagrees with power.idle {a:.4g} W "
-                        f"in {where}; give the idle power in one place (the energy table's "
-                        f"idle) or make them equal")
+        raise ArchError(f"{table.source}: loaded_floor: {f:.4g} W is below power.idle {a:.4g} W "
+                        f"in {where}; a chip with the model resident and clocks up draws at "
+                        f"least its idle power, so raise loaded_floor or lower power.idle")
 
 
 def _suggest(static: float) -> str:

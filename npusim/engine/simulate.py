@@ -369,7 +369,8 @@ def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bo
 
 def _power_capped(latency: float, dyn_j: float, static_w: float,
                   tdp: float | None, chip_j: float = 0.0, exponent: float = 0.0,
-                  min_voltage: float = 0.1) -> tuple[float, float, float]:
+                  min_voltage: float = 0.1, memory_s: float = 0.0,
+                  compute_s: float = 0.0) -> tuple[float, float, float]:
     """An op's latency under the power limit, its slowdown (0 when it already fits; for an
     op that took no time, the seconds the cap adds), and the factor on its on-chip dynamic
     energy (1 unless the chip lowers its voltage with the clock).
@@ -379,9 +380,14 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
     until its dynamic energy over its time plus the floor power ``static_w`` equals the
     limit, at constant energy. With an exponent the voltage falls with the clock, so the
     ``chip_j`` part of ``dyn_j`` (the on-chip energy; the rest is DRAM and links) costs less
-    per op (:func:`npusim.energy.dvfs_scale`) and the op slows less. The energy table's
-    loader refuses a limit at or below the floor, so the budget is always positive and every
-    op fits after slowing: average power never exceeds the limit.
+    per op (:func:`npusim.energy.dvfs_scale`) and the op slows less. Only the core's clock
+    drops: the op's ``memory_s`` (DRAM or link time, on their own clocks) does not stretch,
+    so at clock ``s`` it takes ``fixed/s + max(compute_s/s, memory_s)`` with
+    ``fixed = latency - max(compute_s, memory_s)`` (:func:`_capped_clock`); a DRAM-bound op
+    (decode) gives up clock it was not using and hardly slows, a compute-bound one
+    (prefill) slows by the clock. Without ``memory_s`` every second is the core's. The
+    energy table's loader refuses a limit at or below the floor, so the budget is always
+    positive and every op fits after slowing: average power never exceeds the limit.
     """
     if not tdp or dyn_j <= 0.0 or tdp <= static_w:
         return latency, 0.0, 1.0
@@ -389,6 +395,10 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
         return latency, 0.0, 1.0
     if latency > 0.0 and exponent > 0.0:
         chip = min(chip_j, dyn_j)
+        if memory_s > 0.0:
+            stretched, factor = _capped_clock(latency, chip, dyn_j - chip, tdp - static_w,
+                                              exponent, min_voltage, memory_s, compute_s)
+            return stretched, stretched / latency - 1.0, factor
         clock, factor = dvfs_scale(chip / latency, tdp - static_w, exponent, min_voltage,
                                    io_w=(dyn_j - chip) / latency)
         stretched = latency / clock
@@ -396,6 +406,58 @@ def _power_capped(latency: float, dyn_j: float, static_w: float,
     stretched = dyn_j / (tdp - static_w)
     # an op of no time of its own (nothing to slow down) reports the time the cap adds
     return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched, 1.0
+
+
+def _capped_clock(latency: float, chip_j: float, io_j: float, budget_w: float,
+                  exponent: float, min_voltage: float, memory_s: float,
+                  compute_s: float) -> tuple[float, float]:
+    """Latency and on-chip energy factor of an op at the highest core clock ``s`` whose
+    power ``(chip_j g(s) + io_j) / t(s)`` fits ``budget_w``, where ``g(s) = max(s,
+    min_voltage)^exponent`` and ``t(s) = fixed/s + max(compute_s/s, memory_s)``.
+
+    Power rises with ``s`` (``g`` rises, ``t`` falls), so bisection finds it. If even the
+    lowest voltage draws too much in the DRAM's own time (DRAM and link power alone over
+    budget), the op is stretched at that lowest energy until it fits, as without DVFS.
+
+    >>> t, f = _capped_clock(1.0, 0.0, 300.0, 200.0, 2.0, 0.7, 1.0, 0.5)  # 1/s: 0.5/s = 1.5
+    >>> round(t, 9), round(f, 9)
+    (1.5, 0.49)
+    >>> t, f = _capped_clock(1.0, 800.0, 0.0, 100.0, 2.0, 0.1, 0.0, 1.0)  # all core: s^3=1/8
+    >>> round(t, 6), round(f, 6)
+    (2.0, 0.25)
+    """
+    memory = min(memory_s, latency)
+    compute = min(compute_s, latency)
+    fixed = max(0.0, latency - max(compute, memory))
+
+    def t_at(s: float) -> float:
+        return fixed / s + max(compute / s, memory)
+
+    def g(s: float) -> float:
+        return max(s, min_voltage) ** exponent
+
+    lo, hi = 0.0, 1.0
+    if (chip_j * g(min_voltage) + io_j) / t_at(min_voltage) > budget_w \
+            and fixed + compute <= 0.0:
+        return (chip_j * g(min_voltage) + io_j) / budget_w, g(min_voltage)
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if mid > 0.0 and (chip_j * g(mid) + io_j) / t_at(mid) <= budget_w:
+            lo = mid
+        else:
+            hi = mid
+    if lo <= 0.0:     # nothing of the op's time is the core's, and DRAM alone is over budget
+        return (chip_j * g(min_voltage) + io_j) / budget_w, g(min_voltage)
+    return max(latency, t_at(lo)), g(lo)
+
+
+def _clock_free(op: Op, cost: _Cost, saved: float) -> tuple[float, float]:
+    """The op's seconds on clocks a core power cap does not lower (DRAM; a collective's link
+    time) and its core compute seconds, as its cost found them; ``saved`` is the DRAM
+    prologue hidden under the op before (no longer inside this op's time)."""
+    if isinstance(op, Collective):
+        return max(cost.compute_time, cost.dram_time), 0.0
+    return max(0.0, cost.dram_time - saved), cost.compute_time
 
 
 def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]:
@@ -585,9 +647,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
             dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
             if power_cap and not fused:
                 chip_j = sum(v for k, v in energy.items() if k in _ON_CHIP)
+                mem_s, core_s = _clock_free(op, cost, saved)
                 latency, throttled, factor = _power_capped(
                     latency, dyn, table.floor_w, arch.power.limit, chip_j,
-                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1)
+                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1, mem_s, core_s)
                 energy = _scaled_on_chip(energy, factor)
             if switch:
                 latency += switch

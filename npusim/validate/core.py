@@ -692,27 +692,28 @@ class Simulator:
 def idle_power(arch, chips: int, metric: str) -> tuple[float, str]:
     """Power of ``chips`` idle chips of ``arch`` (W) and what it was read from.
 
-    The arch's ``power.idle`` where it is published; otherwise the static power of its energy
-    table, which is what the serving simulation charges a chip with nothing to do. npusim has
-    no model-loaded floor yet (issue 13 item 1), so ``loaded_idle_power_w`` is the same figure:
-    the gap to the measurement is what that floor has to explain.
+    ``idle_power_w`` (board on, nothing loaded) is the arch's ``power.idle``, the one idle
+    figure, where it is published, else the energy table's ``static``.
+    ``loaded_idle_power_w`` (model resident, clocks up, no request) is what every second of
+    a run is charged: the table's ``floor_w`` (its ``loaded_floor``, else ``static``).
 
     >>> from npusim.arch import load_arch
     >>> idle_power(load_arch("atom"), 2, "idle_power_w")
     (12.4, 'power.idle x 2')
+    >>> idle_power(load_arch("h100"), 1, "loaded_idle_power_w")
+    (131.0, 'loaded_floor x 1')
     """
-    if arch.power.idle is not None:
-        watts, what = float(arch.power.idle), "power.idle"
-    else:
-        from ..energy import load_energy_table
-        table = load_energy_table(arch)
-        if table is None:
-            raise NpusimError(f"arch {arch.name}: neither power.idle nor an energy table's "
-                              f"static power is known; set power.idle (--set power.idle=...)")
-        watts, what = float(table.static), "static power (power.idle not published)"
+    if metric == "idle_power_w" and arch.power.idle is not None:
+        return float(arch.power.idle) * chips, f"power.idle x {chips}"
+    from ..energy import load_energy_table
+    table = load_energy_table(arch)
+    if table is None:
+        raise NpusimError(f"arch {arch.name}: neither power.idle nor an energy table's "
+                          f"static power is known; set power.idle (--set power.idle=...)")
     if metric == "loaded_idle_power_w":
-        what += "; no loaded floor modelled"
-    return watts * chips, f"{what} x {chips}"
+        what = "static (no loaded_floor)" if table.loaded_floor is None else "loaded_floor"
+        return float(table.floor_w) * chips, f"{what} x {chips}"
+    return float(table.static) * chips, f"static power (power.idle not published) x {chips}"
 
 
 def _microbench(row: dict, arch, where: str) -> tuple[float, str]:

@@ -9,6 +9,15 @@ metric, date and method to a calibration file that keeps the arch's other entrie
 user's arch file, else beside a copy of the shipped arch in the output folder (``--out``), or,
 only when asked (``--fit-into-package``) and only in a source checkout, into the package's
 ``npusim/archs/calibration``.
+
+Several assignments on the same arch are fitted jointly, by coordinate descent: each field in
+turn is searched (golden section) with the others at their latest values, round after round,
+until no value moves by more than :data:`JOINT_TOL` of itself (or :data:`JOINT_ROUNDS`
+rounds). Fields such as ``energy.dynamic_overhead`` and ``energy.operand_delivery`` both move
+every power row, so fitting them one after the other would leave the first one wrong. The
+joint search minimises the mean squared log error (smooth, so a coordinate step cannot stall
+on a kink of ``|ln|``, as it could where one row already matches); with as many rows as
+fields its minimum is still the exact match.
 """
 from __future__ import annotations
 
@@ -33,8 +42,18 @@ ITERATIONS = 40          # the bracket shrinks to 0.618^40 ~ 4e-9 of its width
 BOUNDS = {"cores.engine.efficiency.": (0.05, 1.0), "launch_overhead": (0.0, 1e-4),
           "step_overhead": (0.0, 0.05), "link.latency": (0.0, 1e-4),
           "link.bulk_latency": (0.0, 1e-4),
-          "graph_launch_overhead": (0.0, 1e-4)}
+          "graph_launch_overhead": (0.0, 1e-4),
+          # the power model's fitted parts (assumption: 1 is the arithmetic alone; a 700 W H100
+          # at 495 TMAC/s is ~1.4 pJ per MAC all in against ~0.06 pJ of Horowitz-scaled
+          # arithmetic, so 100x covers any core), and on-chip transport per DRAM bit from none
+          # to 100 pJ/bit (assumption: ~5x the HBM device's own 3.5-4 pJ/bit, FGDRAM)
+          "energy.dynamic_overhead": (1.0, 100.0),
+          "energy.operand_delivery": (0.0, 1e-10)}
 METHOD = "golden-section search on the mean |log(pred/meas)| of the rows, range {lo:g}..{hi:g}"
+JOINT_METHOD = ("coordinate descent over {fields} ({rounds} rounds): golden-section search on "
+                "the mean squared log(pred/meas) of the rows, range {lo:g}..{hi:g}")
+JOINT_ROUNDS = 20        # coordinate-descent rounds at most
+JOINT_TOL = 1e-4         # ... until no value moves by more than this fraction of itself
 
 
 def parse_assignment(text: str) -> tuple[str, list[str]]:
@@ -56,7 +75,7 @@ def parse_assignment(text: str) -> tuple[str, list[str]]:
 def _unit(field: str) -> str:
     from ..arch.schema import si_units
     unit = si_units().get(field, "")
-    return unit if unit in ("s", "Hz", "B", "B/s", "W", "J") else ""
+    return unit if unit in ("s", "Hz", "B", "B/s", "W", "J", "J/bit") else ""
 
 
 def _current(arch, field: str) -> float:
@@ -122,6 +141,8 @@ def _rounded(field: str, v: float) -> str | float:
     reader expects (us for the fixed costs)."""
     if _unit(field) == "s":
         return f"{float(f'{v * 1e6:.4g}'):g} us"
+    if _unit(field) == "J/bit":
+        return f"{float(f'{v * 1e12:.4g}'):g} pJ/bit"
     unit = _unit(field)
     return f"{float(f'{v:.4g}'):g} {unit}" if unit else float(f"{v:.4g}")
 
@@ -148,7 +169,8 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
     data : path, optional
         Measured-data CSV; default ``npusim/validate/data/measured.csv``.
     assignments : sequence of str
-        ``"FIELD=ROW,ROW,..."``; fitted in order, each with the earlier ones in force.
+        ``"FIELD=ROW,ROW,..."``; fitted in order, each with the earlier ones in force;
+        consecutive ones on the same arch jointly (coordinate descent, module docstring).
     arch : str or path, optional
         Simulate the rows on this arch (a shipped name or a YAML file) instead of their
         ``sim_arch``.
@@ -182,6 +204,33 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
     folder = Path(out) if out is not None else DEFAULT_OUT
     written: dict[str, str] = {}     # spec -> arch file carrying this run's earlier fits
     result: dict[str, dict] = {}
+    for group in _groups(assignments, rows, path, arch):
+        sim = Simulator(path.parent, written)
+        spec, first = group[0][2], group[0][1][0]
+        target = sim.arch(first)
+        if len(group) == 1:
+            entries = [_fit_one(sim, target, *group[0][:2], group[0][3])]
+        else:
+            entries = _fit_jointly(sim, target, group)
+        for (field, chosen, _, ids), (entry, before, after) in zip(group, entries):
+            result[field] = {**entry, "error_before": before, "error_after": after,
+                             "arch": target.name, "spec": spec, "path": None,
+                             "arch_file": None}
+            if write:
+                # reloaded after each write, so the file keeps this group's earlier fields
+                current = Simulator(path.parent, written).arch(first)
+                cal, arch_file = _write(current, sim.spec(first), field, entry, folder,
+                                        into_package)
+                result[field].update(path=cal, arch_file=arch_file)
+                if arch_file != spec:
+                    written[spec] = arch_file
+    return result
+
+
+def _groups(assignments: Sequence[str], rows, path: Path, arch) -> list[list[tuple]]:
+    """The assignments as ``(field, rows, arch spec, ids)``, consecutive ones on the same
+    arch grouped (a group of several is fitted jointly)."""
+    groups: list[list[tuple]] = []
     for text in assignments:
         field, ids = parse_assignment(text)
         chosen = select(rows, ids, path)
@@ -192,31 +241,141 @@ def fit(data: str | Path | None, assignments: Sequence[str], *, arch: str | Path
         if arch is not None:
             chosen = [{**r, "sim_arch": str(arch)} for r in chosen]
         spec = arch_spec(chosen[0], path.parent)
-        sim = Simulator(path.parent, written)
-        target = sim.arch(chosen[0])
-        lo, hi = bounds_for(field, target)
+        if any(field == g[0] for g in (groups[-1] if groups else [])) and groups[-1][0][2] == spec:
+            raise NpusimError(f"--fit {text}: {field} is fitted twice on the same arch; give "
+                              f"it once with all its rows ({field}=ROW,ROW,...)")
+        if groups and groups[-1][0][2] == spec:
+            groups[-1].append((field, chosen, spec, ids))
+        else:
+            groups.append([(field, chosen, spec, ids)])
+    return groups
 
-        def loss(v: float, sim=sim, chosen=chosen, field=field) -> float:
-            fitv = {field: format_value(field, v)}
-            errs = [abs(math.log(sim.predict(r, fitv)[0] / float(r["sim_value"])))
-                    for r in chosen]
-            return sum(errs) / len(errs)
 
-        before = sum(abs(math.log(sim.predict(r)[0] / float(r["sim_value"])))
-                     for r in chosen) / len(chosen)
-        value = golden_section(loss, lo, hi)
-        entry = {"value": _rounded(field, value), "rows": list(ids),
-                 "metric": ",".join(sorted({r["sim_metric"] for r in chosen})),
-                 "date": date.today().isoformat(), "method": METHOD.format(lo=lo, hi=hi)}
-        result[field] = {**entry, "error_before": before, "error_after": loss(value),
-                         "arch": target.name, "spec": spec, "path": None, "arch_file": None}
-        if write:
-            cal, arch_file = _write(target, sim.spec(chosen[0]), field, entry, folder,
-                                    into_package)
-            result[field].update(path=cal, arch_file=arch_file)
-            if arch_file != spec:
-                written[spec] = arch_file
-    return result
+def _log_errors(sim, chosen, fitv=None) -> list[float]:
+    return [math.log(sim.predict(r, fitv)[0] / float(r["sim_value"])) for r in chosen]
+
+
+def _entry(field: str, value: float, ids, chosen, method: str) -> dict:
+    return {"value": _rounded(field, value), "rows": list(ids),
+            "metric": ",".join(sorted({r["sim_metric"] for r in chosen})),
+            "date": date.today().isoformat(), "method": method}
+
+
+def _fit_one(sim, target, field: str, chosen, ids) -> tuple[dict, float, float]:
+    """One field on its rows: golden section on the mean |log error|."""
+    lo, hi = bounds_for(field, target)
+
+    def loss(v: float) -> float:
+        errs = _log_errors(sim, chosen, {field: format_value(field, v)})
+        return sum(abs(e) for e in errs) / len(errs)
+
+    before = sum(abs(e) for e in _log_errors(sim, chosen)) / len(chosen)
+    value = golden_section(loss, lo, hi)
+    return (_entry(field, value, ids, chosen, METHOD.format(lo=lo, hi=hi)), before,
+            loss(value))
+
+
+def _fit_jointly(sim, target, group) -> list[tuple[dict, float, float]]:
+    """Several fields of one arch by coordinate descent (see the module docstring)."""
+    fields = [g[0] for g in group]
+    ranges = [bounds_for(f, target) for f in fields]
+    values = [_start(target, f, lo, hi) for f, (lo, hi) in zip(fields, ranges)]
+
+    # values the calibration carries over from a field being fitted (bf16's efficiency
+    # "from" fp8's) move with it during the search, as they will in the file written
+    followers = {f: [k for k, v in target.calibrated().items()
+                     if v["kind"] == "assumed" and v.get("from") == f and k not in fields]
+                 for f in fields}
+
+    def fitv(vals) -> dict:
+        out = {}
+        for f, v in zip(fields, vals):
+            for k in (f, *followers[f]):
+                out[k] = format_value(k, v)
+        return out
+
+    def squared(i: int, vals) -> float:
+        errs = _log_errors(sim, group[i][1], fitv(vals))
+        return sum(e * e for e in errs) / len(errs)
+
+    values, rounds = coordinate_descent(squared, values, ranges)
+    out = []
+    for i, (field, chosen, _, ids) in enumerate(group):
+        before = sum(abs(e) for e in _log_errors(sim, chosen)) / len(chosen)
+        after = sum(abs(e) for e in _log_errors(sim, chosen, fitv(values))) / len(chosen)
+        lo, hi = ranges[i]
+        method = JOINT_METHOD.format(fields=", ".join(fields), rounds=rounds, lo=lo, hi=hi)
+        out.append((_entry(field, values[i], ids, chosen, method), before, after))
+    return out
+
+
+def coordinate_descent(loss: Callable[[int, list[float]], float], start: Sequence[float],
+                       ranges: Sequence[tuple[float, float]], rounds: int = JOINT_ROUNDS,
+                       tol: float = JOINT_TOL) -> tuple[list[float], int]:
+    """Minimise by turns: value ``i`` is searched (golden section on ``loss(i, values)``)
+    with the others held, round after round, until none moves by more than ``tol`` of
+    itself or ``rounds`` have run. Returns the values and the rounds taken.
+
+    Two fields that move the same rows are correlated, and plain coordinate descent then
+    creeps towards the minimum along one direction, shrinking the error by the same factor
+    each round (the squared correlation: 0.5 for H100's two power parts, 15 rounds to 1e-4).
+    So after each round a golden-section line search runs along that round's move (the
+    pattern step of Hooke and Jeeves), on the sum of the losses, and is kept only if it
+    lowers that sum; on a quadratic in two values it lands on the minimum.
+
+    Examples
+    --------
+    >>> f = lambda i, v: (v[0] + v[1] - 3) ** 2 + (v[0] - v[1] - 1) ** 2   # x=2, y=1
+    >>> v, n = coordinate_descent(f, [0.0, 0.0], [(0.0, 5.0), (0.0, 5.0)])
+    >>> [round(x, 3) for x in v]
+    [2.0, 1.0]
+    """
+    values = list(start)
+
+    def total(vals: list[float]) -> float:
+        return sum(loss(i, vals) for i in range(len(vals)))
+
+    for n in range(1, rounds + 1):
+        old = list(values)
+        for i, (lo, hi) in enumerate(ranges):
+            values[i] = golden_section(
+                lambda v, i=i: loss(i, values[:i] + [v] + values[i + 1:]), lo, hi)
+        if all(abs(v - o) <= tol * max(abs(v), abs(o)) for v, o in zip(values, old)):
+            return values, n
+        values = _pattern_step(total, values, old, ranges)
+    return values, rounds
+
+
+def _pattern_step(total: Callable[[list[float]], float], values: list[float],
+                  old: list[float], ranges: Sequence[tuple[float, float]]) -> list[float]:
+    """``values + t (values - old)`` for the ``t`` in [0, 20] (within the ranges) that
+    minimises ``total``, or ``values`` if no step lowers it."""
+    move = [v - o for v, o in zip(values, old)]
+    reach = 20.0    # a creep factor of 0.95 a round extrapolates to 19 rounds' worth
+    for v, d, (lo, hi) in zip(values, move, ranges):
+        if d > 0:
+            reach = min(reach, (hi - v) / d)
+        elif d < 0:
+            reach = min(reach, (lo - v) / d)
+    if reach <= 0:
+        return values
+
+    def at(t: float) -> list[float]:
+        return [min(max(v + t * d, lo), hi) for v, d, (lo, hi) in zip(values, move, ranges)]
+
+    t = golden_section(lambda t: total(at(t)), 0.0, reach, iterations=30)
+    step = at(t)
+    return step if total(step) < total(values) else values
+
+
+def _start(target, field: str, lo: float, hi: float) -> float:
+    """Where coordinate descent starts a field: its value now when it has one in range,
+    else the low end (for the power model's parts: no overhead, no delivery)."""
+    try:
+        now = _current(target, field)
+    except NpusimError:
+        return lo
+    return now if lo <= now <= hi else lo
 
 
 def _is_yaml(spec: str) -> bool:
@@ -273,4 +432,5 @@ def _package_calibration(spec: str) -> Path:
     return folder / f"{spec}.yaml"
 
 
-__all__ = ["fit", "parse_assignment", "golden_section", "bounds_for", "format_value"]
+__all__ = ["fit", "parse_assignment", "golden_section", "coordinate_descent", "bounds_for",
+           "format_value"]
