@@ -362,5 +362,34 @@ def resolve_host(spec: str | Path | Host | None, arch_name: str) -> Host | None:
     return load_host(spec)
 
 
-__all__ = ["AUTO", "NONE", "Component", "Host", "SystemPower", "build_host", "default_host",
-           "host_names", "load_host", "resolve_host"]
+def card_idle_w(arch) -> float:
+    """One accelerator of ``arch`` powered with nothing loaded (W): ``power.idle``, else its
+    energy table's ``idle``, else the table's static power (what a run charges an idle chip).
+    What the slots a run leaves empty draw."""
+    if arch.power.idle is not None:
+        return float(arch.power.idle)
+    from ..energy import load_energy_table
+    table = load_energy_table(arch)
+    if table is None:
+        raise ArchError(f"arch {arch.name}: neither power.idle nor an energy table gives the "
+                        f"power of an idle chip; set power.idle (--set power.idle=...)")
+    return float(table.idle if table.idle is not None else table.static)
+
+
+def system_keys(host: Host | None, card_w: float, chips: int, idle_card_w: float,
+                busy: float) -> dict[str, Any]:
+    """The summary keys every result carries: ``host`` (name or None), ``host_power_w`` and
+    ``system_power_w`` (NaN without a host), for ``chips`` cards of ``card_w`` each.
+
+    >>> system_keys(None, 300.0, 2, 50.0, 1.0)["system_power_w"]
+    nan
+    """
+    if host is None or not math.isfinite(card_w):
+        return {"host": None if host is None else host.name, "host_power_w": math.nan,
+                "system_power_w": math.nan}
+    p = host.system(card_w, chips, idle_card_w, busy)
+    return {"host": host.name, "host_power_w": p.host_w, "system_power_w": p.system_w}
+
+
+__all__ = ["AUTO", "NONE", "Component", "Host", "SystemPower", "build_host", "card_idle_w", "default_host",
+           "host_names", "load_host", "resolve_host", "system_keys"]

@@ -1,6 +1,8 @@
 """The result tree: a run holds per-op records; every total is a sum over the records."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field
 
 BOUNDS = ("compute", "memory", "latency")
@@ -211,9 +213,11 @@ class RunResult:
             "energy_j": self.energy_j,
             "energy_by_component_j": self.energy_by_component(),
             "avg_power_w": self.avg_power_w,
-            # the chip alone: a run is one chip's graph, so today the same as avg_power_w;
-            # kept apart so a host or system model can add to avg_power_w later
+            # the chip alone: a run is one chip's graph, so the same as avg_power_w
             "card_power_w": self.avg_power_w,
+            # the server at the wall, when the run was given a host (npusim/arch/host.py)
+            "host_power_w": self.meta.get("host", {}).get("host_power_w", math.nan),
+            "system_power_w": self.meta.get("host", {}).get("system_power_w", math.nan),
             "tdp_w": self.tdp_w,
             "utilization": self.utilization,
             "ops": len(self.ops),
