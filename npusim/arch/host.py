@@ -373,7 +373,8 @@ def card_idle_w(arch) -> float:
     if table is None:
         raise ArchError(f"arch {arch.name}: neither power.idle nor an energy table gives the "
                         f"power of an idle chip; set power.idle (--set power.idle=...)")
-    return float(table.idle if table.idle is not None else table.static)
+    idle = getattr(table, "idle", None)      # older tables carried the idle figure here
+    return float(idle if idle is not None else table.static)
 
 
 def system_keys(host: Host | None, card_w: float, chips: int, idle_card_w: float,
