@@ -725,7 +725,7 @@ class Simulator:
                 raise NpusimError(f"{where}: an SNN row runs on a spiking-core device, which "
                                   f"has no arch fields to fit; leave it out of --fit")
             return snn_rows.predict(row, row_set(row), where)
-        if row_boundary(row, where) == "system":
+        if _is_system(row) and row_boundary(row, where) == "system":
             return self._predict_system(row, fit, where)
         if mode == "idle":
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
@@ -792,6 +792,11 @@ class Simulator:
         if copies > 1:
             load = f"{load} x {copies} copies"
         return watts, f"{load}; {how}"
+
+
+def _is_system(row: Mapping[str, str]) -> bool:
+    """Whether the row's meter sat at the wall (its ``sim_boundary`` is system)."""
+    return (row.get("sim_boundary") or "").strip().lower() == "system"
 
 
 def _copies(row: Mapping[str, str], chips: int, where: str) -> int:
@@ -911,7 +916,7 @@ def simulate_row(sim: Simulator, row: dict) -> RowResult:
             fitted = snn_rows.is_fitted(row, row_set(row), where)
         else:
             fitted = is_fitted(sim.arch(row), row["id"]) or (
-                row_boundary(row, where) == "system" and row["id"] in sim.host(row).fitted_rows)
+                _is_system(row) and row["id"] in sim.host(row).fitted_rows)
         pred, load = sim.predict(row)
     except NpusimError as e:
         message = str(e)
