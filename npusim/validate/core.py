@@ -1076,7 +1076,8 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     ------
     NpusimError
         A data file that cannot be read or has a malformed row (naming file, line and column),
-        unknown or non-simulable ``rows``, or a report that cannot be written (``--out``).
+        unknown or non-simulable ``rows``, a system row's host file that cannot be read
+        (naming the row and ``sim_host``), or a report that cannot be written (``--out``).
     """
     from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plot,
                          write_report)
@@ -1084,6 +1085,9 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     all_rows, sha = _read_measured(path)
     chosen = select(all_rows, rows, path)
     sim = Simulator(path.parent, archs)
+    for r in chosen:            # a system row's host file is read before any row runs
+        if _is_system(r):
+            sim.host(r)
     total = len(chosen) + bool(microchecks)
     results = []
     for n, r in enumerate(chosen):
