@@ -410,15 +410,15 @@ def _flag(flag: str):
 
 
 def _host_lines(spec: str, archs) -> list[str]:
-    """What system power means in this run: each arch's host, or why there is none."""
+    """What system power means in this run: each arch's host (nothing for an arch without a
+    usual host under the default --host auto: its system power is NaN, its card power stands)."""
     from .arch.host import AUTO, NONE, resolve_host
     out = []
     for name in archs:
         host = resolve_host(spec, name)
-        if host is None:
-            why = ("--host none" if spec.strip().lower() == NONE
-                   else f"{name} has no usual host; give --host")
-            out.append(f"{name}: system power not modelled ({why})")
+        if host is None:        # said only when asked: most NPU runs have no usual host
+            if spec.strip().lower() == NONE:
+                out.append(f"{name}: system power not modelled (--host none)")
             continue
         how = ("the arch's usual host; --host none leaves it out"
                if spec.strip().lower() == AUTO else "--host")
