@@ -1,8 +1,6 @@
 """The result tree: a run holds per-op records; every total is a sum over the records."""
 from __future__ import annotations
 
-import math
-
 from dataclasses import asdict, dataclass, field
 
 BOUNDS = ("compute", "memory", "latency")
@@ -196,8 +194,13 @@ class RunResult:
 
     def totals(self) -> dict:
         """Run totals, each a sum over the records; ``by_device`` only when an op ran
-        somewhere other than the NPU (a PIM run)."""
+        somewhere other than the NPU (a PIM run); ``host_power_w`` and ``system_power_w`` only
+        when the run was given a host (``meta["host"]``, npusim/arch/host.py)."""
         t = self._totals()
+        host = self.meta.get("host")
+        if isinstance(host, dict) and "system_power_w" in host:
+            t["host_power_w"] = host["host_power_w"]
+            t["system_power_w"] = host["system_power_w"]
         if self.devices != ("npu",) and self.ops:
             t["by_device"] = self.by_device()
         return t
@@ -215,9 +218,6 @@ class RunResult:
             "avg_power_w": self.avg_power_w,
             # the chip alone: a run is one chip's graph, so the same as avg_power_w
             "card_power_w": self.avg_power_w,
-            # the server at the wall, when the run was given a host (npusim/arch/host.py)
-            "host_power_w": self.meta.get("host", {}).get("host_power_w", math.nan),
-            "system_power_w": self.meta.get("host", {}).get("system_power_w", math.nan),
             "tdp_w": self.tdp_w,
             "utilization": self.utilization,
             "ops": len(self.ops),
