@@ -143,6 +143,7 @@ def cmd_run(args) -> int:
     from .api import is_spiking, load_snn_graph, simulate
     from .report.terminal import print_run
     from .arch import load_arch
+    _check_host(args.host)
     arch = load_arch(args.arch, args.set)
     if is_spiking(args.model):
         # a NIR network on an NPU: the same graph, its Neurons as T state updates per element
@@ -157,10 +158,44 @@ def cmd_run(args) -> int:
         result = simulate(args.model, arch, engine=args.engine,
                           check_capacity=not args.ignore_capacity, pim=args.pim,
                           parallel=args.parallel, **_model_kw(args))
+    result = _with_system(result, arch, args.host)
     print_run(result, top=args.top)
     _print_layout(result.meta)
+    _print_system(result.meta.get("host"), args.host, arch.name)
     _export(result, arch, args)
     return 0
+
+
+def _with_system(result, arch, spec: str):
+    """The run with its system power in ``meta["host"]`` (the totals' ``host_power_w`` and
+    ``system_power_w``): its chips (one, or the --parallel layout's) busy the whole run, in the
+    servers of the host."""
+    import dataclasses
+    from .arch.host import card_idle_w, resolve_host
+    host = resolve_host(spec, arch.name)
+    if host is None:
+        return result
+    meta = result.meta
+    chips, card = 1, result.avg_power_w
+    if meta.get("system_chips") and meta.get("system_step_s"):   # --parallel: the whole step
+        chips = int(meta["system_chips"])
+        card = meta["system_step_j"] / meta["system_step_s"] / chips
+    p = host.system(card, chips, card_idle_w(arch), 1.0)
+    system = {"host": host.name, "chips": chips, "card_power_w": card,
+              "host_power_w": p.host_w, "system_power_w": p.system_w,
+              "psu_efficiency": p.efficiency, "servers": p.servers}
+    return dataclasses.replace(result, meta={**meta, "host": system})
+
+
+def _print_system(system: dict | None, spec: str, arch_name: str) -> None:
+    for line in _host_lines(spec, [arch_name]):
+        if system is None:
+            print(line)
+            continue
+        print(f"  system power {system['system_power_w']:,.1f} W at the wall: card "
+              f"{system['card_power_w']:,.1f} W x {system['chips']}, host and idle slots "
+              f"{system['host_power_w']:,.1f} W")
+        print(f"  {line}")
 
 
 def _print_layout(meta: dict) -> None:
@@ -350,11 +385,57 @@ def _listed(flag: str, values: list[str] | None, default=None):
     return out
 
 
+HOST_HELP = ("the server around the chips, for system power at the wall (system_power_w): "
+             "a host preset (npusim/archs/hosts: dgx-h100, h200-maxq, dgx-a100, xe9680-h100, "
+             "xe8545-a100, gx2570m6-a100, generic-2s), a host YAML path, none (card power "
+             "only) or auto (default: the arch's usual host, e.g. dgx-h100 for h100; none for "
+             "an arch without one)")
+
+
+def _check_host(spec: str) -> None:
+    """Load a named host before any simulation, so a bad --host fails first and alone."""
+    from .arch.host import AUTO, NONE, load_host
+    if spec.strip().lower() not in (AUTO, NONE):
+        with _flag("--host"):
+            load_host(spec)
+
+
+@contextlib.contextmanager
+def _flag(flag: str):
+    """Name the option whose value an error came from."""
+    try:
+        yield
+    except NpusimError as e:
+        raise type(e)(f"{flag}: {e}") from None
+
+
+def _host_lines(spec: str, archs) -> list[str]:
+    """What system power means in this run: each arch's host (nothing for an arch without a
+    usual host under the default --host auto: its system power is NaN, its card power stands)."""
+    from .arch.host import AUTO, NONE, resolve_host
+    out = []
+    for name in archs:
+        host = resolve_host(spec, name)
+        if host is None:        # said only when asked: most NPU runs have no usual host
+            if spec.strip().lower() == NONE:
+                out.append(f"{name}: system power not modelled (--host none)")
+            continue
+        how = ("the arch's usual host; --host none leaves it out"
+               if spec.strip().lower() == AUTO else "--host")
+        kind = ", generic: every value assumed" if host.generic else ""
+        out.append(f"{name}: system power at the wall with host {host.name} ({how}{kind}): "
+                   f"{host.description}")
+    return out
+
+
 def cmd_kperf(args) -> int:
     from .report.kperf import print_kperf
     from .workloads import kperf as kp
+    from .workloads.serving import ServingConfig
+    _check_host(args.host)
     result = kp.kperf(
         args.arch, args.model, chips=args.chips, parallel=args.parallel,
+        config=ServingConfig(host=args.host),
         precisions=_listed("--precision", args.precision, kp.DEFAULT_PRECISIONS),
         input_lens=_listed("--input-lens", args.input_lens, kp.DEFAULT_INPUT_LENS),
         output_lens=_listed("--output-lens", args.output_lens, kp.DEFAULT_OUTPUT_LENS),
@@ -362,6 +443,8 @@ def cmd_kperf(args) -> int:
         vs=_listed("--vs", args.vs, ()), overrides=args.set,
         progress=not args.no_progress and sys.stderr.isatty())
     print_kperf(result, scenarios=not args.summary_only)
+    for line in _host_lines(args.host, [a.get("name", k) for k, a in result.archs.items()]):
+        print(line)
     with _output("--out"):
         paths = result.write(args.out)
     for path in paths:
@@ -397,6 +480,7 @@ def _kperf_parser(sub) -> None:
                     help="archs to compare side by side, with ratios to --arch")
     kp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of --arch, e.g. --set dram.bandwidth=3TB/s")
+    kp.add_argument("--host", default="auto", metavar="NAME|FILE|auto|none", help=HOST_HELP)
     kp.add_argument("--out", type=Path, default=Path("kperf"), metavar="DIR",
                     help="folder for kperf.xlsx, kperf.csv and the PNGs (default ./kperf)")
     kp.add_argument("--summary-only", action="store_true",
@@ -536,6 +620,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--arch", default="rngd", help="shipped arch name or YAML path (default rngd)")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="override an arch field, e.g. --set dram.bandwidth=3TB/s (repeatable)")
+    run.add_argument("--host", default="auto", metavar="NAME|FILE|auto|none", help=HOST_HELP)
     run.add_argument("--top", type=int, default=15, help="ops to list (default 15)")
     run.add_argument("--engine", choices=("tile", "roofline"), default="tile",
                      help="tile-level engine (default) or the roofline bound alone")

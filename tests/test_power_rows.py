@@ -17,7 +17,7 @@ import npusim
 from npusim.arch import load_arch
 from npusim.errors import NpusimError
 from npusim.validate import core, graph_rows
-from npusim.validate.core import (SYSTEM_REASON, Simulator, check_row, default_data,
+from npusim.validate.core import (Simulator, check_row, default_data,
                                   idle_power, read_rows, row_boundary)
 
 
@@ -137,7 +137,11 @@ def test_serving_power_is_energy_per_token_times_tokens_per_s(tmp_path):
 # ----------------------------------------------------------------------------- check_row
 
 @pytest.mark.parametrize("change, needle", [
-    (dict(sim_boundary="system"), "host model"),
+    (dict(sim_boundary="system"), "sim_host: empty on a system-boundary row"),
+    (dict(sim_boundary="system", sim_host="no-such-host"), "not a host preset"),
+    (dict(sim_host="dgx-h100"), "on a card-boundary row"),
+    (dict(sim_boundary="system", sim_host="dgx-h100", sim_mode="graph",
+          sim_metric="avg_power_w_per_chip", sim_model="resnet50"), "on a system-boundary row"),
     (dict(sim_boundary="wall"), "sim_boundary"),
     (dict(sim_boundary="card", sim_mode="batch", sim_metric="ttft_s", sim_model="tiny-llama",
           sim_precision="bf16", sim_users="1", sim_input_len="8", sim_output_len="8"),
@@ -169,7 +173,7 @@ def test_system_row_in_a_file_is_one_clean_error(cli, tmp_path):
     path = write(tmp_path / "m.csv", [row(sim_boundary="system")])
     code, _, err = cli("validate", "--data", str(path), "--out", str(tmp_path / "o"),
                        "--no-microchecks", "--no-progress")
-    assert clean_error(code, err) and "sim_boundary" in err and "line 2" in err
+    assert clean_error(code, err) and "sim_host" in err and "line 2" in err
 
 
 @settings(max_examples=60, deadline=None,
@@ -198,8 +202,8 @@ def test_shipped_power_rows_are_consistent():
              and r.get("sim_boundary")]
     assert len(power) >= 100
     for r in power:
-        if r["sim_boundary"] == "system":
-            assert r["simulable"] == "no" and r["reason"].startswith(SYSTEM_REASON), r["id"]
+        if r["sim_boundary"] == "system":    # a server named, simulable or with a reason
+            assert r["sim_host"] and (r["simulable"] == "yes" or r["reason"]), r["id"]
     for letter in "WX":      # MLPerf power is the whole server at the wall
         group = [r for r in rows if core.source_of(r["id"]) == letter]
         assert group and all(r["sim_boundary"] == "system" for r in group)

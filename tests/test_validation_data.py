@@ -24,7 +24,8 @@ ORIGINAL = ["id", "hardware", "count", "software", "model", "precision", "batch_
             "input_len", "output_len", "metric", "value", "unit", "source", "date", "notes"]
 ADDED = ["sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim_users",
          "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
-         "reason", "sim_note", "sim_scheduler", "sim_graphs", "sim_set", "sim_boundary"]
+         "reason", "sim_note", "sim_scheduler", "sim_graphs", "sim_set", "sim_boundary",
+         "sim_host"]
 PRECISIONS = {"bf16", "fp16", "fp8", "int8", "int4", "mxfp4"}
 MODES = {"offline", "server", "latency", "batch", "microbench", "snn"}
 # (source unit, npusim metric) -> factor from the source value to the metric's unit

@@ -194,8 +194,13 @@ class RunResult:
 
     def totals(self) -> dict:
         """Run totals, each a sum over the records; ``by_device`` only when an op ran
-        somewhere other than the NPU (a PIM run)."""
+        somewhere other than the NPU (a PIM run); ``host_power_w`` and ``system_power_w`` only
+        when the run was given a host (``meta["host"]``, npusim/arch/host.py)."""
         t = self._totals()
+        host = self.meta.get("host")
+        if isinstance(host, dict) and "system_power_w" in host:
+            t["host_power_w"] = host["host_power_w"]
+            t["system_power_w"] = host["system_power_w"]
         if self.devices != ("npu",) and self.ops:
             t["by_device"] = self.by_device()
         return t
@@ -211,8 +216,7 @@ class RunResult:
             "energy_j": self.energy_j,
             "energy_by_component_j": self.energy_by_component(),
             "avg_power_w": self.avg_power_w,
-            # the chip alone: a run is one chip's graph, so today the same as avg_power_w;
-            # kept apart so a host or system model can add to avg_power_w later
+            # the chip alone: a run is one chip's graph, so the same as avg_power_w
             "card_power_w": self.avg_power_w,
             "tdp_w": self.tdp_w,
             "utilization": self.utilization,

@@ -58,6 +58,8 @@ SCENARIO_COLUMNS = (
     ("decode_tok_s_per_user", "decode per user (tok/s)", None, "#,##0.0"),
     ("decode_tok_s_per_chip", "decode per chip (tok/s)", None, "#,##0.0"),
     ("avg_power_w", "avg power (W)", None, "#,##0.0"),
+    ("card_power_w", "card power (W)", None, "#,##0.0"),
+    ("system_power_w", "system power at the wall (W)", None, "#,##0.0"),
     ("energy_per_token_j", "energy per token (J)", None, "0.0000"),
     ("tokens_per_j", "tokens/J", None, "#,##0.00"),
     ("kv_util_mean", "KV util mean (%)", 100.0, "0.0"),
@@ -651,7 +653,8 @@ TERMINAL_SCENARIO = (
     ("decode_tok_s", "decode tok/s", None, None),
     ("decode_tok_s_per_chip", "per chip", None, 9),
     ("decode_tok_s_per_user", "tok/s per user", None, 2),
-    ("avg_power_w", "power W", None, 5), ("tokens_per_j", "tok/J", None, 7),
+    ("avg_power_w", "power W", None, 5), ("card_power_w", "card W", None, 4),
+    ("system_power_w", "system W", None, 5), ("tokens_per_j", "tok/J", None, 7),
     ("kv_headroom", "KV room x", None, 8), ("status", "status", None, 1))
 TERMINAL_SUMMARY = (
     ("arch", "arch", None, None), ("precision", "precision", None, None),

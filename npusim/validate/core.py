@@ -32,9 +32,14 @@ An ``idle`` row is a chip powered with nothing running (``idle_power_w``), or wi
 weights loaded and no request (``loaded_idle_power_w``): :func:`idle_power` reads the arch,
 no workload runs. Power and energy rows say where they were measured in the optional
 ``sim_boundary`` column: ``card`` (accelerator boards, NVML or ``nvidia-smi``; empty means
-card) or ``system`` (the whole server at the wall, as MLPerf's analyzer measures it). npusim
-models cards only, so a ``system`` row cannot be simulable until a host model exists
-(issue 13 item 2); :func:`check_row` says so.
+card) or ``system`` (the whole server at the wall, as MLPerf's analyzer measures it). A
+``system`` row names its server in the ``sim_host`` column (a preset of ``npusim/archs/hosts``
+or a host YAML path relative to the data file; :mod:`npusim.arch.host`): its cards are
+simulated as for a card row, then the host's CPUs, memory, NICs, switches, drives, fans, idle
+slots and supply losses are added (:func:`system_power`). The host is busy on a graph or LLM
+row (the accelerators run back to back) and idle on an ``idle`` row. An LLM system row whose
+``sim_note`` layout ("parallel tp=2") uses fewer chips than ``sim_chips`` runs ``sim_chips``
+over the layout's chips identical copies (MLPerf Offline's data parallelism).
 
 A ``sim_note`` that states "parallel tp=N" (or "tp=N,pp=M") runs the layout the row's stack
 used instead of the one npusim would choose (:func:`row_parallel`).
@@ -85,6 +90,7 @@ IDLE_METRICS = ("idle_power_w", "loaded_idle_power_w")
 POWER_METRICS = ("avg_power_w", "avg_power_w_per_chip", "energy_per_token_j") + IDLE_METRICS
 BOUNDARIES = ("card", "system")
 SYSTEM_REASON = "system boundary: needs the host model (issue 13 item 2)"
+SYSTEM_METRICS = ("avg_power_w",) + IDLE_METRICS   # what a system row may state
 MICRO_METRICS = ("gemm_tflops", "dram_tbps", "allreduce_busbw_gbs", "pim_peak_tflops",
                  "pim_internal_gbs", "pim_bw_ratio", "pim_gemv_speedup")
 PIM_METRICS = MICRO_METRICS[3:]
@@ -306,20 +312,25 @@ def check_row(row: Mapping[str, str], where: str) -> None:
 
 def row_boundary(row: Mapping[str, str], where: str | None = None) -> str:
     """Where a power or energy row was measured: ``card`` (the optional ``sim_boundary``
-    column, empty meaning card) on a row npusim can simulate.
+    column, empty meaning card) or ``system`` (the whole server at the wall, which needs the
+    row's ``sim_host``).
 
     Raises
     ------
     NpusimError
         A value other than card, system or empty; a boundary on a metric that is not power
-        or energy; or ``system`` on a simulable row (npusim has no host model yet).
+        or energy; ``system`` without a ``sim_host``, or on a metric other than
+        :data:`SYSTEM_METRICS`; a ``sim_host`` on a card row.
 
     Examples
     --------
     >>> row_boundary({"id": "W1", "sim_metric": "avg_power_w", "sim_boundary": "system"})
     Traceback (most recent call last):
     ...
-    npusim.errors.NpusimError: row W1, column sim_boundary: system (the whole server at the wall) cannot be simulated yet: system boundary: needs the host model (issue 13 item 2); set simulable to no with that reason
+    npusim.errors.NpusimError: row W1, column sim_host: empty on a system-boundary row; name the server around the chips (a preset of npusim/archs/hosts, e.g. dgx-h100, or a host YAML path) or set simulable to no
+    >>> row_boundary({"id": "W1", "sim_metric": "avg_power_w", "sim_boundary": "system",
+    ...               "sim_host": "dgx-h100"})
+    'system'
     """
     where = where or f"row {row.get('id', '?')}"
     text = (row.get("sim_boundary") or "").strip().lower()
@@ -330,10 +341,28 @@ def row_boundary(row: Mapping[str, str], where: str | None = None) -> str:
     if text and metric not in POWER_METRICS:
         raise NpusimError(f"{where}, column sim_boundary: {metric!r} is not a power or energy "
                           f"metric ({', '.join(POWER_METRICS)}); leave the column empty")
+    host = (row.get("sim_host") or "").strip()
     if text == "system":
-        raise NpusimError(f"{where}, column sim_boundary: system (the whole server at the "
-                          f"wall) cannot be simulated yet: {SYSTEM_REASON}; set simulable to "
-                          f"no with that reason")
+        if metric not in SYSTEM_METRICS:
+            raise NpusimError(f"{where}, column sim_metric: {metric!r} on a system-boundary "
+                              f"row; npusim gives the server's power at the wall for "
+                              f"{', '.join(SYSTEM_METRICS)}")
+        if not host:
+            raise NpusimError(f"{where}, column sim_host: empty on a system-boundary row; "
+                              f"name the server around the chips (a preset of "
+                              f"npusim/archs/hosts, e.g. dgx-h100, or a host YAML path) or "
+                              f"set simulable to no")
+        if not host.endswith((".yaml", ".yml")):
+            from ..arch.host import host_names
+            if host not in host_names():
+                raise NpusimError(f"{where}, column sim_host: {host!r} is not a host preset "
+                                  f"({', '.join(host_names())}); name one or give a host "
+                                  f"YAML path (relative to the data file)")
+        return "system"
+    if host:
+        raise NpusimError(f"{where}, column sim_host: {host!r} on a card-boundary row; a host "
+                          f"only adds to power at the wall (set sim_boundary to system) or "
+                          f"leave the column empty")
     return "card"
 
 
@@ -424,6 +453,32 @@ def arch_spec(row: dict, base: Path) -> str:
         p = Path(name)
         return str(p if p.is_absolute() else (base / p).resolve())
     return name
+
+
+def host_spec(row: Mapping[str, str], base: Path) -> str:
+    """The host a system row names: a preset name, or a YAML path relative to the data file."""
+    name = (row.get("sim_host") or "").strip()
+    if name.endswith((".yaml", ".yml")):
+        p = Path(name)
+        return str(p if p.is_absolute() else (base / p).resolve())
+    return name
+
+
+def system_power(host, arch, card_w: float, chips: int, busy: float) -> tuple[float, str]:
+    """Power at the wall (W) of ``chips`` cards of ``card_w`` each in ``host``'s servers, the
+    host ``busy`` (1: accelerators running, 0: idle), and how it was made up.
+
+    >>> from npusim.arch import load_arch
+    >>> from npusim.arch.host import load_host
+    >>> w, how = system_power(load_host("xe9680-h100"), load_arch("h100"), 71.0, 8, 0.0)
+    >>> round(w)
+    2065
+    """
+    from ..arch.host import card_idle_w
+    p = host.system(card_w, chips, card_idle_w(arch), busy)
+    return p.system_w, (f"host {host.name}: cards {p.cards_w:,.0f} W + idle slots "
+                        f"{p.spare_w:,.0f} W + parts {p.components_w:,.0f} W + fans "
+                        f"{p.fans_w:,.0f} W, PSU {p.efficiency:.1%}")
 
 
 # ----------------------------------------------------------------------------- one row
@@ -594,6 +649,18 @@ class Simulator:
         self._costs: dict[tuple, Any] = {}
         self._archs: dict[tuple, Any] = {}
         self._graphs: dict[tuple, Any] = {}
+        self._hosts: dict[str, Any] = {}
+
+    def host(self, row: dict):
+        """The host of a system row (``sim_host``), loaded once per file; errors name the row."""
+        from ..arch.host import load_host
+        spec = host_spec(row, self.base)
+        if spec not in self._hosts:
+            try:
+                self._hosts[spec] = load_host(spec)
+            except NpusimError as e:
+                raise type(e)(f"row {row['id']}, column sim_host: {e}") from None
+        return self._hosts[spec]
 
     def spec(self, row: dict) -> str:
         """The arch a row runs on: its :func:`arch_spec`, or the file standing in for it."""
@@ -658,6 +725,8 @@ class Simulator:
                 raise NpusimError(f"{where}: an SNN row runs on a spiking-core device, which "
                                   f"has no arch fields to fit; leave it out of --fit")
             return snn_rows.predict(row, row_set(row), where)
+        if _is_system(row) and row_boundary(row, where) == "system":
+            return self._predict_system(row, fit, where)
         if mode == "idle":
             arch = self.arch(row, row_overrides(row) + tuple(f"{k}={v}" for k, v in
                                                              sorted(fit.items())))
@@ -673,20 +742,74 @@ class Simulator:
         if metric not in SERVING_METRICS:
             raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                               f"sim_mode {mode}; use one of {', '.join(SERVING_METRICS)}")
-        arch = self.arch(row, row_overrides(row))
-        setup = llm_setup(row, arch)
         chips = _int(row, "sim_chips", where, default=1)
-        cost = self.cost(row, setup, chips, fit)
-        summary = _serve(row, setup, cost, arch)
+        summary, load = self._serve_row(row, fit, chips)
         value = summary[SERVING_METRICS[metric]]
         if metric in PER_CHIP:
             value /= chips
+        return float(value), load
+
+    def _serve_row(self, row: dict, fit: Mapping[str, str], chips: int) -> tuple[dict, str]:
+        """The serving summary of an LLM row on ``chips`` chips, and the load simulated."""
+        arch = self.arch(row, row_overrides(row))
+        setup = llm_setup(row, arch)
+        cost = self.cost(row, setup, chips, fit)
+        summary = _serve(row, setup, cost, arch)
         load = setup.load
         if setup.users is None and setup.rate is None:
             load = f"{summary['users']} users ({load})"
         if chips > 1:  # the multi-chip layout the cost model chose (stepcost's docstring)
             load = f"{load}, {summary['parallel']}"
-        return float(value), load
+        return summary, load
+
+    def _predict_system(self, row: dict, fit: Mapping[str, str],
+                        where: str) -> tuple[float, str]:
+        """A system-boundary row: its cards as a card row simulates them, in its host."""
+        host = self.host(row)
+        metric, mode = row["sim_metric"], row["sim_mode"]
+        chips = _int(row, "sim_chips", where, default=1)
+        fitted = tuple(f"{k}={v}" for k, v in sorted(fit.items()))
+        if mode == "idle":
+            arch = self.arch(row, row_overrides(row) + fitted)
+            card, what = idle_power(arch, 1, metric)
+            watts, how = system_power(host, arch, card, chips, 0.0)
+            return watts, f"{what.removesuffix(' x 1')} x {chips}, host idle; {how}"
+        if mode == "graph":
+            arch = self.arch(row, row_overrides(row) + fitted)
+            spec = self.graph_spec(row)
+            card, load = graph_rows.predict(self.graph(spec, arch), arch, spec,
+                                            "avg_power_w_per_chip", where, 1)
+            watts, how = system_power(host, arch, card, chips, 1.0)
+            return watts, f"{load.removesuffix(' x 1 chip(s)')} x {chips} chips; {how}"
+        if mode not in ("offline", "batch", "latency"):
+            raise NpusimError(f"{where}, column sim_mode: a system-boundary row runs idle, "
+                              f"graph, offline, batch or latency (the host busy throughout), "
+                              f"not {mode}")
+        copies = _copies(row, chips, where)
+        summary, load = self._serve_row(row, fit, chips // copies)
+        arch = self.arch(row, row_overrides(row))
+        watts, how = system_power(host, arch, summary["card_power_w"], chips, 1.0)
+        if copies > 1:
+            load = f"{load} x {copies} copies"
+        return watts, f"{load}; {how}"
+
+
+def _is_system(row: Mapping[str, str]) -> bool:
+    """Whether the row's meter sat at the wall (its ``sim_boundary`` is system)."""
+    return (row.get("sim_boundary") or "").strip().lower() == "system"
+
+
+def _copies(row: Mapping[str, str], chips: int, where: str) -> int:
+    """How many identical copies of the row's layout run on its ``chips`` (1 without one)."""
+    layout = row_parallel(row)
+    if layout is None:
+        return 1
+    from ..workloads.stepcost import ParallelLayout
+    per = ParallelLayout.parse(layout).chips
+    if per > chips or chips % per:
+        raise NpusimError(f"{where}, column sim_note: layout {layout} needs {per} chips, which "
+                          f"do not divide sim_chips {chips} into identical copies")
+    return chips // per
 
 
 def idle_power(arch, chips: int, metric: str) -> tuple[float, str]:
@@ -793,7 +916,8 @@ def simulate_row(sim: Simulator, row: dict) -> RowResult:
         if row["sim_mode"] == "snn":     # a spiking-core device, not an NPU arch
             fitted = snn_rows.is_fitted(row, row_set(row), where)
         else:
-            fitted = is_fitted(sim.arch(row), row["id"])
+            fitted = is_fitted(sim.arch(row), row["id"]) or (
+                _is_system(row) and row["id"] in sim.host(row).fitted_rows)
         pred, load = sim.predict(row)
     except NpusimError as e:
         message = str(e)
@@ -953,7 +1077,8 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     ------
     NpusimError
         A data file that cannot be read or has a malformed row (naming file, line and column),
-        unknown or non-simulable ``rows``, or a report that cannot be written (``--out``).
+        unknown or non-simulable ``rows``, a system row's host file that cannot be read
+        (naming the row and ``sim_host``), or a report that cannot be written (``--out``).
     """
     from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plot,
                          write_report)
@@ -961,6 +1086,9 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
     all_rows, sha = _read_measured(path)
     chosen = select(all_rows, rows, path)
     sim = Simulator(path.parent, archs)
+    for r in chosen:            # a system row's host file is read before any row runs
+        if _is_system(r):
+            sim.host(r)
     total = len(chosen) + bool(microchecks)
     results = []
     for n, r in enumerate(chosen):
@@ -1095,6 +1223,7 @@ def _calibration(sim: Simulator, rows: list[dict]) -> dict[str, dict]:
 
 __all__ = ["RowResult", "ValidationResult", "Simulator", "read_rows", "check_row", "validate",
            "idle_power", "row_boundary", "POWER_METRICS", "IDLE_METRICS", "SYSTEM_REASON",
+           "SYSTEM_METRICS", "host_spec", "system_power",
            "DEFAULT_OUT", "aggregate",
            "not_simulable", "reason_group", "row_precision", "llm_setup", "is_fitted",
            "simulate_row", "file_sha256", "default_data", "select"]

@@ -17,14 +17,16 @@ one chip by :func:`npusim.simulate` (tile engine, with its capacity check), and 
 - ``avg_power_w``: the card power of ``sim_chips`` chips, each running batches back to back
   (MLPerf Offline's data parallelism: one copy of the graph per accelerator), i.e.
   ``sim_chips`` x the run's energy / latency; ``avg_power_w_per_chip`` is one chip's. A
-  measured GPU cap goes in ``sim_set`` (``power.tdp=350 W``). Only card-level rows are
-  simulable: MLPerf's own power is the whole server at the wall (``sim_boundary`` system).
+  measured GPU cap goes in ``sim_set`` (``power.cap=350 W``). MLPerf's own power is the
+  whole server at the wall: such a row is ``sim_boundary`` system with its server in
+  ``sim_host``, and :mod:`npusim.validate.core` adds the host (busy throughout) to the
+  ``sim_chips`` cards of one chip's ``avg_power_w_per_chip``.
 
 What npusim reads from the way the measurement ran: a system that keeps more than one batch
 in flight (Rebellions' Offline harness ran two asynchronous runner threads) overlaps the host's
 work (loading the next batch, PCIe transfers, reading results) with the device's, so its
 throughput is bound by the device alone, which is what ``samples_s`` computes; npusim has no
-host model, so the host's share of a single-stream latency (the input's PCIe transfer and the
+timing model of the host, so the host's share of a single-stream latency (the input's PCIe transfer and the
 runtime's launch of the compiled graph beyond the arch's per-kernel ``launch_overhead``) is
 not in ``latency_s`` either: it is one of the fixed costs calibration has to account for.
 """

@@ -138,7 +138,7 @@ _RATES = {"prefill_tok_s": ("prefill", "prefillthroughput", "prefilltokens", "in
 _OTHER = {"decode_tok_s_per_chip": ("decodeperchip", "decodepergpu", "decodepernpu",
                                      "decodeperdevice", "outputthroughputpergpu",
                                      "outputthroughputperchip", "decodethroughputperchip"),
-          "avg_power_w": ("avgpower", "averagepower", "meanpower", "power", "systempower"),
+          "avg_power_w": ("avgpower", "averagepower", "meanpower", "power"),
           "energy_per_token_j": ("energypertoken", "energy/token", "energy/tok",
                                  "energypertok"),
           "tokens_per_j": ("tokens/j", "tokensperj", "tokensperjoule", "tok/j", "tokperj",

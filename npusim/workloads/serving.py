@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,6 +92,12 @@ class ServingConfig:
         ``"vllm"`` (admit on the first chunk's blocks, preempt by recompute when the cache is
         full) or ``"no_evict"`` (TensorRT-LLM's default ``GUARANTEED_NO_EVICT``: reserve a
         request's whole input + output at admission, never preempt).
+    host : str, optional
+        The server around the chips, for power at the wall (``system_power_w``): None (the
+        default: card power only, ``system_power_w`` NaN), ``"auto"`` (the arch's usual host,
+        :func:`npusim.arch.host.default_host`), ``"none"``, a host preset name
+        (``npusim/archs/hosts``) or a host YAML path. Not a scheduler limit, but carried here
+        because it travels with the serving setup through :func:`npusim.kperf`.
 
     Notes
     -----
@@ -102,8 +109,14 @@ class ServingConfig:
     max_num_seqs: int = _VLLM_SERVE_SMALL[1]
     max_num_batched_tokens: int = _VLLM_SERVE_SMALL[0]
     policy: str = "vllm"
+    host: str | None = None
 
     def __post_init__(self):
+        if self.host is not None:
+            if not isinstance(self.host, (str, Path)):
+                raise NpusimError(f"ServingConfig.host must be a host preset name, a host YAML "
+                                  f"path, 'auto' or None, got {self.host!r}.")
+            object.__setattr__(self, "host", str(self.host))
         for name in ("max_num_seqs", "max_num_batched_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -350,7 +363,10 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
         ``decode_tok_s_per_user`` (mean of 1/TPOT), ``prefill_tok_s_per_user``
         (input length over mean TTFT: the prefill speed one user sees, queueing included;
         at one user it is the "ISL/TTFT" proposal of the K-Perf working notes), ``requests_per_s``,
-        ``avg_power_w`` (all the system's chips), ``card_power_w`` (one chip), ``energy_j``,
+        ``avg_power_w`` (all the system's chips), ``card_power_w`` (one chip),
+        ``system_power_w`` (the server at the wall, the host's parts and supply losses
+        included; NaN unless ``config.host`` names one), ``host_power_w`` (wall minus the
+        run's cards), ``energy_j``,
         ``energy_per_token_j``, ``tokens_per_j``,
         ``kv_util_mean`` (time-weighted) and ``kv_util_peak`` of the KV blocks,
         ``steps`` and ``batch_size_mean`` (requests per step) in the window,
@@ -401,9 +417,30 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
             f"system has room for {int(cost.kv_capacity_tokens)} tokens ({total_blocks} blocks) "
             f"after the weights. Use shorter lengths, more chips, a smaller KV-cache precision "
             f"or a larger DRAM.")
+    host = _host(config, cost)
     sim = _Simulation(cost, scenario, config, block, total_blocks)
     sim.run(fast)
-    return sim.result()
+    return sim.result(host)
+
+
+def _host(config: ServingConfig, cost):
+    """The host the config names, resolved for the cost model's arch (None: card power only),
+    loaded before the simulation so a bad host file fails first."""
+    if config.host is None:
+        return None
+    from ..arch.host import resolve_host
+    arch = getattr(cost, "arch", None)
+    return resolve_host(config.host, getattr(arch, "name", ""))
+
+
+def _idle_card_w(cost) -> float:
+    """What an accelerator the run leaves idle draws: the arch's idle chip, else the cost
+    model's static power per chip (what it charges a chip with nothing to do)."""
+    arch = getattr(cost, "arch", None)
+    if arch is not None:
+        from ..arch.host import card_idle_w
+        return card_idle_w(arch)
+    return float(cost.static_power_w) / cost.chips
 
 
 def _ceil_div(a, b):
@@ -689,7 +726,7 @@ class _Simulation:
         log["running"].append(running)
         log["blocks"].append(blocks)
 
-    def result(self) -> ServingResult:
+    def result(self, host=None) -> ServingResult:
         log = {k: np.asarray(v, dtype=float if k in ("start", "end", "energy") else np.int64)
                for k, v in self.log.items()}
         steps = StepLog(start_s=log["start"], end_s=log["end"], energy_j=log["energy"],
@@ -702,7 +739,8 @@ class _Simulation:
         w = self.warmup
         window = (self.completions[w - 1] if w else self.arrival[0],
                   self.completions[self.measured_end - 1])
-        summary = _summarize(requests, steps, window, self.cost, self.scenario, self.config)
+        summary = _summarize(requests, steps, window, self.cost, self.scenario, self.config,
+                             host)
         return ServingResult(self.scenario, self.config, summary, requests, steps)
 
     def _request(self, r: int) -> RequestRecord:
@@ -738,8 +776,16 @@ def _per_s(amount: float, window: float) -> float:
     return amount / window if window > 0 else math.nan
 
 
+def _system(host, card_w: float, cost, busy: float) -> dict:
+    """``host_power_w`` and ``system_power_w`` of the summary (NaN without a host)."""
+    from ..arch.host import system_keys
+    idle = _idle_card_w(cost) if host is not None else math.nan
+    keys = system_keys(host, card_w, int(cost.chips), idle, busy)
+    return {k: keys[k] for k in ("host_power_w", "system_power_w")}
+
+
 def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
-               scenario: Scenario, config: ServingConfig) -> dict:
+               scenario: Scenario, config: ServingConfig, host=None) -> dict:
     measured = [q for q in requests if q.measured]
     t0, t1 = bounds
     window = t1 - t0
@@ -775,8 +821,11 @@ def _summarize(requests, steps: StepLog, bounds: tuple[float, float], cost,
         "requests_per_s": _per_s(scenario.measured_requests, window),
         "avg_power_w": _per_s(energy, window),
         # one card (chip) alone, the boundary of a board-power meter (nvidia-smi, ML.ENERGY);
-        # avg_power_w is everything the run counts (today: all its cards)
+        # avg_power_w is everything the run counts (all its cards)
         "card_power_w": _per_s(energy, window) / cost.chips,
+        # the whole server at the wall (MLPerf's boundary), host busy while any step runs
+        **_system(host, _per_s(energy, window) / cost.chips, cost,
+                  1.0 - idle_s / window if window > 0 else 0.0),
         "energy_j": energy,
         "energy_per_token_j": energy / output_tokens if output_tokens else math.nan,
         "tokens_per_j": output_tokens / energy if energy > 0 else math.nan,
