@@ -68,7 +68,7 @@ def test_kperf_doc_lists_the_csv_header_in_order(linear_cost, tmp_path):
         header = next(csv.reader(f))
     assert header == r.columns()
     assert _documented_kperf_columns() == header
-    assert len(header) == 47          # 46 before card_power_w (issue 13)
+    assert len(header) == 51          # 46 before card_power_w, 47 before the power band (issue 13)
 
 
 def test_kperf_doc_rows_have_a_unit_a_definition_and_a_method():

@@ -533,22 +533,20 @@ def _serving_api():
     return Scenario, ServingConfig, simulate_serving
 
 
-def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None,
-                band: bool = False):
-    """The cost model; ``band``: one that also carries the parts of its energy the power band
-    needs (:class:`~npusim.workloads.powerband.BandCostModel`)."""
-    from .powerband import BandCostModel
+def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None):
+    """The cost model: on an arch whose energy table gives ranges, one that also carries the
+    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`)."""
+    from .powerband import BandCostModel, has_band
     from .stepcost import StepCostModel
-    kind = BandCostModel if band else StepCostModel
+    kind = BandCostModel if has_band(arch) else StepCostModel
     return kind(model, arch, chips=chips, precision=precision, parallel=parallel)
 
 
 def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
     """The cost model, or None and why it cannot exist (a status for its rows)."""
     try:
-        from .powerband import has_band
         given = {} if parallel is None else {"parallel": parallel}
-        return _cost_model(model, arch, chips, precision, band=has_band(arch), **given), OK
+        return _cost_model(model, arch, chips, precision, **given), OK
     except (ArchError, CapacityError) as e:
         return None, _reason(e)
 
