@@ -33,7 +33,8 @@ Optional power-model parts (absent: the run is costed exactly as without them)::
     dvfs_min_voltage: 0.7           # V/V0 below which the clock drops at constant voltage
 
 Where a part is not measured (the NPUs), the table may give the spread its assumption allows,
-beside the central value it charges; K-Perf reports power as a band over it::
+beside the central value it charges; K-Perf reports power as a band over it (a field set with
+``--set energy.<field>=`` is no longer an assumption: its range is dropped)::
 
     ranges:                         # optional; each field named must also be given above
       loaded_floor: [37 W, 77 W]    # [low, high] in the field's own unit, low <= value <= high
@@ -482,11 +483,23 @@ def apply_energy_overrides(tree: Any, overrides: Mapping[str, Any], label: str) 
                                     f"'{dotted}' is a section; set one of its fields "
                                     f"({', '.join(spec.fields)})")
                 node[part] = value
+                _drop_range(out, parts)
             else:
                 if not isinstance(node.get(part), dict):
                     node[part] = {}
                 node = node[part]
     return out
+
+
+def _drop_range(tree: Any, parts: list[str]) -> None:
+    """A value set by hand replaces the table's assumption, so its range goes with it (the band
+    then spreads over the other assumed parts only)."""
+    ranges = tree.get("ranges")
+    if len(parts) == 1 and parts[0] in RANGED and isinstance(ranges, Mapping) \
+            and parts[0] in ranges:
+        del ranges[parts[0]]
+        if not ranges:
+            del tree["ranges"]
 
 
 def _shipped_energy_dir():
