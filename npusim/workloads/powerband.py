@@ -77,6 +77,9 @@ class StepEnergy:
 
     __rmul__ = __mul__
 
+    def __truediv__(self, k):
+        return self * (1.0 / k)
+
     def __lt__(self, other):
         return self.total < _total(other)
 
