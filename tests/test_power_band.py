@@ -234,3 +234,25 @@ def test_kperf_cli_writes_the_power_graphs(cli, tmp_path, linear_cost):
     for name in ("card_power_vs_users.png", "energy_per_token_vs_users.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert not (tmp_path / "system_power_vs_users.png").exists()
+
+
+def test_terminal_shows_the_band_and_no_nan(rngd_h100):
+    from rich.console import Console
+
+    from npusim.report.kperf import print_kperf
+    con = Console(record=True, width=250)
+    print_kperf(rngd_h100, con)
+    text = con.export_text()
+    assert "card W low/high: the power band" in text
+    assert "nan" not in text                         # the GPU rows show '-' for no band
+
+
+def test_band_note_names_the_limit_reached():
+    from types import SimpleNamespace as NS
+
+    from npusim.report.kperf_power import band_note
+    recs = [dict(arch="rngd", status="ok", card_power_w_high=h) for h in (140.0, 150.0)]
+    note = band_note(NS(records=recs, archs={"rngd": {"power": {"tdp": 180.0, "cap": 150.0}}}))
+    assert "150 W limit in 1 scenario" in note
+    assert band_note(NS(records=[dict(arch="h100", status="ok", card_power_w_high=math.nan)],
+                        archs={})) is None

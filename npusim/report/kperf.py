@@ -715,6 +715,10 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
                      [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in TERMINAL_SCENARIO]
                       for r in recs],
                      title=f"{model} {precision}", where="kperf.csv has every column")
+    from .kperf_power import band_note
+    note = band_note(result)
+    if note:
+        con.print(note, highlight=False, markup=False)
 
 
 def chips_lines(runs: Sequence[dict]) -> list[str]:
@@ -758,7 +762,7 @@ def _brief_cell(v: Any) -> str:
     if isinstance(v, str):
         return v.partition(":")[0]
     if isinstance(v, float):
-        return plain_number(v)
+        return plain_number(v) if math.isfinite(v) else "-"   # NaN: no value (no power band)
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}" if abs(v) >= 10_000 else str(v)
     return str(v)

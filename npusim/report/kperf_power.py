@@ -127,6 +127,37 @@ def energy_per_token_figure(result, dpi: int = 100):
                               log_y=True)
 
 
+def band_note(result) -> str | None:
+    """A line under the terminal table: what the card power band is, and where its high edge
+    sits at the power limit (the chip would slow there instead); None without a band.
+
+    >>> from types import SimpleNamespace as NS
+    >>> r = NS(records=[dict(arch="rngd", status="ok", card_power_w_high=150.0)],
+    ...        archs={"rngd": {"power": {"tdp": 150.0, "cap": None}}})
+    >>> print(band_note(r))
+    card W low/high: the power band the assumed power parts allow (energy table ranges); rngd's high edge reaches its 150 W limit in 1 scenario: there the chip would slow down instead of drawing more.
+    """
+    banded = [r for r in result.records if r.get("status") == "ok"
+              and _finite(r.get("card_power_w_high"))]
+    if not banded:
+        return None
+    text = ("card W low/high: the power band the assumed power parts allow (energy table "
+            "ranges)")
+    capped = []
+    for arch in dict.fromkeys(r["arch"] for r in banded):
+        tdp, cap = _limits(result, arch)
+        limit = min(x for x in (tdp, cap) if x) if (tdp or cap) else None
+        n = sum(1 for r in banded if r["arch"] == arch and limit
+                and r["card_power_w_high"] >= limit * (1 - 1e-9))
+        if n:
+            capped.append(f"{arch}'s high edge reaches its {limit:,.0f} W limit in {n} "
+                          f"scenario{'s' if n > 1 else ''}")
+    if capped:
+        text += "; " + "; ".join(capped) + ": there the chip would slow down instead of " \
+            "drawing more"
+    return text + "."
+
+
 def has_system_power(result) -> bool:
     """Whether any record that ran carries a finite ``system_power_w`` (a host model)."""
     return any(_finite(r.get(SYSTEM)) for r in result.records)
@@ -143,5 +174,5 @@ def plot_power(result, outdir: str | Path, dpi: int = 100) -> list[Path]:
     return [save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs]
 
 
-__all__ = ["PNG_CARD_POWER", "PNG_SYSTEM_POWER", "PNG_ENERGY_PER_TOKEN", "card_power_figure",
+__all__ = ["band_note", "PNG_CARD_POWER", "PNG_SYSTEM_POWER", "PNG_ENERGY_PER_TOKEN", "card_power_figure",
            "system_power_figure", "energy_per_token_figure", "has_system_power", "plot_power"]
