@@ -256,3 +256,20 @@ def test_band_note_names_the_limit_reached():
     assert "150 W limit in 1 scenario" in note
     assert band_note(NS(records=[dict(arch="h100", status="ok", card_power_w_high=math.nan)],
                         archs={})) is None
+
+
+def test_measured_sheet_cells_carry_the_band():
+    from npusim.validate.kperf_sheet import MeasuredRow, _band_lines, compare
+    row = MeasuredRow("s", 2, "bf16", 128, 64, 4, {"avg_power_w": 250.0,
+                                                  "energy_per_token_j": 0.5})
+    rec = {"status": "ok", "chips": 2, "avg_power_w": 240.0, "energy_per_token_j": 0.4,
+           "card_power_w_low": 100.0, "card_power_w_high": 150.0,
+           "energy_per_token_j_low": 0.3, "energy_per_token_j_high": 0.45}
+    power, energy = compare([row], {("bf16", None): {(128, 64, 4): rec}})
+    assert (power["simulated_low"], power["simulated_high"]) == (200.0, 300.0)   # 2 chips
+    assert (energy["simulated_low"], energy["simulated_high"]) == (0.3, 0.45)
+    text = "\n".join(_band_lines([power, energy]))
+    assert "| avg power (W) | 1 | 1 |" in text and "| 1 | 0 |" in text      # 0.5 J is above
+    gpu = dict(rec, card_power_w_low=math.nan, card_power_w_high=math.nan)
+    (cell, _) = compare([row], {("bf16", None): {(128, 64, 4): gpu}})
+    assert cell["simulated_low"] is None and _band_lines([cell]) == []
