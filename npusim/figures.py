@@ -113,3 +113,86 @@ def plain_log_axis(ax, axis: str = "y") -> None:
     axis_obj.set_major_formatter(plain_formatter())
     axis_obj.set_minor_formatter(NullFormatter())
     getattr(ax, f"set_{axis}lim")(lo, hi)
+
+
+def band_panels_figure(panels: Sequence[dict], ylabel: str, title: str, xlabel: str = "users",
+                       dpi: int = 100, log_x: bool = True, log_y: bool = False):
+    """Lines with an optional shaded band and horizontal reference lines, one panel each.
+
+    Each panel: ``title``, ``series`` (each ``label``, ``colour``, ``marker``, ``x``, ``y`` and
+    optionally ``low``/``high`` and ``band_label``, same length as ``y``: shaded between them where both are
+    finite) and ``lines`` (``(y, label, linestyle)``: a limit such as a TDP or a power cap,
+    drawn as a thin grey line labelled in place); a series' ``band_label`` names its shading
+    in the legend. A panel without data says so.
+
+    Parameters
+    ----------
+    panels : sequence of dict
+        As above; at least one.
+    ylabel, title, xlabel : str
+    dpi : int
+    log_x : bool
+        A log x axis labelled at the data's own values (a sweep of users).
+    log_y : bool
+        A log y axis with plain labels (a quantity spanning decades, energy per token).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    Figure = figure_class()
+    n = max(1, len(panels))
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(6.0 * cols, 4.5 * rows), dpi=dpi, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels):
+        xs_all: set = set()
+        drawn = False
+        for s in panel.get("series", ()):
+            pts = [(x, y) for x, y in zip(s["x"], s["y"]) if _finite(y)]
+            if not pts:
+                continue
+            drawn = True
+            xs_all.update(x for x, _ in pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=s["colour"],
+                    marker=s.get("marker", "o"), label=s["label"])
+            low, high = s.get("low"), s.get("high")
+            if low is not None and high is not None:
+                band = [(x, lo, hi) for x, lo, hi in zip(s["x"], low, high)
+                        if _finite(lo) and _finite(hi)]
+                if band:
+                    ax.fill_between([b[0] for b in band], [b[1] for b in band],
+                                    [b[2] for b in band], color=s["colour"], alpha=0.18,
+                                    lw=0, label=s.get("band_label", "assumption band"))
+        for y, label, style in panel.get("lines", ()):
+            if not _finite(y):
+                continue
+            ax.axhline(y, color="0.45", lw=0.9, ls=style)
+            ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(2, 2), fontsize=8, color="0.35")
+        ax.set_title(panel.get("title", ""))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if not drawn:
+            ax.text(0.5, 0.5, panel.get("empty", "no data"), ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+            continue
+        if log_x:
+            log_ticks(ax, sorted(int(x) for x in xs_all), "x")
+        if log_y:
+            ax.set_yscale("log")
+            plain_log_axis(ax, "y")
+        else:
+            ax.set_ylim(bottom=0)
+            ax.yaxis.set_major_formatter(plain_formatter())
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -68,7 +68,7 @@ def test_kperf_doc_lists_the_csv_header_in_order(linear_cost, tmp_path):
         header = next(csv.reader(f))
     assert header == r.columns()
     assert _documented_kperf_columns() == header
-    assert len(header) == 49          # 46 before card_, host_ and system_power_w (issue 13)
+    assert len(header) == 53          # 46 before card_, host_, system_power_w and the power band (issue 13)
 
 
 def test_kperf_doc_rows_have_a_unit_a_definition_and_a_method():

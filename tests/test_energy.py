@@ -207,14 +207,16 @@ def test_flat_out_power_is_near_the_tdp(name):
 
 
 def test_plausibility_figures_by_hand():
-    # RNGD (D): 131.072e12 MAC/s x 0.0595 pJ + 1.5e12 B/s x 8 x 3.48 pJ/bit + 45 W = 94.6 W.
+    # RNGD (D): 131.072e12 MAC/s x 0.0595 pJ x 2 (dynamic overhead) + 1.5e12 B/s x 8 x
+    # (3.48 + 2) pJ/bit (DRAM and operand delivery) + 69 W (loaded floor) = 150.4 W: every MAC
+    # and every DRAM byte at full rate at once would just reach the 150 W TDP.
     arch = load_arch("rngd")
     t = load_energy_table(arch)
-    watts = (arch.peak_macs_per_s("bf16") * t.mac["bf16"]
-             + arch.dram.bandwidth * 8 * t.dram_read + t.static)
-    assert watts == pytest.approx(131.072e12 * 0.0595e-12 + 1.5e12 * 8 * 3.48e-12 + 45,
+    watts = (arch.peak_macs_per_s("bf16") * t.mac["bf16"] * t.dynamic_overhead
+             + arch.dram.bandwidth * 8 * (t.dram_read + t.operand_delivery) + t.floor_w)
+    assert watts == pytest.approx(131.072e12 * 0.0595e-12 * 2 + 1.5e12 * 8 * 5.48e-12 + 69,
                                   rel=1e-9)
-    assert watts == pytest.approx(94.56, abs=0.01)
+    assert watts == pytest.approx(150.36, abs=0.01)
 
 
 # --- finding tables ------------------------------------------------------------------------

@@ -298,7 +298,8 @@ def test_capped_vs_uncapped_go_the_way_measurements_do(prefill):
 PINNED = {
     ("edu", (), "decode"): "8dde441ab17127c3",
     ("edu", ("power.tdp=1.5W",), "prefill"): "3a1d423a5ac1ebe9",
-    ("rngd", (), "prefill"): "55103b596d6f2350",
+    # ("rngd", (), "prefill") was pinned here too; rngd's table now gives the power-model
+    # parts as assumptions with ranges (issue 13 item 4), so it is no table without them
     ("a100", (), "decode"): "3ddfdc7457dfdadc",
 }
 

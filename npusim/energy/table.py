@@ -31,6 +31,15 @@ Optional power-model parts (absent: the run is costed exactly as without them)::
     dvfs_exponent: 2                # energy per op ~ (V/V0)^exponent under a power cap
     dvfs_min_voltage: 0.7           # V/V0 below which the clock drops at constant voltage
 
+Where a part is not measured (the NPUs), the table may give the spread its assumption allows,
+beside the central value it charges; K-Perf reports power as a band over it (a field set with
+``--set energy.<field>=`` is no longer an assumption: its range is dropped)::
+
+    ranges:                         # optional; each field named must also be given above
+      loaded_floor: [37 W, 77 W]    # [low, high] in the field's own unit, low <= value <= high
+      dynamic_overhead: [1, 4]
+      operand_delivery: [0 pJ/bit, 4 pJ/bit]
+
 Any of them (and any other field) can be overridden per run with ``--set energy.<field>=...``
 (:func:`load_energy_table` applies the arch's ``energy`` overrides), which is how
 ``npusim validate --fit`` reaches them.
@@ -142,7 +151,10 @@ SCHEMA = S({
 }, doc="An energy table.")
 # The power-model parts a table may leave out (absent: costed as before they existed).
 OPTIONAL = ("loaded_floor", "dynamic_overhead", "operand_delivery", "dvfs_exponent",
-            "dvfs_min_voltage")
+            "dvfs_min_voltage", "ranges")
+# The power-model parts a table may give a [low, high] range for under `ranges:` (the spread an
+# assumption allows; K-Perf's power band). Each is linear in a run's energy at a fixed time.
+RANGED = ("loaded_floor", "dynamic_overhead", "operand_delivery")
 _EXAMPLE = {"energy": "0.06 pJ", "power": "45 W", "per_byte": "0.1 pJ/B",
             "per_bit": "3.5 pJ/bit", "dtype_energy": "0.06 pJ"}
 
@@ -182,6 +194,9 @@ class EnergyTable:
     dvfs_exponent, dvfs_min_voltage : float or None
         How energy per op scales when a cap lowers the clock (:func:`npusim.energy.dvfs_scale`);
         ``None``: constant energy per op (exponent 0) and no voltage floor.
+    ranges : FrozenMap or None
+        ``{field: (low, high)}`` in SI units for the parts the table marks as assumptions
+        (:data:`RANGED`); ``None`` when the table gives no ranges (GPUs, fitted parts).
     source : str
         The file the table was read from (for messages).
     """
@@ -206,6 +221,7 @@ class EnergyTable:
     operand_delivery: float | None = None
     dvfs_exponent: float | None = None
     dvfs_min_voltage: float | None = None
+    ranges: FrozenMap | None = None
     source: str = ""
 
     @property
@@ -227,6 +243,8 @@ class EnergyTable:
             v = getattr(self, f.name)
             if v is None and f.name in OPTIONAL:
                 continue      # a table without the part writes what it wrote before
+            if f.name == "ranges":
+                v = {k: list(lo_hi) for k, lo_hi in v.items()}
             out[f.name] = dict(v) if isinstance(v, Mapping) else v
         out["units"] = {k: u for k, u in SI_UNITS.items() if k not in OPTIONAL or k in out}
         return out
@@ -336,7 +354,12 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
     if tree is None:
         raise ArchError(f"{label}: the energy table is empty; it must be a mapping of fields "
                         f"(start from a shipped table such as npusim/archs/energy/edu.yaml)")
+    ranges_raw = tree.get("ranges") if isinstance(tree, Mapping) else None
+    if isinstance(tree, Mapping) and "ranges" in tree:
+        tree = copy.copy(tree)          # keeps the key lines for the other fields' messages
+        del tree["ranges"]
     v = _read_section(tree, SCHEMA, label, "")
+    ranges = None if ranges_raw is None else _read_ranges(ranges_raw, v, label)
     shared = v["shared"] or {"read": None, "write": None}
     return EnergyTable(
         name=v["name"], description=v["description"], node=v["node"], mac=v["mac"],
@@ -347,7 +370,40 @@ def build_energy_table(tree: Any, label: str) -> EnergyTable:
         static=v["static"], loaded_floor=v["loaded_floor"],
         dynamic_overhead=v["dynamic_overhead"], operand_delivery=v["operand_delivery"],
         dvfs_exponent=v["dvfs_exponent"],
-        dvfs_min_voltage=v["dvfs_min_voltage"], source=label)
+        dvfs_min_voltage=v["dvfs_min_voltage"], ranges=ranges, source=label)
+
+
+def _read_ranges(raw: Any, v: dict, label: str) -> FrozenMap:
+    """The table's ``ranges:`` as ``{field: (low, high)}`` in SI units. Each bound is read as
+    its field is (unit, limits); low <= the field's own value <= high, so the central value a
+    run charges lies inside the band the report shows."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ArchError(f"{label}: ranges: must be a mapping of field to [low, high], e.g. "
+                        f"{{loaded_floor: [40 W, 80 W]}}, got {brief(raw)}")
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in raw.items():
+        where = f"{label}: ranges.{name}{_line(raw, name)}"
+        if name not in RANGED:
+            raise ArchError(f"{where}: no range can be given for this field"
+                            f"{did_you_mean(str(name), list(RANGED))}; ranged fields: "
+                            f"{', '.join(RANGED)}")
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ArchError(f"{where}: must be a two-item list [low, high], got {brief(pair)}")
+        try:
+            lo, hi = (_read_leaf(x, SCHEMA.fields[name]) for x in pair)
+        except _Problem as exc:
+            raise ArchError(f"{where}: {exc}") from None
+        if lo > hi:
+            raise ArchError(f"{where}: low {lo:.4g} is above high {hi:.4g}; write [low, high]")
+        central = v[name]
+        if central is None:
+            raise ArchError(f"{where}: the table gives a range but no {name}; give {name} (the "
+                            f"central value a run charges) or drop its range")
+        if not lo <= central <= hi:
+            raise ArchError(f"{where}: {name} {central:.4g} (the value charged) lies outside "
+                            f"[{lo:.4g}, {hi:.4g}]; widen the range or change {name}")
+        out[name] = (lo, hi)
+    return FrozenMap(out)
 
 
 def read_energy_table(path: str | Path) -> EnergyTable:
@@ -417,11 +473,23 @@ def apply_energy_overrides(tree: Any, overrides: Mapping[str, Any], label: str) 
                                     f"'{dotted}' is a section; set one of its fields "
                                     f"({', '.join(spec.fields)})")
                 node[part] = value
+                _drop_range(out, parts)
             else:
                 if not isinstance(node.get(part), dict):
                     node[part] = {}
                 node = node[part]
     return out
+
+
+def _drop_range(tree: Any, parts: list[str]) -> None:
+    """A value set by hand replaces the table's assumption, so its range goes with it (the band
+    then spreads over the other assumed parts only)."""
+    ranges = tree.get("ranges")
+    if len(parts) == 1 and parts[0] in RANGED and isinstance(ranges, Mapping) \
+            and parts[0] in ranges:
+        del ranges[parts[0]]
+        if not ranges:
+            del tree["ranges"]
 
 
 def _shipped_energy_dir():
@@ -535,4 +603,4 @@ def _suggest(static: float) -> str:
 
 
 __all__ = ["EnergyTable", "load_energy_table", "read_energy_table", "build_energy_table",
-           "apply_energy_overrides", "SI_UNITS", "OPTIONAL"]
+           "apply_energy_overrides", "SI_UNITS", "OPTIONAL", "RANGED"]

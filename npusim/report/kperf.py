@@ -59,8 +59,12 @@ SCENARIO_COLUMNS = (
     ("decode_tok_s_per_chip", "decode per chip (tok/s)", None, "#,##0.0"),
     ("avg_power_w", "avg power (W)", None, "#,##0.0"),
     ("card_power_w", "card power (W)", None, "#,##0.0"),
+    ("card_power_w_low", "card power low (W)", None, "#,##0.0"),
+    ("card_power_w_high", "card power high (W)", None, "#,##0.0"),
     ("system_power_w", "system power at the wall (W)", None, "#,##0.0"),
     ("energy_per_token_j", "energy per token (J)", None, "0.0000"),
+    ("energy_per_token_j_low", "energy per token low (J)", None, "0.0000"),
+    ("energy_per_token_j_high", "energy per token high (J)", None, "0.0000"),
     ("tokens_per_j", "tokens/J", None, "#,##0.00"),
     ("kv_util_mean", "KV util mean (%)", 100.0, "0.0"),
     ("kv_util_peak", "KV util peak (%)", 100.0, "0.0"),
@@ -404,12 +408,15 @@ def _workbook_class():
 # --- graphs ---------------------------------------------------------------------------------
 
 def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
-    """Draw the five K-Perf PNGs into ``outdir`` (which must exist); returns their paths."""
+    """Draw the K-Perf PNGs into ``outdir`` (which must exist); returns their paths: the five
+    above, then the power graphs of :func:`npusim.report.kperf_power.plot_power`."""
     outdir = Path(outdir)
     figs = ((PNG_DECODE, decode_figure), (PNG_PER_CHIP, per_chip_figure),
             (PNG_TTFT, ttft_figure), (PNG_POWER, power_figure),
             (PNG_EFFICIENCY, efficiency_figure))
-    return [save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs]
+    from .kperf_power import plot_power
+    return [*(save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs),
+            *plot_power(result, outdir, dpi=dpi)]
 
 
 def series(result) -> list[dict[str, Any]]:
@@ -653,7 +660,8 @@ TERMINAL_SCENARIO = (
     ("decode_tok_s", "decode tok/s", None, None),
     ("decode_tok_s_per_chip", "per chip", None, 9),
     ("decode_tok_s_per_user", "tok/s per user", None, 2),
-    ("avg_power_w", "power W", None, 5), ("card_power_w", "card W", None, 4),
+    ("avg_power_w", "power W", None, 5), ("card_power_w", "card W", None, 6),
+    ("card_power_w_low", "card W low", None, 4), ("card_power_w_high", "card W high", None, 4),
     ("system_power_w", "system W", None, 5), ("tokens_per_j", "tok/J", None, 7),
     ("kv_headroom", "KV room x", None, 8), ("status", "status", None, 1))
 TERMINAL_SUMMARY = (
@@ -708,6 +716,10 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
                      [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in TERMINAL_SCENARIO]
                       for r in recs],
                      title=f"{model} {precision}", where="kperf.csv has every column")
+    from .kperf_power import band_note
+    note = band_note(result)
+    if note:
+        con.print(note, highlight=False, markup=False)
 
 
 def chips_lines(runs: Sequence[dict]) -> list[str]:
@@ -751,7 +763,7 @@ def _brief_cell(v: Any) -> str:
     if isinstance(v, str):
         return v.partition(":")[0]
     if isinstance(v, float):
-        return plain_number(v)
+        return plain_number(v) if math.isfinite(v) else "-"   # NaN: no value (no power band)
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}" if abs(v) >= 10_000 else str(v)
     return str(v)

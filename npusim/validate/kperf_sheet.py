@@ -848,6 +848,27 @@ def _matrices(rows: Sequence[MeasuredRow]) -> list[list[MeasuredRow]]:
     return list(pairs.values())
 
 
+# The power band of an NPU whose power parts are assumptions (npusim.workloads.powerband):
+# metric -> the record keys of its low and high edge, and whether they are one chip's figure
+# (scaled to the system by its chips).
+BAND = MappingProxyType({"avg_power_w": ("card_power_w_low", "card_power_w_high", True),
+                         "energy_per_token_j": ("energy_per_token_j_low",
+                                                "energy_per_token_j_high", False)})
+
+
+def _band(rec: dict, metric: str) -> tuple[float | None, float | None]:
+    """The simulated low and high edge of ``metric`` in ``rec`` (None where it has no band)."""
+    keys = BAND.get(metric)
+    if keys is None:
+        return None, None
+    lo, hi, per_chip = keys
+    k = float(rec.get("chips") or 1) if per_chip else 1.0
+    lo, hi = rec.get(lo), rec.get(hi)
+    if not (_finite(lo) and _finite(hi)):
+        return None, None
+    return float(lo) * k, float(hi) * k
+
+
 def compare(rows: Iterable[MeasuredRow], records: dict, chips: int | None = None) -> list[dict]:
     """The per-cell comparison: one dict per measured (row, metric); see
     :class:`KperfValidation`.
@@ -874,10 +895,12 @@ def compare(rows: Iterable[MeasuredRow], records: dict, chips: int | None = None
             sim = rec.get(m.key) if status == "ok" else None
             sim = float(sim) if _finite(sim) else None
             err = sim / meas - 1.0 if sim is not None and meas > 0 else None
+            lo, hi = _band(rec, m.key) if status == "ok" else (None, None)
             out.append(dict(sheet=r.sheet, row=r.row, model=r.model, precision=r.precision,
                             chips=rec.get("chips", r.chips), input_len=r.input_len,
                             output_len=r.output_len, users=r.users, metric=m.key,
-                            measured=meas, simulated=sim, error=err, status=status))
+                            measured=meas, simulated=sim, simulated_low=lo,
+                            simulated_high=hi, error=err, status=status))
     return out
 
 
@@ -892,12 +915,33 @@ def _cell_at(c: dict) -> str:
 # --- report -----------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("sheet", "row", "model", "precision", "chips", "input_len", "output_len",
-               "users", "metric", "measured", "simulated", "error", "status")
+               "users", "metric", "measured", "simulated", "simulated_low", "simulated_high",
+               "error", "status")
+
+
+def _band_lines(cells: list[dict]) -> list[str]:
+    """Where the arch's power is a band (assumed power parts): how many measured power and
+    energy cells fall inside it."""
+    banded = [c for c in cells if c.get("simulated_low") is not None]
+    if not banded:
+        return []
+    out = ["", "## Power band", "",
+           "The arch's power parts are assumptions (its energy table gives ranges), so npusim's "
+           "power is a band; `simulated` is its central value.", "",
+           "| metric | cells | measured inside the band |", "|---|---:|---:|"]
+    for key in BAND:
+        mine = [c for c in banded if c["metric"] == key]
+        if mine:
+            inside = sum(c["simulated_low"] <= c["measured"] <= c["simulated_high"]
+                         for c in mine)
+            out.append(f"| {METRIC_BY_KEY[key].label} | {len(mine)} | {inside} |")
+    return out
 
 
 def write_cells_csv(result: KperfValidation, path: str | Path) -> Path:
     """Every compared cell as a CSV row (:data:`CSV_COLUMNS`), values in SI units, the error
-    as a fraction, a missing value as an empty cell."""
+    as a fraction, a missing value as an empty cell; ``simulated_low``/``_high`` are the power
+    band's edges (power and energy per token on an arch with assumed power parts)."""
     return write_csv(path, CSV_COLUMNS, result.cells, "the validation CSV")
 
 
@@ -933,6 +977,7 @@ def report_markdown(result: KperfValidation) -> str:
         lines.append(f"| {METRIC_BY_KEY[s['metric']].label} | {s['cells']} | "
                      f"{_pct(s['mape'])} | {_pct(s['bias'], True)} | "
                      f"{_pct(s['worst_error'], True)} | {_md(s['worst_at'] or '')} |")
+    lines += _band_lines(result.cells)
     lines += ["", "## Arch calibration", ""]
     if result.calibration:
         from ..arch.calibration import describe

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import CapacityError
 from ..figures import figure_class, save_figure
 from ..files import write_text
+from .core import IDLE_METRICS, POWER_METRICS
 
 if TYPE_CHECKING:
     from .core import RowResult, ValidationResult
@@ -32,6 +33,12 @@ TARGETS = {"gemm_tflops": 0.10, "dram_tbps": 0.10, "allreduce_busbw_gbs": 0.10,
            # issue 12: ATOM's MLPerf SingleStream latency and Offline throughput within 20 %
            "latency_s": 0.20, "samples_s": 0.20}
 RNGD_TARGET = 0.20
+# Issue 13: held-out average power within 15 %, energy per token within 20 % (MAPE). Idle and
+# loaded-idle readings have no target: they are the inputs (power.idle, loaded_floor) read
+# back, a consistency check, never a prediction held to a throughput-style bound.
+POWER_TARGETS = {"avg_power_w": 0.15, "avg_power_w_per_chip": 0.15, "energy_per_token_j": 0.20}
+TARGETS.update(POWER_TARGETS)
+POWER_PNG = "power_vs_batch.png"
 OUTLIER = 0.30
 MARKERS = {"h100": ("o", "tab:green"), "a100": ("s", "tab:blue"), "rngd": ("D", "tab:red"),
            "h200": ("^", "tab:olive"), "atom": ("v", "tab:purple"),
@@ -60,6 +67,8 @@ def _cell(text: str) -> str:
 
 
 def _target(arch: str, metric: str) -> str:
+    if metric in IDLE_METRICS:
+        return "—"
     if arch == "rngd":
         return f"each ≤ {RNGD_TARGET:.0%}"
     t = TARGETS.get(metric)
@@ -67,7 +76,7 @@ def _target(arch: str, metric: str) -> str:
 
 
 def _met(agg: dict) -> str:
-    if not agg["n"]:
+    if not agg["n"] or agg["metric"] in IDLE_METRICS:
         return "—"
     if agg["arch"] == "rngd":
         return "yes" if abs(agg["worst"]) <= RNGD_TARGET else "no"
@@ -125,7 +134,7 @@ def npu_summary_markdown(res: "ValidationResult") -> str:
     held-out row and its cause, as a markdown table (REPORT.md and the README)."""
     fams: dict[str, list] = {}
     for r in res.rows:
-        if is_npu_row(r):
+        if is_npu_row(r) and r.metric not in POWER_METRICS:   # power: power_summary_markdown
             fams.setdefault(NPU_FAMILY.get(r.arch, r.arch), []).append(r)
     lines = ["| NPU | rows | fitted on | held-out: n, MAPE | held-out worst (row) | target | "
              "met | cause of the worst |", "|---|---|---|---|---|---|---|---|"]
@@ -143,6 +152,164 @@ def npu_summary_markdown(res: "ValidationResult") -> str:
                      f"{f'{_pct(worst.error)} ({worst.id})' if worst else '—'} | "
                      f"≤ {NPU_TARGET:.0%} | {met} | {_cell(cause)} |")
     return "\n".join(lines) + "\n"
+
+
+def boundary_of(r: "RowResult") -> str:
+    """Where a power row's meter sat: ``card`` (boards) or ``system`` (the server at the wall);
+    the row result's ``boundary`` where it carries one, else card (the only boundary npusim
+    simulated before a host model)."""
+    return str(getattr(r, "boundary", "") or "card")
+
+
+def power_summary_markdown(res: "ValidationResult") -> str:
+    """Power rows per arch, boundary and metric: the rows fitted on, the held-out MAPE, the
+    worst held-out row and the target (none for idle readings), as a markdown table."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for r in res.rows:
+        if r.metric in POWER_METRICS:
+            groups.setdefault((r.arch, boundary_of(r), r.metric), []).append(r)
+    lines = ["| arch | boundary | metric | fitted on | held-out: n, MAPE | held-out worst (row) "
+             "| target | met |", "|---|---|---|---|---|---|---|---|"]
+    for (arch, where, metric), rows in sorted(groups.items()):
+        fitted = [r.id for r in rows if r.fitted]
+        held = [r for r in rows if not r.fitted and r.error is not None]
+        failed = [r.id for r in rows if r.error_message]
+        mape = sum(abs(r.error) for r in held) / len(held) if held else None
+        worst = max(held, key=lambda r: abs(r.error)) if held else None
+        target = POWER_TARGETS.get(metric)
+        met = "—" if target is None or mape is None else ("yes" if mape <= target else "no")
+        hcell = f"{len(held)}, {_pct(mape, False)}" + (f" ({len(failed)} failed)" if failed
+                                                      else "")
+        lines.append(f"| {arch} | {where} | {metric} | {', '.join(fitted) or 'none'} | {hcell} | "
+                     f"{f'{_pct(worst.error)} ({worst.id})' if worst else '—'} | "
+                     f"{'—' if target is None else f'≤ {target:.0%}'} | {met} |")
+    if not groups:
+        return "No power row was simulated.\n"
+    return "\n".join(lines) + "\n"
+
+
+def power_cause(r: "RowResult") -> str:
+    """What is known about why a power or energy row is off (the power model's parts, the
+    meter's boundary, and the throughput that energy per token divides by)."""
+    over = r.error is not None and r.error > 0
+    system = boundary_of(r) == "system"
+    if r.metric in IDLE_METRICS:
+        what = "loaded-idle" if r.metric == "loaded_idle_power_w" else "idle"
+        return (f"An {what} reading against the arch's input read back (power.idle, or the "
+                f"energy table's loaded_floor, else its static power: see the row's load); the "
+                f"gap is the input's, not a simulation's: set the arch's idle or the table's "
+                f"loaded_floor from such readings. Readings vary with temperature, board and "
+                f"driver ({'above' if over else 'below'} this one here).")
+    if system and not over:
+        return ("System power under-predicted: the meter is at the wall, so the host (CPUs, "
+                "memory, fans, NICs, switches) and the power supply's losses are in the "
+                "measurement; without a host model npusim counts the cards alone.")
+    if r.metric == "energy_per_token_j":
+        if over:
+            return ("Energy per token over-predicted: it is power over output tokens per "
+                    "second, so either the power is over-predicted (the floor or the dynamic "
+                    "overhead above this row's) or the throughput under-predicted (see the same "
+                    "load's throughput row; a slower run charges the floor for longer).")
+        return ("Energy per token under-predicted: power under-predicted (on-chip energy that "
+                "Horowitz-scaled arithmetic leaves out: operand delivery, register files, clock "
+                "tree, control, unless the energy table's fitted dynamic_overhead and "
+                "operand_delivery cover it) or throughput over-predicted (fewer seconds to "
+                "charge the floor).")
+    if over:
+        return ("Power over-predicted: the loaded floor or the fitted dynamic overhead is above "
+                "what this row's chip draws, or its throughput (actions per second) is "
+                "over-predicted; a power cap in force (MaxQ) that the row's arch settings miss "
+                "would also show here.")
+    return ("Power under-predicted: the chip's dynamic energy per action is the arithmetic "
+            "and arrays alone (Horowitz-scaled) unless the energy table's dynamic_overhead and "
+            "operand_delivery (fitted per family on named rows) add what real chips pay to move "
+            "operands, clock and control; an under-predicted throughput (fewer actions per "
+            "second) lowers the power too.")
+
+
+_BATCH = re.compile(r"(\d+)\s*users")
+
+
+def _power_series(rows: list["RowResult"]) -> dict[tuple[str, str, int], list]:
+    """ML.ENERGY (Y) rows of average power that ran, by (arch, model, chips), with the users
+    (the running batch) read from each row's load."""
+    out: dict[tuple[str, str, int], list] = {}
+    for r in rows:
+        m = _BATCH.search(r.load or "")
+        if (r.id.startswith("Y") and r.metric in ("avg_power_w", "avg_power_w_per_chip")
+                and r.predicted and m):
+            out.setdefault((r.arch, r.model, r.chips), []).append((int(m.group(1)), r))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
+
+
+def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
+    """Measured (solid) and predicted (dashed) power per GPU against the batch of the ML.ENERGY
+    rows, one colour per model and GPU count, the TDP a grey line: the trend check (power
+    rising with load). None (nothing written) when no such row ran."""
+    ss = _power_series(res.rows)
+    if not ss:
+        return None
+    from ..figures import COLOURS, log_ticks, plain_formatter
+    Figure = figure_class()
+    fig = Figure(figsize=(8.0, 5.5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    xs_all: set[int] = set()
+    tdps: set[float] = set()
+    for n, ((arch, model, chips), pts) in enumerate(sorted(ss.items())):
+        colour = COLOURS[n % len(COLOURS)]
+        per = [(u, r.measured / r.chips if r.metric == "avg_power_w" else r.measured,
+                r.predicted / r.chips if r.metric == "avg_power_w" else r.predicted)
+               for u, r in pts]
+        xs_all.update(u for u, _, _ in per)
+        ax.plot([p[0] for p in per], [p[1] for p in per], color=colour, marker="o",
+                label=f"{model} on {chips} x {arch}: measured")
+        ax.plot([p[0] for p in per], [p[2] for p in per], color=colour, marker="o", ls="--",
+                mfc="none", label=f"{model} on {chips} x {arch}: npusim")
+        tdp = _tdp(arch)
+        if tdp:
+            tdps.add(tdp)
+    for tdp in sorted(tdps):
+        ax.axhline(tdp, color="0.45", lw=0.9)
+        ax.annotate(f"TDP {tdp:,.0f} W", (0.01, tdp), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(2, 2), fontsize=8, color="0.35")
+    log_ticks(ax, sorted(xs_all), "x")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(plain_formatter())
+    ax.set_xlabel("running batch (users)")
+    ax.set_ylabel("average power per GPU (W, board)")
+    ax.set_title("ML.ENERGY rows: power against batch, measured vs npusim")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+def _tdp(arch_name: str) -> float | None:
+    from ..arch import load_arch
+    try:
+        return load_arch(arch_name).power.tdp
+    except Exception:  # an arch the report cannot resolve: no line
+        return None
+
+
+def _power_section(res: "ValidationResult", folder: Path) -> list[str]:
+    """REPORT.md's power section (issue 13): the table, the targets, the trend plot."""
+    if not any(r.metric in POWER_METRICS for r in res.rows):
+        return []
+    fitted = sorted({r.id for r in res.rows if r.metric in POWER_METRICS and r.fitted})
+    out = ["## Power rows (issue 13)", "",
+           "Power and energy rows apart from throughput, per arch, meter boundary (card: the "
+           "boards, as nvidia-smi or ML.ENERGY read them; system: the whole server at the "
+           "wall) and metric. Targets on held-out rows: average power within "
+           f"{POWER_TARGETS['avg_power_w']:.0%}, energy per token within "
+           f"{POWER_TARGETS['energy_per_token_j']:.0%} (MAPE). Idle and loaded-idle readings "
+           "have no target: they read the arch's inputs back. Rows the power model was fitted "
+           f"on: {', '.join(fitted) or 'none'} (see \"Calibration in force\").", "",
+           power_summary_markdown(res).rstrip(), ""]
+    if (folder / POWER_PNG).is_file():
+        out += [f"![power against batch]({POWER_PNG})", "",
+                "The trend check: measured power per GPU rises with the running batch; the "
+                "dashed lines are npusim's for the same rows.", ""]
+    return out
 
 
 def _source_lines(rows: list["RowResult"]) -> list[str]:
@@ -203,6 +370,8 @@ def _ridge(arch_name: str, dt: str) -> float:
 
 def cause_of(r: "RowResult") -> str:
     """What is known about why a row is off: the mechanism the simulation shows for its mode."""
+    if r.metric in POWER_METRICS:
+        return power_cause(r)
     over = r.error is not None and r.error > 0
     under = r.error is not None and r.error < 0
     if r.mode == "snn" and r.metric == "snn_dynamic_energy_j" and under:
@@ -421,6 +590,7 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
         "",
         *_sensitivity_lines(res),
         *_reading_lines(res),
+        *_power_section(res, path.parent),
         "## Held-out MAPE by source",
         "",
         "The same held-out rows split by where they come from (the id's letters; a source is "
@@ -462,15 +632,17 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
 
 def write_plot(res: "ValidationResult", path: Path) -> Path:
     """Log-log predicted vs measured, one marker per arch, fitted rows hollow, y = x with
-    10% and 25% bands; one panel per unit family so that every axis is one quantity."""
+    10% and 25% bands; one panel per unit family so that every axis is one quantity. Beside
+    it, the ML.ENERGY power-against-batch plot (:func:`write_power_plot`) when such rows ran."""
     Figure = figure_class()
     panels = [("throughput", ("decode_tok_s", "decode_tok_s_per_chip", "prefill_tok_s",
                               "gemm_tflops", "dram_tbps")),
               ("latency", ("ttft_s", "tpot_s", "e2e_s", "energy_per_token_j")),
               ("PIM", ("pim_peak_tflops", "pim_internal_gbs", "pim_bw_ratio",
                        "pim_gemv_speedup")),
-              ("SNN", ("snn_dynamic_energy_j", "snn_power_w"))]
-    fig = Figure(figsize=(24.0, 6.0), dpi=100, layout="constrained")
+              ("SNN", ("snn_dynamic_energy_j", "snn_power_w")),
+              ("power", ("avg_power_w", "avg_power_w_per_chip") + IDLE_METRICS)]
+    fig = Figure(figsize=(30.0, 6.0), dpi=100, layout="constrained")
     axes = fig.subplots(1, len(panels))
     for ax, (title, metrics) in zip(axes, panels):
         pts = [r for r in res.rows if r.metric in metrics and r.predicted and r.predicted > 0]
@@ -501,10 +673,12 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
         ax.set_xlabel({"throughput": "measured (tok/s, TFLOP/s, TB/s)",
                        "latency": "measured (s, J)",
                        "PIM": "measured (TFLOP/s, GB/s, x)",
-                       "SNN": "measured (J per inference, W)"}[title])
+                       "SNN": "measured (J per inference, W)",
+                       "power": "measured (W)"}[title])
         ax.set_ylabel("npusim predicted")
         ax.set_title(f"{title} rows")
         ax.legend(fontsize=7, loc="upper left")
+    write_power_plot(res, Path(path).with_name(POWER_PNG))
     return save_figure(fig, path)
 
 

@@ -66,6 +66,12 @@ PER_CHIP = "decode_tok_s_per_chip"
 KV_CAPACITY = "kv_capacity_tokens"
 KV_DEMAND = "kv_demand_tokens"
 KV_HEADROOM = "kv_headroom"
+# The power band (issue 13 item 4): where an arch's energy table gives `ranges` for the parts
+# of its power model that are assumptions, each record carries one chip's power and the energy
+# per output token at the low and the high end of them (NaN for an arch without ranges).
+CARD_POWER = "card_power_w"
+BAND_KEYS = ("card_power_w_low", "card_power_w_high", "energy_per_token_j_low",
+             "energy_per_token_j_high")
 
 
 @dataclass
@@ -528,8 +534,12 @@ def _serving_api():
 
 
 def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None):
+    """The cost model: on an arch whose energy table gives ranges, one that also carries the
+    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`)."""
+    from .powerband import BandCostModel, has_band
     from .stepcost import StepCostModel
-    return StepCostModel(model, arch, chips=chips, precision=precision, parallel=parallel)
+    kind = BandCostModel if has_band(arch) else StepCostModel
+    return kind(model, arch, chips=chips, precision=precision, parallel=parallel)
 
 
 def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
@@ -547,11 +557,20 @@ def _reason(e: NpusimError) -> str:
 
 
 def _scenario(simulate_serving, cost, scenario, config) -> dict[str, Any]:
-    """Status and summary of one scenario; an arch or capacity limit becomes the status."""
+    """Status and summary of one scenario, with the power band (NaN where the arch has no
+    ranges); an arch or capacity limit becomes the status."""
+    from .powerband import BandCostModel, band, nan_band
+    log = cost.start_log() if isinstance(cost, BandCostModel) else None
     try:
-        summary = simulate_serving(cost, scenario, config).summary
+        result = simulate_serving(cost, scenario, config)
     except (ArchError, CapacityError) as e:
         return {STATUS: _reason(e)}
+    summary = dict(result.summary)
+    if log is None:
+        summary.update(nan_band())
+    else:
+        from ..energy import load_energy_table
+        summary.update(band(result, log, load_energy_table(cost.arch), cost.arch.power.limit))
     return {STATUS: OK, **{k: _plain(v) for k, v in summary.items()}}
 
 
