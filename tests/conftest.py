@@ -13,6 +13,52 @@ from npusim.cli import main
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
+# The few tests that take a minute or more on CI's 2 cores (fresh venv, the whole validation,
+# the kernels' tests uncompiled, a plain install), longest first. With xdist they start first,
+# dealt one per worker in turn, so no worker is left running one of them while the other idles
+# at the end of the run. Every test still runs, once; only the order changes.
+LONG_TESTS = (
+    "tests/test_readme.py::test_committed_report_is_what_validate_gives_today",
+    "tests/test_readme.py::test_fresh_install_runs_the_main_job",
+    "tests/test_nojit.py::test_kernel_tests_pass_without_jit",
+    "tests/test_validate_input.py::test_validate_after_a_non_editable_install",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist load`` with :data:`LONG_TESTS` sent ahead of everything else."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class LongFirst(LoadScheduling):
+        """xdist's load scheduling, except that its first call deals the long tests to the
+        workers round-robin before the usual chunks (which then leave them out)."""
+
+        first: frozenset = frozenset()
+
+        def schedule(self):
+            if (self.collection is None and self.collection_is_completed and self.nodes
+                    and self._check_nodes_have_same_collection()):
+                names = next(iter(self.node2collection.values()))
+                where = {n: i for i, n in enumerate(names)}
+                order = [where[n] for n in LONG_TESTS if n in where]
+                for k, index in enumerate(order):
+                    node = self.nodes[k % len(self.nodes)]
+                    self.node2pending[node].append(index)
+                    node.send_runtest_some([index])
+                self.first = frozenset(order)
+            super().schedule()
+            self.first = frozenset()     # a crashed worker's tests are requeued as usual
+
+        def _send_tests(self, node, num):
+            if self.first:
+                self.pending[:] = [i for i in self.pending if i not in self.first]
+            super()._send_tests(node, num)
+
+    return LongFirst(config, log)
+
 
 def load_script(name: str):
     """``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package).
