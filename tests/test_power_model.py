@@ -300,7 +300,8 @@ PINNED = {
     ("edu", ("power.tdp=1.5W",), "prefill"): "3a1d423a5ac1ebe9",
     # ("rngd", (), "prefill") was pinned here too; rngd's table now gives the power-model
     # parts as assumptions with ranges (issue 13 item 4), so it is no table without them
-    ("a100", (), "decode"): "3ddfdc7457dfdadc",
+    # ("a100", (), "decode") likewise: its calibration now carries the power parts as
+    # assumptions (H100's operand delivery, the TDP rule's overhead)
 }
 
 

@@ -123,6 +123,8 @@ class RowResult:
         The row's ``sim_note``.
     error_message : str
         Why the simulation failed, empty when it ran.
+    boundary : str
+        Where a power row's meter sat: ``card`` (also every non-power row) or ``system``.
     """
 
     id: str
@@ -141,6 +143,7 @@ class RowResult:
     load: str
     note: str
     error_message: str = ""
+    boundary: str = "card"
 
 
 @dataclass
@@ -930,7 +933,8 @@ def simulate_row(sim: Simulator, row: dict) -> RowResult:
         mode=row["sim_mode"], input_len=_int(row, "sim_input_len", where),
         output_len=_int(row, "sim_output_len", where), metric=row["sim_metric"],
         measured=measured, predicted=pred, error=error, fitted=fitted, load=load,
-        note=row.get("sim_note") or "", error_message=message)
+        note=row.get("sim_note") or "", error_message=message,
+        boundary="system" if _is_system(row) else "card")
 
 
 # ----------------------------------------------------------------------------- aggregates
