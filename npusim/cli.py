@@ -392,6 +392,18 @@ HOST_HELP = ("the server around the chips, for system power at the wall (system_
              "an arch without one)")
 
 
+STACK_HELP = ("the serving engine's host time that the chips wait for after every step: none "
+              "(default: host work overlapped with the chips, as in today's engines), a stack "
+              "preset (npusim/archs/stacks: vllm-0.5) or a stack YAML path")
+
+
+def _check_stack(spec: str) -> None:
+    """Load ``--stack`` before the run, so a bad file fails first and names the option."""
+    from .workloads.stack import load_stack
+    with _flag("--stack"):
+        load_stack(spec)
+
+
 def _check_host(spec: str) -> None:
     """Load a named host before any simulation, so a bad --host fails first and alone."""
     from .arch.host import AUTO, NONE, load_host
@@ -433,9 +445,10 @@ def cmd_kperf(args) -> int:
     from .workloads import kperf as kp
     from .workloads.serving import ServingConfig
     _check_host(args.host)
+    _check_stack(args.stack)
     result = kp.kperf(
         args.arch, args.model, chips=args.chips, parallel=args.parallel,
-        config=ServingConfig(host=args.host),
+        config=ServingConfig(host=args.host, stack=args.stack),
         precisions=_listed("--precision", args.precision, kp.DEFAULT_PRECISIONS),
         input_lens=_listed("--input-lens", args.input_lens, kp.DEFAULT_INPUT_LENS),
         output_lens=_listed("--output-lens", args.output_lens, kp.DEFAULT_OUTPUT_LENS),
@@ -481,6 +494,7 @@ def _kperf_parser(sub) -> None:
     kp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of --arch, e.g. --set dram.bandwidth=3TB/s")
     kp.add_argument("--host", default="auto", metavar="NAME|FILE|auto|none", help=HOST_HELP)
+    kp.add_argument("--stack", default="none", metavar="NAME|FILE|none", help=STACK_HELP)
     kp.add_argument("--out", type=Path, default=Path("kperf"), metavar="DIR",
                     help="folder for kperf.xlsx, kperf.csv and the PNGs (default ./kperf)")
     kp.add_argument("--summary-only", action="store_true",

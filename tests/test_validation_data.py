@@ -287,9 +287,16 @@ def test_llama2_counts_match_published_sizes(name, published):
 
 def test_scheduler_column_names_a_known_scheduler_and_matches_the_software():
     from npusim.validate.core import SCHEDULERS
+    from npusim.workloads.stack import stack_names
     for r in _rows():
         sched = r["sim_scheduler"]
-        assert sched == "" or sched in SCHEDULERS, f"row {r['id']}: {sched!r}"
+        assert sched == "" or sched in SCHEDULERS + tuple(stack_names()), f"row {r['id']}: {sched!r}"
+        if sched in stack_names():
+            # an older engine's stack preset runs only the rows measured on that engine
+            m = re.fullmatch(r"vllm-(\d+\.\d+)", sched)
+            assert m and f"vLLM {m.group(1)}." in r["software"], (r["id"], r["software"])
+        elif r["software"].startswith("vLLM 0.5."):
+            assert False, f"row {r['id']} ran on vLLM 0.5 but not its stack preset"
         if sched == "trtllm-bench":
             # only TensorRT-LLM measurements run under its scheduler
             assert re.search(r"TRT-LLM|TensorRT-LLM", r["software"]), r["id"]

@@ -699,7 +699,7 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
                  [[_brief_cell(_scaled(r.get(k), sc)) for k, _, sc, _ in cols]
                   for r in rows if r["status"] == "ok"],
                  title=f"K-Perf summary: {result.model}", where="kperf.xlsx has every column")
-    for line in chips_lines(result.runs):
+    for line in chips_lines(result.runs) + stack_lines(result.config):
         con.print(line, highlight=False, markup=False)
     for r in rows:
         if r["status"] != "ok":
@@ -720,6 +720,24 @@ def print_kperf(result, con=None, scenarios: bool = True) -> None:
     note = band_note(result)
     if note:
         con.print(note, highlight=False, markup=False)
+
+
+def stack_lines(config: dict) -> list[str]:
+    """The serving stack's host time, when the run charges one (``--stack``).
+
+    >>> stack_lines({"stack": "vllm-0.5"})[0].startswith("serving stack vllm-0.5: ")
+    True
+    >>> stack_lines({"stack": None})
+    []
+    """
+    from ..workloads.stack import load_stack
+    stack = load_stack((config or {}).get("stack"))
+    if stack is None:
+        return []
+    return [f"serving stack {stack.name}: {stack.description}; host time after each step "
+            f"{stack.step_s * 1e3:g} ms + {stack.per_sequence_s * 1e3:g} ms per sequence"
+            f" + {stack.multi_chip_s * 1e3:g} ms on several chips, the chips waiting at their "
+            f"loaded floor"]
 
 
 def chips_lines(runs: Sequence[dict]) -> list[str]:

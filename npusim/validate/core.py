@@ -19,7 +19,9 @@ The scheduler follows the optional ``sim_scheduler`` column: empty or ``vllm`` i
 states more (a static batch runs all its sequences at once); ``trtllm-bench`` is TensorRT-LLM's
 ``GUARANTEED_NO_EVICT`` scheduler with the limits ``trtllm-bench throughput`` derives from the KV
 capacity and the lengths (:meth:`~npusim.workloads.serving.ServingConfig.trtllm_bench`), and an
-``offline`` row without users then runs at that ``max_batch_size``.
+``offline`` row without users then runs at that ``max_batch_size``. A ``sim_scheduler`` that
+names a serving-stack preset (``vllm-0.5``, :mod:`npusim.workloads.stack`) is vLLM's scheduler
+with that older engine's host time after every step, the chips waiting at their loaded floor.
 
 A ``graph`` row is one whole-model inference (MLPerf SingleStream and Offline rows): its
 ``sim_model`` names a graph builder of :mod:`npusim.graphs.mlperf` or an ``.onnx`` file,
@@ -564,10 +566,12 @@ def row_parallel(row: Mapping[str, str]) -> str | None:
 
 def row_scheduler(row: Mapping[str, str], where: str | None = None) -> str:
     """The row's ``sim_scheduler`` (``vllm`` when the column is absent or empty)."""
+    from ..workloads.stack import stack_names
     name = (row.get("sim_scheduler") or "").strip() or "vllm"
-    if name not in SCHEDULERS:
+    if name not in SCHEDULERS and name not in stack_names():
+        names = ", ".join(SCHEDULERS + tuple(stack_names()))
         raise NpusimError(f"{where or 'row ' + row['id']}, column sim_scheduler: {name!r} is "
-                          f"not one of {', '.join(SCHEDULERS)} (leave it empty for vllm)")
+                          f"not one of {names} (leave it empty for vllm)")
     return name
 
 
@@ -612,6 +616,8 @@ def llm_setup(row: dict, arch) -> LlmSetup:
         load = f"{rate:g} req/s (open loop)"
     else:
         raise NpusimError(f"{where}: sim_mode {mode!r} is not one of {', '.join(MODES)}")
+    if scheduler not in SCHEDULERS:
+        load += f"; {scheduler} host time per step"
     return LlmSetup(row_precision(row), row_overrides(row), users, rate, load, scheduler,
                     row_graphs(row))
 
@@ -890,6 +896,8 @@ def _serve(row: dict, setup: LlmSetup, cost, arch) -> dict:
         cfg = ServingConfig.vllm_serve_defaults(arch.dram.capacity, arch.name)
         if users is not None and users > cfg.max_num_seqs:
             cfg = ServingConfig(users, max(cfg.max_num_batched_tokens, users))
+        if setup.scheduler != "vllm":    # an older engine's stack preset (row_scheduler)
+            cfg = replace(cfg, stack=setup.scheduler)
     chunk = re.search(r"prefill chunk (\d+)", row.get("sim_note") or "")
     if chunk:       # the stack's prefill chunk (e.g. vllm-rbln's prefill_chunk_size)
         n = int(chunk.group(1))
@@ -910,6 +918,13 @@ def is_fitted(arch, row_id: str) -> bool:
                for p in arch.calibrated().values())
 
 
+def _stack_fitted(row: Mapping[str, str]) -> bool:
+    """Whether the row's serving-stack preset (``sim_scheduler``) was fitted on it."""
+    from ..workloads.stack import load_stack, stack_names
+    name = row_scheduler(row)
+    return name in stack_names() and row["id"] in load_stack(name).fitted_rows
+
+
 def simulate_row(sim: Simulator, row: dict) -> RowResult:
     """Simulate one simulable row; a failure becomes the row's ``error_message``."""
     where = f"row {row['id']}"
@@ -920,7 +935,8 @@ def simulate_row(sim: Simulator, row: dict) -> RowResult:
             fitted = snn_rows.is_fitted(row, row_set(row), where)
         else:
             fitted = is_fitted(sim.arch(row), row["id"]) or (
-                _is_system(row) and row["id"] in sim.host(row).fitted_rows)
+                _is_system(row) and row["id"] in sim.host(row).fitted_rows) or (
+                _stack_fitted(row))
         pred, load = sim.predict(row)
     except NpusimError as e:
         message = str(e)

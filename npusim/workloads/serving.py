@@ -59,6 +59,7 @@ from ..errors import CapacityError, NpusimError
 
 if TYPE_CHECKING:
     from .stepcost import StepCost
+    from .stack import ServingStack
 
 __all__ = ["ServingConfig", "Scenario", "RequestRecord", "StepLog", "ServingResult",
            "simulate_serving"]
@@ -98,6 +99,12 @@ class ServingConfig:
         :func:`npusim.arch.host.default_host`), ``"none"``, a host preset name
         (``npusim/archs/hosts``) or a host YAML path. Not a scheduler limit, but carried here
         because it travels with the serving setup through :func:`npusim.kperf`.
+    stack : str, optional
+        The serving engine's host time that the chips wait for each step
+        (:mod:`npusim.workloads.stack`): None or ``"none"`` (the default: host work overlapped
+        with the chips, as in today's engines), a stack preset name (``npusim/archs/stacks``,
+        e.g. ``"vllm-0.5"``), a stack YAML path or a
+        :class:`~npusim.workloads.stack.ServingStack`.
 
     Notes
     -----
@@ -110,8 +117,15 @@ class ServingConfig:
     max_num_batched_tokens: int = _VLLM_SERVE_SMALL[0]
     policy: str = "vllm"
     host: str | None = None
+    stack: "str | ServingStack | None" = None
 
     def __post_init__(self):
+        from .stack import ServingStack
+        if self.stack is not None and not isinstance(self.stack, ServingStack):
+            if not isinstance(self.stack, (str, Path)):
+                raise NpusimError(f"ServingConfig.stack must be a serving-stack preset name, a "
+                                  f"stack YAML path, 'none' or None, got {self.stack!r}.")
+            object.__setattr__(self, "stack", str(self.stack))
         if self.host is not None:
             if not isinstance(self.host, (str, Path)):
                 raise NpusimError(f"ServingConfig.host must be a host preset name, a host YAML "
@@ -418,7 +432,8 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
             f"after the weights. Use shorter lengths, more chips, a smaller KV-cache precision "
             f"or a larger DRAM.")
     host = _host(config, cost)
-    sim = _Simulation(cost, scenario, config, block, total_blocks)
+    from .stack import load_stack
+    sim = _Simulation(cost, scenario, config, block, total_blocks, load_stack(config.stack))
     sim.run(fast)
     return sim.result(host)
 
@@ -461,8 +476,12 @@ class _Simulation:
     a step costs a fixed number of vector operations whatever the batch size."""
 
     def __init__(self, cost, scenario: Scenario, config: ServingConfig, block: int,
-                 total_blocks: int):
+                 total_blocks: int, stack=None):
         self.cost = cost
+        # the stack's host time after each step, the chips waiting at their static power
+        self.stack = stack
+        self.chips = int(cost.chips)
+        self.static_w = float(cost.static_power_w)
         self.scenario = scenario
         self.config = config
         self.inp = scenario.input_len
@@ -564,7 +583,8 @@ class _Simulation:
         is_pre = sched & ~is_dec
         prefill = list(zip(n[is_pre].tolist(), comp[is_pre].tolist()))
         res = self.cost.step(prefill, comp[is_dec].tolist())
-        t_end = self.t + _seconds(res, prefill, is_dec.sum())
+        gap = self.host_gap(int(sched.sum()))
+        t_end = self.t + _seconds(res, prefill, is_dec.sum()) + gap
         hi = np.minimum(comp + n, inp)
         useful = int(np.maximum(hi - np.maximum(comp, self.pdone), 0).sum())
         self.pdone = np.maximum(self.pdone, hi)
@@ -573,7 +593,8 @@ class _Simulation:
         self.free = self.total_blocks - int(self.blk.sum())
         tok = sched & (comp == known)
         self.gen = gen = gen + tok
-        self._record(self.t, t_end, float(res.energy_j), useful, int(tok.sum()),
+        self._record(self.t, t_end, float(res.energy_j) + gap * self.static_w, useful,
+                     int(tok.sum()),
                      int(sched.sum()), len(self.rid), self.total_blocks - self.free)
         for r in self.rid[tok & (gen == 1)].tolist():
             self.first[r] = t_end
@@ -651,6 +672,11 @@ class _Simulation:
 
     # -- fast path -----------------------------------------------------------------------------
 
+    def host_gap(self, sequences: int) -> float:
+        """Seconds the stack's host works after a step of ``sequences``, the chips waiting
+        (0 without a stack: host work overlapped, :mod:`npusim.workloads.stack`)."""
+        return 0.0 if self.stack is None else self.stack.gap_s(sequences, self.chips)
+
     def decode_stretch(self) -> bool:
         """Run consecutive steps in which the same requests all decode, if the scheduler would
         do nothing else: no admission, no finish, no block shortage. Returns False (nothing
@@ -687,13 +713,14 @@ class _Simulation:
         if k < 2:
             return False
         t, step, log = self.t, self.cost.step, self.log
+        gap = self.host_gap(R)
         done = 0
         for j in range(k):
             res = step([], (comp + j).tolist())
-            t_end = t + _seconds(res, (), R)
+            t_end = t + _seconds(res, (), R) + gap
             log["start"].append(t)
             log["end"].append(t_end)
-            log["energy"].append(float(res.energy_j))
+            log["energy"].append(float(res.energy_j) + gap * self.static_w)
             t = t_end
             done = j + 1
             if until_arrival and t >= self.next_arrival:
