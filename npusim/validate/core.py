@@ -233,6 +233,7 @@ MAX_USERS = 100_000
 MAX_CHIPS = 100_000
 MAX_TOKENS = 10_000_000
 MAX_RATE = 1e6                  # requests per second
+MAX_GRAPH_RATE = 1e8            # samples per second of a graph row's system (MLPerf Server)
 MAX_GEMM_DIM = 2**24
 MAX_ALLREDUCE_BYTES = 2**50     # 1 PiB
 
@@ -297,6 +298,7 @@ def check_row(row: Mapping[str, str], where: str) -> None:
         graph_rows.check(row, where, _int(row, "sim_users", where),
                          _int(row, "sim_input_len", where), _int(row, "sim_chips", where),
                          MAX_BATCH)
+        _bounded(row, "sim_rate", where, _graph_rate(row, where, 1), MAX_GRAPH_RATE)
         return
     if not model:
         raise NpusimError(f"{where}, column sim_model: empty; name a built-in model "
@@ -746,8 +748,9 @@ class Simulator:
             if mode == "microbench":
                 return _microbench(row, arch, where)
             spec = self.graph_spec(row)
+            chips = _int(row, "sim_chips", where, default=1)
             return graph_rows.predict(self.graph(spec, arch), arch, spec, metric, where,
-                                      _int(row, "sim_chips", where, default=1))
+                                      chips, _graph_rate(row, where, chips))
         if metric not in SERVING_METRICS:
             raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of "
                               f"sim_mode {mode}; use one of {', '.join(SERVING_METRICS)}")
@@ -787,20 +790,31 @@ class Simulator:
             arch = self.arch(row, row_overrides(row) + fitted)
             spec = self.graph_spec(row)
             card, load = graph_rows.predict(self.graph(spec, arch), arch, spec,
-                                            "avg_power_w_per_chip", where, 1)
+                                            "avg_power_w_per_chip", where, 1,
+                                            _graph_rate(row, where, chips))
             watts, how = system_power(host, arch, card, chips, 1.0)
             return watts, f"{load.removesuffix(' x 1 chip(s)')} x {chips} chips; {how}"
-        if mode not in ("offline", "batch", "latency"):
+        if mode not in ("offline", "batch", "latency", "server"):
             raise NpusimError(f"{where}, column sim_mode: a system-boundary row runs idle, "
-                              f"graph, offline, batch or latency (the host busy throughout), "
-                              f"not {mode}")
+                              f"graph, offline, batch, latency or server (the host busy "
+                              f"throughout), not {mode}")
         copies = _copies(row, chips, where)
+        if mode == "server" and copies > 1:   # the system's rate, split over its copies
+            row = {**row, "sim_rate": repr(_float(row, "sim_rate", where) / copies)}
         summary, load = self._serve_row(row, fit, chips // copies)
         arch = self.arch(row, row_overrides(row))
         watts, how = system_power(host, arch, summary["card_power_w"], chips, 1.0)
         if copies > 1:
             load = f"{load} x {copies} copies"
         return watts, f"{load}; {how}"
+
+
+def _graph_rate(row: Mapping[str, str], where: str, chips: int) -> float | None:
+    """A graph row's MLPerf Server rate per chip: ``sim_rate`` (samples per second of the
+    whole system) over its ``chips`` copies; None for batches back to back."""
+    if not (row.get("sim_rate") or "").strip():
+        return None
+    return _float(row, "sim_rate", where) / chips
 
 
 def _is_system(row: Mapping[str, str]) -> bool:

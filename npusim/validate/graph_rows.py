@@ -21,6 +21,14 @@ one chip by :func:`npusim.simulate` (tile engine, with its capacity check), and 
   whole server at the wall: such a row is ``sim_boundary`` system with its server in
   ``sim_host``, and :mod:`npusim.validate.core` adds the host (busy throughout) to the
   ``sim_chips`` cards of one chip's ``avg_power_w_per_chip``.
+- MLPerf Server (a power row with ``sim_rate``): queries arrive at ``sim_rate`` samples per
+  second over the whole system, so each of the ``sim_chips`` copies runs batches only
+  ``u = (sim_rate / sim_chips) x latency / batch`` of the time and waits at its loaded floor
+  (the energy table's ``floor_w``) the rest: card power ``u x energy / latency + (1 - u) x
+  floor``. The batch is the row's ``sim_users`` (the Server harness batches what has arrived
+  within its latency bound; above a few dozen samples a batch's dynamic energy per sample
+  barely changes, and that is all the duty cycle keeps of it). A rate the simulated chip
+  cannot sustain (``u > 1``) runs it busy throughout and says so in the load.
 
 What npusim reads from the way the measurement ran: a system that keeps more than one batch
 in flight (Rebellions' Offline harness ran two asynchronous runner threads) overlaps the host's
@@ -40,6 +48,7 @@ from ..errors import NpusimError
 
 GRAPH_METRICS = ("latency_s", "samples_s", "avg_power_w", "avg_power_w_per_chip")
 MULTI_CHIP = ("avg_power_w",)      # metrics a graph row may state on several chips
+POWER_METRICS = ("avg_power_w", "avg_power_w_per_chip")
 
 
 def builders() -> tuple[str, ...]:
@@ -108,7 +117,11 @@ def check(row: Mapping[str, str], where: str, batch: int | None, seq: int | None
     if prec and prec not in PRECISIONS:
         raise NpusimError(f"{where}, column sim_precision: {prec!r} is not one of "
                           f"{', '.join(PRECISIONS)} (empty: the graph's own dtypes)")
-    for col in ("sim_output_len", "sim_rate"):
+    if (row.get("sim_rate") or "").strip() and metric not in POWER_METRICS:
+        raise NpusimError(f"{where}, column sim_rate: a graph row's rate (MLPerf Server's "
+                          f"samples per second) only sets the duty cycle of "
+                          f"{', '.join(POWER_METRICS)}; leave it empty for {metric}")
+    for col in ("sim_output_len",):
         if (row.get(col) or "").strip():
             raise NpusimError(f"{where}, column {col}: not used by sim_mode graph; leave it "
                               f"empty")
@@ -140,8 +153,11 @@ def load(spec: GraphSpec, precision):
 
 
 def predict(graph, arch, spec: GraphSpec, metric: str, where: str,
-            chips: int = 1) -> tuple[float, str]:
-    """The row's metric from one simulation of ``graph`` on ``arch``, and the load."""
+            chips: int = 1, rate: float | None = None) -> tuple[float, str]:
+    """The row's metric from one simulation of ``graph`` on ``arch``, and the load.
+
+    ``rate`` (samples per second per chip, MLPerf Server) makes a power metric the duty
+    cycle of :func:`server_power` instead of batches back to back."""
     from ..api import simulate
     if metric not in GRAPH_METRICS:
         raise NpusimError(f"{where}, column sim_metric: {metric!r} is not a metric of sim_mode "
@@ -153,8 +169,36 @@ def predict(graph, arch, spec: GraphSpec, metric: str, where: str,
         return latency, f"{load}, one inference"
     if metric == "samples_s":
         return spec.batch / latency, f"{load}, back to back"
-    return power(result.energy_j, latency, chips if metric in MULTI_CHIP else 1), \
-        f"{load}, back to back x {chips if metric in MULTI_CHIP else 1} chip(s)"
+    n = chips if metric in MULTI_CHIP else 1
+    if rate is not None:
+        from ..energy import load_energy_table
+        table = load_energy_table(arch)
+        if table is None:
+            raise NpusimError(f"{where}: arch {arch.name} has no energy table, so the power "
+                              f"of a chip waiting between Server batches is unknown")
+        watts, busy = server_power(result.energy_j, latency, spec.batch, rate,
+                                   float(table.floor_w))
+        over = " (the rate is above the simulated throughput: busy throughout)" \
+            if busy >= 1 else ""
+        return n * watts, (f"{load}, Server {rate:,.6g} samples/s per chip, busy "
+                           f"{min(busy, 1):.0%}{over} x {n} chip(s)")
+    return power(result.energy_j, latency, n), f"{load}, back to back x {n} chip(s)"
+
+
+def server_power(energy_j: float, latency_s: float, batch: int, rate: float,
+                 floor_w: float) -> tuple[float, float]:
+    """One chip's power serving ``rate`` samples/s with batches of ``batch`` that take
+    ``latency_s`` and ``energy_j`` each, waiting at ``floor_w`` between them; and its busy
+    share ``u = rate x latency / batch`` (unclipped; above 1 the chip is busy throughout).
+
+    >>> server_power(3.0, 0.01, 100, 5000.0, 100.0)   # busy half the time: (300 + 100) / 2
+    (200.0, 0.5)
+    """
+    if latency_s <= 0 or batch < 1 or not rate > 0:
+        raise NpusimError("a Server row needs a positive rate, batch and latency")
+    busy = rate * latency_s / batch
+    u = min(busy, 1.0)
+    return u * energy_j / latency_s + (1 - u) * floor_w, busy
 
 
 def power(energy_j: float, latency_s: float, chips: int) -> float:
@@ -170,5 +214,5 @@ def power(energy_j: float, latency_s: float, chips: int) -> float:
 
 
 __all__ = ["GRAPH_METRICS", "GraphSpec", "builders", "check", "graph_spec", "load", "power",
-           "predict",
+           "predict", "server_power",
            "seq_range"]
