@@ -152,3 +152,27 @@ def test_fitted_rows_reproduce_and_rest_held_out():
             assert res.fitted and abs(res.error) < 0.01, (rid, res.error)
         else:
             assert not res.fitted and math.isfinite(res.error)
+
+
+def test_readme_stack_figures():
+    """The README's --stack paragraph: its eight figures, recomputed (rounded as printed)."""
+    import re
+    from pathlib import Path
+
+    from npusim.workloads.kperf import kperf
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    m = re.search(r"at ([\d,]+) → ([\d,]+) tok/s and (\d+) → (\d+) W without it, and\s+"
+                  r"([\d,]+) → ([\d,]+) tok/s and (\d+) → (\d+) W with it", text)
+    assert m, "the README's --stack paragraph changed shape"
+    stated = [int(x.replace(",", "")) for x in m.groups()]
+    got = []
+    for stack in (None, "vllm-0.5"):
+        r = kperf("h100", "llama-3.1-8b", config=ServingConfig(stack=stack),
+                  precisions=["bf16"], input_lens=[512], output_lens=[480], users=[64, 512],
+                  chips=1)
+        recs = sorted(r.records, key=lambda x: x["users"])
+        got += [round(recs[0]["decode_tok_s"]), round(recs[1]["decode_tok_s"]),
+                round(recs[0]["card_power_w"]), round(recs[1]["card_power_w"])]
+    assert got == stated
+    # the claim itself: with the stack throughput levels off and card power falls
+    assert got[5] / got[4] < 1.25 < got[1] / got[0] and got[7] < got[6]
