@@ -17,6 +17,7 @@ from ..errors import CapacityError
 from ..figures import figure_class, save_figure
 from ..files import write_text
 from .core import IDLE_METRICS, POWER_METRICS
+from .trend import TREND_TOLERANCE, batch_of, power_trends, trend_markdown
 
 if TYPE_CHECKING:
     from .core import RowResult, ValidationResult
@@ -227,18 +228,15 @@ def power_cause(r: "RowResult") -> str:
             "second) lowers the power too.")
 
 
-_BATCH = re.compile(r"(\d+)\s*users")
-
-
 def _power_series(rows: list["RowResult"]) -> dict[tuple[str, str, int], list]:
     """ML.ENERGY (Y) rows of average power that ran, by (arch, model, chips), with the users
     (the running batch) read from each row's load."""
     out: dict[tuple[str, str, int], list] = {}
     for r in rows:
-        m = _BATCH.search(r.load or "")
+        users = batch_of(r.load)
         if (r.id.startswith("Y") and r.metric in ("avg_power_w", "avg_power_w_per_chip")
-                and r.predicted and m):
-            out.setdefault((r.arch, r.model, r.chips), []).append((int(m.group(1)), r))
+                and r.predicted and users is not None):
+            out.setdefault((r.arch, r.model, r.chips), []).append((users, r))
     return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
 
 
@@ -305,9 +303,21 @@ def _power_section(res: "ValidationResult", folder: Path) -> list[str]:
            "have no target: they read the arch's inputs back. Rows the power model was fitted "
            f"on: {', '.join(fitted) or 'none'} (see \"Calibration in force\").", "",
            power_summary_markdown(res).rstrip(), ""]
+    out += ["### Power against batch", "",
+            "The trend check (issue 13: power rising with load on GPUs from about 0.7 to about "
+            "1.0 of TDP, as measured). Each line is a series of power rows that differ only in "
+            "the batch (same source, arch, model, chips, precision, boundary, metric, input "
+            "length and a like output length), from its lowest batch to its highest: power per "
+            "chip, as a fraction of the chip's TDP in brackets (card rows), and the change "
+            "(power at the highest batch over the lowest). The direction agrees when both "
+            "changes rise or both fall; the size is right when npusim's change is within "
+            f"{TREND_TOLERANCE:.0%} of the measured one (the held-out power target, applied to "
+            "the ratio: with the low end exact, it is the high end's own error). Fitted rows "
+            "are marked *.", "",
+            trend_markdown(power_trends(res.rows, _tdp)).rstrip(), ""]
     if (folder / POWER_PNG).is_file():
         out += [f"![power against batch]({POWER_PNG})", "",
-                "The trend check: measured power per GPU rises with the running batch; the "
+                "Measured power per GPU of the ML.ENERGY rows against the running batch; the "
                 "dashed lines are npusim's for the same rows.", ""]
     return out
 
