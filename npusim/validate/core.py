@@ -150,7 +150,8 @@ class RowResult:
 
 @dataclass
 class ValidationResult:
-    """What :func:`validate` found; ``report`` and ``plot`` are the files it wrote."""
+    """What :func:`validate` found; ``report`` and ``plot`` are the report and the scatter it
+    wrote, ``files`` every file it wrote (the report first), for a caller to list."""
 
     rows: list[RowResult]
     aggregates: list[dict]
@@ -164,6 +165,7 @@ class ValidationResult:
     summary_markdown: str = ""
     npu_summary_markdown: str = ""
     meta: dict = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- reading rows
@@ -1149,7 +1151,7 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
         unknown or non-simulable ``rows``, a system row's host file that cannot be read
         (naming the row and ``sim_host``), or a report that cannot be written (``--out``).
     """
-    from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plot,
+    from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plots,
                          write_report)
     path = Path(data) if data is not None else default_data()
     all_rows, sha = _read_measured(path)
@@ -1180,9 +1182,10 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
         res.meta["readings"] = reading_ranges(sim, chosen, results)
     if out is not False:
         folder = make_folder(DEFAULT_OUT if out is None or out is True else out, "report")
-        if plot:
-            res.plot = write_plot(res, folder / "predicted_vs_measured.png")
+        plots = write_plots(res, folder / "predicted_vs_measured.png") if plot else []
+        res.plot = plots[0] if plots else None
         res.report = write_report(res, folder / "REPORT.md")
+        res.files = [res.report, *plots]
     return res
 
 

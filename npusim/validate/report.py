@@ -640,10 +640,22 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
     return write_text(path, "\n".join(lines), "the validation report")
 
 
+def write_plots(res: "ValidationResult", path: Path) -> list[Path]:
+    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the ML.ENERGY
+    power-against-batch plot (:func:`write_power_plot`) when such rows ran: every file written,
+    the scatter first."""
+    power = write_power_plot(res, Path(path).with_name(POWER_PNG))
+    return [_write_scatter(res, path), *([power] if power else [])]
+
+
 def write_plot(res: "ValidationResult", path: Path) -> Path:
+    """:func:`write_plots`, returning the scatter's path alone."""
+    return write_plots(res, path)[0]
+
+
+def _write_scatter(res: "ValidationResult", path: Path) -> Path:
     """Log-log predicted vs measured, one marker per arch, fitted rows hollow, y = x with
-    10% and 25% bands; one panel per unit family so that every axis is one quantity. Beside
-    it, the ML.ENERGY power-against-batch plot (:func:`write_power_plot`) when such rows ran."""
+    10% and 25% bands; one panel per unit family so that every axis is one quantity."""
     Figure = figure_class()
     panels = [("throughput", ("decode_tok_s", "decode_tok_s_per_chip", "prefill_tok_s",
                               "gemm_tflops", "dram_tbps")),
@@ -688,7 +700,6 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
         ax.set_ylabel("npusim predicted")
         ax.set_title(f"{title} rows")
         ax.legend(fontsize=7, loc="upper left")
-    write_power_plot(res, Path(path).with_name(POWER_PNG))
     return save_figure(fig, path)
 
 
