@@ -17,7 +17,8 @@ from ..errors import CapacityError
 from ..figures import figure_class, save_figure
 from ..files import write_text
 from .core import IDLE_METRICS, POWER_METRICS
-from .trend import TREND_TOLERANCE, batch_of, power_trends, trend_markdown
+from .trend import (TREND_TOLERANCE, batch_of, per_chip, power_trends, series_label,
+                    trend_markdown, trend_series)
 
 if TYPE_CHECKING:
     from .core import RowResult, ValidationResult
@@ -228,42 +229,36 @@ def power_cause(r: "RowResult") -> str:
             "second) lowers the power too.")
 
 
-def _power_series(rows: list["RowResult"]) -> dict[tuple[str, str, int], list]:
-    """ML.ENERGY (Y) rows of average power that ran, by (arch, model, chips), with the users
-    (the running batch) read from each row's load."""
-    out: dict[tuple[str, str, int], list] = {}
-    for r in rows:
-        users = batch_of(r.load)
-        if (r.id.startswith("Y") and r.metric in ("avg_power_w", "avg_power_w_per_chip")
-                and r.predicted and users is not None):
-            out.setdefault((r.arch, r.model, r.chips), []).append((users, r))
-    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
+def _power_series(rows: list["RowResult"]) -> dict[str, list[tuple[int, "RowResult"]]]:
+    """The card-boundary series of the trend check (:func:`~npusim.validate.trend.trend_series`:
+    power rows that differ only in the batch), by label, each as (batch, row) in batch order:
+    the plot draws the table's series."""
+    return {series_label(s): [(batch_of(r.load), r) for r in s]
+            for s in trend_series(rows) if boundary_of(s[0]) == "card"}
 
 
 def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
-    """Measured (solid) and predicted (dashed) power per GPU against the batch of the ML.ENERGY
-    rows, one colour per model and GPU count, the TDP a grey line: the trend check (power
-    rising with load). None (nothing written) when no such row ran."""
+    """Measured (solid) and predicted (dashed) power per GPU against the batch, one colour per
+    series of the trend table (card rows that differ only in the batch), the TDP a grey line:
+    the trend check (power rising with load). None (nothing written) when no such row ran."""
     ss = _power_series(res.rows)
     if not ss:
         return None
     from ..figures import COLOURS, log_ticks, plain_formatter
     Figure = figure_class()
-    fig = Figure(figsize=(8.0, 5.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(13.0, 5.5), dpi=100, layout="constrained")
     ax = fig.subplots()
     xs_all: set[int] = set()
     tdps: set[float] = set()
-    for n, ((arch, model, chips), pts) in enumerate(sorted(ss.items())):
+    for n, (label, pts) in enumerate(ss.items()):
         colour = COLOURS[n % len(COLOURS)]
-        per = [(u, r.measured / r.chips if r.metric == "avg_power_w" else r.measured,
-                r.predicted / r.chips if r.metric == "avg_power_w" else r.predicted)
-               for u, r in pts]
+        per = [(u, per_chip(r, r.measured), per_chip(r, r.predicted)) for u, r in pts]
         xs_all.update(u for u, _, _ in per)
         ax.plot([p[0] for p in per], [p[1] for p in per], color=colour, marker="o",
-                label=f"{model} on {chips} x {arch}: measured")
+                label=f"{label}: measured")
         ax.plot([p[0] for p in per], [p[2] for p in per], color=colour, marker="o", ls="--",
-                mfc="none", label=f"{model} on {chips} x {arch}: npusim")
-        tdp = _tdp(arch)
+                mfc="none", label=f"{label}: npusim")
+        tdp = _tdp(pts[0][1].arch)
         if tdp:
             tdps.add(tdp)
     for tdp in sorted(tdps):
@@ -275,9 +270,9 @@ def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
     ax.yaxis.set_major_formatter(plain_formatter())
     ax.set_xlabel("running batch (users)")
     ax.set_ylabel("average power per GPU (W, board)")
-    ax.set_title("ML.ENERGY rows: power against batch, measured vs npusim")
+    ax.set_title("Power rows: power per GPU against batch, measured vs npusim")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig.legend(fontsize=7, loc="outside right upper")   # beside the axes: no line hidden
     return save_figure(fig, path)
 
 
@@ -317,8 +312,8 @@ def _power_section(res: "ValidationResult", folder: Path) -> list[str]:
             trend_markdown(power_trends(res.rows, _tdp)).rstrip(), ""]
     if (folder / POWER_PNG).is_file():
         out += [f"![power against batch]({POWER_PNG})", "",
-                "Measured power per GPU of the ML.ENERGY rows against the running batch; the "
-                "dashed lines are npusim's for the same rows.", ""]
+                "The series of the table against the running batch: measured power per GPU "
+                "solid, npusim's for the same rows dashed.", ""]
     return out
 
 
@@ -641,9 +636,9 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
 
 
 def write_plots(res: "ValidationResult", path: Path) -> list[Path]:
-    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the ML.ENERGY
-    power-against-batch plot (:func:`write_power_plot`) when such rows ran: every file written,
-    the scatter first."""
+    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the power-against-batch
+    plot (:func:`write_power_plot`) when a series of power rows ran: every file written, the
+    scatter first."""
     power = write_power_plot(res, Path(path).with_name(POWER_PNG))
     return [_write_scatter(res, path), *([power] if power else [])]
 

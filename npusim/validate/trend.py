@@ -106,7 +106,7 @@ def _direction(ratio: float) -> str:
     return "rises" if ratio > 1 else "falls" if ratio < 1 else "flat"
 
 
-def _per_chip(r: "RowResult", value: float) -> float:
+def per_chip(r: "RowResult", value: float) -> float:
     """A row's power per chip on the card boundary (``avg_power_w`` is the system's)."""
     card = (r.boundary or "card") == "card"
     return value / r.chips if card and r.metric == "avg_power_w" else value
@@ -148,7 +148,10 @@ def trend_series(rows: Iterable["RowResult"]) -> list[list["RowResult"]]:
     return sorted(out, key=lambda s: _natural(min((r.id for r in s), key=_natural)))
 
 
-def _label(r: "RowResult", series: list) -> str:
+def series_label(series: list["RowResult"]) -> str:
+    """What a series' rows share: ``"Y: llama-3.1-70b bf16 on 4 x h100, card, in 512, out
+    350-359"`` (source, model, precision, chips x arch, boundary, input, output lengths)."""
+    r = series[0]
     outs = sorted(x.output_len for x in series if x.output_len)
     out = "" if not outs else (f", out {outs[0]}" if outs[0] == outs[-1]
                                else f", out {outs[0]}-{outs[-1]}")
@@ -159,8 +162,8 @@ def _label(r: "RowResult", series: list) -> str:
 
 def _end(series: list, batch: int) -> tuple[float, float]:
     at = [r for r in series if batch_of(r.load) == batch]
-    return (sum(_per_chip(r, r.measured) for r in at) / len(at),
-            sum(_per_chip(r, r.predicted) for r in at) / len(at))
+    return (sum(per_chip(r, r.measured) for r in at) / len(at),
+            sum(per_chip(r, r.predicted) for r in at) / len(at))
 
 
 def power_trends(rows: Iterable["RowResult"],
@@ -172,7 +175,7 @@ def power_trends(rows: Iterable["RowResult"],
         low, high = batch_of(s[0].load), batch_of(s[-1].load)
         (m0, p0), (m1, p1) = _end(s, low), _end(s, high)
         card = (s[0].boundary or "card") == "card"
-        out.append(Trend(label=_label(s[0], s), rows=tuple(s), low=low, high=high,
+        out.append(Trend(label=series_label(s), rows=tuple(s), low=low, high=high,
                          measured=(m0, m1), predicted=(p0, p1),
                          tdp=tdp(s[0].arch) if card else None))
     return out
@@ -206,5 +209,5 @@ def trend_markdown(trends: list[Trend]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Trend", "batch_of", "trend_series", "power_trends", "trend_markdown",
+__all__ = ["Trend", "batch_of", "per_chip", "series_label", "trend_series", "power_trends", "trend_markdown",
            "TREND_TOLERANCE", "TREND_METRICS", "SAME_OUTPUT"]
