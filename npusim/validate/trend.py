@@ -141,7 +141,7 @@ def trend_series(rows: Iterable["RowResult"]) -> list[list["RowResult"]]:
                 and r.predicted > 0 and r.measured > 0 and batch_of(r.load) is not None):
             groups.setdefault(_key(r), []).append(r)
     out = []
-    for _, grouped in sorted(groups.items(), key=lambda kv: _natural(kv[1][0].id)):
+    for grouped in groups.values():
         for part in _by_output(grouped):
             if len({batch_of(r.load) for r in part}) > 1:
                 out.append(sorted(part, key=lambda r: (batch_of(r.load), _natural(r.id))))
