@@ -574,9 +574,8 @@ def _validate(args) -> int:
                        microchecks=not args.no_microchecks, progress=progress if show else None,
                        archs=archs)
     print(res.summary_markdown)
-    for path in (res.report, res.plot):
-        if path:
-            print(f"wrote {path}")
+    for path in res.files:
+        print(f"wrote {path}")
     return 0
 
 

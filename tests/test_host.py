@@ -20,7 +20,8 @@ from npusim.arch import load_arch
 from npusim.arch.host import (Component, Host, build_host, card_idle_w, default_host,
                               host_names, load_host, resolve_host)
 from npusim.errors import ArchError, NpusimError
-from npusim.validate.core import Simulator, default_data, simulate_row, system_power
+from npusim.validate.core import (Simulator, blank_row, default_data, simulate_row, system_power,
+                                  write_rows)
 from npusim.workloads.serving import Scenario, ServingConfig, simulate_serving
 
 TITANIUM = [[0.1, 0.90], [0.2, 0.94], [0.5, 0.96], [1.0, 0.91]]
@@ -278,18 +279,11 @@ def test_kperf_system_power_column(cli, tmp_path, linear_cost):
 
 # ----------------------------------------------------------------------------- validate
 
-def _header() -> list[str]:
-    with open(default_data(), newline="", encoding="utf-8") as f:
-        return next(csv.reader(f))
-
-
 def _row(**kw) -> dict:
-    base = {h: "" for h in _header()}
-    base.update(id="T1", sim_arch="edu", sim_chips="2", sim_mode="idle",
-                sim_metric="idle_power_w", sim_value="500", simulable="yes",
-                sim_boundary="system", sim_host="h.yaml")
-    base.update(kw)
-    return base
+    """An idle system row of two edu cards in the host file h.yaml, with ``kw`` changed."""
+    return blank_row(**{**dict(id="T1", sim_arch="edu", sim_chips="2", sim_mode="idle",
+                               sim_metric="idle_power_w", sim_value="500", simulable="yes",
+                               sim_boundary="system", sim_host="h.yaml"), **kw})
 
 
 def test_system_rows_round_trip(cli, tmp_path):
@@ -298,11 +292,7 @@ def test_system_rows_round_trip(cli, tmp_path):
     write_host(tmp_path / "h.yaml", GOOD)
     rows = [_row(), _row(id="T2", sim_mode="graph", sim_model="resnet50",
                          sim_metric="avg_power_w", sim_value="900")]
-    data = tmp_path / "m.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=_header())
-        w.writeheader()
-        w.writerows(rows)
+    data = write_rows(tmp_path / "m.csv", rows)
     sim = Simulator(tmp_path)
     edu, host = load_arch("edu"), load_host(tmp_path / "h.yaml")
     idle = simulate_row(sim, rows[0])
@@ -338,11 +328,7 @@ def test_system_row_with_a_bad_host_file_fails_on_its_row(tmp_path):
 
 def test_validate_refuses_a_bad_host_file_before_running(cli, tmp_path):
     write_host(tmp_path / "h.yaml", _mutate(("psu", "capacity"), "6 kWh"))
-    data = tmp_path / "m.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=_header())
-        w.writeheader()
-        w.writerow(_row())
+    data = write_rows(tmp_path / "m.csv", [_row()])
     code, _, err = cli("validate", "--data", str(data), "--out", str(tmp_path / "o"),
                        "--no-microchecks", "--no-progress")
     assert clean_error(code, err) and "row T1, column sim_host" in err and "psu.capacity" in err

@@ -3,7 +3,6 @@ on serving and graph rows, ``idle`` rows (``idle_power_w``, ``loaded_idle_power_
 ``sim_boundary`` column (card or system). Small hand-computed cases; no full validate run."""
 from __future__ import annotations
 
-import csv
 import math
 
 import onnx
@@ -17,29 +16,15 @@ import npusim
 from npusim.arch import load_arch
 from npusim.errors import NpusimError
 from npusim.validate import core, graph_rows
-from npusim.validate.core import (Simulator, check_row, default_data,
-                                  idle_power, read_rows, row_boundary)
-
-
-def header() -> list[str]:
-    with open(default_data(), newline="", encoding="utf-8") as f:
-        return next(csv.reader(f))
+from npusim.validate.core import (Simulator, blank_row, check_row, default_data, idle_power,
+                                  read_rows, row_boundary, write_rows)
 
 
 def row(**kw) -> dict:
-    base = {h: "" for h in header()}
-    base.update(id="T1", sim_arch="edu", sim_chips="1", sim_mode="idle",
-                sim_metric="idle_power_w", sim_value="1", simulable="yes", sim_boundary="card")
-    base.update(kw)
-    return base
-
-
-def write(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=header())
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    """An edu idle row of one chip, on the card boundary, with ``kw`` changed."""
+    return blank_row(**{**dict(id="T1", sim_arch="edu", sim_chips="1", sim_mode="idle",
+                               sim_metric="idle_power_w", sim_value="1", simulable="yes",
+                               sim_boundary="card"), **kw})
 
 
 def tiny_onnx(path):
@@ -170,7 +155,7 @@ def test_boundary_empty_means_card():
 
 
 def test_system_row_in_a_file_is_one_clean_error(cli, tmp_path):
-    path = write(tmp_path / "m.csv", [row(sim_boundary="system")])
+    path = write_rows(tmp_path / "m.csv", [row(sim_boundary="system")])
     code, _, err = cli("validate", "--data", str(path), "--out", str(tmp_path / "o"),
                        "--no-microchecks", "--no-progress")
     assert clean_error(code, err) and "sim_host" in err and "line 2" in err

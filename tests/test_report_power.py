@@ -108,7 +108,7 @@ def test_report_has_the_power_section_and_the_trend_plot(tmp_path):
 def test_power_plot_series_read_batch_and_per_gpu_power():
     ss = rp._power_series(result().rows)
     (key, pts), = ss.items()
-    assert key == ("h100", "llama-3.1-70b", 4)
+    assert key.startswith("Y: llama-3.1-70b bf16 on 4 x h100, card")
     assert [u for u, _ in pts] == [8, 32, 512]
 
 

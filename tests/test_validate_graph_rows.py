@@ -2,7 +2,6 @@
 inference rows (MLPerf R1-R3) simulated, checked, and fitted."""
 from __future__ import annotations
 
-import csv
 import math
 
 import onnx
@@ -13,13 +12,8 @@ from onnx import helper
 import npusim
 from npusim.errors import NpusimError
 from npusim.validate import core
-from npusim.validate.core import Simulator, check_row, default_data, validate
+from npusim.validate.core import Simulator, blank_row, check_row, validate, write_rows
 from npusim.validate.fit import fit
-
-
-def header() -> list[str]:
-    with open(default_data(), newline="", encoding="utf-8") as f:
-        return next(csv.reader(f))
 
 
 def tiny_onnx(path):
@@ -35,26 +29,17 @@ def tiny_onnx(path):
 
 
 def row(**kw) -> dict:
-    base = {h: "" for h in header()}
-    base.update(id="G1", sim_arch="edu", sim_chips="1", sim_model="tiny.onnx",
-                sim_precision="int8", sim_mode="graph", sim_users="4", sim_metric="latency_s",
-                sim_value="1e-5", simulable="yes")
-    base.update(kw)
-    return base
-
-
-def write(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=header())
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    """A graph row of tiny.onnx at batch 4 on edu, int8, with ``kw`` changed."""
+    return blank_row(**{**dict(id="G1", sim_arch="edu", sim_chips="1", sim_model="tiny.onnx",
+                               sim_precision="int8", sim_mode="graph", sim_users="4",
+                               sim_metric="latency_s", sim_value="1e-5", simulable="yes"),
+                        **kw})
 
 
 @pytest.fixture
 def data(tmp_path):
     tiny_onnx(tmp_path / "tiny.onnx")
-    return write(tmp_path / "m.csv", [row(), row(id="G2", sim_metric="samples_s",
+    return write_rows(tmp_path / "m.csv", [row(), row(id="G2", sim_metric="samples_s",
                                                  sim_value="2e5")])
 
 
@@ -87,7 +72,7 @@ def test_fit_runs_on_graph_rows(data):
 
 
 def test_missing_file_is_the_rows_error(tmp_path):
-    data = write(tmp_path / "m.csv", [row(sim_model="gone.onnx")])
+    data = write_rows(tmp_path / "m.csv", [row(sim_model="gone.onnx")])
     res = validate(data, out=False, microchecks=False, plot=False)
     assert res.rows[0].predicted is None and "gone.onnx" in res.rows[0].error_message
 
@@ -114,7 +99,7 @@ def test_bad_graph_rows_are_refused(change, needle):
 
 
 def test_bad_graph_row_in_a_file_stops_validate(cli, tmp_path):
-    data = write(tmp_path / "m.csv", [row(sim_model="resnet18")])
+    data = write_rows(tmp_path / "m.csv", [row(sim_model="resnet18")])
     code, _, err = cli("validate", "--data", str(data), "--no-microchecks", "--no-progress",
                        "--out", str(tmp_path / "o"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "resnet18" in err

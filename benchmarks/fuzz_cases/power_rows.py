@@ -7,14 +7,11 @@ simulated, so each runs in well under a second.
 """
 from __future__ import annotations
 
-import csv
-import io
 import pathlib
 import random
 
-COLUMNS = ("id", "sim_arch", "sim_chips", "sim_model", "sim_precision", "sim_mode", "sim_users",
-           "sim_rate", "sim_input_len", "sim_output_len", "sim_metric", "sim_value", "simulable",
-           "reason", "sim_note", "sim_set", "sim_boundary")
+from npusim.validate.core import blank_row, write_rows
+
 GOOD = {"id": "D1", "sim_arch": "edu", "sim_chips": "1", "sim_mode": "idle",
         "sim_metric": "idle_power_w", "sim_value": "1", "simulable": "yes",
         "sim_boundary": "card"}
@@ -34,19 +31,11 @@ BAD_CELLS = {
 }
 
 
-def _csv(rows) -> str:
-    f = io.StringIO()
-    w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return f.getvalue()
-
-
 def cases(workdir: pathlib.Path, rng: random.Random, n: int):
     """Yield ``(label, argv, must_fail)`` for about ``n`` malformed power rows."""
     for i in range(n):
         col = rng.choice(sorted(BAD_CELLS))
-        p = workdir / f"power{i}.csv"
-        p.write_text(_csv([dict(GOOD, **{col: rng.choice(BAD_CELLS[col])})]), encoding="utf-8")
-        yield (f"validate-power/{col}", ["validate", "--data", str(p), "--no-microchecks",
+        bad = blank_row(**dict(GOOD, **{col: rng.choice(BAD_CELLS[col])}))
+        data = write_rows(workdir / f"power{i}.csv", [bad])
+        yield (f"validate-power/{col}", ["validate", "--data", str(data), "--no-microchecks",
                                           "--no-progress", "--out", str(workdir / "out")], True)

@@ -55,7 +55,9 @@ instead of the standalone ``launch_overhead``.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -64,7 +66,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..arch import load_arch
 from ..errors import ModelError, NpusimError
-from ..files import csv_rows, decode_text, make_folder, read_bytes
+from ..files import csv_rows, decode_text, make_folder, read_bytes, write_text
 from . import graph_rows, snn_rows
 from .microbench import allreduce_busbw_gbs, gemm_tflops, stream_tbps
 
@@ -150,7 +152,8 @@ class RowResult:
 
 @dataclass
 class ValidationResult:
-    """What :func:`validate` found; ``report`` and ``plot`` are the files it wrote."""
+    """What :func:`validate` found; ``report`` and ``plot`` are the report and the scatter it
+    wrote, ``files`` every file it wrote (the report first), for a caller to list."""
 
     rows: list[RowResult]
     aggregates: list[dict]
@@ -164,6 +167,7 @@ class ValidationResult:
     summary_markdown: str = ""
     npu_summary_markdown: str = ""
     meta: dict = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- reading rows
@@ -1051,6 +1055,69 @@ def default_data() -> Path:
     return Path(__file__).resolve().parent / "data" / "measured.csv"
 
 
+def data_columns() -> list[str]:
+    """The columns of the shipped measured data's header, in its order: what a row of a user's
+    file (or a test's) has, so that a column added to the shipped file reaches every writer."""
+    text = decode_text(read_bytes(default_data(), DATA_WHAT), default_data(), DATA_WHAT)
+    return [h.strip() for h in next(csv.reader(io.StringIO(text)))]
+
+
+def blank_row(**cells: str) -> dict[str, str]:
+    """A measured-data row with every column of the shipped header (:func:`data_columns`)
+    empty but ``cells``.
+
+    Raises
+    ------
+    NpusimError
+        A cell named after no column (a typo would otherwise leave the row silently short).
+
+    Examples
+    --------
+    >>> row = blank_row(id="T1", sim_arch="edu", sim_chips="1", sim_mode="idle",
+    ...                 sim_metric="idle_power_w", sim_value="1", simulable="yes")
+    >>> list(row)[:3], row["sim_note"], row["sim_value"]
+    (['id', 'hardware', 'count'], '', '1')
+    """
+    row = dict.fromkeys(data_columns(), "")
+    unknown = [c for c in cells if c not in row]
+    if unknown:
+        raise NpusimError(f"blank_row: {', '.join(unknown)} is no column of "
+                          f"npusim/validate/data/measured.csv; the columns are its header's")
+    row.update(cells)
+    return row
+
+
+def write_rows(path: str | Path, rows: Iterable[Mapping[str, str]]) -> Path:
+    """Write ``rows`` as a measured-data CSV with the shipped header (:func:`data_columns`),
+    every cell as given (no spreadsheet quoting: ``-1`` stays ``-1``), a missing cell empty.
+
+    Raises
+    ------
+    NpusimError
+        A row with a key that is no column, or a file that cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "mine.csv"
+    >>> row = blank_row(id="T1", sim_arch="edu", sim_chips="1", sim_mode="idle",
+    ...                 sim_metric="idle_power_w", sim_value="1", simulable="yes")
+    >>> [r["id"] for r in read_rows(write_rows(path, [row, dict(row, id="T2")]))]
+    ['T1', 'T2']
+    """
+    columns = data_columns()
+    f = io.StringIO()
+    w = csv.DictWriter(f, fieldnames=columns, restval="", lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        extra = [k for k in row if k not in columns]
+        if extra:
+            raise NpusimError(f"{path}: row {row.get('id', '?')!r} has {', '.join(extra)}, no "
+                              f"column of npusim/validate/data/measured.csv; drop or rename it")
+        w.writerow(row)
+    return write_text(path, f.getvalue(), DATA_WHAT)
+
+
 # Where ``npusim validate`` writes unless told (relative to the working directory, resolved
 # when called): a folder of its own, never the installed package or the data file's folder.
 DEFAULT_OUT = Path("validation-report")
@@ -1114,7 +1181,7 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
         unknown or non-simulable ``rows``, a system row's host file that cannot be read
         (naming the row and ``sim_host``), or a report that cannot be written (``--out``).
     """
-    from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plot,
+    from .report import (microcheck_table, npu_summary_markdown, summary_markdown, write_plots,
                          write_report)
     path = Path(data) if data is not None else default_data()
     all_rows, sha = _read_measured(path)
@@ -1145,9 +1212,10 @@ def validate(data: str | Path | None = None, *, out: str | Path | bool | None = 
         res.meta["readings"] = reading_ranges(sim, chosen, results)
     if out is not False:
         folder = make_folder(DEFAULT_OUT if out is None or out is True else out, "report")
-        if plot:
-            res.plot = write_plot(res, folder / "predicted_vs_measured.png")
+        plots = write_plots(res, folder / "predicted_vs_measured.png") if plot else []
+        res.plot = plots[0] if plots else None
         res.report = write_report(res, folder / "REPORT.md")
+        res.files = [res.report, *plots]
     return res
 
 
@@ -1260,4 +1328,5 @@ __all__ = ["RowResult", "ValidationResult", "Simulator", "read_rows", "check_row
            "SYSTEM_METRICS", "host_spec", "system_power",
            "DEFAULT_OUT", "aggregate",
            "not_simulable", "reason_group", "row_precision", "llm_setup", "is_fitted",
-           "simulate_row", "file_sha256", "default_data", "select"]
+           "simulate_row", "file_sha256", "default_data", "select", "data_columns",
+           "blank_row", "write_rows"]

@@ -17,6 +17,8 @@ from ..errors import CapacityError
 from ..figures import figure_class, save_figure
 from ..files import write_text
 from .core import IDLE_METRICS, POWER_METRICS
+from .trend import (TREND_TOLERANCE, batch_of, per_chip, power_trends, series_label,
+                    trend_markdown, trend_series)
 
 if TYPE_CHECKING:
     from .core import RowResult, ValidationResult
@@ -227,45 +229,36 @@ def power_cause(r: "RowResult") -> str:
             "second) lowers the power too.")
 
 
-_BATCH = re.compile(r"(\d+)\s*users")
-
-
-def _power_series(rows: list["RowResult"]) -> dict[tuple[str, str, int], list]:
-    """ML.ENERGY (Y) rows of average power that ran, by (arch, model, chips), with the users
-    (the running batch) read from each row's load."""
-    out: dict[tuple[str, str, int], list] = {}
-    for r in rows:
-        m = _BATCH.search(r.load or "")
-        if (r.id.startswith("Y") and r.metric in ("avg_power_w", "avg_power_w_per_chip")
-                and r.predicted and m):
-            out.setdefault((r.arch, r.model, r.chips), []).append((int(m.group(1)), r))
-    return {k: sorted(v, key=lambda p: p[0]) for k, v in out.items()}
+def _power_series(rows: list["RowResult"]) -> dict[str, list[tuple[int, "RowResult"]]]:
+    """The card-boundary series of the trend check (:func:`~npusim.validate.trend.trend_series`:
+    power rows that differ only in the batch), by label, each as (batch, row) in batch order:
+    the plot draws the table's series."""
+    return {series_label(s): [(batch_of(r.load), r) for r in s]
+            for s in trend_series(rows) if boundary_of(s[0]) == "card"}
 
 
 def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
-    """Measured (solid) and predicted (dashed) power per GPU against the batch of the ML.ENERGY
-    rows, one colour per model and GPU count, the TDP a grey line: the trend check (power
-    rising with load). None (nothing written) when no such row ran."""
+    """Measured (solid) and predicted (dashed) power per GPU against the batch, one colour per
+    series of the trend table (card rows that differ only in the batch), the TDP a grey line:
+    the trend check (power rising with load). None (nothing written) when no such row ran."""
     ss = _power_series(res.rows)
     if not ss:
         return None
     from ..figures import COLOURS, log_ticks, plain_formatter
     Figure = figure_class()
-    fig = Figure(figsize=(8.0, 5.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(13.0, 5.5), dpi=100, layout="constrained")
     ax = fig.subplots()
     xs_all: set[int] = set()
     tdps: set[float] = set()
-    for n, ((arch, model, chips), pts) in enumerate(sorted(ss.items())):
+    for n, (label, pts) in enumerate(ss.items()):
         colour = COLOURS[n % len(COLOURS)]
-        per = [(u, r.measured / r.chips if r.metric == "avg_power_w" else r.measured,
-                r.predicted / r.chips if r.metric == "avg_power_w" else r.predicted)
-               for u, r in pts]
+        per = [(u, per_chip(r, r.measured), per_chip(r, r.predicted)) for u, r in pts]
         xs_all.update(u for u, _, _ in per)
         ax.plot([p[0] for p in per], [p[1] for p in per], color=colour, marker="o",
-                label=f"{model} on {chips} x {arch}: measured")
+                label=f"{label}: measured")
         ax.plot([p[0] for p in per], [p[2] for p in per], color=colour, marker="o", ls="--",
-                mfc="none", label=f"{model} on {chips} x {arch}: npusim")
-        tdp = _tdp(arch)
+                mfc="none", label=f"{label}: npusim")
+        tdp = _tdp(pts[0][1].arch)
         if tdp:
             tdps.add(tdp)
     for tdp in sorted(tdps):
@@ -277,9 +270,9 @@ def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
     ax.yaxis.set_major_formatter(plain_formatter())
     ax.set_xlabel("running batch (users)")
     ax.set_ylabel("average power per GPU (W, board)")
-    ax.set_title("ML.ENERGY rows: power against batch, measured vs npusim")
+    ax.set_title("Power rows: power per GPU against batch, measured vs npusim")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig.legend(fontsize=7, loc="outside right upper")   # beside the axes: no line hidden
     return save_figure(fig, path)
 
 
@@ -305,10 +298,22 @@ def _power_section(res: "ValidationResult", folder: Path) -> list[str]:
            "have no target: they read the arch's inputs back. Rows the power model was fitted "
            f"on: {', '.join(fitted) or 'none'} (see \"Calibration in force\").", "",
            power_summary_markdown(res).rstrip(), ""]
+    out += ["### Power against batch", "",
+            "The trend check (issue 13: power rising with load on GPUs from about 0.7 to about "
+            "1.0 of TDP, as measured). Each line is a series of power rows that differ only in "
+            "the batch (same source, arch, model, chips, precision, boundary, metric, input "
+            "length and a like output length), from its lowest batch to its highest: power per "
+            "chip, as a fraction of the chip's TDP in brackets (card rows), and the change "
+            "(power at the highest batch over the lowest). The direction agrees when both "
+            "changes rise or both fall; the size is right when npusim's change is within "
+            f"{TREND_TOLERANCE:.0%} of the measured one (the held-out power target, applied to "
+            "the ratio: with the low end exact, it is the high end's own error). Fitted rows "
+            "are marked *.", "",
+            trend_markdown(power_trends(res.rows, _tdp)).rstrip(), ""]
     if (folder / POWER_PNG).is_file():
         out += [f"![power against batch]({POWER_PNG})", "",
-                "The trend check: measured power per GPU rises with the running batch; the "
-                "dashed lines are npusim's for the same rows.", ""]
+                "The series of the table against the running batch: measured power per GPU "
+                "solid, npusim's for the same rows dashed.", ""]
     return out
 
 
@@ -630,10 +635,22 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
     return write_text(path, "\n".join(lines), "the validation report")
 
 
+def write_plots(res: "ValidationResult", path: Path) -> list[Path]:
+    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the power-against-batch
+    plot (:func:`write_power_plot`) when a series of power rows ran: every file written, the
+    scatter first."""
+    power = write_power_plot(res, Path(path).with_name(POWER_PNG))
+    return [_write_scatter(res, path), *([power] if power else [])]
+
+
 def write_plot(res: "ValidationResult", path: Path) -> Path:
+    """:func:`write_plots`, returning the scatter's path alone."""
+    return write_plots(res, path)[0]
+
+
+def _write_scatter(res: "ValidationResult", path: Path) -> Path:
     """Log-log predicted vs measured, one marker per arch, fitted rows hollow, y = x with
-    10% and 25% bands; one panel per unit family so that every axis is one quantity. Beside
-    it, the ML.ENERGY power-against-batch plot (:func:`write_power_plot`) when such rows ran."""
+    10% and 25% bands; one panel per unit family so that every axis is one quantity."""
     Figure = figure_class()
     panels = [("throughput", ("decode_tok_s", "decode_tok_s_per_chip", "prefill_tok_s",
                               "gemm_tflops", "dram_tbps")),
@@ -678,7 +695,6 @@ def write_plot(res: "ValidationResult", path: Path) -> Path:
         ax.set_ylabel("npusim predicted")
         ax.set_title(f"{title} rows")
         ax.legend(fontsize=7, loc="upper left")
-    write_power_plot(res, Path(path).with_name(POWER_PNG))
     return save_figure(fig, path)
 
 
