@@ -329,8 +329,13 @@ def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power) -> Map
                               f"{need:.0f} B of the core's {arch.cores.sram:.0f} B SRAM")
     score = out[:, 0].copy()
     if power is not None and power.budget_w > 0:
+        # the op's time as the engine will give it: its cycles plus the launch overhead, or
+        # the time its energy needs at the power limit if that is longer (_power_capped);
+        # ranking on cycles alone would let a tile that is a hair faster at full clock but
+        # hungrier win, and end slower once capped
         energy = power.energy(out[:, 2], out[:, 3], out[:, 4], out[:, 5])
-        score = np.maximum(score, energy / power.budget_w * clock)
+        launch = float(arch.launch_overhead or 0.0) * clock
+        score = np.maximum(score + launch, energy / power.budget_w * clock)
     score = np.where(valid, score, np.inf)
     best = score.min()
     near = np.flatnonzero(score <= best * (1 + 1e-9))
