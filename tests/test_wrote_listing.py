@@ -1,6 +1,7 @@
 """The CLI's "wrote PATH" lines name every file a command wrote, and only files that exist:
 ``npusim kperf --out DIR`` (the sheets and every PNG, the power graphs among them) and
-``npusim validate --out DIR`` (the report, the scatter and the power-against-batch plot)."""
+``npusim validate --out DIR`` (the report, the scatter, the power- and energy-per-token-against-batch
+plots)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,3 +58,16 @@ def test_validate_without_power_rows_lists_no_power_plot(cli, tmp_path):
                          "--out", str(out_dir))
     assert code == 0, err
     assert _check(out, out_dir) == ["REPORT.md", "predicted_vs_measured.png"]
+
+
+def test_validate_lists_the_energy_plot(cli, tmp_path):
+    """Energy-per-token rows at two batches: energy_per_token_vs_batch.png, listed, and REPORT.md
+    shows it."""
+    pytest.importorskip("matplotlib")
+    out_dir = tmp_path / "v"
+    code, out, err = cli("validate", "--rows", "Y12", "Y14", "--no-microchecks",
+                         "--no-progress", "--out", str(out_dir))
+    assert code == 0, err
+    assert _check(out, out_dir) == ["REPORT.md", "energy_per_token_vs_batch.png",
+                                    "predicted_vs_measured.png"]
+    assert "(energy_per_token_vs_batch.png)" in (out_dir / "REPORT.md").read_text()

@@ -17,7 +17,7 @@ from ..errors import CapacityError
 from ..figures import figure_class, save_figure
 from ..files import write_text
 from .core import IDLE_METRICS, POWER_METRICS
-from .trend import (TREND_TOLERANCE, batch_of, per_chip, power_trends, series_label,
+from .trend import (TREND_METRICS, TREND_TOLERANCE, batch_of, per_chip, power_trends, series_label,
                     trend_markdown, trend_series)
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ RNGD_TARGET = 0.20
 POWER_TARGETS = {"avg_power_w": 0.15, "avg_power_w_per_chip": 0.15, "energy_per_token_j": 0.20}
 TARGETS.update(POWER_TARGETS)
 POWER_PNG = "power_vs_batch.png"
+ENERGY_PNG = "energy_per_token_vs_batch.png"
 OUTLIER = 0.30
 MARKERS = {"h100": ("o", "tab:green"), "a100": ("s", "tab:blue"), "rngd": ("D", "tab:red"),
            "h200": ("^", "tab:olive"), "atom": ("v", "tab:purple"),
@@ -229,12 +230,45 @@ def power_cause(r: "RowResult") -> str:
             "second) lowers the power too.")
 
 
-def _power_series(rows: list["RowResult"]) -> dict[str, list[tuple[int, "RowResult"]]]:
+def _power_series(rows: list["RowResult"], metrics: tuple[str, ...] = TREND_METRICS
+                  ) -> dict[str, list[tuple[int, "RowResult"]]]:
     """The card-boundary series of the trend check (:func:`~npusim.validate.trend.trend_series`:
-    power rows that differ only in the batch), by label, each as (batch, row) in batch order:
-    the plot draws the table's series."""
+    rows of ``metrics`` that differ only in the batch), by label, each as (batch, row) in batch
+    order: the plots draw the table's series."""
     return {series_label(s): [(batch_of(r.load), r) for r in s]
-            for s in trend_series(rows) if boundary_of(s[0]) == "card"}
+            for s in trend_series(rows, metrics) if boundary_of(s[0]) == "card"}
+
+
+def write_energy_plot(res: "ValidationResult", path: Path) -> Path | None:
+    """Measured (solid) and predicted (dashed) energy per output token against the batch, one
+    colour per series of card rows that differ only in the batch (log scale: it falls by an
+    order of magnitude as the batch amortises the weights). None when no such row ran."""
+    ss = _power_series(res.rows, ("energy_per_token_j",))
+    if not ss:
+        return None
+    from ..figures import COLOURS, log_ticks, plain_formatter
+    Figure = figure_class()
+    fig = Figure(figsize=(13.0, 5.5), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    xs_all: set[int] = set()
+    for n, (label, pts) in enumerate(ss.items()):
+        colour = COLOURS[n % len(COLOURS)]
+        xs = [u for u, _ in pts]
+        xs_all.update(xs)
+        ax.plot(xs, [r.measured for _, r in pts], color=colour, marker="o",
+                label=f"{label}: measured")
+        ax.plot(xs, [r.predicted for _, r in pts], color=colour, marker="o", ls="--",
+                mfc="none", label=f"{label}: npusim")
+    log_ticks(ax, sorted(xs_all), "x")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(plain_formatter())
+    ax.yaxis.set_minor_formatter(plain_formatter())
+    ax.set_xlabel("running batch (users)")
+    ax.set_ylabel("energy per output token (J, boards)")
+    ax.set_title("Energy per token against batch, measured vs npusim")
+    ax.grid(True, alpha=0.3, which="both")
+    fig.legend(fontsize=7, loc="outside right upper")
+    return save_figure(fig, path)
 
 
 def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
@@ -314,6 +348,10 @@ def _power_section(res: "ValidationResult", folder: Path) -> list[str]:
         out += [f"![power against batch]({POWER_PNG})", "",
                 "The series of the table against the running batch: measured power per GPU "
                 "solid, npusim's for the same rows dashed.", ""]
+    if (folder / ENERGY_PNG).is_file():
+        out += [f"![energy per token against batch]({ENERGY_PNG})", "",
+                "Energy per output token of the same runs against the running batch, measured "
+                "solid, npusim dashed.", ""]
     return out
 
 
@@ -636,11 +674,12 @@ def write_report(res: "ValidationResult", path: Path) -> Path:
 
 
 def write_plots(res: "ValidationResult", path: Path) -> list[Path]:
-    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the power-against-batch
-    plot (:func:`write_power_plot`) when a series of power rows ran: every file written, the
-    scatter first."""
+    """The scatter (:func:`write_plot`) at ``path`` and, beside it, the power- and
+    energy-per-token-against-batch plots (:func:`write_power_plot`, :func:`write_energy_plot`)
+    when such a series ran: every file written, the scatter first."""
     power = write_power_plot(res, Path(path).with_name(POWER_PNG))
-    return [_write_scatter(res, path), *([power] if power else [])]
+    energy = write_energy_plot(res, Path(path).with_name(ENERGY_PNG))
+    return [_write_scatter(res, path), *(p for p in (power, energy) if p)]
 
 
 def write_plot(res: "ValidationResult", path: Path) -> Path:

@@ -132,12 +132,13 @@ def _natural(row_id: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", row_id))
 
 
-def trend_series(rows: Iterable["RowResult"]) -> list[list["RowResult"]]:
-    """The ran power rows grouped into series that differ only in the batch (module docstring);
-    only series with two batches or more, each in batch order."""
+def trend_series(rows: Iterable["RowResult"],
+                 metrics: tuple[str, ...] = TREND_METRICS) -> list[list["RowResult"]]:
+    """The ran rows of ``metrics`` (power, unless told) grouped into series that differ only in
+    the batch (module docstring); only series with two batches or more, each in batch order."""
     groups: dict[tuple, list] = {}
     for r in rows:
-        if (r.metric in TREND_METRICS and r.predicted is not None and math.isfinite(r.predicted)
+        if (r.metric in metrics and r.predicted is not None and math.isfinite(r.predicted)
                 and r.predicted > 0 and r.measured > 0 and batch_of(r.load) is not None):
             groups.setdefault(_key(r), []).append(r)
     out = []
