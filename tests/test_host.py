@@ -17,8 +17,8 @@ from onnx import TensorProto as T
 from onnx import helper
 
 from npusim.arch import load_arch
-from npusim.arch.host import (Component, Host, build_host, card_idle_w, default_host,
-                              host_names, load_host, resolve_host)
+from npusim.arch.host import (Component, Host, build_host, card_idle_w, cpu_power,
+                              default_host, host_names, load_host, resolve_host)
 from npusim.errors import ArchError, NpusimError
 from npusim.validate.core import (Simulator, blank_row, default_data, simulate_row, system_power,
                                   write_rows)
@@ -60,6 +60,42 @@ def test_hand_computed_system_power(tmp_path):
     assert q.system_w == pytest.approx((200.0 + 110.0) / 0.8)
     # half busy: every part halfway between
     assert h.components_w(0.5) == pytest.approx(165.0)
+
+
+def test_cpu_power_is_linear_in_its_load():
+    """Fan, Weber and Barroso's linear server model: idle_fraction x TDP at no use,
+    active_fraction x TDP fully used, in between at the harness's load."""
+    assert cpu_power(200.0, 0.25, 1.0, 0.0) == 50.0
+    assert cpu_power(200.0, 0.25, 1.0, 1.0) == 200.0
+    assert cpu_power(350.0, 0.25, 1.0, 0.1) == pytest.approx(113.75)   # 350 x (0.25 + 0.075)
+
+
+def test_cpu_and_part_loads_set_the_busy_power(tmp_path):
+    """cpu.load and a component's load: busy power = idle + (active - idle) x load, by hand."""
+    tree = copy.deepcopy(GOOD)
+    tree["cpu"]["load"] = 0.2                              # 200 x (0.5 + 0.5 x 0.2) = 120 W
+    tree["components"]["memory"]["load"] = 0.4             # 2 x (5 + 5 x 0.4) = 14 W
+    tree["components"]["nic"] = {"count": 3, "idle": "4 W", "active": "9 W", "load": 0}
+    h = load_host(write_host(tmp_path / "h.yaml", tree))
+    assert h.components_w(1.0) == pytest.approx(120.0 + 14.0 + 12.0)
+    assert h.components_w(0.0) == pytest.approx(100.0 + 10.0 + 12.0)   # idle: loads unused
+    # busy: cards 600 + spare 100 + parts 146, fans 0.1 x 846; 930.6 W -> 9.3 % of 10 kW: 0.8
+    p = h.system(300.0, 2, 50.0, 1.0)
+    assert p.system_w == pytest.approx(846.0 * 1.1 / 0.8)
+    # load absent: fully used while busy (the file's old meaning)
+    assert load_host(write_host(tmp_path / "g.yaml", GOOD)).components_w(1.0) == 220.0
+
+
+def test_shipped_presets_state_every_load():
+    """The rule of the shipped presets (npusim/archs/hosts, top comment): CPU load 0.1, DRAM
+    0.1, drives and NICs 0, switches 0.5; a fully loaded socket at its TDP."""
+    rule = {"memory": 0.1, "nic": 0.0, "storage": 0.0, "nvswitch": 0.5, "pcie_switch": 0.5}
+    for name in host_names():
+        tree = yaml.safe_load((Path(__file__).parents[1] / "npusim" / "archs" / "hosts" /
+                               f"{name}.yaml").read_text(encoding="utf-8"))
+        assert tree["cpu"]["load"] == 0.1 and tree["cpu"]["active_fraction"] == 1.0, name
+        for part, v in tree["components"].items():
+            assert v.get("load", 1.0) == rule.get(part, 1.0), (name, part)
 
 
 def test_more_chips_than_slots_take_more_servers(tmp_path):
@@ -135,6 +171,9 @@ BAD = [
     (("cpu", "tdp"), "200 GHz", "cpu.tdp"), (("cpu", "tdp"), 200, "cpu.tdp"),
     (("cpu", "tdp"), "5 kW", "cpu.tdp"), (("cpu", "idle_fraction"), 1.5, "cpu.idle_fraction"),
     (("cpu", "active_fraction"), 0.1, "cpu.active_fraction"), (("cpu", "socket"), 1, "cpu"),
+    (("cpu", "load"), 1.5, "cpu.load"), (("cpu", "load"), "busy", "cpu.load"),
+    (("cpu", "load"), -0.1, "cpu.load"), (("components", "memory", "load"), 2, "components.memory.load"),
+    (("components", "memory", "load"), True, "components.memory.load"),
     (("components", "memory", "idle"), "-5 W", "components.memory.idle"),
     (("components", "memory", "active"), "1 W", "components.memory.active"),
     (("components", "memory", "count"), "two", "components.memory.count"),
@@ -318,6 +357,30 @@ def test_shipped_x1_is_marked_fitted_and_reads_its_host():
     r = simulate_row(sim, rows["X1"])
     assert r.fitted and r.error_message == "" and "xe9680-h100" in r.load
     assert not simulate_row(sim, rows["X2"]).fitted
+
+
+def test_shipped_a100_fits_hold_and_are_marked():
+    """The A100 family's two fitted rows: W24 (energy.operand_delivery, calibration/a100.yaml)
+    and W26 (dgx-a100's board): both reproduce their measurement and are marked fitted; the
+    other simulable A100 wall rows are held out."""
+    rows = {r["id"]: r for r in csv.DictReader(open(default_data(), newline="",
+                                                    encoding="utf-8"))}
+    sim = Simulator(default_data().parent)
+    for rid in ("W24", "W26"):
+        r = simulate_row(sim, rows[rid])
+        assert r.fitted and r.error_message == "", rid
+        assert r.predicted == pytest.approx(float(rows[rid]["value"]), rel=2e-3), rid
+    assert load_host("dgx-a100").fitted_rows == ("W26",)
+    assert not simulate_row(sim, rows["W28"]).fitted
+
+
+def test_a100_board_rule_of_the_other_chassis():
+    """GX2570 M6 carries dgx-a100's fitted board (same HGX A100 8-GPU baseboard); the
+    4-GPU XE8545 half of it."""
+    board = {h: next(c.idle_w for c in load_host(h).components if c.name == "board")
+             for h in ("dgx-a100", "gx2570m6-a100", "xe8545-a100")}
+    assert board["gx2570m6-a100"] == board["dgx-a100"]
+    assert board["xe8545-a100"] == pytest.approx(board["dgx-a100"] / 2, abs=0.05)
 
 
 def test_system_row_with_a_bad_host_file_fails_on_its_row(tmp_path):

@@ -26,6 +26,8 @@ BAD = {
     ("cpu", "tdp"): ["300", 300, "3 GHz", "2 kW", "-1 W", "nan W", "1e400 W"],
     ("cpu", "idle_fraction"): [-0.1, 1.5, "half", None],
     ("cpu", "active_fraction"): [0.1, 2],
+    ("cpu", "load"): [-0.5, 1.5, "busy", True, "nan"],
+    ("components", "memory", "load"): [2, -1, "half", [0.1]],
     ("cpu", "cores"): [56],
     ("components", "memory", "count"): [-1, 1.5, "16", 10 ** 6],
     ("components", "memory", "idle"): ["3", "3 J", "-3 W", "9 kW"],

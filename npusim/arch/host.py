@@ -12,19 +12,27 @@ A host file (``npusim/archs/hosts/<name>.yaml``, or a user's YAML given by path)
     slots: 8                      # accelerator slots of one server
     default_for: [h100]           # archs that get this host unless told otherwise (optional)
     fitted_rows: [X1]             # measured rows a value below was fitted on (optional)
-    cpu: {count: 2, tdp: 350 W, idle_fraction: 0.25, active_fraction: 0.5}
-    components:                   # any names; per unit: count, idle and active power
-      memory: {count: 32, idle: 3 W, active: 6 W}
+    cpu: {count: 2, tdp: 350 W, idle_fraction: 0.25, active_fraction: 1.0, load: 0.1}
+    components:                   # any names; per unit: count, idle and fully used power,
+      memory: {count: 32, idle: 3 W, active: 6 W, load: 0.1}   # and its use while the
+                                  # accelerators run (load, 0..1, default 1)
     fans: {idle_share: 0.05, active_share: 0.10}   # share of the DC load the fans add
     psu: {capacity: 16.8 kW, efficiency: [[0.1, 0.90], [0.2, 0.94], [0.5, 0.96], [1.0, 0.91]]}
 
-The model (:meth:`Host.system`) is two-state: while the accelerators run, every component
-draws its ``active`` power (the CPUs ``active_fraction`` x TDP) and the fans add
-``active_share`` of the load; while they wait, the ``idle`` figures; a run that is busy for a
-fraction ``b`` of its window draws ``b`` x active + (1 - b) x idle. A run on fewer chips than
-the server has slots still powers the whole server: the empty-handed accelerators draw their
-idle power, because a meter at the wall sees them (MLPerf's rows are whole servers); a run on
-more chips than one server holds uses ``ceil(chips / slots)`` servers, each with its host.
+The model (:meth:`Host.system`) is two-state. While the accelerators run, every component
+draws its power at the use (``load``, 0..1) the run gives it, linear between its ``idle`` (no
+use) and ``active`` (full use) figures, and the fans add ``active_share`` of the load; while
+they wait, the ``idle`` figures and ``idle_share``; a run busy for a fraction ``b`` of its
+window draws ``b`` x busy + (1 - b) x waiting. A CPU socket is linear in its utilisation
+between ``idle_fraction`` and ``active_fraction`` of its TDP, the server power model of Fan,
+Weber and Barroso ("Power provisioning for a warehouse-sized computer", ISCA 2007); its
+``load`` is the utilisation the harness feeding the accelerators gives it (an offline GPU
+harness mostly waits on the GPUs). ``load`` defaults to 1 (fully used while busy).
+
+A run on fewer chips than the server has slots still powers the whole server: the empty-handed
+accelerators draw their idle power, because a meter at the wall sees them (MLPerf's rows are
+whole servers); a run on more chips than one server holds uses ``ceil(chips / slots)``
+servers, each with its host.
 Wall power is the DC load over the power supplies' efficiency at that load (each server's
 load over its ``psu.capacity``, the rated output of the supplies sharing it), interpolated
 linearly between the curve's points and held flat beyond its ends.
@@ -46,8 +54,9 @@ NONE = "none"          # --host none: card power only
 AUTO = "auto"          # the arch's usual host (default_for)
 _TOP = {"description", "slots", "default_for", "fitted_rows", "cpu", "components", "fans",
         "psu", "generic"}
-_CPU = {"count", "tdp", "idle_fraction", "active_fraction"}
-_PART = {"count", "idle", "active"}
+_CPU = {"count", "tdp", "idle_fraction", "active_fraction", "load"}
+_CPU_REQUIRED = _CPU - {"load"}
+_PART = {"count", "idle", "active", "load"}
 _FANS = {"idle_share", "active_share"}
 _PSU = {"capacity", "efficiency"}
 # Ranges that refuse physical nonsense (assumptions: no server part comes near them).
@@ -255,25 +264,39 @@ def _component(name: Any, value: Any, label: str) -> Component:
         raise ArchError(f"{label}: components: {brief(name)} is not a component name "
                         f"(lowercase letters, digits and _, e.g. memory)")
     where = f"components.{name}"
-    d = _mapping(value, _PART, label, where)
+    d = _mapping(value, _PART, label, where, required=_PART - {"load"})
     count = _number(d["count"], label, f"{where}.count", 0, MAX_COUNT, integer=True)
     idle = _power(d["idle"], label, f"{where}.idle", MAX_PART_W)
     active = _power(d["active"], label, f"{where}.active", MAX_PART_W)
+    load = _number(d.get("load", 1.0), label, f"{where}.load", 0.0, 1.0)
     if active < idle:
         raise ArchError(f"{label}: {where}.active: {brief(d['active'])} is below its idle "
                         f"power {brief(d['idle'])}; a part does not draw less while working")
-    return Component(name, count, idle, active)
+    return Component(name, count, idle, idle + (active - idle) * load)
+
+
+def cpu_power(tdp_w: float, idle_fraction: float, active_fraction: float,
+              load: float) -> float:
+    """One CPU socket's power (W) at utilisation ``load``: linear between ``idle_fraction``
+    and ``active_fraction`` of its TDP (Fan, Weber, Barroso, ISCA 2007: a server's power is
+    close to linear in its CPU utilisation between its idle and its fully loaded power).
+
+    >>> cpu_power(200.0, 0.25, 1.0, 0.1)
+    65.0
+    """
+    return tdp_w * (idle_fraction + (active_fraction - idle_fraction) * load)
 
 
 def _cpu(value: Any, label: str) -> Component:
-    d = _mapping(value, _CPU, label, "cpu")
+    d = _mapping(value, _CPU, label, "cpu", required=_CPU_REQUIRED)
     count = _number(d["count"], label, "cpu.count", 0, 16, integer=True)
     tdp = _power(d["tdp"], label, "cpu.tdp", MAX_TDP_W)
     lo = _number(d["idle_fraction"], label, "cpu.idle_fraction", 0.0, 1.0)
     hi = _number(d["active_fraction"], label, "cpu.active_fraction", 0.0, 1.0)
+    load = _number(d.get("load", 1.0), label, "cpu.load", 0.0, 1.0)
     if hi < lo:
         raise ArchError(f"{label}: cpu.active_fraction: {hi:g} is below idle_fraction {lo:g}")
-    return Component("cpu", count, lo * tdp, hi * tdp)
+    return Component("cpu", count, cpu_power(tdp, lo, lo, 0.0), cpu_power(tdp, lo, hi, load))
 
 
 def build_host(tree: Any, label: str) -> Host:
@@ -293,7 +316,7 @@ def build_host(tree: Any, label: str) -> Host:
     for name, value in comps.items():
         if name == "cpu":
             raise ArchError(f"{label}: components.cpu: the CPUs go in the top-level cpu "
-                            f"section (count, tdp, idle_fraction, active_fraction)")
+                            f"section (count, tdp, idle_fraction, active_fraction, load)")
         parts.append(_component(name, value, label))
     fans = _mapping(d.get("fans") or {"idle_share": 0.0, "active_share": 0.0}, _FANS, label,
                     "fans")
@@ -392,5 +415,6 @@ def system_keys(host: Host | None, card_w: float, chips: int, idle_card_w: float
     return {"host": host.name, "host_power_w": p.host_w, "system_power_w": p.system_w}
 
 
-__all__ = ["AUTO", "NONE", "Component", "Host", "SystemPower", "build_host", "card_idle_w", "default_host",
+__all__ = ["AUTO", "NONE", "Component", "Host", "SystemPower", "build_host", "card_idle_w",
+           "cpu_power", "default_host",
            "host_names", "load_host", "resolve_host", "system_keys"]
