@@ -124,6 +124,7 @@ ARCHS = ["rngd", "h100", "a100", "atom", "edu", "systolic-128"]
 # a power-capped op whose search once ranked tiles on cycles alone (more SRAM: +2.6e-6 slower)
 @example(arch="a100", m=81, k=1173, n=194, scale=1.5, field="cores.sram")
 @example(arch="a100", m=3718, k=95, n=2779, scale=1.5, field="cores.count")
+@example(arch="a100", m=1, k=646, n=1185, scale=1.5, field="cores.sram")
 def test_never_below_roofline_and_more_resources_never_slower(arch, m, k, n, scale, field):
     base = npusim.load_arch(arch)
     value = {"dram.bandwidth": lambda a: f"{a.dram.bandwidth * scale} B/s",

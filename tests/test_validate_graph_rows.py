@@ -88,7 +88,7 @@ def test_missing_file_is_the_rows_error(tmp_path):
     ({"sim_chips": "2"}, "a graph row runs on one chip"),
     ({"sim_precision": "int3"}, "'int3' is not one of"),
     ({"sim_output_len": "128"}, "column sim_output_len: not used by sim_mode graph"),
-    ({"sim_rate": "2"}, "column sim_rate: not used by sim_mode graph"),
+    ({"sim_rate": "2"}, "column sim_rate: a graph row's rate (MLPerf Server's samples per second) only sets"),
     ({"sim_metric": "ttft_s"}, "not a metric of sim_mode graph; use one of latency_s, samples_s"),
 ])
 def test_bad_graph_rows_are_refused(change, needle):
