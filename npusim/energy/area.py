@@ -478,9 +478,9 @@ def components(arch: Arch, table: AreaTable) -> tuple[dict[str, float], list[str
     return {k: out[k] for k in COMPONENTS}, notes
 
 
-@lru_cache(maxsize=256)
 def chip_area(arch: Arch) -> ChipArea:
-    """The silicon area of one chip of ``arch`` (memoised per arch: archs are frozen).
+    """The silicon area of one chip of ``arch``: memoised for the shipped tables (archs are
+    frozen); an area table beside a user's arch file is read afresh each time (it may change).
 
     Returns ``nan`` with the reason in ``notes`` when the arch's node has no area table.
 
@@ -498,6 +498,19 @@ def chip_area(arch: Arch) -> ChipArea:
     >>> math.isnan(chip_area(load_arch("edu")).total_mm2)
     True
     """
+    if _sidecar(arch) is not None:
+        return _area_of(arch)
+    return _shipped_area(arch, arch.source)
+
+
+@lru_cache(maxsize=256)
+def _shipped_area(arch: Arch, source: str) -> ChipArea:
+    """:func:`_area_of` memoised; ``source`` is part of the key because archs that differ only
+    in their file compare equal."""
+    return _area_of(arch)
+
+
+def _area_of(arch: Arch) -> ChipArea:
     table, why = table_for_arch(arch)
     if table is None:
         return ChipArea(arch=arch.name, total_mm2=math.nan, notes=(why,))
