@@ -254,3 +254,21 @@ def test_shipped_tables_validate():
     assert len(nodes) == 2 and all(t.matches for t in shipped_tables())
     with pytest.raises(ArchError, match="matches"):
         build_table({"node": "x", "logic_density": "1 MTr/mm^2", "sram": "1 mm^2/MiB"}, "t.yaml")
+
+
+def test_fuzz_corpus_cases_are_clean(cli, tmp_path):
+    """benchmarks/fuzz_cases/area.py through the CLI: each certainly-bad table is one clean
+    error, and no case ends in anything but a result or one clean error."""
+    import importlib.util
+    import random
+    src = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_cases" / "area.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cases_area", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    seen = set()
+    for label, argv, must_fail in mod.cases(tmp_path, random.Random(7), 24):
+        code, _, err = cli(*argv)
+        seen.add(label)
+        assert _clean_error(code, err) if must_fail else (code == 0 or _clean_error(code, err)), \
+            (label, argv, err)
+    assert seen == {"area/value", "area/structure"}

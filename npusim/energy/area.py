@@ -494,7 +494,7 @@ def chip_area(arch: Arch) -> ChipArea:
     >>> from npusim.arch import load_arch
     >>> a = chip_area(load_arch("rngd"))
     >>> a.node, round(a.total_mm2)
-    ('TSMC N5 family (N5, N4, 4N)', 736)
+    ('TSMC N5 family (N5, N4, 4N)', 732)
     >>> math.isnan(chip_area(load_arch("edu")).total_mm2)
     True
     """
