@@ -84,8 +84,10 @@ def test_node_matching_takes_the_first_node_named():
     assert table_for_node("TSMC 4N (scaled as N5)").node.startswith("TSMC N5")
     assert table_for_node("Samsung 5 nm (weakly sourced; scaled as TSMC N5)").node.startswith(
         "TSMC N5")
-    assert table_for_node("45 nm, 0.9 V") is None          # '5 nm' is not a token of '45 nm'
+    assert table_for_node("45 nm, 0.9 V").node == "45 nm"  # '5 nm' is not a token of '45 nm'
     assert table_for_node("FPGA, 16 nm-class") is None
+    assert table_for_node("TSMC N50") is None and table_for_node("N55") is None
+    assert table_for_node("TSMC A14 (1.4 nm)") is None and table_for_node("N5.5") is None
 
 
 # ----------------------------------------------------------------------------- in results
@@ -109,15 +111,18 @@ def test_run_prints_area_beside_tdp(cli):
 
 
 def test_unknown_node_is_nan_with_the_reason(cli, tmp_path):
-    """edu's energy table names Horowitz's 45 nm, which has no area table: nan, never a number
-    borrowed from another node, and the notes (and the JSON) say why."""
-    t = npusim.simulate("tiny-llama", "edu").totals()
+    """A node no area table covers (here TSMC A14, set through the energy table's node): nan,
+    never a number borrowed from another node, and the notes (and the JSON) say why."""
+    arch = load_arch("edu", ["energy.node=TSMC A14 (1.4 nm)"])
+    t = npusim.simulate("tiny-llama", arch).totals()
     assert math.isnan(t["area_mm2"]) and t["area_by_component_mm2"] == {}
-    assert "no area table for process node" in t["area_notes"][0] and "45 nm" in t["area_notes"][0]
+    assert "no area table for process node" in t["area_notes"][0] and "A14" in t["area_notes"][0]
     out = tmp_path / "r.json"
-    code, printed, _ = cli("run", "tiny-llama", "--arch", "edu", "--json", str(out))
+    code, printed, _ = cli("run", "tiny-llama", "--arch", "edu", "--set",
+                           "energy.node=TSMC A14 (1.4 nm)", "--json", str(out))
     assert code == 0 and json.loads(out.read_text())["totals"]["area_mm2"] == "nan"
     assert "silicon area unknown" in printed
+    assert math.isnan(chip_area(load_arch("gddr6-aim")).total_mm2)     # an FPGA
 
 
 def test_link_without_a_phy_figure_is_costed_as_pcie_and_says_so():
@@ -268,7 +273,8 @@ def test_fuzz_area_table_through_the_cli(tmp_path_factory, cli, old, junk):
 def test_shipped_tables_validate():
     from npusim.energy.area import shipped_tables
     nodes = [t.node for t in shipped_tables()]
-    assert len(nodes) == 2 and all(t.matches for t in shipped_tables())
+    assert sorted(nodes) == ["45 nm", "TSMC N5 family (N5, N4, 4N)", "TSMC N7"]
+    assert all(t.matches for t in shipped_tables())
     with pytest.raises(ArchError, match="matches"):
         build_table({"node": "x", "logic_density": "1 MTr/mm^2", "sram": "1 mm^2/MiB"}, "t.yaml")
 

@@ -207,15 +207,16 @@ class RunResult:
             t["system_power_w"] = host["system_power_w"]
         if self.devices != ("npu",) and self.ops:
             t["by_device"] = self.by_device()
-        t.update(self.area_totals())
+        if self.area:
+            t.update(self.area_totals())
         return t
 
     def area_totals(self) -> dict:
-        """``area_mm2`` (``nan`` when unknown: ``area_notes`` say why) and its breakdown."""
-        a = dict(self.area) or {"area_mm2": None, "area_by_component_mm2": {}, "area_node": None,
-                                "area_notes": ["area not computed: the result was built "
-                                               "without its arch"]}
-        a["area_mm2"] = math.nan if a.get("area_mm2") is None else a["area_mm2"]
+        """``area_mm2`` (``nan`` when unknown: ``area_notes`` say why) and its breakdown; empty
+        for a result built by hand without its arch's area."""
+        a = dict(self.area)
+        if a:
+            a["area_mm2"] = math.nan if a.get("area_mm2") is None else a["area_mm2"]
         return a
 
     def _totals(self) -> dict:
