@@ -333,6 +333,7 @@ def shipped_tables() -> tuple[AreaTable, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=64)
 def table_for_node(text: str) -> AreaTable | None:
     """The shipped table whose ``matches`` token comes first in an energy table's ``node``
     text (a whole token: ``5 nm`` matches neither ``45 nm`` nor ``1.5 nm``), or ``None``.
