@@ -1,6 +1,7 @@
 """The result tree: a run holds per-op records; every total is a sum over the records."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 BOUNDS = ("compute", "memory", "latency")
@@ -113,7 +114,9 @@ class RunResult:
 
     ``peak_macs_per_s`` (bf16, the roofline plot's ceiling), ``dram_bandwidth`` (bytes/s), ``clock_hz``
     and ``tdp_w`` (to print beside average power) are the arch's, copied here so a result
-    stands alone (a roofline plot needs nothing else).
+    stands alone (a roofline plot needs nothing else); so is ``area``, the chip's silicon area
+    (:func:`npusim.energy.area.area_totals`: ``area_mm2``, ``None`` when its node has no area
+    table, with ``area_by_component_mm2``, ``area_node``, ``area_notes``).
     """
 
     model: str
@@ -126,6 +129,7 @@ class RunResult:
     tdp_w: float | None = None
     clock_hz: float = 0.0
     dram_bandwidth: float = 0.0
+    area: dict = field(default_factory=dict)
 
     @property
     def macs(self) -> int:
@@ -203,7 +207,17 @@ class RunResult:
             t["system_power_w"] = host["system_power_w"]
         if self.devices != ("npu",) and self.ops:
             t["by_device"] = self.by_device()
+        if self.area:
+            t.update(self.area_totals())
         return t
+
+    def area_totals(self) -> dict:
+        """``area_mm2`` (``nan`` when unknown: ``area_notes`` say why) and its breakdown; empty
+        for a result built by hand without its arch's area."""
+        a = dict(self.area)
+        if a:
+            a["area_mm2"] = math.nan if a.get("area_mm2") is None else a["area_mm2"]
+        return a
 
     def _totals(self) -> dict:
         return {

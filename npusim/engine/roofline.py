@@ -26,6 +26,7 @@ business and can only add time.
 from __future__ import annotations
 
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Reduction, Role
+from ..energy.area import area_totals
 from .result import OpRecord, RunResult
 
 # longest run of ops between the two matmuls of an attention (scale, mask, sinks, softmax...)
@@ -248,7 +249,7 @@ def roofline(graph: Graph, arch) -> RunResult:
     return RunResult(model=graph.name, arch=arch.name, engine="roofline", ops=records,
                      meta=dict(graph.meta), warnings=tuple(graph.warnings),
                      peak_macs_per_s=_peak(arch), tdp_w=arch.power.tdp, clock_hz=arch.clock,
-                     dram_bandwidth=arch.dram.bandwidth)
+                     dram_bandwidth=arch.dram.bandwidth, area=area_totals(arch))
 
 
 def _peak(arch) -> float:

@@ -62,6 +62,7 @@ from .dram import dram_table
 from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
                        streamed_tensors, system_chips)
 from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
+from ..energy.area import area_totals
 
 # what a lower core voltage makes cheaper (the rest, DRAM and links, are device figures)
 _ON_CHIP = frozenset((*ON_CHIP, OVERHEAD, DELIVERY))
@@ -708,4 +709,5 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         warnings.extend(placer.warnings(len(records)))
     return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
                      meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
-                     tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth)
+                     tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth,
+                     area=area_totals(arch))

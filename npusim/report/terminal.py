@@ -168,6 +168,7 @@ def print_run(result: RunResult, con: Console | None = None, top: int = 15) -> N
             f"{k} {100 * v / t['energy_j']:.0f}%"
             for k, v in sorted(t["energy_by_component_j"].items(), key=lambda kv: -kv[1])
             if v > 0])
+    print_items(con, "  ", [_area_item(t)])
     if "by_device" in t:
         print_items(con, "  by device:", [
             f"{d} {si(v['latency_s'], 's')}"
@@ -260,6 +261,15 @@ def print_pim(summaries: Sequence[dict], con: Console | None = None) -> None:
             f"read-out {si(gm['readout_s'], 's')}", f"refresh {si(gm['refresh_s'], 's')}",
             (f"NPU overtakes PIM at batch {cross}" if cross is not None else
              f"PIM still faster than the NPU at batch {s['crossover_limit']}")])
+
+
+def _area_item(t: dict) -> str:
+    """One item for the chip's silicon area (npusim/energy/area.py), TDP beside it."""
+    tdp = f" (TDP {t['tdp_w']:.0f} W)" if t.get("tdp_w") else ""
+    area = t.get("area_mm2")
+    if area is None or area != area:
+        return f"silicon area unknown: no area table for the arch's process node{tdp}"
+    return f"silicon area {area:,.0f} mm^2, {t.get('area_node')} area model{tdp}"
 
 
 def print_archs(rows: list[tuple[str, str]], con: Console | None = None,
