@@ -41,7 +41,8 @@ class Precision:
 
 # The precisions K-Perf sweeps, as deployed: W8A8 fp8 and int8 keep a 16-bit KV cache (as
 # FuriosaAI's FP8 builds do, rngd.md section 2); int4 is weight-only with an fp16 scale per 128
-# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch has fp8.
+# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch runs them with
+# fp8 (an FP4 path, or a fallback to fp8), else W4A16 (resolve_precision).
 # fp32 is the unquantised reference (training precision), not a K-Perf precision.
 PRECISIONS = {
     "bf16": Precision("bf16", "bf16", "bf16", "bf16"),
@@ -61,7 +62,8 @@ class PrecisionError(NpusimError):
 def resolve_precision(p: str | Precision, arch=None) -> Precision:
     """The precision named ``p`` (one of :data:`PRECISIONS`), as ``arch`` runs it if given.
 
-    On an arch without native fp8, MXFP4 weights are dequantised to bf16 (W4A16) instead of
+    On an arch without native fp8, or whose ``dtype_fallback.mxfp4`` dequantises MXFP4 to a
+    16-bit float (Hopper), MXFP4 weights run with bf16 (fp16) activations, W4A16, instead of
     fp8; an arch that cannot run the weights or activations at all raises ArchError
     (:meth:`npusim.arch.Arch.execution_dtype`).
 
@@ -85,11 +87,31 @@ def resolve_precision(p: str | Precision, arch=None) -> Precision:
     if arch is None:
         return prec
     act = prec.activations
-    if prec.name == "mxfp4" and "fp8_e4m3" not in arch.cores.engine.macs_per_cycle:
-        act = "bf16"  # no native fp8: MX weights are dequantised to bf16 (W4A16)
+    if prec.name == "mxfp4":
+        act = _mxfp4_activations(arch, act)
     for name in (prec.weights, act):
         arch.execution_dtype(name)  # raises ArchError if the arch cannot run it at all
     return Precision(prec.name, prec.weights, act, prec.kv)
+
+
+def _mxfp4_activations(arch, act: str) -> str:
+    """The activation dtype MXFP4 weights run with on ``arch``.
+
+    Without native fp8 the MX weights are dequantised to bf16 (W4A16). With fp8 but no FP4
+    MMA, the arch's own ``dtype_fallback.mxfp4`` says what the weights are dequantised to:
+    a 16-bit float there means the stacks run W4A16 with activations in it (Hopper: vLLM's
+    mxfp4 MoE on SM90 is ``mxfp4_w4a16``, and TensorRT-LLM's gpt-oss support matrix lists
+    bf16 activations with MXFP4 weights on Hopper, examples/models/core/gpt_oss/README.md);
+    an fp8 fallback (RNGD's fetch adapter decodes MXFP4 to fp8) keeps fp8 activations.
+    """
+    macs = arch.cores.engine.macs_per_cycle
+    if "fp8_e4m3" not in macs:
+        return "bf16"
+    if "mxfp4" not in macs:
+        fallback = arch.dtype_fallback.get("mxfp4")
+        if fallback in ("bf16", "fp16"):
+            return fallback
+    return act
 
 
 def checkpoint_dtype(p: Precision) -> str:
