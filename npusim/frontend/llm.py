@@ -77,6 +77,21 @@ def model_spec(name: str, *, onnx: bool = False):
         raise ModelError(f"cannot read built-in LLM {name}: {e}") from None
 
 
+def mx_experts_only(name: str, precision) -> bool:
+    """Whether built-in LLM ``name`` at ``precision`` has MXFP4 weights on its MoE experts
+    only: its checkpoint ships them so (the config's ``_npusim.mxfp4_weights`` is
+    ``experts``, gpt-oss) and the precision's weights are mxfp4. Every other matrix then keeps
+    the checkpoint's bf16 (:func:`npusim.passes.quantize.apply_precision`)."""
+    if getattr(precision, "weights", None) != "mxfp4":
+        return False
+    from npusim.graphs.llm_spec import load_config
+    try:
+        extra = load_config(name).get("_npusim") or {}
+    except ValueError:
+        return False
+    return extra.get("mxfp4_weights") == "experts"
+
+
 def _label(name: str) -> str:
     flag = FLAGS.get(name)
     return f"{name} ({flag})" if flag else name
@@ -275,7 +290,7 @@ def load_model(model: "str | Path | onnx.ModelProto", *,
     except ValueError as e:
         raise ModelError(f"cannot build {text}: {e}") from None
     graph = apply_precision(load_onnx(proto, dims, on_unsupported=on_unsupported, name=label),
-                            precision)
+                            precision, experts_only=mx_experts_only(text, precision))
     graph.meta.update({"llm": text, "phase": phase, "batch": batch, "seq": seq,
                        "kv_len": kv_len, "dtype": precision.name})
     return graph

@@ -120,8 +120,12 @@ def checkpoint_dtype(p: Precision) -> str:
     return "fp32" if p.activations == "fp32" else "bf16"
 
 
-def apply_precision(graph: Graph, p: str | Precision) -> Graph:
+def apply_precision(graph: Graph, p: str | Precision, *, experts_only: bool = False) -> Graph:
     """``graph`` with its weights, activations and KV cache in precision ``p``'s dtypes.
+
+    ``experts_only``: only the MoE expert weights (stacked per expert or gathered) take the
+    weight dtype; the other matrices keep theirs, as a checkpoint quantised that way ships
+    them (gpt-oss: MXFP4 experts, everything else bf16; :func:`npusim.frontend.llm.mx_experts_only`).
 
     Examples
     --------
@@ -131,7 +135,8 @@ def apply_precision(graph: Graph, p: str | Precision) -> Graph:
     'fp8_e4m3'
     """
     p = resolve_precision(p)
-    return quantize(graph, weights=p.weights, activations=p.activations, kv=p.kv)
+    return quantize(graph, weights=p.weights, activations=p.activations, kv=p.kv,
+                    experts_only=experts_only)
 
 
 def _matrix_weights(graph: Graph) -> set[str]:
@@ -161,9 +166,11 @@ def _working_dtype(graph: Graph) -> DType | None:
 
 
 def quantize(graph: Graph, *, weights: DType | str | None = None,
-             activations: DType | str | None = None, kv: DType | str | None = None) -> Graph:
+             activations: DType | str | None = None, kv: DType | str | None = None,
+             experts_only: bool = False) -> Graph:
     """A copy of ``graph`` with weights, activations and KV cache in the given dtypes
-    (``None`` leaves that class as it is).
+    (``None`` leaves that class as it is); with ``experts_only`` the weight dtype goes only to
+    the MoE expert matrices (stacked per expert, or read through a gather).
 
     Examples
     --------
@@ -177,6 +184,11 @@ def quantize(graph: Graph, *, weights: DType | str | None = None,
     a_dt = dtype(activations) if activations is not None else None
     kv_dt = dtype(kv) if kv is not None else None
     matrices = _matrix_weights(graph) if w_dt is not None else set()
+    if experts_only:   # expert weights are stacked (experts x in x out) or gathered rows
+        gathers = {op.inputs[0].name for op in graph.ops()
+                   if isinstance(op, Movement) and op.inputs}
+        matrices = {m for m in matrices
+                    if m in gathers or graph.tensors[m].rank >= 3}
     gathered: set[str] = set()  # gather outputs that carry quantised weights
     kv_derived: set[str] = set()
     for op in graph.ops():
