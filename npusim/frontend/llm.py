@@ -78,11 +78,19 @@ def model_spec(name: str, *, onnx: bool = False):
 
 
 def mx_experts_only(name: str, precision) -> bool:
-    """Whether built-in LLM ``name`` at ``precision`` has MXFP4 weights on its MoE experts
-    only: its checkpoint ships them so (the config's ``_npusim.mxfp4_weights`` is
-    ``experts``, gpt-oss) and the precision's weights are mxfp4. Every other matrix then keeps
-    the checkpoint's bf16 (:func:`npusim.passes.quantize.apply_precision`)."""
-    if getattr(precision, "weights", None) != "mxfp4":
+    """Whether built-in LLM ``name`` at ``precision`` (as an arch runs it) has MXFP4 weights on
+    its MoE experts only, every other matrix in the checkpoint's bf16
+    (:func:`npusim.passes.quantize.apply_precision`).
+
+    True when the checkpoint ships them so (the config's ``_npusim.mxfp4_weights`` is
+    ``experts``: gpt-oss) and the precision runs W4A16 (16-bit activations: a GPU without FP4
+    MMA, whose serving stacks load the checkpoint as published and dequantise the experts in
+    the kernel). Where MXFP4 runs with fp8 activations (RNGD's fetch adapter) the vendor's
+    build sets the other weights' dtypes, which are not published: they stay at the
+    precision's weight dtype there, as before.
+    """
+    if getattr(precision, "weights", None) != "mxfp4" or \
+            getattr(precision, "activations", None) not in ("bf16", "fp16"):
         return False
     from npusim.graphs.llm_spec import load_config
     try:
