@@ -59,3 +59,47 @@ def test_narrower_weights_make_decode_faster(decode):
     t = {w: simulate_graph(quantize(decode, weights=w), arch).latency_s
          for w in ("bf16", "fp8", "int4_g128")}
     assert t["bf16"] > t["fp8"] > t["int4_g128"]
+
+
+def test_mxfp4_runs_w4a16_where_the_arch_dequantises_it_to_bf16():
+    """Hopper has fp8 but no FP4 MMA and dequantises MXFP4 to bf16: the stacks run W4A16
+    (bf16 activations); RNGD decodes MXFP4 to fp8 and keeps fp8 activations; an arch without
+    fp8 runs bf16 as before."""
+    from npusim.passes.quantize import resolve_precision
+    got = {a: resolve_precision("mxfp4", npusim.load_arch(a)).activations
+           for a in ("h100", "h200", "rngd", "a100", "atom")}
+    assert got == {"h100": "bf16", "h200": "bf16", "rngd": "fp8_e4m3", "a100": "bf16",
+                   "atom": "bf16"}
+    # the weights stay mxfp4 everywhere: only the compute dtype follows the arch
+    assert resolve_precision("mxfp4", npusim.load_arch("h100")).weights == "mxfp4"
+
+
+def test_experts_only_quantises_the_stacked_expert_matrices_alone():
+    g = npusim.load_model("tiny-moe", phase="prefill", batch=1, seq=64)
+    full = quantize(g, weights="mxfp4")
+    experts = quantize(g, weights="mxfp4", experts_only=True)
+    weights = lambda q: {n: t.dtype.name for n, t in q.tensors.items()   # noqa: E731
+                         if t.role == Role.WEIGHT and t.rank >= 2}
+    w_full, w_exp = weights(full), weights(experts)
+    # the matrices the full recipe quantises that carry an expert axis
+    stacked = {n for n, d in w_full.items() if d == "mxfp4" and g.tensors[n].rank >= 3}
+    assert stacked                                        # tiny-moe has expert matrices
+    for n, d in w_exp.items():
+        # an expert matrix is mxfp4 in both; any other matrix keeps its checkpoint bf16
+        assert d == ("mxfp4" if n in stacked else g.tensors[n].dtype.name), n
+    assert any(w_full[n] == "mxfp4" and w_exp[n] != "mxfp4" for n in w_full)
+    # bytes: the difference is exactly the non-expert matrices at 16 bits instead of 4.25
+    moved = sum(g.tensors[n].numel for n in w_full if w_full[n] == "mxfp4" and n not in stacked)
+    diff = experts.bytes_by_role()["weight"] - full.bytes_by_role()["weight"]
+    assert diff == pytest.approx(moved * (2 - 4.25 / 8))
+
+
+def test_gpt_oss_checkpoint_is_mxfp4_on_its_experts_only():
+    from npusim.frontend.llm import mx_experts_only
+    from npusim.passes.quantize import resolve_precision
+    mx = resolve_precision("mxfp4", npusim.load_arch("h100"))            # W4A16
+    assert mx_experts_only("gpt-oss-120b", mx) and mx_experts_only("gpt-oss-20b", mx)
+    assert not mx_experts_only("gpt-oss-120b", resolve_precision("bf16"))
+    assert not mx_experts_only("tiny-moe", mx) and not mx_experts_only("llama-3.1-8b", mx)
+    # RNGD runs MXFP4 with fp8 activations: the vendor build's other dtypes are unpublished
+    assert not mx_experts_only("gpt-oss-120b", resolve_precision("mxfp4", npusim.load_arch("rngd")))

@@ -77,6 +77,29 @@ def model_spec(name: str, *, onnx: bool = False):
         raise ModelError(f"cannot read built-in LLM {name}: {e}") from None
 
 
+def mx_experts_only(name: str, precision) -> bool:
+    """Whether built-in LLM ``name`` at ``precision`` (as an arch runs it) has MXFP4 weights on
+    its MoE experts only, every other matrix in the checkpoint's bf16
+    (:func:`npusim.passes.quantize.apply_precision`).
+
+    True when the checkpoint ships them so (the config's ``_npusim.mxfp4_weights`` is
+    ``experts``: gpt-oss) and the precision runs W4A16 (16-bit activations: a GPU without FP4
+    MMA, whose serving stacks load the checkpoint as published and dequantise the experts in
+    the kernel). Where MXFP4 runs with fp8 activations (RNGD's fetch adapter) the vendor's
+    build sets the other weights' dtypes, which are not published: they stay at the
+    precision's weight dtype there, as before.
+    """
+    if getattr(precision, "weights", None) != "mxfp4" or \
+            getattr(precision, "activations", None) not in ("bf16", "fp16"):
+        return False
+    from npusim.graphs.llm_spec import load_config
+    try:
+        extra = load_config(name).get("_npusim") or {}
+    except ValueError:
+        return False
+    return extra.get("mxfp4_weights") == "experts"
+
+
 def _label(name: str) -> str:
     flag = FLAGS.get(name)
     return f"{name} ({flag})" if flag else name
@@ -275,7 +298,7 @@ def load_model(model: "str | Path | onnx.ModelProto", *,
     except ValueError as e:
         raise ModelError(f"cannot build {text}: {e}") from None
     graph = apply_precision(load_onnx(proto, dims, on_unsupported=on_unsupported, name=label),
-                            precision)
+                            precision, experts_only=mx_experts_only(text, precision))
     graph.meta.update({"llm": text, "phase": phase, "batch": batch, "seq": seq,
                        "kv_len": kv_len, "dtype": precision.name})
     return graph

@@ -41,7 +41,8 @@ class Precision:
 
 # The precisions K-Perf sweeps, as deployed: W8A8 fp8 and int8 keep a 16-bit KV cache (as
 # FuriosaAI's FP8 builds do, rngd.md section 2); int4 is weight-only with an fp16 scale per 128
-# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch has fp8.
+# weights (GPTQ/AWQ); mxfp4 is OCP MX weights with fp8 activations where the arch runs them with
+# fp8 (an FP4 path, or a fallback to fp8), else W4A16 (resolve_precision).
 # fp32 is the unquantised reference (training precision), not a K-Perf precision.
 PRECISIONS = {
     "bf16": Precision("bf16", "bf16", "bf16", "bf16"),
@@ -61,7 +62,8 @@ class PrecisionError(NpusimError):
 def resolve_precision(p: str | Precision, arch=None) -> Precision:
     """The precision named ``p`` (one of :data:`PRECISIONS`), as ``arch`` runs it if given.
 
-    On an arch without native fp8, MXFP4 weights are dequantised to bf16 (W4A16) instead of
+    On an arch without native fp8, or whose ``dtype_fallback.mxfp4`` dequantises MXFP4 to a
+    16-bit float (Hopper), MXFP4 weights run with bf16 (fp16) activations, W4A16, instead of
     fp8; an arch that cannot run the weights or activations at all raises ArchError
     (:meth:`npusim.arch.Arch.execution_dtype`).
 
@@ -85,11 +87,31 @@ def resolve_precision(p: str | Precision, arch=None) -> Precision:
     if arch is None:
         return prec
     act = prec.activations
-    if prec.name == "mxfp4" and "fp8_e4m3" not in arch.cores.engine.macs_per_cycle:
-        act = "bf16"  # no native fp8: MX weights are dequantised to bf16 (W4A16)
+    if prec.name == "mxfp4":
+        act = _mxfp4_activations(arch, act)
     for name in (prec.weights, act):
         arch.execution_dtype(name)  # raises ArchError if the arch cannot run it at all
     return Precision(prec.name, prec.weights, act, prec.kv)
+
+
+def _mxfp4_activations(arch, act: str) -> str:
+    """The activation dtype MXFP4 weights run with on ``arch``.
+
+    Without native fp8 the MX weights are dequantised to bf16 (W4A16). With fp8 but no FP4
+    MMA, the arch's own ``dtype_fallback.mxfp4`` says what the weights are dequantised to:
+    a 16-bit float there means the stacks run W4A16 with activations in it (Hopper: vLLM's
+    mxfp4 MoE on SM90 is ``mxfp4_w4a16``, and TensorRT-LLM's gpt-oss support matrix lists
+    bf16 activations with MXFP4 weights on Hopper, examples/models/core/gpt_oss/README.md);
+    an fp8 fallback (RNGD's fetch adapter decodes MXFP4 to fp8) keeps fp8 activations.
+    """
+    macs = arch.cores.engine.macs_per_cycle
+    if "fp8_e4m3" not in macs:
+        return "bf16"
+    if "mxfp4" not in macs:
+        fallback = arch.dtype_fallback.get("mxfp4")
+        if fallback in ("bf16", "fp16"):
+            return fallback
+    return act
 
 
 def checkpoint_dtype(p: Precision) -> str:
@@ -98,8 +120,12 @@ def checkpoint_dtype(p: Precision) -> str:
     return "fp32" if p.activations == "fp32" else "bf16"
 
 
-def apply_precision(graph: Graph, p: str | Precision) -> Graph:
+def apply_precision(graph: Graph, p: str | Precision, *, experts_only: bool = False) -> Graph:
     """``graph`` with its weights, activations and KV cache in precision ``p``'s dtypes.
+
+    ``experts_only``: only the MoE expert weights (stacked per expert or gathered) take the
+    weight dtype; the other matrices keep theirs, as a checkpoint quantised that way ships
+    them (gpt-oss: MXFP4 experts, everything else bf16; :func:`npusim.frontend.llm.mx_experts_only`).
 
     Examples
     --------
@@ -109,7 +135,8 @@ def apply_precision(graph: Graph, p: str | Precision) -> Graph:
     'fp8_e4m3'
     """
     p = resolve_precision(p)
-    return quantize(graph, weights=p.weights, activations=p.activations, kv=p.kv)
+    return quantize(graph, weights=p.weights, activations=p.activations, kv=p.kv,
+                    experts_only=experts_only)
 
 
 def _matrix_weights(graph: Graph) -> set[str]:
@@ -139,9 +166,11 @@ def _working_dtype(graph: Graph) -> DType | None:
 
 
 def quantize(graph: Graph, *, weights: DType | str | None = None,
-             activations: DType | str | None = None, kv: DType | str | None = None) -> Graph:
+             activations: DType | str | None = None, kv: DType | str | None = None,
+             experts_only: bool = False) -> Graph:
     """A copy of ``graph`` with weights, activations and KV cache in the given dtypes
-    (``None`` leaves that class as it is).
+    (``None`` leaves that class as it is); with ``experts_only`` the weight dtype goes only to
+    the MoE expert matrices (stacked per expert, or read through a gather).
 
     Examples
     --------
@@ -155,6 +184,11 @@ def quantize(graph: Graph, *, weights: DType | str | None = None,
     a_dt = dtype(activations) if activations is not None else None
     kv_dt = dtype(kv) if kv is not None else None
     matrices = _matrix_weights(graph) if w_dt is not None else set()
+    if experts_only:   # expert weights are stacked (experts x in x out) or gathered rows
+        gathers = {op.inputs[0].name for op in graph.ops()
+                   if isinstance(op, Movement) and op.inputs}
+        matrices = {m for m in matrices
+                    if m in gathers or graph.tensors[m].rank >= 3}
     gathered: set[str] = set()  # gather outputs that carry quantised weights
     kv_derived: set[str] = set()
     for op in graph.ops():

@@ -415,11 +415,13 @@ class StepCostModel:
         g = self._cache.get(key)
         if g is None:
             from npusim.graphs.builder import build_llm
+            from ..frontend.llm import mx_experts_only
             from ..frontend.onnx_loader import load_onnx
             p = self._precision
             proto = build_llm(self.model, phase, batch, seq=seq, kv_len=kv_len,
                               dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp)
-            g = apply_precision(load_onnx(proto, name=f"{self.model} {part}"), p)
+            g = apply_precision(load_onnx(proto, name=f"{self.model} {part}"), p,
+                                experts_only=mx_experts_only(self.model, p))
             self._cache[key] = g
         return g
 
