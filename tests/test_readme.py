@@ -217,6 +217,8 @@ def test_readme_mape_table_is_the_committed_reports():
     assert _mape_table(readme) == _mape_table(report)
     npu = "| NPU | rows |"          # the NPU rows per NPU (issue 12), reported apart
     assert _mape_table(readme, npu) == _mape_table(report, npu)
+    power = "| arch | boundary |"   # the power rows per meter boundary (issue 13)
+    assert _mape_table(readme, power) == _mape_table(report, power)
 
 
 @pytest.mark.slow
@@ -227,7 +229,8 @@ def test_committed_report_is_what_validate_gives_today(tmp_path):
     res = validate(out=tmp_path, microchecks=False, plot=False)   # the table, not the scatter
     fresh = res.report.read_text(encoding="utf-8")
     committed = (ROOT / "validation" / "REPORT.md").read_text(encoding="utf-8")
-    assert _mape_table(fresh, "| NPU | rows |") == _mape_table(committed, "| NPU | rows |")
+    for head in ("| NPU | rows |", "| arch | boundary |", "| series |"):   # NPUs, power, trend
+        assert _mape_table(fresh, head) == _mape_table(committed, head), head
     assert _mape_table(fresh) == _mape_table(committed), (
         "validation/REPORT.md is stale: regenerate it with `npusim validate --out validation` "
         "and copy its MAPE table into the README")
