@@ -8,13 +8,10 @@ import csv
 import math
 from pathlib import Path
 
-import onnx
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto as T
-from onnx import helper
 
 from npusim.arch import load_arch
 from npusim.arch.host import (Component, Host, build_host, card_idle_w, cpu_power,
@@ -23,6 +20,7 @@ from npusim.errors import ArchError, NpusimError
 from npusim.validate.core import (Simulator, blank_row, default_data, simulate_row, system_power,
                                   write_rows)
 from npusim.workloads.serving import Scenario, ServingConfig, simulate_serving
+from npusim.graphs.tiny import matmul_onnx
 
 TITANIUM = [[0.1, 0.90], [0.2, 0.94], [0.5, 0.96], [1.0, 0.91]]
 GOOD = {"description": "test server", "slots": 4,
@@ -261,19 +259,9 @@ def test_serving_config_refuses_a_non_text_host():
 
 # ----------------------------------------------------------------------------- CLI
 
-def _tiny_onnx(path: Path) -> Path:
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "tiny",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
-        [helper.make_tensor("w", T.FLOAT, [16, 8], [0.0] * 128)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
 def test_run_reports_system_power_in_json(cli, tmp_path):
     import json
-    model = _tiny_onnx(tmp_path / "m.onnx")
+    model = matmul_onnx(tmp_path / "m.onnx")
     host = write_host(tmp_path / "h.yaml", GOOD)
     code, out, err = cli("run", str(model), "--arch", "edu", "--host", str(host),
                          "--json", str(tmp_path / "r.json"))
@@ -291,7 +279,7 @@ def test_run_reports_system_power_in_json(cli, tmp_path):
 @pytest.mark.parametrize("spec, needle", [("no-such-host", "no preset"),
                                           ("missing.yaml", "missing.yaml")])
 def test_bad_host_on_the_cli_is_one_clean_error(cli, tmp_path, spec, needle):
-    model = _tiny_onnx(tmp_path / "m.onnx")
+    model = matmul_onnx(tmp_path / "m.onnx")
     for cmd in (["run", str(model), "--arch", "edu"],
                 ["kperf", "--arch", "edu", "--model", "tiny-llama", "--out", str(tmp_path)]):
         code, _, err = cli(*cmd, "--host", str(tmp_path / spec) if spec.endswith("yaml")

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import math
 
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto as T
-from onnx import helper
 
 import npusim
 from npusim.arch import load_arch
 from npusim.errors import NpusimError
+from npusim.graphs.tiny import matmul_onnx
 from npusim.validate import core, graph_rows
 from npusim.validate.core import (Simulator, blank_row, check_row, default_data, idle_power,
                                   read_rows, row_boundary, write_rows)
@@ -25,17 +23,6 @@ def row(**kw) -> dict:
     return blank_row(**{**dict(id="T1", sim_arch="edu", sim_chips="1", sim_mode="idle",
                                sim_metric="idle_power_w", sim_value="1", simulable="yes",
                                sim_boundary="card"), **kw})
-
-
-def tiny_onnx(path):
-    """x [1, 16] -> MatMul w [16, 8]: 128 MACs a sample."""
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "tiny",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
-        [helper.make_tensor("w", T.FLOAT, [16, 8], [0.0] * 128)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 def clean_error(code, err) -> bool:
@@ -81,7 +68,7 @@ def test_idle_override_of_power_idle_is_used(tmp_path):
 # ----------------------------------------------------------------------------- graph rows
 
 def test_graph_power_is_energy_over_latency_times_chips(tmp_path):
-    tiny_onnx(tmp_path / "tiny.onnx")
+    matmul_onnx(tmp_path / "tiny.onnx")
     base = dict(sim_model="tiny.onnx", sim_mode="graph", sim_precision="int8",
                 sim_users="4")
     sim = Simulator(tmp_path)

@@ -3,41 +3,24 @@ the batch's power and the loaded floor; an LLM system row in ``server`` mode is 
 split over its copies. Hand-computed cases and properties; no full validate run."""
 from __future__ import annotations
 
-import csv
-
-import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto as T
-from onnx import helper
 
 import npusim
 from npusim.arch import load_arch
 from npusim.energy import load_energy_table
 from npusim.errors import NpusimError
 from npusim.validate import graph_rows
-from npusim.validate.core import Simulator, check_row, default_data
+from npusim.validate.core import Simulator, blank_row, check_row
+from npusim.graphs.tiny import matmul_onnx
 
 
 def _row(**kw) -> dict:
-    with open(default_data(), newline="", encoding="utf-8") as f:
-        out = {h: "" for h in next(csv.reader(f))}
-    out.update(id="T1", sim_arch="edu", sim_chips="2", sim_mode="graph", sim_model="tiny.onnx",
-               sim_precision="int8", sim_users="4", sim_metric="avg_power_w", sim_value="1",
-               simulable="yes")
-    out.update(kw)
-    return out
-
-
-def _tiny(path):
-    """x [1, 16] -> MatMul w [16, 8]."""
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "tiny",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
-        [helper.make_tensor("w", T.FLOAT, [16, 8], [0.0] * 128)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    cells = dict(id="T1", sim_arch="edu", sim_chips="2", sim_mode="graph", sim_model="tiny.onnx",
+                 sim_precision="int8", sim_users="4", sim_metric="avg_power_w", sim_value="1",
+                 simulable="yes")
+    return blank_row(**{**cells, **kw})
 
 
 def test_server_power_by_hand():
@@ -64,7 +47,7 @@ def test_server_power_lies_between_floor_and_busy(e, lat, batch, rate, floor):
 
 
 def test_graph_server_row_is_the_duty_cycle(tmp_path):
-    _tiny(tmp_path / "tiny.onnx")
+    matmul_onnx(tmp_path / "tiny.onnx")
     sim = Simulator(tmp_path)
     arch = load_arch("edu")
     res = npusim.simulate(sim.graph(sim.graph_spec(_row()), arch), arch)
@@ -80,7 +63,7 @@ def test_graph_server_row_is_the_duty_cycle(tmp_path):
 
 
 def test_graph_server_rate_above_throughput_is_said(tmp_path):
-    _tiny(tmp_path / "tiny.onnx")
+    matmul_onnx(tmp_path / "tiny.onnx")
     sim = Simulator(tmp_path)
     got, load = sim.predict(_row(sim_rate="1e8"))
     offline, _ = sim.predict(_row())

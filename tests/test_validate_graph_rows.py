@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import math
 
-import onnx
 import pytest
-from onnx import TensorProto as T
-from onnx import helper
 
 import npusim
 from npusim.errors import NpusimError
 from npusim.validate import core
 from npusim.validate.core import Simulator, blank_row, check_row, validate, write_rows
 from npusim.validate.fit import fit
-
-
-def tiny_onnx(path):
-    """x [1, 16] -> MatMul w [16, 8] -> Relu: 128 MACs a sample, batch fixed at 1."""
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-         helper.make_node("Relu", ["h"], ["y"], name="relu")], "tiny",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1, 8])],
-        [helper.make_tensor("w", T.FLOAT, [16, 8], [0.0] * 128)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+from npusim.graphs.tiny import matmul_onnx
 
 
 def row(**kw) -> dict:
@@ -38,7 +24,7 @@ def row(**kw) -> dict:
 
 @pytest.fixture
 def data(tmp_path):
-    tiny_onnx(tmp_path / "tiny.onnx")
+    matmul_onnx(tmp_path / "tiny.onnx", relu=True)
     return write_rows(tmp_path / "m.csv", [row(), row(id="G2", sim_metric="samples_s",
                                                  sim_value="2e5")])
 

@@ -239,14 +239,11 @@ def _power_series(rows: list["RowResult"], metrics: tuple[str, ...] = TREND_METR
             for s in trend_series(rows, metrics) if boundary_of(s[0]) == "card"}
 
 
-def write_energy_plot(res: "ValidationResult", path: Path) -> Path | None:
-    """Measured (solid) and predicted (dashed) energy per output token against the batch, one
-    colour per series of card rows that differ only in the batch (log scale: it falls by an
-    order of magnitude as the batch amortises the weights). None when no such row ran."""
-    ss = _power_series(res.rows, ("energy_per_token_j",))
-    if not ss:
-        return None
-    from ..figures import COLOURS, log_ticks, plain_formatter
+def _series_figure(ss: dict, value):
+    """A figure with one colour per series, ``value(row, measured)`` measured solid and npusim
+    dashed against the batch (log x), the legend beside the axes: what the power and
+    energy-per-token plots share. Returns (figure, axes)."""
+    from ..figures import COLOURS, log_ticks
     Figure = figure_class()
     fig = Figure(figsize=(13.0, 5.5), dpi=100, layout="constrained")
     ax = fig.subplots()
@@ -255,19 +252,31 @@ def write_energy_plot(res: "ValidationResult", path: Path) -> Path | None:
         colour = COLOURS[n % len(COLOURS)]
         xs = [u for u, _ in pts]
         xs_all.update(xs)
-        ax.plot(xs, [r.measured for _, r in pts], color=colour, marker="o",
+        ax.plot(xs, [value(r, r.measured) for _, r in pts], color=colour, marker="o",
                 label=f"{label}: measured")
-        ax.plot(xs, [r.predicted for _, r in pts], color=colour, marker="o", ls="--",
+        ax.plot(xs, [value(r, r.predicted) for _, r in pts], color=colour, marker="o", ls="--",
                 mfc="none", label=f"{label}: npusim")
     log_ticks(ax, sorted(xs_all), "x")
+    ax.set_xlabel("running batch (users)")
+    fig.legend(fontsize=7, loc="outside right upper")   # beside the axes: no line hidden
+    return fig, ax
+
+
+def write_energy_plot(res: "ValidationResult", path: Path) -> Path | None:
+    """Measured (solid) and predicted (dashed) energy per output token against the batch, one
+    colour per series of card rows that differ only in the batch (log scale: it falls by an
+    order of magnitude as the batch amortises the weights). None when no such row ran."""
+    ss = _power_series(res.rows, ("energy_per_token_j",))
+    if not ss:
+        return None
+    from ..figures import plain_formatter
+    fig, ax = _series_figure(ss, lambda r, v: v)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(plain_formatter())
     ax.yaxis.set_minor_formatter(plain_formatter())
-    ax.set_xlabel("running batch (users)")
     ax.set_ylabel("energy per output token (J, boards)")
     ax.set_title("Energy per token against batch, measured vs npusim")
     ax.grid(True, alpha=0.3, which="both")
-    fig.legend(fontsize=7, loc="outside right upper")
     return save_figure(fig, path)
 
 
@@ -278,35 +287,18 @@ def write_power_plot(res: "ValidationResult", path: Path) -> Path | None:
     ss = _power_series(res.rows)
     if not ss:
         return None
-    from ..figures import COLOURS, log_ticks, plain_formatter
-    Figure = figure_class()
-    fig = Figure(figsize=(13.0, 5.5), dpi=100, layout="constrained")
-    ax = fig.subplots()
-    xs_all: set[int] = set()
-    tdps: set[float] = set()
-    for n, (label, pts) in enumerate(ss.items()):
-        colour = COLOURS[n % len(COLOURS)]
-        per = [(u, per_chip(r, r.measured), per_chip(r, r.predicted)) for u, r in pts]
-        xs_all.update(u for u, _, _ in per)
-        ax.plot([p[0] for p in per], [p[1] for p in per], color=colour, marker="o",
-                label=f"{label}: measured")
-        ax.plot([p[0] for p in per], [p[2] for p in per], color=colour, marker="o", ls="--",
-                mfc="none", label=f"{label}: npusim")
-        tdp = _tdp(pts[0][1].arch)
-        if tdp:
-            tdps.add(tdp)
+    from ..figures import plain_formatter
+    fig, ax = _series_figure(ss, per_chip)
+    tdps = {t for t in (_tdp(pts[0][1].arch) for pts in ss.values()) if t}
     for tdp in sorted(tdps):
         ax.axhline(tdp, color="0.45", lw=0.9)
         ax.annotate(f"TDP {tdp:,.0f} W", (0.01, tdp), xycoords=("axes fraction", "data"),
                     textcoords="offset points", xytext=(2, 2), fontsize=8, color="0.35")
-    log_ticks(ax, sorted(xs_all), "x")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(plain_formatter())
-    ax.set_xlabel("running batch (users)")
     ax.set_ylabel("average power per GPU (W, board)")
     ax.set_title("Power rows: power per GPU against batch, measured vs npusim")
     ax.grid(True, alpha=0.3)
-    fig.legend(fontsize=7, loc="outside right upper")   # beside the axes: no line hidden
     return save_figure(fig, path)
 
 
