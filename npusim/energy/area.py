@@ -353,14 +353,9 @@ def table_for_node(text: str) -> AreaTable | None:
 
 
 def _sidecar(arch: Arch) -> Path | None:
-    """``<stem>.area.yaml`` beside the user's arch file, if the arch came from a file."""
-    if not arch.source:
-        return None
-    src = Path(arch.source)
-    if not src.is_file() or src.suffix.lower() not in (".yaml", ".yml"):
-        return None
-    candidate = src.with_name(f"{src.stem}.area.yaml")
-    return candidate if candidate.is_file() else None
+    """``<stem>.area.yaml`` beside the user's arch file (:func:`.table.sidecar_file`)."""
+    from .table import sidecar_file
+    return sidecar_file(arch, "area")
 
 
 def table_for_arch(arch: Arch) -> tuple[AreaTable | None, str]:

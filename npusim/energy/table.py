@@ -497,15 +497,21 @@ def _shipped_energy_dir():
     return importlib.resources.files("npusim.archs") / "energy"
 
 
-def _sidecar(arch: Arch) -> Path | None:
-    """``<stem>.energy.yaml`` beside the user's arch file, if the arch came from a file."""
+def sidecar_file(arch: Arch, kind: str) -> Path | None:
+    """``<stem>.<kind>.yaml`` (``energy``, ``area``) beside the user's arch file, if the arch
+    came from a file and the file exists."""
     if not arch.source:
         return None
     src = Path(arch.source)
     if not src.is_file() or src.suffix.lower() not in (".yaml", ".yml"):
         return None
-    candidate = src.with_name(f"{src.stem}.energy.yaml")
+    candidate = src.with_name(f"{src.stem}.{kind}.yaml")
     return candidate if candidate.is_file() else None
+
+
+def _sidecar(arch: Arch) -> Path | None:
+    """``<stem>.energy.yaml`` beside the user's arch file (:func:`sidecar_file`)."""
+    return sidecar_file(arch, "energy")
 
 
 def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable | None:
