@@ -256,13 +256,13 @@ def _read_node(tree: Mapping, label: str, need_matches: bool) -> dict:
 
 
 def _tree(path: Path | Any, label: str) -> Mapping:
-    try:
+    """The parsed table at ``path``: a file through the project's one reader of description
+    files (:func:`~npusim.arch.loader.read_description`), a packaged resource directly."""
+    if isinstance(path, Path):
+        from ..arch.loader import read_description
+        text = read_description(path, "the area table")
+    else:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ArchError(f"{label}: no such area table; give an existing .yaml file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchError(f"{label}: cannot read the area table ({exc}); check the path and that "
-                        f"it is UTF-8 text") from None
     tree = parse_yaml(text, label)
     if not isinstance(tree, Mapping):
         raise ArchError(f"{label}: an area table must be a mapping of fields (node, matches, "
