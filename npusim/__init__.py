@@ -24,10 +24,14 @@ _API = {
     "kperf": "npusim.workloads.kperf",
     "validate": "npusim.validate",
 }
-__all__ = [*_API, "__version__"]
+# submodules that are part of the public API, imported on first use
+_MODULES = {"sweep": "npusim.sweep"}
+__all__ = [*_API, *_MODULES, "__version__"]
 
 
 def __getattr__(name: str):
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     if name in _API:
         return getattr(import_module(_API[name]), name)
     raise AttributeError(f"module 'npusim' has no attribute {name!r}")

@@ -357,8 +357,23 @@ def cmd_inspect(args) -> int:
 def cmd_archs(args) -> int:
     from .arch import list_archs, list_snn_archs
     from .report.terminal import print_archs
-    print_archs(list_archs(), snn=list_snn_archs())
+    rows = [(name, f"{desc}; {_area_text(name)}") for name, desc in list_archs()]
+    print_archs(rows, snn=list_snn_archs())
     return 0
+
+
+def _area_text(name: str) -> str:
+    """The arch's modelled die area (npusim.energy.area), or why it has none."""
+    import math
+    from .arch import load_arch
+    from .energy.area import chip_area
+    try:
+        a = chip_area(load_arch(name))
+    except NpusimError as e:
+        return f"area unknown: {str(e)[:60]}"
+    if math.isnan(a.total_mm2):
+        return "area unknown: no area table for its node"
+    return f"area {a.total_mm2:,.0f} mm^2 modelled, {a.node}"
 
 
 def cmd_models(args) -> int:
@@ -501,6 +516,97 @@ def _kperf_parser(sub) -> None:
                     help="print the summary table only (the files hold every scenario)")
     kp.add_argument("--no-progress", action="store_true", help="no progress bar")
     kp.set_defaults(func=cmd_kperf)
+
+
+SWEEP_VERBS = ("report", "export")
+
+
+def cmd_sweep(args) -> int:
+    """``npusim sweep SPEC --out DIR``, ``npusim sweep report DIR``, ``npusim sweep export DIR``."""
+    first, rest = args.target[0], args.target[1:]
+    if first in SWEEP_VERBS:
+        if len(rest) != 1:
+            raise NpusimError(f"npusim sweep {first} takes one folder (the --out of a sweep), "
+                              f"got {len(rest)}: e.g. npusim sweep {first} sweep-out")
+        return _sweep_report(rest[0], args.out) if first == "report" else _sweep_export(rest[0], args)
+    if rest:
+        raise NpusimError(f"npusim sweep takes one spec file, got {len(args.target)}: "
+                          f"{' '.join(args.target)}; e.g. npusim sweep sweeps/rngd-decode.yaml "
+                          f"--out DIR (or npusim sweep report DIR)")
+    from .dse.run import run_sweep
+    from .dse.spec import load_spec
+    spec = load_spec(first)  # a bad spec fails before any worker starts
+    out = args.out if args.out is not None else Path("sweep-" + _safe_name(spec.name))
+    with _output("--out"):
+        summary = run_sweep(spec, out, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.no_progress and sys.stderr.isatty())
+    for line in summary.lines():
+        print(line)
+    if summary.interrupted:
+        return 130
+    if not args.no_report:
+        _sweep_report(str(out), None, quiet_missing=True)
+    return 0
+
+
+def _safe_name(name: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "sweep"
+
+
+def _sweep_report(folder: str, out_dir, quiet_missing: bool = False) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        message = ("the sweep's plots need matplotlib: pip install \"npusim[reports]\"; the "
+                   "store is complete, so `npusim sweep report DIR` draws them later")
+        if quiet_missing:
+            print(message)
+            return 0
+        raise NpusimError(message) from None
+    from .report.sweep import write_report
+    with _output("--out"):
+        paths = write_report(folder, out_dir)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _sweep_export(folder: str, args) -> int:
+    from .dse.store import export
+    fmt = args.format
+    out = args.out if args.out is not None else Path(folder) / f"sweep.{fmt}"
+    with _output("--out"):
+        path = export(folder, out, fmt=fmt)
+    print(f"wrote {path}")
+    return 0
+
+
+def _sweep_parser(sub) -> None:
+    sw = sub.add_parser(
+        "sweep", help="design-space sweep from a YAML spec into a resumable SQLite store, "
+                      "with Pareto, parallel-coordinates and tornado plots; `sweep report DIR` "
+                      "redraws them, `sweep export DIR` writes CSV or Parquet",
+        description="npusim sweep SPEC.yaml --out DIR | npusim sweep report DIR | "
+                    "npusim sweep export DIR --format csv|parquet")
+    sw.add_argument("target", nargs="+", metavar="SPEC|report DIR|export DIR",
+                    help="a sweep spec (see sweeps/), or `report DIR` / `export DIR`")
+    sw.add_argument("--out", type=Path, default=None, metavar="DIR|FILE",
+                    help="sweep: folder for sweep.sqlite and the plots (default "
+                         "./sweep-<name>); report: folder for the plots (default DIR); "
+                         "export: the file (default DIR/sweep.<format>)")
+    sw.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="local worker processes (default one per core; 1 runs in this "
+                         "process)")
+    sw.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                    help="run on an existing Dask distributed cluster (its scheduler's "
+                         "address) instead of local processes")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.add_argument("--no-report", action="store_true",
+                    help="store only; draw the plots later with `npusim sweep report DIR`")
+    sw.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                    help="export: the file format (Parquet needs npusim[sweep])")
+    sw.set_defaults(func=cmd_sweep)
 
 
 def cmd_validate(args) -> int:
@@ -710,6 +816,7 @@ def parser() -> argparse.ArgumentParser:
 
     _kperf_parser(sub)
     _validate_parser(sub)
+    _sweep_parser(sub)
 
     ins = sub.add_parser("inspect", help="op census, MACs, parameters, bytes by role")
     _model_args(ins)
