@@ -76,7 +76,7 @@ PHASES = ("prefill", "decode")
 WORKLOAD_KINDS = ("llm", "onnx", "graph", "kperf", "snn")
 TOP_KEYS = ("name", "description", "base", "set", "fields", "workloads", "objectives",
             "constraints", "strategy", "sensitivity", "cost")
-RANGE_KEYS = ("low", "high", "scale", "levels", "integer")
+RANGE_KEYS = ("low", "high", "scale", "levels", "integer", "values")
 COST_KEYS = ("per_mm2", "per_gb_dram")
 SWEEP_EXTRA = 'pip install "npusim[sweep]"'
 # Generous caps on workload sizes (assumptions: far past any real serving or training step),
@@ -111,11 +111,26 @@ class Field:
     integer: bool = False
     unit: str | None = None
     levels: int | None = None
+    linked: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def is_range(self) -> bool:
         """True for a range, False for listed values."""
         return self.values is None
+
+    def assign(self, text: str) -> dict[str, str]:
+        """The overrides that put this field at ``text``: its own path, and for a listed value
+        with ``linked`` fields (``with:`` in the spec) theirs at the same position.
+
+        >>> Field("cores.engine.rows", values=("32", "64"),
+        ...       linked=(("cores.engine.cols", ("32", "64")),)).assign("64")
+        {'cores.engine.rows': '64', 'cores.engine.cols': '64'}
+        """
+        out = {self.path: text}
+        if self.linked and text in self.values:
+            i = self.values.index(text)
+            out.update((path, texts[i]) for path, texts in self.linked)
+        return out
 
 
 @dataclass(frozen=True)
@@ -429,8 +444,13 @@ def _fields(raw: Any, fixed: Mapping[str, str], base: str, base_kind: str,
         if path in fixed:
             raise _fail(label, key, f"is also fixed under set; keep it in one place")
         f = _field(path, spec, label, key)
+        for linked, _ in f.linked:
+            if linked in fixed or linked in raw or any(linked in g.assign(g.values[0])
+                                                       for g in out if g.linked):
+                raise _fail(label, f"{key}.with.{linked}", "is set or varied elsewhere too; "
+                                                           "keep it in one place")
         for sub, text in _ends(f):
-            _check_point(base, base_kind, {**fixed, path: text}, label, f"{key}{sub}")
+            _check_point(base, base_kind, {**fixed, **f.assign(text)}, label, f"{key}{sub}")
         if strategy.kind == "grid" and f.is_range and f.levels is None:
             raise _fail(label, key, "a grid over a range needs levels (how many values it "
                                     "takes from low..high), e.g. levels: 4; or list the values")
@@ -455,19 +475,50 @@ def _ends(f: Field) -> list[tuple[str, str]]:
     return [(".low", format_number(lo, f)), (".high", format_number(hi, f))]
 
 
+def _texts(spec: Any, label: str, key: str, unique: bool) -> tuple[str, ...]:
+    if not isinstance(spec, (list, tuple)):
+        raise _fail(label, key, f"expected a list of values, got {_brief(spec)}")
+    if not spec:
+        raise _fail(label, key, "no values: an empty grid; list at least one value")
+    texts: list[str] = []
+    for i, v in enumerate(spec):
+        if not _scalar(v):
+            raise _fail(label, f"{key}[{i}]", f"expected one value, got {_brief(v)}")
+        t = _text(v)
+        if unique and t in texts:
+            raise _fail(label, f"{key}[{i}]", f"{t!r} is listed twice; list it once")
+        texts.append(t)
+    return tuple(texts)
+
+
+def _listed(path: str, spec: Mapping, label: str, key: str) -> Field:
+    """``{values: [...], with: {other.field: [...]}}``: listed values, each moving other
+    fields to the value at the same position (an array shape and its MAC rates)."""
+    _unknown_keys(spec, ("values", "with"), label, key)
+    values = _texts(spec["values"], label, f"{key}.values", True)
+    linked = spec.get("with") or {}
+    if not isinstance(linked, Mapping):
+        raise _fail(label, f"{key}.with", f"expected a mapping of field to a list of values "
+                                          f"(one per value of {path}), got {_brief(linked)}")
+    pairs = []
+    for other, texts in linked.items():
+        where = f"{key}.with.{other}"
+        if not isinstance(other, str) or not other.strip() or other.strip() == path:
+            raise _fail(label, where, "a linked field is another dotted name such as "
+                                      "cores.engine.cols")
+        texts = _texts(texts, label, where, False)
+        if len(texts) != len(values):
+            raise _fail(label, where, f"{len(texts)} values for the {len(values)} of {path}; "
+                                      f"give one per value, in the same order")
+        pairs.append((other.strip(), texts))
+    return Field(path=path, values=values, linked=tuple(pairs))
+
+
 def _field(path: str, spec: Any, label: str, key: str) -> Field:
     if isinstance(spec, (list, tuple)):
-        if not spec:
-            raise _fail(label, key, "no values: an empty grid; list at least one value")
-        texts = []
-        for i, v in enumerate(spec):
-            if not _scalar(v):
-                raise _fail(label, f"{key}[{i}]", f"expected one value, got {_brief(v)}")
-            t = _text(v)
-            if t in texts:
-                raise _fail(label, f"{key}[{i}]", f"{t!r} is listed twice; list it once")
-            texts.append(t)
-        return Field(path=path, values=tuple(texts))
+        return Field(path=path, values=_texts(spec, label, key, True))
+    if isinstance(spec, Mapping) and "values" in spec:
+        return _listed(path, spec, label, key)
     if not isinstance(spec, Mapping):
         raise _fail(label, key, f"expected a list of values or a range {{low, high, scale, "
                                 f"levels, integer}}, got {_brief(spec)}; to fix one value for "

@@ -58,9 +58,8 @@ def points(spec: SweepSpec) -> list[Point]:
     an earlier point is dropped (it would be the same design).
     """
     kind = spec.strategy.kind
-    paths = [f.path for f in spec.fields]
     if kind == "grid":
-        return [dict(zip(paths, combo))
+        return [_point(spec, combo)
                 for combo in itertools.product(*(levels(f) for f in spec.fields))]
     if kind not in ("random", "lhs"):
         raise ValueError(f"points() is for grid, random and lhs specs; {kind} is adaptive: "
@@ -71,7 +70,15 @@ def points(spec: SweepSpec) -> list[Point]:
     for row in zip(*columns):
         if row not in seen:
             seen.add(row)
-            out.append(dict(zip(paths, row)))
+            out.append(_point(spec, row))
+    return out
+
+
+def _point(spec: SweepSpec, texts) -> Point:
+    """The point with each field at its text (linked fields following theirs)."""
+    out: Point = {}
+    for f, text in zip(spec.fields, texts):
+        out.update(f.assign(text))
     return out
 
 
@@ -115,8 +122,8 @@ def neighbours(spec: SweepSpec, best: Mapping[str, str]) -> list[Point]:
     out: list[Point] = []
     for f in spec.fields:
         for text in _unique(_variants(f)):
-            point = {**best, f.path: text}
-            if values(spec, {f.path: text})[f.path] != base.get(f.path):
+            point = {**best, **f.assign(text)}
+            if si_value(text) != base.get(f.path):
                 out.append(point)
     return out
 
@@ -130,7 +137,7 @@ def _variants(f: Field) -> list[str]:
 
 
 def values(spec: SweepSpec, point: Mapping[str, str]) -> dict[str, float | str]:
-    """Each of the spec's fields in ``point`` as a plain number in its SI base unit (bytes,
+    """Each of the spec's fields (linked ones too) in ``point`` as a plain number in its SI base unit (bytes,
     B/s, Hz, s, W, J), read by the arch loader's unit reader, or as its text when it is a
     choice (``ws``, ``true``). Fields absent from ``point`` are left out.
 
@@ -141,7 +148,12 @@ def values(spec: SweepSpec, point: Mapping[str, str]) -> dict[str, float | str]:
     >>> values(s, {"cores.sram": "64 MiB", "cores.engine.dataflow": "ws"})
     {'cores.sram': 67108864.0, 'cores.engine.dataflow': 'ws'}
     """
-    return {f.path: si_value(point[f.path]) for f in spec.fields if f.path in point}
+    out: dict[str, float | str] = {}
+    for f in spec.fields:
+        for path in (f.path, *(p for p, _ in f.linked)):
+            if path in point:
+                out[path] = si_value(point[path])
+    return out
 
 
 def si_value(text: str) -> float | str:
@@ -241,7 +253,8 @@ class Adaptive:
         with _quiet_optuna():
             for _ in range(n):
                 trial = self._study.ask(self._dists)
-                point = {f.path: self._text(f, trial.params[f.path]) for f in self.spec.fields}
+                point = _point(self.spec, [self._text(f, trial.params[f.path])
+                                           for f in self.spec.fields])
                 self._pending.setdefault(_key(point), []).append(trial)
                 out.append(point)
         return out
