@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npusim.dse.store import (FLAT_COLUMNS, SCHEMA_VERSION, Store, checked_record, export, load,
-                              read_records)
+                              read_meta, read_records)
 from npusim.errors import NpusimError, OutputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,7 @@ def test_meta(tmp_path):
         s.set_meta("spec", "name: ü\n")                        # replaced, not a second row
         assert s.get_meta("spec") == "name: ü\n"
     assert read_records(tmp_path)[1]["spec"] == "name: ü\n"
+    assert read_meta(tmp_path)["schema_version"] == "1"
 
 
 def test_load_flat_rows_by_hand(tmp_path):
@@ -306,13 +307,13 @@ def _start(script: Path, file: Path, n: int, seed: int) -> subprocess.Popen:
 def _check_store(file: Path, expected, n: int) -> int:
     """The store after a kill: intact, every row whole and equal to what was put, no key
     twice; returns how many rows it holds."""
+    rs = read_records(file)[0]       # read-only first: it must recover a killed writer's log
     con = sqlite3.connect(file)
     assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     count, distinct = con.execute("SELECT count(*), count(DISTINCT key) FROM points").fetchone()
     con.close()
     assert count == distinct
-    rs = read_records(file)[0]                  # every row parses and has the record's shape
-    assert len(rs) == count
+    assert len(rs) == count          # every row parsed and had the record's shape
     for r in rs:
         assert 0 <= r["point"] < n and r == expected(r["point"])
     return count

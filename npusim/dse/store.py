@@ -381,6 +381,14 @@ def _check_schema(con: sqlite3.Connection, path: Path) -> None:
         raise _damaged(path, "; ".join(map(str, problems[:3])))
 
 
+def _io_failure(e: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed to reach the file (permissions, a lock, the disk), not because
+    the file's content is wrong."""
+    text = str(e).lower()
+    return any(w in text for w in ("readonly", "read-only", "unable to open", "locked",
+                                   "disk i/o", "full", "permission"))
+
+
 def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
     """A checked connection to the store at ``path`` (created when missing if ``create``)."""
     file = store_file(path, create=create)
@@ -400,6 +408,11 @@ def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
         con.close()
         if "not a database" in str(e) or "encrypted" in str(e):
             raise _not_a_store(file, "not an SQLite database") from None
+        if isinstance(e, sqlite3.OperationalError) and _io_failure(e):
+            raise OutputError(f"cannot {'open' if create else 'read'} the sweep store "
+                              f"{_shown(file)}: {' '.join(str(e).split())}; check that the file "
+                              f"and its folder are {'writable' if create else 'readable'} and "
+                              f"that no other program holds it") from None
         raise _damaged(file, e) from None
     except BaseException:
         con.close()
@@ -544,6 +557,12 @@ def read_records(path: str | Path) -> tuple[list[dict], dict[str, str]]:
     finally:
         con.close()
     return [_row_record(row, file) for row in rows], {str(k): str(v) for k, v in meta.items()}
+
+
+def read_meta(path: str | Path) -> dict[str, str]:
+    """The meta entries (``spec``, ``spec_source``, ``version``, ``created``, ...) of the store
+    at ``path``, read-only (a report on a live sweep need not open it as a writer)."""
+    return read_records(path)[1]
 
 
 def flat_columns(records: list[dict]) -> list[str]:
