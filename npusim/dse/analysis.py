@@ -344,7 +344,7 @@ def best_row(rows: Sequence[dict], objective, workload: str) -> dict:
     return min(ok, key=lambda p: _order_key(p[1], [(metric, goal)], p[0]))[1]
 
 
-def _field_paths(fields) -> list[str]:
+def field_paths(fields) -> list[str]:
     """Field paths from a list of paths, or from a spec (its ``fields``' ``path``)."""
     if hasattr(fields, "fields"):
         fields = [f.path for f in fields.fields]
@@ -409,7 +409,7 @@ def sensitivity(rows: Sequence[dict], fields, objective, workload: str) -> list[
     >>> [(s["field"], s["min_value"], s["max_value"], s["swing"]) for s in out]
     [('sram', 1, 2, 1.0), ('bw', 20, 10, 0.3333333333333333)]
     """
-    paths = _field_paths(fields)
+    paths = field_paths(fields)
     (metric, goal), = check_objectives([objective])
     best = best_row(rows, (metric, goal), workload)
     mine = rows_of(rows, workload)
