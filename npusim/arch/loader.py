@@ -296,8 +296,12 @@ def _normalise_overrides(overrides, label: str) -> list[tuple[str, Any, str]]:
     return items
 
 
-def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, ...]]:
-    """Apply dotted-field overrides to a raw arch tree (a copy); return it and their texts."""
+def apply_overrides(tree: Any, overrides, label: str,
+                    schema=None) -> tuple[Any, tuple[str, ...]]:
+    """Apply dotted-field overrides to a raw arch tree (a copy); return it and their texts.
+
+    ``schema`` is the :class:`~npusim.arch.schema.S` the fields are looked up in (default the
+    arch's; :func:`npusim.arch.snn_device.load_snn_device` passes the device schema)."""
     items = _normalise_overrides(overrides, label)
     if not items:
         return tree, ()
@@ -312,10 +316,10 @@ def apply_overrides(tree: Any, overrides, label: str) -> tuple[Any, tuple[str, .
         node = tree
         for i, part in enumerate(parts):
             here = parts[:i + 1]
-            spec = lookup(here)
+            spec = lookup(here, schema)
             if spec is None:
                 parent = parts[:i]
-                options = valid_keys(parent)
+                options = valid_keys(parent, schema)
                 where = ".".join(parent) or "the top level"
                 raise ArchError(
                     f"{label}: override {brief(text)}: unknown field '{'.'.join(here)}'"

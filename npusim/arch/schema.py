@@ -331,9 +331,11 @@ class FieldProblem(Exception):
 _Problem = FieldProblem
 
 
-def lookup(path: tuple[str, ...]) -> F | S | None:
-    """The schema entry at a dotted path (None if unknown); entries inside dtype maps are F."""
-    node: F | S = SCHEMA
+def lookup(path: tuple[str, ...], root: S | None = None) -> F | S | None:
+    """The schema entry at a dotted path (None if unknown); entries inside dtype maps are F.
+
+    ``root`` is the schema to walk (default the arch's; a spiking-core device passes its own)."""
+    node: F | S = SCHEMA if root is None else root
     for i, part in enumerate(path):
         if isinstance(node, F):
             return node if node.kind in ("dtype_rates", "dtype_map", "dtype_energy") \
@@ -355,9 +357,10 @@ def iter_fields(node: S = SCHEMA, prefix: str = ""):
             yield from iter_fields(sub, dotted + ".")
 
 
-def valid_keys(path: tuple[str, ...]) -> list[str]:
-    """Field names allowed under the section at ``path`` (empty if it is not a section)."""
-    node = lookup(path)
+def valid_keys(path: tuple[str, ...], root: S | None = None) -> list[str]:
+    """Field names allowed under the section at ``path`` of ``root`` (default the arch's
+    schema); empty if it is not a section."""
+    node = lookup(path, root)
     return sorted(node.fields) if isinstance(node, S) else []
 
 

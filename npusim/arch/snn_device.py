@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError, NpusimError
-from .loader import parse_yaml, preset_loader, preset_names, read_description
+from .loader import (apply_overrides, parse_yaml, preset_loader, preset_names, read_description,
+                     read_preset)
 from .model import FrozenMap
 from .schema import (F, S, _line, _read_section, did_you_mean, read_described, read_sources,
                      without)
@@ -444,8 +445,18 @@ def is_snn_device(name_or_path: str | Path) -> bool:
     return isinstance(tree, dict) and "structure" in tree and "costs" in tree
 
 
-def load_snn_device(name_or_path: str | Path) -> SnnDevice:
+def load_snn_device(name_or_path: str | Path, overrides=None) -> SnnDevice:
     """Load a spiking-core device by name (``"loihi"``) or from a YAML file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A shipped device name (see :func:`snn_devices`) or the path of a device ``.yaml``.
+    overrides : mapping or sequence of str, optional
+        ``{"structure.neurons_per_core": 2048}`` or ``["costs.events.synop.energy=20 pJ"]``:
+        dotted fields of :data:`SCHEMA` set on the raw tree, then validated exactly like the
+        file, by the arch loader's own :func:`~npusim.arch.loader.apply_overrides` (same rules,
+        same messages); what lets a sweep vary spiking-core fields.
 
     Raises
     ------
@@ -459,8 +470,15 @@ def load_snn_device(name_or_path: str | Path) -> SnnDevice:
     >>> d = load_snn_device("loihi")
     >>> d.structure.neurons, round(d.costs.events["synop"].energy * 1e12, 1)
     (131072, 35.5)
+    >>> load_snn_device("loihi", {"structure.cores_per_tile": 8}).structure.cores
+    256
     """
-    return _load(name_or_path)
+    if not overrides:
+        return _load(name_or_path)
+    text, label = read_preset(name_or_path, "snn", "the spiking-core device file",
+                              f"spiking-core device {str(name_or_path)!r} has no preset")
+    tree, _ = apply_overrides(parse_yaml(text, label), overrides, label, SCHEMA)
+    return build_snn_device(tree, label)
 
 
 def _volts(value: str | None, label: str, dotted: str) -> float | None:

@@ -1,0 +1,1 @@
+"""Design-space exploration: sweep specs, strategies, the results store, executors, analysis."""
