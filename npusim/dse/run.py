@@ -218,14 +218,14 @@ class DaskCluster(Executor):
                               ) from None
         n = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
         self.n = max(1, n)
-        self.label = f"Dask cluster {address} ({n} workers at start)"
+        self.label = f"Dask cluster {address} ({n} worker{'s' if n != 1 else ''} at start)"
 
     def run(self, spec, chunks):
         from distributed import as_completed
         futures = {self.client.submit(evaluate_chunk, spec, c, pure=False): i
                    for i, c in enumerate(chunks)}
         try:
-            for f in as_completed(futures):
+            for f in as_completed(futures, loop=self.client.loop):
                 chunk = chunks[futures[f]]
                 yield chunk, _result_or_error(f.result, chunk)
         finally:
