@@ -88,8 +88,9 @@ def test_key_is_the_design_not_its_spelling(tmp_path):
 
 def test_a_point_the_arch_refuses_is_stored_with_its_error(tmp_path):
     ev = Evaluator(spec_of(tmp_path))
-    (rec,) = ev.evaluate(0, {"cores.sram": "256 KiB", "dram.bandwidth": "-1 GB/s"})
-    assert rec["error"] and "dram.bandwidth" in rec["error"] and "\n" not in rec["error"]
+    (rec,) = ev.evaluate(0, {"cores.sram": "256 KiB", "dram.bandwidth": "25.6 GB/s",
+                             "power.idle": "50 W"})
+    assert rec["error"] and "idle" in rec["error"] and "\n" not in rec["error"]
     assert rec["metrics"] == {} and rec["feasible"] is False and len(rec["key"]) == 64
 
 
@@ -143,11 +144,14 @@ def test_two_local_processes_give_what_one_gives(tmp_path):
 
 
 def test_failing_points_are_stored_and_counted(tmp_path):
-    spec = spec_of(tmp_path, fields={"dram.bandwidth": ["25.6 GB/s", "-5 GB/s"]})
+    """Each value is valid on the base alone (the spec checks that), but one combination is
+    not: an idle power above the TDP. That point is stored with the arch's error."""
+    spec = spec_of(tmp_path, fields={"power.tdp": ["5 W", "20 W"], "power.idle": ["0.5 W", "8 W"]})
     s = run_sweep(spec, tmp_path / "o", workers=1, progress=False)
-    assert (s.evaluated, s.records, s.failed) == (2, 2, 1)
+    assert (s.evaluated, s.records, s.failed) == (4, 4, 1)
     rows = load(tmp_path / "o")
-    assert sum(r["error"] is not None for r in rows) == 1
+    (bad,) = [r for r in rows if r["error"] is not None]
+    assert bad["power.tdp"] == 5.0 and bad["power.idle"] == 8.0 and "idle" in bad["error"]
 
 
 def test_infeasible_points_are_kept_and_marked(tmp_path):

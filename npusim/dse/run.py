@@ -276,6 +276,7 @@ class Driver:
         self.summary = Summary(store=Path(store.path), workers=executor.label)
         self.next_index = 0
         self.rows: list[dict] = []   # the records of every point this run asked for
+        self.written: set[str] = set()  # keys this run evaluated
         self.t0 = time.perf_counter()
 
     def load_existing(self) -> None:
@@ -316,12 +317,15 @@ class Driver:
             if ident in first:
                 continue
             first[ident] = i
-            self.summary.points += 1
             old = self.stored(p)
-            if old is not None:
+            if old is not None and all(r["key"] in self.written for r in old):
+                results[i] = old  # run in an earlier phase of this run: not a new point
+            elif old is not None:
+                self.summary.points += 1
                 self.summary.stored_before += 1
                 results[i] = old
             else:
+                self.summary.points += 1
                 tasks.append((base + i, p, name))
         if self.progress is not None:
             self.progress.add(name, len(tasks), len(first) - len(tasks))
@@ -367,6 +371,7 @@ class Driver:
             self.summary.failed += rec["error"] is not None
             self.summary.infeasible += rec["error"] is None and not rec["feasible"]
         self.by_key[rec["key"]] = rec
+        self.written.add(rec["key"])
 
     # ------------------------------------------------------------------ strategies
     def run(self) -> Summary:
