@@ -312,6 +312,7 @@ class Driver:
         first: dict[str, int] = {}      # a point asked twice in one phase runs once
         results: list = [None] * len(points)
         tasks = []
+        earlier = 0                     # of them, stored by an earlier run
         for i, p in enumerate(points):
             ident = digest(p)
             if ident in first:
@@ -323,12 +324,13 @@ class Driver:
             elif old is not None:
                 self.summary.points += 1
                 self.summary.stored_before += 1
+                earlier += 1
                 results[i] = old
             else:
                 self.summary.points += 1
                 tasks.append((base + i, p, name))
-        if self.progress is not None:
-            self.progress.add(name, len(tasks), len(first) - len(tasks))
+        if self.progress is not None and tasks:
+            self.progress.add(name, len(tasks), earlier)
         for chunk, recs in self.ex.run(self.spec, chunk_tasks(tasks, self.workers())):
             if recs and "__chunk_error__" in recs[0]:
                 recs = self.failed_records(chunk, recs[0]["__chunk_error__"])
@@ -465,7 +467,7 @@ class Progress:
     def add(self, phase: str, n: int, stored: int) -> None:
         if self.bar is None:
             return
-        label = f"{phase}" + (f" ({stored} stored)" if stored else "")
+        label = f"{phase}" + (f" ({stored} stored earlier)" if stored else "")
         self.task = self.bar.add_task(label, total=n, rate="")
         self.t0, self.done = time.perf_counter(), 0
 
