@@ -262,7 +262,16 @@ class Evaluator:
     def _snn(self, device, workload) -> dict:
         from ..api import simulate_snn
         p = workload.params
-        run = simulate_snn(p["model"], device, timesteps=p.get("timesteps"),
+        model = p["model"]
+        from ..graphs.vision import NETWORKS
+        if model in NETWORKS:  # a built-in network: its ONNX graph, built once per process
+            key = (workload.name, "vision")
+            if key not in self._graphs:
+                from ..frontend.llm import load_model
+                from ..graphs.vision import build
+                self._graphs[key] = load_model(build(model))
+            model = self._graphs[key]
+        run = simulate_snn(model, device, timesteps=p.get("timesteps"),
                            default_rate=p.get("default_rate"), mapper=p.get("mapper", "greedy"))
         lat, e = run.latency_s, run.energy_j
         return {"latency_s": lat, "energy_j": e, "power_w": e / lat if lat > 0 else None,
