@@ -96,7 +96,8 @@ def _write_nir(path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def user_folder(tmp_path_factory) -> Path:
-    """The user files the README names; ``lenet.onnx`` and ``resnet50.onnx`` as the README's
+    """The user files the README names, the shipped ``sweeps/`` specs (the README's sweep lines
+    run from the repository's folder), and ``lenet.onnx`` and ``resnet50.onnx`` as the README's
     ``python -m npusim.graphs...`` lines write them (those lines run in folders of their own, so
     no line reads a file another is writing)."""
     from npusim.graphs import mlperf, vision
@@ -106,6 +107,7 @@ def user_folder(tmp_path_factory) -> Path:
     vision.write("lenet", folder / "lenet.onnx")
     mlperf.write("resnet50", folder / "resnet50.onnx")
     _write_nir(folder / "net.nir")
+    shutil.copytree(ROOT / "sweeps", folder / "sweeps")  # the README's sweep specs, as shipped
     return folder
 
 
