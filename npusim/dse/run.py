@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ Task = tuple  # (index, point, phase)
 
 #: chunks a worker is given at most at once; small enough that a killed worker loses little
 MAX_CHUNK = 8
+
+#: how local workers start: forked on Linux (at once, with npusim already imported, and from
+#: any main module: a notebook, ``python -``), fresh interpreters elsewhere (macOS and Windows
+#: cannot fork safely; there the main module must be importable, as a script file is)
+START = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 @dataclass
@@ -133,7 +139,12 @@ class LocalProcesses(Executor):
     def _pool(self):
         import concurrent.futures as cf
         import multiprocessing as mp
-        return cf.ProcessPoolExecutor(max_workers=self.n, mp_context=mp.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(max_workers=self.n, mp_context=mp.get_context(START))
+        # start every worker now, before the progress bar's thread exists: a forked child
+        # then holds no lock another thread of this process had
+        if START == "fork":
+            list(pool.map(_pid, range(self.n)))
+        return pool
 
     def run(self, spec, chunks):
         import concurrent.futures as cf
@@ -180,6 +191,10 @@ class LocalProcesses(Executor):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _pid(_=None) -> int:
+    return os.getpid()
+
+
 def futures_done(futures: dict, i: int):
     """The records of chunk ``i`` if its future finished before the pool broke."""
     for f, j in futures.items():
@@ -203,6 +218,7 @@ class DaskCluster(Executor):
         if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
             raise NpusimError(f"--scheduler {address!r}: give the Dask scheduler's address as "
                               f"tcp://HOST:PORT (what `dask scheduler` prints)")
+        _reachable(address)
         try:
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -233,6 +249,22 @@ class DaskCluster(Executor):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _reachable(address: str) -> None:
+    """Fail at once, with the fix, when nothing listens at a tcp:// scheduler address (the
+    Dask client would retry until its timeout)."""
+    import socket
+    if not address.startswith("tcp://"):
+        return
+    host, _, port = address[len("tcp://"):].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except (OSError, ValueError) as e:
+        raise NpusimError(f"--scheduler {address}: cannot reach a Dask scheduler there "
+                          f"({one_line(e)}); start one with `dask scheduler` and workers with "
+                          f"`dask worker {address}`") from None
 
 
 def _result_or_error(get: Callable[[], list[dict]], chunk: Sequence[Task]) -> list[dict] | None:
