@@ -29,6 +29,10 @@ LONG_TESTS = (
     "tests/test_readme_snn.py::test_breakeven_table",
     "tests/test_outputs_repeatable.py::test_outputs_are_byte_identical_run_to_run",
     "tests/test_validate_input.py::test_fuzz_validate_cli_exit_code",
+    "tests/test_readme.py::test_readme_command_runs[npusim sweep",
+    "tests/test_readme.py::test_readme_command_runs[(dask scheduler",
+    "tests/test_dse_run.py::test_dask_cluster",
+    "tests/test_dse_run.py::test_sigkill",
 )
 
 
