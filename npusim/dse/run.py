@@ -309,6 +309,7 @@ class Driver:
         self.next_index = 0
         self.rows: list[dict] = []   # the records of every point this run asked for
         self.written: set[str] = set()  # keys this run evaluated
+        self.asked: set[str] = set()    # the points this run asked for, by digest
         self.t0 = time.perf_counter()
 
     def load_existing(self) -> None:
@@ -350,16 +351,16 @@ class Driver:
             if ident in first:
                 continue
             first[ident] = i
+            new = ident not in self.asked   # not asked by an earlier phase of this run
+            self.asked.add(ident)
+            self.summary.points += new
             old = self.stored(p)
-            if old is not None and all(r["key"] in self.written for r in old):
-                results[i] = old  # run in an earlier phase of this run: not a new point
-            elif old is not None:
-                self.summary.points += 1
-                self.summary.stored_before += 1
-                earlier += 1
+            if old is not None:
+                if new and not all(r["key"] in self.written for r in old):
+                    self.summary.stored_before += 1
+                    earlier += 1
                 results[i] = old
             else:
-                self.summary.points += 1
                 tasks.append((base + i, p, name))
         if self.progress is not None and tasks:
             self.progress.add(name, len(tasks), earlier)
