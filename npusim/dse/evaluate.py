@@ -206,6 +206,15 @@ class Evaluator:
             self._graphs[key] = g
         return self._graphs[key]
 
+    def resident_bytes(self, graph) -> float:
+        """Weights plus KV cache of ``graph``: what must fit in DRAM (once per graph)."""
+        key = ("resident", id(graph))
+        if key not in self._graphs:
+            from ..ir import Role
+            by_role = graph.bytes_by_role()
+            self._graphs[key] = by_role[Role.WEIGHT.value] + by_role[Role.KV_CACHE.value]
+        return self._graphs[key]
+
     def _graph_run(self, design, workload) -> dict:
         from ..api import simulate
         graph = self.graph(design, workload)
@@ -219,13 +228,13 @@ class Evaluator:
                          check_capacity=False)
         else:
             r = simulate(graph, design, check_capacity=False)
-        t = r.totals()
-        by_role = graph.bytes_by_role()
-        from ..ir import Role
-        m = {"latency_s": t["latency_s"], "energy_j": t["energy_j"],
-             "power_w": t["avg_power_w"], "utilisation": t["utilization"],
-             "dram_need_bytes": by_role[Role.WEIGHT.value] + by_role[Role.KV_CACHE.value],
-             "area_mm2": t.get("area_mm2", math.nan), "chips": 1.0}
+        # the few totals a point needs, each one pass over the records (r.totals() also
+        # builds the per-component and per-device breakdowns, which a sweep does not store)
+        latency, energy = r.latency_s, r.energy_j
+        m = {"latency_s": latency, "energy_j": energy,
+             "power_w": energy / latency if latency > 0 else 0.0,
+             "utilisation": r.utilization, "dram_need_bytes": self.resident_bytes(graph),
+             "area_mm2": r.area_totals().get("area_mm2", math.nan), "chips": 1.0}
         if workload.kind == "llm":
             batch = int(p.get("batch", 1))
             phase = p.get("phase", "decode")
