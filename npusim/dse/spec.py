@@ -292,7 +292,10 @@ def _dump(tree: Any) -> str:
         if isinstance(x, (list, tuple)):
             return [plain(v) for v in x]
         return x if isinstance(x, (str, int, float, bool, type(None))) else str(x)
-    return yaml.safe_dump(plain(tree), sort_keys=False)
+    try:
+        return yaml.safe_dump(plain(tree), sort_keys=False)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return repr(tree)
 
 
 # -------------------------------------------------------------------------------- base arch
@@ -302,9 +305,20 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _resolve(text: str, here: Path) -> str:
-    """A path as written, made absolute relative to the spec's folder."""
-    path = Path(text).expanduser()
-    return str(path if path.is_absolute() else (here / path).resolve())
+    """A path as written, made absolute relative to the spec's folder (as written when it
+    cannot be: a ``~user`` of no such user, a NUL byte; opening it then says so)."""
+    try:
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else (here / path).resolve())
+    except (OSError, ValueError, RuntimeError):
+        return text
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _base(raw: Any, here: Path, label: str) -> tuple[str, str]:
@@ -316,7 +330,13 @@ def _base(raw: Any, here: Path, label: str) -> tuple[str, str]:
             raise _fail(label, "base.snn_device", f"expected a spiking-core device name "
                         f"({', '.join(snn_devices())}) or a device YAML path, got {_brief(dev)}")
         dev = dev.strip()
-        return (_resolve(dev, here) if _looks_like_path(dev) else dev), "snn_device"
+        if not _looks_like_path(dev):
+            return dev, "snn_device"
+        path = _resolve(dev, here)
+        if not _is_file(path):
+            raise _fail(label, "base.snn_device", f"{dev!r}: no such device file ({path}); "
+                                                  f"paths are relative to the spec's folder")
+        return path, "snn_device"
     if not isinstance(raw, str) or not raw.strip():
         raise _fail(label, "base", f"expected a shipped arch name (e.g. rngd), an arch YAML "
                                    f"path or {{snn_device: NAME}}, got {_brief(raw)}")
@@ -326,6 +346,9 @@ def _base(raw: Any, here: Path, label: str) -> tuple[str, str]:
                                    f"{{snn_device: {base}}}")
     if _looks_like_path(base) and "+" not in base:
         base = _resolve(base, here)
+        if not _is_file(base):
+            raise _fail(label, "base", f"{raw.strip()!r}: no such arch file ({base}); paths "
+                                       f"are relative to the spec's folder")
     return base, "arch"
 
 
@@ -712,7 +735,7 @@ def _path(value: Any, here: Path, label: str, key: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _fail(label, key, f"expected the path of {what}, got {_brief(value)}")
     path = _resolve(value.strip(), here)
-    if not Path(path).is_file():
+    if not _is_file(path):
         raise _fail(label, key, f"{value.strip()!r}: no such file ({path}); paths are "
                                 f"relative to the spec's folder")
     return path
