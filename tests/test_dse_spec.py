@@ -567,3 +567,25 @@ def test_fuzz_whole_spec_files(tmp_path, junk):
         load_spec(path)
     except NpusimError as exc:
         assert_clean(exc)
+
+
+def test_fuzz_corpus_specs_fail_cleanly(tmp_path):
+    """The fuzzing benchmark's sweep-spec corpus, through load_spec (what `npusim sweep` reads
+    first): every certainly-invalid spec is one clean line, none crashes."""
+    import importlib.util
+    import random
+    path = ROOT / "benchmarks" / "fuzz_cases" / "sweep_spec.py"
+    module_spec = importlib.util.spec_from_file_location("fuzz_sweep_spec", path)
+    corpus = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(corpus)
+    seen = set()
+    for label, argv, must_fail in corpus.cases(tmp_path, random.Random(7), 80):
+        assert argv[0] == "sweep" and argv[2] == "--out"
+        seen.add(label)
+        try:
+            load_spec(argv[1])
+        except NpusimError as exc:
+            assert_clean(exc)
+        else:
+            assert not must_fail, (label, Path(argv[1]).read_text(errors="replace")[:300])
+    assert len(seen) >= 6
