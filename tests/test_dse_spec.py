@@ -472,7 +472,7 @@ BAD = [
     ("strategy-seed", spec_tree(strategy={"kind": "random", "samples": 2, "seed": -1}),
      ("strategy.seed:",)),
     ("strategy-key", spec_tree(strategy={"kind": "grid", "samples": 2}),
-     ("strategy.samples: unknown key",)),
+     ("strategy.samples:", "only random, lhs and nsga2 take samples")),
     ("sensitivity", spec_tree(sensitivity="yes"), ("sensitivity:", "true or false")),
     ("cost", spec_tree(cost={"per_mm": 1}), ("cost.per_mm: unknown key",
                                              "did you mean 'per_mm2'")),

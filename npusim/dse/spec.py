@@ -494,8 +494,7 @@ def _ends(f: Field) -> list[tuple[str, str]]:
     value, or a range's two ends in the range's unit."""
     if f.values is not None:
         return [(f"[{i}]", v) for i, v in enumerate(f.values)]
-    lo, hi = range_numbers(f)
-    return [(".low", format_number(lo, f)), (".high", format_number(hi, f))]
+    return [(".low", f.low), (".high", f.high)]
 
 
 def _texts(spec: Any, label: str, key: str, unique: bool) -> tuple[str, ...]:
@@ -650,7 +649,8 @@ def _workloads(raw: Any, base_kind: str, here: Path, label: str) -> tuple[Worklo
         key = f"workloads[{i}]"
         if (w.kind == "snn") != (base_kind == "snn_device"):
             want = "base: {snn_device: NAME}" if w.kind == "snn" else "an NPU arch as base"
-            raise _fail(label, key, f"a {w.kind} workload needs {want}; the base is "
+            article = "an" if w.kind in ("llm", "onnx", "snn") else "a"
+            raise _fail(label, key, f"{article} {w.kind} workload needs {want}; the base is "
                                     f"{'a spiking-core device' if base_kind != 'arch' else 'an NPU arch'}")
         if any(o.name == w.name for o in out):
             raise _fail(label, f"{key}.name", f"{w.name!r} is used by another workload; give "
@@ -899,6 +899,12 @@ def _strategy(raw: Any, sensitivity: Any, label: str) -> Strategy:
     allowed = {"grid": ("kind", "seed"), "random": ("kind", "samples", "seed"),
                "lhs": ("kind", "samples", "seed"),
                "nsga2": ("kind", "samples", "seed", "population", "generations")}[kind]
+    for key in raw:
+        if key not in allowed and key in ("samples", "population", "generations"):
+            takes = {"samples": "random, lhs and nsga2", "population": "nsga2",
+                     "generations": "nsga2"}[key]
+            raise _fail(label, f"strategy.{key}", f"only {takes} take {key}; {kind} does not "
+                                                  f"(a grid takes every point): remove it")
     _unknown_keys(raw, allowed, label, "strategy")
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
