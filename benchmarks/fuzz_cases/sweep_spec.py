@@ -95,9 +95,11 @@ def _range(rng: random.Random):
 
 def _grid(rng: random.Random):
     yield "sweep/grid", _spec(fields={"cores.sram": []}), True
-    yield "sweep/grid", _spec(fields={
-        "dram.bandwidth": {"low": "1 GB/s", "high": "9 GB/s", "levels": rng.randint(400, 5000)},
-        "cores.vector.ops_per_cycle": {"low": 1, "high": 9, "levels": rng.randint(400, 5000)}}), True
+    many = {"dram.bandwidth": {"low": "1 GB/s", "high": "9 GB/s",
+                               "levels": rng.randint(400, 5000)},
+            "cores.vector.ops_per_cycle": {"low": 1, "high": 9,
+                                           "levels": rng.randint(400, 5000)}}
+    yield "sweep/grid", _spec(fields=many), True
     yield "sweep/grid", _spec(fields={"cores.engine.rows": {
         "values": [8, 16], "with": {"cores.engine.cols": rng.choice([[8], [8, 16, 32], [],
                                                                      "x"])}}}), True

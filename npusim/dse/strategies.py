@@ -137,9 +137,9 @@ def _variants(f: Field) -> list[str]:
 
 
 def values(spec: SweepSpec, point: Mapping[str, str]) -> dict[str, float | str]:
-    """Each of the spec's fields (linked ones too) in ``point`` as a plain number in its SI base unit (bytes,
-    B/s, Hz, s, W, J), read by the arch loader's unit reader, or as its text when it is a
-    choice (``ws``, ``true``). Fields absent from ``point`` are left out.
+    """Each of the spec's fields (linked ones too) in ``point`` as a plain number in its SI
+    base unit (bytes, B/s, Hz, s, W, J), read by the arch loader's unit reader, or as its text
+    when it is a choice (``ws``, ``true``). Fields absent from ``point`` are left out.
 
     >>> from npusim.dse.spec import SweepSpec, Strategy
     >>> s = SweepSpec("x", "x.yaml", "", "edu", "arch", {}, (Field("cores.sram",
