@@ -122,6 +122,15 @@ def test_arch_file_base_is_relative_to_the_spec(tmp_path):
     check_point(s, st.points(s)[0])
 
 
+def test_energy_table_fields_are_validated_by_the_table():
+    s = parse(spec_tree(fields={"energy.static": ["0.5 W", "2 W"]}))
+    assert [p["energy.static"] for p in st.points(s)] == ["0.5 W", "2 W"]
+    assert "energy.static" in s.text                      # dumped when no text is given
+    with pytest.raises(NpusimError) as info:
+        parse(spec_tree(fields={"energy.statik": ["1 W"]}))
+    assert_clean(info.value, "fields.energy.statik[0]:", "unknown field 'statik'")
+
+
 # -------------------------------------------------------------------------------- grid
 
 def test_grid_count_and_order():
