@@ -426,7 +426,7 @@ def quantity(value: Any) -> tuple[float, str | None] | None:
     if parts is None:
         return None
     try:
-        x = float(parts[0].replace("_", ""))
+        x = float(parts[0])
     except ValueError:
         return None
     if not math.isfinite(x):
