@@ -90,7 +90,11 @@ def unit_cube(kind: str, n: int, d: int, seed: int) -> np.ndarray:
     if kind == "random":
         return rng.random((n, d))
     from scipy.stats import qmc
-    return qmc.LatinHypercube(d=d, rng=rng).random(n)
+    try:
+        sampler = qmc.LatinHypercube(d=d, rng=rng)
+    except TypeError:                  # scipy < 1.15 names the generator `seed`
+        sampler = qmc.LatinHypercube(d=d, seed=rng)
+    return sampler.random(n)
 
 
 def _from_unit(f: Field, u: np.ndarray) -> list[str]:
