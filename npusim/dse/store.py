@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import sqlite3
 import stat
 import struct
@@ -306,10 +305,18 @@ def _check_header(path: Path, size: int) -> None:
     page = 65536 if page == 1 else page
     pages = struct.unpack(">I", head[28:32])[0]
     header_valid = pages > 0 and head[24:28] == head[92:96]
-    wal = path.with_name(path.name + "-wal")
-    if header_valid and not (wal.exists() and wal.stat().st_size > 0) and size < page * pages:
+    if header_valid and not _has_log(path) and size < page * pages:
         raise _damaged(path, f"truncated: {size:,} bytes of the {page * pages:,} its header "
                              f"gives")
+
+
+def _has_log(path: Path) -> bool:
+    """Whether a non-empty write-ahead log sits beside ``path`` (a writer may delete it at any
+    moment, so a vanished log counts as none)."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -323,6 +330,9 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
             con = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None,
                                   check_same_thread=False)
     except sqlite3.Error as e:
+        if readonly:
+            raise NpusimError(f"cannot read the sweep store {_shown(path)}: {e}; check that "
+                              f"it and its folder are readable") from None
         raise OutputError(f"cannot open the sweep store {_shown(path)}: {e}; check that its "
                           f"folder exists and is writable, or choose another --out") from None
     return con
@@ -409,10 +419,11 @@ def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
         if "not a database" in str(e) or "encrypted" in str(e):
             raise _not_a_store(file, "not an SQLite database") from None
         if isinstance(e, sqlite3.OperationalError) and _io_failure(e):
-            raise OutputError(f"cannot {'open' if create else 'read'} the sweep store "
-                              f"{_shown(file)}: {' '.join(str(e).split())}; check that the file "
-                              f"and its folder are {'writable' if create else 'readable'} and "
-                              f"that no other program holds it") from None
+            kind = OutputError if create else NpusimError
+            raise kind(f"cannot {'open' if create else 'read'} the sweep store {_shown(file)}: "
+                       f"{' '.join(str(e).split())}; check that the file and its folder are "
+                       f"{'writable' if create else 'readable'} and that no other program "
+                       f"holds it") from None
         raise _damaged(file, e) from None
     except BaseException:
         con.close()
