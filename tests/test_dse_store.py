@@ -213,6 +213,7 @@ def test_parquet_export_reads_back(tmp_path):
     assert str(table.schema.field("cores.engine.dataflow").type) == "string"
     assert same(table.to_pylist(), load(tmp_path))
     assert export(tmp_path, tmp_path / "x.csv", fmt="parquet").read_bytes()[:4] == b"PAR1"
+    assert export(tmp_path, tmp_path / "y.parquet", fmt="CSV").read_text().startswith("key,")
 
 
 def test_dataframe(tmp_path):
@@ -439,7 +440,10 @@ def test_wrong_schema_version(tmp_path):
     with pytest.raises(NpusimError, match="no schema_version"):
         load(d)
     d = _store_with(tmp_path, "ALTER TABLE points ADD COLUMN extra TEXT")
-    with pytest.raises(NpusimError, match="other columns"):
+    with pytest.raises(NpusimError, match="points table has other columns"):
+        load(d)
+    d = _store_with(tmp_path, "ALTER TABLE meta RENAME COLUMN value TO text")
+    with pytest.raises(NpusimError, match="meta table has other columns"):
         load(d)
 
 

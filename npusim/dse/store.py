@@ -374,6 +374,8 @@ def _check_schema(con: sqlite3.Connection, path: Path) -> None:
     if not {"meta", "points"} <= tables:
         raise _not_a_store(path, "an SQLite database without the sweep's tables" if tables
                            else "an empty SQLite database")
+    if tuple(r[1] for r in con.execute("PRAGMA table_info(meta)")) != ("name", "value"):
+        raise _not_a_store(path, "its meta table has other columns than a sweep's")
     row = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
     if row is None:
         raise _not_a_store(path, "its meta table has no schema_version")
@@ -661,9 +663,9 @@ def export(path: str | Path, out: str | Path, fmt: str | None = None) -> Path:
 def _format(out: Path, fmt: str | None) -> str:
     """The export format: ``fmt`` if given, else from the suffix of ``out``."""
     if fmt is not None:
-        if fmt not in ("csv", "parquet"):
+        if str(fmt).lower() not in ("csv", "parquet"):
             raise NpusimError(f"unknown export format {str(fmt)[:40]!r}; give csv or parquet")
-        return fmt
+        return str(fmt).lower()
     suffix = out.suffix.lower()
     if suffix in _FORMATS:
         return _FORMATS[suffix]
