@@ -258,6 +258,16 @@ def test_reader_while_the_writer_runs(tmp_path):
         assert len(s.records()) == 30
 
 
+def test_two_writers_never_write_a_key_twice(tmp_path):
+    """Two drivers started on the same folder by mistake: each key is stored once, and put
+    says True for exactly one of them."""
+    with Store(tmp_path) as a, Store(tmp_path) as b:
+        said = [(a if i % 2 else b).put(record(i // 3)) for i in range(60)]
+        assert sum(said) == 20
+        assert [r["point"] for r in a.records()] == list(range(20))
+        assert b.keys() == a.keys()
+
+
 # ----------------------------------------------------------------------------- crash safety
 
 DRIVER = """
