@@ -655,9 +655,30 @@ def export(path: str | Path, out: str | Path, fmt: str | None = None) -> Path:
     columns = flat_columns(records)
     rows = [flat_row(r, columns) for r in records]
     if pa is None:
-        from ..files import write_csv
-        return write_csv(out, columns, rows, what="the sweep export")
+        return _write_csv(out, columns, rows)
     return _write_parquet(pa, out, columns, rows, set(_metric_columns(records)))
+
+
+def _write_csv(out: Path, columns: list[str], rows: list[dict]) -> Path:
+    """The flat rows as CSV, every cell spreadsheet-safe, numbers in shortest round-trip form.
+
+    Lines end in CRLF (RFC 4180, the csv module's default) rather than the ``\n`` of
+    :func:`npusim.files.write_csv`: with ``\n`` as the line end the csv module leaves a bare
+    ``\r`` in a cell unquoted, and a reader then splits the row there. Any text a user or a
+    failing workload wrote can reach these cells (error messages, workload names).
+    """
+    import csv
+
+    from ..files import cannot_write, spreadsheet_safe
+    try:
+        with out.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([spreadsheet_safe(r[c]) for c in columns])
+    except (OSError, ValueError) as e:
+        raise cannot_write(out, "the sweep export", e) from None
+    return out
 
 
 def _format(out: Path, fmt: str | None) -> str:
