@@ -247,8 +247,10 @@ def _not_a_store(path: Path, why: str) -> NpusimError:
     return NpusimError(f"{_shown(path)} is not an npusim sweep store ({why}); {_FIX}")
 
 
-def _damaged(path: Path, why: str) -> NpusimError:
-    why = " ".join(str(why).split())[:200]
+def _damaged(path: Path, why: Any) -> NpusimError:
+    """The error for a store SQLite or the record check refused; a file shorter than its header
+    says is named as truncated."""
+    why = _truncation(path) or " ".join(str(why).split())[:200]
     return NpusimError(f"the sweep store {_shown(path)} is damaged ({why}); re-run the sweep "
                        f"into a new --out folder (`sqlite3 FILE .recover` may save its rows)")
 
@@ -256,7 +258,7 @@ def _damaged(path: Path, why: str) -> NpusimError:
 def store_file(path: str | Path, create: bool = False) -> Path:
     """The store file ``path`` names: ``path`` itself, or ``path/sweep.sqlite`` when ``path``
     is a folder. Refuses (one :class:`NpusimError`) a missing store unless ``create``, and
-    anything that is not an SQLite file or is visibly truncated, before SQLite opens it.
+    anything that is not an SQLite file, before SQLite opens it.
     """
     path = Path(path)
     try:
@@ -281,17 +283,13 @@ def store_file(path: str | Path, create: bool = False) -> Path:
         if create:
             return path
         raise _not_a_store(path, "an empty file")
-    _check_header(path, st.st_size)
+    _check_header(path)
     return path
 
 
-def _check_header(path: Path, size: int) -> None:
-    """Refuse a file without SQLite's magic, or shorter than its own header says it is.
-
-    The size check is skipped while a write-ahead log sits beside the file: a driver killed
-    in a checkpoint can leave the header ahead of the file, and SQLite completes it from the
-    log on the next open.
-    """
+def _check_header(path: Path) -> None:
+    """Refuse a file without SQLite's magic (those 16 bytes never change, so the check is safe
+    on a store a driver is writing)."""
     try:
         with path.open("rb") as f:
             head = f.read(100)
@@ -301,13 +299,27 @@ def _check_header(path: Path, size: int) -> None:
     if len(head) < 100 or not head.startswith(_MAGIC):
         raise _not_a_store(path, "not an SQLite database" if not head.startswith(_MAGIC[:6])
                            or len(head) >= 100 else "a truncated SQLite header")
+
+
+def _truncation(path: Path) -> str | None:
+    """Why SQLite found ``path`` damaged when the file is shorter than its header says, else
+    None. Asked only after SQLite refused the file: on a live store a checkpoint can briefly
+    leave the header ahead of the file's end (the log still holds those pages), so the sizes
+    alone never decide."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if len(head) < 100 or _has_log(path):
+        return None
     page = struct.unpack(">H", head[16:18])[0]
     page = 65536 if page == 1 else page
     pages = struct.unpack(">I", head[28:32])[0]
-    header_valid = pages > 0 and head[24:28] == head[92:96]
-    if header_valid and not _has_log(path) and size < page * pages:
-        raise _damaged(path, f"truncated: {size:,} bytes of the {page * pages:,} its header "
-                             f"gives")
+    if pages > 0 and head[24:28] == head[92:96] and size < page * pages:
+        return f"truncated: {size:,} bytes of the {page * pages:,} its header gives"
+    return None
 
 
 def _has_log(path: Path) -> bool:
