@@ -2,8 +2,8 @@
 
 A sweep's driver writes one row per (design point, workload) as soon as it is evaluated, each
 in its own committed transaction, keyed by the record's hash (arch, workload, npusim version).
-``INSERT OR IGNORE`` on that key means a re-run skips nothing twice and never writes a second
-row; SQLite's write-ahead log (``journal_mode=WAL``, ``synchronous=FULL``) means a driver killed
+``INSERT OR IGNORE`` on that key means a record put twice (a re-run, a retried worker) never
+makes a second row; SQLite's write-ahead log (``journal_mode=WAL``, ``synchronous=FULL``) means a driver killed
 at any moment leaves every committed row whole and no half-written one, and readers (a report on
 a live sweep) never block the writer.
 
@@ -413,6 +413,15 @@ def _io_failure(e: sqlite3.OperationalError) -> bool:
                                    "disk i/o", "full", "permission"))
 
 
+def _read_error(path: Path, e: Exception) -> NpusimError:
+    """The error for a failed read: the file out of reach, or its content damaged."""
+    if isinstance(e, sqlite3.OperationalError) and _io_failure(e):
+        return NpusimError(f"cannot read the sweep store {_shown(path)}: "
+                           f"{' '.join(str(e).split())}; check that it is readable and that no "
+                           f"other program holds it")
+    return _damaged(path, e)
+
+
 def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
     """A checked connection to the store at ``path`` (created when missing if ``create``)."""
     file = store_file(path, create=create)
@@ -538,7 +547,7 @@ class Store:
         try:
             return self._live().execute(sql, args).fetchall()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            raise _damaged(self.path, e) from None
+            raise _read_error(self.path, e) from None
 
     def set_meta(self, name: str, text: str) -> None:
         """Set the meta entry ``name`` (``spec``, ``spec_source``, ...) to ``text``."""
@@ -578,7 +587,7 @@ def read_records(path: str | Path) -> tuple[list[dict], dict[str, str]]:
         rows = con.execute(_SELECT).fetchall()
         meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
     except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-        raise _damaged(file, e) from None
+        raise _read_error(file, e) from None
     finally:
         con.close()
     return [_row_record(row, file) for row in rows], {str(k): str(v) for k, v in meta.items()}
