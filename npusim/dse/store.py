@@ -248,8 +248,8 @@ def _not_a_store(path: Path, why: str) -> NpusimError:
 
 
 def _damaged(path: Path, why: Any) -> NpusimError:
-    """The error for a store SQLite or the record check refused; a file shorter than its header
-    says is named as truncated."""
+    """The error for a store SQLite or the record check refused (``why``); a file shorter than
+    its header says is named as truncated."""
     why = _truncation(path) or " ".join(str(why).split())[:200]
     return NpusimError(f"the sweep store {_shown(path)} is damaged ({why}); re-run the sweep "
                        f"into a new --out folder (`sqlite3 FILE .recover` may save its rows)")
@@ -258,7 +258,7 @@ def _damaged(path: Path, why: Any) -> NpusimError:
 def store_file(path: str | Path, create: bool = False) -> Path:
     """The store file ``path`` names: ``path`` itself, or ``path/sweep.sqlite`` when ``path``
     is a folder. Refuses (one :class:`NpusimError`) a missing store unless ``create``, and
-    anything that is not an SQLite file, before SQLite opens it.
+    anything that is not an SQLite file or is truncated, before SQLite opens it.
     """
     path = Path(path)
     try:
@@ -284,6 +284,9 @@ def store_file(path: str | Path, create: bool = False) -> Path:
             return path
         raise _not_a_store(path, "an empty file")
     _check_header(path)
+    why = _truncation(path)
+    if why:
+        raise _damaged(path, why)
     return path
 
 
@@ -302,17 +305,23 @@ def _check_header(path: Path) -> None:
 
 
 def _truncation(path: Path) -> str | None:
-    """Why SQLite found ``path`` damaged when the file is shorter than its header says, else
-    None. Asked only after SQLite refused the file: on a live store a checkpoint can briefly
-    leave the header ahead of the file's end (the log still holds those pages), so the sizes
-    alone never decide."""
+    """Why ``path`` is damaged if the file is shorter than its header says, else None.
+
+    SQLite alone can miss a lost tail (zeros read back in an index page pass its quick
+    check), so this is asked before SQLite opens the file. On a live store a checkpoint
+    writes the new header before the file's last pages, but it holds those pages in a
+    non-empty log until it is done and the file never shrinks; reading the header first, then
+    the log's size, then the file's size (in that order) therefore never calls a live store
+    truncated. With a non-empty log beside it (a driver killed in a checkpoint) the sizes do
+    not decide: SQLite completes the file from the log.
+    """
     try:
         with path.open("rb") as f:
             head = f.read(100)
+        if len(head) < 100 or _has_log(path):
+            return None
         size = path.stat().st_size
     except OSError:
-        return None
-    if len(head) < 100 or _has_log(path):
         return None
     page = struct.unpack(">H", head[16:18])[0]
     page = 65536 if page == 1 else page
