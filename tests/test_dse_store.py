@@ -387,7 +387,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
             before = reader.execute("SELECT count(*) FROM points").fetchone()
         proc = _start(script, file, n, seed=kill)
         if kill > 0:
-            assert proc.stdout.readline().startswith("ready")
+            line = proc.stdout.readline()
+            assert line.startswith("ready"), line + proc.stderr.read()
             deadline = time.monotonic() + rng.uniform(0.0, 0.15)
             while kill % 2 and time.monotonic() < deadline:  # live reads while it writes
                 assert len(load(file)) <= n
@@ -395,7 +396,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         else:
             time.sleep(rng.uniform(0.0, 0.3))    # maybe before or while it creates the store
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
         if reader is not None:
             assert reader.execute("SELECT count(*) FROM points").fetchone() == before
             reader.execute("COMMIT")
