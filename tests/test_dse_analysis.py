@@ -11,12 +11,14 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import re
 import sys
 import types
 import warnings
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -638,15 +640,32 @@ def _clean_error(code, err) -> bool:
         and "Traceback" not in err
 
 
-def test_cli_sweep_report_of_a_folder_without_a_store(cli, tmp_path):
-    """Once the store and the CLI's ``sweep report`` are merged: a clean one-line error."""
+def _corpus():
+    src = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_cases" / "sweep_report.py"
+    spec = importlib.util.spec_from_file_location("fuzz_cases_sweep_report", src)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzz_corpus_yields_bad_sweep_folders(tmp_path):
+    got = list(_corpus().cases(tmp_path, random.Random(3), 30))
+    assert len(got) == 30
+    labels = {label for label, _, _ in got}
+    assert {"sweep-report/folder", "sweep-report/store-bytes"} <= labels
+    for label, argv, must_fail in got:
+        assert argv[:2] == ["sweep", "report"] and len(argv) == 3 and must_fail is True
+        if label == "sweep-report/store-bytes":
+            assert (tmp_path / argv[2] / "sweep.sqlite").stat().st_size > 0
+
+
+def test_cli_sweep_report_of_bad_folders_is_one_clean_error(cli, tmp_path):
+    """benchmarks/fuzz_cases/sweep_report.py through the CLI, once the store and the CLI's
+    ``sweep report`` are merged: every case one clean line, exit 2."""
     pytest.importorskip("npusim.dse.store")
     code, _, _ = cli("sweep", "report", "--help")
     if code != 0:
         pytest.skip("the CLI has no 'sweep report' yet")
-    code, out, err = cli("sweep", "report", str(tmp_path))
-    assert _clean_error(code, err), err
-    rnd = random.Random(0)
-    (tmp_path / "sweep.sqlite").write_bytes(bytes(rnd.randrange(256) for _ in range(512)))
-    code, out, err = cli("sweep", "report", str(tmp_path))
-    assert _clean_error(code, err), err
+    for label, argv, _ in _corpus().cases(tmp_path, random.Random(0), 40):
+        code, out, err = cli(*argv)
+        assert _clean_error(code, err), (label, argv, err)

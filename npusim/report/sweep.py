@@ -420,15 +420,15 @@ def tornado_figure(entries: list[dict] | None, metric: str, goal: str, title: st
         # a thick segment rather than a bar: a bar's width hi - lo can overflow a float
         ax.plot([lo, hi], [y, y], lw=16, solid_capstyle="butt", color=FRONT_COLOUR,
                 alpha=0.75)
-        ax.annotate(shorten(fmt(e["min_value"])), (lo, y), xytext=(-3, 0), textcoords="offset points",
-                    ha="right", va="center", fontsize=7)
-        ax.annotate(shorten(fmt(e["max_value"])), (hi, y), xytext=(3, 0), textcoords="offset points",
-                    ha="left", va="center", fontsize=7)
+        for x, value, dx, ha in ((lo, e["min_value"], -3, "right"),
+                                 (hi, e["max_value"], 3, "left")):
+            ax.annotate(shorten(fmt(value)), (x, y), xytext=(dx, 0), textcoords="offset points",
+                        ha=ha, va="center", fontsize=7)
     ax.axvline(best, color="black", lw=1.0, ls="--",
                label=f"best point {drawn[0]['best_point']}: {fmt(best)}")
-    swing = [f"{shorten(e['field'], 32)}\n(swing {e['swing']:.3g}, {e['variants']} variants)"
-             if e["swing"] is not None else f"{shorten(e['field'], 32)}\n({e['variants']} variants)"
-             for e in drawn]
+    swing = [f"{shorten(e['field'], 32)}\n("
+             + (f"swing {e['swing']:.3g}, " if e["swing"] is not None else "")
+             + f"{e['variants']} variants)" for e in drawn]
     ax.set_yticks(ys, swing, fontsize=8)
     values = [v for e in drawn for v in (e["min_objective"], e["max_objective"])] + [best]
     _scale_axis(ax, "x", values)
