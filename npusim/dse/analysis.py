@@ -63,7 +63,7 @@ def _as_matrix(values) -> np.ndarray:
     """``values`` as a 2-D float array, or one clear error."""
     try:
         arr = np.array(values, dtype=float)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise NpusimError(f"objective values must be numbers in an (n, k) array: "
                           f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if arr.ndim != 2:

@@ -25,7 +25,15 @@ Everything is checked here, once, at the boundary: every field value (and every 
 ``low`` and ``high``) is applied to the base arch through :func:`npusim.arch.load_arch` (or
 :func:`npusim.arch.snn_device.load_snn_device`), so an unknown field, a wrong unit or an absurd
 value is refused with the arch loader's own message, prefixed by the spec key. Each problem is
-one single-line :class:`SpecError` naming the spec file, the key path and the fix.
+one single-line :class:`SpecError` naming the spec file, the key path and the fix. The
+workloads are validated in :mod:`npusim.dse.spec_workloads`.
+
+A field's listed values may carry linked fields that move with them, position by position,
+for values that must change together (an array's shape and its MAC rates)::
+
+    cores.engine.units:
+      values: [32, 64, 128]
+      with: {cores.engine.macs_per_cycle.bf16: [8192, 16384, 32768]}
 """
 from __future__ import annotations
 
@@ -72,26 +80,11 @@ minutes to hours at ~100 points/s, and a larger one is almost always a levels ty
 
 STRATEGIES = ("grid", "random", "lhs", "nsga2")
 SCALES = ("linear", "log")
-PHASES = ("prefill", "decode")
-WORKLOAD_KINDS = ("llm", "onnx", "graph", "kperf", "snn")
 TOP_KEYS = ("name", "description", "base", "set", "fields", "workloads", "objectives",
             "constraints", "strategy", "sensitivity", "cost")
 RANGE_KEYS = ("low", "high", "scale", "levels", "integer", "values")
 COST_KEYS = ("per_mm2", "per_gb_dram")
 SWEEP_EXTRA = 'pip install "npusim[sweep]"'
-# Generous caps on workload sizes (assumptions: far past any real serving or training step),
-# so an absurd value is a clear error here rather than a memory blow-up on every point.
-_INT_CAPS = {"batch": 1 << 20, "seq": 1 << 24, "kv_len": 1 << 24, "input_len": 1 << 24,
-             "output_len": 1 << 24, "users": 1 << 20, "timesteps": 1 << 20, "chips": 1 << 16}
-_PARAMS = {
-    "llm": ("model", "phase", "batch", "seq", "kv_len", "precision", "parallel"),
-    "onnx": ("path", "batch", "dims", "precision"),
-    "graph": ("name", "batch", "precision"),
-    "kperf": ("model", "input_len", "output_len", "users", "precision", "chips"),
-    "snn": ("model", "timesteps", "default_rate", "mapper"),
-}
-# What the kind key itself holds when it is given a plain value (``llm: llama-3.1-8b``).
-_MAIN = {"llm": "model", "onnx": "path", "graph": "name", "kperf": "model", "snn": "model"}
 
 
 class SpecError(NpusimError):
@@ -225,7 +218,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _fail(label: str, key: str, message: str) -> SpecError:
+def fail(label: str, key: str, message: str) -> SpecError:
+    """The one-line error ``LABEL: KEY: MESSAGE`` (whitespace runs folded to one space)."""
     where = f"{label}: {key}: " if key else f"{label}: "
     return SpecError(_one_line(where + message))
 
@@ -240,30 +234,31 @@ def _did_you_mean(word: Any, options) -> str:
     return did_you_mean(str(word), list(options))
 
 
-def _unknown_keys(tree: Mapping, allowed, label: str, where: str) -> None:
+def check_keys(tree: Mapping, allowed, label: str, where: str) -> None:
+    """Refuse the first key of ``tree`` not in ``allowed``, with a did-you-mean."""
     for key in tree:
         if key not in allowed:
             at = f"{where}.{key}" if where else str(key)
-            raise _fail(label, at, f"unknown key{_did_you_mean(key, allowed)}; allowed: "
+            raise fail(label, at, f"unknown key{_did_you_mean(key, allowed)}; allowed: "
                                    f"{', '.join(allowed)}")
 
 
 def _parse(tree: Any, label: str, text: str | None) -> SweepSpec:
     if tree is None:
-        raise _fail(label, "", "the spec is empty; it must be a mapping with at least base, "
+        raise fail(label, "", "the spec is empty; it must be a mapping with at least base, "
                                "fields, workloads and objectives")
     if not isinstance(tree, Mapping):
-        raise _fail(label, "", f"expected a mapping of {', '.join(TOP_KEYS)}, got "
+        raise fail(label, "", f"expected a mapping of {', '.join(TOP_KEYS)}, got "
                                f"{_brief(tree)}")
-    _unknown_keys(tree, TOP_KEYS, label, "")
+    check_keys(tree, TOP_KEYS, label, "")
     for key in ("base", "fields", "workloads", "objectives"):
         if key not in tree:
-            raise _fail(label, key, "missing; a spec needs base, fields, workloads and "
+            raise fail(label, key, "missing; a spec needs base, fields, workloads and "
                                     "objectives")
     here = Path(label).parent
     name = tree.get("name", Path(label).stem)
     if not isinstance(name, str) or not name.strip():
-        raise _fail(label, "name", f"expected a short text, got {_brief(name)}")
+        raise fail(label, "name", f"expected a short text, got {_brief(name)}")
     base, base_kind = _base(tree["base"], here, label)
     fixed = _overrides(tree.get("set"), label)
     _check_point(base, base_kind, {}, label, "base")
@@ -271,7 +266,8 @@ def _parse(tree: Any, label: str, text: str | None) -> SweepSpec:
         _check_point(base, base_kind, fixed, label, "set")
     strategy = _strategy(tree.get("strategy"), tree.get("sensitivity", False), label)
     fields = _fields(tree["fields"], fixed, base, base_kind, strategy, label)
-    workloads = _workloads(tree["workloads"], base_kind, here, label)
+    from .spec_workloads import parse_workloads
+    workloads = parse_workloads(tree["workloads"], base_kind, here, label)
     objectives = _objectives(tree["objectives"], label)
     constraints = _constraints(tree.get("constraints"), label)
     cost = _cost(tree.get("cost"), label)
@@ -292,7 +288,10 @@ def _dump(tree: Any) -> str:
         if isinstance(x, (list, tuple)):
             return [plain(v) for v in x]
         return x if isinstance(x, (str, int, float, bool, type(None))) else str(x)
-    return yaml.safe_dump(plain(tree), sort_keys=False)
+    try:
+        return yaml.safe_dump(plain(tree), sort_keys=False)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return repr(tree)
 
 
 # -------------------------------------------------------------------------------- base arch
@@ -301,31 +300,52 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.lower().endswith((".yaml", ".yml"))
 
 
-def _resolve(text: str, here: Path) -> str:
-    """A path as written, made absolute relative to the spec's folder."""
-    path = Path(text).expanduser()
-    return str(path if path.is_absolute() else (here / path).resolve())
+def resolve_path(text: str, here: Path) -> str:
+    """A path as written, made absolute relative to the spec's folder (as written when it
+    cannot be: a ``~user`` of no such user, a NUL byte; opening it then says so)."""
+    try:
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else (here / path).resolve())
+    except (OSError, ValueError, RuntimeError):
+        return text
+
+
+def is_file(path: str) -> bool:
+    """Whether ``path`` is a file; False for text no file system takes (a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _base(raw: Any, here: Path, label: str) -> tuple[str, str]:
     from ..arch.snn_device import snn_devices
     if isinstance(raw, Mapping):
-        _unknown_keys(raw, ("snn_device",), label, "base")
+        check_keys(raw, ("snn_device",), label, "base")
         dev = raw.get("snn_device")
         if not isinstance(dev, str) or not dev.strip():
-            raise _fail(label, "base.snn_device", f"expected a spiking-core device name "
+            raise fail(label, "base.snn_device", f"expected a spiking-core device name "
                         f"({', '.join(snn_devices())}) or a device YAML path, got {_brief(dev)}")
         dev = dev.strip()
-        return (_resolve(dev, here) if _looks_like_path(dev) else dev), "snn_device"
+        if not _looks_like_path(dev):
+            return dev, "snn_device"
+        path = resolve_path(dev, here)
+        if not is_file(path):
+            raise fail(label, "base.snn_device", f"{dev!r}: no such device file ({path}); "
+                                                  f"paths are relative to the spec's folder")
+        return path, "snn_device"
     if not isinstance(raw, str) or not raw.strip():
-        raise _fail(label, "base", f"expected a shipped arch name (e.g. rngd), an arch YAML "
+        raise fail(label, "base", f"expected a shipped arch name (e.g. rngd), an arch YAML "
                                    f"path or {{snn_device: NAME}}, got {_brief(raw)}")
     base = raw.strip()
     if base.lower() in snn_devices():
-        raise _fail(label, "base", f"{base!r} is a spiking-core device; write base: "
+        raise fail(label, "base", f"{base!r} is a spiking-core device; write base: "
                                    f"{{snn_device: {base}}}")
     if _looks_like_path(base) and "+" not in base:
-        base = _resolve(base, here)
+        base = resolve_path(base, here)
+        if not is_file(base):
+            raise fail(label, "base", f"{raw.strip()!r}: no such arch file ({base}); paths "
+                                       f"are relative to the spec's folder")
     return base, "arch"
 
 
@@ -346,15 +366,15 @@ def _overrides(raw: Any, label: str) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise _fail(label, "set", f"expected a mapping of arch field to value, e.g. "
+        raise fail(label, "set", f"expected a mapping of arch field to value, e.g. "
                                   f"{{dram.capacity: 48 GB}}, got {_brief(raw)}")
     out = {}
     for path, value in raw.items():
         key = f"set.{path}"
         if not isinstance(path, str) or not path.strip():
-            raise _fail(label, key, "a field is a dotted name such as dram.bandwidth")
+            raise fail(label, key, "a field is a dotted name such as dram.bandwidth")
         if not _scalar(value):
-            raise _fail(label, key, f"expected one value, got {_brief(value)}; to vary it, "
+            raise fail(label, key, f"expected one value, got {_brief(value)}; to vary it, "
                                     f"move it under fields")
         out[path.strip()] = _text(value)
     return out
@@ -383,7 +403,7 @@ def _check_point(base: str, kind: str, overrides: Mapping[str, str], label: str,
     try:
         _load(base, kind, overrides)
     except NpusimError as exc:
-        raise _fail(label, key, str(exc)) from None
+        raise fail(label, key, str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------- fields
@@ -406,7 +426,7 @@ def quantity(value: Any) -> tuple[float, str | None] | None:
     if parts is None:
         return None
     try:
-        x = float(parts[0].replace("_", ""))
+        x = float(parts[0])
     except ValueError:
         return None
     if not math.isfinite(x):
@@ -433,26 +453,26 @@ def unit_factor(unit: str | None, to: str | None) -> float:
 def _fields(raw: Any, fixed: Mapping[str, str], base: str, base_kind: str,
             strategy: Strategy, label: str) -> tuple[Field, ...]:
     if not isinstance(raw, Mapping) or not raw:
-        raise _fail(label, "fields", f"expected a mapping of arch field to its values (a list) "
+        raise fail(label, "fields", f"expected a mapping of arch field to its values (a list) "
                                      f"or range ({{low, high}}), got {_brief(raw)}")
     out = []
     for path, spec in raw.items():
         key = f"fields.{path}"
         if not isinstance(path, str) or not path.strip() or "=" in path:
-            raise _fail(label, key, "a field is a dotted name such as cores.sram")
+            raise fail(label, key, "a field is a dotted name such as cores.sram")
         path = path.strip()
         if path in fixed:
-            raise _fail(label, key, f"is also fixed under set; keep it in one place")
+            raise fail(label, key, f"is also fixed under set; keep it in one place")
         f = _field(path, spec, label, key)
         for linked, _ in f.linked:
             if linked in fixed or linked in raw or any(linked in g.assign(g.values[0])
                                                        for g in out if g.linked):
-                raise _fail(label, f"{key}.with.{linked}", "is set or varied elsewhere too; "
+                raise fail(label, f"{key}.with.{linked}", "is set or varied elsewhere too; "
                                                            "keep it in one place")
         for sub, text in _ends(f):
             _check_point(base, base_kind, {**fixed, **f.assign(text)}, label, f"{key}{sub}")
         if strategy.kind == "grid" and f.is_range and f.levels is None:
-            raise _fail(label, key, "a grid over a range needs levels (how many values it "
+            raise fail(label, key, "a grid over a range needs levels (how many values it "
                                     "takes from low..high), e.g. levels: 4; or list the values")
         out.append(f)
     if strategy.kind == "grid":
@@ -460,7 +480,7 @@ def _fields(raw: Any, fixed: Mapping[str, str], base: str, base_kind: str,
         for f in out:
             total *= len(f.values) if f.values is not None else f.levels
             if total > MAX_POINTS:
-                raise _fail(label, "fields", f"the grid has more than {MAX_POINTS:,} points "
+                raise fail(label, "fields", f"the grid has more than {MAX_POINTS:,} points "
                             f"(the cap); use fewer values or levels, or strategy random / "
                             f"lhs with samples")
     return tuple(out)
@@ -471,22 +491,21 @@ def _ends(f: Field) -> list[tuple[str, str]]:
     value, or a range's two ends in the range's unit."""
     if f.values is not None:
         return [(f"[{i}]", v) for i, v in enumerate(f.values)]
-    lo, hi = range_numbers(f)
-    return [(".low", format_number(lo, f)), (".high", format_number(hi, f))]
+    return [(".low", f.low), (".high", f.high)]
 
 
 def _texts(spec: Any, label: str, key: str, unique: bool) -> tuple[str, ...]:
     if not isinstance(spec, (list, tuple)):
-        raise _fail(label, key, f"expected a list of values, got {_brief(spec)}")
+        raise fail(label, key, f"expected a list of values, got {_brief(spec)}")
     if not spec:
-        raise _fail(label, key, "no values: an empty grid; list at least one value")
+        raise fail(label, key, "no values: an empty grid; list at least one value")
     texts: list[str] = []
     for i, v in enumerate(spec):
         if not _scalar(v):
-            raise _fail(label, f"{key}[{i}]", f"expected one value, got {_brief(v)}")
+            raise fail(label, f"{key}[{i}]", f"expected one value, got {_brief(v)}")
         t = _text(v)
         if unique and t in texts:
-            raise _fail(label, f"{key}[{i}]", f"{t!r} is listed twice; list it once")
+            raise fail(label, f"{key}[{i}]", f"{t!r} is listed twice; list it once")
         texts.append(t)
     return tuple(texts)
 
@@ -494,21 +513,21 @@ def _texts(spec: Any, label: str, key: str, unique: bool) -> tuple[str, ...]:
 def _listed(path: str, spec: Mapping, label: str, key: str) -> Field:
     """``{values: [...], with: {other.field: [...]}}``: listed values, each moving other
     fields to the value at the same position (an array shape and its MAC rates)."""
-    _unknown_keys(spec, ("values", "with"), label, key)
+    check_keys(spec, ("values", "with"), label, key)
     values = _texts(spec["values"], label, f"{key}.values", True)
     linked = spec.get("with") or {}
     if not isinstance(linked, Mapping):
-        raise _fail(label, f"{key}.with", f"expected a mapping of field to a list of values "
+        raise fail(label, f"{key}.with", f"expected a mapping of field to a list of values "
                                           f"(one per value of {path}), got {_brief(linked)}")
     pairs = []
     for other, texts in linked.items():
         where = f"{key}.with.{other}"
         if not isinstance(other, str) or not other.strip() or other.strip() == path:
-            raise _fail(label, where, "a linked field is another dotted name such as "
+            raise fail(label, where, "a linked field is another dotted name such as "
                                       "cores.engine.cols")
         texts = _texts(texts, label, where, False)
         if len(texts) != len(values):
-            raise _fail(label, where, f"{len(texts)} values for the {len(values)} of {path}; "
+            raise fail(label, where, f"{len(texts)} values for the {len(values)} of {path}; "
                                       f"give one per value, in the same order")
         pairs.append((other.strip(), texts))
     return Field(path=path, values=values, linked=tuple(pairs))
@@ -520,56 +539,56 @@ def _field(path: str, spec: Any, label: str, key: str) -> Field:
     if isinstance(spec, Mapping) and "values" in spec:
         return _listed(path, spec, label, key)
     if not isinstance(spec, Mapping):
-        raise _fail(label, key, f"expected a list of values or a range {{low, high, scale, "
+        raise fail(label, key, f"expected a list of values or a range {{low, high, scale, "
                                 f"levels, integer}}, got {_brief(spec)}; to fix one value for "
                                 f"every point put it under set")
-    _unknown_keys(spec, RANGE_KEYS, label, key)
+    check_keys(spec, RANGE_KEYS, label, key)
     for end in ("low", "high"):
         if end not in spec:
-            raise _fail(label, f"{key}.{end}", "missing; a range needs low and high")
+            raise fail(label, f"{key}.{end}", "missing; a range needs low and high")
     scale = spec.get("scale", "linear")
     if scale not in SCALES:
-        raise _fail(label, f"{key}.scale", f"{_brief(scale)} is not one of "
+        raise fail(label, f"{key}.scale", f"{_brief(scale)} is not one of "
                                            f"{', '.join(SCALES)}")
     integer = spec.get("integer", False)
     if not isinstance(integer, bool):
-        raise _fail(label, f"{key}.integer", f"expected true or false, got {_brief(integer)}")
+        raise fail(label, f"{key}.integer", f"expected true or false, got {_brief(integer)}")
     levels = spec.get("levels")
     if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int)
                                or not 1 <= levels <= MAX_POINTS):
-        raise _fail(label, f"{key}.levels", f"expected a whole number 1 .. {MAX_POINTS:,}, "
+        raise fail(label, f"{key}.levels", f"expected a whole number 1 .. {MAX_POINTS:,}, "
                                             f"got {_brief(levels)}")
     ends = {}
     for end in ("low", "high"):
         q = quantity(spec[end])
         if q is None:
-            raise _fail(label, f"{key}.{end}", f"{_brief(spec[end])} is not a number (with a "
+            raise fail(label, f"{key}.{end}", f"{_brief(spec[end])} is not a number (with a "
                         f"unit, e.g. 16 MiB); a range needs numbers, list choices instead")
         if q[1] is not None:
             from ..arch.units import UnitProblem
             try:
                 unit_dims(q[1], spec[end])
             except UnitProblem as exc:
-                raise _fail(label, f"{key}.{end}", str(exc)) from None
+                raise fail(label, f"{key}.{end}", str(exc)) from None
         ends[end] = q
     (lo, lo_unit), (hi, hi_unit) = ends["low"], ends["high"]
     if (lo_unit is None) != (hi_unit is None):
-        raise _fail(label, key, f"low {_brief(spec['low'])} and high {_brief(spec['high'])} "
+        raise fail(label, key, f"low {_brief(spec['low'])} and high {_brief(spec['high'])} "
                                 f"mix a plain number and a quantity; give both the same unit")
     if lo_unit is not None and lo_unit != hi_unit:
         if unit_dims(lo_unit, spec["low"])[0] != unit_dims(hi_unit, spec["high"])[0]:
-            raise _fail(label, key, f"low {_brief(spec['low'])} and high "
+            raise fail(label, key, f"low {_brief(spec['low'])} and high "
                                     f"{_brief(spec['high'])} are units of different kinds; "
                                     f"give both in one kind (e.g. both sizes)")
         lo *= unit_factor(lo_unit, hi_unit)
     if lo > hi:
-        raise _fail(label, key, f"low {_brief(spec['low'])} is above high "
+        raise fail(label, key, f"low {_brief(spec['low'])} is above high "
                                 f"{_brief(spec['high'])}; swap them")
     if scale == "log" and lo <= 0:
-        raise _fail(label, f"{key}.low", f"a log-scale range needs low > 0, got "
+        raise fail(label, f"{key}.low", f"a log-scale range needs low > 0, got "
                                          f"{_brief(spec['low'])}; use scale: linear")
     if integer and (lo != math.floor(lo) or hi != math.floor(hi)):
-        raise _fail(label, key, f"an integer range needs whole-number ends in "
+        raise fail(label, key, f"an integer range needs whole-number ends in "
                                 f"{hi_unit or 'its unit'}, got {_brief(spec['low'])} .. "
                                 f"{_brief(spec['high'])}")
     return Field(path=path, low=_text(spec["low"]), high=_text(spec["high"]), scale=scale,
@@ -602,187 +621,19 @@ def format_number(x: float, f: Field) -> str:
     return f"{num} {f.unit}" if f.unit else num
 
 
-# -------------------------------------------------------------------------------- workloads
-
-def _int(value: Any, label: str, key: str, cap: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cap:
-        raise _fail(label, key, f"expected a whole number 1 .. {cap:,}, got {_brief(value)}")
-    return value
-
-
-def _choice(value: Any, options, label: str, key: str) -> str:
+def choice(value: Any, options, label: str, key: str) -> str:
+    """``value`` if it is one of ``options``, else the error listing them."""
     if not isinstance(value, str) or value not in options:
-        raise _fail(label, key, f"{_brief(value)} is not one of {', '.join(options)}"
+        raise fail(label, key, f"{_brief(value)} is not one of {', '.join(options)}"
                                 f"{_did_you_mean(value, options)}")
     return value
-
-
-def _workloads(raw: Any, base_kind: str, here: Path, label: str) -> tuple[Workload, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise _fail(label, "workloads", f"expected a list of workloads (each with one of "
-                                        f"{', '.join(WORKLOAD_KINDS)}), got {_brief(raw)}")
-    out: list[Workload] = []
-    for i, item in enumerate(raw):
-        w = _workload(item, here, label, f"workloads[{i}]")
-        key = f"workloads[{i}]"
-        if (w.kind == "snn") != (base_kind == "snn_device"):
-            want = "base: {snn_device: NAME}" if w.kind == "snn" else "an NPU arch as base"
-            raise _fail(label, key, f"a {w.kind} workload needs {want}; the base is "
-                                    f"{'a spiking-core device' if base_kind != 'arch' else 'an NPU arch'}")
-        if any(o.name == w.name for o in out):
-            raise _fail(label, f"{key}.name", f"{w.name!r} is used by another workload; give "
-                                              f"each workload its own name")
-        out.append(w)
-    return tuple(out)
-
-
-def _workload(item: Any, here: Path, label: str, key: str) -> Workload:
-    if not isinstance(item, Mapping):
-        raise _fail(label, key, f"expected a mapping such as {{name: d32, llm: llama-3.1-8b, "
-                                f"phase: decode, batch: 32}}, got {_brief(item)}")
-    kinds = [k for k in WORKLOAD_KINDS if k in item]
-    if len(kinds) != 1:
-        what = "none" if not kinds else " and ".join(kinds)
-        raise _fail(label, key, f"give exactly one workload kind of {', '.join(WORKLOAD_KINDS)} "
-                                f"(found {what})")
-    kind = kinds[0]
-    params = {k: v for k, v in item.items() if k not in ("name", kind)}
-    head = item[kind]
-    if isinstance(head, Mapping):
-        for k, v in head.items():
-            if k in params:
-                raise _fail(label, f"{key}.{kind}.{k}", "given twice; give it once")
-            params[k] = v
-    else:
-        params[_MAIN[kind]] = head
-    allowed = _PARAMS[kind]
-    _unknown_keys(params, allowed, label, key)
-    params = _PARSERS[kind](params, here, label, key)
-    name = item.get("name", _default_name(kind, params))
-    if not isinstance(name, str) or not name.strip():
-        raise _fail(label, f"{key}.name", f"expected a short text, got {_brief(name)}")
-    return Workload(name=name.strip(), kind=kind, params=params)
-
-
-def _default_name(kind: str, params: dict) -> str:
-    main = str(params.get(_MAIN[kind], kind))
-    return f"{Path(main).stem if kind in ('onnx', 'snn') else main}-{params.get('phase', kind)}"
-
-
-def _need(params: dict, name: str, label: str, key: str, what: str) -> Any:
-    if name not in params or params[name] is None:
-        raise _fail(label, f"{key}.{name}", f"missing; give {what}")
-    return params[name]
-
-
-def _precision(params: dict, label: str, key: str, default: str | None) -> str | None:
-    from ..passes.quantize import PRECISIONS
-    value = params.get("precision", default)
-    return None if value is None else _choice(value, list(PRECISIONS), label,
-                                              f"{key}.precision")
-
-
-def _llm_model(value: Any, label: str, key: str) -> str:
-    from ..frontend.llm import builtin_models
-    return _choice(value, builtin_models(), label, key)
-
-
-def _llm(p: dict, here: Path, label: str, key: str) -> dict:
-    model = _llm_model(_need(p, "model", label, key, "a built-in LLM (npusim models)"),
-                       label, f"{key}.model")
-    phase = _choice(_need(p, "phase", label, key, "prefill or decode"), PHASES, label,
-                    f"{key}.phase")
-    own, other = ("seq", "kv_len") if phase == "prefill" else ("kv_len", "seq")
-    if other in p:
-        raise _fail(label, f"{key}.{other}", f"a {phase} step takes {own}, not {other}")
-    out = {"model": model, "phase": phase,
-           "batch": _int(p.get("batch", 1), label, f"{key}.batch", _INT_CAPS["batch"]),
-           own: _int(p.get(own, 128), label, f"{key}.{own}", _INT_CAPS[own]),
-           "precision": _precision(p, label, key, "bf16")}
-    if p.get("parallel") is not None:
-        from ..workloads.stepcost import ParallelLayout
-        try:
-            out["parallel"] = str(ParallelLayout.parse(p["parallel"]))
-        except NpusimError as exc:
-            raise _fail(label, f"{key}.parallel", str(exc)) from None
-    return out
-
-
-def _path(value: Any, here: Path, label: str, key: str, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(label, key, f"expected the path of {what}, got {_brief(value)}")
-    path = _resolve(value.strip(), here)
-    if not Path(path).is_file():
-        raise _fail(label, key, f"{value.strip()!r}: no such file ({path}); paths are "
-                                f"relative to the spec's folder")
-    return path
-
-
-def _onnx(p: dict, here: Path, label: str, key: str) -> dict:
-    out = {"path": _path(_need(p, "path", label, key, "an .onnx file"), here, label,
-                         f"{key}.path", "an .onnx file")}
-    if "batch" in p:
-        out["batch"] = _int(p["batch"], label, f"{key}.batch", _INT_CAPS["batch"])
-    dims = p.get("dims") or {}
-    if not isinstance(dims, Mapping):
-        raise _fail(label, f"{key}.dims", f"expected a mapping {{name: size}}, got "
-                                          f"{_brief(dims)}")
-    if dims:
-        out["dims"] = {str(k): _int(v, label, f"{key}.dims.{k}", _INT_CAPS["seq"])
-                       for k, v in dims.items()}
-    out["precision"] = _precision(p, label, key, None)
-    return out
-
-
-def _graph(p: dict, here: Path, label: str, key: str) -> dict:
-    from ..graphs.mlperf import NETWORKS
-    return {"name": _choice(_need(p, "name", label, key, f"one of {', '.join(NETWORKS)}"),
-                            list(NETWORKS), label, f"{key}.graph"),
-            "batch": _int(p.get("batch", 1), label, f"{key}.batch", _INT_CAPS["batch"]),
-            "precision": _precision(p, label, key, None)}
-
-
-def _kperf(p: dict, here: Path, label: str, key: str) -> dict:
-    out = {"model": _llm_model(_need(p, "model", label, key, "a built-in LLM"), label,
-                               f"{key}.model")}
-    for name in ("input_len", "output_len", "users"):
-        out[name] = _int(_need(p, name, label, key, "a whole number"), label, f"{key}.{name}",
-                         _INT_CAPS[name])
-    out["precision"] = _precision(p, label, key, "bf16")
-    if p.get("chips") is not None:
-        out["chips"] = "auto" if p["chips"] == "auto" else _int(
-            p["chips"], label, f"{key}.chips", _INT_CAPS["chips"])
-    return out
-
-
-def _snn(p: dict, here: Path, label: str, key: str) -> dict:
-    from ..api import SNN_MAPPERS
-    from ..graphs.vision import NETWORKS
-    model = _need(p, "model", label, key, f"an ONNX CNN/MLP or .nir file, or a built-in "
-                                          f"network ({', '.join(NETWORKS)})")
-    if not (isinstance(model, str) and model in NETWORKS):
-        model = _path(model, here, label, f"{key}.model", "an ONNX CNN/MLP or a .nir file")
-    out = {"model": model,
-           "timesteps": _int(_need(p, "timesteps", label, key, "timesteps per inference"),
-                             label, f"{key}.timesteps", _INT_CAPS["timesteps"]),
-           "mapper": _choice(p.get("mapper", "greedy"), SNN_MAPPERS, label, f"{key}.mapper")}
-    if p.get("default_rate") is not None:
-        rate = p["default_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-            raise _fail(label, f"{key}.default_rate", f"expected a spike rate in (0, 1], got "
-                                                      f"{_brief(rate)}")
-        out["default_rate"] = float(rate)
-    return out
-
-
-_PARSERS = {"llm": _llm, "onnx": _onnx, "graph": _graph, "kperf": _kperf, "snn": _snn}
 
 
 # ---------------------------------------------------------------- objectives and constraints
 
 def _metric(name: Any, label: str, key: str) -> str:
     if not isinstance(name, str) or name not in METRICS:
-        raise _fail(label, key, f"unknown metric {_brief(name)}{_did_you_mean(name, METRICS)}; "
+        raise fail(label, key, f"unknown metric {_brief(name)}{_did_you_mean(name, METRICS)}; "
                                 f"metrics: {', '.join(METRICS)}")
     return name
 
@@ -790,7 +641,7 @@ def _metric(name: Any, label: str, key: str) -> str:
 def _objectives(raw: Any, label: str) -> tuple[Objective, ...]:
     items = list(raw.items()) if isinstance(raw, Mapping) else raw
     if not isinstance(items, list) or not items:
-        raise _fail(label, "objectives", f"expected a list such as [{{tokens_per_s: max}}, "
+        raise fail(label, "objectives", f"expected a list such as [{{tokens_per_s: max}}, "
                                          f"area_mm2], got {_brief(raw)}")
     out: list[Objective] = []
     for i, item in enumerate(items):
@@ -799,15 +650,15 @@ def _objectives(raw: Any, label: str) -> tuple[Objective, ...]:
             item = next(iter(item.items()))
         if isinstance(item, tuple):
             metric = _metric(item[0], label, key)
-            goal = _choice(item[1], ("min", "max"), label, f"{key}.{metric}")
+            goal = choice(item[1], ("min", "max"), label, f"{key}.{metric}")
         elif isinstance(item, str):
             metric = _metric(item, label, key)
             goal = METRICS[metric][1]
         else:
-            raise _fail(label, key, f"expected a metric name or {{metric: min|max}}, got "
+            raise fail(label, key, f"expected a metric name or {{metric: min|max}}, got "
                                     f"{_brief(item)}")
         if any(o.metric == metric for o in out):
-            raise _fail(label, key, f"{metric} is listed twice; list it once")
+            raise fail(label, key, f"{metric} is listed twice; list it once")
         out.append(Objective(metric, goal))
     return tuple(out)
 
@@ -844,21 +695,21 @@ def _constraints(raw: Any, label: str) -> tuple[Constraint, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
-        raise _fail(label, "constraints", f"expected a mapping such as {{power_w: {{max: "
+        raise fail(label, "constraints", f"expected a mapping such as {{power_w: {{max: "
                                           f"150 W}}}}, got {_brief(raw)}")
     out = []
     for metric, bounds in raw.items():
         key = f"constraints.{metric}"
         metric = _metric(metric, label, key)
         if not isinstance(bounds, Mapping) or not bounds:
-            raise _fail(label, key, f"expected {{max: LIMIT}} and/or {{min: LIMIT}}, got "
+            raise fail(label, key, f"expected {{max: LIMIT}} and/or {{min: LIMIT}}, got "
                                     f"{_brief(bounds)}")
-        _unknown_keys(bounds, ("max", "min"), label, key)
+        check_keys(bounds, ("max", "min"), label, key)
         for bound, value in bounds.items():
             try:
                 limit = parse_limit(metric, value)
             except ValueError as exc:
-                raise _fail(label, f"{key}.{bound}", f"{exc}; {metric} is in "
+                raise fail(label, f"{key}.{bound}", f"{exc}; {metric} is in "
                                                      f"{METRICS[metric][0]}") from None
             out.append(Constraint(metric, "<=" if bound == "max" else ">=", limit,
                                   _text(value)))
@@ -867,19 +718,25 @@ def _constraints(raw: Any, label: str) -> tuple[Constraint, ...]:
 
 def _strategy(raw: Any, sensitivity: Any, label: str) -> Strategy:
     if not isinstance(sensitivity, bool):
-        raise _fail(label, "sensitivity", f"expected true or false, got {_brief(sensitivity)}")
+        raise fail(label, "sensitivity", f"expected true or false, got {_brief(sensitivity)}")
     raw = {"kind": raw} if isinstance(raw, str) else ({} if raw is None else raw)
     if not isinstance(raw, Mapping):
-        raise _fail(label, "strategy", f"expected {{kind: grid|random|lhs|nsga2, ...}}, got "
+        raise fail(label, "strategy", f"expected {{kind: grid|random|lhs|nsga2, ...}}, got "
                                        f"{_brief(raw)}")
-    kind = _choice(raw.get("kind", "grid"), STRATEGIES, label, "strategy.kind")
+    kind = choice(raw.get("kind", "grid"), STRATEGIES, label, "strategy.kind")
     allowed = {"grid": ("kind", "seed"), "random": ("kind", "samples", "seed"),
                "lhs": ("kind", "samples", "seed"),
                "nsga2": ("kind", "samples", "seed", "population", "generations")}[kind]
-    _unknown_keys(raw, allowed, label, "strategy")
+    for key in raw:
+        if key not in allowed and key in ("samples", "population", "generations"):
+            takes = {"samples": "random, lhs and nsga2", "population": "nsga2",
+                     "generations": "nsga2"}[key]
+            raise fail(label, f"strategy.{key}", f"only {takes} take {key}; {kind} does not "
+                                                  f"(a grid takes every point): remove it")
+    check_keys(raw, allowed, label, "strategy")
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
-        raise _fail(label, "strategy.seed", f"expected a whole number 0 .. 2**32-1, got "
+        raise fail(label, "strategy.seed", f"expected a whole number 0 .. 2**32-1, got "
                                             f"{_brief(seed)}")
     samples = raw.get("samples")
     if kind in ("random", "lhs"):
@@ -890,22 +747,22 @@ def _strategy(raw: Any, sensitivity: Any, label: str) -> Strategy:
     try:
         import optuna  # noqa: F401  only to say so here rather than mid-sweep
     except ImportError:
-        raise _fail(label, "strategy.kind", f"nsga2 needs optuna, which is not installed; "
+        raise fail(label, "strategy.kind", f"nsga2 needs optuna, which is not installed; "
                                             f"{SWEEP_EXTRA}") from None
     population = _count(raw.get("population", 16), label, "strategy.population")
     if population < 2:
-        raise _fail(label, "strategy.population", "NSGA-II needs a population of at least 2")
+        raise fail(label, "strategy.population", "NSGA-II needs a population of at least 2")
     if "generations" in raw:
         generations = _count(raw["generations"], label, "strategy.generations")
         if samples is not None:
-            raise _fail(label, "strategy.samples", "give generations or samples, not both "
+            raise fail(label, "strategy.samples", "give generations or samples, not both "
                                                    "(samples = population x generations)")
     elif samples is not None:
         generations = -(-_count(samples, label, "strategy.samples") // population)
     else:
         generations = 4
     if population * generations > MAX_POINTS:
-        raise _fail(label, "strategy", f"population x generations = "
+        raise fail(label, "strategy", f"population x generations = "
                                        f"{population * generations:,} is over the cap of "
                                        f"{MAX_POINTS:,} points")
     return Strategy(kind, population * generations, seed, generations, population, sensitivity)
@@ -913,14 +770,14 @@ def _strategy(raw: Any, sensitivity: Any, label: str) -> Strategy:
 
 def _need_strategy(raw: Mapping, name: str, kind: str, label: str) -> Any:
     if name not in raw:
-        raise _fail(label, f"strategy.{name}", f"missing; {kind} needs samples (how many "
+        raise fail(label, f"strategy.{name}", f"missing; {kind} needs samples (how many "
                                                f"points), e.g. samples: 64")
     return raw[name]
 
 
 def _count(value: Any, label: str, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_POINTS:
-        raise _fail(label, key, f"expected a whole number 1 .. {MAX_POINTS:,}, got "
+        raise fail(label, key, f"expected a whole number 1 .. {MAX_POINTS:,}, got "
                                 f"{_brief(value)}")
     return value
 
@@ -929,14 +786,14 @@ def _cost(raw: Any, label: str) -> dict[str, float]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise _fail(label, "cost", f"expected {{per_mm2: N, per_gb_dram: N}} (your own "
+        raise fail(label, "cost", f"expected {{per_mm2: N, per_gb_dram: N}} (your own "
                                    f"currency units), got {_brief(raw)}")
-    _unknown_keys(raw, COST_KEYS, label, "cost")
+    check_keys(raw, COST_KEYS, label, "cost")
     out = {}
     for k, v in raw.items():
         q = quantity(v) if isinstance(v, (int, float)) else None
         if q is None or not 0 <= q[0] < math.inf:
-            raise _fail(label, f"cost.{k}", f"expected a number >= 0, got {_brief(v)}")
+            raise fail(label, f"cost.{k}", f"expected a number >= 0, got {_brief(v)}")
         out[k] = q[0]
     return out
 

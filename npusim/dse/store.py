@@ -2,8 +2,8 @@
 
 A sweep's driver writes one row per (design point, workload) as soon as it is evaluated, each
 in its own committed transaction, keyed by the record's hash (arch, workload, npusim version).
-``INSERT OR IGNORE`` on that key means a re-run skips nothing twice and never writes a second
-row; SQLite's write-ahead log (``journal_mode=WAL``, ``synchronous=FULL``) means a driver killed
+``INSERT OR IGNORE`` on that key means a record put twice (a re-run, a retried worker) never
+makes a second row; SQLite's write-ahead log (``journal_mode=WAL``, ``synchronous=FULL``) means a driver killed
 at any moment leaves every committed row whole and no half-written one, and readers (a report on
 a live sweep) never block the writer.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import sqlite3
 import stat
 import struct
@@ -248,8 +247,10 @@ def _not_a_store(path: Path, why: str) -> NpusimError:
     return NpusimError(f"{_shown(path)} is not an npusim sweep store ({why}); {_FIX}")
 
 
-def _damaged(path: Path, why: str) -> NpusimError:
-    why = " ".join(str(why).split())[:200]
+def _damaged(path: Path, why: Any) -> NpusimError:
+    """The error for a store SQLite or the record check refused (``why``); a file shorter than
+    its header says is named as truncated."""
+    why = _truncation(path) or " ".join(str(why).split())[:200]
     return NpusimError(f"the sweep store {_shown(path)} is damaged ({why}); re-run the sweep "
                        f"into a new --out folder (`sqlite3 FILE .recover` may save its rows)")
 
@@ -257,7 +258,7 @@ def _damaged(path: Path, why: str) -> NpusimError:
 def store_file(path: str | Path, create: bool = False) -> Path:
     """The store file ``path`` names: ``path`` itself, or ``path/sweep.sqlite`` when ``path``
     is a folder. Refuses (one :class:`NpusimError`) a missing store unless ``create``, and
-    anything that is not an SQLite file or is visibly truncated, before SQLite opens it.
+    anything that is not an SQLite file or is truncated, before SQLite opens it.
     """
     path = Path(path)
     try:
@@ -282,17 +283,16 @@ def store_file(path: str | Path, create: bool = False) -> Path:
         if create:
             return path
         raise _not_a_store(path, "an empty file")
-    _check_header(path, st.st_size)
+    _check_header(path)
+    why = _truncation(path)
+    if why:
+        raise _damaged(path, why)
     return path
 
 
-def _check_header(path: Path, size: int) -> None:
-    """Refuse a file without SQLite's magic, or shorter than its own header says it is.
-
-    The size check is skipped while a write-ahead log sits beside the file: a driver killed
-    in a checkpoint can leave the header ahead of the file, and SQLite completes it from the
-    log on the next open.
-    """
+def _check_header(path: Path) -> None:
+    """Refuse a file without SQLite's magic (those 16 bytes never change, so the check is safe
+    on a store a driver is writing)."""
     try:
         with path.open("rb") as f:
             head = f.read(100)
@@ -302,14 +302,42 @@ def _check_header(path: Path, size: int) -> None:
     if len(head) < 100 or not head.startswith(_MAGIC):
         raise _not_a_store(path, "not an SQLite database" if not head.startswith(_MAGIC[:6])
                            or len(head) >= 100 else "a truncated SQLite header")
+
+
+def _truncation(path: Path) -> str | None:
+    """Why ``path`` is damaged if the file is shorter than its header says, else None.
+
+    SQLite alone can miss a lost tail (zeros read back in an index page pass its quick
+    check), so this is asked before SQLite opens the file. On a live store a checkpoint
+    writes the new header before the file's last pages, but it holds those pages in a
+    non-empty log until it is done and the file never shrinks; reading the header first, then
+    the log's size, then the file's size (in that order) therefore never calls a live store
+    truncated. With a non-empty log beside it (a driver killed in a checkpoint) the sizes do
+    not decide: SQLite completes the file from the log.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+        if len(head) < 100 or _has_log(path):
+            return None
+        size = path.stat().st_size
+    except OSError:
+        return None
     page = struct.unpack(">H", head[16:18])[0]
     page = 65536 if page == 1 else page
     pages = struct.unpack(">I", head[28:32])[0]
-    header_valid = pages > 0 and head[24:28] == head[92:96]
-    wal = path.with_name(path.name + "-wal")
-    if header_valid and not (wal.exists() and wal.stat().st_size > 0) and size < page * pages:
-        raise _damaged(path, f"truncated: {size:,} bytes of the {page * pages:,} its header "
-                             f"gives")
+    if pages > 0 and head[24:28] == head[92:96] and size < page * pages:
+        return f"truncated: {size:,} bytes of the {page * pages:,} its header gives"
+    return None
+
+
+def _has_log(path: Path) -> bool:
+    """Whether a non-empty write-ahead log sits beside ``path`` (a writer may delete it at any
+    moment, so a vanished log counts as none)."""
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -323,6 +351,9 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
             con = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None,
                                   check_same_thread=False)
     except sqlite3.Error as e:
+        if readonly:
+            raise NpusimError(f"cannot read the sweep store {_shown(path)}: {e}; check that "
+                              f"it and its folder are readable") from None
         raise OutputError(f"cannot open the sweep store {_shown(path)}: {e}; check that its "
                           f"folder exists and is writable, or choose another --out") from None
     return con
@@ -364,6 +395,8 @@ def _check_schema(con: sqlite3.Connection, path: Path) -> None:
     if not {"meta", "points"} <= tables:
         raise _not_a_store(path, "an SQLite database without the sweep's tables" if tables
                            else "an empty SQLite database")
+    if tuple(r[1] for r in con.execute("PRAGMA table_info(meta)")) != ("name", "value"):
+        raise _not_a_store(path, "its meta table has other columns than a sweep's")
     row = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
     if row is None:
         raise _not_a_store(path, "its meta table has no schema_version")
@@ -389,6 +422,15 @@ def _io_failure(e: sqlite3.OperationalError) -> bool:
                                    "disk i/o", "full", "permission"))
 
 
+def _read_error(path: Path, e: Exception) -> NpusimError:
+    """The error for a failed read: the file out of reach, or its content damaged."""
+    if isinstance(e, sqlite3.OperationalError) and _io_failure(e):
+        return NpusimError(f"cannot read the sweep store {_shown(path)}: "
+                           f"{' '.join(str(e).split())}; check that it is readable and that no "
+                           f"other program holds it")
+    return _damaged(path, e)
+
+
 def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
     """A checked connection to the store at ``path`` (created when missing if ``create``)."""
     file = store_file(path, create=create)
@@ -409,10 +451,11 @@ def _open(path: str | Path, create: bool) -> tuple[sqlite3.Connection, Path]:
         if "not a database" in str(e) or "encrypted" in str(e):
             raise _not_a_store(file, "not an SQLite database") from None
         if isinstance(e, sqlite3.OperationalError) and _io_failure(e):
-            raise OutputError(f"cannot {'open' if create else 'read'} the sweep store "
-                              f"{_shown(file)}: {' '.join(str(e).split())}; check that the file "
-                              f"and its folder are {'writable' if create else 'readable'} and "
-                              f"that no other program holds it") from None
+            kind = OutputError if create else NpusimError
+            raise kind(f"cannot {'open' if create else 'read'} the sweep store {_shown(file)}: "
+                       f"{' '.join(str(e).split())}; check that the file and its folder are "
+                       f"{'writable' if create else 'readable'} and that no other program "
+                       f"holds it") from None
         raise _damaged(file, e) from None
     except BaseException:
         con.close()
@@ -513,7 +556,7 @@ class Store:
         try:
             return self._live().execute(sql, args).fetchall()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            raise _damaged(self.path, e) from None
+            raise _read_error(self.path, e) from None
 
     def set_meta(self, name: str, text: str) -> None:
         """Set the meta entry ``name`` (``spec``, ``spec_source``, ...) to ``text``."""
@@ -553,7 +596,7 @@ def read_records(path: str | Path) -> tuple[list[dict], dict[str, str]]:
         rows = con.execute(_SELECT).fetchall()
         meta = dict(con.execute("SELECT name, value FROM meta").fetchall())
     except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-        raise _damaged(file, e) from None
+        raise _read_error(file, e) from None
     finally:
         con.close()
     return [_row_record(row, file) for row in rows], {str(k): str(v) for k, v in meta.items()}
@@ -642,17 +685,38 @@ def export(path: str | Path, out: str | Path, fmt: str | None = None) -> Path:
     columns = flat_columns(records)
     rows = [flat_row(r, columns) for r in records]
     if pa is None:
-        from ..files import write_csv
-        return write_csv(out, columns, rows, what="the sweep export")
+        return _write_csv(out, columns, rows)
     return _write_parquet(pa, out, columns, rows, set(_metric_columns(records)))
+
+
+def _write_csv(out: Path, columns: list[str], rows: list[dict]) -> Path:
+    """The flat rows as CSV, every cell spreadsheet-safe, numbers in shortest round-trip form.
+
+    Lines end in CRLF (RFC 4180, the csv module's default) rather than the ``\n`` of
+    :func:`npusim.files.write_csv`: with ``\n`` as the line end the csv module leaves a bare
+    ``\r`` in a cell unquoted, and a reader then splits the row there. Any text a user or a
+    failing workload wrote can reach these cells (error messages, workload names).
+    """
+    import csv
+
+    from ..files import cannot_write, spreadsheet_safe
+    try:
+        with out.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([spreadsheet_safe(r[c]) for c in columns])
+    except (OSError, ValueError) as e:
+        raise cannot_write(out, "the sweep export", e) from None
+    return out
 
 
 def _format(out: Path, fmt: str | None) -> str:
     """The export format: ``fmt`` if given, else from the suffix of ``out``."""
     if fmt is not None:
-        if fmt not in ("csv", "parquet"):
+        if str(fmt).lower() not in ("csv", "parquet"):
             raise NpusimError(f"unknown export format {str(fmt)[:40]!r}; give csv or parquet")
-        return fmt
+        return str(fmt).lower()
     suffix = out.suffix.lower()
     if suffix in _FORMATS:
         return _FORMATS[suffix]

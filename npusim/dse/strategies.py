@@ -90,7 +90,11 @@ def unit_cube(kind: str, n: int, d: int, seed: int) -> np.ndarray:
     if kind == "random":
         return rng.random((n, d))
     from scipy.stats import qmc
-    return qmc.LatinHypercube(d=d, rng=rng).random(n)
+    try:
+        sampler = qmc.LatinHypercube(d=d, rng=rng)
+    except TypeError:                  # scipy < 1.15 names the generator `seed`
+        sampler = qmc.LatinHypercube(d=d, seed=rng)
+    return sampler.random(n)
 
 
 def _from_unit(f: Field, u: np.ndarray) -> list[str]:
@@ -137,9 +141,9 @@ def _variants(f: Field) -> list[str]:
 
 
 def values(spec: SweepSpec, point: Mapping[str, str]) -> dict[str, float | str]:
-    """Each of the spec's fields (linked ones too) in ``point`` as a plain number in its SI base unit (bytes,
-    B/s, Hz, s, W, J), read by the arch loader's unit reader, or as its text when it is a
-    choice (``ws``, ``true``). Fields absent from ``point`` are left out.
+    """Each of the spec's fields (linked ones too) in ``point`` as a plain number in its SI
+    base unit (bytes, B/s, Hz, s, W, J), read by the arch loader's unit reader, or as its text
+    when it is a choice (``ws``, ``true``). Fields absent from ``point`` are left out.
 
     >>> from npusim.dse.spec import SweepSpec, Strategy
     >>> s = SweepSpec("x", "x.yaml", "", "edu", "arch", {}, (Field("cores.sram",

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..dse import analysis as an
 from ..errors import NpusimError
-from ..figures import figure_class, plain_formatter, plain_log_axis, save_figure
+from ..figures import figure_class, plain_number, save_figure
 from ..files import make_folder, write_text
 from .plots import DPI
 from .terminal import si
@@ -98,7 +98,7 @@ def metric_unit(name: str) -> str | None:
 def metric_label(name: str, goal: str | None = None) -> str:
     """``latency_s (s), lower is better``: the name, its unit when known, and the goal."""
     unit = metric_unit(name)
-    text = f"{name} ({unit})" if unit else name
+    text = f"{shorten(name, 40)} ({unit})" if unit else shorten(name, 40)
     if goal is not None:
         text += ", lower is better" if goal == "min" else ", higher is better"
     return text
@@ -125,6 +125,32 @@ def fmt(v) -> str:
     if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
     return f"{x:.6g}"
+
+
+def tick(v: float) -> str:
+    """A short axis label: SI prefixes in their range, else three digits and an exponent.
+
+    >>> tick(67108864.0), tick(1.5e-3), tick(1e130), tick(0.0)
+    ('67.1 M', '1.5 m', '1e+130', '0')
+    """
+    if v == 0 or not math.isfinite(v):
+        return fmt(v)
+    if 1e-12 <= abs(v) < 1e18:
+        return si(v)
+    return f"{v:.3g}"
+
+
+def shorten(text: str, width: int = 24) -> str:
+    """``text`` cut in the middle to ``width`` characters, so a label cannot swamp a figure.
+
+    >>> shorten("cores.engine.dataflow", 12)
+    'cores…taflow'
+    """
+    text = _one_line(text)
+    if len(text) <= width:
+        return text
+    half = (width - 1) // 2
+    return text[:half] + "…" + text[len(text) - (width - 1 - half):]
 
 
 def _md(v) -> str:
@@ -158,6 +184,29 @@ def _log_wanted(values) -> bool:
     """True when the finite values are all positive and span more than :data:`LOG_SPAN`."""
     v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
     return v.size > 1 and bool((v > 0).all()) and v.max() > LOG_SPAN * v.min()
+
+
+def axis_number(v: float) -> str:
+    """A tick label: :func:`npusim.figures.plain_number` where that stays short, three digits
+    and an exponent beyond (a metric of 1e-148 must not write 150 zeros across the figure).
+
+    >>> axis_number(2500.0), axis_number(0.05), axis_number(1.5e-148), axis_number(3e20)
+    ('2,500', '0.05', '1.5e-148', '3e+20')
+    """
+    if v == 0 or not math.isfinite(v) or 1e-6 <= abs(v) < 1e15:
+        return plain_number(v)
+    return f"{v:.3g}"
+
+
+def _scale_axis(ax, axis: str, values) -> None:
+    """A log scale when the values span more than :data:`LOG_SPAN`; labels by
+    :func:`axis_number` either way."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    axis_obj = getattr(ax, f"{axis}axis")
+    if _log_wanted(values):
+        getattr(ax, f"set_{axis}scale")("log")
+        axis_obj.set_minor_formatter(NullFormatter())
+    axis_obj.set_major_formatter(FuncFormatter(lambda v, _pos: axis_number(v)))
 
 
 # ----------------------------------------------------------------------------- Pareto figure
@@ -194,7 +243,7 @@ def pareto_figure(rows: Sequence[dict], x: tuple[str, str], y: tuple[str, str], 
         pts = xy[on2]
         pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
         ax.plot(pts[:, 0], pts[:, 1], "-o", color=FRONT_COLOUR, ms=6, lw=1.5, zorder=4,
-                label=f"Pareto front of {mx}, {my} ({int(on2.sum())})")
+                label=f"Pareto front of {shorten(mx)}, {shorten(my)} ({int(on2.sum())})")
     if all_objectives is not None and len(all_objectives) > 2:
         objs = list(all_objectives)
         full = np.zeros(len(ok), dtype=bool)
@@ -212,20 +261,16 @@ def pareto_figure(rows: Sequence[dict], x: tuple[str, str], y: tuple[str, str], 
     notes = [f"{c['points']} points", f"{c['failed']} failed (not drawn)",
              f"{c['infeasible']} infeasible"]
     if missing:
-        notes.append(f"{missing} without a value of {mx} or {my} (not drawn)")
+        notes.append(f"{missing} without a value of {shorten(mx)} or {shorten(my)} (not drawn)")
     ax.set_title(f"{title}\n" + ", ".join(notes), fontsize=10)
     ax.set_xlabel(metric_label(mx, gx))
     ax.set_ylabel(metric_label(my, gy))
     if not has.any():
-        ax.text(0.5, 0.5, f"no point has values of both {mx} and {my}", ha="center",
-                va="center", transform=ax.transAxes, color="0.4")
+        ax.text(0.5, 0.5, f"no point has values of both {shorten(mx)} and {shorten(my)}",
+                ha="center", va="center", transform=ax.transAxes, color="0.4")
         return fig
     for axis, col in (("x", 0), ("y", 1)):
-        if _log_wanted(xy[has, col]):
-            getattr(ax, f"set_{axis}scale")("log")
-            plain_log_axis(ax, axis)
-        else:
-            getattr(ax, f"{axis}axis").set_major_formatter(plain_formatter())
+        _scale_axis(ax, axis, xy[has, col])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return fig
@@ -233,20 +278,37 @@ def pareto_figure(rows: Sequence[dict], x: tuple[str, str], y: tuple[str, str], 
 
 # ----------------------------------------------------------------------------- parallel coordinates
 
-def _axis_positions(values: list) -> tuple[np.ndarray, list[tuple[float, str]], str]:
+def unit_interval(t: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``t`` mapped from [lo, hi] onto [0, 1] (0.5 when lo == hi; nan stays nan), halved first
+    so that a span like -1e308..1e308 does not overflow.
+
+    >>> unit_interval(np.array([1.0, 3.0, np.nan]), 1.0, 5.0).tolist()
+    [0.0, 0.5, nan]
+    >>> unit_interval(np.array([-1e308, 1e308]), -1e308, 1e308).tolist()
+    [0.0, 1.0]
+    """
+    t = np.asarray(t, dtype=float)
+    if not hi > lo:
+        return np.where(np.isnan(t), np.nan, 0.5)
+    return (t / 2 - lo / 2) / (hi / 2 - lo / 2)
+
+
+def _axis_positions(values: list, numeric: bool = False
+                    ) -> tuple[np.ndarray, list[tuple[float, str]], str]:
     """One axis of the parallel-coordinates plot: each row's position in [0, 1] (nan when
     missing), the ticks (position, label) and the scale's name.
 
     A column holding any text is a choice: its values (as text) are categories, evenly spaced in
     sorted order. Otherwise numbers are normalised from min to max, on a log scale when they
-    span more than :data:`LOG_SPAN`.
+    span more than :data:`LOG_SPAN`. A ``numeric`` axis (an objective) is never a choice: text
+    there is a missing value.
     """
-    if any(isinstance(v, str) for v in values):
+    if not numeric and any(isinstance(v, str) for v in values):
         cats = sorted({str(v) for v in values if v is not None})
         step = 1.0 / (len(cats) - 1) if len(cats) > 1 else 0.0
         where = {c: (i * step if len(cats) > 1 else 0.5) for i, c in enumerate(cats)}
         pos = np.array([where[str(v)] if v is not None else np.nan for v in values])
-        return pos, [(where[c], c) for c in cats], "choice"
+        return pos, [(where[c], shorten(c)) for c in cats], "choice"
     num = np.array([an.number(v) for v in values], dtype=float)
     finite = num[~np.isnan(num)]
     if finite.size == 0:
@@ -254,14 +316,14 @@ def _axis_positions(values: list) -> tuple[np.ndarray, list[tuple[float, str]], 
     scale = "log" if _log_wanted(finite) else "linear"
     t = np.log10(num) if scale == "log" else num
     lo, hi = np.nanmin(t), np.nanmax(t)
-    pos = (t - lo) / (hi - lo) if hi > lo else np.where(np.isnan(t), np.nan, 0.5)
+    pos = unit_interval(t, lo, hi)
     raw_lo, raw_hi = float(finite.min()), float(finite.max())
     if raw_hi > raw_lo:
         mid_t = (lo + hi) / 2
         mid = 10 ** mid_t if scale == "log" else mid_t
-        ticks = [(0.0, si(raw_lo)), (0.5, si(float(mid))), (1.0, si(raw_hi))]
+        ticks = [(0.0, tick(raw_lo)), (0.5, tick(float(mid))), (1.0, tick(raw_hi))]
     else:
-        ticks = [(0.5, si(raw_lo))]
+        ticks = [(0.5, tick(raw_lo))]
     return pos, ticks, scale
 
 
@@ -277,7 +339,8 @@ def parallel_figure(rows: Sequence[dict], fields: Sequence[str],
     ok = [r for r in rows if not an.failed(r)]
     fig = Figure(figsize=(max(8.0, 1.7 * len(names) + 2.0), 6.5), dpi=dpi, layout="constrained")
     ax = fig.subplots()
-    cols = [_axis_positions([r.get(n) for r in ok]) for n in names]
+    cols = [_axis_positions([r.get(n) for r in ok], numeric=i >= len(fields))
+            for i, n in enumerate(names)]
     xs = np.arange(len(names), dtype=float)
     ys = np.array([c[0] for c in cols], dtype=float).T.reshape(len(ok), len(names))
     in_front = {id(r) for r in front_rows}
@@ -294,14 +357,13 @@ def parallel_figure(rows: Sequence[dict], fields: Sequence[str],
     if is_front.any():
         from matplotlib import colormaps
         first = an.objective_matrix([r for r in ok if id(r) in in_front], objectives[:1])[:, 0]
-        span = np.nanmax(first) - np.nanmin(first) if first.size else 0.0
-        shade = (first - np.nanmin(first)) / span if span > 0 else np.full(first.size, 0.5)
+        shade = unit_interval(first, np.nanmin(first), np.nanmax(first))
         cmap = colormaps["viridis"]
         colours = [cmap(0.85 * s) for s in shade]
         segs = [np.column_stack([xs, y]) for y in ys[is_front]]
         ax.add_collection(LineCollection(segs, colors=colours, linewidths=2.0, zorder=3,
                                          label=f"Pareto front ({int(is_front.sum())}), colour "
-                                               f"by {objectives[0][0]}"))
+                                               f"by {shorten(objectives[0][0])}"))
     for i, (pos, ticks, scale) in enumerate(cols):
         ax.axvline(i, color="black", lw=0.8, zorder=2)
         for p, text in ticks:
@@ -311,8 +373,8 @@ def parallel_figure(rows: Sequence[dict], fields: Sequence[str],
             ax.annotate("log", (i, 1.0), xytext=(0, 6), textcoords="offset points",
                         fontsize=7, ha="center", color="0.4")
     goals = dict(objectives)
-    labels = [f"{n}\n({goals[n]})" if n in goals and i >= len(fields) else n
-              for i, n in enumerate(names)]
+    labels = [f"{shorten(n, 32)}\n({goals[n]})" if n in goals and i >= len(fields)
+              else shorten(n, 32) for i, n in enumerate(names)]
     ax.set_xticks(xs, labels, fontsize=8, rotation=15 if len(names) > 5 else 0)
     ax.set_xlim(-0.3, len(names) - 0.4)
     ax.set_ylim(-0.06, 1.08)
@@ -340,7 +402,9 @@ def tornado_figure(entries: list[dict] | None, metric: str, goal: str, title: st
     ax = fig.subplots()
     ax.set_xlabel(metric_label(metric, goal))
     without = [e["field"] for e in entries or [] if e["min_objective"] is None]
-    sub = f"without variants: {', '.join(without)}" if without else ""
+    listed = ", ".join(shorten(f, 32) for f in without[:4])
+    more = f" and {len(without) - 4} more" if len(without) > 4 else ""
+    sub = f"without variants: {listed}{more}" if without else ""
     if not drawn:
         text = why_none or (f"{an.NO_VARIANTS}: run the sweep with strategy sensitivity on "
                             f"to add them")
@@ -353,26 +417,24 @@ def tornado_figure(entries: list[dict] | None, metric: str, goal: str, title: st
     ys = np.arange(len(drawn))[::-1]             # the largest swing on top
     for y, e in zip(ys, drawn):
         lo, hi = e["min_objective"], e["max_objective"]
-        ax.barh(y, hi - lo, left=lo, height=0.6, color=FRONT_COLOUR, alpha=0.75)
-        ax.annotate(fmt(e["min_value"]), (lo, y), xytext=(-3, 0), textcoords="offset points",
-                    ha="right", va="center", fontsize=7)
-        ax.annotate(fmt(e["max_value"]), (hi, y), xytext=(3, 0), textcoords="offset points",
-                    ha="left", va="center", fontsize=7)
+        # a thick segment rather than a bar: a bar's width hi - lo can overflow a float
+        ax.plot([lo, hi], [y, y], lw=16, solid_capstyle="butt", color=FRONT_COLOUR,
+                alpha=0.75)
+        for x, value, dx, ha in ((lo, e["min_value"], -3, "right"),
+                                 (hi, e["max_value"], 3, "left")):
+            ax.annotate(shorten(fmt(value)), (x, y), xytext=(dx, 0), textcoords="offset points",
+                        ha=ha, va="center", fontsize=7)
     ax.axvline(best, color="black", lw=1.0, ls="--",
                label=f"best point {drawn[0]['best_point']}: {fmt(best)}")
-    swing = [f"{e['field']}\n(swing {e['swing']:.3g}, {e['variants']} variants)"
-             if e["swing"] is not None else f"{e['field']}\n({e['variants']} variants)"
-             for e in drawn]
+    swing = [f"{shorten(e['field'], 32)}\n("
+             + (f"swing {e['swing']:.3g}, " if e["swing"] is not None else "")
+             + f"{e['variants']} variants)" for e in drawn]
     ax.set_yticks(ys, swing, fontsize=8)
     values = [v for e in drawn for v in (e["min_objective"], e["max_objective"])] + [best]
-    if _log_wanted(values):
-        ax.set_xscale("log")
-        plain_log_axis(ax, "x")
-    else:
-        ax.xaxis.set_major_formatter(plain_formatter())
+    _scale_axis(ax, "x", values)
     lo, hi = min(values), max(values)
-    pad = 0.15 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 1.0
-    if ax.get_xscale() == "linear":
+    pad = 0.3 * (hi / 2 - lo / 2) if hi > lo else 0.1 * abs(hi) or 1.0
+    if ax.get_xscale() == "linear" and math.isfinite(lo - pad) and math.isfinite(hi + pad):
         ax.set_xlim(lo - pad, hi + pad)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -447,7 +509,7 @@ def _workload_report(rows, workload, stem, fields, objectives, out, title, dpi):
             lines.append(f"- no evaluated point of this workload has {m}: it is left out of "
                          f"its front, plots and tornado.")
     fr = an.front(mine, have, workload) if have else []
-    name = f"{title}: {workload}"
+    name = shorten(f"{title}: {workload}", 100)
     files = []
     if len(have) < 2:
         lines.append(f"- {len(have)} objective{'s' if len(have) != 1 else ''} with values: no "
