@@ -584,11 +584,25 @@ def _run_info(label: str, precision: str, choice, cost, why: str) -> dict[str, A
                       "kv_capacity_tokens"), ("kv_block_tokens", "kv_block_tokens"),
                       ("static_power_w", "static_power_w"), ("tdp_w", "tdp_w")):
         info[key] = _plain(getattr(cost, attr, None))
+    info.update(_area(getattr(cost, "arch", None), info["chips"]))
     describe = getattr(cost, "describe", None)
     if callable(describe):
         info.update({k: _plain(v) for k, v in describe().items()
                      if k not in info and k not in ("arch", "model")})
     return info
+
+
+def _area(arch, chips) -> dict[str, Any]:
+    """The system's modelled silicon (:mod:`npusim.energy.area`): one chip's die area and
+    the chips' total, ``None`` when the arch's node has no area table."""
+    from ..arch.model import Arch
+    from ..energy.area import chip_area
+    if not isinstance(arch, Arch):
+        return {"area_mm2_per_chip": None, "area_mm2": None}
+    a = chip_area(arch).total_mm2
+    if a != a:  # nan: unknown
+        return {"area_mm2_per_chip": None, "area_mm2": None}
+    return {"area_mm2_per_chip": a, "area_mm2": a * chips if chips else None}
 
 
 def _plain(v: Any) -> Any:
