@@ -262,7 +262,9 @@ def _parse(tree: Any, label: str, text: str | None) -> SweepSpec:
     base, base_kind = _base(tree["base"], here, label)
     fixed = _overrides(tree.get("set"), label)
     _check_point(base, base_kind, {}, label, "base")
-    if fixed:
+    for path, value in fixed.items():
+        _check_point(base, base_kind, {path: value}, label, f"set.{path}")
+    if len(fixed) > 1:
         _check_point(base, base_kind, fixed, label, "set")
     strategy = _strategy(tree.get("strategy"), tree.get("sensitivity", False), label)
     fields = _fields(tree["fields"], fixed, base, base_kind, strategy, label)
