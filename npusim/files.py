@@ -18,6 +18,19 @@ from .errors import NpusimError, OutputError
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def user_path(text: str | Path) -> Path:
+    """A path the user typed, ``~`` expanded; as typed when there is no such home (``~nobody``
+    on a machine without that user), so it is then simply a file that does not exist.
+
+    >>> user_path("~nosuchuser_x/a.yaml").name
+    'a.yaml'
+    """
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def spreadsheet_safe(v: Any) -> Any:
     """A CSV or xlsx cell value: text that would run as a formula gets a leading ``'``; a
     missing value (None) is an empty cell; numbers pass unchanged.

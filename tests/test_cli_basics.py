@@ -115,3 +115,11 @@ def test_precision_is_dtypes_other_name_on_onnx_files(cli, tmp_path):
     ops = [o["exec_dtype"] for o in out["--precision"]["ops"]]
     assert ops == ["int8"]
     assert out["--precision"]["totals"] == out["--dtype"]["totals"]
+
+
+def test_arch_path_of_a_home_that_does_not_exist_is_a_clean_error(capsys):
+    """``~nouser/...`` cannot be expanded (no such user): it is then a missing file."""
+    from npusim.cli import main
+    code = main(["run", "tiny-llama", "--arch", "~npusim_no_such_user/a.yaml"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no such arch file" in err

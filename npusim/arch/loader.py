@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ..errors import ArchError, NpusimError
-from ..files import read_text
+from ..files import read_text, user_path
 from .model import Arch, FrozenMap
 from .schema import build, did_you_mean, lookup, valid_keys
 from .units import brief
@@ -213,7 +213,7 @@ def read_preset(name_or_path: str | Path, folder: str, what: str,
     """
     s = str(name_or_path)
     if isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml")):
-        path = Path(name_or_path).expanduser()
+        path = user_path(name_or_path)
         return read_description(path, what), str(path)
     names = preset_names(folder)
     if s not in names:
@@ -244,7 +244,7 @@ def _read_source(name_or_path: str | Path) -> tuple[str, str]:
             f"arch {str(name_or_path)!r} is neither a shipped arch nor a .yaml file"
             f"{did_you_mean(key, sorted(shipped))}; shipped archs: "
             f"{', '.join(sorted(shipped))}; or give the path of a .yaml file")
-    path = Path(name_or_path).expanduser()
+    path = user_path(name_or_path)
     if not path.is_file():
         raise ArchError(
             f"{path}: no such arch file; give an existing .yaml file or a shipped arch name "
@@ -447,7 +447,7 @@ def _split_composition(name_or_path: str | Path) -> tuple[str | Path, str | None
     if isinstance(name_or_path, Path) or "+" not in str(name_or_path):
         return name_or_path, None
     s = str(name_or_path)
-    if Path(s).expanduser().is_file():
+    if user_path(s).is_file():
         return name_or_path, None
     host, device = s.rsplit("+", 1)
     if not host.strip() or not device.strip():

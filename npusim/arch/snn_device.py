@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchError, NpusimError
+from ..files import user_path
 from .loader import (apply_overrides, parse_yaml, preset_loader, preset_names, read_description,
                      read_preset)
 from .model import FrozenMap
@@ -436,10 +437,10 @@ def is_snn_device(name_or_path: str | Path) -> bool:
     s = str(name_or_path).strip()
     if s.lower() in snn_devices():
         return True
-    if not s.lower().endswith((".yaml", ".yml")) or not Path(s).expanduser().is_file():
+    if not s.lower().endswith((".yaml", ".yml")) or not user_path(s).is_file():
         return False
     try:
-        tree = parse_yaml(read_description(Path(s).expanduser(), "the device file"), s)
+        tree = parse_yaml(read_description(user_path(s), "the device file"), s)
     except NpusimError:
         return False
     return isinstance(tree, dict) and "structure" in tree and "costs" in tree

@@ -195,7 +195,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         One single-line message per problem, naming the file, the key path and the fix.
     """
     from ..arch.loader import parse_yaml
-    from ..files import read_text
+    from ..files import read_text, user_path
     source = str(path)
     text = read_text(path, "the sweep spec", max_bytes=1_000_000)
     tree = parse_yaml(text, source)
@@ -305,8 +305,9 @@ def _looks_like_path(text: str) -> bool:
 def resolve_path(text: str, here: Path) -> str:
     """A path as written, made absolute relative to the spec's folder (as written when it
     cannot be: a ``~user`` of no such user, a NUL byte; opening it then says so)."""
+    from ..files import user_path
     try:
-        path = Path(text).expanduser()
+        path = user_path(text)
         return str(path if path.is_absolute() else (here / path).resolve())
     except (OSError, ValueError, RuntimeError):
         return text
