@@ -409,3 +409,16 @@ def spec_fields(spec) -> dict:
         out[f.path] = list(f.values) if f.values else {"low": f.low, "high": f.high,
                                                        "scale": f.scale}
     return out
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"objectives": [{"ttft_s": "min"}]}, "objectives[0]: ttft_s"),
+    ({"objectives": [{"cost": "min"}]}, "objectives[0]: cost"),
+    ({"constraints": {"inferences_per_s": {"min": 1}}}, "constraints.inferences_per_s"),
+])
+def test_a_metric_the_workload_cannot_give_is_refused_before_running(tmp_path, changes, key):
+    spec = spec_of(tmp_path, **changes)
+    with pytest.raises(NpusimError) as e:
+        run_sweep(spec, tmp_path / "o", workers=1, progress=False)
+    assert key in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "o" / "sweep.sqlite").exists()

@@ -27,10 +27,10 @@ from typing import Any
 from .. import __version__
 from ..errors import NpusimError
 
-#: metrics a workload kind gives (the rest of METRICS are the arch's own, given for every kind)
+#: metrics a workload kind gives, besides the design's own (:data:`DESIGN_METRICS`)
 RUN_METRICS = {
-    "llm": ("latency_s", "tokens_per_s", "ttft_s", "tpot_s", "energy_j", "energy_per_token_j",
-            "power_w", "perf_per_w", "perf_per_mm2", "utilisation", "dram_need_bytes"),
+    "llm": ("latency_s", "tokens_per_s", "energy_j", "energy_per_token_j", "power_w",
+            "perf_per_w", "perf_per_mm2", "utilisation", "dram_need_bytes"),
     "onnx": ("latency_s", "inferences_per_s", "energy_j", "power_w", "perf_per_w",
              "perf_per_mm2", "utilisation", "dram_need_bytes"),
     "kperf": ("ttft_s", "tpot_s", "tokens_per_s", "energy_per_token_j", "power_w",
@@ -38,6 +38,34 @@ RUN_METRICS = {
     "snn": ("latency_s", "inferences_per_s", "energy_j", "power_w", "perf_per_w"),
 }
 RUN_METRICS["graph"] = RUN_METRICS["onnx"]
+#: the metrics of an NPU design itself, whatever runs on it (``cost`` when the spec gives one)
+DESIGN_METRICS = ("area_mm2", "sram_bytes", "dram_bytes", "tdp_w")
+
+
+def metrics_of(workload, cost) -> tuple[str, ...]:
+    """The metrics ``workload``'s records carry (a step's TTFT or TPOT by its phase)."""
+    out = list(RUN_METRICS[workload.kind])
+    if workload.kind == "llm":
+        out.append("tpot_s" if workload.params.get("phase", "decode") == "decode" else "ttft_s")
+    if workload.kind != "snn":
+        out += DESIGN_METRICS + (("cost",) if cost else ())
+    return tuple(out)
+
+
+def check_metrics(spec) -> None:
+    """Refuse, before any point runs, an objective or constraint that a workload cannot give
+    (a TTFT of a decode step, an area of a spiking-core device): every point would otherwise
+    miss it."""
+    wanted = [(f"objectives[{i}]", o.metric) for i, o in enumerate(spec.objectives)]
+    wanted += [(f"constraints.{c.metric}", c.metric) for c in spec.constraints]
+    for w in spec.workloads:
+        have = metrics_of(w, spec.cost)
+        for key, metric in wanted:
+            if metric not in have:
+                extra = " (give cost: in the spec)" if metric == "cost" else ""
+                raise NpusimError(
+                    f"{spec.source}: {key}: {metric} is not a metric of workload {w.name!r} "
+                    f"({w.kind}{extra}); it gives {', '.join(have)}")
 
 
 def canonical(obj: Any) -> Any:

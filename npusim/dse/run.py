@@ -522,10 +522,12 @@ def run_sweep(spec, out_dir, *, workers: int | None = None, scheduler: str | Non
     instead. Returns the :class:`Summary`; Ctrl-C stops cleanly with every finished point
     stored (``summary.interrupted``).
     """
+    from .evaluate import check_metrics
     from .spec import load_spec
     from .store import Store
     if isinstance(spec, (str, Path)):
         spec = load_spec(spec)
+    check_metrics(spec)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NpusimError(f"--out {out}: this is a file; give a folder for the sweep's store "
