@@ -557,7 +557,7 @@ def test_fuzz_report_on_odd_rows(report, tmp_path_factory, rows, n_objectives):
 # ----------------------------------------------------------------------------- write_report
 
 class _FakeStore:
-    """The contract's Store: meta by name, a context manager (a stand-in until the real one)."""
+    """The contract's Store: meta by name, a context manager (the report only reads)."""
 
     DEFAULT_NAME = "sweep.sqlite"
     meta: dict = {}
@@ -584,6 +584,12 @@ def fake_dse(monkeypatch):
     _FakeStore.meta = state["meta"]
     store.Store = _FakeStore
     store.load = lambda path: list(state["rows"])
+    # the store's records keep the spec's text of each value beside its SI number
+    records = [{"values": {"cores.sram": r["cores.sram"], "dram.bandwidth": r["dram.bandwidth"]},
+                "params": {"cores.sram": f"{r['cores.sram']:g} MiB-text",
+                           "dram.bandwidth": f"{r['dram.bandwidth'] / 1e12:g} TB/s"}}
+               for r in rows]
+    store.read_records = lambda path: (records, dict(state["meta"]))
     spec = types.ModuleType("npusim.dse.spec")
 
     def parse_spec(mapping, source):
@@ -606,7 +612,11 @@ def test_write_report_reads_the_store_and_its_spec(report, fake_dse, tmp_path):
     assert [p.name for p in paths] == [
         "pareto_resnet50_latency_s_vs_area_mm2.png", "parallel_resnet50.png",
         "tornado_resnet50_latency_s.png", "tornado_resnet50_area_mm2.png", "summary.md"]
-    assert "# Sweep report: demo" in paths[-1].read_text()
+    summary = paths[-1].read_text()
+    assert "# Sweep report: demo" in summary
+    # the front and tornado tables show values as the spec wrote them, not as SI numbers
+    assert "MiB-text" in summary and " TB/s" in summary
+    assert "4,000,000,000,000" not in summary
     other = report.write_report(tmp_path / "sweep.sqlite", tmp_path / "elsewhere")
     assert [p.name for p in other] == [p.name for p in paths]
     assert all(p.parent == tmp_path / "elsewhere" for p in other)

@@ -446,7 +446,7 @@ def tornado_figure(entries: list[dict] | None, metric: str, goal: str, title: st
 
 def write_report_rows(rows: Sequence[dict], fields, objectives, out_dir: str | Path,
                       title: str = "sweep", *, source: str | None = None,
-                      dpi: int = DPI) -> list[Path]:
+                      dpi: int = DPI, texts: dict | None = None) -> list[Path]:
     """Write every workload's figures and ``summary.md`` into ``out_dir``; returns the paths
     (PNGs in workload order, then the summary).
 
@@ -463,6 +463,10 @@ def write_report_rows(rows: Sequence[dict], fields, objectives, out_dir: str | P
         The sweep's name, on every figure.
     source : str, optional
         Where the rows came from, for error messages (the store file).
+    texts : dict, optional
+        ``{field: {value: text}}``: how the spec wrote each value (``"16 MiB"``), shown in the
+        summary's tables instead of the SI number (:func:`value_texts` reads it from a store's
+        records); values without a text are shown as numbers.
 
     Raises
     ------
@@ -491,7 +495,7 @@ def write_report_rows(rows: Sequence[dict], fields, objectives, out_dir: str | P
     sections = []
     for workload, stem in stems.items():
         files, section = _workload_report(rows, workload, stem, paths, objectives, out, title,
-                                          dpi)
+                                          dpi, texts or {})
         written += files
         sections.append(section)
     summary = _summary(rows, stems, paths, objectives, title, sections)
@@ -499,7 +503,7 @@ def write_report_rows(rows: Sequence[dict], fields, objectives, out_dir: str | P
     return written
 
 
-def _workload_report(rows, workload, stem, fields, objectives, out, title, dpi):
+def _workload_report(rows, workload, stem, fields, objectives, out, title, dpi, texts):
     """One workload's figures and its part of the summary (markdown lines)."""
     mine = an.rows_of(rows, workload)
     have = [o for o in objectives if _has_values(mine, o[0])]
@@ -526,7 +530,7 @@ def _workload_report(rows, workload, stem, fields, objectives, out, title, dpi):
     lines += ["", f"### Pareto front ({len(fr)} point{'s' if len(fr) != 1 else ''}"
               f"{', objectives ' + ', '.join(f'{m} ({g})' for m, g in have) if have else ''})",
               ""]
-    lines += _front_table(fr, fields, have)
+    lines += _front_table(fr, fields, have, texts)
     for metric, goal in have:
         try:
             entries = an.sensitivity(mine, fields, (metric, goal), workload)
@@ -537,24 +541,50 @@ def _workload_report(rows, workload, stem, fields, objectives, out, title, dpi):
                              dpi=dpi)
         files.append(save_figure(fig, out / f"tornado_{stem}_{safe_name(metric)}.png"))
         lines += ["", f"### Sensitivity of {metric} ({goal})", ""]
-        lines += _tornado_table(entries, metric, why)
+        lines += _tornado_table(entries, metric, why, texts)
     lines += ["", "Figures: " + ", ".join(f"`{p.name}`" for p in files), ""]
     return files, lines
 
 
-def _front_table(fr: list[dict], fields, objectives) -> list[str]:
+def value_texts(records) -> dict:
+    """``{field: {value: text}}`` from store records (their ``values`` and ``params``): the text
+    the spec gave each swept value, for tables a reader compares with the spec.
+
+    >>> value_texts([{"values": {"cores.sram": 16777216.0}, "params": {"cores.sram": "16 MiB"}}])
+    {'cores.sram': {16777216.0: '16 MiB'}}
+    """
+    out: dict = {}
+    for r in records:
+        params = r.get("params") or {}
+        for f, v in (r.get("values") or {}).items():
+            text = params.get(f)
+            if isinstance(text, str) and not isinstance(v, str) and v is not None:
+                out.setdefault(f, {}).setdefault(v, text)
+    return out
+
+
+def _shown(field, v, texts) -> str:
+    """A field's value as the spec wrote it when known, else as a number."""
+    text = texts.get(field, {}).get(v) if v is not None and not isinstance(v, str) else None
+    return text if text is not None else fmt(v)
+
+
+def _front_table(fr: list[dict], fields, objectives, texts=None) -> list[str]:
+    texts = texts or {}
     if not fr:
         return ["No feasible point has every objective: the front is empty."]
     head = ["point"] + list(fields) + [metric_label(m) for m, _ in objectives]
     out = ["| " + " | ".join(_md(h) for h in head) + " |",
            "|" + "---|" * len(head)]
     for r in fr:
-        cells = [r.get("point")] + [r.get(f) for f in fields] + [r.get(m) for m, _ in objectives]
+        cells = ([r.get("point")] + [_shown(f, r.get(f), texts) for f in fields]
+                 + [r.get(m) for m, _ in objectives])
         out.append("| " + " | ".join(_md(c) for c in cells) + " |")
     return out
 
 
-def _tornado_table(entries, metric, why) -> list[str]:
+def _tornado_table(entries, metric, why, texts=None) -> list[str]:
+    texts = texts or {}
     if entries is None:
         return [f"No tornado: {why}"]
     best = entries[0]
@@ -567,10 +597,10 @@ def _tornado_table(entries, metric, why) -> list[str]:
         if e["min_objective"] is None:
             lo = hi = ""
         else:
-            lo = f"{fmt(e['min_objective'])} ({fmt(e['min_value'])})"
-            hi = f"{fmt(e['max_objective'])} ({fmt(e['max_value'])})"
+            lo = f"{fmt(e['min_objective'])} ({_shown(e['field'], e['min_value'], texts)})"
+            hi = f"{fmt(e['max_objective'])} ({_shown(e['field'], e['max_value'], texts)})"
         swing = f"{e['swing']:.3g}" if e["swing"] is not None else e["reason"]
-        cells = [e["field"], e["best_value"], lo, hi, swing,
+        cells = [e["field"], _shown(e["field"], e["best_value"], texts), lo, hi, swing,
                  f"{e['variants']} ({e['infeasible']})"]
         out.append("| " + " | ".join(_md(c) for c in cells) + " |")
     return out
@@ -610,7 +640,7 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     import yaml
 
     from ..dse.spec import parse_spec
-    from ..dse.store import Store, load
+    from ..dse.store import Store, load, read_records
     path = Path(path)
     store_file = path / Store.DEFAULT_NAME if path.is_dir() else path
     if not store_file.is_file():
@@ -620,9 +650,9 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     if not rows:
         raise NpusimError(f"the sweep store {store_file} holds no points yet: run the sweep "
                           f"first (npusim sweep SPEC --out {store_file.parent})")
-    with Store(store_file) as store:
-        text = store.get_meta("spec")
-        source = store.get_meta("spec_source") or f"the spec stored in {store_file}"
+    records, meta = read_records(store_file)  # read-only: a report may run beside a sweep
+    text = meta.get("spec")
+    source = meta.get("spec_source") or f"the spec stored in {store_file}"
     if not text:
         raise NpusimError(f"the sweep store {store_file} holds no sweep spec (meta 'spec'), so "
                           f"its fields and objectives are unknown: was it written by npusim "
@@ -637,4 +667,4 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     objectives = [(o.metric, o.goal) for o in spec.objectives]
     out = Path(out_dir) if out_dir is not None else store_file.parent
     return write_report_rows(rows, fields, objectives, out, title=spec.name,
-                             source=str(store_file))
+                             source=str(store_file), texts=value_texts(records))
