@@ -326,6 +326,9 @@ class StepCostModel:
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
         self._cache: dict = {}
+        # dense, head and prefill-attention answers by their arguments: a serving run asks
+        # for the same few sizes again and again (pure functions of the cached runs)
+        self._memo: dict = {}
         self.layer_groups = self._layer_groups()
         self.kv_block_tokens = KV_BLOCK_TOKENS
         self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
@@ -592,6 +595,10 @@ class StepCostModel:
     def dense(self, tokens: float, *, groups=None, tp: int | None = None) -> tuple[float, float]:
         """All layers' (or ``groups``' layers') dense work (projections, norms, FFN) for
         ``tokens`` new tokens on one chip of ``tp``."""
+        key = ("dense", tokens, None if groups is None else tuple(groups), tp)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp1(TOKENS, tokens,
@@ -599,6 +606,7 @@ class StepCostModel:
                                                                 tp=tp))
             t += count * dt
             e += count * de
+        self._memo[key] = t, e
         return t, e
 
     def attention_decode(self, batch: float, kv: float, *, groups=None,
@@ -629,6 +637,10 @@ class StepCostModel:
         half the rectangle's cost. Assumption for NPUs: their attention kernels skip fully
         masked tiles as the GPU kernels do.
         """
+        key = ("prefill", chunk, cached, None if groups is None else tuple(groups), tp)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
             def rect(k, L=layer):
@@ -642,12 +654,17 @@ class StepCostModel:
                 e0 = max(1.5 * e0 - 0.5 * e1, 0.5 * e0)
             t += count * t0
             e += count * e0
+        self._memo[key] = t, e
         return t, e
 
     def head(self, rows: float, *, tp: int | None = None) -> tuple[float, float]:
         """Final norm, LM head and embedding for ``rows`` sequences emitting logits."""
-        return self._interp1(TOKENS, rows,
-                             lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+        key = ("head", rows, tp)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._interp1(
+                TOKENS, rows, lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+        return hit
 
     def transfer_seconds(self, tokens: float) -> float:
         """One inter-stage hop of a pipeline: ``tokens`` rows of the hidden state at the
@@ -673,7 +690,8 @@ class StepCostModel:
             return self._pipeline_step(prefill, decode, lay, tokens)
         tp = lay.tp
         t, e = self.dense(tokens, tp=tp)
-        decode = [max(1, k) for k in decode]  # a decoding sequence has at least its prompt cached
+        if decode and min(decode) < 1:   # a decoding sequence has at least its prompt cached
+            decode = [max(1, k) for k in decode]
         for c, p in prefill:
             at, ae = self.attention_prefill(c, p, tp=tp)
             t, e = t + at, e + ae
