@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .errors import NpusimError, OutputError
-from .ir import ShapeError
 
 EXIT_USAGE = 2
 
@@ -835,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (NpusimError, ShapeError) as e:
+    except NpusimError as e:
         print(f"npusim: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as e:
@@ -844,6 +843,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # any other file the user named that the system refused
         where = f"{e.filename}: " if e.filename else ""
         print(f"npusim: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:
+        # the IR's ShapeError (a ValueError, never an OSError), imported only here: the IR
+        # pulls in networkx, which `npusim --help` and argument errors never need
+        from .ir import ShapeError
+        if not isinstance(e, ShapeError):
+            raise
+        print(f"npusim: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

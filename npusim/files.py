@@ -93,17 +93,34 @@ def write_text(path: str | Path, text: str, what: str = "the file") -> Path:
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[dict],
               what: str = "CSV") -> Path:
     """One header row of ``columns``, then one row per dict (missing keys empty), every cell
-    through :func:`spreadsheet_safe`; numbers in Python's shortest round-trip form."""
+    through :func:`spreadsheet_safe`; numbers in Python's shortest round-trip form.
+
+    Every line break is ``\\n``, between rows and inside a quoted cell alike: a ``\\r\\n`` or a
+    bare ``\\r`` in a text (an error message from another tool) is written as ``\\n``, so the
+    file never mixes line endings.
+
+    >>> import tempfile, pathlib
+    >>> p = write_csv(pathlib.Path(tempfile.mkdtemp()) / "a.csv", ["x"], [{"x": "a\\r\\nb\\rc"}])
+    >>> p.read_bytes()
+    b'x\\n"a\\nb\\nc"\\n'
+    """
     path = Path(path)
     try:
         with path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(columns)
+            w.writerow([_one_newline(c) for c in columns])
             for r in rows:
-                w.writerow([spreadsheet_safe(r.get(c)) for c in columns])
+                w.writerow([_one_newline(spreadsheet_safe(r.get(c))) for c in columns])
     except (OSError, ValueError) as e:
         raise cannot_write(path, what, e) from None
     return path
+
+
+def _one_newline(v: Any) -> Any:
+    """Text with its CR LF and bare CR line breaks as LF; anything else as is."""
+    if isinstance(v, str) and "\r" in v:
+        return v.replace("\r\n", "\n").replace("\r", "\n")
+    return v
 
 
 # ----------------------------------------------------------------------------- reading

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +27,7 @@ from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatte
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from ..workloads.kperf import system_label
 from .export import _jsonable
+from .parallel import run_writers
 
 XLSX, CSV = "kperf.xlsx", "kperf.csv"
 PNG_DECODE = "decode_vs_users.png"
@@ -121,8 +123,8 @@ _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
 SHEET_MAX = 31                 # Excel's limit on a sheet name's length
 
 
-def write_kperf(result, outdir: str | Path) -> list[Path]:
-    """Write ``kperf.xlsx``, ``kperf.csv`` and five PNGs of a K-Perf result into ``outdir``.
+def write_kperf(result, outdir: str | Path, processes: int | None = None) -> list[Path]:
+    """Write ``kperf.xlsx``, ``kperf.csv`` and the PNGs of a K-Perf result into ``outdir``.
 
     Parameters
     ----------
@@ -130,11 +132,15 @@ def write_kperf(result, outdir: str | Path) -> list[Path]:
         From :func:`npusim.workloads.kperf.kperf`.
     outdir : str or Path
         Created if missing.
+    processes : int, optional
+        Processes that write the files side by side (default: one per usable core, see
+        :func:`npusim.report.parallel.run_writers`); 1 writes them one after the other. The
+        files are the same either way.
 
     Returns
     -------
     list of Path
-        The files written: the xlsx, the csv, then the PNGs.
+        The files written: the xlsx, the csv, then the PNGs (see :func:`plot_kperf`).
 
     Raises
     ------
@@ -143,8 +149,10 @@ def write_kperf(result, outdir: str | Path) -> list[Path]:
         be written.
     """
     outdir = make_folder(outdir, "K-Perf output")
-    return [write_xlsx(result, outdir / XLSX), write_csv(result, outdir / CSV),
-            *plot_kperf(result, outdir)]
+    _workbook_class()             # both extras checked before any file is written
+    return run_writers([partial(write_xlsx, result, outdir / XLSX),
+                        partial(write_csv, result, outdir / CSV),
+                        *_figure_writers(result, outdir, DPI)], processes)
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -407,16 +415,32 @@ def _workbook_class():
 
 # --- graphs ---------------------------------------------------------------------------------
 
-def plot_kperf(result, outdir: str | Path, dpi: int = DPI) -> list[Path]:
+def plot_kperf(result, outdir: str | Path, dpi: int = DPI,
+               processes: int | None = None) -> list[Path]:
     """Draw the K-Perf PNGs into ``outdir`` (which must exist); returns their paths: the five
-    above, then the power graphs of :func:`npusim.report.kperf_power.plot_power`."""
-    outdir = Path(outdir)
-    figs = ((PNG_DECODE, decode_figure), (PNG_PER_CHIP, per_chip_figure),
+    above, then the power graphs of :func:`npusim.report.kperf_power.plot_power`.
+
+    ``processes`` draws them side by side, as in :func:`write_kperf`.
+    """
+    return run_writers(_figure_writers(result, Path(outdir), dpi), processes)
+
+
+def figures(result) -> list[tuple[str, Any]]:
+    """Every K-Perf PNG of ``result`` as (file name, function drawing its figure), in the order
+    they are written: the five above, then the power graphs."""
+    from .kperf_power import power_figures
+    return [(PNG_DECODE, decode_figure), (PNG_PER_CHIP, per_chip_figure),
             (PNG_TTFT, ttft_figure), (PNG_POWER, power_figure),
-            (PNG_EFFICIENCY, efficiency_figure))
-    from .kperf_power import plot_power
-    return [*(save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs),
-            *plot_power(result, outdir, dpi=dpi)]
+            (PNG_EFFICIENCY, efficiency_figure), *power_figures(result)]
+
+
+def _figure_writers(result, outdir: Path, dpi: int) -> list:
+    figure_class()                # matplotlib imported once here, before any process forks
+    return [partial(_draw, make, result, dpi, outdir / name) for name, make in figures(result)]
+
+
+def _draw(make, result, dpi: int, path: Path) -> Path:
+    return save_figure(make(result, dpi=dpi), path)
 
 
 def series(result) -> list[dict[str, Any]]:

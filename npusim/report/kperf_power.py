@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..figures import band_panels_figure, save_figure
+from ..figures import band_panels_figure, figure_class, save_figure
 
 PNG_CARD_POWER = "card_power_vs_users.png"
 PNG_SYSTEM_POWER = "system_power_vs_users.png"
@@ -163,16 +163,34 @@ def has_system_power(result) -> bool:
     return any(_finite(r.get(SYSTEM)) for r in result.records)
 
 
-def plot_power(result, outdir: str | Path, dpi: int = 100) -> list[Path]:
-    """The card-power and energy-per-token PNGs, and the system-power one when a host model
-    gave system power; returns their paths."""
-    outdir = Path(outdir)
+def power_figures(result) -> list[tuple[str, Any]]:
+    """The power PNGs of ``result`` as (file name, function drawing its figure): card power,
+    system power when a host model gave it, energy per token."""
     figs = [(PNG_CARD_POWER, card_power_figure)]
     if has_system_power(result):
         figs.append((PNG_SYSTEM_POWER, system_power_figure))
     figs.append((PNG_ENERGY_PER_TOKEN, energy_per_token_figure))
-    return [save_figure(make(result, dpi=dpi), outdir / name) for name, make in figs]
+    return figs
 
 
-__all__ = ["band_note", "PNG_CARD_POWER", "PNG_SYSTEM_POWER", "PNG_ENERGY_PER_TOKEN", "card_power_figure",
-           "system_power_figure", "energy_per_token_figure", "has_system_power", "plot_power"]
+def plot_power(result, outdir: str | Path, dpi: int = 100,
+               processes: int | None = None) -> list[Path]:
+    """The card-power and energy-per-token PNGs, and the system-power one when a host model
+    gave system power; returns their paths. ``processes`` draws them side by side (see
+    :func:`npusim.report.parallel.run_writers`)."""
+    from functools import partial
+
+    from .parallel import run_writers
+    outdir = Path(outdir)
+    figure_class()                # matplotlib imported once here, before any process forks
+    return run_writers([partial(_draw, make, result, dpi, outdir / name)
+                        for name, make in power_figures(result)], processes)
+
+
+def _draw(make, result, dpi: int, path: Path) -> Path:
+    return save_figure(make(result, dpi=dpi), path)
+
+
+__all__ = ["band_note", "PNG_CARD_POWER", "PNG_SYSTEM_POWER", "PNG_ENERGY_PER_TOKEN",
+           "card_power_figure", "system_power_figure", "energy_per_token_figure",
+           "has_system_power", "power_figures", "plot_power"]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..energy.cost import DELIVERY, ON_CHIP
-from .stepcost import StepCostModel, StepResult
+from .stepcost import DecodeRun, StepCostModel, StepResult
 
 
 class StepEnergy:
@@ -122,6 +122,25 @@ class BandCostModel(StepCostModel):
                                               table.operand_delivery, table.floor_w))
             self._cache[key] = hit
         return hit
+
+    # the vectorised decode runs carry the same four parts as StepEnergy, a plain number
+    # landing on the total and the floor energy (StepEnergy.__add__)
+    _PLAIN_PARTS = (True, False, False, True)
+    _ENERGY_OBJECTS = True
+
+    def _parts(self, e) -> tuple:
+        return (e.total, e.onchip, e.bits, e.floor)
+
+    def decode_run(self, decode, steps: int) -> "DecodeRun | None":
+        """:meth:`StepCostModel.decode_run`, with each step's band parts; the steps the caller
+        keeps (``DecodeRun.keep``) enter the log of :meth:`start_log` as :meth:`step`'s do."""
+        if type(self).step is not BandCostModel.step:
+            return None
+        out = self._decode_many(decode, steps)
+        if out is None:
+            return None
+        seconds, e = out
+        return DecodeRun(seconds, e[:, 0], e[:, 1:], getattr(self, "_band_log", None))
 
     def step(self, prefill, decode) -> StepResult:
         res = super().step(prefill, decode)

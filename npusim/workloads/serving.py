@@ -546,6 +546,9 @@ class _Simulation:
             self.next_arrival += float(self.rng.exponential(self.mean_gap))
 
     def run(self, fast: bool) -> None:
+        # a cost model that can cost a run of decode steps at once (StepCostModel.decode_run)
+        # is asked for each stretch; any other is called step by step
+        self.decode_run = getattr(self.cost, "decode_run", None) if fast else None
         measured = self.measured_end - self.warmup
         while self.measured_done < measured or len(self.completions) < self.measured_end:
             if self.open_loop:
@@ -712,19 +715,13 @@ class _Simulation:
             k = min(k, int(order[pos]) + rounds * block)
         if k < 2:
             return False
-        t, step, log = self.t, self.cost.step, self.log
         gap = self.host_gap(R)
-        done = 0
-        for j in range(k):
-            res = step([], (comp + j).tolist())
-            t_end = t + _seconds(res, (), R) + gap
-            log["start"].append(t)
-            log["end"].append(t_end)
-            log["energy"].append(float(res.energy_j) + gap * self.static_w)
-            t = t_end
-            done = j + 1
-            if until_arrival and t >= self.next_arrival:
-                break
+        run = self.decode_run(comp, k) if self.decode_run is not None else None
+        if run is None:
+            t, done = self._decode_loop(comp, k, gap, until_arrival)
+        else:
+            t, done = self._decode_vector(run, k, gap, until_arrival, R)
+        log = self.log
         starts = first_cross[first_cross < done]
         events = (starts[:, None] + block * np.arange(_ceil_div(done, block) + 1)).ravel()
         per_step = np.bincount(events[events < done], minlength=done)
@@ -739,6 +736,55 @@ class _Simulation:
         self.blk = self.held(self.comp)
         self.free = self.total_blocks - int(self.blk.sum())
         return True
+
+    def _decode_loop(self, comp: np.ndarray, k: int, gap: float,
+                     until_arrival: bool) -> tuple[float, int]:
+        """Up to ``k`` decode steps one cost-model call each; returns the time after them and
+        how many ran (the first whose end reaches the next arrival is the last)."""
+        t, step, log = self.t, self.cost.step, self.log
+        R = len(comp)
+        done = 0
+        for j in range(k):
+            res = step([], (comp + j).tolist())
+            t_end = t + _seconds(res, (), R) + gap
+            log["start"].append(t)
+            log["end"].append(t_end)
+            log["energy"].append(float(res.energy_j) + gap * self.static_w)
+            t = t_end
+            done = j + 1
+            if until_arrival and t >= self.next_arrival:
+                break
+        return t, done
+
+    def _decode_vector(self, run, k: int, gap: float, until_arrival: bool,
+                       R: int) -> tuple[float, int]:
+        """:meth:`_decode_loop` from a cost model's :class:`~.stepcost.DecodeRun`: the same
+        times, summed in the same order (``t + seconds + gap`` step after step)."""
+        seconds = np.asarray(run.seconds, dtype=float)
+        # t_end[j] = (t_end[j-1] + seconds[j]) + gap: one running sum over the interleaved
+        # terms t, s0, gap, s1, gap, ... adds them in exactly that order
+        terms = np.empty(2 * k + 1)
+        terms[0] = self.t
+        terms[1::2] = seconds
+        terms[2::2] = gap
+        ends = np.add.accumulate(terms)[2::2]
+        done = k
+        if until_arrival:
+            reached = np.flatnonzero(ends >= self.next_arrival)
+            if reached.size:
+                done = int(reached[0]) + 1
+        bad = ~(seconds[:done] >= 0) | np.isinf(seconds[:done])
+        if bad.any():
+            raise _bad_step(float(seconds[:done][bad][0]), 0, R)
+        run.keep(done)
+        ends = ends[:done]
+        log = self.log
+        log["start"].append(self.t)
+        log["start"].extend(ends[:-1].tolist())
+        log["end"].extend(ends.tolist())
+        log["energy"].extend((np.asarray(run.energy_j[:done], dtype=float)
+                              + gap * self.static_w).tolist())
+        return float(ends[-1]), done
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -783,10 +829,14 @@ class _Simulation:
 def _seconds(res, prefill, decodes) -> float:
     seconds = float(res.seconds)
     if not seconds >= 0 or math.isinf(seconds):
-        raise NpusimError(f"the cost model returned {res.seconds!r} s for a step of "
-                          f"{len(prefill)} prefill chunks and {int(decodes)} decodes; a step "
-                          f"must take a finite, non-negative time.")
+        raise _bad_step(res.seconds, len(prefill), decodes)
     return seconds
+
+
+def _bad_step(seconds, chunks: int, decodes) -> NpusimError:
+    return NpusimError(f"the cost model returned {seconds!r} s for a step of {chunks} prefill "
+                       f"chunks and {int(decodes)} decodes; a step must take a finite, "
+                       f"non-negative time.")
 
 
 def _stats(values: np.ndarray, name: str) -> dict:

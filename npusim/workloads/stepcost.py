@@ -70,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
+import numpy as np
+
 from ..arch import load_arch
 from ..errors import CapacityError, ModelError, NpusimError
 from ..ir import dtype
@@ -200,6 +202,63 @@ BATCH = _grid(1, 4096)                  # decoding sequences
 CHUNK = _grid(1, 1 << 17)               # prefill chunk tokens
 
 
+# Python 3.12 and later add floats in sum() with Neumaier's compensation; the vectorised decode
+# runs (StepCostModel.decode_run) add as the running interpreter's sum() does
+_SUM_COMPENSATED = sum([0.1] * 10) == 1.0
+
+
+@dataclass(frozen=True)
+class DecodeRun:
+    """Seconds and joules of each of a run of consecutive decode steps
+    (:meth:`StepCostModel.decode_run`). ``parts``: the power band's ``(onchip J, DRAM bits,
+    floor J)`` of each step, or None. :meth:`keep` records the first ``n`` steps in whatever
+    per-step log the cost model keeps (the caller keeps those, in order)."""
+
+    seconds: np.ndarray
+    energy_j: np.ndarray
+    parts: "np.ndarray | None" = None
+    log: "list | None" = None
+
+    def keep(self, n: int) -> None:
+        if self.log is not None and self.parts is not None:
+            self.log.extend(map(tuple, self.parts[:n].tolist()))
+
+
+def _bracket_many(grid: Sequence[int], x: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
+    """:func:`_bracket` of every element of ``x``, as indices into ``grid``: (lower, upper,
+    weight of the upper), the same arithmetic element by element."""
+    g = np.asarray(grid, dtype=np.int64)
+    i = np.clip(np.searchsorted(g, x, side="left"), 1, len(g) - 1)
+    lo, hi = i - 1, i.copy()
+    w = (x - g[lo]) / (g[hi] - g[lo])
+    hit = g[i] == x
+    lo[hit] = i[hit]
+    below, above = x <= g[0], x >= g[-1]
+    lo[below] = hi[below] = 0
+    lo[above] = hi[above] = len(g) - 1
+    same = below | above | hit
+    w[same] = 0.0
+    return lo, hi, w
+
+
+def _pysum(values: list, floats: bool):
+    """``sum(values)`` of floats (or arrays of them, element by element) as the interpreter
+    adds them: from 0, one by one, or with Neumaier's compensation on Python >= 3.12 when the
+    items are floats (``floats``)."""
+    total = 0.0 + values[0]
+    if not (_SUM_COMPENSATED and floats):
+        for v in values[1:]:
+            total = total + v
+        return total
+    c = np.zeros_like(total)
+    for v in values[1:]:
+        t = total + v
+        c = c + np.where(np.abs(total) >= np.abs(v), (total - t) + v, (v - t) + total)
+        total = t
+    return np.where((c != 0) & np.isfinite(c), total + c, total)
+
+
 def _bracket(grid: Sequence[int], x: float) -> tuple[int, int, float]:
     """Grid points around ``x`` and the weight of the upper one (clamped at the ends)."""
     if x <= grid[0]:
@@ -267,6 +326,9 @@ class StepCostModel:
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
         self._cache: dict = {}
+        # dense, head and prefill-attention answers by their arguments: a serving run asks
+        # for the same few sizes again and again (pure functions of the cached runs)
+        self._memo: dict = {}
         self.layer_groups = self._layer_groups()
         self.kv_block_tokens = KV_BLOCK_TOKENS
         self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
@@ -533,6 +595,10 @@ class StepCostModel:
     def dense(self, tokens: float, *, groups=None, tp: int | None = None) -> tuple[float, float]:
         """All layers' (or ``groups``' layers') dense work (projections, norms, FFN) for
         ``tokens`` new tokens on one chip of ``tp``."""
+        key = ("dense", tokens, None if groups is None else tuple(groups), tp)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp1(TOKENS, tokens,
@@ -540,6 +606,7 @@ class StepCostModel:
                                                                 tp=tp))
             t += count * dt
             e += count * de
+        self._memo[key] = t, e
         return t, e
 
     def attention_decode(self, batch: float, kv: float, *, groups=None,
@@ -570,6 +637,10 @@ class StepCostModel:
         half the rectangle's cost. Assumption for NPUs: their attention kernels skip fully
         masked tiles as the GPU kernels do.
         """
+        key = ("prefill", chunk, cached, None if groups is None else tuple(groups), tp)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
             def rect(k, L=layer):
@@ -583,12 +654,17 @@ class StepCostModel:
                 e0 = max(1.5 * e0 - 0.5 * e1, 0.5 * e0)
             t += count * t0
             e += count * e0
+        self._memo[key] = t, e
         return t, e
 
     def head(self, rows: float, *, tp: int | None = None) -> tuple[float, float]:
         """Final norm, LM head and embedding for ``rows`` sequences emitting logits."""
-        return self._interp1(TOKENS, rows,
-                             lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+        key = ("head", rows, tp)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._interp1(
+                TOKENS, rows, lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+        return hit
 
     def transfer_seconds(self, tokens: float) -> float:
         """One inter-stage hop of a pipeline: ``tokens`` rows of the hidden state at the
@@ -614,7 +690,8 @@ class StepCostModel:
             return self._pipeline_step(prefill, decode, lay, tokens)
         tp = lay.tp
         t, e = self.dense(tokens, tp=tp)
-        decode = [max(1, k) for k in decode]  # a decoding sequence has at least its prompt cached
+        if decode and min(decode) < 1:   # a decoding sequence has at least its prompt cached
+            decode = [max(1, k) for k in decode]
         for c, p in prefill:
             at, ae = self.attention_prefill(c, p, tp=tp)
             t, e = t + at, e + ae
@@ -669,6 +746,150 @@ class StepCostModel:
         extra = self.arch.step_overhead
         return StepResult(period + extra, energy + extra * self._static_w(lay))
 
+    # -- runs of decode steps, vectorised -------------------------------------------
+    # What an energy value is made of: one float here; the power band's model carries more
+    # parts (powerband.StepEnergy). A plain number added to an energy lands on the parts
+    # flagged in _PLAIN_PARTS (the total, and the floor energy for the band).
+    _PLAIN_PARTS = (True,)
+    _ENERGY_OBJECTS = False   # energies are floats (sum() adds them on its float path)
+
+    def _parts(self, e) -> tuple:
+        return (e,)
+
+    def _vectorised(self) -> bool:
+        """Whether :meth:`decode_run` reproduces this model's steps (a subclass that changes
+        how a step is costed falls back to the step loop)."""
+        cls = type(self)
+        return all(getattr(cls, name) is getattr(StepCostModel, name) for name in
+                   ("_step", "_pipeline_step", "stage_times", "dense", "attention_decode",
+                    "head", "transfer_seconds", "_interp1", "_interp2", "_static_w"))
+
+    def decode_run(self, decode: Sequence[int], steps: int) -> "DecodeRun | None":
+        """Costs of ``steps`` consecutive steps in which the same sequences all decode, their KV
+        lengths ``decode`` before the first and one longer each step after: what ``steps`` calls
+        of :meth:`step` with ``([], decode + j)`` return, to the bit, evaluated as arrays.
+
+        Returns None when this model cannot (a subclass that costs steps differently, or a
+        KV length below 1); the caller then calls :meth:`step` per step.
+
+        Examples
+        --------
+        >>> m = StepCostModel("tiny-llama", "rngd")
+        >>> run = m.decode_run([40, 70], 3)
+        >>> [m.step([], [40 + j, 70 + j]).seconds for j in range(3)] == run.seconds.tolist()
+        True
+        """
+        if type(self).step is not StepCostModel.step:
+            return None
+        out = self._decode_many(decode, steps)
+        return None if out is None else DecodeRun(out[0], out[1][:, 0])
+
+    def _decode_many(self, decode, steps: int):
+        """(seconds (steps,), energy parts (steps, parts)) of a decode run, or None."""
+        if not self._vectorised() or steps < 1:
+            return None
+        decode = np.asarray(decode, dtype=np.int64)
+        R = len(decode)
+        if R == 0 or int(decode.min()) < 1:
+            return None
+        # the mean KV length of step j: sum(decode + j) / R, exact integers divided once
+        kv = (int(decode.sum()) + R * np.arange(steps, dtype=np.int64)) / R
+        lay = self.parallel
+        if lay.pp > 1:
+            return self._pipeline_many(R, kv, lay)
+        tp = lay.tp
+        td, ed = self.dense(R, tp=tp)
+        at, ae = self._attention_decode_many(R, kv, None, tp)
+        t, e = td + at, self._vec(ed) + ae
+        ht, he = self.head(R, tp=tp)
+        extra = self.arch.step_overhead
+        return (t + ht + extra,
+                self._plus_plain((e + self._vec(he)) * tp, extra * self._static_w(lay)))
+
+    def _vec(self, e) -> np.ndarray:
+        return np.asarray(self._parts(e), dtype=float)
+
+    def _plus_plain(self, e: np.ndarray, x) -> np.ndarray:
+        """``e + x`` for a plain number (or a column of them) ``x``, as the energy values add
+        it."""
+        out = e.copy()
+        for i, plain in enumerate(self._PLAIN_PARTS):
+            if plain:
+                out[..., i] = e[..., i] + x
+        return out
+
+    def _attention_decode_many(self, batch, kv: np.ndarray, groups, tp: int):
+        """:meth:`attention_decode` at each mean KV length of ``kv``."""
+        t, e = 0.0, None
+        for layer, count in (self.layer_groups if groups is None else groups):
+            dt, de = self._interp2_many(
+                BATCH, batch, KV, kv,
+                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L,
+                                                tp=tp))
+            t = t + count * dt
+            e = self._plus_plain(count * de, 0.0) if e is None else e + count * de
+        return t, e
+
+    def _interp2_many(self, gx, x, gy, y: np.ndarray, fn):
+        """:meth:`_interp2` at each ``y`` (``x`` fixed), the same lookups and arithmetic."""
+        xl, xh, wx = _bracket(gx, x)
+        lo, hi, wy = _bracket_many(gy, y)
+        need = np.unique(np.concatenate((lo, hi)))
+        at_lo, at_hi = np.searchsorted(need, lo), np.searchsorted(need, hi)
+
+        def column(xv):
+            vals = [fn(xv, gy[j]) for j in need.tolist()]
+            return (np.array([v[0] for v in vals], dtype=float),
+                    np.array([self._parts(v[1]) for v in vals], dtype=float))
+
+        c0 = column(xl)
+        c1 = column(xh) if wx else c0
+        f00 = (c0[0][at_lo], c0[1][at_lo])
+        f10 = (c1[0][at_lo], c1[1][at_lo]) if wx else f00
+        f01 = (c0[0][at_hi], c0[1][at_hi])
+        f11 = (c1[0][at_hi], c1[1][at_hi]) if wx else f01
+        a, b = 1 - wx, 1 - wy
+        bc, wc = b[:, None], wy[:, None]
+        t = f00[0] * a * b + f10[0] * wx * b + f01[0] * a * wy + f11[0] * wx * wy
+        e = f00[1] * a * bc + f10[1] * wx * bc + f01[1] * a * wc + f11[1] * wx * wc
+        return t, e
+
+    def _pipeline_many(self, R: int, kv: np.ndarray, lay: ParallelLayout):
+        """:meth:`_pipeline_step` of a decode run (:meth:`stage_times` with no prefill)."""
+        m = max(1, min(lay.pp, R))
+        stages = self._stages(lay.pp)
+        ts, es = [], []
+        for s, groups in enumerate(stages):
+            t, e = self.dense(R / m, groups=groups, tp=lay.tp)
+            at, ae = self._attention_decode_many(R / m, kv, groups, lay.tp)
+            t, e = t + at, self._vec(e) + ae
+            if s == len(stages) - 1:
+                ht, he = self.head(R / m, tp=lay.tp)
+                t, e = t + ht, e + self._vec(he)
+            ts.append(t)
+            es.append(e)
+        hop = self.transfer_seconds(R / m)
+        back = (self.arch.link.latency or 0.0) if self.arch.link is not None else 0.0
+        busiest = ts[0]
+        for t in ts[1:]:
+            busiest = np.where(t > busiest, t, busiest)
+        busiest = np.where(hop > busiest, hop, busiest)
+        one_pass = _pysum(ts, True) + (lay.pp - 1) * hop + back
+        period = np.where(one_pass > m * busiest, one_pass, m * busiest)
+        chip_static = self._static_w(lay) / lay.chips
+        items = []
+        for t, e in zip(ts, es):
+            idle = period - m * t
+            items.append(self._plus_plain(m * e, chip_static * np.where(idle > 0.0, idle, 0.0)))
+        if self._ENERGY_OBJECTS:
+            energy = self._plus_plain(items[0], 0.0)
+            for item in items[1:]:
+                energy = energy + item
+        else:
+            energy = _pysum(items, True)
+        extra = self.arch.step_overhead
+        return period + extra, self._plus_plain(lay.tp * energy, extra * self._static_w(lay))
+
     def describe(self) -> dict:
         """The settings, for reports."""
         full, sliding = self.kv_bytes_per_token()
@@ -685,5 +906,5 @@ class StepCostModel:
                 "tdp_w": self.tdp_w}
 
 
-__all__ = ["PRECISIONS", "ParallelLayout", "Precision", "StepCost", "StepCostModel",
+__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "Precision", "StepCost", "StepCostModel",
            "StepResult", "resolve_precision", "stage_layers"]
