@@ -4,7 +4,8 @@
 
 Figures: the time to draw and save each K-Perf figure and to write the xlsx and the csv, one
 after the other in this process; the whole report written serially and side by side
-(:func:`npusim.report.parallel.run_writers`); the wall time of ``npusim --help`` and the import
+(:func:`npusim.report.parallel.run_writers`; wall time, and CPU time, which other work on a
+shared machine does not inflate); the wall time of ``npusim --help`` and the import
 time of the command line. The report is written from a saved result: ``--result FILE`` (a
 pickle this script wrote before) or, without it, one K-Perf run, saved to FILE when given
 (target: the whole ``npusim kperf --arch rngd --model llama-3.1-8b`` in 10 s on 2 cores).
@@ -33,6 +34,17 @@ def _result(args):
         with path.open("wb") as f:
             pickle.dump(result, f)
     return result, f"simulated in {took:.1f} s" + (f", saved to {path}" if path else "")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the forked writers): unlike the
+    wall time, not inflated by other work on a shared machine."""
+    try:
+        import resource
+    except ImportError:                    # no resource module (Windows): this process only
+        return time.process_time()
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _best(cmd: list[str], runs: int) -> float:
@@ -91,11 +103,12 @@ def main() -> None:
         print(f"  {name:34s}: {took:6.2f} s (figure built in {built:.2f} s)")
     print(f"{'all figures, one after the other':36s}: {total:6.2f} s")
     for procs in (1, None):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         rk.write_kperf(result, out / f"p{procs}", processes=procs)
+        wall, cpu = time.perf_counter() - t, _cpu() - c
         n = processes_for(len(rk.figures(result)) + 2, procs)
         what = f"whole report, {n} process{'es' if n > 1 else ''}"
-        print(f"{what:36s}: {time.perf_counter() - t:6.2f} s")
+        print(f"{what:36s}: {wall:6.2f} s wall, {cpu:.2f} s CPU")
 
     help_s = _best([sys.executable, "-c", "from npusim.cli import main; main(['--help'])"],
                    args.runs)
