@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -154,7 +155,7 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
           users: Sequence[int] = DEFAULT_USERS,
           vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
-          config=None, overrides=None, parallel=None) -> KperfResult:
+          config=None, overrides=None, parallel=None, jobs: int | str | None = None) -> KperfResult:
     """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
 
     Every precision x input length x output length x users is one closed-loop serving
@@ -191,6 +192,12 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     parallel : str or ParallelLayout, optional
         The multi-chip layout (``"tp=4,pp=2"``); by default the cost model's choice
         (:class:`~npusim.workloads.stepcost.StepCostModel`).
+    jobs : int or "auto", optional
+        Worker processes for the scenarios: 1 runs them in this process; N > 1 forks N
+        workers after the cost models are set up (their caches inherited) and gathers the
+        rows back in order, the same rows as one process gives; ``"auto"``: one per core this
+        process may use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the
+        ``fork`` start method (Windows, macOS) it is 1.
 
     Returns
     -------
@@ -216,7 +223,10 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     records: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     total = len(systems) * len(matrix["precisions"]) * len(scenarios)
+    jobs = _jobs(jobs)
     with _progress_bar(progress, total) as advance:
+        # (record index, label, cost model, scenario) of every row that runs
+        tasks: list[tuple[int, str, Any, Any]] = []
         for label, arch_obj in systems:
             choice, chose = _choose(model, arch_obj, chips, matrix)
             for precision in matrix["precisions"]:
@@ -226,15 +236,25 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
                 run = _run_info(label, precision, choice, cost, why)
                 runs.append(run)
                 for i, o, u in scenarios:
-                    advance(f"{label} {precision} in {i} out {o} users {u}")
                     base = dict(arch=label, model=str(model), chips=run["chips"],
                                 precision=precision, input_len=i, output_len=o, users=u)
-                    if cost is None:
-                        records.append({**base, STATUS: why})
-                        continue
-                    row = {**base, **_scenario(simulate_serving, cost,
-                                               Scenario(i, o, users=u), config)}
-                    records.append(_with_system(row, cost))
+                    records.append({**base, STATUS: why})
+                    if cost is not None:
+                        tasks.append((len(records) - 1, f"{label} {precision} in {i} out {o} "
+                                      f"users {u}", cost, Scenario(i, o, users=u)))
+                    else:
+                        advance(f"{label} {precision} in {i} out {o} users {u}")
+                if jobs == 1:    # one process: run as the rows come, in order
+                    for pos, text, cost_, sc in tasks:
+                        advance(text)
+                        records[pos] = _with_system(
+                            {**records[pos], **_scenario(simulate_serving, cost_, sc, config)},
+                            cost_)
+                    tasks.clear()
+        if tasks:
+            costs = {pos: cost_ for pos, _, cost_, _ in tasks}
+            for pos, row in _run_parallel(tasks, simulate_serving, config, jobs, advance):
+                records[pos] = _with_system({**records[pos], **row}, costs[pos])
     _raise_if_nothing_ran(systems[0][0], runs, records)
     result = KperfResult(
         model=str(model), records=records, runs=runs,
@@ -244,6 +264,109 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     if out is not None:
         result.write(out)
     return result
+
+
+JOBS_ENV = "NPUSIM_JOBS"
+
+
+def _jobs(jobs) -> int:
+    """Worker processes for :func:`kperf`: ``jobs``, else ``$NPUSIM_JOBS``, else 1; "auto"
+    is the cores this process may use; 1 where processes cannot be forked."""
+    import multiprocessing
+    import os
+    import sys
+    if jobs is None:
+        jobs = os.environ.get(JOBS_ENV, "").strip() or 1
+    if isinstance(jobs, str):
+        text = jobs.strip().lower()
+        if text == "auto":
+            try:
+                jobs = len(os.sched_getaffinity(0))
+            except AttributeError:   # not on every platform
+                jobs = os.cpu_count() or 1
+        else:
+            try:
+                jobs = int(text)
+            except ValueError:
+                raise NpusimError(f"K-Perf jobs (--jobs, ${JOBS_ENV}): {jobs!r} is not a whole "
+                                  f"number nor auto; e.g. --jobs 2") from None
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise NpusimError(f"K-Perf jobs (--jobs, ${JOBS_ENV}): {jobs!r} is not a whole number "
+                          f">= 1; e.g. --jobs 2")
+    if jobs > 1 and (sys.platform != "linux"
+                     or "fork" not in multiprocessing.get_all_start_methods()
+                     or multiprocessing.current_process().daemon):
+        return 1
+    return jobs
+
+
+def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
+    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers; each
+    worker takes the next task as it finishes one (the costliest first). An error a row
+    cannot hold (not a capacity or arch limit) is raised once every worker has stopped,
+    the first in run order."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    # longest first: a large users x length scenario runs for seconds, a small one for ms
+    order = sorted(range(len(tasks)), key=lambda n: -_weight(tasks[n][3]))
+    nxt = ctx.Value("l", 0)
+    results = ctx.SimpleQueue()
+    workers = [ctx.Process(target=_worker, args=(tasks, order, nxt, results, simulate_serving,
+                                                 config), daemon=True)
+               for _ in range(min(jobs, len(tasks)))]
+    for w in workers:
+        w.start()
+    errors: dict[int, BaseException] = {}
+    finished = False
+    try:
+        for _ in range(len(tasks)):
+            while results.empty():
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    raise NpusimError("K-Perf: a worker process died before its scenarios "
+                                      "were done; run with --jobs 1 to see why")
+                time.sleep(0.002)
+            n, ok, payload = results.get()
+            pos, text = tasks[n][0], tasks[n][1]
+            advance(text)
+            if ok:
+                yield pos, payload
+            else:
+                errors[n] = payload
+        finished = True
+    finally:
+        for w in workers:
+            if finished:
+                w.join()
+            else:
+                w.terminate()
+                w.join()
+    if errors:
+        raise errors[min(errors)]
+
+
+def _weight(scenario) -> float:
+    return scenario.users * (scenario.input_len + scenario.output_len)
+
+
+def _worker(tasks, order, nxt, results, simulate_serving, config) -> None:
+    """A forked worker of :func:`_run_parallel`: runs tasks until none is left."""
+    while True:
+        with nxt.get_lock():
+            k = nxt.value
+            nxt.value += 1
+        if k >= len(order):
+            return
+        n = order[k]
+        _, _, cost, scenario = tasks[n]
+        try:
+            results.put((n, True, _scenario(simulate_serving, cost, scenario, config)))
+        except BaseException as e:    # handed to the parent, which raises it
+            try:
+                results.put((n, False, e))
+            except Exception:         # an exception that does not pickle
+                results.put((n, False, NpusimError(f"K-Perf worker: {e!r}")))
+            if not isinstance(e, Exception):   # interrupted: stop
+                return
 
 
 def summarize(records: Sequence[dict[str, Any]],
