@@ -385,6 +385,9 @@ class StepCostModel:
         representatives are :attr:`layer_groups`' so every stage shares their graphs."""
         if pp == 1:
             return [self.layer_groups]
+        hit = self._memo.get(("stages", pp))
+        if hit is not None:
+            return hit
         s = self.spec
         rep = {(s.is_sliding(i), s.uses_rope(i)): i for i, _ in self.layer_groups}
         out = []
@@ -394,6 +397,7 @@ class StepCostModel:
                 r = rep[(s.is_sliding(i), s.uses_rope(i))]
                 counts[r] = counts.get(r, 0) + 1
             out.append([(r, counts[r]) for r, _ in self.layer_groups if counts.get(r)])
+        self._memo[("stages", pp)] = out
         return out
 
     # -- choosing the layout ---------------------------------------------------------
@@ -716,7 +720,8 @@ class StepCostModel:
         seqs = len(prefill) + len(decode)
         m = max(1, min(lay.pp, seqs))
         tokens = sum(c for c, _ in prefill) + len(decode)
-        decode = [max(1, k) for k in decode]
+        if decode and min(decode) < 1:
+            decode = [max(1, k) for k in decode]
         out = []
         stages = self._stages(lay.pp)
         for s, groups in enumerate(stages):
