@@ -301,17 +301,14 @@ def _jobs(jobs) -> int:
 
 
 def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
-    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers; each
-    worker takes the next task as it finishes one (the costliest first). An error a row
-    cannot hold (not a capacity or arch limit) is raised once every worker has stopped,
-    the first in run order."""
+    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers (see
+    :class:`_Queue` for who runs what). An error a row cannot hold (not a capacity or arch
+    limit) is raised once every worker has stopped, the first in run order."""
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
-    # longest first: a large users x length scenario runs for seconds, a small one for ms
-    order = sorted(range(len(tasks)), key=lambda n: -_weight(tasks[n][3]))
-    nxt = ctx.Value("l", 0)
+    queue = _Queue(tasks, ctx)
     results = ctx.SimpleQueue()
-    workers = [ctx.Process(target=_worker, args=(tasks, order, nxt, results, simulate_serving,
+    workers = [ctx.Process(target=_worker, args=(tasks, queue, results, simulate_serving,
                                                  config), daemon=True)
                for _ in range(min(jobs, len(tasks)))]
     for w in workers:
@@ -348,15 +345,59 @@ def _weight(scenario) -> float:
     return scenario.users * (scenario.input_len + scenario.output_len)
 
 
-def _worker(tasks, order, nxt, results, simulate_serving, config) -> None:
+class _Queue:
+    """Which task a worker runs next, shared by forked workers.
+
+    Tasks are grouped by cost model; each group runs longest first (a large users x length
+    scenario takes seconds, a small one milliseconds). A worker stays with its group while it
+    has tasks (the cost model's caches, filled as it runs, serve the rest of its group); then
+    it takes the group with the most work left that no worker is on, else helps the one with
+    the most work left.
+    """
+
+    def __init__(self, tasks, ctx) -> None:
+        by_cost: dict[int, list[int]] = {}
+        for n, task in enumerate(tasks):
+            by_cost.setdefault(id(task[2]), []).append(n)
+        self.groups = [sorted(g, key=lambda n: -_weight(tasks[n][3])) for g in by_cost.values()]
+        # work left in a group once its first k tasks are taken: left[g][k]
+        self.left = []
+        for g in self.groups:
+            w = [_weight(tasks[n][3]) for n in g]
+            self.left.append([sum(w[k:]) for k in range(len(w) + 1)])
+        self.taken = ctx.Array("l", len(self.groups), lock=False)
+        self.workers = ctx.Array("l", len(self.groups), lock=False)
+        self.lock = ctx.Lock()
+
+    def next(self, group: int | None) -> tuple[int | None, int | None]:
+        """(group, task index) a worker last on ``group`` runs next; (None, None) when done."""
+        with self.lock:
+            if group is not None:
+                if self.taken[group] < len(self.groups[group]):
+                    return group, self._take(group)
+                self.workers[group] -= 1
+            open_ = [g for g in range(len(self.groups))
+                     if self.taken[g] < len(self.groups[g])]
+            if not open_:
+                return None, None
+            free = [g for g in open_ if self.workers[g] == 0]
+            g = max(free or open_, key=lambda g: (self.left[g][self.taken[g]], -g))
+            self.workers[g] += 1
+            return g, self._take(g)
+
+    def _take(self, g: int) -> int:
+        k = self.taken[g]
+        self.taken[g] = k + 1
+        return self.groups[g][k]
+
+
+def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
     """A forked worker of :func:`_run_parallel`: runs tasks until none is left."""
+    group = None
     while True:
-        with nxt.get_lock():
-            k = nxt.value
-            nxt.value += 1
-        if k >= len(order):
+        group, n = queue.next(group)
+        if n is None:
             return
-        n = order[k]
         _, _, cost, scenario = tasks[n]
         try:
             results.put((n, True, _scenario(simulate_serving, cost, scenario, config)))
