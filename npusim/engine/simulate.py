@@ -57,10 +57,11 @@ from ..errors import CapacityError, NpusimError
 from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
 from ..kernels import tiling as tk
 from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
-from .result import OpRecord, RunResult, Span
+from .result import TOTALS_FIELDS, OpRecord, RunResult, RunTotals, Span
 from .dram import dram_table
-from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
-                       streamed_tensors, system_chips)
+from .graph_facts import GraphFacts, fusable as _fusable, graph_facts
+from .roofline import (_peak, collective_seconds, collective_why, dram_bytes_of, op_bound,
+                       system_chips)
 from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
 from ..energy.area import area_totals
 
@@ -106,67 +107,6 @@ def _placement(graph: Graph, arch, streamed: frozenset[str]):
             return tk.IN_DRAM
         return tk.ON_CHIP
     return where
-
-
-def _consumers(graph: Graph) -> dict[str, int]:
-    count: dict[str, int] = {}
-    for op in graph.ops():
-        for t in op.inputs:
-            root = graph.aliases.get(t.name, t.name)
-            count[root] = count.get(root, 0) + 1
-    return count
-
-
-def _fusable(graph: Graph, residual: bool = False) -> tuple[dict[str, str], dict[str, str]]:
-    """Which elementwise ops are fused, as two maps: op name -> the contraction it is fused
-    into (as its epilogue), and op name -> storage root of its input that the contraction (or
-    an epilogue before it) produced, which never leaves the engine.
-
-    An op is fused when that input is read by nobody else and is a contraction's output or a
-    fused op's (a chain). Without ``residual`` it must be the op's only activation input, as
-    before the arch field existed. With it the op may have other activation inputs, each
-    produced before the contraction runs (graph inputs, or outputs of earlier ops): the
-    epilogue reads them while the contraction works. Of several inputs that qualify, the one
-    whose contraction runs last is taken (the other inputs are then ready): the residual add
-    of a ResNet block with a projection shortcut fuses into the later of its two convs.
-    """
-    consumers = _consumers(graph)
-    order = {op.name: i for i, op in enumerate(graph.ops())}
-    host: dict[str, str] = {}
-    main: dict[str, str] = {}
-
-    def root(t) -> str:
-        return graph.aliases.get(t.name, t.name)
-
-    def producer(t) -> str | None:
-        return graph.producer.get(t.name) or graph.producer.get(root(t))
-
-    def ready(t, into: str) -> bool:
-        """Whether ``t`` exists before contraction ``into`` runs."""
-        p = producer(t)
-        return p is None or order[host.get(p, p)] < order[into]
-
-    for op in graph.ops():
-        if not isinstance(op, Elementwise):
-            continue
-        acts = [t for t in op.inputs if t.role == Role.ACTIVATION]
-        if not acts or (len(acts) != 1 and not residual):
-            continue
-        best = None
-        for i, t in enumerate(acts):
-            p = producer(t)
-            if p is None or consumers.get(root(t), 0) != 1:
-                continue
-            into = p if isinstance(graph.op(p), Contraction) else host.get(p)
-            if into is None:
-                continue
-            if not all(ready(o, into) for j, o in enumerate(acts) if j != i):
-                continue
-            if best is None or order[into] > order[best[0]]:
-                best = (into, root(t))
-        if best is not None:
-            host[op.name], main[op.name] = best
-    return host, main
 
 
 def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
@@ -307,31 +247,6 @@ def _epilogue_cost(op: Op, into: str, skip: frozenset[str], arch, where, dram_by
     return replace(c, latency=0.0, bound="fused", mapping=where_from, cores_used=0), busy
 
 
-def _bound_folds(graph: Graph, arch, host: dict[str, str], roof_bytes: dict[str, float],
-                 extra: dict[str, tuple], residual: bool,
-                 on_pim: bool) -> dict[str, tuple[float, float]]:
-    """Per host contraction, the roofline its fused epilogues add to its record: their vector
-    time (which overlaps the contraction's MACs, so the host's compute bound is the larger of
-    the two) and their memory time (which adds). The epilogues' own records then carry no
-    bound, so the run's bound (the sum over ops) never counts overlapped vector work twice.
-    Under residual fusion these come with the epilogues' costs (``extra``); with PIM units a
-    host may run on PIM and its epilogues alone, so there single-input epilogues keep their
-    own bounds."""
-    if residual:
-        return {name: e[2:] for name, e in extra.items()}
-    if on_pim:
-        return {}
-    folds: dict[str, tuple[float, float]] = {}
-    for op in graph.ops():
-        into = host.get(op.name)
-        if into is None:
-            continue
-        b = op_bound(op, arch, roof_bytes[op.name])
-        vec, mem = folds.get(into, (0.0, 0.0))
-        folds[into] = (vec + b.compute_s, mem + b.memory_s)
-    return folds
-
-
 def _with_epilogues(cost: _Cost, dram_time: float, busy: float, launch: float) -> _Cost:
     """A contraction's cost with its residual-fused epilogues: their DRAM bytes (``dram_time``
     at their own effective bandwidth) stream after its own on the same DRAM, their vector work
@@ -469,39 +384,244 @@ def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]
     return {k: v * factor if k in _ON_CHIP else v for k, v in energy.items()}
 
 
-def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float,
-                     costs: dict[str, _Cost] | None = None):
-    """Dynamic energy of the fused epilogues of each host contraction, by host name
-    (``costs``: the epilogues' own traffic under residual fusion; none otherwise)."""
-    from ..energy import energy_of
-    zero = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
-    out: dict[str, float] = {}
-    for name, into in host.items():
-        op = graph.op(name)
-        acts = _actions(op, (costs or {}).get(name, zero), str(op.compute_dtype), row_bytes,
-                        table.noc is not None)
-        out[into] = out.get(into, 0.0) + sum(energy_of(acts, table).values())
-    return out
+class _Entry:
+    """An op class's cost in one run, for one fusion state and launch (see
+    :meth:`_ClassCosts.entry`), with its energy before the power cap and its folded bound."""
+
+    __slots__ = ("op", "cost", "bound", "bound_rec", "energy", "dyn", "chip_j", "slack",
+                 "fused", "cores_used", "timed")
+
+    def __init__(self, op, cost, bound_rec, energy, dyn, chip_j, fused, cores) -> None:
+        self.op, self.cost, self.bound_rec, self.fused = op, cost, bound_rec, fused
+        self.energy, self.dyn, self.chip_j = energy, dyn, chip_j
+        self.bound = bound_rec.bound if cost.bound == "fused" else cost.bound
+        self.slack = max(0.0, cost.latency - cost.dram_time)   # DRAM-idle time after it
+        self.cores_used = max(1, min(cost.cores_used, cores))
+        self.timed: dict = {}   # (prefetched seconds, mode switch) -> _Timed
 
 
-def _residual_epilogues(graph: Graph, arch, host: dict[str, str], main: dict[str, str],
-                        where, roof_bytes: dict[str, float], effective_bw):
-    """Under residual fusion: each fused op's own cost (:func:`_epilogue_cost`), and per host
-    contraction what its epilogues add: (DRAM time, vector and on-chip time, roofline vector
-    time, roofline memory time)."""
-    costs: dict[str, _Cost] = {}
-    extra: dict[str, tuple[float, float, float, float]] = {}
-    for name, into in host.items():
-        op = graph.op(name)
-        skip = frozenset(t.name for t in op.inputs
-                         if graph.aliases.get(t.name, t.name) == main[name])
-        cost, busy = _epilogue_cost(op, into, skip, arch, where, roof_bytes[name],
-                                    effective_bw(op))
-        costs[name] = cost
-        rec = op_bound(op, arch, roof_bytes[name])
-        d, b, v, m = extra.get(into, (0.0, 0.0, 0.0, 0.0))
-        extra[into] = (d + cost.dram_time, b + busy, v + rec.compute_s, m + rec.memory_s)
-    return costs, extra
+class _Timed:
+    """An op's figures once its prefetch and mode switch are known (its schedule aside)."""
+
+    __slots__ = ("latency", "energy", "throttled", "untimed", "utilization", "values")
+
+    def __init__(self, latency, energy, throttled, untimed, utilization, values) -> None:
+        self.latency, self.energy, self.throttled = latency, energy, throttled
+        self.untimed, self.utilization, self.values = untimed, utilization, values
+
+
+_NO_COST = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
+
+
+class _ClassCosts:
+    """One run's costs of the op classes of a graph (:class:`~npusim.engine.graph_facts.
+    GraphFacts`), each found once, on the first op of its class, by the same functions that
+    would cost each op alone; kept for the run only."""
+
+    def __init__(self, facts: GraphFacts, aliases: dict, arch, table, dram, where,
+                 row_bytes: float, limits: _PowerLimits, power_cap: bool, residual: bool,
+                 on_pim: bool) -> None:
+        self.f, self.aliases, self.arch = facts, aliases, arch
+        self.table, self.dram, self.where = table, dram, where
+        self.row_bytes, self.limits, self.power_cap = row_bytes, limits, power_cap
+        self.residual, self.on_pim = residual, on_pim
+        self.has_noc = table is not None and table.noc is not None
+        self.sram = arch.sram_total
+        n = len(facts.first)
+        self._roof: list = [None] * n
+        self._bound: list = [None] * n
+        self._bw: list = [None] * n
+        self._epilogue: list = [None] * n     # residual epilogues: (cost, busy)
+        self._extra: dict[int, tuple] = {}    # residual host -> what its epilogues add
+        self._joules: dict[int, float] = {}   # host -> its epilogues' dynamic energy
+        self._folds: dict[int, tuple] = {}    # host -> (vector s, memory s) folded into it
+        self._entries: dict[tuple, _Entry] = {}
+
+    def op(self, c: int) -> Op:
+        return self.f.ops[self.f.first[c]]
+
+    def roof(self, c: int) -> float:
+        """The class's unavoidable DRAM bytes (the roofline's)."""
+        v = self._roof[c]
+        if v is None:
+            v = self._roof[c] = dram_bytes_of(self.f.terms[self.f.first[c]], self.sram)
+        return v
+
+    def bound(self, c: int) -> OpRecord:
+        """The class's roofline record (named after its first op)."""
+        v = self._bound[c]
+        if v is None:
+            v = self._bound[c] = op_bound(self.op(c), self.arch, self.roof(c))
+        return v
+
+    def bandwidth(self, c: int) -> float:
+        """The DRAM's effective bandwidth for the class's transfers: their size sets the
+        efficiency (short ones pay DRAM latency): the op's unavoidable bytes, or its operands'
+        when those are all on chip (reloads may spill)."""
+        v = self._bw[c]
+        if v is None:
+            op = self.op(c)
+            pattern, chunk, total = _access(op, max(self.roof(c), op.bytes))
+            v = self._bw[c] = self.arch.dram.bandwidth * self.dram.efficiency(
+                pattern, chunk or total, total)
+        return v
+
+    def epilogue(self, c: int) -> tuple[_Cost, float]:
+        """Under residual fusion, a fused op's own cost and busy time (:func:`_epilogue_cost`)."""
+        v = self._epilogue[c]
+        if v is None:
+            op, f = self.op(c), self.f
+            skip = frozenset(t.name for t in op.inputs
+                             if self.aliases.get(t.name, t.name) == f.main[op.name])
+            v = self._epilogue[c] = _epilogue_cost(op, f.host[op.name], skip, self.arch,
+                                                   self.where, self.roof(c), self.bandwidth(c))
+        return v
+
+    def prepare(self) -> None:
+        """What each contraction's fused epilogues add to it: under residual fusion their DRAM
+        time, vector and on-chip time and roofline terms; their dynamic energy (counted in the
+        contraction's power check); and the roofline they fold into its record (their vector
+        time overlaps its MACs, their memory time adds; :func:`_bound_fold`). The epilogues'
+        own records then carry no bound, so the run's bound never counts overlapped vector
+        work twice. With PIM units a host may run on PIM and its single-input epilogues alone,
+        so there they keep their own bounds."""
+        f = self.f
+        hosts = [c for c, eps in enumerate(f.epilogues) if eps]
+        if self.residual:
+            for c in hosts:
+                d = b = v = m = 0.0
+                for e in f.epilogues[c]:
+                    cost, busy = self.epilogue(e)
+                    rec = self.bound(e)
+                    d, b, v, m = d + cost.dram_time, b + busy, v + rec.compute_s, m + rec.memory_s
+                self._extra[c] = (d, b, v, m)
+        if self.table is not None:
+            from ..energy import energy_of
+            for c in hosts:
+                j = 0.0
+                for e in f.epilogues[c]:
+                    op = self.op(e)
+                    cost = self.epilogue(e)[0] if self.residual else _NO_COST
+                    acts = _actions(op, cost, str(op.compute_dtype), self.row_bytes,
+                                    self.has_noc)
+                    j = j + sum(energy_of(acts, self.table).values())
+                self._joules[c] = j
+        if self.residual:
+            self._folds = {c: e[2:] for c, e in self._extra.items()}
+        elif not self.on_pim:
+            for c in hosts:
+                vec = mem = 0.0
+                for e in f.epilogues[c]:
+                    b = self.bound(e)
+                    vec, mem = vec + b.compute_s, mem + b.memory_s
+                self._folds[c] = (vec, mem)
+
+    def entry(self, c: int, fused: bool, in_glue_run: bool) -> _Entry:
+        """The class's cost when ``fused`` into its contraction or not, and for a glue op
+        whether it continues a run of glue ops (one kernel, one launch) or starts one."""
+        key = (c, fused, in_glue_run)
+        e = self._entries.get(key)
+        if e is not None:
+            return e
+        arch, op = self.arch, self.op(c)
+        bound_rec = self.bound(c)
+        eff_bw = self.bandwidth(c)
+        if fused:
+            cost = self.epilogue(c)[0] if self.residual else replace(
+                _NO_COST, mapping={"fused_into": self.f.host[op.name]})
+        elif isinstance(op, Contraction):
+            limit = self.limits.of(op, bound_rec.exec_dtype) if self.power_cap else None
+            cost = _contraction_cost(op, arch, self.where, eff_bw, limit)
+            extra = self._extra.get(c)
+            if extra is not None:
+                cost = _with_epilogues(cost, extra[0], extra[1], arch.launch_overhead)
+        else:
+            launch = 0.0 if in_glue_run else arch.launch_overhead
+            cost = _glue_cost(op, arch, self.where, self.roof(c), eff_bw, launch)
+        energy, dyn, chip_j = {}, 0.0, 0.0
+        if self.table is not None:
+            from ..energy import energy_of
+            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, self.row_bytes,
+                                        self.has_noc), self.table)
+            # a fused epilogue takes no time of its own: its energy is spent within its
+            # host's latency, so the host's power check counts it
+            dyn = sum(energy.values()) + self._joules.get(c, 0.0)
+            chip_j = sum(v for k, v in energy.items() if k in _ON_CHIP)
+        if fused and (self.residual or not self.on_pim):   # its bound is folded into its host's
+            bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
+        elif c in self._folds:
+            vec_s, mem_s = self._folds[c]
+            c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
+            bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
+        e = self._entries[key] = _Entry(op, cost, bound_rec, energy, dyn, chip_j, fused,
+                                        arch.cores.count)
+        return e
+
+    def timed(self, e: _Entry, latency: float, saved: float, switch: float) -> _Timed:
+        """The entry's latency, energy and utilisation after ``saved`` seconds of its DRAM
+        prologue hid under the op before (``latency``: what is left) and a mode switch: the
+        power cap, then the switch, then the floor power over the whole time."""
+        from ..energy import static_energy
+        arch, table, op = self.arch, self.table, e.op
+        energy: dict[str, float] = {}
+        throttled = 0.0
+        untimed = latency <= 0.0
+        if table is not None:
+            energy = dict(e.energy)
+            if self.power_cap and not e.fused:
+                mem_s, core_s = _clock_free(op, e.cost, saved)
+                latency, throttled, factor = _power_capped(
+                    latency, e.dyn, table.floor_w, arch.power.limit, e.chip_j,
+                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1, mem_s, core_s)
+                energy = _scaled_on_chip(energy, factor)
+            if switch:
+                latency += switch
+            energy["static"] = static_energy(table, latency)
+        elif switch:
+            latency += switch
+        b = e.bound_rec
+        util = op.macs / (arch.peak_macs_per_s(b.exec_dtype) * latency) \
+            if op.macs and latency > 0 else 0.0
+        total = float(sum(energy.values()))
+        # per op, the values a RunTotals sums (TOTALS_FIELDS), as its record would hold them
+        values = (op.macs, latency, b.compute_s, b.memory_s, e.cost.dram_bytes, energy, total,
+                  util, "npu")
+        return _Timed(latency, energy, throttled, untimed, util, values)
+
+
+def _record(op: Op, e: _Entry, timed: _Timed, saved: float, switch: float, t: float,
+            host: dict, clock: float, cores: int) -> OpRecord:
+    """The record of ``op`` at ``t`` on the schedule, of class entry ``e``."""
+    cost, latency, b = e.cost, timed.latency, e.bound_rec
+    mapping = {"fused_into": host[op.name]} if e.fused else dict(cost.mapping)
+    if saved:
+        mapping["prefetched_s"] = saved
+    throttled = timed.throttled
+    if throttled:
+        key = "power_capped_s" if timed.untimed else "power_capped_slowdown"
+        mapping[key] = throttled if timed.untimed else round(throttled, 4)
+    if switch:
+        mapping["mode_switch_s"] = switch
+    spans = ()
+    if latency > 0:
+        # one span for the range of busy cores ("core0-7"); traces expand it per core
+        used = e.cores_used
+        spans = (Span("core0" if used == 1 else f"core0-{used - 1}", t, t + latency,
+                      op.name),)
+        if cost.dram_time > 0:
+            start = t - saved
+            spans += (Span("dma", start, start + cost.dram_time, op.name),)
+    levels = {"dram": cost.dram_bytes, "shared": cost.shared_bytes,
+              "sram": cost.sram_bytes, "noc": cost.noc_bytes}
+    return OpRecord(
+        name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
+        dtype=b.dtype, exec_dtype=b.exec_dtype, macs=op.macs,
+        vector_ops=b.vector_ops, bytes=b.bytes,
+        dram_bytes=cost.dram_bytes, compute_s=b.compute_s,
+        memory_s=b.memory_s, bound_s=b.bound_s, latency_s=latency,
+        bound=e.bound, cycles=latency * clock, start_s=t, end_s=t + latency,
+        bytes_by_level=levels, energy_j=dict(timed.energy), utilization=timed.utilization,
+        mapping=mapping, spans=spans)
 
 
 PIM_MODES = ("auto", "off", "all")
@@ -509,7 +629,8 @@ PIM_MODES = ("auto", "off", "all")
 
 
 def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True,
-                   pim: str = "auto") -> RunResult:
+                   pim: str = "auto", records: bool = True,
+                   share: bool = True) -> RunResult | RunTotals:
     """Cost and schedule every op of ``graph`` on ``arch`` with the tile-level engine.
 
     Parameters
@@ -527,6 +648,13 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         broadcast and read-out included; ``"all"`` every eligible op to PIM (an ineligible one
         runs on the NPU with a warning saying why); ``"off"`` none. Without enabled units
         every op runs on the NPU whatever this says, exactly as with ``"off"``.
+    records : bool
+        False returns a :class:`~npusim.engine.result.RunTotals`: every total of the full
+        result, to the last bit, without building its per-op records (what a sweep keeps).
+    share : bool
+        Cost each class of identical ops once (:mod:`npusim.engine.graph_facts`); False costs
+        every op by itself, which gives the same result more slowly (the reference the
+        classes are tested against).
 
     Notes
     -----
@@ -547,7 +675,8 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     >>> r.engine, r.latency_s >= r.bound_latency_s
     ('tile', True)
     """
-    from ..energy import energy_of, load_energy_table, static_energy
+    from ..energy import load_energy_table
+    wanted = records
     if pim not in PIM_MODES:
         raise NpusimError(f"pim={pim!r}: use one of {', '.join(PIM_MODES)}")
     system_chips(graph, arch)
@@ -557,157 +686,85 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         warnings.append(f"no energy table for {arch.name}: energy and power not reported")
     dram = dram_table(arch)
     warnings.extend(w for w in dram.warnings if w not in warnings)
-    streamed = streamed_tensors(graph)
     units = getattr(arch, "pim", None)
     on_pim = pim != "off" and units is not None and units.enabled
     residual = fuse and arch.fusion == "residual"
-    host, main = _fusable(graph, residual) if fuse else ({}, {})
-    if residual and not on_pim:
-        # a fused group's intermediates never leave the engine, so they are never DRAM
-        # traffic, even where they would not fit the SRAM (with PIM units a host may go to
-        # PIM and its epilogues then run alone, so there they are placed as before)
-        streamed = streamed | frozenset(main.values())
-    roof_bytes = _dram_bytes(graph, arch.sram_total, streamed)
-    where = _placement(graph, arch, streamed)
+    # with residual fusion and no PIM units, a fused group's intermediates never leave the
+    # engine (graph_facts streams them); with PIM units a host may go to PIM and its
+    # epilogues then run alone, so there they are placed as before
+    facts = graph_facts(graph, fuse, residual, on_pim, share)
+    host = facts.host
+    where = _placement(graph, arch, facts.streamed)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
     limits = _PowerLimits(arch, table, row_bytes)
-
-    def effective_bw(op: Op) -> float:
-        # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
-        # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
-        pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
-        return arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
-
-    epilogues: dict[str, _Cost] = {}
-    extra: dict[str, tuple[float, float, float, float]] = {}
-    if residual:
-        epilogues, extra = _residual_epilogues(graph, arch, host, main, where, roof_bytes,
-                                               effective_bw)
-    epilogue_j = _epilogue_energy(graph, host, table, row_bytes, epilogues) \
-        if table is not None else {}
-    folds = _bound_folds(graph, arch, host, roof_bytes, extra, residual, on_pim)
+    classes = _ClassCosts(facts, graph.aliases, arch, table, dram, where, row_bytes, limits,
+                          power_cap, residual, on_pim)
+    classes.prepare()
     clock = arch.clock
     placer = None
     if on_pim:
         from .pim import Placer
         placer = Placer(graph, arch, where, table, pim)
+        records = True      # the placer revises its records at the end (placer.finish)
     elif pim == "all":
         warnings.append(f"pim='all': {arch.name} has no enabled PIM units; every op ran on the "
                         f"host NPU")
 
-    records: list[OpRecord] = []
+    out: list = []
     t = 0.0
-    prev: _Cost | None = None
+    prev: _Entry | None = None
     glue_run = False
-    for op in graph.ops():
-        bound_rec = op_bound(op, arch, roof_bytes[op.name])
+    launch_overhead = arch.launch_overhead
+    cores = arch.cores.count
+    for op, c in zip(facts.ops, facts.classes):
+        bound_rec = classes.bound(c)
         fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
         plan = placer.plan(op) if placer is not None and not fused else None
         if plan is not None and plan.ok and placer.mode == "all":
             rec = placer.record(op, plan, bound_rec, t)
-            records.append(rec)
+            out.append(rec)
             t, prev, glue_run = t + rec.latency_s, None, False
             continue
-        eff_bw = effective_bw(op)
-        if fused:
-            cost = epilogues.get(op.name) or _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                                    "fused", {"fused_into": host[op.name]},
-                                                    0.0, 0, False)
-        elif isinstance(op, Contraction):
-            limit = limits.of(op, bound_rec.exec_dtype) if power_cap else None
-            cost = _contraction_cost(op, arch, where, eff_bw, limit)
-            if op.name in extra:
-                cost = _with_epilogues(cost, extra[op.name][0], extra[op.name][1],
-                                       arch.launch_overhead)
-        else:
-            # a run of glue ops between two contractions is one fused kernel (one launch), as
-            # inference stacks fuse norms, rotary embeddings, activations and cache writes
-            launch = 0.0 if glue_run else arch.launch_overhead
-            cost = _glue_cost(op, arch, where, roof_bytes[op.name], eff_bw, launch)
+        # a run of glue ops between two contractions is one fused kernel (one launch), as
+        # inference stacks fuse norms, rotary embeddings, activations and cache writes
+        glue = not fused and not isinstance(op, Contraction)
+        entry = classes.entry(c, fused, glue and glue_run)
+        cost = entry.cost
         # weight prefetch: the prologue hides under the previous op's DRAM-idle time
         saved = 0.0
         if prev is not None and cost.prefetchable:
-            slack = max(0.0, prev.latency - prev.dram_time)
-            saved = min(cost.prologue, slack)
+            saved = min(cost.prologue, prev.slack)
         latency = cost.latency - saved
         if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
             rec = placer.record(op, plan, bound_rec, t)
-            records.append(rec)
+            out.append(rec)
             t, prev, glue_run = t + rec.latency_s, None, False
             continue
         switch = placer.to_npu(op, latency) if placer is not None else 0.0
-        energy: dict[str, float] = {}
-        throttled = 0.0
-        untimed = latency <= 0.0
-        if table is not None:
-            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes,
-                                        table.noc is not None), table)
-            # a fused epilogue takes no time of its own: its energy is spent within its
-            # host's latency, so the host's power check counts it
-            dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
-            if power_cap and not fused:
-                chip_j = sum(v for k, v in energy.items() if k in _ON_CHIP)
-                mem_s, core_s = _clock_free(op, cost, saved)
-                latency, throttled, factor = _power_capped(
-                    latency, dyn, table.floor_w, arch.power.limit, chip_j,
-                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1, mem_s, core_s)
-                energy = _scaled_on_chip(energy, factor)
-            if switch:
-                latency += switch
-            energy["static"] = static_energy(table, latency)
-        elif switch:
-            latency += switch
-        mapping = dict(cost.mapping)
-        if saved:
-            mapping["prefetched_s"] = saved
-        if throttled:
-            key = "power_capped_s" if untimed else "power_capped_slowdown"
-            mapping[key] = throttled if untimed else round(throttled, 4)
-        if switch:
-            mapping["mode_switch_s"] = switch
-        if fused and (residual or not on_pim):   # its bound is folded into its host's
-            bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
-        elif op.name in folds:
-            vec_s, mem_s = folds[op.name]
-            c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
-            bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
-        bound = cost.bound
-        if bound == "fused":
-            bound = bound_rec.bound
-        spans = ()
-        if latency > 0:
-            # one span for the range of busy cores ("core0-7"); traces expand it per core
-            used = max(1, min(cost.cores_used, arch.cores.count))
-            spans = (Span("core0" if used == 1 else f"core0-{used - 1}", t, t + latency,
-                          op.name),)
-            if cost.dram_time > 0:
-                start = t - saved
-                spans += (Span("dma", start, start + cost.dram_time, op.name),)
-        util = op.macs / (arch.peak_macs_per_s(bound_rec.exec_dtype) * latency) \
-            if op.macs and latency > 0 else 0.0
-        levels = {"dram": cost.dram_bytes, "shared": cost.shared_bytes,
-                  "sram": cost.sram_bytes, "noc": cost.noc_bytes}
-        records.append(OpRecord(
-            name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
-            dtype=bound_rec.dtype, exec_dtype=bound_rec.exec_dtype, macs=op.macs,
-            vector_ops=bound_rec.vector_ops, bytes=bound_rec.bytes,
-            dram_bytes=cost.dram_bytes, compute_s=bound_rec.compute_s,
-            memory_s=bound_rec.memory_s, bound_s=bound_rec.bound_s, latency_s=latency,
-            bound=bound, cycles=latency * clock, start_s=t, end_s=t + latency,
-            bytes_by_level=levels, energy_j=energy, utilization=util, mapping=mapping,
-            spans=spans))
+        timed = entry.timed.get((saved, switch))
+        if timed is None:
+            timed = entry.timed[(saved, switch)] = classes.timed(entry, latency, saved, switch)
+        latency = timed.latency
+        if records:
+            out.append(_record(op, entry, timed, saved, switch, t, host, clock, cores))
+        else:
+            out.append(timed.values)
         if placer is not None:
             placer.after_npu(op, t, latency)
         t += latency
         if cost.latency > 0:
-            prev = cost
+            prev = entry
         if not fused:
-            glue_run = not isinstance(op, Contraction)
+            glue_run = glue
     if placer is not None:
-        records = placer.finish(records)
-        warnings.extend(placer.warnings(len(records)))
-    return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
-                     meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
-                     tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth,
-                     area=area_totals(arch))
+        out = placer.finish(out)
+        warnings.extend(placer.warnings(len(out)))
+    common = dict(model=graph.name, arch=arch.name, engine="tile", meta=dict(graph.meta),
+                  warnings=tuple(warnings), peak_macs_per_s=_peak(arch), tdp_w=arch.power.tdp,
+                  clock_hz=clock, dram_bandwidth=arch.dram.bandwidth, area=area_totals(arch))
+    if records:
+        result = RunResult(ops=tuple(out), **common)
+        return result if wanted else RunTotals.of(result)
+    columns = tuple(zip(*out)) if out else ((),) * len(TOTALS_FIELDS)
+    return RunTotals(values=dict(zip(TOTALS_FIELDS, columns)), **common)
