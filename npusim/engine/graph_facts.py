@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from ..ir import Contraction, Elementwise, Graph, Op, Role
 from ..ir.ops import Operand
 from ..ir.tensor import Tensor
-from .roofline import dram_terms, streamed_tensors
+from .roofline import dram_terms, streamed_tensors, widest_collective
 
 # residency classes of a tensor (how npusim.engine.simulate._placement treats it)
 STREAMED, IN_DRAM, ACTIVATION = "streamed", "dram", "activation"
@@ -122,6 +122,10 @@ class GraphFacts:
     epilogues : tuple of tuple of int
         Per class, the classes of the epilogues fused into it, in schedule order (a
         contraction's; empty for every other op).
+    fused, contraction : tuple of bool
+        Per op: whether it is fused into a contraction (in ``host``), whether it is one.
+    widest : Collective or None
+        :func:`~npusim.engine.roofline.widest_collective` of the ops.
     """
 
     ops: tuple[Op, ...]
@@ -132,13 +136,16 @@ class GraphFacts:
     classes: tuple[int, ...]
     first: tuple[int, ...]
     epilogues: tuple[tuple[int, ...], ...]
+    fused: tuple[bool, ...]
+    contraction: tuple[bool, ...]
+    widest: Op | None
 
 
 def _fingerprint(graph: Graph) -> tuple:
-    """What changes when a graph is added to (it only grows: ops, tensors, views, edges, and
-    its input and output lists)."""
-    return (len(graph.nx), graph.nx.number_of_edges(), len(graph.tensors), len(graph.aliases),
-            len(graph.producer), tuple(graph.inputs), tuple(graph.outputs))
+    """What changes when a graph is added to (it only grows: ops with their edges, tensors,
+    views, and its input and output lists)."""
+    return (len(graph.nx), len(graph.tensors), len(graph.aliases), len(graph.producer),
+            tuple(graph.inputs), tuple(graph.outputs))
 
 
 # graph -> (fingerprint, {(fuse, residual, extra_streamed, share): GraphFacts}); a graph that
@@ -228,7 +235,10 @@ def _find(graph: Graph, fuse: bool, residual: bool, fused_streamed: bool,
     for c, i in enumerate(first):
         epilogues.append(tuple(classes[j] for j in fused_into.get(ops[i].name, ())))
     return GraphFacts(ops=ops, host=host, main=main, streamed=streamed, terms=terms,
-                      classes=tuple(classes), first=tuple(first), epilogues=tuple(epilogues))
+                      classes=tuple(classes), first=tuple(first), epilogues=tuple(epilogues),
+                      fused=tuple(op.name in host for op in ops),
+                      contraction=tuple(isinstance(op, Contraction) for op in ops),
+                      widest=widest_collective(ops))
 
 
 def _shape_key(op: Op, residency) -> tuple:

@@ -68,8 +68,17 @@ def collective_why(op: Collective) -> str:
 def system_chips(graph: Graph, arch) -> int:
     """Chips the graph's collectives span; an arch without a link is refused here, at the
     entry of the engines, before any op is costed (:meth:`~npusim.arch.Arch.require_link`)."""
-    widest = max((op for op in graph.ops() if isinstance(op, Collective)),
-                 key=lambda op: op.group, default=None)
+    return link_chips(widest_collective(graph.ops()), arch)
+
+
+def widest_collective(ops) -> Collective | None:
+    """The collective of ``ops`` across the most chips (the first of them), or None."""
+    return max((op for op in ops if isinstance(op, Collective)),
+               key=lambda op: op.group, default=None)
+
+
+def link_chips(widest: Collective | None, arch) -> int:
+    """:func:`system_chips` given the graph's :func:`widest_collective`."""
     if widest is None:
         return 1
     arch.require_link(widest.group, collective_why(widest))

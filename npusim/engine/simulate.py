@@ -60,8 +60,8 @@ from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
 from .result import TOTALS_FIELDS, OpRecord, RunResult, RunTotals, Span
 from .dram import dram_table
 from .graph_facts import GraphFacts, fusable as _fusable, graph_facts
-from .roofline import (_peak, collective_seconds, collective_why, dram_bytes_of, op_bound,
-                       system_chips)
+from .roofline import (_peak, collective_seconds, collective_why, dram_bytes_of, link_chips,
+                       op_bound)
 from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
 from ..energy.area import area_totals
 
@@ -435,7 +435,7 @@ class _ClassCosts:
         self._extra: dict[int, tuple] = {}    # residual host -> what its epilogues add
         self._joules: dict[int, float] = {}   # host -> its epilogues' dynamic energy
         self._folds: dict[int, tuple] = {}    # host -> (vector s, memory s) folded into it
-        self._entries: dict[tuple, _Entry] = {}
+        self.entries: dict[tuple, _Entry] = {}
 
     def op(self, c: int) -> Op:
         return self.f.ops[self.f.first[c]]
@@ -520,7 +520,7 @@ class _ClassCosts:
         """The class's cost when ``fused`` into its contraction or not, and for a glue op
         whether it continues a run of glue ops (one kernel, one launch) or starts one."""
         key = (c, fused, in_glue_run)
-        e = self._entries.get(key)
+        e = self.entries.get(key)
         if e is not None:
             return e
         arch, op = self.arch, self.op(c)
@@ -553,7 +553,7 @@ class _ClassCosts:
             vec_s, mem_s = self._folds[c]
             c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
             bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
-        e = self._entries[key] = _Entry(op, cost, bound_rec, energy, dyn, chip_j, fused,
+        e = self.entries[key] = _Entry(op, cost, bound_rec, energy, dyn, chip_j, fused,
                                         arch.cores.count)
         return e
 
@@ -624,6 +624,82 @@ def _record(op: Op, e: _Entry, timed: _Timed, saved: float, switch: float, t: fl
         mapping=mapping, spans=spans)
 
 
+def _scheduled(facts: GraphFacts, classes: _ClassCosts, placer, host: dict, clock: float,
+               cores: int) -> list[OpRecord]:
+    """The records of every op in schedule order (:func:`simulate_graph`'s notes): each op's
+    cost from its class, its launch, prefetch, power cap and PIM placement its own."""
+    out: list[OpRecord] = []
+    t = 0.0
+    prev: _Entry | None = None
+    glue_run = False
+    for op, c in zip(facts.ops, facts.classes):
+        bound_rec = classes.bound(c)
+        fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
+        plan = placer.plan(op) if placer is not None and not fused else None
+        if plan is not None and plan.ok and placer.mode == "all":
+            rec = placer.record(op, plan, bound_rec, t)
+            out.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
+        # a run of glue ops between two contractions is one fused kernel (one launch), as
+        # inference stacks fuse norms, rotary embeddings, activations and cache writes
+        glue = not fused and not isinstance(op, Contraction)
+        entry = classes.entry(c, fused, glue and glue_run)
+        cost = entry.cost
+        # weight prefetch: the prologue hides under the previous op's DRAM-idle time
+        saved = 0.0
+        if prev is not None and cost.prefetchable:
+            saved = min(cost.prologue, prev.slack)
+        latency = cost.latency - saved
+        if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
+            rec = placer.record(op, plan, bound_rec, t)
+            out.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
+        switch = placer.to_npu(op, latency) if placer is not None else 0.0
+        timed = entry.timed.get((saved, switch))
+        if timed is None:
+            timed = entry.timed[(saved, switch)] = classes.timed(entry, latency, saved, switch)
+        latency = timed.latency
+        out.append(_record(op, entry, timed, saved, switch, t, host, clock, cores))
+        if placer is not None:
+            placer.after_npu(op, t, latency)
+        t += latency
+        if cost.latency > 0:
+            prev = entry
+        if not fused:
+            glue_run = glue
+    return out
+
+
+def _totals_only(facts: GraphFacts, classes: _ClassCosts) -> list[tuple]:
+    """Per op, the values a :class:`~npusim.engine.result.RunTotals` sums: the schedule of
+    :func:`_scheduled` on an arch without PIM placement (the same launches and prefetches,
+    each op's figures from its class) without building records; a sweep's path."""
+    out: list[tuple] = []
+    prev: _Entry | None = None
+    glue_run = False
+    entries = classes.entries
+    for c, fused, contraction in zip(facts.classes, facts.fused, facts.contraction):
+        glue = not fused and not contraction
+        key = (c, fused, glue and glue_run)
+        entry = entries.get(key) or classes.entry(*key)
+        cost = entry.cost
+        saved = 0.0
+        if prev is not None and cost.prefetchable:
+            saved = min(cost.prologue, prev.slack)
+        timed = entry.timed.get((saved, 0.0))
+        if timed is None:
+            timed = entry.timed[(saved, 0.0)] = classes.timed(entry, cost.latency - saved,
+                                                              saved, 0.0)
+        out.append(timed.values)
+        if cost.latency > 0:
+            prev = entry
+        if not fused:
+            glue_run = glue
+    return out
+
+
 PIM_MODES = ("auto", "off", "all")
 """Placement of PIM-eligible ops (:func:`simulate_graph`'s ``pim``): by cost, none, every one."""
 
@@ -679,13 +755,6 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     wanted = records
     if pim not in PIM_MODES:
         raise NpusimError(f"pim={pim!r}: use one of {', '.join(PIM_MODES)}")
-    system_chips(graph, arch)
-    table = load_energy_table(arch)
-    warnings = list(graph.warnings)
-    if table is None:
-        warnings.append(f"no energy table for {arch.name}: energy and power not reported")
-    dram = dram_table(arch)
-    warnings.extend(w for w in dram.warnings if w not in warnings)
     units = getattr(arch, "pim", None)
     on_pim = pim != "off" and units is not None and units.enabled
     residual = fuse and arch.fusion == "residual"
@@ -693,6 +762,13 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     # engine (graph_facts streams them); with PIM units a host may go to PIM and its
     # epilogues then run alone, so there they are placed as before
     facts = graph_facts(graph, fuse, residual, on_pim, share)
+    link_chips(facts.widest, arch)     # refuses an arch without the link the graph needs
+    table = load_energy_table(arch)
+    warnings = list(graph.warnings)
+    if table is None:
+        warnings.append(f"no energy table for {arch.name}: energy and power not reported")
+    dram = dram_table(arch)
+    warnings.extend(w for w in dram.warnings if w not in warnings)
     host = facts.host
     where = _placement(graph, arch, facts.streamed)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
@@ -710,53 +786,10 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     elif pim == "all":
         warnings.append(f"pim='all': {arch.name} has no enabled PIM units; every op ran on the "
                         f"host NPU")
-
-    out: list = []
-    t = 0.0
-    prev: _Entry | None = None
-    glue_run = False
-    launch_overhead = arch.launch_overhead
-    cores = arch.cores.count
-    for op, c in zip(facts.ops, facts.classes):
-        bound_rec = classes.bound(c)
-        fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
-        plan = placer.plan(op) if placer is not None and not fused else None
-        if plan is not None and plan.ok and placer.mode == "all":
-            rec = placer.record(op, plan, bound_rec, t)
-            out.append(rec)
-            t, prev, glue_run = t + rec.latency_s, None, False
-            continue
-        # a run of glue ops between two contractions is one fused kernel (one launch), as
-        # inference stacks fuse norms, rotary embeddings, activations and cache writes
-        glue = not fused and not isinstance(op, Contraction)
-        entry = classes.entry(c, fused, glue and glue_run)
-        cost = entry.cost
-        # weight prefetch: the prologue hides under the previous op's DRAM-idle time
-        saved = 0.0
-        if prev is not None and cost.prefetchable:
-            saved = min(cost.prologue, prev.slack)
-        latency = cost.latency - saved
-        if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
-            rec = placer.record(op, plan, bound_rec, t)
-            out.append(rec)
-            t, prev, glue_run = t + rec.latency_s, None, False
-            continue
-        switch = placer.to_npu(op, latency) if placer is not None else 0.0
-        timed = entry.timed.get((saved, switch))
-        if timed is None:
-            timed = entry.timed[(saved, switch)] = classes.timed(entry, latency, saved, switch)
-        latency = timed.latency
-        if records:
-            out.append(_record(op, entry, timed, saved, switch, t, host, clock, cores))
-        else:
-            out.append(timed.values)
-        if placer is not None:
-            placer.after_npu(op, t, latency)
-        t += latency
-        if cost.latency > 0:
-            prev = entry
-        if not fused:
-            glue_run = glue
+    if placer is None and not records:
+        out = _totals_only(facts, classes)
+    else:
+        out = _scheduled(facts, classes, placer, host, clock, arch.cores.count)
     if placer is not None:
         out = placer.finish(out)
         warnings.extend(placer.warnings(len(out)))
