@@ -364,7 +364,7 @@ def apply_overrides(tree: Any, overrides, label: str,
     items = _normalise_overrides(overrides, label)
     if not items:
         return tree, ()
-    tree = copy.deepcopy(tree)
+    tree = _copy_tree(tree, {})
     if not isinstance(tree, _Lined):
         raise ArchError(f"{label}: the file is not a mapping of fields; cannot apply overrides")
     for key, value, text in items:

@@ -384,6 +384,12 @@ def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]
     return {k: v * factor if k in _ON_CHIP else v for k, v in energy.items()}
 
 
+def _entry_key(c: int, fused: bool, in_glue_run: bool) -> int:
+    """The key of :meth:`_ClassCosts.entry`: an int, not a tuple, as the schedule looks one up
+    per op (a tuple per op would be garbage the collector walks)."""
+    return 4 * c + 2 * fused + in_glue_run
+
+
 class _Entry:
     """An op class's cost in one run, for one fusion state and launch (see
     :meth:`_ClassCosts.entry`), with its energy before the power cap and its folded bound."""
@@ -397,7 +403,9 @@ class _Entry:
         self.bound = bound_rec.bound if cost.bound == "fused" else cost.bound
         self.slack = max(0.0, cost.latency - cost.dram_time)   # DRAM-idle time after it
         self.cores_used = max(1, min(cost.cores_used, cores))
-        self.timed: dict = {}   # (prefetched seconds, mode switch) -> _Timed
+        # (prefetched seconds, mode switch) -> _Timed; without PIM units (no switch) the
+        # prefetched seconds alone (see _totals_only); a run takes one path or the other
+        self.timed: dict = {}
 
 
 class _Timed:
@@ -435,7 +443,7 @@ class _ClassCosts:
         self._extra: dict[int, tuple] = {}    # residual host -> what its epilogues add
         self._joules: dict[int, float] = {}   # host -> its epilogues' dynamic energy
         self._folds: dict[int, tuple] = {}    # host -> (vector s, memory s) folded into it
-        self.entries: dict[tuple, _Entry] = {}
+        self.entries: dict[int, _Entry] = {}
 
     def op(self, c: int) -> Op:
         return self.f.ops[self.f.first[c]]
@@ -518,8 +526,9 @@ class _ClassCosts:
 
     def entry(self, c: int, fused: bool, in_glue_run: bool) -> _Entry:
         """The class's cost when ``fused`` into its contraction or not, and for a glue op
-        whether it continues a run of glue ops (one kernel, one launch) or starts one."""
-        key = (c, fused, in_glue_run)
+        whether it continues a run of glue ops (one kernel, one launch) or starts one
+        (kept under :func:`_entry_key`)."""
+        key = _entry_key(c, fused, in_glue_run)
         e = self.entries.get(key)
         if e is not None:
             return e
@@ -682,16 +691,16 @@ def _totals_only(facts: GraphFacts, classes: _ClassCosts) -> list[tuple]:
     entries = classes.entries
     for c, fused, contraction in zip(facts.classes, facts.fused, facts.contraction):
         glue = not fused and not contraction
-        key = (c, fused, glue and glue_run)
-        entry = entries.get(key) or classes.entry(*key)
+        entry = entries.get(4 * c + 2 * fused + (glue and glue_run)) \
+            or classes.entry(c, fused, glue and glue_run)
         cost = entry.cost
         saved = 0.0
         if prev is not None and cost.prefetchable:
             saved = min(cost.prologue, prev.slack)
-        timed = entry.timed.get((saved, 0.0))
+        # no mode switch without PIM units: the prefetched seconds alone key the figures
+        timed = entry.timed.get(saved)
         if timed is None:
-            timed = entry.timed[(saved, 0.0)] = classes.timed(entry, cost.latency - saved,
-                                                              saved, 0.0)
+            timed = entry.timed[saved] = classes.timed(entry, cost.latency - saved, saved, 0.0)
         out.append(timed.values)
         if cost.latency > 0:
             prev = entry
