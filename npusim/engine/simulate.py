@@ -48,6 +48,13 @@ PIM: on an arch whose DRAM has enabled processing units (``arch.pim``), each op 
 run (:func:`npusim.engine.pim.op_on_pim`) goes to the NPU or to PIM by cost (``pim=``); PIM
 ops are costed by :mod:`npusim.engine.pim` and never overlap NPU work, since both use the same
 banks (see :func:`simulate_graph`). Without enabled units this module runs exactly as before.
+
+Speed: ops that nothing the engine prices tells apart (an LLM's 32 layers repeat a few dozen)
+form a cost class (:mod:`npusim.engine.graph_facts`, found once per graph); each class is
+costed once per run, on its first op, by the functions above, and every op is then scheduled
+(launch, prefetch, power cap, PIM placement) as if costed alone. ``share=False`` costs each op
+by itself, the reference the classes are tested against. ``records=False`` (a sweep's points)
+returns the totals alone, summed over the same per-op values in the same order.
 """
 from __future__ import annotations
 
