@@ -26,7 +26,8 @@ from npusim.engine.simulate import simulate_graph
 
 def _light(name: str) -> str:
     import onnx
-    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / f"light_{name}.onnx"
+    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    path = light / f"light_{name}.onnx"
     if not path.exists():
         pytest.skip(f"onnx's light {name} model is not installed")
     return str(path)
@@ -171,7 +172,8 @@ def decode_cold():
     return out
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(order=st.lists(st.tuples(st.sampled_from(SRAM), st.sampled_from(COUNT),
                                 st.sampled_from(BANDWIDTH)), min_size=2, max_size=8),
        records=st.booleans())
@@ -197,7 +199,7 @@ def test_each_swept_field_moves_the_figures_it_must(decode_cold):
 
 def test_sram_changes_the_mapping_search_result():
     from npusim.engine.mapping import search
-    from npusim.engine.simulate import _contraction_cost, _placement
+    from npusim.engine.op_cost import contraction_cost, placement
     from npusim.ir import BF16, Contraction, Graph, Role
     from npusim.kernels import tiling as tk
     g = Graph("mm")
@@ -210,7 +212,7 @@ def test_sram_changes_the_mapping_search_result():
     with cold():
         a2 = search(op, small, small.execution_dtype(op.dtype), where, 1e12)
     assert a == a2 and a.tile != b.tile
-    assert _contraction_cost(op, small, _placement(g, small, frozenset()), 1e12).latency > 0
+    assert contraction_cost(op, small, placement(g, small, frozenset()), 1e12).latency > 0
 
 
 def test_a_graph_that_grows_is_costed_as_it_is_now():
