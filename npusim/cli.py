@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -468,7 +469,8 @@ def cmd_kperf(args) -> int:
         output_lens=_listed("--output-lens", args.output_lens, kp.DEFAULT_OUTPUT_LENS),
         users=_listed("--users", args.users, kp.DEFAULT_USERS),
         vs=_listed("--vs", args.vs, ()), overrides=args.set,
-        progress=not args.no_progress and sys.stderr.isatty())
+        progress=not args.no_progress and sys.stderr.isatty(),
+        jobs=args.jobs if args.jobs is not None else os.environ.get(kp.JOBS_ENV) or "auto")
     print_kperf(result, scenarios=not args.summary_only)
     for line in _host_lines(args.host, [a.get("name", k) for k, a in result.archs.items()]):
         print(line)
@@ -514,6 +516,9 @@ def _kperf_parser(sub) -> None:
     kp.add_argument("--summary-only", action="store_true",
                     help="print the summary table only (the files hold every scenario)")
     kp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    kp.add_argument("--jobs", default=None, metavar="N|auto",
+                    help="worker processes for the scenarios (default $NPUSIM_JOBS, else "
+                         "auto: one per core available); the results do not depend on it")
     kp.set_defaults(func=cmd_kperf)
 
 

@@ -2,6 +2,7 @@
 start-up stays light.
 
 - Forked writers give the same files as the serial path: CSV and PNG bytes, xlsx cell values.
+- :func:`~npusim.figures.save_figure`'s single draw gives the bytes of matplotlib's savefig.
 - The figure set is complete: every PNG :func:`figures` names, system power only with a host.
 - A writer's error reaches the caller as it was raised; a forked copy that dies leaves its file
   to the parent; fork is not used with other threads running.
@@ -103,6 +104,23 @@ def test_the_figure_set_is_complete(tmp_path):
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         (out / "power").mkdir()
         assert [p.name for p in kpp.plot_power(result, out / "power")] == names[5:]
+
+
+def test_save_figure_draws_the_pixels_savefig_draws(tmp_path):
+    """save_figure lays a PNG out and draws it once; matplotlib's savefig draws it twice.
+    The files agree byte for byte, and the figure keeps its layout engine."""
+    pytest.importorskip("matplotlib")
+    from npusim.figures import save_figure
+    from npusim.report import kperf as rk
+    result = _result(system_power=True)
+    for name, make in rk.figures(result):
+        ours, theirs = make(result), make(result)
+        engine = ours.get_layout_engine()
+        save_figure(ours, tmp_path / f"ours_{name}")
+        theirs.savefig(tmp_path / f"theirs_{name}")
+        assert (tmp_path / f"ours_{name}").read_bytes() == \
+            (tmp_path / f"theirs_{name}").read_bytes(), name
+        assert ours.get_layout_engine() is engine
 
 
 # ------------------------------------------------------------------ the runner itself

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import importlib.resources
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -106,7 +107,52 @@ def parse_yaml(text: str, label: str) -> Any:
 
     Text over :data:`MAX_YAML_CHARS` characters or nested deeper than :data:`MAX_YAML_DEPTH`
     levels is refused (no arch description comes close).
+
+    A text is parsed once per process (a sweep loads the same arch file for every point);
+    each call gets its own copy of the tree, so a caller may change it.
     """
+    if len(text) > _MEMO_CHARS:
+        return _parse(text, label)
+    return _copy_tree(_parse_once(text, label), {})
+
+
+# texts up to this size (every description: the largest shipped one is a few kB) are parsed
+# once; a larger one is parsed on each call rather than held in memory
+_MEMO_CHARS = 64_000
+
+
+_SCALARS = (str, int, float, bool, bytes, type(None), datetime.date)
+
+
+def _copy_tree(value: Any, memo: dict) -> Any:
+    """A copy of a parsed tree that shares nothing mutable with it (what ``copy.deepcopy``
+    gives, a node reached twice through a YAML alias copied once, only faster)."""
+    if isinstance(value, _SCALARS):
+        return value
+    held = memo.get(id(value))
+    if held is not None:
+        return held
+    if type(value) is _Lined:
+        out = memo[id(value)] = _Lined()
+        out.lines = dict(value.lines)
+        for k, v in value.items():
+            out[k] = _copy_tree(v, memo)
+        return out
+    if type(value) is list:
+        out = memo[id(value)] = []
+        out.extend(_copy_tree(v, memo) for v in value)
+        return out
+    return copy.deepcopy(value, memo)
+
+
+@lru_cache(maxsize=128)
+def _parse_once(text: str, label: str) -> Any:
+    """:func:`_parse`, memoised on the text and label (errors are not kept: a text that fails
+    fails again). Callers get copies: nothing may change what this returns."""
+    return _parse(text, label)
+
+
+def _parse(text: str, label: str) -> Any:
     if len(text) > MAX_YAML_CHARS:
         raise ArchError(f"{label}: {len(text)} characters is far more than an arch "
                         f"description holds (at most {MAX_YAML_CHARS}); give the right file")
@@ -267,6 +313,19 @@ def _parse_override_value(value: Any) -> Any:
     # nothing but a scalar is accepted, so an override cannot smuggle in structure.
     if not isinstance(value, str):
         return value
+    parsed = _override_scalar(value)
+    # a value that is not a plain scalar (a YAML !!set) is parsed afresh for each caller
+    return parsed if isinstance(parsed, _SCALARS) else _read_override_value(value)
+
+
+@lru_cache(maxsize=4096)
+def _override_scalar(value: str) -> Any:
+    """:func:`_read_override_value`, memoised (a sweep gives the same texts again and again);
+    :func:`_parse_override_value` hands out only the immutable results."""
+    return _read_override_value(value)
+
+
+def _read_override_value(value: str) -> Any:
     if len(value) > 1000 or value.lstrip()[:1] in ("[", "{", "|", ">", "&", "*"):
         return value      # no scalar looks like this; validation says what is expected
     try:
@@ -305,7 +364,7 @@ def apply_overrides(tree: Any, overrides, label: str,
     items = _normalise_overrides(overrides, label)
     if not items:
         return tree, ()
-    tree = copy.deepcopy(tree)
+    tree = _copy_tree(tree, {})
     if not isinstance(tree, _Lined):
         raise ArchError(f"{label}: the file is not a mapping of fields; cannot apply overrides")
     for key, value, text in items:

@@ -255,9 +255,12 @@ class Evaluator:
                          dtype=p.get("precision") or "bf16", parallel=parallel,
                          check_capacity=False)
         else:
-            r = simulate(graph, design, check_capacity=False)
-        # the few totals a point needs, each one pass over the records (r.totals() also
-        # builds the per-component and per-device breakdowns, which a sweep does not store)
+            # the totals alone: a sweep stores no per-op records (the same figures as
+            # simulate(graph, design) gives, to the last bit)
+            from ..engine.simulate import simulate_graph
+            r = simulate_graph(graph, design, records=False)
+        # the few totals a point needs, each one pass over the ops (r.totals() also builds
+        # the per-component and per-device breakdowns, which a sweep does not store)
         latency, energy = r.latency_s, r.energy_j
         m = {"latency_s": latency, "energy_j": energy,
              "power_w": energy / latency if latency > 0 else 0.0,

@@ -329,8 +329,18 @@ def cache_dir() -> Path:
 
 def table_key(arch: Arch, setup: DramSetup, preset: DramTiming, grid: Grid) -> str:
     """SHA-256 over the preset, the arch's DRAM fields, the resolved setup, grid and kernel."""
+    try:
+        return _table_key(preset, arch.dram, setup, grid)
+    except TypeError:      # a field that cannot be hashed: worked out afresh
+        return _table_key.__wrapped__(preset, arch.dram, setup, grid)
+
+
+@lru_cache(maxsize=256)
+def _table_key(preset: DramTiming, dram, setup: DramSetup, grid: Grid) -> str:
+    """:func:`table_key`, memoised on exactly what it hashes (a sweep asks for the same DRAM
+    many times)."""
     content = {"kernel": KERNEL_VERSION, "preset": preset.to_dict(),
-               "arch_dram": asdict(arch.dram), "setup": asdict(setup), "grid": asdict(grid)}
+               "arch_dram": asdict(dram), "setup": asdict(setup), "grid": asdict(grid)}
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

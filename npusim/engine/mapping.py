@@ -242,11 +242,12 @@ def search(op: Contraction, arch, exec_dtype, where: tuple[int, int, int],
     The best mapping is the one that finishes first; with ``power``, a mapping that would
     draw more than the chip's power limit is timed at the rate the limit allows.
     """
-    key = (_signature(op), arch, exec_dtype, where, float(dram_bw), power)
+    signature = _signature(op)
+    key = (signature, arch, exec_dtype, where, float(dram_bw), power)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
-    result = _run_search(op, arch, exec_dtype, where, float(dram_bw), power)
+    result = _run_search(op, arch, exec_dtype, where, float(dram_bw), power, signature)
     if len(_CACHE) > 20000:
         _CACHE.clear()
     _CACHE[key] = result
@@ -263,9 +264,46 @@ def _signature(op: Contraction):
 _CACHE: dict = {}
 
 
-def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power) -> Mapping:
+@dataclass(frozen=True)
+class _Candidates:
+    """A contraction's candidate tilings on one engine shape, with their tile footprints:
+    everything the search needs before the arch's sizes, bandwidths and placement are known
+    (arrays shared between searches: read, never written)."""
+
+    view: GemmView
+    cand: dict
+    tiles: dict
+    tb: np.ndarray
+    tm: np.ndarray
+    tn: np.ndarray
+    tkk: np.ndarray
+    a_tile: np.ndarray
+    b_tile: np.ndarray
+    c_tile: np.ndarray
+    c_acc: np.ndarray
+    a_total: float
+    b_total: float
+
+
+def _candidates_of(op: Contraction, signature, eng: EngineParams) -> _Candidates:
+    """:class:`_Candidates` of ``op`` (whose :func:`_signature` is ``signature``) on ``eng``,
+    memoised on both: they are the op's shape and the engine's, so a sweep varying SRAM,
+    core count or bandwidth builds them once."""
+    key = (signature, eng)
+    hit = _CANDIDATES.get(key)
+    if hit is None:
+        if len(_CANDIDATES) > 4096:
+            _CANDIDATES.clear()
+        hit = _CANDIDATES[key] = _build_candidates(op, eng)
+    return hit
+
+
+# Memo of candidate tilings per (op shape, engine shape) within a process (bounded).
+_CANDIDATES: dict = {}
+
+
+def _build_candidates(op: Contraction, eng: EngineParams) -> _Candidates:
     view = gemm_view(op)
-    eng = engine_params(arch, exec_dtype)
     cand = candidates(view, eng)
     n = len(cand["tb"])
     tiles = {}
@@ -298,6 +336,19 @@ def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power) -> Map
     c_tile = c_el * op.output.tensor.dtype.bytes
     c_acc = c_el * max(ACC_BYTES, op.output.tensor.dtype.bytes)
     a_total = sum(o.tensor.nbytes for i, o in enumerate(op.operands) if i != view.b)
+    return _Candidates(view, cand, tiles, tb, tm, tn, tkk, a_tile, b_tile, c_tile, c_acc,
+                       a_total, b_total)
+
+
+def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power,
+                signature=None) -> Mapping:
+    eng = engine_params(arch, exec_dtype)
+    k = _candidates_of(op, signature if signature is not None else _signature(op), eng)
+    view, cand, tiles = k.view, k.cand, k.tiles
+    tb, tm, tn, tkk = k.tb, k.tm, k.tn, k.tkk
+    a_tile, b_tile, c_tile, c_acc = k.a_tile, k.b_tile, k.c_tile, k.c_acc
+    a_total, b_total = k.a_total, k.b_total
+    n = len(cand["tb"])
 
     clock = arch.clock
     cores = arch.cores.count

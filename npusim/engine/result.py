@@ -108,44 +108,37 @@ class OpRecord:
         return d
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """A model run on an arch: per-op records in schedule order and totals derived from them.
+class _Totals:
+    """Run totals, each a sum over per-op values in schedule order: :class:`RunResult` reads
+    them off its records, :class:`RunTotals` keeps only the values (same sums, same order,
+    so the same numbers to the last bit)."""
 
-    ``peak_macs_per_s`` (bf16, the roofline plot's ceiling), ``dram_bandwidth`` (bytes/s), ``clock_hz``
-    and ``tdp_w`` (to print beside average power) are the arch's, copied here so a result
-    stands alone (a roofline plot needs nothing else); so is ``area``, the chip's silicon area
-    (:func:`npusim.energy.area.area_totals`: ``area_mm2``, ``None`` when its node has no area
-    table, with ``area_by_component_mm2``, ``area_node``, ``area_notes``).
-    """
+    meta: dict
+    area: dict
+    tdp_w: float | None
 
-    model: str
-    arch: str
-    engine: str
-    ops: tuple[OpRecord, ...]
-    meta: dict = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    peak_macs_per_s: float = 0.0
-    tdp_w: float | None = None
-    clock_hz: float = 0.0
-    dram_bandwidth: float = 0.0
-    area: dict = field(default_factory=dict)
+    def _values(self, field: str):
+        """The ops' values of record field ``field`` in schedule order."""
+        raise NotImplementedError
+
+    def _count(self) -> int:
+        raise NotImplementedError
 
     @property
     def macs(self) -> int:
-        return sum(r.macs for r in self.ops)
+        return sum(self._values("macs"))
 
     @property
     def latency_s(self) -> float:
-        return sum(r.latency_s for r in self.ops)
+        return sum(self._values("latency_s"))
 
     @property
     def compute_s(self) -> float:
-        return sum(r.compute_s for r in self.ops)
+        return sum(self._values("compute_s"))
 
     @property
     def memory_s(self) -> float:
-        return sum(r.memory_s for r in self.ops)
+        return sum(self._values("memory_s"))
 
     @property
     def bound_latency_s(self) -> float:
@@ -155,18 +148,18 @@ class RunResult:
 
     @property
     def dram_bytes(self) -> float:
-        return sum(r.dram_bytes for r in self.ops)
+        return sum(self._values("dram_bytes"))
 
     def energy_by_component(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for r in self.ops:
-            for k, v in r.energy_j.items():
+        for energy in self._values("energy_j"):
+            for k, v in energy.items():
                 out[k] = out.get(k, 0.0) + v
         return out
 
     @property
     def energy_j(self) -> float:
-        return sum(r.energy_total_j for r in self.ops)
+        return sum(self._values("energy_total_j"))
 
     @property
     def avg_power_w(self) -> float:
@@ -177,23 +170,25 @@ class RunResult:
         """The share of the run's latency the MAC engines would need at full rate, each op at the
         peak of the dtype it executes in (an fp8 matmul against the fp8 peak): the latency-
         weighted mean of the op records' utilisation, so it never exceeds 1."""
-        busy = sum(r.utilization * r.latency_s for r in self.ops)
+        busy = sum(u * t for u, t in zip(self._values("utilization"),
+                                         self._values("latency_s")))
         return busy / self.latency_s if self.latency_s > 0 else 0.0
 
     @property
     def devices(self) -> tuple[str, ...]:
         """The devices the ops ran on, ``"npu"`` first."""
-        seen = {r.device for r in self.ops}
+        seen = set(self._values("device"))
         return tuple(sorted(seen, key=lambda d: (d != "npu", d)))
 
     def by_device(self) -> dict[str, dict]:
         """Per device: ops, latency (seconds the device's ops add to the run) and energy."""
         out: dict[str, dict] = {}
-        for r in self.ops:
-            d = out.setdefault(r.device, {"ops": 0, "latency_s": 0.0, "energy_j": 0.0})
+        for dev, t, e in zip(self._values("device"), self._values("latency_s"),
+                             self._values("energy_total_j")):
+            d = out.setdefault(dev, {"ops": 0, "latency_s": 0.0, "energy_j": 0.0})
             d["ops"] += 1
-            d["latency_s"] += r.latency_s
-            d["energy_j"] += r.energy_total_j
+            d["latency_s"] += t
+            d["energy_j"] += e
         return {k: out[k] for k in self.devices}
 
     def totals(self) -> dict:
@@ -205,7 +200,7 @@ class RunResult:
         if isinstance(host, dict) and "system_power_w" in host:
             t["host_power_w"] = host["host_power_w"]
             t["system_power_w"] = host["system_power_w"]
-        if self.devices != ("npu",) and self.ops:
+        if self.devices != ("npu",) and self._count():
             t["by_device"] = self.by_device()
         if self.area:
             t.update(self.area_totals())
@@ -234,8 +229,38 @@ class RunResult:
             "card_power_w": self.avg_power_w,
             "tdp_w": self.tdp_w,
             "utilization": self.utilization,
-            "ops": len(self.ops),
+            "ops": self._count(),
         }
+
+
+@dataclass(frozen=True)
+class RunResult(_Totals):
+    """A model run on an arch: per-op records in schedule order and totals derived from them.
+
+    ``peak_macs_per_s`` (bf16, the roofline plot's ceiling), ``dram_bandwidth`` (bytes/s), ``clock_hz``
+    and ``tdp_w`` (to print beside average power) are the arch's, copied here so a result
+    stands alone (a roofline plot needs nothing else); so is ``area``, the chip's silicon area
+    (:func:`npusim.energy.area.area_totals`: ``area_mm2``, ``None`` when its node has no area
+    table, with ``area_by_component_mm2``, ``area_node``, ``area_notes``).
+    """
+
+    model: str
+    arch: str
+    engine: str
+    ops: tuple[OpRecord, ...]
+    meta: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    peak_macs_per_s: float = 0.0
+    tdp_w: float | None = None
+    clock_hz: float = 0.0
+    dram_bandwidth: float = 0.0
+    area: dict = field(default_factory=dict)
+
+    def _values(self, field: str):
+        return (getattr(r, field) for r in self.ops)
+
+    def _count(self) -> int:
+        return len(self.ops)
 
     def to_dict(self) -> dict:
         return {
@@ -247,3 +272,46 @@ class RunResult:
             "warnings": list(self.warnings),
             "ops": [r.to_dict() for r in self.ops],
         }
+
+
+#: the record fields whose per-op values a :class:`RunTotals` keeps
+TOTALS_FIELDS = ("macs", "latency_s", "compute_s", "memory_s", "dram_bytes", "energy_j",
+                 "energy_total_j", "utilization", "device")
+
+
+@dataclass(frozen=True)
+class RunTotals(_Totals):
+    """A run's totals without its records (what a sweep stores of a design point): the same
+    properties and :meth:`totals` as :class:`RunResult`, summed over the same per-op values in
+    the same order, so every figure equals the full result's exactly.
+
+    ``values`` holds, per field of :data:`TOTALS_FIELDS`, the ops' values in schedule order.
+    """
+
+    model: str
+    arch: str
+    engine: str
+    values: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    peak_macs_per_s: float = 0.0
+    tdp_w: float | None = None
+    clock_hz: float = 0.0
+    dram_bandwidth: float = 0.0
+    area: dict = field(default_factory=dict)
+
+    def _values(self, field: str):
+        return self.values[field]
+
+    def _count(self) -> int:
+        return len(self.values["latency_s"])
+
+    @staticmethod
+    def of(result: RunResult) -> "RunTotals":
+        """The totals of a full result."""
+        return RunTotals(
+            model=result.model, arch=result.arch, engine=result.engine,
+            values={f: tuple(getattr(r, f) for r in result.ops) for f in TOTALS_FIELDS},
+            meta=result.meta, warnings=result.warnings, peak_macs_per_s=result.peak_macs_per_s,
+            tdp_w=result.tdp_w, clock_hz=result.clock_hz, dram_bandwidth=result.dram_bandwidth,
+            area=result.area)

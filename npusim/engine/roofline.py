@@ -68,8 +68,17 @@ def collective_why(op: Collective) -> str:
 def system_chips(graph: Graph, arch) -> int:
     """Chips the graph's collectives span; an arch without a link is refused here, at the
     entry of the engines, before any op is costed (:meth:`~npusim.arch.Arch.require_link`)."""
-    widest = max((op for op in graph.ops() if isinstance(op, Collective)),
-                 key=lambda op: op.group, default=None)
+    return link_chips(widest_collective(graph.ops()), arch)
+
+
+def widest_collective(ops) -> Collective | None:
+    """The collective of ``ops`` across the most chips (the first of them), or None."""
+    return max((op for op in ops if isinstance(op, Collective)),
+               key=lambda op: op.group, default=None)
+
+
+def link_chips(widest: Collective | None, arch) -> int:
+    """:func:`system_chips` given the graph's :func:`widest_collective`."""
     if widest is None:
         return 1
     arch.require_link(widest.group, collective_why(widest))
@@ -148,10 +157,13 @@ def streamed_tensors(graph: Graph) -> frozenset[str]:
     return frozenset(streamed)
 
 
-def _dram_bytes(graph: Graph, sram_bytes: float,
-                streamed: frozenset[str] | None = None) -> dict[str, float]:
-    """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring
-    (``streamed``: :func:`streamed_tensors` of the graph, when the caller has it already)."""
+def dram_terms(graph: Graph, streamed: frozenset[str] | None = None) -> dict[str, object]:
+    """What each op's unavoidable DRAM bytes are made of, under the assumptions in the module
+    docstring, before any arch is known: per op name either a float (a movement that says
+    what it moves) or a tuple of ``(bytes, whole)`` terms in the order they are summed, a
+    ``whole`` term counted as is and any other only where it exceeds the SRAM
+    (:func:`dram_bytes_of`). ``streamed``: :func:`streamed_tensors` of the graph, when the
+    caller has it already."""
     aliases = getattr(graph, "aliases", {})
 
     def storage(name: str) -> str:       # a free view (reshape) shares its root's storage
@@ -166,33 +178,52 @@ def _dram_bytes(graph: Graph, sram_bytes: float,
     if streamed is None:
         streamed = streamed_tensors(graph)
     charged: set[str] = set()
-    out: dict[str, float] = {}
+    out: dict[str, object] = {}
     for op in graph.ops():
-        total = 0.0
         if isinstance(op, Movement) and op.moved_bytes is not None:
             # a movement that says what it moves (a gather of rows, an in-place KV-cache
             # append) moves exactly that; whoever reads its whole output later pays for it
             out[op.name] = min(float(op.moved_bytes), op.bytes_all)
             continue
+        terms = []
         for t in op.inputs:
             root = storage(t.name)
             if root in charged:
                 continue
             # the KV cache, graph inputs and graph outputs live in DRAM: reading one is a read
             if role(t) != Role.ACTIVATION or root in graph_inputs or root in graph_outputs:
-                total += t.nbytes
+                terms.append((t.nbytes, True))
             elif root not in streamed:
-                total += max(0.0, t.nbytes - sram_bytes)
+                terms.append((t.nbytes, False))
             charged.add(root)
         for t in op.outputs:
             if storage(t.name) in graph_outputs or role(t) == Role.KV_CACHE:
-                total += t.nbytes
+                terms.append((t.nbytes, True))
             elif storage(t.name) in streamed:
                 continue
             else:
-                total += max(0.0, t.nbytes - sram_bytes)
-        out[op.name] = total
+                terms.append((t.nbytes, False))
+        out[op.name] = tuple(terms)
     return out
+
+
+def dram_bytes_of(terms, sram_bytes: float) -> float:
+    """An op's unavoidable DRAM bytes from its :func:`dram_terms` with ``sram_bytes`` of SRAM:
+    an intermediate activation costs only the part that cannot stay on chip."""
+    if isinstance(terms, float):
+        return terms
+    total = 0.0
+    for nbytes, whole in terms:
+        total += nbytes if whole else max(0.0, nbytes - sram_bytes)
+    return total
+
+
+def _dram_bytes(graph: Graph, sram_bytes: float,
+                streamed: frozenset[str] | None = None) -> dict[str, float]:
+    """Unavoidable DRAM bytes per op name, under the assumptions in the module docstring
+    (``streamed``: :func:`streamed_tensors` of the graph, when the caller has it already)."""
+    return {name: dram_bytes_of(terms, sram_bytes)
+            for name, terms in dram_terms(graph, streamed).items()}
 
 
 def op_bound(op: Op, arch, dram_bytes: float) -> OpRecord:

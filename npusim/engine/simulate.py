@@ -8,16 +8,18 @@ Per op:
   activation input is a contraction's output, read by nobody else, is fused into that
   contraction as an epilogue (its work overlaps the contraction's, its input never leaves the
   engine); chains of them too (bias, then activation). Its roofline bound is folded into the
-  contraction's record as below (:func:`_bound_folds`), so the run's bound never counts
+  contraction's record as below (:meth:`_ClassCosts.prepare`), so the run's bound never counts
   overlapped vector work twice;
 * on an arch with ``fusion: residual`` (NPU compilers that fuse elementwise ops with several
   activation inputs), an elementwise op is also fused when its other activation inputs were
-  produced before the contraction (a residual add): see :func:`_fusable`. Such a fused group
-  is costed as one kernel: the contraction's output never leaves the engine (nor DRAM, even
-  where it would not fit the SRAM), each epilogue reads its other inputs and writes its output
-  where they live (the bytes and levels a standalone run of it would move, less the fused
-  input: :func:`_epilogue_cost`), its DRAM bytes join the contraction's DRAM stream, its vector
-  work and on-chip traffic overlap the contraction's, and it pays no launch. The group's
+  produced before the contraction (a residual add): see
+  :func:`~npusim.engine.graph_facts.fusable`. Such a fused group is costed as one kernel:
+  the contraction's output never leaves the engine (nor DRAM, even where it would not fit
+  the SRAM), each epilogue reads its other inputs and writes its output where they live (the
+  bytes and levels a standalone run of it would move, less the fused input:
+  :func:`~npusim.engine.op_cost.epilogue_cost`), its DRAM bytes join the contraction's DRAM
+  stream, its vector work and on-chip traffic overlap the contraction's, and it pays no
+  launch. The group's
   roofline bounds are folded into the contraction's record (its compute bound the larger of
   the MAC and the vector time, as the two units work side by side; its memory bound the sum),
   the fused ops' records keep their own bytes and energy at zero time and bound;
@@ -48,460 +50,355 @@ PIM: on an arch whose DRAM has enabled processing units (``arch.pim``), each op 
 run (:func:`npusim.engine.pim.op_on_pim`) goes to the NPU or to PIM by cost (``pim=``); PIM
 ops are costed by :mod:`npusim.engine.pim` and never overlap NPU work, since both use the same
 banks (see :func:`simulate_graph`). Without enabled units this module runs exactly as before.
+
+Speed: ops that nothing the engine prices tells apart (an LLM's 32 layers repeat a few dozen)
+form a cost class (:mod:`npusim.engine.graph_facts`, found once per graph); each class is
+costed once per run, on its first op, by the functions above, and every op is then scheduled
+(launch, prefetch, power cap, PIM placement) as if costed alone. ``share=False`` costs each op
+by itself, the reference the classes are tested against. ``records=False`` (a sweep's points)
+returns the totals alone, summed over the same per-op values in the same order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from ..errors import CapacityError, NpusimError
-from ..ir import Collective, Contraction, Elementwise, Graph, Movement, Op, Role
-from ..kernels import tiling as tk
-from .mapping import ONCHIP_PER_DRAM, PowerLimit, search
-from .result import OpRecord, RunResult, Span
+from ..errors import NpusimError
+from ..ir import Contraction, Graph, Op
 from .dram import dram_table
-from .roofline import (_dram_bytes, _peak, collective_seconds, collective_why, op_bound,
-                       streamed_tensors, system_chips)
-from ..energy.cost import DELIVERY, ON_CHIP, OVERHEAD, dvfs_scale
+from .graph_facts import GraphFacts, graph_facts
+from .op_cost import (NO_COST, VOLTAGE_SCALED, OpCost, PowerLimits, access_pattern, actions,
+                      clock_free, contraction_cost, epilogue_cost, glue_cost, placement,
+                      power_capped, scaled_on_chip, with_epilogues)
+from .result import TOTALS_FIELDS, OpRecord, RunResult, RunTotals, Span
+from .roofline import _peak, dram_bytes_of, link_chips, op_bound
 from ..energy.area import area_totals
 
-# what a lower core voltage makes cheaper (the rest, DRAM and links, are device figures)
-_ON_CHIP = frozenset((*ON_CHIP, OVERHEAD, DELIVERY))
+# the names helpers had here before they moved to graph_facts and op_cost (tests use them)
+from .graph_facts import fusable as _fusable  # noqa: E402,F401
+_power_capped, _contraction_cost, _placement = power_capped, contraction_cost, placement
 
 
-@dataclass(frozen=True)
-class _Cost:
-    """One op's cost before scheduling, in seconds and bytes."""
-
-    latency: float        # standalone, with its own pipeline, launch overhead included
-    dram_time: float      # DRAM busy time within it
-    prologue: float       # DRAM time before the first compute (prefetchable if weights)
-    compute_time: float
-    dram_bytes: float
-    shared_bytes: float
-    noc_bytes: float
-    sram_bytes: float
-    bound: str
-    mapping: dict
-    utilization: float
-    cores_used: int
-    prefetchable: bool
+def _entry_key(c: int, fused: bool, in_glue_run: bool) -> int:
+    """The key of :meth:`_ClassCosts.entry`: an int, not a tuple, as the schedule looks one up
+    per op (a tuple per op would be garbage the collector walks)."""
+    return 4 * c + 2 * fused + in_glue_run
 
 
-def _placement(graph: Graph, arch, streamed: frozenset[str]):
-    """Where each tensor lives: DRAM, chip-shared SRAM (GPU L2) or on chip (``streamed``: the
-    attention tensors a fused kernel keeps on chip, :func:`streamed_tensors`)."""
-    aliases = graph.aliases
-    inputs = {aliases.get(n, n) for n in graph.inputs}
-    outputs = {aliases.get(n, n) for n in graph.outputs}
-    sram = arch.sram_total
+class _Entry:
+    """An op class's cost in one run, for one fusion state and launch (see
+    :meth:`_ClassCosts.entry`), with its energy before the power cap and its folded bound."""
 
-    def where(t, written: bool) -> int:
-        root = aliases.get(t.name, t.name)
-        if root in streamed:
-            return tk.ON_CHIP   # attention scores: streamed through a fused kernel
-        role = graph.tensors[root].role if root in graph.tensors else t.role
-        if role != Role.ACTIVATION or root in inputs or root in outputs or t.nbytes > sram:
-            if not written and arch.shared_sram > 0 and t.nbytes <= arch.shared_sram / 2:
-                return tk.IN_SHARED
-            return tk.IN_DRAM
-        return tk.ON_CHIP
-    return where
+    __slots__ = ("op", "cost", "bound", "bound_rec", "energy", "dyn", "chip_j", "slack",
+                 "fused", "cores_used", "timed")
+
+    def __init__(self, op, cost, bound_rec, energy, dyn, chip_j, fused, cores) -> None:
+        self.op, self.cost, self.bound_rec, self.fused = op, cost, bound_rec, fused
+        self.energy, self.dyn, self.chip_j = energy, dyn, chip_j
+        self.bound = bound_rec.bound if cost.bound == "fused" else cost.bound
+        self.slack = max(0.0, cost.latency - cost.dram_time)   # DRAM-idle time after it
+        self.cores_used = max(1, min(cost.cores_used, cores))
+        # (prefetched seconds, mode switch) -> _Timed; without PIM units (no switch) the
+        # prefetched seconds alone (see _totals_only); a run takes one path or the other
+        self.timed: dict = {}
 
 
-def _consumers(graph: Graph) -> dict[str, int]:
-    count: dict[str, int] = {}
-    for op in graph.ops():
-        for t in op.inputs:
-            root = graph.aliases.get(t.name, t.name)
-            count[root] = count.get(root, 0) + 1
-    return count
+class _Timed:
+    """An op's figures once its prefetch and mode switch are known (its schedule aside)."""
+
+    __slots__ = ("latency", "energy", "throttled", "untimed", "utilization", "values")
+
+    def __init__(self, latency, energy, throttled, untimed, utilization, values) -> None:
+        self.latency, self.energy, self.throttled = latency, energy, throttled
+        self.untimed, self.utilization, self.values = untimed, utilization, values
 
 
-def _fusable(graph: Graph, residual: bool = False) -> tuple[dict[str, str], dict[str, str]]:
-    """Which elementwise ops are fused, as two maps: op name -> the contraction it is fused
-    into (as its epilogue), and op name -> storage root of its input that the contraction (or
-    an epilogue before it) produced, which never leaves the engine.
+class _ClassCosts:
+    """One run's costs of the op classes of a graph (:class:`~npusim.engine.graph_facts.
+    GraphFacts`), each found once, on the first op of its class, by the same functions that
+    would cost each op alone; kept for the run only."""
 
-    An op is fused when that input is read by nobody else and is a contraction's output or a
-    fused op's (a chain). Without ``residual`` it must be the op's only activation input, as
-    before the arch field existed. With it the op may have other activation inputs, each
-    produced before the contraction runs (graph inputs, or outputs of earlier ops): the
-    epilogue reads them while the contraction works. Of several inputs that qualify, the one
-    whose contraction runs last is taken (the other inputs are then ready): the residual add
-    of a ResNet block with a projection shortcut fuses into the later of its two convs.
-    """
-    consumers = _consumers(graph)
-    order = {op.name: i for i, op in enumerate(graph.ops())}
-    host: dict[str, str] = {}
-    main: dict[str, str] = {}
+    def __init__(self, facts: GraphFacts, aliases: dict, arch, table, dram, where,
+                 row_bytes: float, limits: PowerLimits, power_cap: bool, residual: bool,
+                 on_pim: bool) -> None:
+        self.f, self.aliases, self.arch = facts, aliases, arch
+        self.table, self.dram, self.where = table, dram, where
+        self.row_bytes, self.limits, self.power_cap = row_bytes, limits, power_cap
+        self.residual, self.on_pim = residual, on_pim
+        self.has_noc = table is not None and table.noc is not None
+        self.sram = arch.sram_total
+        n = len(facts.first)
+        self._roof: list = [None] * n
+        self._bound: list = [None] * n
+        self._bw: list = [None] * n
+        self._epilogue: list = [None] * n     # residual epilogues: (cost, busy)
+        self._extra: dict[int, tuple] = {}    # residual host -> what its epilogues add
+        self._joules: dict[int, float] = {}   # host -> its epilogues' dynamic energy
+        self._folds: dict[int, tuple] = {}    # host -> (vector s, memory s) folded into it
+        self.entries: dict[int, _Entry] = {}
 
-    def root(t) -> str:
-        return graph.aliases.get(t.name, t.name)
+    def op(self, c: int) -> Op:
+        return self.f.ops[self.f.first[c]]
 
-    def producer(t) -> str | None:
-        return graph.producer.get(t.name) or graph.producer.get(root(t))
+    def roof(self, c: int) -> float:
+        """The class's unavoidable DRAM bytes (the roofline's)."""
+        v = self._roof[c]
+        if v is None:
+            v = self._roof[c] = dram_bytes_of(self.f.terms[self.f.first[c]], self.sram)
+        return v
 
-    def ready(t, into: str) -> bool:
-        """Whether ``t`` exists before contraction ``into`` runs."""
-        p = producer(t)
-        return p is None or order[host.get(p, p)] < order[into]
+    def bound(self, c: int) -> OpRecord:
+        """The class's roofline record (named after its first op)."""
+        v = self._bound[c]
+        if v is None:
+            v = self._bound[c] = op_bound(self.op(c), self.arch, self.roof(c))
+        return v
 
-    for op in graph.ops():
-        if not isinstance(op, Elementwise):
-            continue
-        acts = [t for t in op.inputs if t.role == Role.ACTIVATION]
-        if not acts or (len(acts) != 1 and not residual):
-            continue
-        best = None
-        for i, t in enumerate(acts):
-            p = producer(t)
-            if p is None or consumers.get(root(t), 0) != 1:
-                continue
-            into = p if isinstance(graph.op(p), Contraction) else host.get(p)
-            if into is None:
-                continue
-            if not all(ready(o, into) for j, o in enumerate(acts) if j != i):
-                continue
-            if best is None or order[into] > order[best[0]]:
-                best = (into, root(t))
-        if best is not None:
-            host[op.name], main[op.name] = best
-    return host, main
+    def bandwidth(self, c: int) -> float:
+        """The DRAM's effective bandwidth for the class's transfers: their size sets the
+        efficiency (short ones pay DRAM latency): the op's unavoidable bytes, or its operands'
+        when those are all on chip (reloads may spill)."""
+        v = self._bw[c]
+        if v is None:
+            op = self.op(c)
+            pattern, chunk, total = access_pattern(op, max(self.roof(c), op.bytes))
+            v = self._bw[c] = self.arch.dram.bandwidth * self.dram.efficiency(
+                pattern, chunk or total, total)
+        return v
 
+    def epilogue(self, c: int) -> tuple[OpCost, float]:
+        """Under residual fusion, a fused op's own cost and busy time
+        (:func:`~npusim.engine.op_cost.epilogue_cost`)."""
+        v = self._epilogue[c]
+        if v is None:
+            op, f = self.op(c), self.f
+            skip = frozenset(t.name for t in op.inputs
+                             if self.aliases.get(t.name, t.name) == f.main[op.name])
+            v = self._epilogue[c] = epilogue_cost(op, f.host[op.name], skip, self.arch,
+                                                   self.where, self.roof(c), self.bandwidth(c))
+        return v
 
-def _access(op: Op, dram_bytes: float) -> tuple[str, float | None, float]:
-    """The DRAM access pattern of an op for the efficiency table: a gather of rows from a
-    table is random reads of one row each; everything else streams its tiles."""
-    if isinstance(op, Movement) and op.func.startswith("gather") and op.outputs:
-        out = op.outputs[0]
-        row = out.shape[-1] * out.dtype.bytes if out.shape else out.nbytes
-        return "random", float(max(row, 1.0)), dram_bytes
-    return "seq", None, dram_bytes
+    def prepare(self) -> None:
+        """What each contraction's fused epilogues add to it: under residual fusion their DRAM
+        time, vector and on-chip time and roofline terms; their dynamic energy (counted in the
+        contraction's power check); and the roofline they fold into its record (their vector
+        time overlaps its MACs, their memory time adds). The epilogues'
+        own records then carry no bound, so the run's bound never counts overlapped vector
+        work twice. With PIM units a host may run on PIM and its single-input epilogues alone,
+        so there they keep their own bounds."""
+        f = self.f
+        hosts = [c for c, eps in enumerate(f.epilogues) if eps]
+        if self.residual:
+            for c in hosts:
+                d = b = v = m = 0.0
+                for e in f.epilogues[c]:
+                    cost, busy = self.epilogue(e)
+                    rec = self.bound(e)
+                    d, b, v, m = d + cost.dram_time, b + busy, v + rec.compute_s, m + rec.memory_s
+                self._extra[c] = (d, b, v, m)
+        if self.table is not None:
+            from ..energy import energy_of
+            for c in hosts:
+                j = 0.0
+                for e in f.epilogues[c]:
+                    op = self.op(e)
+                    cost = self.epilogue(e)[0] if self.residual else NO_COST
+                    acts = actions(op, cost, str(op.compute_dtype), self.row_bytes,
+                                    self.has_noc)
+                    j = j + sum(energy_of(acts, self.table).values())
+                self._joules[c] = j
+        if self.residual:
+            self._folds = {c: e[2:] for c, e in self._extra.items()}
+        elif not self.on_pim:
+            for c in hosts:
+                vec = mem = 0.0
+                for e in f.epilogues[c]:
+                    b = self.bound(e)
+                    vec, mem = vec + b.compute_s, mem + b.memory_s
+                self._folds[c] = (vec, mem)
 
-
-class _PowerLimits:
-    """The energy coefficients the mapping search needs to respect the TDP, taken from the
-    same energy table (and the same action accounting, :func:`_actions`) as the records.
-    Per-byte energies are worked out once per run; an op adds its own MACs and outputs."""
-
-    def __init__(self, arch, table, row_bytes: float) -> None:
-        from ..energy import Actions, energy_of
-        tdp = arch.power.limit
-        self._base = None
-        # a chip that lowers its voltage with the clock (the table's dvfs_exponent) meets its
-        # limit in its clock governor, after the kernel is chosen, as a GPU does: the mapping
-        # is the fastest at full clock and _power_capped slows it, so a tighter cap never
-        # trades tiles for energy and an op's energy only falls with the voltage
-        if table is None or not tdp or tdp <= table.floor_w or table.dvfs_exponent:
-            return
-
-        def joules(**kw) -> float:
-            return sum(energy_of(Actions(**kw), table).values())
-        self._joules = joules
-        self._per_mac: dict[str, float] = {}
-        has_noc = table.noc is not None
-        self._base = PowerLimit(
-            fixed_j=0.0,
-            dram_read_j=joules(dram_read_bytes=1.0, dram_activations=1.0 / row_bytes),
-            dram_write_j=joules(dram_write_bytes=1.0, dram_activations=1.0 / row_bytes),
-            dram_write_bytes=0.0,
-            sram_j=joules(sram_read_bytes=0.5, sram_write_bytes=0.5),
-            shared_j=joules(shared_read_bytes=1.0) if table.shared_read is not None else 0.0,
-            noc_j=joules(noc_bytes=1.0) if has_noc else 0.0,
-            noc_as_sram=not has_noc, budget_w=tdp - table.floor_w)
-        self._per_vector = joules(vector_ops=1.0)
-
-    def of(self, op: Op, exec_dtype: str) -> PowerLimit | None:
-        if self._base is None:
-            return None
-        per_mac = self._per_mac.get(exec_dtype)
-        if per_mac is None:
-            per_mac = self._per_mac[exec_dtype] = self._joules(macs={exec_dtype: 1.0})
-        return replace(self._base,
-                       fixed_j=per_mac * op.macs + self._per_vector * op.vector_ops,
-                       dram_write_bytes=float(sum(t.nbytes for t in op.outputs)))
-
-
-def _contraction_cost(op: Contraction, arch, where, eff_bw: float,
-                      power: PowerLimit | None = None) -> _Cost:
-    exec_dt = arch.execution_dtype(op.dtype)
-    from .mapping import gemm_view
-    view = gemm_view(op)
-    a = op.operands[view.a].tensor
-    place_a = where(a, False)
-    place_b = where(op.operands[view.b].tensor, False) if view.b is not None else tk.ON_CHIP
-    place_c = where(op.output.tensor, True)
-    m = search(op, arch, exec_dt, (place_a, place_b, place_c), eff_bw, power)
-    if not m.ok:
-        raise CapacityError(f"op {op.name} (from {op.source}) cannot be mapped on {arch.name}: "
-                            f"{m.reason}. Give the cores more SRAM (--set cores.sram=...).")
-    clock = arch.clock
-    latency = m.cycles / clock + arch.launch_overhead
-    dram_time = m.dram_bytes / eff_bw
-    prologue = m.prologue_cycles / clock
-    compute = m.compute_cycles / clock
-    peak = arch.peak_macs_per_s(exec_dt)
-    util = op.macs / (peak * latency) if latency > 0 else 0.0
-    fixed = latency - max(compute, dram_time)
-    bound = "compute" if compute >= dram_time else "memory"
-    if fixed > max(compute, dram_time):
-        bound = "latency"
-    b_weight = view.b is not None and op.operands[view.b].tensor.role != Role.ACTIVATION
-    mapping = m.to_dict()
-    mapping.update(placement={"A": _PLACE[place_a], "B": _PLACE[place_b], "C": _PLACE[place_c]})
-    return _Cost(latency, dram_time, prologue, compute, m.dram_bytes, m.shared_bytes, m.noc_bytes, m.sram_bytes, bound,
-                 mapping, util, m.cores_used, b_weight)
-
-
-_PLACE = {tk.IN_DRAM: "dram", tk.IN_SHARED: "shared", tk.ON_CHIP: "chip"}
-
-
-def _onchip_bandwidth(arch, eff_bw: float) -> float:
-    """Bytes/s a glue op moves on chip: the cores' SRAM, else the on-chip network, else (both
-    unpublished) what the mapping search assumes for a contraction's on-chip operands
-    (:data:`~npusim.engine.mapping.ONCHIP_PER_DRAM` times the DRAM's effective bandwidth), so
-    the same SRAM does not feed an elementwise op slower than a matmul."""
-    sram_bw = (arch.cores.sram_bandwidth or 0.0) * arch.cores.count * arch.clock
-    return sram_bw or arch.noc.bandwidth or eff_bw * ONCHIP_PER_DRAM
-
-
-def _glue_cost(op: Op, arch, where, dram_bytes: float, eff_bw: float,
-               launch: float, skip: frozenset[str] = frozenset()) -> _Cost:
-    """A glue op's cost; ``skip`` names tensors it does not move (the input a fused epilogue
-    gets from its contraction, :func:`_epilogue_cost`)."""
-    onchip = 0.0
-    seen = set(skip)
-    for t in (*op.inputs, *op.outputs):
-        if t.name in seen:
-            continue
-        seen.add(t.name)
-        if where(t, t in op.outputs) == tk.ON_CHIP:
-            onchip += t.nbytes
-    if isinstance(op, Movement) and op.moved_bytes is not None:
-        onchip = min(onchip, float(op.moved_bytes))
-    onchip_bw = _onchip_bandwidth(arch, eff_bw)
-    dram_time = dram_bytes / eff_bw
-    onchip_time = onchip / onchip_bw
-    if isinstance(op, Collective):
-        link = arch.require_link(op.group, collective_why(op))
-        compute = collective_seconds(op, link) if link is not None else 0.0
-    else:
-        compute = op.vector_ops / arch.peak_vector_ops_per_s
-    latency = max(compute, dram_time, onchip_time) + launch
-    bound = "compute" if compute >= max(dram_time, onchip_time) else "memory"
-    if launch > max(compute, dram_time, onchip_time):
-        bound = "latency"
-    return _Cost(latency, dram_time, 0.0, compute, dram_bytes, 0.0, 0.0, onchip, bound, {},
-                 0.0, arch.cores.count, False)
-
-
-def _epilogue_cost(op: Op, into: str, skip: frozenset[str], arch, where, dram_bytes: float,
-                   eff_bw: float) -> tuple[_Cost, float]:
-    """A fused epilogue under residual fusion: what a standalone run of it would move less
-    the input its contraction hands it (``skip``), at no time of its own (its host's latency
-    covers it, :func:`_with_epilogues`); and the time its vector work and on-chip traffic
-    take, which run beside the contraction's."""
-    c = _glue_cost(op, arch, where, dram_bytes, eff_bw, 0.0, skip)
-    busy = max(c.compute_time, c.sram_bytes / _onchip_bandwidth(arch, eff_bw))
-    where_from = {"fused_into": into}
-    return replace(c, latency=0.0, bound="fused", mapping=where_from, cores_used=0), busy
-
-
-def _bound_folds(graph: Graph, arch, host: dict[str, str], roof_bytes: dict[str, float],
-                 extra: dict[str, tuple], residual: bool,
-                 on_pim: bool) -> dict[str, tuple[float, float]]:
-    """Per host contraction, the roofline its fused epilogues add to its record: their vector
-    time (which overlaps the contraction's MACs, so the host's compute bound is the larger of
-    the two) and their memory time (which adds). The epilogues' own records then carry no
-    bound, so the run's bound (the sum over ops) never counts overlapped vector work twice.
-    Under residual fusion these come with the epilogues' costs (``extra``); with PIM units a
-    host may run on PIM and its epilogues alone, so there single-input epilogues keep their
-    own bounds."""
-    if residual:
-        return {name: e[2:] for name, e in extra.items()}
-    if on_pim:
-        return {}
-    folds: dict[str, tuple[float, float]] = {}
-    for op in graph.ops():
-        into = host.get(op.name)
-        if into is None:
-            continue
-        b = op_bound(op, arch, roof_bytes[op.name])
-        vec, mem = folds.get(into, (0.0, 0.0))
-        folds[into] = (vec + b.compute_s, mem + b.memory_s)
-    return folds
-
-
-def _with_epilogues(cost: _Cost, dram_time: float, busy: float, launch: float) -> _Cost:
-    """A contraction's cost with its residual-fused epilogues: their DRAM bytes (``dram_time``
-    at their own effective bandwidth) stream after its own on the same DRAM, their vector work
-    and on-chip traffic (``busy``) overlap its run, and they add no launch. Never more than
-    the contraction and the epilogues run one after another, never less than any part."""
-    body = cost.latency - launch
-    dram = cost.dram_time + dram_time
-    latency = launch + max(body, dram, busy)
-    bound = cost.bound
-    if latency > cost.latency:
-        bound = "memory" if dram >= busy else "compute"
-    # weight prefetch hides the DRAM prologue under the op before; it cannot shorten the
-    # epilogues' vector work, which needs the contraction's output
-    prologue = min(cost.prologue, max(0.0, latency - launch - busy))
-    return replace(cost, latency=latency, dram_time=dram, bound=bound, prologue=prologue)
-
-
-def _actions(op: Op, cost: _Cost, exec_dtype: str, row_bytes: float, has_noc: bool):
-    from ..energy import Actions
-    macs = {exec_dtype: float(op.macs)} if op.macs else {}
-    writes = sum(t.nbytes for t in op.outputs)
-    dram_w = min(cost.dram_bytes, writes) if cost.dram_bytes else 0.0
-    # on a chip without a network (one core), data "on chip" is read from the core's SRAM
-    sram = cost.sram_bytes + (0.0 if has_noc else cost.noc_bytes)
-    return Actions(
-        macs=macs, vector_ops=float(op.vector_ops),
-        sram_read_bytes=sram * 0.5, sram_write_bytes=sram * 0.5,
-        shared_read_bytes=cost.shared_bytes, shared_write_bytes=0.0,
-        dram_read_bytes=cost.dram_bytes - dram_w, dram_write_bytes=dram_w,
-        # streamed tiles open each DRAM row once (a lower estimate for scattered reads)
-        dram_activations=cost.dram_bytes / row_bytes,
-        noc_bytes=cost.noc_bytes if has_noc else 0.0,
-        # a collective on one chip sends nothing over a link (and needs none)
-        link_bytes=op.payload_bytes if isinstance(op, Collective) and op.group > 1 else 0.0)
-
-
-def _power_capped(latency: float, dyn_j: float, static_w: float,
-                  tdp: float | None, chip_j: float = 0.0, exponent: float = 0.0,
-                  min_voltage: float = 0.1, memory_s: float = 0.0,
-                  compute_s: float = 0.0) -> tuple[float, float, float]:
-    """An op's latency under the power limit, its slowdown (0 when it already fits; for an
-    op that took no time, the seconds the cap adds), and the factor on its on-chip dynamic
-    energy (1 unless the chip lowers its voltage with the clock).
-
-    A chip drawing more than its limit (``tdp``: the TDP or a lower configured cap) settles
-    at a lower clock. With ``exponent`` 0 (no DVFS in the energy table) the op is stretched
-    until its dynamic energy over its time plus the floor power ``static_w`` equals the
-    limit, at constant energy. With an exponent the voltage falls with the clock, so the
-    ``chip_j`` part of ``dyn_j`` (the on-chip energy; the rest is DRAM and links) costs less
-    per op (:func:`npusim.energy.dvfs_scale`) and the op slows less. Only the core's clock
-    drops: the op's ``memory_s`` (DRAM or link time, on their own clocks) does not stretch,
-    so at clock ``s`` it takes ``fixed/s + max(compute_s/s, memory_s)`` with
-    ``fixed = latency - max(compute_s, memory_s)`` (:func:`_capped_clock`); a DRAM-bound op
-    (decode) gives up clock it was not using and hardly slows, a compute-bound one
-    (prefill) slows by the clock. Without ``memory_s`` every second is the core's. The
-    energy table's loader refuses a limit at or below the floor, so the budget is always
-    positive and every op fits after slowing: average power never exceeds the limit.
-    """
-    if not tdp or dyn_j <= 0.0 or tdp <= static_w:
-        return latency, 0.0, 1.0
-    if latency > 0.0 and dyn_j / latency + static_w <= tdp:
-        return latency, 0.0, 1.0
-    if latency > 0.0 and exponent > 0.0:
-        chip = min(chip_j, dyn_j)
-        if memory_s > 0.0:
-            stretched, factor = _capped_clock(latency, chip, dyn_j - chip, tdp - static_w,
-                                              exponent, min_voltage, memory_s, compute_s)
-            return stretched, stretched / latency - 1.0, factor
-        clock, factor = dvfs_scale(chip / latency, tdp - static_w, exponent, min_voltage,
-                                   io_w=(dyn_j - chip) / latency)
-        stretched = latency / clock
-        return stretched, stretched / latency - 1.0, factor
-    stretched = dyn_j / (tdp - static_w)
-    # an op of no time of its own (nothing to slow down) reports the time the cap adds
-    return stretched, (stretched / latency - 1.0) if latency > 0.0 else stretched, 1.0
-
-
-def _capped_clock(latency: float, chip_j: float, io_j: float, budget_w: float,
-                  exponent: float, min_voltage: float, memory_s: float,
-                  compute_s: float) -> tuple[float, float]:
-    """Latency and on-chip energy factor of an op at the highest core clock ``s`` whose
-    power ``(chip_j g(s) + io_j) / t(s)`` fits ``budget_w``, where ``g(s) = max(s,
-    min_voltage)^exponent`` and ``t(s) = fixed/s + max(compute_s/s, memory_s)``.
-
-    Power rises with ``s`` (``g`` rises, ``t`` falls), so bisection finds it. If even the
-    lowest voltage draws too much in the DRAM's own time (DRAM and link power alone over
-    budget), the op is stretched at that lowest energy until it fits, as without DVFS.
-
-    >>> t, f = _capped_clock(1.0, 0.0, 300.0, 200.0, 2.0, 0.7, 1.0, 0.5)  # 1/s: 0.5/s = 1.5
-    >>> round(t, 9), round(f, 9)
-    (1.5, 0.49)
-    >>> t, f = _capped_clock(1.0, 800.0, 0.0, 100.0, 2.0, 0.1, 0.0, 1.0)  # all core: s^3=1/8
-    >>> round(t, 6), round(f, 6)
-    (2.0, 0.25)
-    """
-    memory = min(memory_s, latency)
-    compute = min(compute_s, latency)
-    fixed = max(0.0, latency - max(compute, memory))
-
-    def t_at(s: float) -> float:
-        return fixed / s + max(compute / s, memory)
-
-    def g(s: float) -> float:
-        return max(s, min_voltage) ** exponent
-
-    lo, hi = 0.0, 1.0
-    if (chip_j * g(min_voltage) + io_j) / t_at(min_voltage) > budget_w \
-            and fixed + compute <= 0.0:
-        return (chip_j * g(min_voltage) + io_j) / budget_w, g(min_voltage)
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if mid > 0.0 and (chip_j * g(mid) + io_j) / t_at(mid) <= budget_w:
-            lo = mid
+    def entry(self, c: int, fused: bool, in_glue_run: bool) -> _Entry:
+        """The class's cost when ``fused`` into its contraction or not, and for a glue op
+        whether it continues a run of glue ops (one kernel, one launch) or starts one
+        (kept under :func:`_entry_key`)."""
+        key = _entry_key(c, fused, in_glue_run)
+        e = self.entries.get(key)
+        if e is not None:
+            return e
+        arch, op = self.arch, self.op(c)
+        bound_rec = self.bound(c)
+        eff_bw = self.bandwidth(c)
+        if fused:
+            cost = self.epilogue(c)[0] if self.residual else replace(
+                NO_COST, mapping={"fused_into": self.f.host[op.name]})
+        elif isinstance(op, Contraction):
+            limit = self.limits.of(op, bound_rec.exec_dtype) if self.power_cap else None
+            cost = contraction_cost(op, arch, self.where, eff_bw, limit)
+            extra = self._extra.get(c)
+            if extra is not None:
+                cost = with_epilogues(cost, extra[0], extra[1], arch.launch_overhead)
         else:
-            hi = mid
-    if lo <= 0.0:     # nothing of the op's time is the core's, and DRAM alone is over budget
-        return (chip_j * g(min_voltage) + io_j) / budget_w, g(min_voltage)
-    return max(latency, t_at(lo)), g(lo)
+            launch = 0.0 if in_glue_run else arch.launch_overhead
+            cost = glue_cost(op, arch, self.where, self.roof(c), eff_bw, launch)
+        energy, dyn, chip_j = {}, 0.0, 0.0
+        if self.table is not None:
+            from ..energy import energy_of
+            energy = energy_of(actions(op, cost, bound_rec.exec_dtype, self.row_bytes,
+                                        self.has_noc), self.table)
+            # a fused epilogue takes no time of its own: its energy is spent within its
+            # host's latency, so the host's power check counts it
+            dyn = sum(energy.values()) + self._joules.get(c, 0.0)
+            chip_j = sum(v for k, v in energy.items() if k in VOLTAGE_SCALED)
+        if fused and (self.residual or not self.on_pim):   # its bound is folded into its host's
+            bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
+        elif c in self._folds:
+            vec_s, mem_s = self._folds[c]
+            c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
+            bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
+        e = self.entries[key] = _Entry(op, cost, bound_rec, energy, dyn, chip_j, fused,
+                                        arch.cores.count)
+        return e
+
+    def timed(self, e: _Entry, latency: float, saved: float, switch: float) -> _Timed:
+        """The entry's latency, energy and utilisation after ``saved`` seconds of its DRAM
+        prologue hid under the op before (``latency``: what is left) and a mode switch: the
+        power cap, then the switch, then the floor power over the whole time."""
+        from ..energy import static_energy
+        arch, table, op = self.arch, self.table, e.op
+        energy: dict[str, float] = {}
+        throttled = 0.0
+        untimed = latency <= 0.0
+        if table is not None:
+            energy = dict(e.energy)
+            if self.power_cap and not e.fused:
+                mem_s, core_s = clock_free(op, e.cost, saved)
+                latency, throttled, factor = power_capped(
+                    latency, e.dyn, table.floor_w, arch.power.limit, e.chip_j,
+                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1, mem_s, core_s)
+                energy = scaled_on_chip(energy, factor)
+            if switch:
+                latency += switch
+            energy["static"] = static_energy(table, latency)
+        elif switch:
+            latency += switch
+        b = e.bound_rec
+        util = op.macs / (arch.peak_macs_per_s(b.exec_dtype) * latency) \
+            if op.macs and latency > 0 else 0.0
+        total = float(sum(energy.values()))
+        # per op, the values a RunTotals sums (TOTALS_FIELDS), as its record would hold them
+        values = (op.macs, latency, b.compute_s, b.memory_s, e.cost.dram_bytes, energy, total,
+                  util, "npu")
+        return _Timed(latency, energy, throttled, untimed, util, values)
 
 
-def _clock_free(op: Op, cost: _Cost, saved: float) -> tuple[float, float]:
-    """The op's seconds on clocks a core power cap does not lower (DRAM; a collective's link
-    time) and its core compute seconds, as its cost found them; ``saved`` is the DRAM
-    prologue hidden under the op before (no longer inside this op's time)."""
-    if isinstance(op, Collective):
-        return max(cost.compute_time, cost.dram_time), 0.0
-    return max(0.0, cost.dram_time - saved), cost.compute_time
+def _record(op: Op, e: _Entry, timed: _Timed, saved: float, switch: float, t: float,
+            host: dict, clock: float, cores: int) -> OpRecord:
+    """The record of ``op`` at ``t`` on the schedule, of class entry ``e``."""
+    cost, latency, b = e.cost, timed.latency, e.bound_rec
+    mapping = {"fused_into": host[op.name]} if e.fused else dict(cost.mapping)
+    if saved:
+        mapping["prefetched_s"] = saved
+    throttled = timed.throttled
+    if throttled:
+        key = "power_capped_s" if timed.untimed else "power_capped_slowdown"
+        mapping[key] = throttled if timed.untimed else round(throttled, 4)
+    if switch:
+        mapping["mode_switch_s"] = switch
+    spans = ()
+    if latency > 0:
+        # one span for the range of busy cores ("core0-7"); traces expand it per core
+        used = e.cores_used
+        spans = (Span("core0" if used == 1 else f"core0-{used - 1}", t, t + latency,
+                      op.name),)
+        if cost.dram_time > 0:
+            start = t - saved
+            spans += (Span("dma", start, start + cost.dram_time, op.name),)
+    levels = {"dram": cost.dram_bytes, "shared": cost.shared_bytes,
+              "sram": cost.sram_bytes, "noc": cost.noc_bytes}
+    return OpRecord(
+        name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
+        dtype=b.dtype, exec_dtype=b.exec_dtype, macs=op.macs,
+        vector_ops=b.vector_ops, bytes=b.bytes,
+        dram_bytes=cost.dram_bytes, compute_s=b.compute_s,
+        memory_s=b.memory_s, bound_s=b.bound_s, latency_s=latency,
+        bound=e.bound, cycles=latency * clock, start_s=t, end_s=t + latency,
+        bytes_by_level=levels, energy_j=dict(timed.energy), utilization=timed.utilization,
+        mapping=mapping, spans=spans)
 
 
-def _scaled_on_chip(energy: dict[str, float], factor: float) -> dict[str, float]:
-    """``energy`` with its on-chip components (overhead and delivery too) times ``factor``: what a lower
-    core voltage saves; DRAM and link energy per bit do not depend on it."""
-    if factor == 1.0:
-        return energy
-    return {k: v * factor if k in _ON_CHIP else v for k, v in energy.items()}
-
-
-def _epilogue_energy(graph: Graph, host: dict[str, str], table, row_bytes: float,
-                     costs: dict[str, _Cost] | None = None):
-    """Dynamic energy of the fused epilogues of each host contraction, by host name
-    (``costs``: the epilogues' own traffic under residual fusion; none otherwise)."""
-    from ..energy import energy_of
-    zero = _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "fused", {}, 0.0, 0, False)
-    out: dict[str, float] = {}
-    for name, into in host.items():
-        op = graph.op(name)
-        acts = _actions(op, (costs or {}).get(name, zero), str(op.compute_dtype), row_bytes,
-                        table.noc is not None)
-        out[into] = out.get(into, 0.0) + sum(energy_of(acts, table).values())
+def _scheduled(facts: GraphFacts, classes: _ClassCosts, placer, host: dict, clock: float,
+               cores: int) -> list[OpRecord]:
+    """The records of every op in schedule order (:func:`simulate_graph`'s notes): each op's
+    cost from its class, its launch, prefetch, power cap and PIM placement its own."""
+    out: list[OpRecord] = []
+    t = 0.0
+    prev: _Entry | None = None
+    glue_run = False
+    for op, c in zip(facts.ops, facts.classes):
+        bound_rec = classes.bound(c)
+        fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
+        plan = placer.plan(op) if placer is not None and not fused else None
+        if plan is not None and plan.ok and placer.mode == "all":
+            rec = placer.record(op, plan, bound_rec, t)
+            out.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
+        # a run of glue ops between two contractions is one fused kernel (one launch), as
+        # inference stacks fuse norms, rotary embeddings, activations and cache writes
+        glue = not fused and not isinstance(op, Contraction)
+        entry = classes.entry(c, fused, glue and glue_run)
+        cost = entry.cost
+        # weight prefetch: the prologue hides under the previous op's DRAM-idle time
+        saved = 0.0
+        if prev is not None and cost.prefetchable:
+            saved = min(cost.prologue, prev.slack)
+        latency = cost.latency - saved
+        if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
+            rec = placer.record(op, plan, bound_rec, t)
+            out.append(rec)
+            t, prev, glue_run = t + rec.latency_s, None, False
+            continue
+        switch = placer.to_npu(op, latency) if placer is not None else 0.0
+        timed = entry.timed.get((saved, switch))
+        if timed is None:
+            timed = entry.timed[(saved, switch)] = classes.timed(entry, latency, saved, switch)
+        latency = timed.latency
+        out.append(_record(op, entry, timed, saved, switch, t, host, clock, cores))
+        if placer is not None:
+            placer.after_npu(op, t, latency)
+        t += latency
+        if cost.latency > 0:
+            prev = entry
+        if not fused:
+            glue_run = glue
     return out
 
 
-def _residual_epilogues(graph: Graph, arch, host: dict[str, str], main: dict[str, str],
-                        where, roof_bytes: dict[str, float], effective_bw):
-    """Under residual fusion: each fused op's own cost (:func:`_epilogue_cost`), and per host
-    contraction what its epilogues add: (DRAM time, vector and on-chip time, roofline vector
-    time, roofline memory time)."""
-    costs: dict[str, _Cost] = {}
-    extra: dict[str, tuple[float, float, float, float]] = {}
-    for name, into in host.items():
-        op = graph.op(name)
-        skip = frozenset(t.name for t in op.inputs
-                         if graph.aliases.get(t.name, t.name) == main[name])
-        cost, busy = _epilogue_cost(op, into, skip, arch, where, roof_bytes[name],
-                                    effective_bw(op))
-        costs[name] = cost
-        rec = op_bound(op, arch, roof_bytes[name])
-        d, b, v, m = extra.get(into, (0.0, 0.0, 0.0, 0.0))
-        extra[into] = (d + cost.dram_time, b + busy, v + rec.compute_s, m + rec.memory_s)
-    return costs, extra
+def _totals_only(facts: GraphFacts, classes: _ClassCosts) -> list[tuple]:
+    """Per op, the values a :class:`~npusim.engine.result.RunTotals` sums: the schedule of
+    :func:`_scheduled` on an arch without PIM placement (the same launches and prefetches,
+    each op's figures from its class) without building records; a sweep's path."""
+    out: list[tuple] = []
+    prev: _Entry | None = None
+    glue_run = False
+    entries = classes.entries
+    for c, fused, contraction in zip(facts.classes, facts.fused, facts.contraction):
+        glue = not fused and not contraction
+        entry = entries.get(4 * c + 2 * fused + (glue and glue_run)) \
+            or classes.entry(c, fused, glue and glue_run)
+        cost = entry.cost
+        saved = 0.0
+        if prev is not None and cost.prefetchable:
+            saved = min(cost.prologue, prev.slack)
+        # no mode switch without PIM units: the prefetched seconds alone key the figures
+        timed = entry.timed.get(saved)
+        if timed is None:
+            timed = entry.timed[saved] = classes.timed(entry, cost.latency - saved, saved, 0.0)
+        out.append(timed.values)
+        if cost.latency > 0:
+            prev = entry
+        if not fused:
+            glue_run = glue
+    return out
 
 
 PIM_MODES = ("auto", "off", "all")
@@ -509,7 +406,8 @@ PIM_MODES = ("auto", "off", "all")
 
 
 def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = True,
-                   pim: str = "auto") -> RunResult:
+                   pim: str = "auto", records: bool = True,
+                   share: bool = True) -> RunResult | RunTotals:
     """Cost and schedule every op of ``graph`` on ``arch`` with the tile-level engine.
 
     Parameters
@@ -527,6 +425,13 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
         broadcast and read-out included; ``"all"`` every eligible op to PIM (an ineligible one
         runs on the NPU with a warning saying why); ``"off"`` none. Without enabled units
         every op runs on the NPU whatever this says, exactly as with ``"off"``.
+    records : bool
+        False returns a :class:`~npusim.engine.result.RunTotals`: every total of the full
+        result, to the last bit, without building its per-op records (what a sweep keeps).
+    share : bool
+        Cost each class of identical ops once (:mod:`npusim.engine.graph_facts`); False costs
+        every op by itself, which gives the same result more slowly (the reference the
+        classes are tested against).
 
     Notes
     -----
@@ -547,167 +452,53 @@ def simulate_graph(graph: Graph, arch, *, fuse: bool = True, power_cap: bool = T
     >>> r.engine, r.latency_s >= r.bound_latency_s
     ('tile', True)
     """
-    from ..energy import energy_of, load_energy_table, static_energy
+    from ..energy import load_energy_table
+    wanted = records
     if pim not in PIM_MODES:
         raise NpusimError(f"pim={pim!r}: use one of {', '.join(PIM_MODES)}")
-    system_chips(graph, arch)
+    units = getattr(arch, "pim", None)
+    on_pim = pim != "off" and units is not None and units.enabled
+    residual = fuse and arch.fusion == "residual"
+    # with residual fusion and no PIM units, a fused group's intermediates never leave the
+    # engine (graph_facts streams them); with PIM units a host may go to PIM and its
+    # epilogues then run alone, so there they are placed as before
+    facts = graph_facts(graph, fuse, residual, on_pim, share)
+    link_chips(facts.widest, arch)     # refuses an arch without the link the graph needs
     table = load_energy_table(arch)
     warnings = list(graph.warnings)
     if table is None:
         warnings.append(f"no energy table for {arch.name}: energy and power not reported")
     dram = dram_table(arch)
     warnings.extend(w for w in dram.warnings if w not in warnings)
-    streamed = streamed_tensors(graph)
-    units = getattr(arch, "pim", None)
-    on_pim = pim != "off" and units is not None and units.enabled
-    residual = fuse and arch.fusion == "residual"
-    host, main = _fusable(graph, residual) if fuse else ({}, {})
-    if residual and not on_pim:
-        # a fused group's intermediates never leave the engine, so they are never DRAM
-        # traffic, even where they would not fit the SRAM (with PIM units a host may go to
-        # PIM and its epilogues then run alone, so there they are placed as before)
-        streamed = streamed | frozenset(main.values())
-    roof_bytes = _dram_bytes(graph, arch.sram_total, streamed)
-    where = _placement(graph, arch, streamed)
+    host = facts.host
+    where = placement(graph, arch, facts.streamed)
     # DRAM row size for activation counts: the arch's, else the preset's, else HBM's 1 KiB
     row_bytes = arch.dram.row_size or float(dram.setup.get("row_size") or 1024.0)
-    limits = _PowerLimits(arch, table, row_bytes)
-
-    def effective_bw(op: Op) -> float:
-        # the transfer's size sets its efficiency (short ones pay DRAM latency): the op's
-        # unavoidable bytes, or its operands' when those are all on chip (reloads may spill)
-        pattern, chunk, total = _access(op, max(roof_bytes[op.name], op.bytes))
-        return arch.dram.bandwidth * dram.efficiency(pattern, chunk or total, total)
-
-    epilogues: dict[str, _Cost] = {}
-    extra: dict[str, tuple[float, float, float, float]] = {}
-    if residual:
-        epilogues, extra = _residual_epilogues(graph, arch, host, main, where, roof_bytes,
-                                               effective_bw)
-    epilogue_j = _epilogue_energy(graph, host, table, row_bytes, epilogues) \
-        if table is not None else {}
-    folds = _bound_folds(graph, arch, host, roof_bytes, extra, residual, on_pim)
+    limits = PowerLimits(arch, table, row_bytes)
+    classes = _ClassCosts(facts, graph.aliases, arch, table, dram, where, row_bytes, limits,
+                          power_cap, residual, on_pim)
+    classes.prepare()
     clock = arch.clock
     placer = None
     if on_pim:
         from .pim import Placer
         placer = Placer(graph, arch, where, table, pim)
+        records = True      # the placer revises its records at the end (placer.finish)
     elif pim == "all":
         warnings.append(f"pim='all': {arch.name} has no enabled PIM units; every op ran on the "
                         f"host NPU")
-
-    records: list[OpRecord] = []
-    t = 0.0
-    prev: _Cost | None = None
-    glue_run = False
-    for op in graph.ops():
-        bound_rec = op_bound(op, arch, roof_bytes[op.name])
-        fused = op.name in host and (placer is None or not placer.on_pim(host[op.name]))
-        plan = placer.plan(op) if placer is not None and not fused else None
-        if plan is not None and plan.ok and placer.mode == "all":
-            rec = placer.record(op, plan, bound_rec, t)
-            records.append(rec)
-            t, prev, glue_run = t + rec.latency_s, None, False
-            continue
-        eff_bw = effective_bw(op)
-        if fused:
-            cost = epilogues.get(op.name) or _Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                                    "fused", {"fused_into": host[op.name]},
-                                                    0.0, 0, False)
-        elif isinstance(op, Contraction):
-            limit = limits.of(op, bound_rec.exec_dtype) if power_cap else None
-            cost = _contraction_cost(op, arch, where, eff_bw, limit)
-            if op.name in extra:
-                cost = _with_epilogues(cost, extra[op.name][0], extra[op.name][1],
-                                       arch.launch_overhead)
-        else:
-            # a run of glue ops between two contractions is one fused kernel (one launch), as
-            # inference stacks fuse norms, rotary embeddings, activations and cache writes
-            launch = 0.0 if glue_run else arch.launch_overhead
-            cost = _glue_cost(op, arch, where, roof_bytes[op.name], eff_bw, launch)
-        # weight prefetch: the prologue hides under the previous op's DRAM-idle time
-        saved = 0.0
-        if prev is not None and cost.prefetchable:
-            slack = max(0.0, prev.latency - prev.dram_time)
-            saved = min(cost.prologue, slack)
-        latency = cost.latency - saved
-        if plan is not None and plan.ok and placer.prefers_pim(plan, latency):
-            rec = placer.record(op, plan, bound_rec, t)
-            records.append(rec)
-            t, prev, glue_run = t + rec.latency_s, None, False
-            continue
-        switch = placer.to_npu(op, latency) if placer is not None else 0.0
-        energy: dict[str, float] = {}
-        throttled = 0.0
-        untimed = latency <= 0.0
-        if table is not None:
-            energy = energy_of(_actions(op, cost, bound_rec.exec_dtype, row_bytes,
-                                        table.noc is not None), table)
-            # a fused epilogue takes no time of its own: its energy is spent within its
-            # host's latency, so the host's power check counts it
-            dyn = sum(energy.values()) + epilogue_j.get(op.name, 0.0)
-            if power_cap and not fused:
-                chip_j = sum(v for k, v in energy.items() if k in _ON_CHIP)
-                mem_s, core_s = _clock_free(op, cost, saved)
-                latency, throttled, factor = _power_capped(
-                    latency, dyn, table.floor_w, arch.power.limit, chip_j,
-                    table.dvfs_exponent or 0.0, table.dvfs_min_voltage or 0.1, mem_s, core_s)
-                energy = _scaled_on_chip(energy, factor)
-            if switch:
-                latency += switch
-            energy["static"] = static_energy(table, latency)
-        elif switch:
-            latency += switch
-        mapping = dict(cost.mapping)
-        if saved:
-            mapping["prefetched_s"] = saved
-        if throttled:
-            key = "power_capped_s" if untimed else "power_capped_slowdown"
-            mapping[key] = throttled if untimed else round(throttled, 4)
-        if switch:
-            mapping["mode_switch_s"] = switch
-        if fused and (residual or not on_pim):   # its bound is folded into its host's
-            bound_rec = replace(bound_rec, compute_s=0.0, memory_s=0.0, bound_s=0.0)
-        elif op.name in folds:
-            vec_s, mem_s = folds[op.name]
-            c_s, m_s = max(bound_rec.compute_s, vec_s), bound_rec.memory_s + mem_s
-            bound_rec = replace(bound_rec, compute_s=c_s, memory_s=m_s, bound_s=max(c_s, m_s))
-        bound = cost.bound
-        if bound == "fused":
-            bound = bound_rec.bound
-        spans = ()
-        if latency > 0:
-            # one span for the range of busy cores ("core0-7"); traces expand it per core
-            used = max(1, min(cost.cores_used, arch.cores.count))
-            spans = (Span("core0" if used == 1 else f"core0-{used - 1}", t, t + latency,
-                          op.name),)
-            if cost.dram_time > 0:
-                start = t - saved
-                spans += (Span("dma", start, start + cost.dram_time, op.name),)
-        util = op.macs / (arch.peak_macs_per_s(bound_rec.exec_dtype) * latency) \
-            if op.macs and latency > 0 else 0.0
-        levels = {"dram": cost.dram_bytes, "shared": cost.shared_bytes,
-                  "sram": cost.sram_bytes, "noc": cost.noc_bytes}
-        records.append(OpRecord(
-            name=op.name, kind=op.kind, source=op.source, op_type=op.op_type,
-            dtype=bound_rec.dtype, exec_dtype=bound_rec.exec_dtype, macs=op.macs,
-            vector_ops=bound_rec.vector_ops, bytes=bound_rec.bytes,
-            dram_bytes=cost.dram_bytes, compute_s=bound_rec.compute_s,
-            memory_s=bound_rec.memory_s, bound_s=bound_rec.bound_s, latency_s=latency,
-            bound=bound, cycles=latency * clock, start_s=t, end_s=t + latency,
-            bytes_by_level=levels, energy_j=energy, utilization=util, mapping=mapping,
-            spans=spans))
-        if placer is not None:
-            placer.after_npu(op, t, latency)
-        t += latency
-        if cost.latency > 0:
-            prev = cost
-        if not fused:
-            glue_run = not isinstance(op, Contraction)
+    if placer is None and not records:
+        out = _totals_only(facts, classes)
+    else:
+        out = _scheduled(facts, classes, placer, host, clock, arch.cores.count)
     if placer is not None:
-        records = placer.finish(records)
-        warnings.extend(placer.warnings(len(records)))
-    return RunResult(model=graph.name, arch=arch.name, engine="tile", ops=tuple(records),
-                     meta=dict(graph.meta), warnings=tuple(warnings), peak_macs_per_s=_peak(arch),
-                     tdp_w=arch.power.tdp, clock_hz=clock, dram_bandwidth=arch.dram.bandwidth,
-                     area=area_totals(arch))
+        out = placer.finish(out)
+        warnings.extend(placer.warnings(len(out)))
+    common = dict(model=graph.name, arch=arch.name, engine="tile", meta=dict(graph.meta),
+                  warnings=tuple(warnings), peak_macs_per_s=_peak(arch), tdp_w=arch.power.tdp,
+                  clock_hz=clock, dram_bandwidth=arch.dram.bandwidth, area=area_totals(arch))
+    if records:
+        result = RunResult(ops=tuple(out), **common)
+        return result if wanted else RunTotals.of(result)
+    columns = tuple(zip(*out)) if out else ((),) * len(TOTALS_FIELDS)
+    return RunTotals(values=dict(zip(TOTALS_FIELDS, columns)), **common)

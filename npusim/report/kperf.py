@@ -149,7 +149,8 @@ def write_kperf(result, outdir: str | Path, processes: int | None = None) -> lis
         be written.
     """
     outdir = make_folder(outdir, "K-Perf output")
-    _workbook_class()             # both extras checked before any file is written
+    _workbook_class(load=False)   # both extras checked before any file is written; openpyxl
+                                  # is loaded by the process that writes the workbook
     return run_writers([partial(write_xlsx, result, outdir / XLSX),
                         partial(write_csv, result, outdir / CSV),
                         *_figure_writers(result, outdir, DPI)], processes)
@@ -403,8 +404,15 @@ def _sheet_name(text: str, taken: set[str]) -> str:
     return name
 
 
-def _workbook_class():
+def _workbook_class(load: bool = True):
+    """openpyxl's ``Workbook`` (None when not ``load``: only checked to be installed), or an
+    error naming the extra to install."""
     try:
+        if not load:
+            from importlib.util import find_spec
+            if find_spec("openpyxl") is None:
+                raise ImportError("openpyxl")
+            return None
         from openpyxl import Workbook
     except ImportError:
         raise NpusimError("the K-Perf spreadsheet needs openpyxl, which comes with npusim's "

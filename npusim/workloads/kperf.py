@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -154,7 +155,7 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
           users: Sequence[int] = DEFAULT_USERS,
           vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
-          config=None, overrides=None, parallel=None) -> KperfResult:
+          config=None, overrides=None, parallel=None, jobs: int | str | None = None) -> KperfResult:
     """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
 
     Every precision x input length x output length x users is one closed-loop serving
@@ -191,6 +192,12 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     parallel : str or ParallelLayout, optional
         The multi-chip layout (``"tp=4,pp=2"``); by default the cost model's choice
         (:class:`~npusim.workloads.stepcost.StepCostModel`).
+    jobs : int or "auto", optional
+        Worker processes for the scenarios: 1 runs them in this process; N > 1 forks N
+        workers after the cost models are set up (their caches inherited) and gathers the
+        rows back in order, the same rows as one process gives; ``"auto"``: one per core this
+        process may use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the
+        ``fork`` start method (Windows, macOS) it is 1.
 
     Returns
     -------
@@ -216,7 +223,10 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     records: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     total = len(systems) * len(matrix["precisions"]) * len(scenarios)
+    jobs = _jobs(jobs)
     with _progress_bar(progress, total) as advance:
+        # (record index, label, cost model, scenario) of every row that runs
+        tasks: list[tuple[int, str, Any, Any]] = []
         for label, arch_obj in systems:
             choice, chose = _choose(model, arch_obj, chips, matrix)
             for precision in matrix["precisions"]:
@@ -226,15 +236,25 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
                 run = _run_info(label, precision, choice, cost, why)
                 runs.append(run)
                 for i, o, u in scenarios:
-                    advance(f"{label} {precision} in {i} out {o} users {u}")
                     base = dict(arch=label, model=str(model), chips=run["chips"],
                                 precision=precision, input_len=i, output_len=o, users=u)
-                    if cost is None:
-                        records.append({**base, STATUS: why})
-                        continue
-                    row = {**base, **_scenario(simulate_serving, cost,
-                                               Scenario(i, o, users=u), config)}
-                    records.append(_with_system(row, cost))
+                    records.append({**base, STATUS: why})
+                    if cost is not None:
+                        tasks.append((len(records) - 1, f"{label} {precision} in {i} out {o} "
+                                      f"users {u}", cost, Scenario(i, o, users=u)))
+                    else:
+                        advance(f"{label} {precision} in {i} out {o} users {u}")
+                if jobs == 1:    # one process: run as the rows come, in order
+                    for pos, text, cost_, sc in tasks:
+                        advance(text)
+                        records[pos] = _with_system(
+                            {**records[pos], **_scenario(simulate_serving, cost_, sc, config)},
+                            cost_)
+                    tasks.clear()
+        if tasks:
+            costs = {pos: cost_ for pos, _, cost_, _ in tasks}
+            for pos, row in _run_parallel(tasks, simulate_serving, config, jobs, advance):
+                records[pos] = _with_system({**records[pos], **row}, costs[pos])
     _raise_if_nothing_ran(systems[0][0], runs, records)
     result = KperfResult(
         model=str(model), records=records, runs=runs,
@@ -244,6 +264,150 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     if out is not None:
         result.write(out)
     return result
+
+
+JOBS_ENV = "NPUSIM_JOBS"
+
+
+def _jobs(jobs) -> int:
+    """Worker processes for :func:`kperf`: ``jobs``, else ``$NPUSIM_JOBS``, else 1; "auto"
+    is the cores this process may use; 1 where processes cannot be forked."""
+    import multiprocessing
+    import os
+    import sys
+    if jobs is None:
+        jobs = os.environ.get(JOBS_ENV, "").strip() or 1
+    if isinstance(jobs, str):
+        text = jobs.strip().lower()
+        if text == "auto":
+            try:
+                jobs = len(os.sched_getaffinity(0))
+            except AttributeError:   # not on every platform
+                jobs = os.cpu_count() or 1
+        else:
+            try:
+                jobs = int(text)
+            except ValueError:
+                raise NpusimError(f"K-Perf jobs (--jobs, ${JOBS_ENV}): {jobs!r} is not a whole "
+                                  f"number nor auto; e.g. --jobs 2") from None
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise NpusimError(f"K-Perf jobs (--jobs, ${JOBS_ENV}): {jobs!r} is not a whole number "
+                          f">= 1; e.g. --jobs 2")
+    if jobs > 1 and (sys.platform != "linux"
+                     or "fork" not in multiprocessing.get_all_start_methods()
+                     or multiprocessing.current_process().daemon):
+        return 1
+    return jobs
+
+
+def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
+    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers (see
+    :class:`_Queue` for who runs what). An error a row cannot hold (not a capacity or arch
+    limit) is raised once every worker has stopped, the first in run order."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    queue = _Queue(tasks, ctx)
+    results = ctx.SimpleQueue()
+    workers = [ctx.Process(target=_worker, args=(tasks, queue, results, simulate_serving,
+                                                 config), daemon=True)
+               for _ in range(min(jobs, len(tasks)))]
+    for w in workers:
+        w.start()
+    errors: dict[int, BaseException] = {}
+    finished = False
+    try:
+        for _ in range(len(tasks)):
+            while results.empty():
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    raise NpusimError("K-Perf: a worker process died before its scenarios "
+                                      "were done; run with --jobs 1 to see why")
+                time.sleep(0.002)
+            n, ok, payload = results.get()
+            pos, text = tasks[n][0], tasks[n][1]
+            advance(text)
+            if ok:
+                yield pos, payload
+            else:
+                errors[n] = payload
+        finished = True
+    finally:
+        for w in workers:
+            if finished:
+                w.join()
+            else:
+                w.terminate()
+                w.join()
+    if errors:
+        raise errors[min(errors)]
+
+
+def _weight(scenario) -> float:
+    return scenario.users * (scenario.input_len + scenario.output_len)
+
+
+class _Queue:
+    """Which task a worker runs next, shared by forked workers.
+
+    Tasks are grouped by cost model; each group runs longest first (a large users x length
+    scenario takes seconds, a small one milliseconds). A worker stays with its group while it
+    has tasks (the cost model's caches, filled as it runs, serve the rest of its group); then
+    it takes the group with the most work left that no worker is on, else helps the one with
+    the most work left.
+    """
+
+    def __init__(self, tasks, ctx) -> None:
+        by_cost: dict[int, list[int]] = {}
+        for n, task in enumerate(tasks):
+            by_cost.setdefault(id(task[2]), []).append(n)
+        self.groups = [sorted(g, key=lambda n: -_weight(tasks[n][3])) for g in by_cost.values()]
+        # work left in a group once its first k tasks are taken: left[g][k]
+        self.left = []
+        for g in self.groups:
+            w = [_weight(tasks[n][3]) for n in g]
+            self.left.append([sum(w[k:]) for k in range(len(w) + 1)])
+        self.taken = ctx.Array("l", len(self.groups), lock=False)
+        self.workers = ctx.Array("l", len(self.groups), lock=False)
+        self.lock = ctx.Lock()
+
+    def next(self, group: int | None) -> tuple[int | None, int | None]:
+        """(group, task index) a worker last on ``group`` runs next; (None, None) when done."""
+        with self.lock:
+            if group is not None:
+                if self.taken[group] < len(self.groups[group]):
+                    return group, self._take(group)
+                self.workers[group] -= 1
+            open_ = [g for g in range(len(self.groups))
+                     if self.taken[g] < len(self.groups[g])]
+            if not open_:
+                return None, None
+            free = [g for g in open_ if self.workers[g] == 0]
+            g = max(free or open_, key=lambda g: (self.left[g][self.taken[g]], -g))
+            self.workers[g] += 1
+            return g, self._take(g)
+
+    def _take(self, g: int) -> int:
+        k = self.taken[g]
+        self.taken[g] = k + 1
+        return self.groups[g][k]
+
+
+def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
+    """A forked worker of :func:`_run_parallel`: runs tasks until none is left."""
+    group = None
+    while True:
+        group, n = queue.next(group)
+        if n is None:
+            return
+        _, _, cost, scenario = tasks[n]
+        try:
+            results.put((n, True, _scenario(simulate_serving, cost, scenario, config)))
+        except BaseException as e:    # handed to the parent, which raises it
+            try:
+                results.put((n, False, e))
+            except Exception:         # an exception that does not pickle
+                results.put((n, False, NpusimError(f"K-Perf worker: {e!r}")))
+            if not isinstance(e, Exception):   # interrupted: stop
+                return
 
 
 def summarize(records: Sequence[dict[str, Any]],

@@ -200,6 +200,9 @@ TOKENS = _grid(1, 1 << 17, 1.5)         # dense / head sizes
 KV = [0] + _grid(16, 1 << 18)           # cached tokens
 BATCH = _grid(1, 4096)                  # decoding sequences
 CHUNK = _grid(1, 1 << 17)               # prefill chunk tokens
+# decode-attention answers kept per model before the memo starts afresh (mean KV lengths are
+# many; a pipeline step asks for the same one per stage)
+DECODE_MEMO = 4096
 
 
 # Python 3.12 and later add floats in sum() with Neumaier's compensation; the vectorised decode
@@ -329,6 +332,7 @@ class StepCostModel:
         # dense, head and prefill-attention answers by their arguments: a serving run asks
         # for the same few sizes again and again (pure functions of the cached runs)
         self._memo: dict = {}
+        self._decode_memo: dict = {}
         self.layer_groups = self._layer_groups()
         self.kv_block_tokens = KV_BLOCK_TOKENS
         self._kv_need = MIN_KV_TOKENS if kv_tokens is None else int(kv_tokens)
@@ -385,6 +389,9 @@ class StepCostModel:
         representatives are :attr:`layer_groups`' so every stage shares their graphs."""
         if pp == 1:
             return [self.layer_groups]
+        hit = self._memo.get(("stages", pp))
+        if hit is not None:
+            return hit
         s = self.spec
         rep = {(s.is_sliding(i), s.uses_rope(i)): i for i, _ in self.layer_groups}
         out = []
@@ -394,6 +401,7 @@ class StepCostModel:
                 r = rep[(s.is_sliding(i), s.uses_rope(i))]
                 counts[r] = counts.get(r, 0) + 1
             out.append([(r, counts[r]) for r, _ in self.layer_groups if counts.get(r)])
+        self._memo[("stages", pp)] = out
         return out
 
     # -- choosing the layout ---------------------------------------------------------
@@ -613,11 +621,20 @@ class StepCostModel:
                          tp: int | None = None) -> tuple[float, float]:
         """All layers' attention for ``batch`` decoding sequences at mean KV length ``kv``."""
         t = e = 0.0
+        memo = self._decode_memo
         for layer, count in (self.layer_groups if groups is None else groups):
-            dt, de = self._interp2(
-                BATCH, batch, KV, kv,
-                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L,
-                                                tp=tp))
+            # one layer's answer, kept for the other pipeline stages of the same step (and
+            # whatever repeats): the mean KV length takes too many values to keep them all
+            key = (batch, kv, layer, tp)
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) >= DECODE_MEMO:
+                    memo.clear()
+                hit = memo[key] = self._interp2(
+                    BATCH, batch, KV, kv,
+                    lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1),
+                                                    L, tp=tp))
+            dt, de = hit
             t += count * dt
             e += count * de
         return t, e
@@ -643,19 +660,31 @@ class StepCostModel:
             return hit
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
-            def rect(k, L=layer):
-                return self._interp2(
-                    CHUNK, chunk, KV, k,
-                    lambda c, kk: self._run("attention", "prefill", 1, c, kk, L, tp=tp))
-            t0, e0 = rect(cached)
-            if chunk > 1:
-                t1, e1 = rect(cached + chunk)
-                t0 = max(1.5 * t0 - 0.5 * t1, 0.5 * t0)
-                e0 = max(1.5 * e0 - 0.5 * e1, 0.5 * e0)
+            t0, e0 = self._prefill_layer(chunk, cached, layer, tp)
             t += count * t0
             e += count * e0
         self._memo[key] = t, e
         return t, e
+
+    def _prefill_layer(self, chunk: int, cached: int, layer: int, tp) -> tuple[float, float]:
+        """One layer's prefill attention (:meth:`attention_prefill`), kept by its arguments
+        (every pipeline stage of a step asks for the same)."""
+        key = ("prefill-layer", chunk, cached, layer, tp)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+
+        def rect(k):
+            return self._interp2(
+                CHUNK, chunk, KV, k,
+                lambda c, kk: self._run("attention", "prefill", 1, c, kk, layer, tp=tp))
+        t0, e0 = rect(cached)
+        if chunk > 1:
+            t1, e1 = rect(cached + chunk)
+            t0 = max(1.5 * t0 - 0.5 * t1, 0.5 * t0)
+            e0 = max(1.5 * e0 - 0.5 * e1, 0.5 * e0)
+        self._memo[key] = t0, e0
+        return t0, e0
 
     def head(self, rows: float, *, tp: int | None = None) -> tuple[float, float]:
         """Final norm, LM head and embedding for ``rows`` sequences emitting logits."""
@@ -716,7 +745,8 @@ class StepCostModel:
         seqs = len(prefill) + len(decode)
         m = max(1, min(lay.pp, seqs))
         tokens = sum(c for c, _ in prefill) + len(decode)
-        decode = [max(1, k) for k in decode]
+        if decode and min(decode) < 1:
+            decode = [max(1, k) for k in decode]
         out = []
         stages = self._stages(lay.pp)
         for s, groups in enumerate(stages):
