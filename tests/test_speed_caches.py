@@ -243,6 +243,27 @@ def test_a_graph_that_grows_is_costed_as_it_is_now():
         same(run(build(True), arch).to_dict(), after)
 
 
+def test_a_view_pointed_elsewhere_is_costed_as_it_is_now():
+    from npusim.ir import BF16, Contraction, Graph, Role, Tensor
+    g = Graph("view")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": 512, "k": 512, "n": 512}, ["x", "w"], "y",
+                             BF16, name="mm", roles=[Role.ACTIVATION, Role.WEIGHT]))
+    g.add_tensor(Tensor("big", (512, 512), BF16, Role.KV_CACHE))
+    g.alias("v", "y")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": 512, "k": 512, "n": 512},
+                             [Tensor("v", (512, 512), BF16), "w2"], "z", BF16, name="mm2",
+                             roles=[Role.ACTIVATION, Role.WEIGHT]))
+    g.inputs.append("x")
+    g.outputs.append("z")
+    arch = load_arch("edu")
+    before = run(g, arch).to_dict()
+    g.alias("v", "big")                 # the view now reads the KV cache, in DRAM
+    after = run(g, arch).to_dict()
+    with cold():
+        same(run(g, arch).to_dict(), after)
+    assert after["ops"][1]["dram_bytes"] > before["ops"][1]["dram_bytes"]
+
+
 def test_parsed_yaml_is_the_callers_own():
     from npusim.arch.loader import parse_yaml
     text = "a: &x {k: 1, l: [1, 2]}\nb: *x\nc: 3\n"
