@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from npusim import load_arch, load_model
 from npusim.engine.simulate import simulate_graph
@@ -243,6 +243,27 @@ def test_a_graph_that_grows_is_costed_as_it_is_now():
         same(run(build(True), arch).to_dict(), after)
 
 
+def test_a_view_pointed_elsewhere_is_costed_as_it_is_now():
+    from npusim.ir import BF16, Contraction, Graph, Role, Tensor
+    g = Graph("view")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": 512, "k": 512, "n": 512}, ["x", "w"], "y",
+                             BF16, name="mm", roles=[Role.ACTIVATION, Role.WEIGHT]))
+    g.add_tensor(Tensor("big", (512, 512), BF16, Role.KV_CACHE))
+    g.alias("v", "y")
+    g.add(Contraction.einsum("mk,kn->mn", {"m": 512, "k": 512, "n": 512},
+                             [Tensor("v", (512, 512), BF16), "w2"], "z", BF16, name="mm2",
+                             roles=[Role.ACTIVATION, Role.WEIGHT]))
+    g.inputs.append("x")
+    g.outputs.append("z")
+    arch = load_arch("edu")
+    before = run(g, arch).to_dict()
+    g.alias("v", "big")                 # the view now reads the KV cache, in DRAM
+    after = run(g, arch).to_dict()
+    with cold():
+        same(run(g, arch).to_dict(), after)
+    assert after["ops"][1]["dram_bytes"] > before["ops"][1]["dram_bytes"]
+
+
 def test_parsed_yaml_is_the_callers_own():
     from npusim.arch.loader import parse_yaml
     text = "a: &x {k: 1, l: [1, 2]}\nb: *x\nc: 3\n"
@@ -290,3 +311,87 @@ def test_a_sweep_point_gives_the_full_results_figures():
     assert m["latency_s"] == full.latency_s and m["energy_j"] == full.energy_j
     assert m["utilisation"] == full.utilization
     assert ev.evaluate(1, point)[0]["metrics"] == m
+
+
+# ---------------------------------------------------------------- random graphs, random archs
+LAYER = st.fixed_dictionaries({
+    "n": st.sampled_from([16, 64, 256]),
+    "dtype": st.sampled_from(["bf16", "fp8_e4m3", "int8"]),
+    "weight": st.sampled_from(["weight", "activation", "kv_cache"]),
+    "epilogue": st.sampled_from([None, "gelu", "square", "residual"]),
+    "glue": st.sampled_from([None, "softmax", "transpose", "gather", "all_reduce"]),
+    "output": st.booleans(),
+})
+
+
+def _random_graph(layers, m):
+    """A chain of matmul layers, each with its own names, shapes, dtypes and glue drawn by
+    hypothesis: layers that repeat are the classes the engine shares."""
+    from npusim.ir import (Collective, Contraction, Elementwise, Graph, Movement, Reduction,
+                           Role, Tensor, dtype)
+    g = Graph("random")
+    x = Tensor("x0", (m, 64), dtype("bf16"))
+    g.inputs.append("x0")
+    first = x
+    for i, lay in enumerate(layers):
+        dt = dtype(lay["dtype"])
+        k = x.shape[1]
+        role = Role(lay["weight"])
+        mm = g.add(Contraction.einsum(
+            "mk,kn->mn", {"m": m, "k": k, "n": lay["n"]}, [x, f"w{i}"], f"y{i}", dt,
+            name=f"mm{i}", roles=[Role.ACTIVATION, role], out_dtype=dtype("bf16")))
+        y = mm.output.tensor
+        if lay["epilogue"] == "gelu":
+            y = g.add(Elementwise(name=f"act{i}", func="gelu", ops_per_element=8.0, inputs=(y,),
+                                  outputs=(Tensor(f"a{i}", y.shape, y.dtype),))).outputs[0]
+        elif lay["epilogue"] == "square":       # one tensor read twice by one op
+            y = g.add(Elementwise(name=f"sq{i}", func="mul", inputs=(y, y),
+                                  outputs=(Tensor(f"s{i}", y.shape, y.dtype),))).outputs[0]
+        elif lay["epilogue"] == "residual" and first.shape == y.shape:
+            y = g.add(Elementwise(name=f"res{i}", func="add", inputs=(y, first),
+                                  outputs=(Tensor(f"r{i}", y.shape, y.dtype),))).outputs[0]
+        if lay["glue"] == "softmax":
+            y = g.add(Reduction(name=f"sm{i}", func="softmax", ops_per_element=5.0, inputs=(y,),
+                                outputs=(Tensor(f"p{i}", y.shape, y.dtype),))).outputs[0]
+        elif lay["glue"] == "transpose":
+            y = g.add(Movement(name=f"tr{i}", func="transpose", perm=(0, 1), inputs=(y,),
+                               outputs=(Tensor(f"t{i}", y.shape, y.dtype),))).outputs[0]
+        elif lay["glue"] == "gather":
+            table = Tensor(f"emb{i}", (1000, y.shape[1]), y.dtype, Role.WEIGHT)
+            out = Tensor(f"e{i}", y.shape, y.dtype)
+            y = g.add(Movement(name=f"ga{i}", func="gather", inputs=(table, y), outputs=(out,),
+                               moved_bytes=out.nbytes)).outputs[0]
+        elif lay["glue"] == "all_reduce":
+            y = g.add(Collective(name=f"ar{i}", func="all_reduce", group=2,
+                                 payload_bytes=y.nbytes, inputs=(y,),
+                                 outputs=(Tensor(f"c{i}", y.shape, y.dtype),))).outputs[0]
+        if lay["output"]:
+            g.outputs.append(y.name)
+        x = y
+    if x.name not in g.outputs:
+        g.outputs.append(x.name)
+    return g
+
+
+@settings(max_examples=40, deadline=None)
+@given(pattern=st.lists(LAYER, min_size=1, max_size=3), repeat=st.integers(1, 4),
+       m=st.sampled_from([1, 8, 128]), arch=st.sampled_from(["rngd", "h100", "edu"]),
+       sram=st.sampled_from([None, "64 KiB", "4 MiB"]), kw=st.sampled_from(OPTIONS[:3]))
+def test_random_graphs_share_exactly(pattern, repeat, m, arch, sram, kw):
+    from npusim.errors import NpusimError
+    g = _random_graph(pattern * repeat, m)
+    field = "cores.sram" if arch != "h100" else "shared_sram"
+    a = load_arch(arch, {field: sram} if sram else None)
+    try:
+        alone = run(g, a, share=False, **kw)
+    except NpusimError as e:           # no link for the all-reduce, or a tile that cannot fit
+        event("refused")
+        with pytest.raises(type(e)) as got:
+            run(g, a, **kw)
+        assert str(got.value) == str(e)
+        return
+    from npusim.engine.graph_facts import graph_facts
+    facts = graph_facts(g, kw.get("fuse", True), a.fusion == "residual", False)
+    event("shared" if len(facts.first) < len(facts.ops) else "no class shared")
+    same(alone.to_dict(), run(g, a, **kw).to_dict())
+    same(alone.totals(), run(g, a, records=False, **kw).totals())

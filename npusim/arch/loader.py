@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import datetime
 import importlib.resources
+import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -192,8 +193,17 @@ def _shipped_dir():
 
 
 def _shipped() -> dict[str, Any]:
+    """Shipped arch files by name (listed afresh on each call: through ``os.scandir`` when
+    the package is a folder, as a sweep loads an arch per point)."""
+    folder = _shipped_dir()
     out = {}
-    for entry in _shipped_dir().iterdir():
+    if isinstance(folder, Path):
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name.endswith(".yaml") and e.is_file():
+                    out[e.name[:-len(".yaml")]] = folder / e.name
+        return out
+    for entry in folder.iterdir():
         if entry.is_file() and entry.name.endswith(".yaml"):
             out[entry.name[:-len(".yaml")]] = entry
     return out
@@ -229,9 +239,16 @@ def list_snn_archs() -> list[tuple[str, str]]:
 
 
 def preset_names(folder: str) -> list[str]:
-    """Names of the shipped presets in ``npusim/archs/<folder>`` (``dram``, ``snn``), sorted."""
-    entries = importlib.resources.files("npusim.archs").joinpath(folder).iterdir()
-    return sorted(e.name[:-5] for e in entries if e.is_file() and e.name.endswith(".yaml"))
+    """Names of the shipped presets in ``npusim/archs/<folder>`` (``dram``, ``snn``), sorted
+    (listed afresh on each call: through ``os.scandir`` when the package is a folder, as a
+    sweep resolves a DRAM preset per point)."""
+    where = importlib.resources.files("npusim.archs").joinpath(folder)
+    if isinstance(where, Path):
+        with os.scandir(where) as entries:
+            return sorted(e.name[:-5] for e in entries
+                          if e.name.endswith(".yaml") and e.is_file())
+    return sorted(e.name[:-5] for e in where.iterdir()
+                  if e.is_file() and e.name.endswith(".yaml"))
 
 
 def preset_loader(folder: str, what: str, unknown: str, build):

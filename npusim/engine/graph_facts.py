@@ -142,10 +142,10 @@ class GraphFacts:
 
 
 def _fingerprint(graph: Graph) -> tuple:
-    """What changes when a graph is added to (it only grows: ops with their edges, tensors,
-    views, and its input and output lists)."""
-    return (len(graph.nx), len(graph.tensors), len(graph.aliases), len(graph.producer),
-            tuple(graph.inputs), tuple(graph.outputs))
+    """What changes when a graph is added to (ops with their edges, tensors, and views, which
+    :meth:`~npusim.ir.Graph.alias` may also point elsewhere) or its inputs and outputs are."""
+    return (len(graph.nx), len(graph.tensors), len(graph.producer),
+            tuple(graph.aliases.items()), tuple(graph.inputs), tuple(graph.outputs))
 
 
 # graph -> (fingerprint, {(fuse, residual, extra_streamed, share): GraphFacts}); a graph that

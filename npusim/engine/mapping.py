@@ -8,7 +8,9 @@ footprints follow the operand projections exactly (a convolution tile's input ha
 
 Candidates (tile sizes x loop orders) are generated with numpy and scored in bulk by
 :func:`npusim.kernels.tiling.score_many`; the fastest valid one wins, fewer DRAM bytes break
-ties. Results are memoised per (op shape, placement, arch) within a process.
+ties. Results are memoised per (op shape, placement, arch) within a process, and the candidates
+with their tile footprints per (op shape, engine shape), which a sweep over SRAM, core count or
+bandwidth does not change.
 """
 from __future__ import annotations
 

@@ -383,7 +383,7 @@ def _totals_only(facts: GraphFacts, classes: _ClassCosts) -> list[tuple]:
     entries = classes.entries
     for c, fused, contraction in zip(facts.classes, facts.fused, facts.contraction):
         glue = not fused and not contraction
-        entry = entries.get(4 * c + 2 * fused + (glue and glue_run)) \
+        entry = entries.get(_entry_key(c, fused, glue and glue_run)) \
             or classes.entry(c, fused, glue and glue_run)
         cost = entry.cost
         saved = 0.0
