@@ -10,14 +10,18 @@ into a fresh store:
 - 1 worker (the driver's own process), 2 local worker processes, and 2 Dask workers (a
   ``distributed.LocalCluster`` of two single-threaded worker processes on loopback, reached
   through its scheduler address as ``--scheduler`` would);
-- for each: points/s over the whole run (worker start-up included) and in steady state (from
-  the first chunk back), and the scaling efficiency of two workers against one.
+- each in a fresh interpreter (none starts warm from another), each printing points/s over the
+  whole run (imports excepted; worker start-up and the first graph included) and in steady
+  state (from the first chunk back), and the scaling efficiency of two workers against one.
 
 The K-Perf matrix times are printed by ``benchmarks/kperf_suite_speed.py``.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,39 +50,64 @@ def spec_text(points: int) -> str:
                        bw=", ".join(bw))
 
 
-def run(label: str, spec_path: Path, **kw) -> object:
+CONFIGS = {"1": ("1 worker (in process)", {"workers": 1}),
+           "2": ("2 local worker processes", {"workers": 2}),
+           "dask": ("2 Dask workers (loopback)", None)}
+
+
+def run_one(config: str, spec_path: Path) -> dict:
+    """One configuration in this (fresh) process: its figures as a dict."""
     from npusim.dse.run import run_sweep
+    label, kw = CONFIGS[config]
     with tempfile.TemporaryDirectory() as out:
-        s = run_sweep(spec_path, out, progress=False, **kw)
-    print(f"{label:<28} {s.evaluated:5d} points in {s.seconds:6.1f} s: "
-          f"{s.points_per_s:7.1f} points/s overall, {s.steady_points_per_s:7.1f} steady "
-          f"(first chunk back after {s.first_s:.1f} s)")
-    return s
+        if kw is None:
+            from distributed import LocalCluster
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                              host="127.0.0.1", dashboard_address=None) as cluster:
+                s = run_sweep(spec_path, out, progress=False,
+                              scheduler=cluster.scheduler_address)
+        else:
+            s = run_sweep(spec_path, out, progress=False, **kw)
+    return {"label": label, "evaluated": s.evaluated, "seconds": s.seconds,
+            "rate": s.points_per_s, "steady": s.steady_points_per_s, "first_s": s.first_s}
+
+
+def run(config: str, spec_path: Path) -> dict:
+    """``config`` in a fresh interpreter, so no run starts warm from an earlier one."""
+    out = subprocess.run([sys.executable, __file__, "--one", config, "--spec", str(spec_path)],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("{")))
+    print(f"{r['label']:<28} {r['evaluated']:5d} points in {r['seconds']:6.1f} s: "
+          f"{r['rate']:7.1f} points/s overall, {r['steady']:7.1f} steady "
+          f"(first chunk back after {r['first_s']:.1f} s)", flush=True)
+    return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=400, help="design points (default 400)")
     ap.add_argument("--no-dask", action="store_true", help="skip the Dask run")
+    ap.add_argument("--one", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
+    ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, Path(args.spec))))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "speed.yaml"
         spec_path.write_text(spec_text(args.points))
-        one = run("1 worker (in process)", spec_path, workers=1)
-        two = run("2 local worker processes", spec_path, workers=2)
-        eff = two.steady_points_per_s / (2 * one.steady_points_per_s)
+        one = run("1", spec_path)
+        two = run("2", spec_path)
+        eff = two["steady"] / (2 * one["steady"])
         print(f"{'':<28} scaling efficiency of 2 local workers: {eff:.0%} (steady)")
         if not args.no_dask:
             try:
-                from distributed import LocalCluster
+                import distributed  # noqa: F401
             except ImportError:
                 print("2 Dask workers: skipped (pip install \"npusim[sweep]\")")
                 return
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster:
-                dask = run("2 Dask workers (loopback)", spec_path,
-                           scheduler=cluster.scheduler_address)
-            eff = dask.steady_points_per_s / (2 * one.steady_points_per_s)
+            dask = run("dask", spec_path)
+            eff = dask["steady"] / (2 * one["steady"])
             print(f"{'':<28} scaling efficiency of 2 Dask workers: {eff:.0%} (steady)")
 
 

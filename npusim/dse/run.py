@@ -131,9 +131,12 @@ class LocalProcesses(Executor):
 
     ATTEMPTS = 3
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, spec=None):
         self.n = n
         self.label = f"{n} local worker processes"
+        if spec is not None and START == "fork":
+            # the forked workers inherit this process's evaluator, graphs and loaded kernels
+            _evaluator(spec).warm()
         self.pool = self._pool()
 
     def _pool(self):
@@ -276,7 +279,9 @@ def _result_or_error(get: Callable[[], list[dict]], chunk: Sequence[Task]) -> li
         return [{"__chunk_error__": one_line(e)}]
 
 
-def make_executor(workers: int | None, scheduler: str | None) -> Executor:
+def make_executor(workers: int | None, scheduler: str | None, spec=None) -> Executor:
+    """Where the points run: a Dask cluster (``scheduler``), ``workers`` local processes, or
+    this process; local workers forked from a warmed evaluator of ``spec`` when given."""
     if scheduler:
         if workers not in (None, 0):
             raise NpusimError("--workers and --scheduler do not go together: a Dask cluster "
@@ -285,7 +290,7 @@ def make_executor(workers: int | None, scheduler: str | None) -> Executor:
     n = default_workers() if workers is None else int(workers)
     if n < 1:
         raise NpusimError(f"--workers {workers}: give at least 1 worker process")
-    return InProcess() if n == 1 else LocalProcesses(n)
+    return InProcess() if n == 1 else LocalProcesses(n, spec)
 
 
 def default_workers() -> int:
@@ -533,8 +538,8 @@ def run_sweep(spec, out_dir, *, workers: int | None = None, scheduler: str | Non
         raise NpusimError(f"--out {out}: this is a file; give a folder for the sweep's store "
                           f"and plots")
     out.mkdir(parents=True, exist_ok=True)
-    executor = make_executor(workers, scheduler)
     t0 = time.perf_counter()
+    executor = make_executor(workers, scheduler, spec)
     try:
         with Store(out / Store.DEFAULT_NAME) as store:
             _remember_spec(store, spec)
