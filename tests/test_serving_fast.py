@@ -254,7 +254,7 @@ def test_scheduler_kernel_by_hand():
     assert n.tolist() == [1, 7] and need.tolist() == [0, 1] and (need_total, n_total) == (1, 8)
     comp, gen, pdone, blk, flags, counts = k.advance(a(10, 0), a(1, 0), a(10, 0), n, 10, 16, 0, 2)
     assert flags.tolist() == [k.DECODE + k.SAMPLED + k.DONE, k.PREFILL]
-    assert counts.tolist() == [7, 1, 2, 2, 1]
+    assert counts.tolist() == [7, 1, 2, 2, 1, 1]
 
 
 def test_kernel_twins_agree_without_jit():

@@ -100,7 +100,8 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
         :data:`FIRST` and :data:`DONE` that apply (a request with ``n == 0`` has none).
     counts : int64 array
         ``[prompt tokens computed for the first time, tokens sampled, requests scheduled,
-        blocks held, requests decoding]``.
+        blocks held, requests decoding, requests that will decode next]`` (the last: one
+        token left to compute, the one they sampled).
 
     Examples
     --------
@@ -108,7 +109,7 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
     >>> a = lambda *v: np.array(v, dtype=np.int64)
     >>> c, g, p, b, flags, counts = advance(a(10, 0), a(1, 0), a(10, 0), a(1, 7), 10, 16, 0, 2)
     >>> c.tolist(), g.tolist(), b.tolist(), flags.tolist(), counts.tolist()
-    ([11, 7], [2, 0], [1, 1], [21, 2], [7, 1, 2, 2, 1])
+    ([11, 7], [2, 0], [1, 1], [21, 2], [7, 1, 2, 2, 1, 1])
     """
     R = comp.shape[0]
     comp2 = np.empty(R, dtype=np.int64)
@@ -116,7 +117,7 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
     pdone2 = np.empty(R, dtype=np.int64)
     blk2 = np.empty(R, dtype=np.int64)
     flags = np.zeros(R, dtype=np.int64)
-    counts = np.zeros(5, dtype=np.int64)
+    counts = np.zeros(6, dtype=np.int64)
     for i in range(R):
         c, g, ni = comp[i], gen[i], n[i]
         known = inp + g
@@ -149,6 +150,8 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
                 if g2 >= out:
                     flags[i] += DONE
         gen2[i] = g2
+        if inp + g2 - c2 == 1 and g2 >= 1:
+            counts[5] += 1
     return comp2, gen2, pdone2, blk2, flags, counts
 
 
@@ -174,7 +177,7 @@ def plan_ref(comp, gen, blk, inp, budget, block, floor):
 def advance_ref(comp, gen, pdone, n, inp, block, floor, out):
     """Pure-Python twin of :func:`advance`: same arguments, same results (lists for arrays)."""
     comp2, gen2, pdone2, blk2, flags = [], [], [], [], []
-    first_time = sampled = scheduled = blocks = decoding = 0
+    first_time = sampled = scheduled = blocks = decoding = ready = 0
     for c, g, p, ni in zip(list(comp), list(gen), list(pdone), list(n)):
         known = inp + g
         hi = min(c + ni, inp)
@@ -198,7 +201,9 @@ def advance_ref(comp, gen, pdone, n, inp, block, floor, out):
                 f += SAMPLED + (FIRST if new_gen == 1 else 0) + (DONE if new_gen >= out else 0)
         gen2.append(new_gen)
         flags.append(f)
-    return comp2, gen2, pdone2, blk2, flags, [first_time, sampled, scheduled, blocks, decoding]
+        ready += inp + new_gen - (c + ni) == 1 and new_gen >= 1
+    return comp2, gen2, pdone2, blk2, flags, [first_time, sampled, scheduled, blocks, decoding,
+                                              ready]
 
 
 __all__ = ["DECODE", "DONE", "FIRST", "PREFILL", "SAMPLED", "advance", "advance_ref", "plan",

@@ -515,6 +515,8 @@ class _Simulation:
         self.log = {k: [] for k in ("start", "end", "energy", "prefill", "output", "batch",
                                     "running", "blocks")}
         self.idle: list[tuple[float, float]] = []
+        # whether every running request decodes next (None: not known, look)
+        self.all_decode = None
         self.open_loop = scenario.rate is not None
         if self.open_loop:
             self.rng = np.random.default_rng(scenario.seed)
@@ -577,8 +579,9 @@ class _Simulation:
         comp = self.comp
         comp2, gen2, pdone2, blk2, flags, counts = kern.advance(
             comp, self.gen, self.pdone, n, inp, block, floor, self.out)
-        useful, sampled, scheduled, blocks, decoding = counts.tolist()
+        useful, sampled, scheduled, blocks, decoding, ready = counts.tolist()
         if not scheduled:
+            self.all_decode = None
             return  # everyone was preempted; the queue is admitted next iteration
         is_dec = (flags & kern.DECODE) != 0
         is_pre = (flags & kern.PREFILL) != 0
@@ -588,6 +591,9 @@ class _Simulation:
         t_end = self.t + _seconds(res, prefill, decoding) + gap
         self.comp, self.gen, self.pdone, self.blk = comp2, gen2, pdone2, blk2
         self.free = self.total_blocks - blocks
+        # False: some running request has more than one token to compute, so the next
+        # iteration is no decode stretch (retiring some requests does not change that)
+        self.all_decode = None if ready == len(comp2) else False
         self._record(self.t, t_end, float(res.energy_j) + gap * self.static_w, useful,
                      sampled, scheduled, len(self.rid), blocks)
         first = (flags & kern.FIRST) != 0
@@ -678,7 +684,7 @@ class _Simulation:
         do nothing else: no admission, no finish, no block shortage. Returns False (nothing
         run) when the next step needs the full scheduler."""
         R = len(self.rid)
-        if R == 0 or R > self.budget or int(self.gen.min()) < 1:
+        if self.all_decode is False or R == 0 or R > self.budget or int(self.gen.min()) < 1:
             return False
         comp = self.comp
         if not (self.inp + self.gen - comp == 1).all():
