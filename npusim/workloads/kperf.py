@@ -155,7 +155,8 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
           users: Sequence[int] = DEFAULT_USERS,
           vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
-          config=None, overrides=None, parallel=None, jobs: int | str | None = None) -> KperfResult:
+          config=None, overrides=None, parallel=None,
+          jobs: int | str | None = None) -> KperfResult:
     """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
 
     Every precision x input length x output length x users is one closed-loop serving
