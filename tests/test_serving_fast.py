@@ -185,12 +185,13 @@ def test_vectorised_stretches_equal_the_full_scheduler(models, kind, stages, sce
 SMALL = dict(input_lens=(32, 64), output_lens=(24, 90), users=(1, 3, 8))
 
 
-@pytest.mark.parametrize("vs", [(), ("h100",)])
-def test_kperf_on_workers_equals_one_process(vs):
-    one = kp.kperf("rngd", MODEL, precisions=("bf16", "int4"), vs=vs, jobs=1, **SMALL)
-    two = kp.kperf("rngd", MODEL, precisions=("bf16", "int4"), vs=vs, jobs=2, **SMALL)
+@pytest.mark.parametrize("vs, precisions", [((), ("bf16", "int4")), (("h100",), ("bf16", "int4")),
+                                             ((), ("bf16",))])   # one cost model: split by input
+def test_kperf_on_workers_equals_one_process(vs, precisions):
+    one = kp.kperf("rngd", MODEL, precisions=precisions, vs=vs, jobs=1, **SMALL)
+    two = kp.kperf("rngd", MODEL, precisions=precisions, vs=vs, jobs=2, **SMALL)
     assert [r["status"] for r in one.records] == [r["status"] for r in two.records]
-    assert len(one.records) == len(two.records) == (1 + len(vs)) * 2 * 12
+    assert len(one.records) == len(two.records) == (1 + len(vs)) * len(precisions) * 12
     for a, b in zip(one.records, two.records):
         assert a.keys() == b.keys()
         for key in a:
