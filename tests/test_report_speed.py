@@ -211,6 +211,26 @@ def test_no_fork_with_another_thread_running():
         t.join()
 
 
+def _forks_in_a_daemon(send) -> None:
+    send.send((can_fork(), [p.name for p in run_writers([lambda: Path("a"),
+                                                         lambda: Path("b")], 2)]))
+
+
+@needs_fork
+def test_a_daemonic_worker_writes_serially():
+    """A pool's worker (daemonic) may not have children: it writes the files itself."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_forks_in_a_daemon, args=(send,), daemon=True)
+    worker.start()
+    send.close()                         # EOF here if the worker dies before answering
+    assert recv.poll(120), "the worker did not answer"
+    assert recv.recv() == (False, ["a", "b"])
+    worker.join()
+    assert worker.exitcode == 0
+
+
 def test_processes_never_exceed_the_jobs_or_go_below_one():
     assert processes_for(1) == 1
     assert processes_for(1, 4) == 1

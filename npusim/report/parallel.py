@@ -31,11 +31,15 @@ def usable_cores() -> int:
 
 
 def can_fork() -> bool:
-    """Whether forking this process is safe: Linux-like fork, and no other thread running
-    (a forked copy of a process with threads can deadlock on a lock one of them held)."""
+    """Whether forking this process is safe: Linux-like fork, no other thread running (a
+    forked copy of a process with threads can deadlock on a lock one of them held), and not
+    a daemonic worker (of a multiprocessing pool, say), which may not have children."""
     if not hasattr(os, "fork") or sys.platform in ("darwin", "win32", "emscripten", "wasi"):
         return False
-    return threading.active_count() == 1
+    if threading.active_count() != 1:
+        return False
+    import multiprocessing as mp
+    return not mp.current_process().daemon
 
 
 def processes_for(jobs: int, processes: int | None = None) -> int:
