@@ -151,9 +151,12 @@ def write_kperf(result, outdir: str | Path, processes: int | None = None) -> lis
     outdir = make_folder(outdir, "K-Perf output")
     _workbook_class(load=False)   # both extras checked before any file is written; openpyxl
                                   # is loaded by the process that writes the workbook
-    return run_writers([partial(write_xlsx, result, outdir / XLSX),
-                        partial(write_csv, result, outdir / CSV),
-                        *_figure_writers(result, outdir, DPI)], processes)
+    # handed out in this order: the cheap workbook and CSV last, to fill the gap the last
+    # figure leaves the other process
+    *pngs, xlsx, csv = run_writers([*_figure_writers(result, outdir, DPI),
+                                    partial(write_xlsx, result, outdir / XLSX),
+                                    partial(write_csv, result, outdir / CSV)], processes)
+    return [xlsx, csv, *pngs]
 
 
 # --- CSV ------------------------------------------------------------------------------------
