@@ -199,6 +199,16 @@ def test_a_dead_child_leaves_its_files_to_the_parent(tmp_path):
     assert [p.read_text() for p in paths] == [str(i) for i in range(6)]
 
 
+@needs_fork
+def test_a_failed_fork_leaves_the_files_to_this_process(tmp_path, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    paths = run_writers([lambda i=i: _write(tmp_path / f"{i}", str(i)) for i in range(4)], 2)
+    assert [p.read_text() for p in paths] == ["0", "1", "2", "3"]
+
+
 def test_no_fork_with_another_thread_running():
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)

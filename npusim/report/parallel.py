@@ -90,8 +90,13 @@ def run_writers(writers: Sequence[Callable[[], Path]], processes: int | None = N
         for _ in range(n - 1):
             recv, send = ctx.Pipe(duplex=False)
             child = ctx.Process(target=_child, args=(writers, ticket, send), daemon=True)
-            child.start()
-            send.close()
+            try:
+                child.start()
+            except OSError:             # no fork now (memory, a process limit): fewer copies
+                recv.close()
+                break
+            finally:
+                send.close()
             children.append((child, recv))
         for i in _tickets(ticket, len(writers)):
             done[i] = _run(writers[i])
@@ -99,7 +104,7 @@ def run_writers(writers: Sequence[Callable[[], Path]], processes: int | None = N
             while True:
                 try:
                     i, path, error = recv.recv()
-                except EOFError:
+                except (EOFError, OSError, pickle.UnpicklingError):   # finished, or died
                     break
                 done[i] = (path, error)
             recv.close()
