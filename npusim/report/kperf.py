@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NpusimError
-from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatter,
-                       plain_log_axis, plain_number, save_figure)
+from ..figures import (COLOURS, MARKERS, draw_and_save, figure_class, log_ticks,
+                       plain_formatter, plain_log_axis, plain_number)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from ..workloads.kperf import system_label
 from .export import _jsonable
@@ -447,11 +447,8 @@ def figures(result) -> list[tuple[str, Any]]:
 
 def _figure_writers(result, outdir: Path, dpi: int) -> list:
     figure_class()                # matplotlib imported once here, before any process forks
-    return [partial(_draw, make, result, dpi, outdir / name) for name, make in figures(result)]
-
-
-def _draw(make, result, dpi: int, path: Path) -> Path:
-    return save_figure(make(result, dpi=dpi), path)
+    return [partial(draw_and_save, make, result, outdir / name, dpi)
+            for name, make in figures(result)]
 
 
 def series(result) -> list[dict[str, Any]]:
