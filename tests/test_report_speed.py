@@ -123,6 +123,19 @@ def test_save_figure_draws_the_pixels_savefig_draws(tmp_path):
         assert ours.get_layout_engine() is engine
 
 
+@pytest.mark.parametrize("rc", [{"savefig.bbox": "tight"}, {"figure.autolayout": True}])
+def test_save_figure_under_rc_settings_is_savefig(tmp_path, rc):
+    """rc settings that change how savefig lays out take matplotlib's own path."""
+    mpl = pytest.importorskip("matplotlib")
+    from npusim.figures import save_figure
+    from npusim.report import kperf as rk
+    result = _result()
+    with mpl.rc_context(rc):
+        save_figure(rk.ttft_figure(result), tmp_path / "ours.png")
+        rk.ttft_figure(result).savefig(tmp_path / "theirs.png")
+    assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "theirs.png").read_bytes()
+
+
 # ------------------------------------------------------------------ the runner itself
 
 def _write(path: Path, text: str = "x") -> Path:
