@@ -254,6 +254,16 @@ def test_a_daemonic_worker_writes_serially():
     assert worker.exitcode == 0
 
 
+@pytest.mark.parametrize("load, free", [(0.0, 2), (1.0, 2), (1.4, 2), (1.6, 1), (4.0, 1)])
+def test_busy_cores_are_left_alone(monkeypatch, load, free):
+    """On 2 cores, the writers fork only while the load leaves one core free."""
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert parallel.idle_cores() == free
+    assert processes_for(8) == (free if can_fork() else 1)
+    assert processes_for(8, 2) == (2 if can_fork() else 1)   # asked for: as asked
+
+
 def test_processes_never_exceed_the_jobs_or_go_below_one():
     assert processes_for(1) == 1
     assert processes_for(1, 4) == 1

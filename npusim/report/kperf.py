@@ -133,7 +133,7 @@ def write_kperf(result, outdir: str | Path, processes: int | None = None) -> lis
     outdir : str or Path
         Created if missing.
     processes : int, optional
-        Processes that write the files side by side (default: one per usable core, see
+        Processes that write the files side by side (default: one per idle core, see
         :func:`npusim.report.parallel.run_writers`); 1 writes them one after the other. The
         files are the same either way.
 
