@@ -59,7 +59,7 @@ def main() -> None:
     if "readme" in wanted:
         key, cli, target = README
         wall, code = run(cli, args.jobs)
-        print(f"{'npusim kperf ' + ' '.join(cli):72s} {wall:7.1f} s  (target {target:.0f} s)"
+        print(f"{'npusim kperf ' + ' '.join(cli):100s} {wall:7.1f} s  (target {target:.0f} s)"
               f"{'' if code == 0 else f'  exit {code}'}")
     total, ran = 0.0, 0
     for key, cli in SUITE:
@@ -68,10 +68,10 @@ def main() -> None:
         wall, code = run(cli, args.jobs)
         total += wall
         ran += 1
-        print(f"{'npusim kperf ' + ' '.join(cli):72s} {wall:7.1f} s"
+        print(f"{'npusim kperf ' + ' '.join(cli):100s} {wall:7.1f} s"
               f"{'' if code == 0 else f'  exit {code}'}")
     if ran:
-        print(f"{'suite total (' + str(ran) + ' of 4 calls)':72s} {total:7.1f} s  "
+        print(f"{'suite total (' + str(ran) + ' of 4 calls)':100s} {total:7.1f} s  "
               f"(target {SUITE_TARGET_S:.0f} s for all 4)")
 
 

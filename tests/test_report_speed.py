@@ -123,6 +123,19 @@ def test_save_figure_draws_the_pixels_savefig_draws(tmp_path):
         assert ours.get_layout_engine() is engine
 
 
+@pytest.mark.parametrize("rc", [{"savefig.bbox": "tight"}, {"figure.autolayout": True}])
+def test_save_figure_under_rc_settings_is_savefig(tmp_path, rc):
+    """rc settings that change how savefig lays out take matplotlib's own path."""
+    mpl = pytest.importorskip("matplotlib")
+    from npusim.figures import save_figure
+    from npusim.report import kperf as rk
+    result = _result()
+    with mpl.rc_context(rc):
+        save_figure(rk.ttft_figure(result), tmp_path / "ours.png")
+        rk.ttft_figure(result).savefig(tmp_path / "theirs.png")
+    assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "theirs.png").read_bytes()
+
+
 # ------------------------------------------------------------------ the runner itself
 
 def _write(path: Path, text: str = "x") -> Path:
@@ -199,6 +212,16 @@ def test_a_dead_child_leaves_its_files_to_the_parent(tmp_path):
     assert [p.read_text() for p in paths] == [str(i) for i in range(6)]
 
 
+@needs_fork
+def test_a_failed_fork_leaves_the_files_to_this_process(tmp_path, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    paths = run_writers([lambda i=i: _write(tmp_path / f"{i}", str(i)) for i in range(4)], 2)
+    assert [p.read_text() for p in paths] == ["0", "1", "2", "3"]
+
+
 def test_no_fork_with_another_thread_running():
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
@@ -209,6 +232,36 @@ def test_no_fork_with_another_thread_running():
     finally:
         stop.set()
         t.join()
+
+
+def _forks_in_a_daemon(send) -> None:
+    send.send((can_fork(), [p.name for p in run_writers([lambda: Path("a"),
+                                                         lambda: Path("b")], 2)]))
+
+
+@needs_fork
+def test_a_daemonic_worker_writes_serially():
+    """A pool's worker (daemonic) may not have children: it writes the files itself."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_forks_in_a_daemon, args=(send,), daemon=True)
+    worker.start()
+    send.close()                         # EOF here if the worker dies before answering
+    assert recv.poll(120), "the worker did not answer"
+    assert recv.recv() == (False, ["a", "b"])
+    worker.join()
+    assert worker.exitcode == 0
+
+
+@pytest.mark.parametrize("load, free", [(0.0, 2), (1.0, 2), (1.4, 2), (1.6, 1), (4.0, 1)])
+def test_busy_cores_are_left_alone(monkeypatch, load, free):
+    """On 2 cores, the writers fork only while the load leaves one core free."""
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert parallel.idle_cores() == free
+    assert processes_for(8) == (free if can_fork() else 1)
+    assert processes_for(8, 2) == (2 if can_fork() else 1)   # asked for: as asked
 
 
 def test_processes_never_exceed_the_jobs_or_go_below_one():

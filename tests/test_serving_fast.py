@@ -185,12 +185,13 @@ def test_vectorised_stretches_equal_the_full_scheduler(models, kind, stages, sce
 SMALL = dict(input_lens=(32, 64), output_lens=(24, 90), users=(1, 3, 8))
 
 
-@pytest.mark.parametrize("vs", [(), ("h100",)])
-def test_kperf_on_workers_equals_one_process(vs):
-    one = kp.kperf("rngd", MODEL, precisions=("bf16", "int4"), vs=vs, jobs=1, **SMALL)
-    two = kp.kperf("rngd", MODEL, precisions=("bf16", "int4"), vs=vs, jobs=2, **SMALL)
+@pytest.mark.parametrize("vs, precisions", [((), ("bf16", "int4")), (("h100",), ("bf16", "int4")),
+                                             ((), ("bf16",))])   # one cost model: split by input
+def test_kperf_on_workers_equals_one_process(vs, precisions):
+    one = kp.kperf("rngd", MODEL, precisions=precisions, vs=vs, jobs=1, **SMALL)
+    two = kp.kperf("rngd", MODEL, precisions=precisions, vs=vs, jobs=2, **SMALL)
     assert [r["status"] for r in one.records] == [r["status"] for r in two.records]
-    assert len(one.records) == len(two.records) == (1 + len(vs)) * 2 * 12
+    assert len(one.records) == len(two.records) == (1 + len(vs)) * len(precisions) * 12
     for a, b in zip(one.records, two.records):
         assert a.keys() == b.keys()
         for key in a:
@@ -221,3 +222,53 @@ def test_kperf_worker_error_reaches_the_caller(monkeypatch):
     for jobs in (1, 2):
         with pytest.raises(NpusimError, match="broken on purpose"):
             kp.kperf("rngd", MODEL, jobs=jobs, **SMALL)
+
+
+# ------------------------------------------------------------------ the scheduler's kernels
+
+_ints = st.integers(0, 60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_ints, st.integers(0, 12), st.integers(0, 8), st.integers(0, 80),
+                          _ints), max_size=12),
+       st.integers(1, 50), st.integers(1, 120), st.integers(1, 16), st.integers(0, 6),
+       st.integers(1, 14))
+def test_scheduler_kernels_equal_their_twins(rows, inp, budget, block, floor, out):
+    from npusim.kernels import serving as k
+    a = lambda i: np.array([r[i] for r in rows], dtype=np.int64)  # noqa: E731
+    comp, gen, blk, pdone, n = a(0), a(1), a(2), a(3), a(4)
+    got = k.plan(comp, gen, blk, inp, budget, block, floor)
+    ref = k.plan_ref(comp, gen, blk, inp, budget, block, floor)
+    assert [got[0].tolist(), got[1].tolist(), int(got[2]), int(got[3])] == list(ref)
+    got = k.advance(comp, gen, pdone, n, inp, block, floor, out)
+    ref = k.advance_ref(comp, gen, pdone, n, inp, block, floor, out)
+    assert [x.tolist() for x in got] == list(ref)
+
+
+def test_scheduler_kernel_by_hand():
+    """Two running requests, a budget of 8: the decode takes 1 token, the prefill 7 of its 10;
+    the decode samples its second (last) token, the prefill nothing yet."""
+    from npusim.kernels import serving as k
+    a = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    n, need, need_total, n_total = k.plan(a(10, 0), a(1, 0), a(1, 0), 10, 8, 16, 0)
+    assert n.tolist() == [1, 7] and need.tolist() == [0, 1] and (need_total, n_total) == (1, 8)
+    comp, gen, pdone, blk, flags, counts = k.advance(a(10, 0), a(1, 0), a(10, 0), n, 10, 16, 0, 2)
+    assert flags.tolist() == [k.DECODE + k.SAMPLED + k.DONE, k.PREFILL]
+    assert counts.tolist() == [7, 1, 2, 2, 1, 1]
+
+
+def test_kernel_twins_agree_without_jit():
+    """The kernels' tests pass with Numba switched off (plain Python, the same answers)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    here = Path(__file__).resolve()
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-o", "addopts=", str(here), "-k",
+                        "scheduler_kernels_equal or scheduler_kernel_by_hand"],
+                       env=env, capture_output=True, text=True, cwd=here.parents[1])
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert " passed" in p.stdout

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NpusimError
-from ..figures import (COLOURS, MARKERS, figure_class, log_ticks, plain_formatter,
-                       plain_log_axis, plain_number, save_figure)
+from ..figures import (COLOURS, MARKERS, draw_and_save, figure_class, log_ticks,
+                       plain_formatter, plain_log_axis, plain_number)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from ..workloads.kperf import system_label
 from .export import _jsonable
@@ -133,7 +133,7 @@ def write_kperf(result, outdir: str | Path, processes: int | None = None) -> lis
     outdir : str or Path
         Created if missing.
     processes : int, optional
-        Processes that write the files side by side (default: one per usable core, see
+        Processes that write the files side by side (default: one per idle core, see
         :func:`npusim.report.parallel.run_writers`); 1 writes them one after the other. The
         files are the same either way.
 
@@ -151,9 +151,12 @@ def write_kperf(result, outdir: str | Path, processes: int | None = None) -> lis
     outdir = make_folder(outdir, "K-Perf output")
     _workbook_class(load=False)   # both extras checked before any file is written; openpyxl
                                   # is loaded by the process that writes the workbook
-    return run_writers([partial(write_xlsx, result, outdir / XLSX),
-                        partial(write_csv, result, outdir / CSV),
-                        *_figure_writers(result, outdir, DPI)], processes)
+    # handed out in this order: the cheap workbook and CSV last, to fill the gap the last
+    # figure leaves the other process
+    *pngs, xlsx, csv = run_writers([*_figure_writers(result, outdir, DPI),
+                                    partial(write_xlsx, result, outdir / XLSX),
+                                    partial(write_csv, result, outdir / CSV)], processes)
+    return [xlsx, csv, *pngs]
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -444,11 +447,8 @@ def figures(result) -> list[tuple[str, Any]]:
 
 def _figure_writers(result, outdir: Path, dpi: int) -> list:
     figure_class()                # matplotlib imported once here, before any process forks
-    return [partial(_draw, make, result, dpi, outdir / name) for name, make in figures(result)]
-
-
-def _draw(make, result, dpi: int, path: Path) -> Path:
-    return save_figure(make(result, dpi=dpi), path)
+    return [partial(draw_and_save, make, result, outdir / name, dpi)
+            for name, make in figures(result)]
 
 
 def series(result) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..figures import band_panels_figure, figure_class, save_figure
+from ..figures import band_panels_figure, draw_and_save, figure_class
 
 PNG_CARD_POWER = "card_power_vs_users.png"
 PNG_SYSTEM_POWER = "system_power_vs_users.png"
@@ -183,12 +183,8 @@ def plot_power(result, outdir: str | Path, dpi: int = 100,
     from .parallel import run_writers
     outdir = Path(outdir)
     figure_class()                # matplotlib imported once here, before any process forks
-    return run_writers([partial(_draw, make, result, dpi, outdir / name)
+    return run_writers([partial(draw_and_save, make, result, outdir / name, dpi)
                         for name, make in power_figures(result)], processes)
-
-
-def _draw(make, result, dpi: int, path: Path) -> Path:
-    return save_figure(make(result, dpi=dpi), path)
 
 
 __all__ = ["band_note", "PNG_CARD_POWER", "PNG_SYSTEM_POWER", "PNG_ENERGY_PER_TOKEN",

@@ -155,7 +155,8 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
           output_lens: Sequence[int] = DEFAULT_OUTPUT_LENS,
           users: Sequence[int] = DEFAULT_USERS,
           vs: Sequence = (), out: str | Path | None = None, progress: bool = False,
-          config=None, overrides=None, parallel=None, jobs: int | str | None = None) -> KperfResult:
+          config=None, overrides=None, parallel=None,
+          jobs: int | str | None = None) -> KperfResult:
     """Run the K-Perf matrix of ``model`` on ``arch`` (and on each arch of ``vs``).
 
     Every precision x input length x output length x users is one closed-loop serving
@@ -306,7 +307,7 @@ def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
     limit) is raised once every worker has stopped, the first in run order."""
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
-    queue = _Queue(tasks, ctx)
+    queue = _Queue(tasks, ctx, jobs)
     results = ctx.SimpleQueue()
     workers = [ctx.Process(target=_worker, args=(tasks, queue, results, simulate_serving,
                                                  config), daemon=True)
@@ -348,17 +349,22 @@ def _weight(scenario) -> float:
 class _Queue:
     """Which task a worker runs next, shared by forked workers.
 
-    Tasks are grouped by cost model; each group runs longest first (a large users x length
+    Tasks are grouped by cost model (and input length, when there are fewer cost models than
+    workers); each group runs longest first (a large users x length
     scenario takes seconds, a small one milliseconds). A worker stays with its group while it
     has tasks (the cost model's caches, filled as it runs, serve the rest of its group); then
     it takes the group with the most work left that no worker is on, else helps the one with
     the most work left.
     """
 
-    def __init__(self, tasks, ctx) -> None:
-        by_cost: dict[int, list[int]] = {}
+    def __init__(self, tasks, ctx, jobs: int = 1) -> None:
+        # fewer cost models than workers (the README's one-precision run): split each by input
+        # length too, whose prefill sizes are the lookups its scenarios share
+        split = len({id(task[2]) for task in tasks}) < jobs
+        by_cost: dict[tuple, list[int]] = {}
         for n, task in enumerate(tasks):
-            by_cost.setdefault(id(task[2]), []).append(n)
+            key = (id(task[2]), task[3].input_len if split else 0)
+            by_cost.setdefault(key, []).append(n)
         self.groups = [sorted(g, key=lambda n: -_weight(tasks[n][3])) for g in by_cost.values()]
         # work left in a group once its first k tasks are taken: left[g][k]
         self.left = []

@@ -515,6 +515,8 @@ class _Simulation:
         self.log = {k: [] for k in ("start", "end", "energy", "prefill", "output", "batch",
                                     "running", "blocks")}
         self.idle: list[tuple[float, float]] = []
+        # whether every running request decodes next (None: not known, look)
+        self.all_decode = None
         self.open_loop = scenario.rate is not None
         if self.open_loop:
             self.rng = np.random.default_rng(scenario.seed)
@@ -564,45 +566,42 @@ class _Simulation:
     # -- one scheduler iteration -------------------------------------------------------------
 
     def step(self) -> None:
-        inp = self.inp
-        rem = inp + self.gen - self.comp
-        n = np.minimum(rem, np.maximum(self.budget - (np.cumsum(rem) - rem), 0))
-        need = self.held(self.comp + n) - self.blk
-        preempted = int(need.sum()) > self.free
+        from ..kernels import serving as kern
+        inp, block, floor = self.inp, self.block, self.floor
+        n, need, need_total, n_total = kern.plan(self.comp, self.gen, self.blk, inp,
+                                                 self.budget, block, floor)
+        preempted = need_total > self.free
         if preempted:
             n = self.preempt(n, need)
-            left = 0
-        else:
-            left = self.budget - int(n.sum())
-        free_after = self.free - int(self.held(self.comp + n).sum() - self.blk.sum())
-        if not preempted and left > 0 and self.waiting and len(self.rid) < self.max_seqs:
-            n = self.admit_waiting(n, left, free_after)
-        sched = n > 0
-        if not sched.any():
+        elif (self.budget - n_total > 0 and self.waiting
+              and len(self.rid) < self.max_seqs):
+            n = self.admit_waiting(n, self.budget - n_total, self.free - need_total)
+        comp = self.comp
+        comp2, gen2, pdone2, blk2, flags, counts = kern.advance(
+            comp, self.gen, self.pdone, n, inp, block, floor, self.out)
+        useful, sampled, scheduled, blocks, decoding, ready = counts.tolist()
+        if not scheduled:
+            self.all_decode = None
             return  # everyone was preempted; the queue is admitted next iteration
-        comp, gen = self.comp, self.gen
-        known = inp + gen
-        is_dec = sched & (known - comp == 1) & (gen >= 1)
-        is_pre = sched & ~is_dec
+        is_dec = (flags & kern.DECODE) != 0
+        is_pre = (flags & kern.PREFILL) != 0
         prefill = list(zip(n[is_pre].tolist(), comp[is_pre].tolist()))
         res = self.cost.step(prefill, comp[is_dec].tolist())
-        gap = self.host_gap(int(sched.sum()))
-        t_end = self.t + _seconds(res, prefill, is_dec.sum()) + gap
-        hi = np.minimum(comp + n, inp)
-        useful = int(np.maximum(hi - np.maximum(comp, self.pdone), 0).sum())
-        self.pdone = np.maximum(self.pdone, hi)
-        self.comp = comp = comp + n
-        self.blk = self.held(comp)
-        self.free = self.total_blocks - int(self.blk.sum())
-        tok = sched & (comp == known)
-        self.gen = gen = gen + tok
+        gap = self.host_gap(scheduled)
+        t_end = self.t + _seconds(res, prefill, decoding) + gap
+        self.comp, self.gen, self.pdone, self.blk = comp2, gen2, pdone2, blk2
+        self.free = self.total_blocks - blocks
+        # False: some running request has more than one token to compute, so the next
+        # iteration is no decode stretch (retiring some requests does not change that)
+        self.all_decode = None if ready == len(comp2) else False
         self._record(self.t, t_end, float(res.energy_j) + gap * self.static_w, useful,
-                     int(tok.sum()),
-                     int(sched.sum()), len(self.rid), self.total_blocks - self.free)
-        for r in self.rid[tok & (gen == 1)].tolist():
-            self.first[r] = t_end
+                     sampled, scheduled, len(self.rid), blocks)
+        first = (flags & kern.FIRST) != 0
+        if first.any():
+            for r in self.rid[first].tolist():
+                self.first[r] = t_end
         self.t = t_end
-        done = tok & (gen >= self.out)
+        done = (flags & kern.DONE) != 0
         if done.any():
             self.retire(done, t_end)
 
@@ -685,7 +684,7 @@ class _Simulation:
         do nothing else: no admission, no finish, no block shortage. Returns False (nothing
         run) when the next step needs the full scheduler."""
         R = len(self.rid)
-        if R == 0 or R > self.budget or int(self.gen.min()) < 1:
+        if self.all_decode is False or R == 0 or R > self.budget or int(self.gen.min()) < 1:
             return False
         comp = self.comp
         if not (self.inp + self.gen - comp == 1).all():
