@@ -306,7 +306,8 @@ class Evaluator:
         p = workload.params
         res = kperf(design, p["model"], chips=p.get("chips"),
                     precisions=(p.get("precision", "bf16"),), input_lens=(int(p["input_len"]),),
-                    output_lens=(int(p["output_len"]),), users=(int(p["users"]),))
+                    output_lens=(int(p["output_len"]),), users=(int(p["users"]),),
+                    jobs=1)   # one scenario, in this worker: the sweep's workers are the pool
         row = res.records[0]
         if row.get("status") != "ok":
             raise NpusimError(f"K-Perf scenario {workload.name}: {row.get('status')}")
