@@ -306,6 +306,8 @@ def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
     :class:`_Queue` for who runs what). An error a row cannot hold (not a capacity or arch
     limit) is raised once every worker has stopped, the first in run order."""
     import multiprocessing
+    from .serving import load_kernels
+    load_kernels()    # once here, inherited, rather than compiled in each worker
     ctx = multiprocessing.get_context("fork")
     queue = _Queue(tasks, ctx, jobs)
     results = ctx.SimpleQueue()

@@ -438,6 +438,15 @@ def simulate_serving(cost: "StepCost", scenario: Scenario,
     return sim.result(host)
 
 
+def load_kernels() -> None:
+    """Compile (or load from Numba's cache) the scheduler's kernels now: a caller about to fork
+    workers does it once, before, rather than in every worker."""
+    from ..kernels import serving as kern
+    empty = np.empty(0, dtype=np.int64)
+    kern.plan(empty, empty, empty, 1, 1, 1, 0)
+    kern.advance(empty, empty, empty, empty, 1, 1, 0, 1)
+
+
 def _host(config: ServingConfig, cost):
     """The host the config names, resolved for the cost model's arch (None: card power only),
     loaded before the simulation so a bad host file fails first."""
