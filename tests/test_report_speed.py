@@ -254,10 +254,28 @@ def test_a_daemonic_worker_writes_serially():
     assert worker.exitcode == 0
 
 
-@pytest.mark.parametrize("load, free", [(0.0, 2), (1.0, 2), (1.4, 2), (1.6, 1), (4.0, 1)])
-def test_busy_cores_are_left_alone(monkeypatch, load, free):
-    """On 2 cores, the writers fork only while the load leaves one core free."""
+@pytest.mark.parametrize("running, free", [(1, 2), (2, 1), (3, 1), (9, 1), (0, 2)])
+def test_busy_cores_are_left_alone(monkeypatch, running, free):
+    """On 2 cores, the writers fork only while no other process is runnable now (the moment's
+    count: a high 1-minute average left by work that has ended does not count)."""
     monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "runnable_now", lambda: running)
+    monkeypatch.setattr(os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    assert parallel.idle_cores() == free
+    assert processes_for(8) == (free if can_fork() else 1)
+    assert processes_for(8, 2) == (2 if can_fork() else 1)   # asked for: as asked
+
+
+def test_runnable_now_reads_this_machine():
+    n = parallel.runnable_now()
+    assert n is None or n >= 1      # this process, at least, is running as it reads
+
+
+@pytest.mark.parametrize("load, free", [(0.0, 2), (1.0, 2), (1.4, 2), (1.6, 1), (4.0, 1)])
+def test_busy_cores_by_load_average_without_proc(monkeypatch, load, free):
+    """Without /proc/loadavg, the 1-minute load average beyond this process decides."""
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "runnable_now", lambda: None)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert parallel.idle_cores() == free
     assert processes_for(8) == (free if can_fork() else 1)
