@@ -155,6 +155,16 @@ def plain_log_axis(ax, axis: str = "y") -> None:
     getattr(ax, f"set_{axis}lim")(lo, hi)
 
 
+def figure_handles(axes) -> list:
+    """The legend handles of every axes, each label once, in the order first drawn."""
+    seen: dict = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if not label.startswith("_"):
+                seen.setdefault(label, h)
+    return list(seen.values())
+
+
 def band_panels_figure(panels: Sequence[dict], ylabel: str, title: str, xlabel: str = "users",
                        dpi: int = 100, log_x: bool = True, log_y: bool = False):
     """Lines with an optional shaded band and horizontal reference lines, one panel each.
@@ -227,9 +237,14 @@ def band_panels_figure(panels: Sequence[dict], ylabel: str, title: str, xlabel: 
             ax.set_ylim(bottom=0)
             ax.yaxis.set_major_formatter(plain_formatter())
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    handles = figure_handles(axes)
+    if handles:
+        # one legend under the panels (a legend inside each panel hides its lines once a run
+        # compares several systems and precisions), each label once
+        fig.legend(handles=handles, loc="outside lower center", fontsize=8,
+                   ncols=2 if len(handles) > 4 and cols > 1 else 1)
     fig.suptitle(title)
     return fig
 

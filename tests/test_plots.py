@@ -275,3 +275,19 @@ def test_breakdown_bars_are_runs_of_layers_in_order_adding_up(sources, max_bars,
 def _keys(r):
     from npusim.report.plots import _layer_keys
     return _layer_keys(r)
+
+
+def test_band_panels_share_one_legend_with_each_label_once():
+    """Several systems' power panels: one legend under the panels (none inside a panel, where
+    it would hide the lines), each series and each arch's band named once."""
+    from npusim.figures import band_panels_figure
+    series = [dict(label=f"rngd {p}", colour=c, marker="o", x=[1, 25], y=[100.0, 120.0],
+                   low=[80.0, 90.0], high=[140.0, 150.0], band_label="rngd: band")
+              for p, c in (("bf16", "C0"), ("fp8", "C1"))]
+    series.append(dict(label="h100 bf16", colour="C2", marker="s", x=[1, 25], y=[400.0, 500.0]))
+    panel = dict(title="p", series=series, lines=[(150.0, "rngd TDP 150 W", "-")])
+    fig = band_panels_figure([panel, dict(panel, title="q")], "W", "t", dpi=20)
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["rngd bf16", "rngd: band", "rngd fp8", "h100 bf16"]
