@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 BOUNDS = ("compute", "memory", "latency")
 
@@ -108,14 +108,23 @@ class OpRecord:
         return d
 
 
+@dataclass(frozen=True)
 class _Totals:
     """Run totals, each a sum over per-op values in schedule order: :class:`RunResult` reads
     them off its records, :class:`RunTotals` keeps only the values (same sums, same order,
-    so the same numbers to the last bit)."""
+    so the same numbers to the last bit). The fields both carry are declared here once; all
+    but the first three are keyword-only, so each subclass's own field comes fourth."""
 
-    meta: dict
-    area: dict
-    tdp_w: float | None
+    model: str
+    arch: str
+    engine: str
+    meta: dict = field(default_factory=dict, kw_only=True)
+    warnings: tuple[str, ...] = field(default=(), kw_only=True)
+    peak_macs_per_s: float = field(default=0.0, kw_only=True)
+    tdp_w: float | None = field(default=None, kw_only=True)
+    clock_hz: float = field(default=0.0, kw_only=True)
+    dram_bandwidth: float = field(default=0.0, kw_only=True)
+    area: dict = field(default_factory=dict, kw_only=True)
 
     def _values(self, field: str):
         """The ops' values of record field ``field`` in schedule order."""
@@ -244,17 +253,7 @@ class RunResult(_Totals):
     table, with ``area_by_component_mm2``, ``area_node``, ``area_notes``).
     """
 
-    model: str
-    arch: str
-    engine: str
     ops: tuple[OpRecord, ...]
-    meta: dict = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    peak_macs_per_s: float = 0.0
-    tdp_w: float | None = None
-    clock_hz: float = 0.0
-    dram_bandwidth: float = 0.0
-    area: dict = field(default_factory=dict)
 
     def _values(self, field: str):
         return (getattr(r, field) for r in self.ops)
@@ -288,17 +287,7 @@ class RunTotals(_Totals):
     ``values`` holds, per field of :data:`TOTALS_FIELDS`, the ops' values in schedule order.
     """
 
-    model: str
-    arch: str
-    engine: str
     values: dict = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    peak_macs_per_s: float = 0.0
-    tdp_w: float | None = None
-    clock_hz: float = 0.0
-    dram_bandwidth: float = 0.0
-    area: dict = field(default_factory=dict)
 
     def _values(self, field: str):
         return self.values[field]
@@ -309,9 +298,6 @@ class RunTotals(_Totals):
     @staticmethod
     def of(result: RunResult) -> "RunTotals":
         """The totals of a full result."""
-        return RunTotals(
-            model=result.model, arch=result.arch, engine=result.engine,
-            values={f: tuple(getattr(r, f) for r in result.ops) for f in TOTALS_FIELDS},
-            meta=result.meta, warnings=result.warnings, peak_macs_per_s=result.peak_macs_per_s,
-            tdp_w=result.tdp_w, clock_hz=result.clock_hz, dram_bandwidth=result.dram_bandwidth,
-            area=result.area)
+        shared = {f.name: getattr(result, f.name) for f in fields(_Totals)}
+        return RunTotals(values={f: tuple(getattr(r, f) for r in result.ops)
+                                 for f in TOTALS_FIELDS}, **shared)
