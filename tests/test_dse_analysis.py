@@ -583,7 +583,7 @@ def fake_dse(monkeypatch):
     store = types.ModuleType("npusim.dse.store")
     _FakeStore.meta = state["meta"]
     store.Store = _FakeStore
-    store.load = lambda path: list(state["rows"])
+    store.flat_rows = lambda records: list(state["rows"])
     # the store's records keep the spec's text of each value beside its SI number
     records = [{"values": {"cores.sram": r["cores.sram"], "dram.bandwidth": r["dram.bandwidth"]},
                 "params": {"cores.sram": f"{r['cores.sram']:g} MiB-text",

@@ -627,6 +627,13 @@ def flat_row(record: dict, columns: list[str]) -> dict:
     return {c: row[c] if c in row else extra.get(c) for c in columns}
 
 
+def flat_rows(records: list[dict]) -> list[dict]:
+    """Records as the flat rows :func:`load` gives (a report that also needs the records reads
+    the store once with :func:`read_records` and flattens them here)."""
+    columns = flat_columns(records)
+    return [flat_row(r, columns) for r in records]
+
+
 def load(path: str | Path, as_: str = "records"):
     """The store at ``path`` (its file, or the folder holding ``sweep.sqlite``) as flat rows,
     one per record in insertion order: ``key, point, phase, workload, feasible, error,
@@ -641,8 +648,8 @@ def load(path: str | Path, as_: str = "records"):
                           f"as_='dataframe'")
     pd = _optional("pandas", "a DataFrame") if as_ == "dataframe" else None
     records, _ = read_records(path)
+    rows = flat_rows(records)
     columns = flat_columns(records)
-    rows = [flat_row(r, columns) for r in records]
     if pd is None:
         return rows
     df = pd.DataFrame(rows, columns=columns)

@@ -640,17 +640,17 @@ def write_report(path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     import yaml
 
     from ..dse.spec import parse_spec
-    from ..dse.store import Store, load, read_records
+    from ..dse.store import Store, flat_rows, read_records
     path = Path(path)
     store_file = path / Store.DEFAULT_NAME if path.is_dir() else path
     if not store_file.is_file():
         raise NpusimError(f"no sweep store at {store_file}: give the --out folder of a sweep "
                           f"(it holds {Store.DEFAULT_NAME}) or the store file itself")
-    rows = load(store_file)
+    records, meta = read_records(store_file)  # read-only: a report may run beside a sweep
+    rows = flat_rows(records)
     if not rows:
         raise NpusimError(f"the sweep store {store_file} holds no points yet: run the sweep "
                           f"first (npusim sweep SPEC --out {store_file.parent})")
-    records, meta = read_records(store_file)  # read-only: a report may run beside a sweep
     text = meta.get("spec")
     source = meta.get("spec_source") or f"the spec stored in {store_file}"
     if not text:
