@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
+# NPUSIM_DOCS_NOTEBOOKS: another folder named notebooks (tests/test_docs_site.py's)
+NOTEBOOKS = Path(os.environ.get("NPUSIM_DOCS_NOTEBOOKS") or ROOT / "notebooks")
 CLI_PAGE = "cli.md"
+WIDTH = 88
 
 
 def _notebooks() -> list[Path]:
@@ -66,7 +69,9 @@ def _subcommands(p: argparse.ArgumentParser):
 
 
 def _parser_section(p: argparse.ArgumentParser, level: int) -> list[str]:
-    out = ["```text", p.format_usage().strip().removeprefix("usage: "), "```", ""]
+    usage = argparse.HelpFormatter(p.prog, width=WIDTH)  # not the terminal's width
+    usage.add_usage(p.usage, p._actions, p._mutually_exclusive_groups, prefix="")
+    out = ["```text", usage.format_help().strip(), "```", ""]
     if p.description:
         out += [_text(p.description), ""]
     for group in p._action_groups:
@@ -118,6 +123,8 @@ def on_config(config, **kwargs):
 def on_files(files, config, **kwargs):
     files.append(File.generated(config, CLI_PAGE, content=cli_reference()))
     for nb in _notebooks():
-        files.append(File(f"notebooks/{nb.name}", src_dir=str(ROOT), dest_dir=config.site_dir,
+        # read in place, not copied into docs/
+        files.append(File(f"notebooks/{nb.name}", src_dir=str(NOTEBOOKS.parent),
+                          dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls))
     return files
