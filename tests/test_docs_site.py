@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,11 +58,36 @@ def test_cli_reference_covers_every_command_and_option():
                 assert f"`{option}" in section or f", {option}" in section, (name, option)
 
 
-def test_doctests_outside_examples_are_fenced():
+def test_docstrings_are_made_markdown():
+    """Doctests outside Examples fenced, source tags escaped, prose moved out of the type."""
     fence = _hook("griffe_docstrings").fence_doctests
-    text = "Sum.\n>>> d = {'bf16': 2}\n>>> d['bf16']\n2\n\nMore [P2][S1].\n\nExamples\n--------\n>>> 1\n1"
-    assert fence(text) == ("Sum.\n\n```pycon\n>>> d = {'bf16': 2}\n>>> d['bf16']\n2\n```\n\n"
-                           "More \\[P2\\]\\[S1\\].\n\nExamples\n--------\n>>> 1\n1")
+    text = "\n".join([
+        "Sum.", ">>> d = {'bf16': 2}", ">>> d['bf16']", "2", "", "More [P2][S1].", "",
+        "Parameters", "----------", "arch : a shipped name, or :class:`Arch`",
+        "    more words", "chips : int or None, optional", "    how many", "",
+        "Examples", "--------", ">>> 1", "1"])
+    assert fence(text).split("\n") == [
+        "Sum.", "", "```pycon", ">>> d = {'bf16': 2}", ">>> d['bf16']", "2", "```", "",
+        "More \\[P2\\]\\[S1\\].", "",
+        "Parameters", "----------", "arch", "    a shipped name, or `Arch`", "    more words",
+        "chips : int or None, optional", "    how many", "",
+        "Examples", "--------", ">>> 1", "1"]
+
+
+@pytest.mark.slow
+def test_python_examples_of_the_pages_run(tmp_path):
+    """The home and concept pages' ```python blocks, in order, each in a fresh namespace, in
+    one interpreter (a scratch folder holding the repository's sweeps/ specs)."""
+    pages = [ROOT / "docs" / "index.md", *sorted((ROOT / "docs" / "concepts").glob("*.md"))]
+    blocks = [b for page in pages
+              for b in re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"),
+                                  re.M | re.S)]
+    assert len(blocks) >= 4
+    (tmp_path / "sweeps").symlink_to(ROOT / "sweeps")
+    script = "\n".join(f"exec({b!r}, {{'__name__': '__main__'}})" for b in blocks)
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ badly as markdown, so they are rewritten on the page only (the source is untouch
   output (``d["bf16"]``, ``[12]``) markdown reads as links: it is fenced as ``pycon`` code;
 - Sphinx roles (``:func:`load_arch```) become plain code spans;
 - source tags (``[P2][S1]``, as the arch files cite sources) are escaped, not taken for
-  reference links.
+  reference links;
+- a parameter written ``name : what it is`` (prose where numpydoc puts a type) gets its prose
+  as the description, where the page shows it as text rather than as a type.
 """
 from __future__ import annotations
 
@@ -19,6 +21,16 @@ _UNDERLINE = re.compile(r"^\s*-{3,}\s*$")
 _ROLE = re.compile(r":(?:func|class|meth|attr|data|mod|obj|exc|const):`~?([^`]+)`")
 _CITE = re.compile(r"\[([A-Z][A-Za-z]?\d+[a-z]?)\]")
 _EXAMPLES = {"example", "examples"}
+_NAMED = {"parameters", "other parameters", "attributes", "keyword arguments"}
+_ITEM = re.compile(r"^(\s*)(\*{0,2}[A-Za-z_][\w, *]*?)\s+:\s+(.+)$")
+_TYPE_PIECE = re.compile(r"^([\w.\[\]\"'{}*~-]+|optional|default\b.*"
+                         r"|(list|tuple|dict|set|sequence|iterable|array|mapping|ndarray) of .+)$")
+
+
+def _is_type(text: str) -> bool:
+    """Whether ``text`` reads as a numpydoc type (``str or Path, optional``), not prose."""
+    pieces = re.split(r",\s*|\s+or\s+|\s*\|\s*", text.strip().rstrip("."))
+    return all(_TYPE_PIECE.match(p) for p in pieces if p)
 
 
 def _prose(line: str) -> str:
@@ -39,6 +51,12 @@ def fence_doctests(text: str) -> str:
         if i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip():
             section = line.strip().lower()
         stripped = line.lstrip()
+        item = _ITEM.match(line) if section in _NAMED else None
+        if item and not _is_type(item.group(3)):
+            indent = item.group(1)
+            out += [f"{indent}{item.group(2)}", f"{indent}    {_prose(item.group(3))}"]
+            i += 1
+            continue
         if stripped.startswith(">>>") and section not in _EXAMPLES:
             indent = line[:len(line) - len(stripped)]
             end = i
