@@ -114,7 +114,8 @@ def cli_reference() -> str:
 
 def on_config(config, **kwargs):
     notebooks = _notebooks()
-    if notebooks and config.nav is not None:
+    has = any(isinstance(e, dict) and "Notebooks" in e for e in config.nav or [])
+    if notebooks and config.nav is not None and not has:
         config.nav.append({"Notebooks": [f"notebooks/{p.name}" for p in notebooks]})
     return config
 
