@@ -191,8 +191,8 @@ class _State:
                          ("blocks", K.L_BLOCKS)):
             sim.log[key] = log_i[:, col].copy()
         band = getattr(sim.cost, "_band_log", None)
-        if band is not None and getattr(sim.cost, "_ENERGY_OBJECTS", False):
-            band.extend(map(tuple, log_f[:, K.L_ONCHIP:K.L_FLOOR + 1].tolist()))
+        if band is not None and steps:      # the run's steps in one piece (band_parts)
+            band.append(log_f[:, K.L_ONCHIP:K.L_FLOOR + 1].copy())
 
 
 def _doubled(a: np.ndarray) -> np.ndarray:
