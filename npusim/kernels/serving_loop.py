@@ -79,23 +79,23 @@ _Z = (0.0, 0.0, 0.0, 0.0)
 
 # ---------------------------------------------------------------- energies of four parts
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _add(a, b):
     return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _plain(a, x):
     """``a + x`` for a plain number: it lands on the total and the floor energy."""
     return (a[0] + x, a[1], a[2], a[3] + x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _scale(a, k):
     return (a[0] * k, a[1] * k, a[2] * k, a[3] * k)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sum_into(total, c, v):
     """One step of Neumaier's compensated sum (CPython >= 3.12's ``sum`` of floats)."""
     t = total + v
@@ -273,22 +273,22 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
         return True, 0.0, _Z
     if pp == 1:
         lo, hi = sp[0], sp[1]
-        ok, t, e = _dense(DH, DT, DE, TOK, gs, gc, lo, hi, tokens, miss)
+        ok, t, e = _dense(DH, DT, DE, TOK, gs, gc, lo, hi, float(tokens), miss)
         if not ok:
             return False, 0.0, _Z
         for i in range(npre):
-            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, pc[i], pk[i],
-                                       miss)
+            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, float(pc[i]),
+                                       float(pk[i]), miss)
             if not ok:
                 return False, 0.0, _Z
             t, e = t + at, _add(e, ae)
         if ndec:
-            ok, at, ae = _attn_decode(AH, AT, AE, BAT, KVG, gs, gc, lo, hi, ndec,
+            ok, at, ae = _attn_decode(AH, AT, AE, BAT, KVG, gs, gc, lo, hi, float(ndec),
                                       kvsum / ndec, miss)
             if not ok:
                 return False, 0.0, _Z
             t, e = t + at, _add(e, ae)
-        ok, ht, he = _interp1(HH, HT, HE, 0, TOK, npre + ndec, HEAD, miss)
+        ok, ht, he = _interp1(HH, HT, HE, 0, TOK, float(npre + ndec), HEAD, miss)
         if not ok:
             return False, 0.0, _Z
         return True, t + ht + extra, _plain(_scale(_add(e, he), tp), extra * static_lay)
@@ -304,8 +304,8 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
         if not ok:
             return False, 0.0, _Z
         for i in range(npre):
-            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, pc[i], pk[i],
-                                       miss)
+            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, float(pc[i]),
+                                       float(pk[i]), miss)
             if not ok:
                 return False, 0.0, _Z
             # an energy object divides by multiplying with the reciprocal; a float divides
