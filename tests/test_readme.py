@@ -6,6 +6,10 @@ checkout (``test_fresh_install_runs_the_main_job``) and in ``.ci/run`` itself; e
 ``bash`` line and every ``python`` block runs here, in a scratch folder that holds the two
 user files the README names (``model.onnx`` with a symbolic batch, ``resnet.onnx`` with fixed
 shapes), built by this test. Benchmarks run from the repository's folder, as the README says.
+
+A ``console`` block is shown, not run: it starts an interactive program that never exits (the
+notebook editor of the "Learn" section). ``test_readme_console_blocks_only_open_notebooks``
+keeps such blocks to that, so no claim hides in one.
 """
 from __future__ import annotations
 
@@ -34,6 +38,20 @@ def command_lines() -> list[str]:
     """The README's shell lines after the two install commands, comments left as written."""
     lines = [ln.strip() for body in blocks("bash")[2:] for ln in body.splitlines()]
     return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+# the only commands a README ``console`` block may hold: installing and starting JupyterLab
+CONSOLE_COMMANDS = ("pip install jupyterlab", "jupyter lab notebooks/")
+
+
+def test_readme_console_blocks_only_open_notebooks():
+    lines = [ln.strip() for body in blocks("console") for ln in body.splitlines() if ln.strip()]
+    assert lines, "the README's Learn section shows how to open the notebooks"
+    for ln in lines:
+        commands = [c.strip() for c in ln.split("&&")]
+        assert all(c in CONSOLE_COMMANDS for c in commands), (
+            f"{ln!r}: a console block is not run by the tests; put commands in a bash block")
+    assert (ROOT / "notebooks").is_dir()
 
 
 def _write_model(path: Path) -> None:
