@@ -420,6 +420,7 @@ def band_panels_figure(panels: Sequence[dict], ylabel: str, title: str, xlabel: 
             ax.text(0.5, 0.5, panel.get("empty", "no data"), ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
             continue
+        ax.grid(True, alpha=0.3)     # before the ticks are made, which then take it up
         if log_x:
             log_ticks(ax, sorted(int(x) for x in xs_all), "x")
         if log_y:
@@ -428,7 +429,6 @@ def band_panels_figure(panels: Sequence[dict], ylabel: str, title: str, xlabel: 
         else:
             ax.set_ylim(bottom=0)
             ax.yaxis.set_major_formatter(plain_formatter())
-        ax.grid(True, alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     handles = figure_handles(axes)

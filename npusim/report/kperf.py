@@ -600,10 +600,10 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
         ax.set_title(f"input {i} / output {o} tokens", y=1.0)    # placed: no search
         ax.set_xlabel("concurrent users")
         ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)     # before the ticks are made, which then take it up
         log_ticks(ax, users, "x")
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(plain_formatter())
-        ax.grid(True, alpha=0.3)
     for ax in axes[len(pairs):]:
         ax.set_visible(False)
     handles = _legend(fig, axes[0], ss, preempted=any_preempted)
