@@ -2,6 +2,10 @@
 matplotlib's object API on the Agg canvas (never ``pyplot``, so a notebook's backend is left
 alone), imported lazily because matplotlib is the optional extra ``reports``. Imports nothing
 of npusim but its errors.
+
+Grids of panels with one title and one legend (the K-Perf and power figures) are laid out by
+:func:`grid_layout`, which measures the text around each panel once and places everything,
+instead of matplotlib's constrained layout engine, which searches for the layout on every draw.
 """
 from __future__ import annotations
 
@@ -60,7 +64,8 @@ def _save_png(fig, path: Path) -> None:
     and once more to render it. Here the engine lays the figure out on the Agg canvas that
     then renders it, and is set aside for that one draw: the same pixels (the tests compare
     the bytes) for about 15% less time per figure. Any other canvas or engine, or rc settings
-    that add a layout or a tight bounding box, take matplotlib's own path.
+    that add a layout or a tight bounding box, take matplotlib's own path; so does a figure
+    with no engine (:func:`grid_layout`'s), which savefig draws once.
     """
     import matplotlib as mpl
     from matplotlib.backend_bases import FigureCanvasBase
@@ -89,8 +94,9 @@ PAD_PT = 3.0
 # assumption: no panel is drawn shorter or narrower than this share of its figure's slot,
 # however much text surrounds it (a legend of dozens of series)
 MIN_PANEL_SHARE = 0.15
-
-
+# How a grid of panels is laid out: "fixed" is grid_layout's; "constrained", matplotlib's
+# engine, is what the figures used before it (about a third more CPU per figure; kept so the
+# tests and benchmarks/report_speed.py can compare the two).
 LAYOUTS = ("fixed", "constrained")
 
 
@@ -101,8 +107,9 @@ def panels_figure(size: tuple[float, float], dpi: int, layout: str = "fixed"):
     compare against)."""
     if layout not in LAYOUTS:
         raise NpusimError(f"unknown figure layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    # "none", not None: rc settings that would add an engine (figure.autolayout) add none
     return figure_class()(figsize=size, dpi=dpi,
-                          layout="constrained" if layout == "constrained" else None)
+                          layout="constrained" if layout == "constrained" else "none")
 
 
 def finish_panels(fig, axes, columns: int, title: str, handles, layout: str = "fixed",
@@ -141,6 +148,7 @@ def grid_layout(fig, axes, ncols: int, title: str | None = None, legend=None) ->
     axes : sequence of Axes
         The panels, row by row, ``ncols`` to a row; hidden ones keep their slot.
     ncols : int
+        Panels per row.
     title : str, optional
         The figure's title.
     legend : matplotlib.legend.Legend, optional

@@ -186,3 +186,17 @@ def test_an_unknown_layout_is_refused():
         panels_figure((6.0, 4.0), 100, "tight")
     with pytest.raises(NpusimError, match="unknown figure layout"):
         band_panels_figure([dict(title="p")], "W", "t", layout="tight")
+
+
+@pytest.mark.parametrize("rc", [{"figure.autolayout": True},
+                                {"figure.constrained_layout.use": True}])
+def test_rc_layout_settings_leave_the_fixed_layout_alone(rc):
+    """A user's rc asking for tight or constrained layout gives the K-Perf figures no engine:
+    the fixed layout, legend band included, is what gets drawn."""
+    import matplotlib as mpl
+    with mpl.rc_context(rc):
+        for _, make in rk.figures(README):
+            fig = make(README)
+            assert fig.get_layout_engine() is None
+            assert not [(w1, w2) for (w1, b1), (w2, b2)
+                        in itertools.combinations(_boxes(fig), 2) if _overlap(b1, b2) > 0.5]
