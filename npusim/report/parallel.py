@@ -1,7 +1,7 @@
 """Writing a report's files side by side: each file is drawn and saved by one writer, and the
 writers run in this process and up to three forked copies of it (one per idle core).
 
-A K-Perf report is seven or eight figures, each about half a second of matplotlib on one core;
+A K-Perf report is seven or eight figures, each about 0.3 s of matplotlib on one core;
 on two cores they take half the time. Forked copies share the already imported matplotlib and
 the result in memory, so nothing is pickled but each file's path (or the error it raised).
 Where fork is missing or unsafe (Windows, macOS, a process with other threads) or one core is
