@@ -172,8 +172,8 @@ def test_panels_keep_about_the_size_constrained_layout_gives():
     for result in (README, SUITE):
         for _, make in rk.figures(result):
             fixed, slow = make(result), make(result, layout="constrained")
-            for f, s in ((fixed, slow), (slow, fixed)):
-                f.draw_without_rendering()
+            for fig in (fixed, slow):
+                fig.draw_without_rendering()
             for a, b in zip(fixed.axes, slow.axes):
                 if a.get_visible():
                     pa, pb = a.get_window_extent(), b.get_window_extent()
