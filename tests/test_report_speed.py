@@ -2,7 +2,8 @@
 start-up stays light.
 
 - Forked writers give the same files as the serial path: CSV and PNG bytes, xlsx cell values.
-- :func:`~npusim.figures.save_figure`'s single draw gives the bytes of matplotlib's savefig.
+- :func:`~npusim.figures.save_figure`'s single draw gives the bytes of matplotlib's savefig,
+  for the K-Perf figures' fixed layout and for constrained layout.
 - The figure set is complete: every PNG :func:`figures` names, system power only with a host.
 - A writer's error reaches the caller as it was raised; a forked copy that dies leaves its file
   to the parent; fork is not used with other threads running.
@@ -106,16 +107,19 @@ def test_the_figure_set_is_complete(tmp_path):
         assert [p.name for p in kpp.plot_power(result, out / "power")] == names[5:]
 
 
-def test_save_figure_draws_the_pixels_savefig_draws(tmp_path):
-    """save_figure lays a PNG out and draws it once; matplotlib's savefig draws it twice.
-    The files agree byte for byte, and the figure keeps its layout engine."""
+@pytest.mark.parametrize("layout", ["fixed", "constrained"])
+def test_save_figure_draws_the_pixels_savefig_draws(tmp_path, layout):
+    """save_figure lays a constrained-layout PNG out and draws it once; matplotlib's savefig
+    draws it twice. A fixed layout (the K-Perf figures' own) has no engine: one draw either
+    way. The files agree byte for byte, and the figure keeps its layout engine."""
     pytest.importorskip("matplotlib")
     from npusim.figures import save_figure
     from npusim.report import kperf as rk
     result = _result(system_power=True)
     for name, make in rk.figures(result):
-        ours, theirs = make(result), make(result)
+        ours, theirs = make(result, layout=layout), make(result, layout=layout)
         engine = ours.get_layout_engine()
+        assert (engine is None) == (layout == "fixed")
         save_figure(ours, tmp_path / f"ours_{name}")
         theirs.savefig(tmp_path / f"theirs_{name}")
         assert (tmp_path / f"ours_{name}").read_bytes() == \
@@ -131,8 +135,8 @@ def test_save_figure_under_rc_settings_is_savefig(tmp_path, rc):
     from npusim.report import kperf as rk
     result = _result()
     with mpl.rc_context(rc):
-        save_figure(rk.ttft_figure(result), tmp_path / "ours.png")
-        rk.ttft_figure(result).savefig(tmp_path / "theirs.png")
+        save_figure(rk.ttft_figure(result, layout="constrained"), tmp_path / "ours.png")
+        rk.ttft_figure(result, layout="constrained").savefig(tmp_path / "theirs.png")
     assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "theirs.png").read_bytes()
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import NpusimError
-from ..figures import (COLOURS, MARKERS, draw_and_save, figure_class, log_ticks,
-                       plain_formatter, plain_log_axis, plain_number)
+from ..figures import (COLOURS, MARKERS, draw_and_save, figure_class, finish_panels,
+                       log_ticks, panels_figure, plain_formatter, plain_log_axis, plain_number)
 from ..files import cannot_write, make_folder, write_csv as _write_rows
 from ..workloads.kperf import system_label
 from .export import _jsonable
@@ -500,41 +500,44 @@ def preempted(row: dict) -> bool:
     return _num(n) and n > 0
 
 
-def decode_figure(result, dpi: int = DPI):
+def decode_figure(result, dpi: int = DPI, layout: str = "fixed"):
     """System decode tokens/s against concurrent users, a panel per input/output pair."""
     return _per_pair_figure(result, "decode_tok_s", 1.0, "decode (tok/s, system)",
-                            "Decode throughput vs concurrent users", dpi)
+                            "Decode throughput vs concurrent users", dpi, layout=layout)
 
 
-def per_chip_figure(result, dpi: int = DPI):
+def per_chip_figure(result, dpi: int = DPI, layout: str = "fixed"):
     """Decode tokens/s per chip (system / chips) against users, a panel per input/output
     pair: systems of different sizes side by side."""
     return _per_pair_figure(result, "decode_tok_s_per_chip", 1.0, "decode (tok/s, per chip)",
-                            "Decode throughput per chip vs concurrent users", dpi)
+                            "Decode throughput per chip vs concurrent users", dpi, layout=layout)
 
 
-def power_figure(result, dpi: int = DPI):
+def power_figure(result, dpi: int = DPI, layout: str = "fixed"):
     """Average system power against users, a panel per input/output pair, each arch's TDP a
     thin grey line labelled in place."""
     return _per_pair_figure(result, "avg_power_w", 1.0, "average power (W, system)",
-                            "Average power vs concurrent users", dpi, tdp=True)
+                            "Average power vs concurrent users", dpi, tdp=True, layout=layout)
 
 
-def efficiency_figure(result, dpi: int = DPI):
+def efficiency_figure(result, dpi: int = DPI, layout: str = "fixed"):
     """Output tokens per joule against users, a panel per input/output pair."""
     return _per_pair_figure(result, "tokens_per_j", 1.0, "tokens per joule",
-                            "Energy efficiency vs concurrent users", dpi)
+                            "Energy efficiency vs concurrent users", dpi, layout=layout)
 
 
-def ttft_figure(result, dpi: int = DPI):
+def ttft_figure(result, dpi: int = DPI, layout: str = "fixed"):
     """Mean TTFT (solid) and p99 (dashed) against input length, at the fewest and the most
-    users, for the shortest output length; a log millisecond axis with plain labels."""
-    Figure = figure_class()
+    users, for the shortest output length; a log millisecond axis with plain labels.
+
+    ``layout`` places the panels, title and legend (see :func:`npusim.figures.panels_figure`),
+    as in every K-Perf figure.
+    """
     ss = series(result)
     users = sorted({r["users"] for s in ss for r in s["rows"]}) or [1]
     panels = [users[0]] if len(users) == 1 else [users[0], users[-1]]
     out_len = min((r["output_len"] for s in ss for r in s["rows"]), default=0)
-    fig = Figure(figsize=(6.0 * len(panels), 6.0), dpi=dpi, layout="constrained")
+    fig = panels_figure((6.0 * len(panels), 6.0), dpi, layout)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     xs_all: set[int] = set()
     any_preempted = False
@@ -555,7 +558,8 @@ def ttft_figure(result, dpi: int = DPI):
                         color=s["colour"], ls=P99_STYLE, lw=1.0, marker=s["marker"],
                         mfc="none", alpha=0.8)
             any_preempted |= _mark_preempted(ax, rows, "input_len", "ttft_mean_s", 1e3)
-        ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens")
+        ax.set_title(f"{u} concurrent user{'s' if u > 1 else ''}, output {out_len} tokens",
+                     y=1.0)         # placed: matplotlib need not look for a place
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel("time to first token (ms)")
         log_ticks(ax, sorted(xs_all), "x")
@@ -567,20 +571,19 @@ def ttft_figure(result, dpi: int = DPI):
         ax.grid(True, which="both", alpha=0.3)
     extra = [("solid: TTFT mean", MEAN_STYLE), ("dashed, hollow markers: TTFT p99", P99_STYLE)]
     handles = _legend(fig, axes[0], ss, extra=extra, preempted=any_preempted)
-    fig.suptitle(f"Time to first token vs input length: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center",
-               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
+    finish_panels(fig, axes, len(panels), f"Time to first token vs input length: {result.model}",
+                  handles, layout, ncols=legend_columns(handles, fig.get_figwidth()),
+                  fontsize=9)
     return fig
 
 
 def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dpi: int,
-                     tdp: bool = False):
-    Figure = figure_class()
+                     tdp: bool = False, layout: str = "fixed"):
     ss = series(result)
     pairs = sorted({(r["input_len"], r["output_len"]) for r in result.records})
     ncols = 1 if len(pairs) == 1 else 2
     nrows = math.ceil(len(pairs) / ncols)
-    fig = Figure(figsize=(6.0 * ncols, 1.0 + 4.2 * nrows), dpi=dpi, layout="constrained")
+    fig = panels_figure((6.0 * ncols, 1.0 + 4.2 * nrows), dpi, layout)
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     users = sorted({r["users"] for r in result.records})
     any_preempted = False
@@ -594,19 +597,18 @@ def _per_pair_figure(result, key: str, scale: float, ylabel: str, title: str, dp
                 any_preempted |= _mark_preempted(ax, rows, "users", key, scale)
         if tdp:
             _draw_tdp(ax, ss)
-        ax.set_title(f"input {i} / output {o} tokens")
+        ax.set_title(f"input {i} / output {o} tokens", y=1.0)    # placed: no search
         ax.set_xlabel("concurrent users")
         ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)     # before the ticks are made, which then take it up
         log_ticks(ax, users, "x")
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(plain_formatter())
-        ax.grid(True, alpha=0.3)
     for ax in axes[len(pairs):]:
         ax.set_visible(False)
     handles = _legend(fig, axes[0], ss, preempted=any_preempted)
-    fig.suptitle(f"{title}: {result.model}")
-    fig.legend(handles=handles, loc="outside lower center",
-               ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
+    finish_panels(fig, axes, ncols, f"{title}: {result.model}", handles, layout,
+                  ncols=legend_columns(handles, fig.get_figwidth()), fontsize=9)
     return fig
 
 

@@ -103,28 +103,29 @@ def _times(v, k: float) -> float:
     return v * k if _finite(v) else math.nan
 
 
-def card_power_figure(result, dpi: int = 100):
+def card_power_figure(result, dpi: int = 100, layout: str = "fixed"):
     """One chip's power against users, a panel per input/output pair, TDP and cap lines."""
     return band_panels_figure(_panels(result, "card_power_w", 1.0, True, False, True),
                               "power per card (W)",
-                              "Card power vs concurrent users", dpi=dpi)
+                              "Card power vs concurrent users", dpi=dpi, layout=layout)
 
 
-def system_power_figure(result, dpi: int = 100):
+def system_power_figure(result, dpi: int = 100, layout: str = "fixed"):
     """The whole system's power at the wall (``system_power_w``) against users; TDP and cap
     lines are the cards' sum (the host draws on top of them)."""
     return band_panels_figure(_panels(result, SYSTEM, 1.0, False, True, True),
                               "power per system (W, at the wall)",
-                              "System power vs concurrent users (cards + host)", dpi=dpi)
+                              "System power vs concurrent users (cards + host)", dpi=dpi,
+                              layout=layout)
 
 
-def energy_per_token_figure(result, dpi: int = 100):
+def energy_per_token_figure(result, dpi: int = 100, layout: str = "fixed"):
     """Energy per output token (J, the whole system's) against users, with the band."""
     return band_panels_figure(_panels(result, "energy_per_token_j", 1.0, True, False, False,
                                       ENERGY_NOTE),
                               "energy per output token (J, system)",
                               "Energy per output token vs concurrent users", dpi=dpi,
-                              log_y=True)
+                              log_y=True, layout=layout)
 
 
 def band_note(result) -> str | None:
