@@ -42,8 +42,10 @@ def models():
     return out
 
 
-def _runs(model, scenario, config, capacity=None, paths=("compiled", "slow", "vector")):
-    """The result and band log of each path."""
+def _runs(model, scenario, config, capacity=None,
+          paths=("compiled", "stepwise", "slow", "vector")):
+    """The result and band log of each path ("stepwise": the compiled loop planning every
+    step, without its decode stretches)."""
     saved = model.kv_capacity_tokens
     if capacity is not None:
         model.kv_capacity_tokens = capacity
@@ -51,12 +53,14 @@ def _runs(model, scenario, config, capacity=None, paths=("compiled", "slow", "ve
         out = {}
         for path in paths:
             band = model.start_log() if isinstance(model, BandCostModel) else None
+            serving_compiled.STRETCHES = path != "stepwise"
             r = simulate_serving(model, scenario, config, fast=path != "slow",
-                                 compiled=path == "compiled")
+                                 compiled=path in ("compiled", "stepwise"))
             out[path] = r, band
         return out
     finally:
         model.kv_capacity_tokens = saved
+        serving_compiled.STRETCHES = True
 
 
 def _assert_same(a, b):
@@ -78,7 +82,7 @@ def _check(results):
         _assert_same(fast, other)
         if band is not None:
             np.testing.assert_array_equal(band_parts(band), band_parts(other_band))
-            if path != "compiled":     # the Python paths log one tuple per step
+            if path not in ("compiled", "stepwise"):   # the Python paths log a tuple a step
                 assert band_parts(other_band).tolist() == [list(p) for p in other_band]
     assert band is None or len(band_parts(band)) == len(fast.steps.start_s)
     return fast
@@ -133,7 +137,7 @@ def test_compiled_loop_equals_the_full_scheduler_on_random_limits(models, inp, o
     capacity = (need + blocks) * model.kv_block_tokens     # from one request's worth up
     try:
         results = _runs(model, Scenario(inp, out, users=users), config, capacity,
-                        paths=("compiled", "slow"))
+                        paths=("compiled", "stepwise", "slow"))
     except NpusimError as e:      # a budget too small to make progress is refused alike
         with pytest.raises(NpusimError, match=str(e)[:40]):
             _runs(model, Scenario(inp, out, users=users), config, capacity, paths=("slow",))

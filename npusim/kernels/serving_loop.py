@@ -367,6 +367,114 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
 # --------------------------------------------------------------------------- the loop
 
 @njit(cache=True)
+def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
+    """Steps from now in which the scheduler can only let every running request decode
+    (``_Simulation.decode_stretch``): no admission, no finish, no block shortage; 0 when the
+    next step needs the full scheduler. Fills ``fc`` with the step (from 0) at which each
+    request opens a new block."""
+    R, free = st_i[S_R], st_i[S_FREE]
+    inp, out, block, floor = ip[I_INP], ip[I_OUT], ip[I_BLOCK], ip[I_FLOOR]
+    budget, max_seqs = ip[I_BUDGET], ip[I_MAXSEQS]
+    if R == 0 or R > budget:
+        return 0
+    gmax = 0
+    opening = 0
+    for i in range(R):
+        if gen[i] < 1 or inp + gen[i] - comp[i] != 1:
+            return 0
+        if gen[i] > gmax:
+            gmax = gen[i]
+        # under no_evict every block was reserved at admission: none opens
+        fc[i] = (block - comp[i] % block) % block if floor == 0 else np.iinfo(np.int64).max // 4
+        if fc[i] == 0:
+            opening += 1
+    left = budget - R
+    if left > 0 and R < max_seqs and st_i[S_WLEN] > 0:
+        head = wait[st_i[S_WHEAD]]
+        chunk = inp + req_i[head, R_SAVED_GEN]
+        if left < chunk:
+            chunk = left
+        blocks = (chunk + block - 1) // block
+        if blocks < floor:
+            blocks = floor
+        if blocks <= free - opening:
+            return 0          # the head of the queue is admitted now
+        # else it stays blocked: free blocks only shrink while everyone decodes
+    k = out - gmax - 1
+    crossings = 0
+    for i in range(R):
+        if k > fc[i]:
+            crossings += (k - fc[i] + block - 1) // block
+    if crossings > free:
+        # the (free + 1)-th block request, in step order, is the first that cannot be met
+        order = np.sort(fc[:R])
+        rounds, pos = free // R, free % R
+        if order[pos] + rounds * block < k:
+            k = order[pos] + rounds * block
+    return k if k >= 2 else 0
+
+
+@njit(cache=True)
+def _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc, cross, k, TOK, BAT,
+             KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH, PT, PE, ts, tes,
+             pc, pk, miss):
+    """Up to ``k`` decode steps of every running request, each costed as a full step would
+    be; the steps run are committed (a table miss or a full log stops it early, and the
+    caller's next call goes on from there)."""
+    R, block, floor, total = st_i[S_R], ip[I_BLOCK], ip[I_FLOOR], ip[I_TOTAL]
+    kvsum = 0
+    for i in range(R):
+        kvsum += comp[i]
+    cross[:] = 0
+    for i in range(R):
+        if fc[i] < block:
+            cross[fc[i]] += 1
+    used = total - st_i[S_FREE]
+    room = log_f.shape[0] - st_i[S_NLOG]
+    if k > room:
+        k = room
+    gap = gapt[R]
+    static_run = fp[F_STATIC_RUN]
+    t = st_f[0]
+    status = DONE
+    done = 0
+    while done < k:
+        ok, seconds, e = _step_cost(ip, fp, 0, pc, pk, R, kvsum + R * done, TOK, BAT, KVG,
+                                    CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH,
+                                    PT, PE, ts, tes, miss)
+        if not ok:
+            status = MISS
+            break
+        if not seconds >= 0.0 or np.isinf(seconds):
+            st_f[1], st_f[2], st_f[3] = seconds, 0, R
+            status = BAD
+            break
+        t_end = t + seconds + gap
+        used += cross[done % block]
+        row = st_i[S_NLOG]
+        log_f[row, L_START], log_f[row, L_END] = t, t_end
+        log_f[row, L_ENERGY] = e[0] + gap * static_run
+        log_f[row, L_ONCHIP], log_f[row, L_BITS], log_f[row, L_FLOOR] = e[1], e[2], e[3]
+        log_i[row, L_PREFILL], log_i[row, L_OUTPUT], log_i[row, L_BATCH] = 0, R, R
+        log_i[row, L_RUNNING], log_i[row, L_BLOCKS] = R, used
+        st_i[S_NLOG] = row + 1
+        t = t_end
+        done += 1
+    st_f[0] = t
+    held_sum = 0
+    for i in range(R):
+        comp[i] += done
+        gen[i] += done
+        held = (comp[i] + block - 1) // block
+        if held < floor:
+            held = floor
+        blk[i] = held
+        held_sum += held
+    st_i[S_FREE] = total - held_sum
+    return status
+
+
+@njit(cache=True)
 def _issue(st_i, req_f, req_i, wait, user, at):
     r = st_i[S_NREQ]
     req_f[r, R_ARRIVAL], req_f[r, R_FIRST], req_f[r, R_FINISH] = at, np.nan, np.nan
@@ -380,7 +488,7 @@ def _issue(st_i, req_f, req_i, wait, user, at):
 @njit(cache=True)
 def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, compl, log_f,
         log_i, gapt, TOK, BAT, KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE,
-        PH, PT, PE, miss):
+        PH, PT, PE, miss, stretches=True):
     """Run the closed-loop serving simulation from the state given until the measured
     requests have finished, or until it needs a table point or more room.
 
@@ -414,6 +522,10 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
         prefill attention (slot x CHUNK x KV).
     miss : int64 array of 4
         Receives the table point a :data:`MISS` needs.
+    stretches : bool
+        Run a stretch of steps in which every running request decodes and nothing else can
+        happen (:func:`_stretch_length`) without planning each step; False plans every step
+        (the same figures, for the tests).
 
     Returns
     -------
@@ -437,6 +549,8 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
     pk = np.empty(cap, dtype=np.int64)
     ts = np.empty(max(ip[I_PP], 1))
     tes = np.empty((max(ip[I_PP], 1), 4))
+    fc = np.empty(cap, dtype=np.int64)
+    cross = np.empty(block, dtype=np.int64)
     while True:
         R, free = st_i[S_R], st_i[S_FREE]
         if st_i[S_MDONE] >= measured and st_i[S_NCOMPL] >= mend:
@@ -444,6 +558,15 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
         if (st_i[S_NLOG] >= log_f.shape[0] or st_i[S_NCOMPL] + max_seqs > compl.shape[0]
                 or st_i[S_NREQ] + max_seqs > req_f.shape[0]):
             return GROW
+        if stretches:
+            k = _stretch_length(ip, st_i, req_i, wait, gen, comp, fc)
+            if k >= 2:
+                status = _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc,
+                                  cross, k, TOK, BAT, KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT,
+                                  HE, AH, AT, AE, PH, PT, PE, ts, tes, pc, pk, miss)
+                if status != DONE:
+                    return status
+                continue
         # -- plan: tokens per running request, blocks each newly needs (kernels.serving.plan)
         asked = need_total = n_total = 0
         for i in range(R):

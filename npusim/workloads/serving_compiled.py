@@ -24,6 +24,9 @@ from .stepcost import BATCH, CHUNK, KV, TOKENS
 _GRIDS = tuple(np.asarray(g, dtype=np.int64) for g in (TOKENS, BATCH, KV, CHUNK))
 # initial step-log rows (doubled whenever full)
 _LOG_ROWS = 4096
+# run stretches of pure decode steps without planning each (the figures are the same either
+# way; the tests turn it off to prove it)
+STRETCHES = True
 
 
 class _Tables:
@@ -215,7 +218,7 @@ def run(sim) -> None:
     while True:
         status = K.run(ip, fp, state.st_i, state.st_f, state.req_f, state.req_i, state.wait,
                        *state.running, state.compl, state.log_f, state.log_i, state.gapt,
-                       *_GRIDS, gs, gc, sp, *tables.arrays, miss)
+                       *_GRIDS, gs, gc, sp, *tables.arrays, miss, bool(STRETCHES))
         if status == K.DONE:
             break
         if status == K.MISS:
@@ -238,4 +241,4 @@ def load() -> None:
     K.run(ip, fp, st_i, st_f, np.zeros((1, 3)), np.zeros((1, 4), dtype=np.int64), i1,
           i1, i1, i1, i1, i1, f1, np.zeros((1, 6)), np.zeros((1, 5), dtype=np.int64), f1,
           *_GRIDS, i1, i1, np.zeros(2, dtype=np.int64), *tables.arrays,
-          np.zeros(4, dtype=np.int64))
+          np.zeros(4, dtype=np.int64), True)
