@@ -229,10 +229,10 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         # (record index, label, cost model, scenario) of every row that runs
         tasks: list[tuple[int, str, Any, Any]] = []
         for label, arch_obj in systems:
-            choice, chose = _choose(model, arch_obj, chips, matrix)
+            costs = _Costs(model, arch_obj, parallel)
+            choice, chose = _choose(model, arch_obj, chips, matrix, costs)
             for precision in matrix["precisions"]:
-                cost, why = (_cost_or_reason(model, arch_obj, choice.chips, precision,
-                                             parallel)
+                cost, why = (costs.or_reason(choice.chips, precision)
                              if chose == OK else (None, chose))
                 run = _run_info(label, precision, choice, cost, why)
                 runs.append(run)
@@ -636,9 +636,10 @@ def _chips_arg(chips) -> int | str:
     return chips
 
 
-def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
+def _choose(model, arch, chips, matrix, costs: "_Costs") -> tuple[Any, str]:
     """The arch's :class:`~npusim.workloads.deployments.ChipChoice` and ``"ok"``, or a
-    placeholder choice and why no count fits (the status of all its rows)."""
+    placeholder choice and why no count fits (the status of all its rows); the cost models
+    the choice builds stay in ``costs``."""
     from .deployments import ChipChoice
     if isinstance(chips, int):
         return ChipChoice(chips, "given", f"--chips {chips}"), OK
@@ -646,24 +647,27 @@ def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
         return ChipChoice(None, PER_PRECISION, "each precision: the fewest chips that hold "
                                                "its weights and 4096 KV tokens"), OK
     try:
-        return _choose_chips(model, arch, matrix), OK
+        return _choose_chips(model, arch, matrix, costs), OK
     except (ArchError, CapacityError) as e:
         return ChipChoice(None, AUTO, "none fits"), _reason(e)
 
 
-def _choose_chips(model, arch, matrix):
+def _choose_chips(model, arch, matrix, costs: "_Costs"):
     """The default chip count of ``arch`` for the whole matrix (every precision)."""
     return default_chips(model, arch, matrix["precisions"], matrix["users"],
-                         matrix["input_lens"], matrix["output_lens"])
+                         matrix["input_lens"], matrix["output_lens"], costs=costs)
 
 
 def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[int],
-                  input_lens: Sequence[int], output_lens: Sequence[int]):
+                  input_lens: Sequence[int], output_lens: Sequence[int], *,
+                  costs: "_Costs | None" = None):
     """The chips :func:`kperf` gives ``arch`` by default for this matrix, and why.
 
     One count for every precision: the documented deployment of ``model`` on ``arch``, else
     the fewest chips whose KV cache holds ``max(users)`` x (``max(input_lens)`` +
     ``max(output_lens)``) tokens (:func:`npusim.workloads.deployments.choose_chips`).
+    ``costs`` (:func:`kperf`'s own) keeps the cost models the choice builds; by default
+    they are dropped after it.
 
     Returns
     -------
@@ -676,9 +680,10 @@ def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[i
     """
     from .deployments import choose_chips
     spec = _spec(model)
+    costs = _Costs(model, arch) if costs is None else costs
     return choose_chips(model, arch, list(precisions), users=max(users),
                         tokens=max(input_lens) + max(output_lens),
-                        cost_model=lambda *a: _cost_model(*a),
+                        cost_model=lambda _model, _arch, n, p: costs(n, p),
                         heads=getattr(spec, "heads", None))
 
 
@@ -705,22 +710,60 @@ def _serving_api():
     return Scenario, ServingConfig, simulate_serving
 
 
-def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None):
+def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None,
+                parts=None):
     """The cost model: on an arch whose energy table gives ranges, one that also carries the
-    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`)."""
+    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`);
+    ``parts`` (:class:`~npusim.workloads.stepcost.PartRuns`) shares its part runs."""
     from .powerband import BandCostModel, has_band
     from .stepcost import StepCostModel
     kind = BandCostModel if has_band(arch) else StepCostModel
-    return kind(model, arch, chips=chips, precision=precision, parallel=parallel)
+    return kind(model, arch, chips=chips, precision=precision, parallel=parallel, parts=parts)
 
 
-def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
-    """The cost model, or None and why it cannot exist (a status for its rows)."""
-    try:
-        given = {} if parallel is None else {"parallel": parallel}
-        return _cost_model(model, arch, chips, precision, **given), OK
-    except (ArchError, CapacityError) as e:
-        return None, _reason(e)
+class _Costs:
+    """The cost models of one arch of a K-Perf run, each (chips, precision) built once.
+
+    Choosing the chips builds one per chip count it tries and precision; the rows then run
+    on the very ones of the count chosen (a cost model's answers are functions of its
+    arguments, so one built for the choice gives the rows what a fresh one would). All of
+    them share their part graphs and runs (:class:`~npusim.workloads.stepcost.PartRuns`).
+    """
+
+    def __init__(self, model: str, arch, parallel=None) -> None:
+        from .stepcost import PartRuns
+        self.model, self.arch, self.parallel = model, arch, parallel
+        self.parts = PartRuns()
+        self._built: dict[tuple, tuple[Any, NpusimError | None]] = {}
+
+    def __call__(self, chips: int | None, precision: str):
+        """The cost model of ``chips`` at ``precision``.
+
+        Raises
+        ------
+        ArchError, CapacityError
+            As :func:`_cost_model` does, the same error each time it is asked for.
+        """
+        key = (chips, precision)
+        if key not in self._built:
+            given = {} if self.parallel is None else {"parallel": self.parallel}
+            try:
+                self._built[key] = (_cost_model(self.model, self.arch, chips, precision,
+                                                parts=self.parts, **given), None)
+            except (ArchError, CapacityError) as e:
+                self._built[key] = (None, e)
+        cost, error = self._built[key]
+        if error is not None:
+            raise error
+        return cost
+
+    def or_reason(self, chips: int | None, precision: str) -> tuple[Any, str]:
+        """The cost model and ``"ok"``, or None and why it cannot exist (a status for its
+        rows)."""
+        try:
+            return self(chips, precision), OK
+        except (ArchError, CapacityError) as e:
+            return None, _reason(e)
 
 
 def _reason(e: NpusimError) -> str:

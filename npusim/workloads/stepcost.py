@@ -275,6 +275,41 @@ def _bracket(grid: Sequence[int], x: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
+class PartRuns:
+    """Part graphs and their engine runs, shared by the cost models that ask for the same.
+
+    Cost models of one model, arch and precision that differ only in chips or layout build
+    and time the same part graphs: a layer's dense part at ``tp=4`` is one graph whether the
+    system is four chips or eight in two pipeline stages, and its run one answer. Choosing a
+    chip count builds a cost model for each count it tries (and each scores its layouts);
+    given one of these (``StepCostModel(..., parts=...)``) they build and simulate each
+    graph once. Each model, served arch and precision has its own store, so cost models that
+    differ in any of those never see each other's answers.
+
+    Examples
+    --------
+    >>> parts = PartRuns()
+    >>> one = StepCostModel("tiny-llama", "rngd", chips=1, parts=parts)
+    >>> two = StepCostModel("tiny-llama", "rngd", chips=2, parts=parts)  # one's graphs too
+    >>> len(parts)      # one store: tiny-llama on rngd at bf16
+    1
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple, dict] = {}
+
+    def runs(self, model: str, arch, precision: Precision) -> dict:
+        """The store of ``model`` on the (served) ``arch`` at ``precision``: graphs and runs
+        by their arguments. A fresh, unshared one when the arch cannot be a key."""
+        try:
+            return self._stores.setdefault((model, arch, precision), {})
+        except TypeError:    # an arch with an unhashable field
+            return {}
+
+    def __len__(self) -> int:
+        return len(self._stores)
+
+
 class StepCostModel:
     """Serving-step costs of a built-in LLM on an arch (the StepCost protocol).
 
@@ -301,6 +336,9 @@ class StepCostModel:
         KV-cache tokens the run needs beside the weights (e.g. the largest users x (input +
         output) of a K-Perf matrix); a layout or chip count chosen automatically must hold
         them. Default :data:`MIN_KV_TOKENS`.
+    parts : PartRuns, optional
+        Part graphs and their engine runs to share with other cost models (of other chip
+        counts or layouts); by default this model keeps its own.
 
     Examples
     --------
@@ -314,7 +352,7 @@ class StepCostModel:
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
                  graphs: bool = True,
                  parallel: "str | ParallelLayout | None" = None,
-                 kv_tokens: int | None = None) -> None:
+                 kv_tokens: int | None = None, parts: "PartRuns | None" = None) -> None:
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
@@ -328,7 +366,10 @@ class StepCostModel:
             check_sizes(self.spec, chips=layout.chips)
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
-        self._cache: dict = {}
+        # part graphs and their runs by their arguments (tp resolved): the same for every
+        # chip count and layout of this model, arch and precision, so they may be shared
+        self._cache: dict = {} if parts is None else parts.runs(model, self.arch,
+                                                                self._precision)
         # dense, head and prefill-attention answers by their arguments: a serving run asks
         # for the same few sizes again and again (pure functions of the cached runs)
         self._memo: dict = {}
@@ -936,5 +977,5 @@ class StepCostModel:
                 "tdp_w": self.tdp_w}
 
 
-__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "Precision", "StepCost", "StepCostModel",
-           "StepResult", "resolve_precision", "stage_layers"]
+__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "PartRuns", "Precision", "StepCost",
+           "StepCostModel", "StepResult", "resolve_precision", "stage_layers"]
