@@ -683,7 +683,7 @@ def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[i
     costs = _Costs(model, arch) if costs is None else costs
     return choose_chips(model, arch, list(precisions), users=max(users),
                         tokens=max(input_lens) + max(output_lens),
-                        cost_model=lambda _model, _arch, n, p: costs(n, p),
+                        cost_model=lambda _model, _arch, n, p: costs.pending(n, p),
                         heads=getattr(spec, "heads", None))
 
 
@@ -711,23 +711,29 @@ def _serving_api():
 
 
 def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None,
-                parts=None):
+                parts=None, pending: bool = False):
     """The cost model: on an arch whose energy table gives ranges, one that also carries the
     parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`);
-    ``parts`` (:class:`~npusim.workloads.stepcost.PartRuns`) shares its part runs."""
+    ``parts`` (:class:`~npusim.workloads.stepcost.PartRuns`) shares its part runs. With
+    ``pending`` (a chip count given, no layout), a layout still to be chosen by costing
+    several is left to choose (:meth:`~npusim.workloads.stepcost.StepCostModel.pending`)."""
     from .powerband import BandCostModel, has_band
     from .stepcost import StepCostModel
     kind = BandCostModel if has_band(arch) else StepCostModel
+    if pending and chips is not None and parallel is None:
+        return kind.pending(model, arch, chips=chips, precision=precision, parts=parts)
     return kind(model, arch, chips=chips, precision=precision, parallel=parallel, parts=parts)
 
 
 class _Costs:
     """The cost models of one arch of a K-Perf run, each (chips, precision) built once.
 
-    Choosing the chips builds one per chip count it tries and precision; the rows then run
-    on the very ones of the count chosen (a cost model's answers are functions of its
-    arguments, so one built for the choice gives the rows what a fresh one would). All of
-    them share their part graphs and runs (:class:`~npusim.workloads.stepcost.PartRuns`).
+    Choosing the chips asks for one per chip count it tries and precision (:meth:`pending`:
+    a model whose layout is still to be chosen by costing several is costed only if the
+    choice needs its exact capacity); the rows then run on the very ones of the count chosen
+    (a cost model's answers are functions of its arguments, so one built for the choice
+    gives the rows what a fresh one would). All of them share their part graphs and runs
+    (:class:`~npusim.workloads.stepcost.PartRuns`).
     """
 
     def __init__(self, model: str, arch, parallel=None) -> None:
@@ -736,26 +742,39 @@ class _Costs:
         self.parts = PartRuns()
         self._built: dict[tuple, tuple[Any, NpusimError | None]] = {}
 
-    def __call__(self, chips: int | None, precision: str):
-        """The cost model of ``chips`` at ``precision``.
+    def pending(self, chips: int | None, precision: str):
+        """The cost model of ``chips`` at ``precision``, or its
+        :class:`~npusim.workloads.stepcost.PendingLayout` (see :func:`_cost_model`).
 
         Raises
         ------
         ArchError, CapacityError
-            As :func:`_cost_model` does, the same error each time it is asked for.
+            As :func:`_cost_model` does before costing a layout, the same error each time.
         """
         key = (chips, precision)
         if key not in self._built:
             given = {} if self.parallel is None else {"parallel": self.parallel}
             try:
                 self._built[key] = (_cost_model(self.model, self.arch, chips, precision,
-                                                parts=self.parts, **given), None)
+                                                parts=self.parts, pending=True, **given), None)
             except (ArchError, CapacityError) as e:
                 self._built[key] = (None, e)
         cost, error = self._built[key]
         if error is not None:
             raise error
         return cost
+
+    def __call__(self, chips: int | None, precision: str):
+        """The cost model of ``chips`` at ``precision``, built.
+
+        Raises
+        ------
+        ArchError, CapacityError
+            As :func:`_cost_model` does.
+        """
+        from .stepcost import PendingLayout
+        cost = self.pending(chips, precision)
+        return cost.build() if isinstance(cost, PendingLayout) else cost
 
     def or_reason(self, chips: int | None, precision: str) -> tuple[Any, str]:
         """The cost model and ``"ok"``, or None and why it cannot exist (a status for its

@@ -310,6 +310,43 @@ class PartRuns:
         return len(self._stores)
 
 
+class PendingLayout:
+    """A cost model whose layout is still to be chosen among several that fit
+    (:meth:`StepCostModel.pending`): what is known before costing them, and :meth:`build`.
+
+    Attributes
+    ----------
+    chips : int
+    fitting : list of ParallelLayout
+        The layouts that hold the weights and the KV tokens the run needs; one of them will
+        be chosen.
+    kv_capacity_range : tuple of int
+        The least and the most KV tokens the fitting layouts hold: the model's
+        ``kv_capacity_tokens`` lies between them.
+    """
+
+    def __init__(self, model: "StepCostModel", chips: int,
+                 fitting: Sequence[ParallelLayout]) -> None:
+        self._model, self.chips, self.fitting = model, chips, list(fitting)
+        held = [model._kv_capacity(lay) for lay in self.fitting]
+        self.kv_capacity_range = (min(held), max(held))
+        self._built: StepCostModel | None = None
+
+    def build(self) -> "StepCostModel":
+        """The cost model (built once): the fastest of the fitting layouts chosen, as the
+        constructor chooses it."""
+        if self._built is None:
+            model = self._model
+            model._settle(*model._fastest(self.fitting))
+            self._built = model
+        return self._built
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """The built model's KV capacity (builds it)."""
+        return self.build().kv_capacity_tokens
+
+
 class StepCostModel:
     """Serving-step costs of a built-in LLM on an arch (the StepCost protocol).
 
@@ -353,6 +390,34 @@ class StepCostModel:
                  graphs: bool = True,
                  parallel: "str | ParallelLayout | None" = None,
                  kv_tokens: int | None = None, parts: "PartRuns | None" = None) -> None:
+        layout = self._prepare(model, arch, chips=chips, precision=precision,
+                               overrides=overrides, graphs=graphs, parallel=parallel,
+                               kv_tokens=kv_tokens, parts=parts)
+        self._settle(*self._choose(chips, layout))
+
+    @classmethod
+    def pending(cls, model: str, arch, *, chips: int, precision: str | Precision = "bf16",
+                graphs: bool = True, kv_tokens: int | None = None,
+                parts: "PartRuns | None" = None) -> "StepCostModel | PendingLayout":
+        """The cost model of ``chips`` chips, or, when its layout is to be chosen by costing
+        several (:meth:`_choose`), a :class:`PendingLayout` that chooses it only when asked.
+
+        The arguments are the constructor's; ``PendingLayout.build()`` is then the model the
+        constructor gives, and whatever the constructor raises before costing a layout is
+        raised here.
+        """
+        out = cls.__new__(cls)
+        out._prepare(model, arch, chips=chips, precision=precision, overrides=None,
+                     graphs=graphs, parallel=None, kv_tokens=kv_tokens, parts=parts)
+        decided, fitting = out._fitting(chips, None)
+        if decided is not None:
+            out._settle(*decided)
+            return out
+        return PendingLayout(out, chips, fitting)
+
+    def _prepare(self, model: str, arch, *, chips, precision, overrides, graphs, parallel,
+                 kv_tokens, parts) -> "ParallelLayout | None":
+        """Everything the constructor sets before the layout; the layout given, if any."""
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
@@ -380,7 +445,12 @@ class StepCostModel:
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
         self._chip_static_w = table.floor_w if table is not None else 0.0
-        self.parallel, self.parallel_why = self._choose(chips, layout)
+        return layout
+
+    def _settle(self, parallel: ParallelLayout, why: str) -> None:
+        """Everything the constructor sets once the layout is chosen."""
+        model = self.model
+        self.parallel, self.parallel_why = parallel, why
         self.chips = self.parallel.chips
         self.arch.require_link(self.chips, f" (parallelism {self.parallel} of {model})")
         self.weight_bytes_per_chip = self._weight_bytes(self.parallel.tp, self.parallel.pp)
@@ -458,6 +528,13 @@ class StepCostModel:
     def _choose(self, chips: int | None,
                 layout: ParallelLayout | None) -> tuple[ParallelLayout, str]:
         """The layout and why: the one given, else the fastest that fits (module docstring)."""
+        decided, fitting = self._fitting(chips, layout)
+        return decided if decided is not None else self._fastest(fitting)
+
+    def _fitting(self, chips: int | None, layout: ParallelLayout | None
+                 ) -> "tuple[tuple[ParallelLayout, str] | None, list[ParallelLayout]]":
+        """:meth:`_choose` up to costing layouts: ``((layout, why), [])`` when that is not
+        needed, else ``(None, the layouts that fit)``, two or more of ``chips`` chips."""
         wanted = layout.chips if layout is not None else chips
         if wanted is not None:
             self.arch.require_link(wanted, f" (parallelism of {self.model} over {wanted} chips)")
@@ -469,7 +546,7 @@ class StepCostModel:
             problem = self._layout_problem(layout)
             if problem:
                 raise NpusimError(f"--parallel {layout}: {problem}")
-            return layout, "given (--parallel)"
+            return (layout, "given (--parallel)"), []
         if chips is None:
             chips, fitting = self._smallest_fit()
         else:
@@ -482,12 +559,16 @@ class StepCostModel:
         if len(fitting) == 1:
             lay = fitting[0]
             if chips == 1:
-                return lay, "one chip"
+                return (lay, "one chip"), []
             if lay.pp == 1 and not (self.arch.link.kind.lower().startswith("pcie")):
-                return lay, (f"tensor parallelism, the serving stacks' default over "
-                             f"{self.arch.link.kind}")
-            return lay, ("the only layout that fits" if len(self._candidates(chips)) > 1 else
-                         f"the only layout {self.model} admits on {chips} chips")
+                return (lay, (f"tensor parallelism, the serving stacks' default over "
+                              f"{self.arch.link.kind}")), []
+            return (lay, ("the only layout that fits" if len(self._candidates(chips)) > 1 else
+                          f"the only layout {self.model} admits on {chips} chips")), []
+        return None, fitting
+
+    def _fastest(self, fitting: Sequence[ParallelLayout]) -> tuple[ParallelLayout, str]:
+        """The fastest of ``fitting`` on the representative load, and why."""
         scored = sorted(((self._score(lay), lay.pp, lay) for lay in fitting),
                         key=lambda x: x[:2])
         best = scored[0][2]
@@ -977,5 +1058,5 @@ class StepCostModel:
                 "tdp_w": self.tdp_w}
 
 
-__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "PartRuns", "Precision", "StepCost",
-           "StepCostModel", "StepResult", "resolve_precision", "stage_layers"]
+__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "PartRuns", "PendingLayout", "Precision",
+           "StepCost", "StepCostModel", "StepResult", "resolve_precision", "stage_layers"]
