@@ -195,8 +195,10 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         (:class:`~npusim.workloads.stepcost.StepCostModel`).
     jobs : int or "auto", optional
         Worker processes for the scenarios: 1 runs them in this process; N > 1 forks N
-        workers after the cost models are set up (their caches inherited) and gathers the
-        rows back in order, the same rows as one process gives; ``"auto"``: one per core this
+        workers after the chips are chosen (the cost models' caches inherited), a cost model
+        whose layout is still to be chosen by costing several built by the worker that runs
+        its scenarios, and gathers the rows and runs back in order, the same as one process
+        gives; ``"auto"``: one per core this
         process may use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the
         ``fork`` start method (Windows, macOS) it is 1.
 
@@ -225,6 +227,7 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     runs: list[dict[str, Any]] = []
     total = len(systems) * len(matrix["precisions"]) * len(scenarios)
     jobs = _jobs(jobs)
+    from .stepcost import PendingLayout
     with _progress_bar(progress, total) as advance:
         # (record index, label, cost model, scenario) of every row that runs
         tasks: list[tuple[int, str, Any, Any]] = []
@@ -232,12 +235,21 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
             costs = _Costs(model, arch_obj, parallel)
             choice, chose = _choose(model, arch_obj, chips, matrix, costs)
             for precision in matrix["precisions"]:
-                cost, why = (costs.or_reason(choice.chips, precision)
-                             if chose == OK else (None, chose))
-                run = _run_info(label, precision, choice, cost, why)
-                runs.append(run)
+                if chose != OK:
+                    cost, why = None, chose
+                elif jobs > 1:   # a layout still to be costed is left to the workers
+                    cost, why = costs.unbuilt_or_reason(choice.chips, precision)
+                else:
+                    cost, why = costs.or_reason(choice.chips, precision)
+                if isinstance(cost, PendingLayout):
+                    cost = _Deferred(label, precision, choice, cost, len(runs))
+                    runs.append({})      # the worker that builds it says what goes here
+                    chips_ = cost.chips
+                else:
+                    runs.append(_run_info(label, precision, choice, cost, why))
+                    chips_ = runs[-1]["chips"]
                 for i, o, u in scenarios:
-                    base = dict(arch=label, model=str(model), chips=run["chips"],
+                    base = dict(arch=label, model=str(model), chips=chips_,
                                 precision=precision, input_len=i, output_len=o, users=u)
                     records.append({**base, STATUS: why})
                     if cost is not None:
@@ -253,9 +265,14 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
                             cost_)
                     tasks.clear()
         if tasks:
-            costs = {pos: cost_ for pos, _, cost_, _ in tasks}
-            for pos, row in _run_parallel(tasks, simulate_serving, config, jobs, advance):
-                records[pos] = _with_system({**records[pos], **row}, costs[pos])
+            by_pos = {pos: cost_ for pos, _, cost_, _ in tasks}
+            for pos, (row, info) in _run_parallel(tasks, simulate_serving, config, jobs,
+                                                  advance):
+                cost_ = by_pos[pos]
+                if info is not None:     # a cost model its worker built
+                    runs[cost_.run] = info
+                    cost_ = _System(info["chips"], info["kv_capacity_tokens"])
+                records[pos] = _with_system({**records[pos], **row}, cost_)
     _raise_if_nothing_ran(systems[0][0], runs, records)
     result = KperfResult(
         model=str(model), records=records, runs=runs,
@@ -302,9 +319,10 @@ def _jobs(jobs) -> int:
 
 
 def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
-    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers (see
-    :class:`_Queue` for who runs what). An error a row cannot hold (not a capacity or arch
-    limit) is raised once every worker has stopped, the first in run order."""
+    """Yield ``(record index, (row, run info or None))`` of every task, run by ``jobs``
+    forked workers (see :class:`_Queue` for who runs what, :func:`_worker` for the run
+    info). An error a row cannot hold (not a capacity or arch limit) is raised once every
+    worker has stopped, the first in run order."""
     import multiprocessing
     from .serving import load_kernels
     load_kernels()    # once here, inherited, rather than compiled in each worker
@@ -342,6 +360,38 @@ def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
                 w.join()
     if errors:
         raise errors[min(errors)]
+
+
+class _Deferred:
+    """A run's cost model left to the worker that runs its scenarios: its layout is still to
+    be chosen by costing several (a :class:`~npusim.workloads.stepcost.PendingLayout`).
+    ``run`` is the run's index in :class:`KperfResult`'s ``runs``."""
+
+    def __init__(self, label: str, precision: str, choice, pending, run: int) -> None:
+        self.label, self.precision, self.choice = label, precision, choice
+        self.pending, self.run = pending, run
+        self.chips = pending.chips
+        self._done: tuple | None = None
+
+    def build(self) -> tuple[Any, str, dict[str, Any]]:
+        """(cost model or None, status, run info), as :func:`kperf` gives them in one
+        process; built once."""
+        if self._done is None:
+            try:
+                cost, why = self.pending.build(), OK
+            except (ArchError, CapacityError) as e:
+                cost, why = None, _reason(e)
+            self._done = (cost, why, _run_info(self.label, self.precision, self.choice, cost,
+                                               why))
+        return self._done
+
+
+@dataclass(frozen=True)
+class _System:
+    """What :func:`_with_system` reads of a cost model built in a worker."""
+
+    chips: int | None
+    kv_capacity_tokens: int | None
 
 
 def _weight(scenario) -> float:
@@ -400,7 +450,9 @@ class _Queue:
 
 
 def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
-    """A forked worker of :func:`_run_parallel`: runs tasks until none is left."""
+    """A forked worker of :func:`_run_parallel`: runs tasks until none is left, each
+    answered with ``(row, None)``, or ``(row, run info)`` when its cost model is a
+    :class:`_Deferred` (built here, once per worker)."""
     group = None
     while True:
         group, n = queue.next(group)
@@ -408,7 +460,13 @@ def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
             return
         _, _, cost, scenario = tasks[n]
         try:
-            results.put((n, True, _scenario(simulate_serving, cost, scenario, config)))
+            info = None
+            if isinstance(cost, _Deferred):
+                cost, why, info = cost.build()
+                if cost is None:
+                    results.put((n, True, ({STATUS: why}, info)))
+                    continue
+            results.put((n, True, (_scenario(simulate_serving, cost, scenario, config), info)))
         except BaseException as e:    # handed to the parent, which raises it
             try:
                 results.put((n, False, e))
@@ -783,6 +841,19 @@ class _Costs:
             return self(chips, precision), OK
         except (ArchError, CapacityError) as e:
             return None, _reason(e)
+
+    def unbuilt_or_reason(self, chips: int | None, precision: str) -> tuple[Any, str]:
+        """:meth:`or_reason`, but a layout not yet costed is left so: its
+        :class:`~npusim.workloads.stepcost.PendingLayout` and ``"ok"`` (building it may
+        still give a reason)."""
+        from .stepcost import PendingLayout
+        try:
+            cost = self.pending(chips, precision)
+        except (ArchError, CapacityError) as e:
+            return None, _reason(e)
+        if isinstance(cost, PendingLayout) and cost.built:
+            return cost.build(), OK
+        return cost, OK
 
 
 def _reason(e: NpusimError) -> str:

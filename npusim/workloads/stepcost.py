@@ -278,31 +278,33 @@ def _bracket(grid: Sequence[int], x: float) -> tuple[int, int, float]:
 class PartRuns:
     """Part graphs and their engine runs, shared by the cost models that ask for the same.
 
-    Cost models of one model, arch and precision that differ only in chips or layout build
-    and time the same part graphs: a layer's dense part at ``tp=4`` is one graph whether the
-    system is four chips or eight in two pipeline stages, and its run one answer. Choosing a
-    chip count builds a cost model for each count it tries (and each scores its layouts);
-    given one of these (``StepCostModel(..., parts=...)``) they build and simulate each
-    graph once. Each model, served arch and precision has its own store, so cost models that
-    differ in any of those never see each other's answers.
+    Cost models of one kind, model, arch and precision that differ only in chips or layout
+    build and time the same part graphs: a layer's dense part at ``tp=4`` is one graph
+    whether the system is four chips or eight in two pipeline stages, and its run one answer
+    (every entry of the store is keyed by its tensor-parallel degree, never by the layout).
+    Choosing a chip count builds a cost model for each count it tries (and each scores its
+    layouts); given one of these (``StepCostModel(..., parts=...)``) they build and simulate
+    each graph once. Each cost model class, model, served arch and precision has its own
+    store, so cost models that differ in any of those never see each other's answers.
 
     Examples
     --------
     >>> parts = PartRuns()
     >>> one = StepCostModel("tiny-llama", "rngd", chips=1, parts=parts)
     >>> two = StepCostModel("tiny-llama", "rngd", chips=2, parts=parts)  # one's graphs too
-    >>> len(parts)      # one store: tiny-llama on rngd at bf16
+    >>> len(parts)      # one store: StepCostModel, tiny-llama on rngd at bf16
     1
     """
 
     def __init__(self) -> None:
         self._stores: dict[tuple, dict] = {}
 
-    def runs(self, model: str, arch, precision: Precision) -> dict:
-        """The store of ``model`` on the (served) ``arch`` at ``precision``: graphs and runs
-        by their arguments. A fresh, unshared one when the arch cannot be a key."""
+    def runs(self, kind: type, model: str, arch, precision: Precision) -> dict:
+        """The store of cost models of class ``kind`` for ``model`` on the (served) ``arch``
+        at ``precision``: graphs and runs by their arguments. A fresh, unshared one when the
+        arch cannot be a key."""
         try:
-            return self._stores.setdefault((model, arch, precision), {})
+            return self._stores.setdefault((kind, model, arch, precision), {})
         except TypeError:    # an arch with an unhashable field
             return {}
 
@@ -340,6 +342,11 @@ class PendingLayout:
             model._settle(*model._fastest(self.fitting))
             self._built = model
         return self._built
+
+    @property
+    def built(self) -> bool:
+        """Whether :meth:`build` has chosen the layout."""
+        return self._built is not None
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -433,7 +440,7 @@ class StepCostModel:
         self.precision = self._precision.name
         # part graphs and their runs by their arguments (tp resolved): the same for every
         # chip count and layout of this model, arch and precision, so they may be shared
-        self._cache: dict = {} if parts is None else parts.runs(model, self.arch,
+        self._cache: dict = {} if parts is None else parts.runs(type(self), model, self.arch,
                                                                 self._precision)
         # dense, head and prefill-attention answers by their arguments: a serving run asks
         # for the same few sizes again and again (pure functions of the cached runs)
