@@ -242,6 +242,8 @@ def simulate_snn(model: str | Path | Graph, device: str | Path | object = "loihi
     cost_set : one of the device's cost sets (default its first; e.g. ``table2`` on loihi)
     stages : the per-core timing model of :data:`npusim.engine.snn.STAGES`
 
+    Notes
+    -----
     The README's "Neuromorphic cores" section runs it on a converted CNN (tested).
     """
     from .arch.snn_device import load_snn_device

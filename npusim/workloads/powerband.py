@@ -103,7 +103,8 @@ class BandCostModel(StepCostModel):
     """
 
     def start_log(self) -> list:
-        """A fresh list that receives ``(onchip J, DRAM bits, floor J)`` of each later step."""
+        """A fresh list that receives ``(onchip J, DRAM bits, floor J)`` of each later step
+        (or a ``(k, 3)`` array of ``k`` steps at once: read it with :func:`band_parts`)."""
         self._band_log: list = []
         return self._band_log
 
@@ -197,11 +198,11 @@ def band(result, log: list, table, limit_w: float | None) -> dict[str, Any]:
     s = result.summary
     energy, chips, window = s["energy_j"], s["chips"], s["window_s"]
     ept = s["energy_per_token_j"]
-    if not (len(log) == len(result.steps.start_s) and window > 0 and energy > 0
+    parts = band_parts(log)
+    if not (len(parts) == len(result.steps.start_s) and window > 0 and energy > 0
             and math.isfinite(ept) and ept > 0):
         return nan_band()
     frac, idle_s = _window_weights(result)
-    parts = np.asarray(log, dtype=float).reshape(-1, 3)
     onchip, bits, floor = (float((parts[:, i] * frac).sum()) for i in range(3))
     floor += float(s["static_power_w"]) * idle_s
     tokens = energy / ept
@@ -217,6 +218,24 @@ def band(result, log: list, table, limit_w: float | None) -> dict[str, Any]:
         out[f"energy_per_token_j_{edge}"] = e / tokens
     from .kperf import BAND_KEYS
     return {k: out[k] for k in BAND_KEYS}     # the CSV's column order, whichever run comes first
+
+
+def band_parts(log: list) -> np.ndarray:
+    """The ``(steps, 3)`` array of a band log (:meth:`BandCostModel.start_log`), whose entries
+    are one step's ``(onchip J, DRAM bits, floor J)`` each, or a ``(k, 3)`` array of ``k``
+    steps (what the compiled serving loop appends, in one piece per run)."""
+    blocks, rows = [], []
+    for item in log:
+        if isinstance(item, np.ndarray):
+            if rows:
+                blocks.append(np.asarray(rows, dtype=float).reshape(-1, 3))
+                rows = []
+            blocks.append(np.asarray(item, dtype=float).reshape(-1, 3))
+        else:
+            rows.append(item)
+    if rows or not blocks:
+        blocks.append(np.asarray(rows, dtype=float).reshape(-1, 3))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def _delta(table, field: str, edge: int, absent: float) -> float:
@@ -235,4 +254,4 @@ def _floor_scale(table, edge: int) -> float:
     return rng[edge] / table.floor_w - 1.0
 
 
-__all__ = ["BandCostModel", "StepEnergy", "band", "has_band", "nan_band"]
+__all__ = ["BandCostModel", "StepEnergy", "band", "band_parts", "has_band", "nan_band"]
