@@ -87,7 +87,7 @@ def _install_fakes(monkeypatch) -> list:
     """Fake cost model and serving API; returns the list of cost models built."""
     built = []
 
-    def cost_model(model, arch, chips, precision, parallel=None, parts=None):
+    def cost_model(model, arch, chips, precision, **kw):
         if precision == "int4" and arch.name == "rngd":
             raise ArchError("arch rngd: int4 weights need a dequantising path this arch "
                             "lacks; choose bf16 or fp8")
