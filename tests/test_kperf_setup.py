@@ -80,10 +80,22 @@ def test_costs_memo_hands_the_rows_the_choices_models():
     costs = kp._Costs(TINY, load_arch("rngd"))
     pending = costs.pending(2, "bf16")
     assert costs(2, "bf16") is pending.build() and costs.pending(2, "bf16") is pending
-    small = kp._Costs(TINY, load_arch("rngd", ["dram.capacity=1 MB"]))
+    big = kp._Costs("llama-3.3-70b", load_arch("rngd"))      # 141 GB of weights on 48 GB
     with pytest.raises(CapacityError) as first:
-        small(1, "fp32")
-    assert small.or_reason(1, "fp32") == (None, kp._reason(first.value))
+        big(1, "bf16")
+    assert big.or_reason(1, "bf16") == (None, kp._reason(first.value))
+    assert big.unbuilt_or_reason(1, "bf16") == (None, kp._reason(first.value))
+
+
+def test_layouts_chosen_on_workers_settle_as_built_here():
+    costs = kp._Costs(TINY, load_arch("rngd"), jobs=2)
+    pendings = [costs.pending(n, p) for n in (2, 4) for p in ("bf16", "fp8")]
+    costs.cost_many(pendings)
+    assert all(p.built for p in pendings)
+    for (n, p), pending in zip([(n, p) for n in (2, 4) for p in ("bf16", "fp8")], pendings):
+        _same_model(pending.build(), BandCostModel(TINY, "rngd", chips=n, precision=p))
+    with pytest.raises(ValueError):
+        StepCostModel.pending(TINY, "rngd", chips=2).settle(sc.ParallelLayout(4, 1), "no")
 
 
 # --- choosing the chips by ranges -------------------------------------------------------------
@@ -225,3 +237,28 @@ def test_kperf_a_worker_build_that_fails_is_a_row_status_as_in_one_process(monke
     assert {r["status"] for r in one.records if r["precision"] == "fp8"} == {
         "does not fit: no layout of the test fits"}
     _same_result(one, two)
+
+
+def test_a_layout_that_fails_on_a_worker_fails_here_as_it_would(monkeypatch):
+    fastest = sc.StepCostModel._fastest
+
+    def failing(self, fitting):
+        if self.precision == "fp8":
+            raise CapacityError("no layout of the test fits")
+        return fastest(self, fitting)
+
+    monkeypatch.setattr(sc.StepCostModel, "_fastest", failing)
+    costs = kp._Costs(TINY, load_arch("rngd"), jobs=2)
+    bf16, fp8 = costs.pending(2, "bf16"), costs.pending(2, "fp8")
+    costs.cost_many([bf16, fp8])
+    assert bf16.built and not fp8.built
+    with pytest.raises(CapacityError, match="no layout of the test fits"):
+        fp8.build()
+
+
+@pytest.mark.parametrize("users, lens", [((6,), (490, 10)), ((1,), (16, 8))])
+def test_default_chips_on_workers_equal_one_process(users, lens):
+    arch = load_arch("rngd", ["dram.capacity=1 MB"])
+    args = (TINY, arch, ["bf16", "fp8"], users, [lens[0]], [lens[1]])
+    two = kp.default_chips(*args, costs=kp._Costs(TINY, arch, jobs=2))
+    assert two == kp.default_chips(*args)

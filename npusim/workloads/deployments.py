@@ -155,7 +155,8 @@ def covers(d: Deployment, precision: str) -> bool:
 def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tokens: int,
                  cost_model: Callable[[str, Any, int, str], Any], heads: int | None = None,
                  table: Sequence[Deployment] = DEPLOYMENTS,
-                 max_chips: int = CHIP_COUNTS[-1]) -> ChipChoice:
+                 max_chips: int = CHIP_COUNTS[-1],
+                 cost_many: Callable[[list], None] | None = None) -> ChipChoice:
     """One chip count for every precision of a K-Perf run of ``model`` on ``arch``.
 
     Parameters
@@ -177,13 +178,16 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
         object that also has ``kv_capacity_range`` (a
         :class:`~npusim.workloads.stepcost.PendingLayout`: the least and most its
         ``kv_capacity_tokens`` can be) is asked for ``kv_capacity_tokens`` only when the
-        range does not settle the choice.
+        range does not settle the choice, or its chip count is the one chosen.
     heads : int, optional
         The model's attention heads: counts that do not divide them are skipped.
     table : sequence of Deployment
         The documented deployments.
     max_chips : int
         The most chips to try for the weights alone.
+    cost_many : callable, optional
+        ``cost_many(models)`` costs several of those objects with ``kv_capacity_range`` at
+        once (e.g. on worker processes), before their ``kv_capacity_tokens`` are read.
 
     Returns
     -------
@@ -209,10 +213,11 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     counts = [n for n in CHIP_COUNTS if n <= max_chips and (not heads or heads % n == 0)]
     try:
         return _choose(model, arch, precisions, users, tokens, counts, table,
-                       _Capacity(model, arch, precisions, cost_model))
+                       _Capacity(model, arch, precisions, cost_model, cost_many=cost_many))
     except _Costly:
-        # costing a layout the ranges had put off failed: choose again, every cost model
-        # costed where it is built, so the failure lands where it always has
+        # costing a layout the ranges had put off failed (or nothing fits while some were put
+        # off): choose again, every cost model costed where it is built, so that a failure
+        # lands where it always has
         return _choose(model, arch, precisions, users, tokens, counts, table,
                        _Capacity(model, arch, precisions, cost_model, lazy=False))
 
@@ -258,7 +263,8 @@ def _hold(n: int) -> str:
 
 class _Costly(Exception):
     """Costing a layout that :class:`_Capacity` had put off raised an arch or capacity
-    error (the choice is then made again without putting anything off)."""
+    error, or no count fits while some layouts were put off (the choice is then made again
+    without putting anything off)."""
 
 
 class _Capacity:
@@ -269,13 +275,16 @@ class _Capacity:
     :class:`~npusim.workloads.stepcost.PendingLayout`, whose ``kv_capacity_range`` bounds its
     capacity). When ``lazy``, such a model is costed only when a comparison (:meth:`holds`)
     or the figure itself (:meth:`least`) needs it; the answers are those of the costed
-    models. When a put-off costing raises, :class:`_Costly` says so.
+    models. When a put-off costing raises, :class:`_Costly` says so. ``cost_many(models)``,
+    if given, costs several put-off models at once (on worker processes, say) before their
+    capacities are read.
     """
 
-    def __init__(self, model, arch, precisions, cost_model, lazy: bool = True) -> None:
+    def __init__(self, model, arch, precisions, cost_model, lazy: bool = True,
+                 cost_many: Callable[[list], None] | None = None) -> None:
         self.model, self.arch, self.cost_model = model, arch, cost_model
         self.precisions = list(precisions)
-        self.lazy = lazy
+        self.lazy, self.cost_many = lazy, cost_many
         # per chip count: per precision, the capacity or a model still to be costed
         self._seen: dict[int, list | None] = {}
         self.last_error = ""
@@ -293,21 +302,24 @@ class _Capacity:
         ranges = [_range(e) for e in entries]
         if any(hi < tokens for _, hi in ranges):
             return False                 # whichever layout that precision takes
-        for i, (lo, _) in enumerate(ranges):
-            if lo < tokens and self._cost(entries, i) < tokens:
-                return False
-        return True
+        open_ = [i for i, (lo, _) in enumerate(ranges) if lo < tokens]
+        if len(open_) > 1 and self.cost_many is not None:
+            self.cost_many([entries[i] for i in open_])
+        return all(self._cost(entries, i) >= tokens for i in open_)
 
     def least(self, n: int) -> int | None:
-        """The least KV capacity of ``n`` chips over the precisions (None: :meth:`none`)."""
+        """The least KV capacity of ``n`` chips over the precisions (None: :meth:`none`).
+
+        Asked only of the count chosen, whose every model the rows run on: all of them are
+        costed (together, by ``cost_many``), so that any that fails fails here, as it would
+        have where it was built."""
         entries = self._entries(n)
         if entries is None:
             return None
-        bound = min(hi for _, hi in map(_range, entries))
-        for i, e in enumerate(entries):
-            if _range(e)[0] <= bound:
-                bound = min(bound, self._cost(entries, i))
-        return bound
+        put_off = [e for e in entries if not isinstance(e, int)]
+        if put_off and self.cost_many is not None:
+            self.cost_many(put_off)
+        return min(self._cost(entries, i) for i in range(len(entries)))
 
     def _cost(self, entries: list, i: int) -> int:
         """The capacity of ``entries[i]``, its model costed if it was put off."""
@@ -344,6 +356,10 @@ class _Capacity:
         return held if held else None
 
     def too_big(self, counts: Sequence[int], tokens: int) -> str:
+        """Why no count fits; raises :class:`_Costly` when a model was put off (its costing
+        might have failed and given another reason), so that the choice is made again."""
+        if any(not isinstance(e, int) for es in self._seen.values() for e in es or ()):
+            raise _Costly("a model was put off")
         tried = [n for n in counts if n in self._seen]
         most = tried[-1] if tried else (counts[-1] if counts else 1)
         why = f" ({self.last_error})" if self.last_error else ""

@@ -232,7 +232,7 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         # (record index, label, cost model, scenario) of every row that runs
         tasks: list[tuple[int, str, Any, Any]] = []
         for label, arch_obj in systems:
-            costs = _Costs(model, arch_obj, parallel)
+            costs = _Costs(model, arch_obj, parallel, jobs)
             choice, chose = _choose(model, arch_obj, chips, matrix, costs)
             for precision in matrix["precisions"]:
                 if chose != OK:
@@ -360,6 +360,63 @@ def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
                 w.join()
     if errors:
         raise errors[min(errors)]
+
+
+def _choose_layouts(pendings: Sequence, jobs: int) -> None:
+    """Choose the layout of each unbuilt :class:`~npusim.workloads.stepcost.PendingLayout`
+    of ``pendings`` on up to ``jobs`` forked workers, and settle each here with its worker's
+    choice (the layout and its reason are what costing them here gives). One whose costing
+    failed, or whose worker died, is left unbuilt: building it here raises as it did there.
+    Nothing is done with one job, one model, or where processes cannot be forked."""
+    import multiprocessing
+    todo = [p for p in pendings if not p.built]
+    if _jobs(jobs) < 2 or len(todo) < 2:
+        return
+    ctx = multiprocessing.get_context("fork")
+    taken = ctx.Value("l", 0)
+    results = ctx.SimpleQueue()
+    workers = [ctx.Process(target=_layout_worker, args=(todo, taken, results), daemon=True)
+               for _ in range(min(jobs, len(todo)))]
+    for w in workers:
+        w.start()
+    chosen: dict[int, Any] = {}
+    try:
+        while len(chosen) < len(todo):
+            if results.empty():
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    break            # a worker died: what it held is built here
+                time.sleep(0.002)
+                continue
+            n, answer = results.get()
+            chosen[n] = answer
+    finally:
+        for w in workers:
+            w.join(timeout=None if len(chosen) == len(todo) else 0)
+            if w.is_alive():
+                w.terminate()
+                w.join()
+    for n, answer in chosen.items():
+        if answer is not None:
+            todo[n].settle(*answer)
+
+
+def _layout_worker(todo: Sequence, taken, results) -> None:
+    """A forked worker of :func:`_choose_layouts`: ``(index, (layout, why) or None)`` of the
+    next model not yet taken, until none is left."""
+    while True:
+        with taken.get_lock():
+            n = taken.value
+            taken.value = n + 1
+        if n >= len(todo):
+            return
+        try:
+            answer = todo[n].choose()
+        except BaseException as e:   # left to the parent, which builds it and raises
+            results.put((n, None))
+            if not isinstance(e, Exception):
+                return
+            continue
+        results.put((n, answer))
 
 
 class _Deferred:
@@ -742,7 +799,7 @@ def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[i
     return choose_chips(model, arch, list(precisions), users=max(users),
                         tokens=max(input_lens) + max(output_lens),
                         cost_model=lambda _model, _arch, n, p: costs.pending(n, p),
-                        heads=getattr(spec, "heads", None))
+                        heads=getattr(spec, "heads", None), cost_many=costs.cost_many)
 
 
 def _with_system(row: dict[str, Any], cost) -> dict[str, Any]:
@@ -788,17 +845,23 @@ class _Costs:
 
     Choosing the chips asks for one per chip count it tries and precision (:meth:`pending`:
     a model whose layout is still to be chosen by costing several is costed only if the
-    choice needs its exact capacity); the rows then run on the very ones of the count chosen
+    choice needs its exact capacity, those of one count together on ``jobs`` processes:
+    :meth:`cost_many`); the rows then run on the very ones of the count chosen
     (a cost model's answers are functions of its arguments, so one built for the choice
     gives the rows what a fresh one would). All of them share their part graphs and runs
     (:class:`~npusim.workloads.stepcost.PartRuns`).
     """
 
-    def __init__(self, model: str, arch, parallel=None) -> None:
+    def __init__(self, model: str, arch, parallel=None, jobs: int = 1) -> None:
         from .stepcost import PartRuns
-        self.model, self.arch, self.parallel = model, arch, parallel
+        self.model, self.arch, self.parallel, self.jobs = model, arch, parallel, jobs
         self.parts = PartRuns()
         self._built: dict[tuple, tuple[Any, NpusimError | None]] = {}
+
+    def cost_many(self, pendings: Sequence) -> None:
+        """Choose the layouts of several pending models at once, on up to :attr:`jobs`
+        worker processes (:func:`_choose_layouts`)."""
+        _choose_layouts(pendings, self.jobs)
 
     def pending(self, chips: int | None, precision: str):
         """The cost model of ``chips`` at ``precision``, or its

@@ -337,10 +337,22 @@ class PendingLayout:
     def build(self) -> "StepCostModel":
         """The cost model (built once): the fastest of the fitting layouts chosen, as the
         constructor chooses it."""
+        return self._built if self._built is not None else self.settle(*self.choose())
+
+    def choose(self) -> tuple[ParallelLayout, str]:
+        """The layout :meth:`build` takes, and why: costs every fitting layout on the
+        representative load (a process may do this and hand the answer to :meth:`settle`
+        in another)."""
+        return self._model._fastest(self.fitting)
+
+    def settle(self, layout: ParallelLayout, why: str) -> "StepCostModel":
+        """The cost model with the layout :meth:`choose` gave (once built, the model
+        built)."""
         if self._built is None:
-            model = self._model
-            model._settle(*model._fastest(self.fitting))
-            self._built = model
+            if layout not in self.fitting:
+                raise ValueError(f"{layout} is not one of the fitting layouts {self.fitting}")
+            self._model._settle(layout, why)
+            self._built = self._model
         return self._built
 
     @property
