@@ -194,13 +194,13 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         The multi-chip layout (``"tp=4,pp=2"``); by default the cost model's choice
         (:class:`~npusim.workloads.stepcost.StepCostModel`).
     jobs : int or "auto", optional
-        Worker processes for the scenarios: 1 runs them in this process; N > 1 forks N
-        workers after the chips are chosen (the cost models' caches inherited), a cost model
-        whose layout is still to be chosen by costing several built by the worker that runs
-        its scenarios, and gathers the rows and runs back in order, the same as one process
-        gives; ``"auto"``: one per core this
-        process may use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the
-        ``fork`` start method (Windows, macOS) it is 1.
+        Worker processes: 1 runs everything in this process; N > 1 costs the layouts the
+        chip choice needs on N forked workers, then forks N workers for the scenarios (the
+        cost models' caches inherited; a cost model whose layout is still to be costed is
+        built by the worker that runs its scenarios) and gathers the rows and runs back in
+        order, the same as one process gives; ``"auto"``: one per core this process may
+        use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the ``fork`` start
+        method (Windows, macOS) it is 1.
 
     Returns
     -------

@@ -419,11 +419,20 @@ class StepCostModel:
                 graphs: bool = True, kv_tokens: int | None = None,
                 parts: "PartRuns | None" = None) -> "StepCostModel | PendingLayout":
         """The cost model of ``chips`` chips, or, when its layout is to be chosen by costing
-        several (:meth:`_choose`), a :class:`PendingLayout` that chooses it only when asked.
+        several (a PCIe-linked system: module docstring), a :class:`PendingLayout` that
+        chooses it only when asked.
 
         The arguments are the constructor's; ``PendingLayout.build()`` is then the model the
         constructor gives, and whatever the constructor raises before costing a layout is
         raised here.
+
+        Examples
+        --------
+        >>> p = StepCostModel.pending("tiny-llama", "rngd", chips=2)
+        >>> [str(lay) for lay in p.fitting], p.built
+        (['tp=2,pp=1', 'tp=1,pp=2'], False)
+        >>> p.build().parallel_why == StepCostModel("tiny-llama", "rngd", chips=2).parallel_why
+        True
         """
         out = cls.__new__(cls)
         out._prepare(model, arch, chips=chips, precision=precision, overrides=None,
