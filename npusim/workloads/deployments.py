@@ -278,6 +278,12 @@ class _Capacity:
     models. When a put-off costing raises, :class:`_Costly` says so. ``cost_many(models)``,
     if given, costs several put-off models at once (on worker processes, say) before their
     capacities are read.
+
+    A model left uncosted could change the choice only if costing it failed (its capacity
+    would then count as 0, or the count as unbuildable): a count its range rules out is ruled
+    out at 0 too; every model of the count chosen is costed (:meth:`least`); when nothing
+    fits, :meth:`too_big` has the choice made again with everything costed; and an arch
+    error in costing (a dtype the arch cannot run) fails at the count chosen as well.
     """
 
     def __init__(self, model, arch, precisions, cost_model, lazy: bool = True,
