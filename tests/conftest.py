@@ -151,7 +151,7 @@ def linear_cost(monkeypatch):
     from npusim.workloads import kperf as kp
 
     def install(kv_capacity_tokens: int = 1 << 20) -> None:
-        monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p: _LinearCost(
+        monkeypatch.setattr(kp, "_cost_model", lambda m, a, c, p, **kw: _LinearCost(
             m, a, c or 1, p, kv_capacity_tokens=kv_capacity_tokens))
         monkeypatch.setattr(kp, "_spec", lambda model: None)  # a fake model has no config
     return install

@@ -87,7 +87,7 @@ def _install_fakes(monkeypatch) -> list:
     """Fake cost model and serving API; returns the list of cost models built."""
     built = []
 
-    def cost_model(model, arch, chips, precision):
+    def cost_model(model, arch, chips, precision, **kw):
         if precision == "int4" and arch.name == "rngd":
             raise ArchError("arch rngd: int4 weights need a dequantising path this arch "
                             "lacks; choose bf16 or fp8")
@@ -100,7 +100,8 @@ def _install_fakes(monkeypatch) -> list:
     monkeypatch.setattr(kp, "_cost_model", cost_model)
     # the default chip count has its own tests (test_kperf_chips.py); here every system is 1
     monkeypatch.setattr(kp, "_choose_chips",
-                        lambda model, arch, matrix: ChipChoice(1, "given", "one chip (fake)"))
+                        lambda model, arch, matrix, costs: ChipChoice(1, "given",
+                                                                      "one chip (fake)"))
     monkeypatch.setattr(kp, "_spec", lambda model: None)  # fake models have no config
     monkeypatch.setattr(kp, "_serving_api", lambda: (FakeScenario, FakeConfig, fake_serve))
     return built

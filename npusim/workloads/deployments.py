@@ -155,7 +155,8 @@ def covers(d: Deployment, precision: str) -> bool:
 def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tokens: int,
                  cost_model: Callable[[str, Any, int, str], Any], heads: int | None = None,
                  table: Sequence[Deployment] = DEPLOYMENTS,
-                 max_chips: int = CHIP_COUNTS[-1]) -> ChipChoice:
+                 max_chips: int = CHIP_COUNTS[-1],
+                 cost_many: Callable[[list], None] | None = None) -> ChipChoice:
     """One chip count for every precision of a K-Perf run of ``model`` on ``arch``.
 
     Parameters
@@ -173,13 +174,20 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     cost_model : callable
         ``cost_model(model, arch, chips, precision)``, an object with ``kv_capacity_tokens``
         (a :class:`~npusim.workloads.stepcost.StepCostModel`); raises CapacityError when the
-        weights do not fit and ArchError when the arch cannot form a system of that size.
+        weights do not fit and ArchError when the arch cannot form a system of that size. An
+        object that also has ``kv_capacity_range`` (a
+        :class:`~npusim.workloads.stepcost.PendingLayout`: the least and most its
+        ``kv_capacity_tokens`` can be) is asked for ``kv_capacity_tokens`` only when the
+        range does not settle the choice, or its chip count is the one chosen.
     heads : int, optional
         The model's attention heads: counts that do not divide them are skipped.
     table : sequence of Deployment
         The documented deployments.
     max_chips : int
         The most chips to try for the weights alone.
+    cost_many : callable, optional
+        ``cost_many(models)`` costs several of those objects with ``kv_capacity_range`` at
+        once (e.g. on worker processes), before their ``kv_capacity_tokens`` are read.
 
     Returns
     -------
@@ -203,7 +211,20 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     4
     """
     counts = [n for n in CHIP_COUNTS if n <= max_chips and (not heads or heads % n == 0)]
-    capacity = _Capacity(model, arch, precisions, cost_model)
+    try:
+        return _choose(model, arch, precisions, users, tokens, counts, table,
+                       _Capacity(model, arch, precisions, cost_model, cost_many=cost_many))
+    except _Costly:
+        # costing a layout the ranges had put off failed (or nothing fits while some were put
+        # off): choose again, every cost model costed where it is built, so that a failure
+        # lands where it always has
+        return _choose(model, arch, precisions, users, tokens, counts, table,
+                       _Capacity(model, arch, precisions, cost_model, lazy=False))
+
+
+def _choose(model, arch, precisions, users: int, tokens: int, counts: Sequence[int], table,
+            capacity: "_Capacity") -> ChipChoice:
+    """:func:`choose_chips` with the capacities of ``capacity``."""
     capacity.least(1)                    # leaves out the precisions the arch cannot run
     if not capacity.precisions:
         return ChipChoice(None, "per-precision", "the arch runs none of the precisions")
@@ -214,13 +235,12 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
     need = f"KV for {users} users x {tokens} tokens ({demand:,} tokens)"
     in_server = [n for n in counts if n <= SERVER_CHIPS]
     for n in in_server:
-        held = capacity.least(n)
-        if held is None:
+        if capacity.none(n):
             break                        # no larger system of this arch can be built
-        if held >= demand:
-            return ChipChoice(n, "kv", f"{need}: {_hold(n)} {held:,}")
+        if capacity.holds(n, demand):
+            return ChipChoice(n, "kv", f"{need}: {_hold(n)} {capacity.least(n):,}")
     # a system must hold at least one request of the matrix's longest
-    fits = [n for n in in_server if (capacity.least(n) or 0) >= tokens]
+    fits = [n for n in in_server if capacity.holds(n, tokens)]
     if fits:
         n = fits[-1]
         held = capacity.least(n)
@@ -228,13 +248,12 @@ def choose_chips(model: str, arch, precisions: Sequence[str], *, users: int, tok
                                        f"holds: {_hold(n)} {held:,} "
                                        f"({100 * held / demand:.0f}%)")
     for n in (c for c in counts if c > SERVER_CHIPS):
-        held = capacity.least(n)
-        if held is None:
+        if capacity.none(n):
             break
-        if held >= tokens:
+        if capacity.holds(n, tokens):
             return ChipChoice(n, "weights", f"the weights need more than one "
                                             f"{SERVER_CHIPS}-chip server: {n} chips hold "
-                                            f"them and {held:,} KV tokens")
+                                            f"them and {capacity.least(n):,} KV tokens")
     raise CapacityError(capacity.too_big(counts, tokens))
 
 
@@ -242,26 +261,96 @@ def _hold(n: int) -> str:
     return "1 chip holds" if n == 1 else f"{n} chips hold"
 
 
+class _Costly(Exception):
+    """Costing a layout that :class:`_Capacity` had put off raised an arch or capacity
+    error, or no count fits while some layouts were put off (the choice is then made again
+    without putting anything off)."""
+
+
 class _Capacity:
     """KV capacity in tokens of ``n`` chips, the least over the run's precisions (memoised);
-    0 when the weights do not fit, None when the arch cannot form ``n`` chips."""
+    0 when the weights do not fit, None when the arch cannot form ``n`` chips.
 
-    def __init__(self, model, arch, precisions, cost_model) -> None:
+    A cost model may come with its layout still to be chosen by costing several (a
+    :class:`~npusim.workloads.stepcost.PendingLayout`, whose ``kv_capacity_range`` bounds its
+    capacity). When ``lazy``, such a model is costed only when a comparison (:meth:`holds`)
+    or the figure itself (:meth:`least`) needs it; the answers are those of the costed
+    models. When a put-off costing raises, :class:`_Costly` says so. ``cost_many(models)``,
+    if given, costs several put-off models at once (on worker processes, say) before their
+    capacities are read.
+
+    A model left uncosted could change the choice only if costing it failed (its capacity
+    would then count as 0, or the count as unbuildable): a count its range rules out is ruled
+    out at 0 too; every model of the count chosen is costed (:meth:`least`); when nothing
+    fits, :meth:`too_big` has the choice made again with everything costed; and an arch
+    error in costing (a dtype the arch cannot run) fails at the count chosen as well.
+    """
+
+    def __init__(self, model, arch, precisions, cost_model, lazy: bool = True,
+                 cost_many: Callable[[list], None] | None = None) -> None:
         self.model, self.arch, self.cost_model = model, arch, cost_model
         self.precisions = list(precisions)
-        self._seen: dict[int, int | None] = {}
+        self.lazy, self.cost_many = lazy, cost_many
+        # per chip count: per precision, the capacity or a model still to be costed
+        self._seen: dict[int, list | None] = {}
         self.last_error = ""
 
+    def none(self, n: int) -> bool:
+        """Whether no system of ``n`` chips can be built (or no precision runs)."""
+        return self._entries(n) is None
+
+    def holds(self, n: int, tokens: int) -> bool:
+        """Whether ``n`` chips hold ``tokens`` KV tokens at every precision: ``least(n) >=
+        tokens`` (False when :meth:`none`), costing only the models the ranges leave open."""
+        entries = self._entries(n)
+        if entries is None:
+            return False
+        ranges = [_range(e) for e in entries]
+        if any(hi < tokens for _, hi in ranges):
+            return False                 # whichever layout that precision takes
+        open_ = [i for i, (lo, _) in enumerate(ranges) if lo < tokens]
+        if len(open_) > 1 and self.cost_many is not None:
+            self.cost_many([entries[i] for i in open_])
+        return all(self._cost(entries, i) >= tokens for i in open_)
+
     def least(self, n: int) -> int | None:
+        """The least KV capacity of ``n`` chips over the precisions (None: :meth:`none`).
+
+        Asked only of the count chosen, whose every model the rows run on: all of them are
+        costed (together, by ``cost_many``), so that any that fails fails here, as it would
+        have where it was built."""
+        entries = self._entries(n)
+        if entries is None:
+            return None
+        put_off = [e for e in entries if not isinstance(e, int)]
+        if put_off and self.cost_many is not None:
+            self.cost_many(put_off)
+        return min(self._cost(entries, i) for i in range(len(entries)))
+
+    def _cost(self, entries: list, i: int) -> int:
+        """The capacity of ``entries[i]``, its model costed if it was put off."""
+        e = entries[i]
+        if not isinstance(e, int):
+            try:
+                e = entries[i] = int(e.kv_capacity_tokens)
+            except (ArchError, CapacityError) as err:
+                raise _Costly(str(err)) from err
+        return e
+
+    def _entries(self, n: int) -> list | None:
         if n not in self._seen:
-            self._seen[n] = self._least(n)
+            self._seen[n] = self._gather(n)
         return self._seen[n]
 
-    def _least(self, n: int) -> int | None:
-        held = []
+    def _gather(self, n: int) -> list | None:
+        held: list = []
         for p in list(self.precisions):
             try:
-                held.append(int(self.cost_model(self.model, self.arch, n, p).kv_capacity_tokens))
+                cost = self.cost_model(self.model, self.arch, n, p)
+                if self.lazy and getattr(cost, "kv_capacity_range", None) is not None:
+                    held.append(cost)
+                else:
+                    held.append(int(cost.kv_capacity_tokens))
             except CapacityError as e:
                 self.last_error = str(e)
                 held.append(0)
@@ -270,9 +359,13 @@ class _Capacity:
                     self.last_error = str(e)
                     return None
                 self.precisions.remove(p)  # one chip cannot run it: its rows say why
-        return min(held) if held else None
+        return held if held else None
 
     def too_big(self, counts: Sequence[int], tokens: int) -> str:
+        """Why no count fits; raises :class:`_Costly` when a model was put off (its costing
+        might have failed and given another reason), so that the choice is made again."""
+        if any(not isinstance(e, int) for es in self._seen.values() for e in es or ()):
+            raise _Costly("a model was put off")
         tried = [n for n in counts if n in self._seen]
         most = tried[-1] if tried else (counts[-1] if counts else 1)
         why = f" ({self.last_error})" if self.last_error else ""
@@ -293,11 +386,15 @@ def _documented(arch, model, precisions, table, capacity: _Capacity,
     d = deployment(arch.name, model, table)
     if d is None or not all(covers(d, p) for p in precisions):
         return None
-    held = capacity.least(d.chips)
-    if held is None or held < tokens:
+    if not capacity.holds(d.chips, tokens):
         return None
     return ChipChoice(d.chips, "deployment", f"documented deployment ({d.source}); "
-                                             f"KV holds {held:,} tokens")
+                                             f"KV holds {capacity.least(d.chips):,} tokens")
+
+
+def _range(entry) -> tuple[int, int]:
+    """The least and most KV tokens a :class:`_Capacity` entry can hold."""
+    return (entry, entry) if isinstance(entry, int) else entry.kv_capacity_range
 
 
 __all__ = ["CHIP_COUNTS", "DEPLOYMENTS", "SERVER_CHIPS", "ChipChoice", "Deployment",

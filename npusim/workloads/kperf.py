@@ -194,11 +194,13 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
         The multi-chip layout (``"tp=4,pp=2"``); by default the cost model's choice
         (:class:`~npusim.workloads.stepcost.StepCostModel`).
     jobs : int or "auto", optional
-        Worker processes for the scenarios: 1 runs them in this process; N > 1 forks N
-        workers after the cost models are set up (their caches inherited) and gathers the
-        rows back in order, the same rows as one process gives; ``"auto"``: one per core this
-        process may use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the
-        ``fork`` start method (Windows, macOS) it is 1.
+        Worker processes: 1 runs everything in this process; N > 1 costs the layouts the
+        chip choice needs on N forked workers, then forks N workers for the scenarios (the
+        cost models' caches inherited; a cost model whose layout is still to be costed is
+        built by the worker that runs its scenarios) and gathers the rows and runs back in
+        order, the same as one process gives; ``"auto"``: one per core this process may
+        use. Default: the environment's ``NPUSIM_JOBS``, else 1. Without the ``fork`` start
+        method (Windows, macOS) it is 1.
 
     Returns
     -------
@@ -225,19 +227,29 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
     runs: list[dict[str, Any]] = []
     total = len(systems) * len(matrix["precisions"]) * len(scenarios)
     jobs = _jobs(jobs)
+    from .stepcost import PendingLayout
     with _progress_bar(progress, total) as advance:
         # (record index, label, cost model, scenario) of every row that runs
         tasks: list[tuple[int, str, Any, Any]] = []
         for label, arch_obj in systems:
-            choice, chose = _choose(model, arch_obj, chips, matrix)
+            costs = _Costs(model, arch_obj, parallel, jobs)
+            choice, chose = _choose(model, arch_obj, chips, matrix, costs)
             for precision in matrix["precisions"]:
-                cost, why = (_cost_or_reason(model, arch_obj, choice.chips, precision,
-                                             parallel)
-                             if chose == OK else (None, chose))
-                run = _run_info(label, precision, choice, cost, why)
-                runs.append(run)
+                if chose != OK:
+                    cost, why = None, chose
+                elif jobs > 1:   # a layout still to be costed is left to the workers
+                    cost, why = costs.unbuilt_or_reason(choice.chips, precision)
+                else:
+                    cost, why = costs.or_reason(choice.chips, precision)
+                if isinstance(cost, PendingLayout):
+                    cost = _Deferred(label, precision, choice, cost, len(runs))
+                    runs.append({})      # the worker that builds it says what goes here
+                    chips_ = cost.chips
+                else:
+                    runs.append(_run_info(label, precision, choice, cost, why))
+                    chips_ = runs[-1]["chips"]
                 for i, o, u in scenarios:
-                    base = dict(arch=label, model=str(model), chips=run["chips"],
+                    base = dict(arch=label, model=str(model), chips=chips_,
                                 precision=precision, input_len=i, output_len=o, users=u)
                     records.append({**base, STATUS: why})
                     if cost is not None:
@@ -253,9 +265,14 @@ def kperf(arch, model: str, *, chips: int | str | None = None,
                             cost_)
                     tasks.clear()
         if tasks:
-            costs = {pos: cost_ for pos, _, cost_, _ in tasks}
-            for pos, row in _run_parallel(tasks, simulate_serving, config, jobs, advance):
-                records[pos] = _with_system({**records[pos], **row}, costs[pos])
+            by_pos = {pos: cost_ for pos, _, cost_, _ in tasks}
+            for pos, (row, info) in _run_parallel(tasks, simulate_serving, config, jobs,
+                                                  advance):
+                cost_ = by_pos[pos]
+                if info is not None:     # a cost model its worker built
+                    runs[cost_.run] = info
+                    cost_ = _System(info["chips"], info["kv_capacity_tokens"])
+                records[pos] = _with_system({**records[pos], **row}, cost_)
     _raise_if_nothing_ran(systems[0][0], runs, records)
     result = KperfResult(
         model=str(model), records=records, runs=runs,
@@ -302,9 +319,10 @@ def _jobs(jobs) -> int:
 
 
 def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
-    """Yield ``(record index, row)`` of every task, run by ``jobs`` forked workers (see
-    :class:`_Queue` for who runs what). An error a row cannot hold (not a capacity or arch
-    limit) is raised once every worker has stopped, the first in run order."""
+    """Yield ``(record index, (row, run info or None))`` of every task, run by ``jobs``
+    forked workers (see :class:`_Queue` for who runs what, :func:`_worker` for the run
+    info). An error a row cannot hold (not a capacity or arch limit) is raised once every
+    worker has stopped, the first in run order."""
     import multiprocessing
     from .serving import load_kernels
     load_kernels()    # once here, inherited, rather than compiled in each worker
@@ -342,6 +360,95 @@ def _run_parallel(tasks, simulate_serving, config, jobs: int, advance):
                 w.join()
     if errors:
         raise errors[min(errors)]
+
+
+def _choose_layouts(pendings: Sequence, jobs: int) -> None:
+    """Choose the layout of each unbuilt :class:`~npusim.workloads.stepcost.PendingLayout`
+    of ``pendings`` on up to ``jobs`` forked workers, and settle each here with its worker's
+    choice (the layout and its reason are what costing them here gives). One whose costing
+    failed, or whose worker died, is left unbuilt: building it here raises as it did there.
+    Nothing is done with one job, one model, or where processes cannot be forked."""
+    import multiprocessing
+    todo = [p for p in pendings if not p.built]
+    if _jobs(jobs) < 2 or len(todo) < 2:
+        return
+    ctx = multiprocessing.get_context("fork")
+    taken = ctx.Value("l", 0)
+    results = ctx.SimpleQueue()
+    workers = [ctx.Process(target=_layout_worker, args=(todo, taken, results), daemon=True)
+               for _ in range(min(jobs, len(todo)))]
+    for w in workers:
+        w.start()
+    chosen: dict[int, Any] = {}
+    try:
+        while len(chosen) < len(todo):
+            if results.empty():
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    break            # a worker died: what it held is built here
+                time.sleep(0.002)
+                continue
+            n, answer = results.get()
+            chosen[n] = answer
+    finally:
+        for w in workers:
+            w.join(timeout=None if len(chosen) == len(todo) else 0)
+            if w.is_alive():
+                w.terminate()
+                w.join()
+    for n, answer in chosen.items():
+        if answer is not None:
+            todo[n].settle(*answer)
+
+
+def _layout_worker(todo: Sequence, taken, results) -> None:
+    """A forked worker of :func:`_choose_layouts`: ``(index, (layout, why) or None)`` of the
+    next model not yet taken, until none is left."""
+    while True:
+        with taken.get_lock():
+            n = taken.value
+            taken.value = n + 1
+        if n >= len(todo):
+            return
+        try:
+            answer = todo[n].choose()
+        except BaseException as e:   # left to the parent, which builds it and raises
+            results.put((n, None))
+            if not isinstance(e, Exception):
+                return
+            continue
+        results.put((n, answer))
+
+
+class _Deferred:
+    """A run's cost model left to the worker that runs its scenarios: its layout is still to
+    be chosen by costing several (a :class:`~npusim.workloads.stepcost.PendingLayout`).
+    ``run`` is the run's index in :class:`KperfResult`'s ``runs``."""
+
+    def __init__(self, label: str, precision: str, choice, pending, run: int) -> None:
+        self.label, self.precision, self.choice = label, precision, choice
+        self.pending, self.run = pending, run
+        self.chips = pending.chips
+        self._done: tuple | None = None
+
+    def build(self) -> tuple[Any, str, dict[str, Any]]:
+        """(cost model or None, status, run info), as :func:`kperf` gives them in one
+        process; built once."""
+        if self._done is None:
+            try:
+                cost, why = self.pending.build(), OK
+            except (ArchError, CapacityError) as e:
+                cost, why = None, _reason(e)
+            self._done = (cost, why, _run_info(self.label, self.precision, self.choice, cost,
+                                               why))
+        return self._done
+
+
+@dataclass(frozen=True)
+class _System:
+    """What :func:`_with_system` reads of a cost model built in a worker."""
+
+    chips: int | None
+    kv_capacity_tokens: int | None
 
 
 def _weight(scenario) -> float:
@@ -400,7 +507,9 @@ class _Queue:
 
 
 def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
-    """A forked worker of :func:`_run_parallel`: runs tasks until none is left."""
+    """A forked worker of :func:`_run_parallel`: runs tasks until none is left, each
+    answered with ``(row, None)``, or ``(row, run info)`` when its cost model is a
+    :class:`_Deferred` (built here, once per worker)."""
     group = None
     while True:
         group, n = queue.next(group)
@@ -408,7 +517,13 @@ def _worker(tasks, queue: _Queue, results, simulate_serving, config) -> None:
             return
         _, _, cost, scenario = tasks[n]
         try:
-            results.put((n, True, _scenario(simulate_serving, cost, scenario, config)))
+            info = None
+            if isinstance(cost, _Deferred):
+                cost, why, info = cost.build()
+                if cost is None:
+                    results.put((n, True, ({STATUS: why}, info)))
+                    continue
+            results.put((n, True, (_scenario(simulate_serving, cost, scenario, config), info)))
         except BaseException as e:    # handed to the parent, which raises it
             try:
                 results.put((n, False, e))
@@ -636,9 +751,10 @@ def _chips_arg(chips) -> int | str:
     return chips
 
 
-def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
+def _choose(model, arch, chips, matrix, costs: "_Costs") -> tuple[Any, str]:
     """The arch's :class:`~npusim.workloads.deployments.ChipChoice` and ``"ok"``, or a
-    placeholder choice and why no count fits (the status of all its rows)."""
+    placeholder choice and why no count fits (the status of all its rows); the cost models
+    the choice builds stay in ``costs``."""
     from .deployments import ChipChoice
     if isinstance(chips, int):
         return ChipChoice(chips, "given", f"--chips {chips}"), OK
@@ -646,24 +762,27 @@ def _choose(model, arch, chips, matrix) -> tuple[Any, str]:
         return ChipChoice(None, PER_PRECISION, "each precision: the fewest chips that hold "
                                                "its weights and 4096 KV tokens"), OK
     try:
-        return _choose_chips(model, arch, matrix), OK
+        return _choose_chips(model, arch, matrix, costs), OK
     except (ArchError, CapacityError) as e:
         return ChipChoice(None, AUTO, "none fits"), _reason(e)
 
 
-def _choose_chips(model, arch, matrix):
+def _choose_chips(model, arch, matrix, costs: "_Costs"):
     """The default chip count of ``arch`` for the whole matrix (every precision)."""
     return default_chips(model, arch, matrix["precisions"], matrix["users"],
-                         matrix["input_lens"], matrix["output_lens"])
+                         matrix["input_lens"], matrix["output_lens"], costs=costs)
 
 
 def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[int],
-                  input_lens: Sequence[int], output_lens: Sequence[int]):
+                  input_lens: Sequence[int], output_lens: Sequence[int], *,
+                  costs: "_Costs | None" = None):
     """The chips :func:`kperf` gives ``arch`` by default for this matrix, and why.
 
     One count for every precision: the documented deployment of ``model`` on ``arch``, else
     the fewest chips whose KV cache holds ``max(users)`` x (``max(input_lens)`` +
     ``max(output_lens)``) tokens (:func:`npusim.workloads.deployments.choose_chips`).
+    ``costs`` (:func:`kperf`'s own) keeps the cost models the choice builds; by default
+    they are dropped after it.
 
     Returns
     -------
@@ -676,10 +795,11 @@ def default_chips(model: str, arch, precisions: Sequence[str], users: Sequence[i
     """
     from .deployments import choose_chips
     spec = _spec(model)
+    costs = _Costs(model, arch) if costs is None else costs
     return choose_chips(model, arch, list(precisions), users=max(users),
                         tokens=max(input_lens) + max(output_lens),
-                        cost_model=lambda *a: _cost_model(*a),
-                        heads=getattr(spec, "heads", None))
+                        cost_model=lambda _model, _arch, n, p: costs.pending(n, p),
+                        heads=getattr(spec, "heads", None), cost_many=costs.cost_many)
 
 
 def _with_system(row: dict[str, Any], cost) -> dict[str, Any]:
@@ -705,22 +825,98 @@ def _serving_api():
     return Scenario, ServingConfig, simulate_serving
 
 
-def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None):
+def _cost_model(model: str, arch, chips: int | None, precision: str, parallel=None,
+                parts=None, pending: bool = False):
     """The cost model: on an arch whose energy table gives ranges, one that also carries the
-    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`)."""
+    parts of its energy the power band needs (:class:`~npusim.workloads.powerband.BandCostModel`);
+    ``parts`` (:class:`~npusim.workloads.stepcost.PartRuns`) shares its part runs. With
+    ``pending`` (a chip count given, no layout), a layout still to be chosen by costing
+    several is left to choose (:meth:`~npusim.workloads.stepcost.StepCostModel.pending`)."""
     from .powerband import BandCostModel, has_band
     from .stepcost import StepCostModel
     kind = BandCostModel if has_band(arch) else StepCostModel
-    return kind(model, arch, chips=chips, precision=precision, parallel=parallel)
+    if pending and chips is not None and parallel is None:
+        return kind.pending(model, arch, chips=chips, precision=precision, parts=parts)
+    return kind(model, arch, chips=chips, precision=precision, parallel=parallel, parts=parts)
 
 
-def _cost_or_reason(model, arch, chips, precision, parallel=None) -> tuple[Any, str]:
-    """The cost model, or None and why it cannot exist (a status for its rows)."""
-    try:
-        given = {} if parallel is None else {"parallel": parallel}
-        return _cost_model(model, arch, chips, precision, **given), OK
-    except (ArchError, CapacityError) as e:
-        return None, _reason(e)
+class _Costs:
+    """The cost models of one arch of a K-Perf run, each (chips, precision) built once.
+
+    Choosing the chips asks for one per chip count it tries and precision (:meth:`pending`:
+    a model whose layout is still to be chosen by costing several is costed only if the
+    choice needs its exact capacity, those of one count together on ``jobs`` processes:
+    :meth:`cost_many`); the rows then run on the very ones of the count chosen
+    (a cost model's answers are functions of its arguments, so one built for the choice
+    gives the rows what a fresh one would). All of them share their part graphs and runs
+    (:class:`~npusim.workloads.stepcost.PartRuns`).
+    """
+
+    def __init__(self, model: str, arch, parallel=None, jobs: int = 1) -> None:
+        from .stepcost import PartRuns
+        self.model, self.arch, self.parallel, self.jobs = model, arch, parallel, jobs
+        self.parts = PartRuns()
+        self._built: dict[tuple, tuple[Any, NpusimError | None]] = {}
+
+    def cost_many(self, pendings: Sequence) -> None:
+        """Choose the layouts of several pending models at once, on up to :attr:`jobs`
+        worker processes (:func:`_choose_layouts`)."""
+        _choose_layouts(pendings, self.jobs)
+
+    def pending(self, chips: int | None, precision: str):
+        """The cost model of ``chips`` at ``precision``, or its
+        :class:`~npusim.workloads.stepcost.PendingLayout` (see :func:`_cost_model`).
+
+        Raises
+        ------
+        ArchError, CapacityError
+            As :func:`_cost_model` does before costing a layout, the same error each time.
+        """
+        key = (chips, precision)
+        if key not in self._built:
+            given = {} if self.parallel is None else {"parallel": self.parallel}
+            try:
+                self._built[key] = (_cost_model(self.model, self.arch, chips, precision,
+                                                parts=self.parts, pending=True, **given), None)
+            except (ArchError, CapacityError) as e:
+                self._built[key] = (None, e)
+        cost, error = self._built[key]
+        if error is not None:
+            raise error
+        return cost
+
+    def __call__(self, chips: int | None, precision: str):
+        """The cost model of ``chips`` at ``precision``, built.
+
+        Raises
+        ------
+        ArchError, CapacityError
+            As :func:`_cost_model` does.
+        """
+        from .stepcost import PendingLayout
+        cost = self.pending(chips, precision)
+        return cost.build() if isinstance(cost, PendingLayout) else cost
+
+    def or_reason(self, chips: int | None, precision: str) -> tuple[Any, str]:
+        """The cost model and ``"ok"``, or None and why it cannot exist (a status for its
+        rows)."""
+        try:
+            return self(chips, precision), OK
+        except (ArchError, CapacityError) as e:
+            return None, _reason(e)
+
+    def unbuilt_or_reason(self, chips: int | None, precision: str) -> tuple[Any, str]:
+        """:meth:`or_reason`, but a layout not yet costed is left so: its
+        :class:`~npusim.workloads.stepcost.PendingLayout` and ``"ok"`` (building it may
+        still give a reason)."""
+        from .stepcost import PendingLayout
+        try:
+            cost = self.pending(chips, precision)
+        except (ArchError, CapacityError) as e:
+            return None, _reason(e)
+        if isinstance(cost, PendingLayout) and cost.built:
+            return cost.build(), OK
+        return cost, OK
 
 
 def _reason(e: NpusimError) -> str:

@@ -275,6 +275,97 @@ def _bracket(grid: Sequence[int], x: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
+class PartRuns:
+    """Part graphs and their engine runs, shared by the cost models that ask for the same.
+
+    Cost models of one kind, model, arch and precision that differ only in chips or layout
+    build and time the same part graphs: a layer's dense part at ``tp=4`` is one graph
+    whether the system is four chips or eight in two pipeline stages, and its run one answer
+    (every entry of the store is keyed by its tensor-parallel degree, never by the layout).
+    Choosing a chip count builds a cost model for each count it tries (and each scores its
+    layouts); given one of these (``StepCostModel(..., parts=...)``) they build and simulate
+    each graph once. Each cost model class, model, served arch and precision has its own
+    store, so cost models that differ in any of those never see each other's answers.
+
+    Examples
+    --------
+    >>> parts = PartRuns()
+    >>> one = StepCostModel("tiny-llama", "rngd", chips=1, parts=parts)
+    >>> two = StepCostModel("tiny-llama", "rngd", chips=2, parts=parts)  # one's graphs too
+    >>> len(parts)      # one store: StepCostModel, tiny-llama on rngd at bf16
+    1
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple, dict] = {}
+
+    def runs(self, kind: type, model: str, arch, precision: Precision) -> dict:
+        """The store of cost models of class ``kind`` for ``model`` on the (served) ``arch``
+        at ``precision``: graphs and runs by their arguments. A fresh, unshared one when the
+        arch cannot be a key."""
+        try:
+            return self._stores.setdefault((kind, model, arch, precision), {})
+        except TypeError:    # an arch with an unhashable field
+            return {}
+
+    def __len__(self) -> int:
+        return len(self._stores)
+
+
+class PendingLayout:
+    """A cost model whose layout is still to be chosen among several that fit
+    (:meth:`StepCostModel.pending`): what is known before costing them, and :meth:`build`.
+
+    Attributes
+    ----------
+    chips : int
+    fitting : list of ParallelLayout
+        The layouts that hold the weights and the KV tokens the run needs; one of them will
+        be chosen.
+    kv_capacity_range : tuple of int
+        The least and the most KV tokens the fitting layouts hold: the model's
+        ``kv_capacity_tokens`` lies between them.
+    """
+
+    def __init__(self, model: "StepCostModel", chips: int,
+                 fitting: Sequence[ParallelLayout]) -> None:
+        self._model, self.chips, self.fitting = model, chips, list(fitting)
+        held = [model._kv_capacity(lay) for lay in self.fitting]
+        self.kv_capacity_range = (min(held), max(held))
+        self._built: StepCostModel | None = None
+
+    def build(self) -> "StepCostModel":
+        """The cost model (built once): the fastest of the fitting layouts chosen, as the
+        constructor chooses it."""
+        return self._built if self._built is not None else self.settle(*self.choose())
+
+    def choose(self) -> tuple[ParallelLayout, str]:
+        """The layout :meth:`build` takes, and why: costs every fitting layout on the
+        representative load (a process may do this and hand the answer to :meth:`settle`
+        in another)."""
+        return self._model._fastest(self.fitting)
+
+    def settle(self, layout: ParallelLayout, why: str) -> "StepCostModel":
+        """The cost model with the layout :meth:`choose` gave (once built, the model
+        built)."""
+        if self._built is None:
+            if layout not in self.fitting:
+                raise ValueError(f"{layout} is not one of the fitting layouts {self.fitting}")
+            self._model._settle(layout, why)
+            self._built = self._model
+        return self._built
+
+    @property
+    def built(self) -> bool:
+        """Whether :meth:`build` has chosen the layout."""
+        return self._built is not None
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """The built model's KV capacity (builds it)."""
+        return self.build().kv_capacity_tokens
+
+
 class StepCostModel:
     """Serving-step costs of a built-in LLM on an arch (the StepCost protocol).
 
@@ -301,6 +392,9 @@ class StepCostModel:
         KV-cache tokens the run needs beside the weights (e.g. the largest users x (input +
         output) of a K-Perf matrix); a layout or chip count chosen automatically must hold
         them. Default :data:`MIN_KV_TOKENS`.
+    parts : PartRuns, optional
+        Part graphs and their engine runs to share with other cost models (of other chip
+        counts or layouts); by default this model keeps its own.
 
     Examples
     --------
@@ -314,7 +408,44 @@ class StepCostModel:
                  overrides: Mapping[str, str] | Sequence[str] | None = None,
                  graphs: bool = True,
                  parallel: "str | ParallelLayout | None" = None,
-                 kv_tokens: int | None = None) -> None:
+                 kv_tokens: int | None = None, parts: "PartRuns | None" = None) -> None:
+        layout = self._prepare(model, arch, chips=chips, precision=precision,
+                               overrides=overrides, graphs=graphs, parallel=parallel,
+                               kv_tokens=kv_tokens, parts=parts)
+        self._settle(*self._choose(chips, layout))
+
+    @classmethod
+    def pending(cls, model: str, arch, *, chips: int, precision: str | Precision = "bf16",
+                graphs: bool = True, kv_tokens: int | None = None,
+                parts: "PartRuns | None" = None) -> "StepCostModel | PendingLayout":
+        """The cost model of ``chips`` chips, or, when its layout is to be chosen by costing
+        several (a PCIe-linked system: module docstring), a :class:`PendingLayout` that
+        chooses it only when asked.
+
+        The arguments are the constructor's; ``PendingLayout.build()`` is then the model the
+        constructor gives, and whatever the constructor raises before costing a layout is
+        raised here.
+
+        Examples
+        --------
+        >>> p = StepCostModel.pending("tiny-llama", "rngd", chips=2)
+        >>> [str(lay) for lay in p.fitting], p.built
+        (['tp=2,pp=1', 'tp=1,pp=2'], False)
+        >>> p.build().parallel_why == StepCostModel("tiny-llama", "rngd", chips=2).parallel_why
+        True
+        """
+        out = cls.__new__(cls)
+        out._prepare(model, arch, chips=chips, precision=precision, overrides=None,
+                     graphs=graphs, parallel=None, kv_tokens=kv_tokens, parts=parts)
+        decided, fitting = out._fitting(chips, None)
+        if decided is not None:
+            out._settle(*decided)
+            return out
+        return PendingLayout(out, chips, fitting)
+
+    def _prepare(self, model: str, arch, *, chips, precision, overrides, graphs, parallel,
+                 kv_tokens, parts) -> "ParallelLayout | None":
+        """Everything the constructor sets before the layout; the layout given, if any."""
         arch = load_arch(arch, overrides) if isinstance(arch, (str, Path)) else arch
         # a serving stack that captures graphs replays each step's kernels from them
         self.arch = arch.for_serving() if graphs else arch
@@ -328,7 +459,10 @@ class StepCostModel:
             check_sizes(self.spec, chips=layout.chips)
         self._precision = resolve_precision(precision, self.arch)
         self.precision = self._precision.name
-        self._cache: dict = {}
+        # part graphs and their runs by their arguments (tp resolved): the same for every
+        # chip count and layout of this model, arch and precision, so they may be shared
+        self._cache: dict = {} if parts is None else parts.runs(type(self), model, self.arch,
+                                                                self._precision)
         # dense, head and prefill-attention answers by their arguments: a serving run asks
         # for the same few sizes again and again (pure functions of the cached runs)
         self._memo: dict = {}
@@ -339,7 +473,12 @@ class StepCostModel:
         from ..energy import load_energy_table
         table = load_energy_table(self.arch)
         self._chip_static_w = table.floor_w if table is not None else 0.0
-        self.parallel, self.parallel_why = self._choose(chips, layout)
+        return layout
+
+    def _settle(self, parallel: ParallelLayout, why: str) -> None:
+        """Everything the constructor sets once the layout is chosen."""
+        model = self.model
+        self.parallel, self.parallel_why = parallel, why
         self.chips = self.parallel.chips
         self.arch.require_link(self.chips, f" (parallelism {self.parallel} of {model})")
         self.weight_bytes_per_chip = self._weight_bytes(self.parallel.tp, self.parallel.pp)
@@ -417,6 +556,13 @@ class StepCostModel:
     def _choose(self, chips: int | None,
                 layout: ParallelLayout | None) -> tuple[ParallelLayout, str]:
         """The layout and why: the one given, else the fastest that fits (module docstring)."""
+        decided, fitting = self._fitting(chips, layout)
+        return decided if decided is not None else self._fastest(fitting)
+
+    def _fitting(self, chips: int | None, layout: ParallelLayout | None
+                 ) -> "tuple[tuple[ParallelLayout, str] | None, list[ParallelLayout]]":
+        """:meth:`_choose` up to costing layouts: ``((layout, why), [])`` when that is not
+        needed, else ``(None, the layouts that fit)``, two or more of ``chips`` chips."""
         wanted = layout.chips if layout is not None else chips
         if wanted is not None:
             self.arch.require_link(wanted, f" (parallelism of {self.model} over {wanted} chips)")
@@ -428,7 +574,7 @@ class StepCostModel:
             problem = self._layout_problem(layout)
             if problem:
                 raise NpusimError(f"--parallel {layout}: {problem}")
-            return layout, "given (--parallel)"
+            return (layout, "given (--parallel)"), []
         if chips is None:
             chips, fitting = self._smallest_fit()
         else:
@@ -441,12 +587,16 @@ class StepCostModel:
         if len(fitting) == 1:
             lay = fitting[0]
             if chips == 1:
-                return lay, "one chip"
+                return (lay, "one chip"), []
             if lay.pp == 1 and not (self.arch.link.kind.lower().startswith("pcie")):
-                return lay, (f"tensor parallelism, the serving stacks' default over "
-                             f"{self.arch.link.kind}")
-            return lay, ("the only layout that fits" if len(self._candidates(chips)) > 1 else
-                         f"the only layout {self.model} admits on {chips} chips")
+                return (lay, (f"tensor parallelism, the serving stacks' default over "
+                              f"{self.arch.link.kind}")), []
+            return (lay, ("the only layout that fits" if len(self._candidates(chips)) > 1 else
+                          f"the only layout {self.model} admits on {chips} chips")), []
+        return None, fitting
+
+    def _fastest(self, fitting: Sequence[ParallelLayout]) -> tuple[ParallelLayout, str]:
+        """The fastest of ``fitting`` on the representative load, and why."""
         scored = sorted(((self._score(lay), lay.pp, lay) for lay in fitting),
                         key=lambda x: x[:2])
         best = scored[0][2]
@@ -936,5 +1086,5 @@ class StepCostModel:
                 "tdp_w": self.tdp_w}
 
 
-__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "Precision", "StepCost", "StepCostModel",
-           "StepResult", "resolve_precision", "stage_layers"]
+__all__ = ["DecodeRun", "PRECISIONS", "ParallelLayout", "PartRuns", "PendingLayout", "Precision",
+           "StepCost", "StepCostModel", "StepResult", "resolve_precision", "stage_layers"]
