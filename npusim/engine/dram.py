@@ -417,9 +417,31 @@ def dram_table(arch: Arch, *, grid: Grid | None = None, cache: bool = True,
         return DramTable(dram_type=dtype, key=f"fallback-{dtype}",
                          constant=FALLBACK_EFFICIENCY, warnings=(msg,))
     p = preset if preset is not None else load_dram_timing(dtype)
-    setup = dram_setup(arch, p)
-    key = table_key(arch, setup, p, grid)
+    setup, key = _setup_and_key(arch, p, grid)
     return _load_or_build(key, setup, grid, str(cache_dir()) if cache else None)
+
+
+def _setup_and_key(arch: Arch, preset: DramTiming, grid: Grid) -> tuple[DramSetup, str]:
+    """:func:`dram_setup` and :func:`table_key`, memoised on what they read: the preset, the
+    arch's DRAM fields and the grid (the arch's name and file appear only in the messages of
+    a setup that fails, which raises on every call; a serving run asks once per graph)."""
+    try:
+        memo = (preset, arch.dram, grid)
+        hit = _SETUPS.get(memo)
+    except TypeError:       # a field that cannot be hashed: worked out afresh
+        memo, hit = None, None
+    if hit is None:
+        setup = dram_setup(arch, preset)
+        hit = (setup, table_key(arch, setup, preset, grid))
+        if memo is not None:
+            if len(_SETUPS) > 256:
+                _SETUPS.clear()
+            _SETUPS[memo] = hit
+    return hit
+
+
+# Memo of _setup_and_key within a process (bounded).
+_SETUPS: dict = {}
 
 
 def effective_bandwidth(arch: Arch, pattern: str = "seq", contiguous_bytes: float | None = None,
