@@ -248,3 +248,20 @@ def test_part_points_equal_the_unmemoised_path():
                             experts_only=mx_experts_only("llama-3.1-8b", p))
         r = simulate_graph(g, m.arch)
         assert got == (r.latency_s, r.energy_j)
+
+
+def test_resolve_memo_follows_the_config_text():
+    import json
+    text = llm_spec._config_text("llama-3.1-8b")
+    s = llm_spec.resolve("llama-3.1-8b")
+    assert s is llm_spec.resolve("llama-3.1-8b")
+    assert s == llm_spec._resolve("llama-3.1-8b", json.loads(text))
+    raw = json.loads(text)
+    raw["num_hidden_layers"] = 3
+    other = llm_spec._resolve_text("llama-3.1-8b", json.dumps(raw))
+    assert other.layers == 3 and s.layers == 32
+    # a bad config raises on every call
+    raw["num_hidden_layers"] = 0
+    for _ in range(2):
+        with pytest.raises(ValueError, match="num_hidden_layers"):
+            llm_spec._resolve_text("llama-3.1-8b", json.dumps(raw))

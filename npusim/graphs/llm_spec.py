@@ -16,7 +16,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,11 @@ def load_config(name: str) -> dict:
     ValueError
         If no config has that name; the message lists the known names.
     """
+    return json.loads(_config_text(name))
+
+
+def _config_text(name: str) -> str:
+    """The text of the committed config ``name`` (:func:`load_config`)."""
     path = _configs_dir().joinpath(f"{name}.json") \
         if isinstance(name, str) and _PLAIN_NAME.fullmatch(name) else None
     # a plain name whose file is there is one of list_models() (the folder is listed only
@@ -88,7 +93,7 @@ def load_config(name: str) -> dict:
             raise ValueError(f"unknown LLM config {name!r}; known configs: {', '.join(known)}. "
                              "Pass one of these names, or a Hugging Face config dict.")
         path = _configs_dir().joinpath(f"{name}.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return path.read_text(encoding="utf-8")
 
 
 # a config name that names a file in the configs folder itself (no folder part)
@@ -205,7 +210,20 @@ def resolve(model: str | dict) -> Spec:
     Spec
         Sizes and per-family features (sinks, QK-norm, post-norm, sliding layers, MoE).
     """
-    raw = load_config(model) if isinstance(model, str) else model
+    if isinstance(model, str):
+        return _resolve_text(model, _config_text(model))
+    return _resolve(model, model)
+
+
+@lru_cache(maxsize=64)
+def _resolve_text(name: str, text: str) -> Spec:
+    """:func:`resolve` of a committed config by name, memoised on its text (the file is read
+    on every call; a serving run resolves its model for every graph it builds)."""
+    return _resolve(name, json.loads(text))
+
+
+def _resolve(model: str | dict, raw: Any) -> Spec:
+    """:func:`resolve` of ``model`` (a name or a dict), whose config is ``raw``."""
     if not isinstance(raw, dict):
         raise ValueError(f"model must be a config name or a dict, got {type(raw).__name__}.")
     cfg = {_KEY_ALIASES.get(k, k): v for k, v in raw.items()}
