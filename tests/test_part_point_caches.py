@@ -265,3 +265,30 @@ def test_resolve_memo_follows_the_config_text():
     for _ in range(2):
         with pytest.raises(ValueError, match="num_hidden_layers"):
             llm_spec._resolve_text("llama-3.1-8b", json.dumps(raw))
+
+
+# -- part graphs shared between cost models ------------------------------------------------
+@pytest.mark.parametrize("args", PARTS[::4], ids=lambda a: "-".join(map(str, a)))
+def test_load_part_is_the_checked_load_of_the_built_model(args):
+    from npusim.frontend.llm import load_part
+    model, part, phase, batch, seq, kv_len, layer, tp = args
+    got = load_part(model, phase, batch, seq=seq, kv_len=kv_len, part=part, layer=layer, tp=tp,
+                    name="n")
+    assert got is load_part(model, phase, batch, seq=seq, kv_len=kv_len, part=part,
+                            layer=layer, tp=tp, name="n")
+    _same_graph(got, load_onnx(_proto(*args), name="n"))
+    # precision gives a new graph: the shared one is never changed
+    before = [op for op in got.ops()]
+    q = apply_precision(got, resolve_precision("fp8"))
+    assert q is not got and [op for op in got.ops()] == before
+
+
+def test_load_part_follows_the_config(monkeypatch):
+    import json
+    from npusim.frontend.llm import load_part
+    a = load_part("tiny-llama", "prefill", 1, seq=8, part="dense", layer=0)
+    raw = json.loads(llm_spec._config_text("tiny-llama"))
+    raw["intermediate_size"] = 2 * raw["intermediate_size"]
+    monkeypatch.setattr(llm_spec, "_config_text", lambda name: json.dumps(raw))
+    b = load_part("tiny-llama", "prefill", 1, seq=8, part="dense", layer=0)
+    assert b is not a and b.parameters > a.parameters

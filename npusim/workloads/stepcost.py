@@ -484,15 +484,14 @@ class StepCostModel:
         key = ("graph", part, phase, batch, seq, kv_len, layer, tp)
         g = self._cache.get(key)
         if g is None:
-            from npusim.graphs.builder import build_llm
-            from ..frontend.llm import mx_experts_only
-            from ..frontend.onnx_loader import load_onnx
+            from ..frontend.llm import load_part, mx_experts_only
             p = self._precision
-            proto = build_llm(self.model, phase, batch, seq=seq, kv_len=kv_len,
-                              dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp)
-            # npusim built the model: the loader's checks of user files are skipped
-            g = apply_precision(load_onnx(proto, name=f"{self.model} {part}", trusted=True),
-                                p, experts_only=mx_experts_only(self.model, p))
+            # built, loaded and quantised once per process: the cost models of other
+            # precisions and archs ask for the same parts
+            g = load_part(self.model, phase, batch, seq=seq, kv_len=kv_len,
+                          dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp,
+                          name=f"{self.model} {part}", precision=p,
+                          experts_only=mx_experts_only(self.model, p))
             self._cache[key] = g
         return g
 
