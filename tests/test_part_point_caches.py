@@ -292,3 +292,26 @@ def test_load_part_follows_the_config(monkeypatch):
     monkeypatch.setattr(llm_spec, "_config_text", lambda name: json.dumps(raw))
     b = load_part("tiny-llama", "prefill", 1, seq=8, part="dense", layer=0)
     assert b is not a and b.parameters > a.parameters
+
+
+def test_candidates_memo_shared_by_operands_of_the_same_size():
+    a = load_arch("rngd")
+    g = load_onnx(_proto(*PARTS[1]), trusted=True)
+    fp8, int8, bf16 = ([op for op in apply_precision(g, resolve_precision(p)).ops()
+                        if isinstance(op, Contraction)] for p in ("fp8", "int8", "bf16"))
+    mapping._CANDIDATES.clear()
+    for x, y, z in zip(fp8, int8, bf16):
+        ex = mapping.engine_params(a, a.execution_dtype(str(x.compute_dtype)))
+        ey = mapping.engine_params(a, a.execution_dtype(str(y.compute_dtype)))
+        kx = mapping._candidates_of(x, mapping._candidate_signature(x), ex)
+        ky = mapping._candidates_of(y, mapping._candidate_signature(y), ey)
+        flat = mapping._build_candidates_flat(y, ey)
+        for f in ("tb", "tm", "tn", "tkk", "a_tile", "b_tile", "c_tile", "c_acc"):
+            assert np.array_equal(getattr(ky, f), getattr(flat, f))
+        assert (ky.a_total, ky.b_total) == (flat.a_total, flat.b_total)
+        if ex == ey:
+            assert kx is ky            # same sizes, same engine: built once
+        ez = mapping.engine_params(a, a.execution_dtype(str(z.compute_dtype)))
+        kz = mapping._candidates_of(z, mapping._candidate_signature(z), ez)
+        assert kz is not kx            # 16-bit operands: other tiles
+    mapping._CANDIDATES.clear()

@@ -302,10 +302,18 @@ class _Candidates:
         return int(np.broadcast_to(t, self.shape)[np.unravel_index(i, self.shape)])
 
 
+def _candidate_signature(op: Contraction):
+    """What :func:`_build_candidates` reads of ``op``: its dims, and per operand its shape,
+    bytes per value, role and axes (not the dtype itself: fp8 and int8 operands tile alike)."""
+    return (op.dims, tuple((o.tensor.shape, o.tensor.dtype.bytes, o.tensor.role, o.axes)
+                           for o in (*op.operands, op.output)))
+
+
 def _candidates_of(op: Contraction, signature, eng: EngineParams) -> _Candidates:
-    """:class:`_Candidates` of ``op`` (whose :func:`_signature` is ``signature``) on ``eng``,
-    memoised on both: they are the op's shape and the engine's, so a sweep varying SRAM,
-    core count or bandwidth builds them once."""
+    """:class:`_Candidates` of ``op`` (whose :func:`_candidate_signature` is ``signature``)
+    on ``eng``, memoised on both: they are the op's shape and the engine's, so a sweep
+    varying SRAM, core count or bandwidth builds them once, and so do precisions whose
+    operands have the same sizes on the same engine shape."""
     key = (signature, eng)
     hit = _CANDIDATES.get(key)
     if hit is None:
@@ -424,7 +432,7 @@ def _build_candidates_flat(op: Contraction, eng: EngineParams) -> _Candidates:
 def _run_search(op: Contraction, arch, exec_dtype, where, dram_bw, power,
                 signature=None) -> Mapping:
     eng = engine_params(arch, exec_dtype)
-    k = _candidates_of(op, signature if signature is not None else _signature(op), eng)
+    k = _candidates_of(op, _candidate_signature(op), eng)
     view, cand = k.view, k.cand
     tb, tm, tn, tkk = k.tb, k.tm, k.tn, k.tkk
     a_tile, b_tile, c_tile, c_acc = k.a_tile, k.b_tile, k.c_tile, k.c_acc
