@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp8")
     ap.add_argument("--other", default="int8", help="precision of the shared pass")
     ap.add_argument("--profile", action="store_true", help="cProfile the cold pass")
+    ap.add_argument("--sort", default="cumulative", help="cProfile order (e.g. tottime)")
     args = ap.parse_args()
     from npusim.engine import mapping
     from npusim.workloads.powerband import BandCostModel
@@ -93,7 +94,7 @@ def main() -> None:
               f"part point, shared ({args.other}) {1e3 * shared:6.2f} ms")
         if prof is not None:
             import pstats
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(prof).sort_stats(args.sort).print_stats(40)
 
 
 def _clear(mapping) -> None:

@@ -315,3 +315,23 @@ def test_candidates_memo_shared_by_operands_of_the_same_size():
         kz = mapping._candidates_of(z, mapping._candidate_signature(z), ez)
         assert kz is not kx            # 16-bit operands: other tiles
     mapping._CANDIDATES.clear()
+
+
+@pytest.mark.parametrize("arch", ["rngd", "h100", "atom", "edu"])
+def test_dram_efficiency_on_prepared_grids_equals_the_plain_interpolation(arch):
+    import random
+    t = dram_mod.dram_table(load_arch(arch))
+    rng = random.Random(7)
+    for _ in range(500):
+        pattern = rng.choice(dram_mod.PATTERNS)
+        total, chunk = 2 ** rng.uniform(-2, 40), 2 ** rng.uniform(-2, 40)
+        if rng.random() < 0.1:
+            chunk = total
+        whole = max(total, 1.0)
+        if pattern == "seq" or chunk >= whole:
+            plain = dram_mod._interp(whole, t.seq_sizes, t.seq)
+        else:
+            grid = t.strided if pattern == "strided" else t.random
+            plain = dram_mod._interp(max(chunk, 1.0), t.contiguous,
+                                     [dram_mod._interp(whole, t.totals, row) for row in grid])
+        assert t.efficiency(pattern, chunk, total) == plain

@@ -41,7 +41,7 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +155,22 @@ class DramTable:
         if self.constant is not None:
             return self.constant
         total = max(float(total_bytes), 1.0)
+        g = self._grids
         if pattern == "seq" or contiguous_bytes >= total:
-            return _interp(total, self.seq_sizes, self.seq)
-        grid = self.strided if pattern == "strided" else self.random
-        by_row = [_interp(total, self.totals, row) for row in grid]
-        return _interp(max(float(contiguous_bytes), 1.0), self.contiguous, by_row)
+            return _interp_on(total, g["seq_sizes"], g["seq"])
+        by_row = [_interp_on(total, g["totals"], row) for row in g[pattern]]
+        return _interp_on(max(float(contiguous_bytes), 1.0), g["contiguous"],
+                          np.asarray(by_row, dtype=float))
+
+    @cached_property
+    def _grids(self) -> dict:
+        """The grids as :func:`_interp` reads them (log2 of the sizes, the efficiencies as
+        arrays), worked out once per table: an engine run looks one up per op class."""
+        def arr(v):
+            return np.asarray(v, dtype=float)
+        return {"seq_sizes": np.log2(arr(self.seq_sizes)), "seq": arr(self.seq),
+                "totals": np.log2(arr(self.totals)), "contiguous": np.log2(arr(self.contiguous)),
+                "strided": [arr(r) for r in self.strided], "random": [arr(r) for r in self.random]}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -176,8 +187,12 @@ class DramTable:
 
 
 def _interp(x: float, xs, ys) -> float:
-    return float(np.interp(math.log2(x), np.log2(np.asarray(xs, dtype=float)),
-                           np.asarray(ys, dtype=float)))
+    return _interp_on(x, np.log2(np.asarray(xs, dtype=float)), np.asarray(ys, dtype=float))
+
+
+def _interp_on(x: float, log_xs: np.ndarray, ys: np.ndarray) -> float:
+    """:func:`_interp` on grids already in the form it computes (``DramTable._grids``)."""
+    return float(np.interp(math.log2(x), log_xs, ys))
 
 
 # ------------------------------------------------------------------------ resolving
