@@ -391,7 +391,7 @@ def _build_candidates(op: Contraction, eng: EngineParams) -> _Candidates:
 
 def _build_candidates_flat(op: Contraction, eng: EngineParams) -> _Candidates:
     """The candidates worked out on the flat grid, every figure once per candidate: the
-    plain version :func:`_build_candidates` is held to (tests/test_mapping_candidates.py)."""
+    plain version :func:`_build_candidates` is held to (tests/test_part_point_caches.py)."""
     view = gemm_view(op)
     cand = candidates(view, eng)
     n = len(cand["tb"])
