@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 from collections.abc import Mapping
+from functools import lru_cache
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,12 @@ def read_energy_table(path: str | Path) -> EnergyTable:
 
 def _read_tree(path: str | Path) -> tuple[Any, str]:
     """The raw tree of a table file and the label its messages name."""
+    text, label = _read_text(path)
+    return parse_yaml(text, label), label
+
+
+def _read_text(path: str | Path) -> tuple[str, str]:
+    """The text of a table file and the label its messages name."""
     p = Path(str(path)) if not hasattr(path, "read_text") else path
     label = str(path)
     try:
@@ -441,7 +448,7 @@ def _read_tree(path: str | Path) -> tuple[Any, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ArchError(f"{label}: cannot read the energy table ({exc}); check the path and "
                         f"that it is UTF-8 text") from None
-    return parse_yaml(text, label), label
+    return text, label
 
 
 def apply_energy_overrides(tree: Any, overrides: Mapping[str, Any], label: str) -> Any:
@@ -541,11 +548,11 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
     'TSMC N5 (5 nm)'
     """
     if path is not None:
-        tree, label = _read_tree(path)
+        text, label = _read_text(path)
     else:
         sidecar = _sidecar(arch)
         if sidecar is not None:
-            tree, label = _read_tree(sidecar)
+            text, label = _read_text(sidecar)
         else:
             # a composed arch (rngd+hbm2-pim) uses its host's table; PIM energies are in
             # the arch's pim section
@@ -553,7 +560,24 @@ def load_energy_table(arch: Arch, path: str | Path | None = None) -> EnergyTable
             if not shipped.is_file():
                 return None
             label = f"energy/{arch.host_name}.yaml"
-            tree = parse_yaml(shipped.read_text(encoding="utf-8"), label)
+            text = shipped.read_text(encoding="utf-8")
+    if not isinstance(arch, Arch):      # a stand-in built by hand: read afresh
+        return _table_of.__wrapped__(text, label, arch)
+    try:
+        hash(arch)
+    except TypeError:                   # a field that cannot be hashed: read afresh
+        return _table_of.__wrapped__(text, label, arch)
+    return _table_of(text, label, arch)
+
+
+@lru_cache(maxsize=64)
+def _table_of(text: str, label: str, arch: Arch) -> EnergyTable:
+    """The table that ``text`` (the file ``label``) gives ``arch``, checked against it:
+    memoised on all three (the file is read on every call, so an edited table is read
+    afresh; every field of the arch but its file path is part of the key, and the path
+    appears only in messages), as a serving run simulates hundreds of graphs on one arch.
+    A table that fails its checks raises on every call."""
+    tree = parse_yaml(text, label)
     overrides = getattr(arch, "energy", None) or {}
     if overrides:
         tree = apply_energy_overrides(tree, overrides, label)

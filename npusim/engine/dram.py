@@ -41,7 +41,7 @@ import math
 import os
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +155,22 @@ class DramTable:
         if self.constant is not None:
             return self.constant
         total = max(float(total_bytes), 1.0)
+        g = self._grids
         if pattern == "seq" or contiguous_bytes >= total:
-            return _interp(total, self.seq_sizes, self.seq)
-        grid = self.strided if pattern == "strided" else self.random
-        by_row = [_interp(total, self.totals, row) for row in grid]
-        return _interp(max(float(contiguous_bytes), 1.0), self.contiguous, by_row)
+            return _interp_on(total, g["seq_sizes"], g["seq"])
+        by_row = [_interp_on(total, g["totals"], row) for row in g[pattern]]
+        return _interp_on(max(float(contiguous_bytes), 1.0), g["contiguous"],
+                          np.asarray(by_row, dtype=float))
+
+    @cached_property
+    def _grids(self) -> dict:
+        """The grids as :func:`_interp` reads them (log2 of the sizes, the efficiencies as
+        arrays), worked out once per table: an engine run looks one up per op class."""
+        def arr(v):
+            return np.asarray(v, dtype=float)
+        return {"seq_sizes": np.log2(arr(self.seq_sizes)), "seq": arr(self.seq),
+                "totals": np.log2(arr(self.totals)), "contiguous": np.log2(arr(self.contiguous)),
+                "strided": [arr(r) for r in self.strided], "random": [arr(r) for r in self.random]}
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -176,8 +187,12 @@ class DramTable:
 
 
 def _interp(x: float, xs, ys) -> float:
-    return float(np.interp(math.log2(x), np.log2(np.asarray(xs, dtype=float)),
-                           np.asarray(ys, dtype=float)))
+    return _interp_on(x, np.log2(np.asarray(xs, dtype=float)), np.asarray(ys, dtype=float))
+
+
+def _interp_on(x: float, log_xs: np.ndarray, ys: np.ndarray) -> float:
+    """:func:`_interp` on grids already in the form it computes (``DramTable._grids``)."""
+    return float(np.interp(math.log2(x), log_xs, ys))
 
 
 # ------------------------------------------------------------------------ resolving
@@ -417,9 +432,31 @@ def dram_table(arch: Arch, *, grid: Grid | None = None, cache: bool = True,
         return DramTable(dram_type=dtype, key=f"fallback-{dtype}",
                          constant=FALLBACK_EFFICIENCY, warnings=(msg,))
     p = preset if preset is not None else load_dram_timing(dtype)
-    setup = dram_setup(arch, p)
-    key = table_key(arch, setup, p, grid)
+    setup, key = _setup_and_key(arch, p, grid)
     return _load_or_build(key, setup, grid, str(cache_dir()) if cache else None)
+
+
+def _setup_and_key(arch: Arch, preset: DramTiming, grid: Grid) -> tuple[DramSetup, str]:
+    """:func:`dram_setup` and :func:`table_key`, memoised on what they read: the preset, the
+    arch's DRAM fields and the grid (the arch's name and file appear only in the messages of
+    a setup that fails, which raises on every call; a serving run asks once per graph)."""
+    try:
+        memo = (preset, arch.dram, grid)
+        hit = _SETUPS.get(memo)
+    except TypeError:       # a field that cannot be hashed: worked out afresh
+        memo, hit = None, None
+    if hit is None:
+        setup = dram_setup(arch, preset)
+        hit = (setup, table_key(arch, setup, preset, grid))
+        if memo is not None:
+            if len(_SETUPS) > 256:
+                _SETUPS.clear()
+            _SETUPS[memo] = hit
+    return hit
+
+
+# Memo of _setup_and_key within a process (bounded).
+_SETUPS: dict = {}
 
 
 def effective_bandwidth(arch: Arch, pattern: str = "seq", contiguous_bytes: float | None = None,

@@ -7,6 +7,7 @@ build or allocate anything, so a size out of range is refused in the same words 
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
@@ -98,6 +99,56 @@ def mx_experts_only(name: str, precision) -> bool:
     except ValueError:
         return False
     return extra.get("mxfp4_weights") == "experts"
+
+
+def load_part(model: str, phase: str, batch: int, *, seq: int | None = None,
+              kv_len: int | None = None, dtype: str = "bf16", part: str = "all",
+              layer: int | None = None, tp: int = 1, name: str | None = None,
+              precision=None, experts_only: bool = False) -> Graph:
+    """The IR graph of one step (or part of one) of a built-in LLM: what
+    :func:`npusim.graphs.builder.build_llm` builds with these arguments, loaded by
+    :func:`~npusim.frontend.onnx_loader.load_onnx` as a model npusim built itself
+    (``trusted``), named ``name``, in the builder's ``dtype``; then, if ``precision`` (a
+    :class:`~npusim.passes.quantize.Precision`) is given,
+    :func:`~npusim.passes.quantize.apply_precision` with it and ``experts_only``.
+
+    Memoised in the process on the model's resolved config and every argument: the cost
+    models of a K-Perf run (one per arch and precision) ask for the same parts at the same
+    sizes, and those of two archs at one precision for the same graphs. A graph is shared
+    between callers, so none may change it (:func:`~npusim.passes.quantize.apply_precision`
+    returns a new graph).
+
+    Examples
+    --------
+    >>> g = load_part("tiny-llama", "decode", 2, kv_len=5, part="attention")
+    >>> g is load_part("tiny-llama", "decode", 2, kv_len=5, part="attention")
+    True
+    """
+    from npusim.graphs.builder import resolve
+    key = (repr(resolve(model)), model, phase, batch, seq, kv_len, dtype, part, layer, tp, name)
+    if precision is None:
+        return _load_part(*key)
+    return _precise_part(key, precision, bool(experts_only))
+
+
+@lru_cache(maxsize=2048)
+def _precise_part(key: tuple, precision, experts_only: bool) -> Graph:
+    """:func:`load_part` with a precision, memoised."""
+    from ..passes.quantize import apply_precision
+    return apply_precision(_load_part(*key), precision, experts_only=experts_only)
+
+
+@lru_cache(maxsize=1024)
+def _load_part(spec: str, model: str, phase: str, batch: int, seq: int | None,
+               kv_len: int | None, dtype: str, part: str, layer: int | None, tp: int,
+               name: str | None) -> Graph:
+    """:func:`load_part`, memoised (``spec``, the resolved config's repr, keys a config that
+    changed)."""
+    from npusim.graphs.builder import build_llm
+    from .onnx_loader import load_onnx
+    proto = build_llm(model, phase, batch, seq=seq, kv_len=kv_len, dtype=dtype, part=part,
+                      layer=layer, tp=tp)
+    return load_onnx(proto, name=name, trusted=True)
 
 
 def _label(name: str) -> str:

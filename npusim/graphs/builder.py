@@ -57,7 +57,7 @@ from onnx import TensorProto, helper
 # What a model is (configs, Spec, parameter arithmetic) lives in llm_spec; re-exported here,
 # where callers have always found it.
 from npusim.graphs.llm_spec import (Spec, count_parameters, list_models, load_config,  # noqa: F401
-                                    param_shapes, resolve)
+                                    param_shapes, resolve, spec_parameters)
 
 OPSET = 23
 IR_VERSION = 10
@@ -879,7 +879,7 @@ def build_llm(model: str | dict, phase: str, batch: int, seq: int | None = None,
     s = resolve(model)
     seq_len, past, layer = _check_args(s, part, phase, batch, seq, kv_len, dtype, layer)
     shard = _shard(s, tp)
-    n_params = count_parameters(model)
+    n_params = spec_parameters(s)
     if materialize is None:
         materialize = n_params < MATERIALIZE_BELOW
     b = _Builder(s, dtype, materialize, shard)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,9 @@ _KEY_ALIASES = {"num_layers": "num_hidden_layers", "layer_norm_epsilon": "rms_no
 
 
 # -- configs ------------------------------------------------------------------------------
+@cache
 def _configs_dir():
+    """The folder of committed configs (where the package is does not change in a process)."""
     try:
         return resources.files(__package__ or "npusim.graphs").joinpath("configs")
     except ModuleNotFoundError:
@@ -74,11 +78,26 @@ def load_config(name: str) -> dict:
     ValueError
         If no config has that name; the message lists the known names.
     """
-    known = list_models()
-    if name not in known:
-        raise ValueError(f"unknown LLM config {name!r}; known configs: {', '.join(known)}. "
-                         "Pass one of these names, or a Hugging Face config dict.")
-    return json.loads(_configs_dir().joinpath(f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads(_config_text(name))
+
+
+def _config_text(name: str) -> str:
+    """The text of the committed config ``name`` (:func:`load_config`)."""
+    path = _configs_dir().joinpath(f"{name}.json") \
+        if isinstance(name, str) and _PLAIN_NAME.fullmatch(name) else None
+    # a plain name whose file is there is one of list_models() (the folder is listed only
+    # for a name that is not: a serving run loads its model's config for every graph)
+    if path is None or not path.is_file():
+        known = list_models()
+        if name not in known:
+            raise ValueError(f"unknown LLM config {name!r}; known configs: {', '.join(known)}. "
+                             "Pass one of these names, or a Hugging Face config dict.")
+        path = _configs_dir().joinpath(f"{name}.json")
+    return path.read_text(encoding="utf-8")
+
+
+# a config name that names a file in the configs folder itself (no folder part)
+_PLAIN_NAME = re.compile(r"[^/\\\x00]+")
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,20 @@ def resolve(model: str | dict) -> Spec:
     Spec
         Sizes and per-family features (sinks, QK-norm, post-norm, sliding layers, MoE).
     """
-    raw = load_config(model) if isinstance(model, str) else model
+    if isinstance(model, str):
+        return _resolve_text(model, _config_text(model))
+    return _resolve(model, model)
+
+
+@lru_cache(maxsize=64)
+def _resolve_text(name: str, text: str) -> Spec:
+    """:func:`resolve` of a committed config by name, memoised on its text (the file is read
+    on every call; a serving run resolves its model for every graph it builds)."""
+    return _resolve(name, json.loads(text))
+
+
+def _resolve(model: str | dict, raw: Any) -> Spec:
+    """:func:`resolve` of ``model`` (a name or a dict), whose config is ``raw``."""
     if not isinstance(raw, dict):
         raise ValueError(f"model must be a config name or a dict, got {type(raw).__name__}.")
     cfg = {_KEY_ALIASES.get(k, k): v for k, v in raw.items()}
@@ -334,4 +366,28 @@ def count_parameters(model_or_config: str | dict | onnx.ModelProto) -> int:
     """
     if isinstance(model_or_config, onnx.ModelProto):
         return sum(math.prod(t.dims) for t in model_or_config.graph.initializer)
-    return sum(math.prod(shape) for _, shape in param_shapes(resolve(model_or_config)))
+    return spec_parameters(resolve(model_or_config))
+
+
+def spec_parameters(s: Spec) -> int:
+    """Total parameter count of a resolved :class:`Spec` (what :func:`count_parameters` gives
+    its config), memoised on the spec's every field (a serving run builds hundreds of graphs
+    of one model, each recording its parameter count).
+
+    Examples
+    --------
+    >>> spec_parameters(resolve("llama-3.1-8b"))
+    8030261248
+    """
+    key = repr(s)
+    n = _PARAMETERS.get(key)
+    if n is None:
+        n = sum(math.prod(shape) for _, shape in param_shapes(s))
+        if len(_PARAMETERS) > 256:
+            _PARAMETERS.clear()
+        _PARAMETERS[key] = n
+    return n
+
+
+# Memo of spec_parameters within a process (bounded), keyed by the spec's repr.
+_PARAMETERS: dict[str, int] = {}

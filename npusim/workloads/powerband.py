@@ -118,7 +118,7 @@ class BandCostModel(StepCostModel):
             table = self._cache.get("band-table")
             if table is None:
                 table = self._cache["band-table"] = load_energy_table(self.arch)
-            r = simulate_graph(self._graph(*args, tp=tp), self.arch)
+            r = simulate_graph(self._graph(*args, tp=tp), self.arch, records=False)
             hit = (r.latency_s, StepEnergy.of(r.energy_by_component(), r.dram_bytes,
                                               table.operand_delivery, table.floor_w))
             self._cache[key] = hit

@@ -634,14 +634,14 @@ class StepCostModel:
         key = ("graph", part, phase, batch, seq, kv_len, layer, tp)
         g = self._cache.get(key)
         if g is None:
-            from npusim.graphs.builder import build_llm
-            from ..frontend.llm import mx_experts_only
-            from ..frontend.onnx_loader import load_onnx
+            from ..frontend.llm import load_part, mx_experts_only
             p = self._precision
-            proto = build_llm(self.model, phase, batch, seq=seq, kv_len=kv_len,
-                              dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp)
-            g = apply_precision(load_onnx(proto, name=f"{self.model} {part}"), p,
-                                experts_only=mx_experts_only(self.model, p))
+            # built, loaded and quantised once per process: the cost models of other
+            # precisions and archs ask for the same parts
+            g = load_part(self.model, phase, batch, seq=seq, kv_len=kv_len,
+                          dtype=checkpoint_dtype(p), part=part, layer=layer, tp=tp,
+                          name=f"{self.model} {part}", precision=p,
+                          experts_only=mx_experts_only(self.model, p))
             self._cache[key] = g
         return g
 
@@ -651,7 +651,8 @@ class StepCostModel:
         hit = self._cache.get(key)
         if hit is None:
             from ..engine.simulate import simulate_graph
-            r = simulate_graph(self._graph(*args, tp=tp), self.arch)
+            # the totals alone (RunTotals: the same sums as the records', to the last bit)
+            r = simulate_graph(self._graph(*args, tp=tp), self.arch, records=False)
             hit = (r.latency_s, r.energy_j)
             self._cache[key] = hit
         return hit
