@@ -77,7 +77,7 @@ from ..errors import CapacityError, ModelError, NpusimError
 from ..ir import dtype
 # The precisions and what each name means live with the precision pass, shared by every entry
 # point; re-exported here, where the serving cost model uses them.
-from ..passes.quantize import (PRECISIONS, Precision, apply_precision, checkpoint_dtype,
+from ..passes.quantize import (PRECISIONS, Precision, checkpoint_dtype,
                                resolve_precision)
 
 # vLLM's default share of device memory it may use (gpu_memory_utilization = 0.9).
