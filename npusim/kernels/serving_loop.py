@@ -205,30 +205,6 @@ def _accumulate(t, e, first, count, dt, de):
 
 
 @njit(cache=True)
-def _dense(DH, DT, DE, TOK, gs, gc, lo, hi, x, miss):
-    """``StepCostModel.dense(x, groups)`` over layer groups ``lo:hi``."""
-    t, e = 0.0, _Z
-    for k in range(lo, hi):
-        ok, dt, de = _interp1(DH, DT, DE, gs[k], TOK, x, DENSE, miss)
-        if not ok:
-            return False, 0.0, _Z
-        t, e = _accumulate(t, e, k == lo, gc[k], dt, de)
-    return True, t, e
-
-
-@njit(cache=True)
-def _attn_decode(AH, AT, AE, BAT, KVG, gs, gc, lo, hi, batch, kv, miss):
-    """``StepCostModel.attention_decode(batch, kv, groups)``."""
-    t, e = 0.0, _Z
-    for k in range(lo, hi):
-        ok, dt, de = _interp2(AH, AT, AE, gs[k], BAT, batch, KVG, kv, DECODE_ATTN, miss)
-        if not ok:
-            return False, 0.0, _Z
-        t, e = _accumulate(t, e, k == lo, gc[k], dt, de)
-    return True, t, e
-
-
-@njit(cache=True)
 def _prefill_layer(PH, PT, PE, CHK, KVG, s, chunk, cached, miss):
     """``StepCostModel._prefill_layer``: the causal half of the chunk's score rectangle."""
     ok, t0, e0 = _interp2(PH, PT, PE, s, CHK, chunk, KVG, cached, PREFILL_ATTN, miss)
@@ -247,23 +223,29 @@ def _prefill_layer(PH, PT, PE, CHK, KVG, s, chunk, cached, miss):
 
 
 @njit(cache=True)
-def _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, chunk, cached, miss):
-    """``StepCostModel.attention_prefill(chunk, cached, groups)``."""
+def _sum_groups(vt, ve, row, gs, gc, lo, hi):
+    """``t, e`` summed over layer groups ``lo:hi`` from each layer type's answer in row
+    ``row`` of ``vt``/``ve``, as ``StepCostModel.dense`` and the attention methods sum them
+    (``t += count * dt; e += count * de`` from ``t = e = 0.0``)."""
     t, e = 0.0, _Z
     for k in range(lo, hi):
-        ok, dt, de = _prefill_layer(PH, PT, PE, CHK, KVG, gs[k], chunk, cached, miss)
-        if not ok:
-            return False, 0.0, _Z
-        t, e = _accumulate(t, e, k == lo, gc[k], dt, de)
-    return True, t, e
+        s = gs[k]
+        t, e = _accumulate(t, e, k == lo, gc[k], vt[row, s],
+                           (ve[row, s, 0], ve[row, s, 1], ve[row, s, 2], ve[row, s, 3]))
+    return t, e
 
 
 @njit(cache=True)
 def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp,
-               DH, DT, DE, HH, HT, HE, AH, AT, AE, PH, PT, PE, ts, tes, miss):
-    """Seconds and energy parts of one step (``StepCostModel._step``): ``npre`` prefill
-    chunks of ``pc[i]`` tokens over ``pk[i]`` cached, and ``ndec`` decodes whose KV lengths
-    (each at least 1) sum to ``kvsum``."""
+               DH, DT, DE, HH, HT, HE, AH, AT, AE, PH, PT, PE, ts, tes, vt, ve, miss):
+    """Seconds and energy parts of one step (``StepCostModel._step``, or ``stage_times`` and
+    ``_pipeline_step`` for a pipeline): ``npre`` prefill chunks of ``pc[i]`` tokens over
+    ``pk[i]`` cached, and ``ndec`` decodes whose KV lengths (each at least 1) sum to ``kvsum``.
+
+    Each layer type's answer is interpolated once per step into ``vt``/``ve`` (row 0 the
+    dense part, row 1 decode attention, row 2 + i prefill chunk i), then summed over each
+    stage's layer groups: every stage of a pipeline asks for the same answers, and the Python
+    cost model's memos hand it the same numbers."""
     pp, tp = ip[I_PP], ip[I_TP]
     extra, static_lay = fp[F_EXTRA], fp[F_STATIC_LAY]
     tokens = ndec
@@ -271,57 +253,62 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
         tokens += pc[i]
     if tokens == 0:
         return True, 0.0, _Z
-    if pp == 1:
-        lo, hi = sp[0], sp[1]
-        ok, t, e = _dense(DH, DT, DE, TOK, gs, gc, lo, hi, float(tokens), miss)
-        if not ok:
-            return False, 0.0, _Z
-        for i in range(npre):
-            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, float(pc[i]),
-                                       float(pk[i]), miss)
-            if not ok:
-                return False, 0.0, _Z
-            t, e = t + at, _add(e, ae)
-        if ndec:
-            ok, at, ae = _attn_decode(AH, AT, AE, BAT, KVG, gs, gc, lo, hi, float(ndec),
-                                      kvsum / ndec, miss)
-            if not ok:
-                return False, 0.0, _Z
-            t, e = t + at, _add(e, ae)
-        ok, ht, he = _interp1(HH, HT, HE, 0, TOK, float(npre + ndec), HEAD, miss)
-        if not ok:
-            return False, 0.0, _Z
-        return True, t + ht + extra, _plain(_scale(_add(e, he), tp), extra * static_lay)
-    # a pipeline (StepCostModel.stage_times and _pipeline_step)
     seqs = npre + ndec
     m = min(pp, seqs)
     if m < 1:
         m = 1
+    slots = DT.shape[0]
+    # a pipeline's micro-batch carries 1/m of the step's tokens and decodes
+    x_dense = float(tokens) if pp == 1 else tokens / m
+    x_batch = float(ndec) if pp == 1 else ndec / m
+    for s in range(slots):
+        ok, t, e = _interp1(DH, DT, DE, s, TOK, x_dense, DENSE, miss)
+        if not ok:
+            return False, 0.0, _Z
+        vt[0, s] = t
+        ve[0, s, 0], ve[0, s, 1], ve[0, s, 2], ve[0, s, 3] = e
+        if ndec:
+            ok, t, e = _interp2(AH, AT, AE, s, BAT, x_batch, KVG, kvsum / ndec, DECODE_ATTN,
+                                miss)
+            if not ok:
+                return False, 0.0, _Z
+            vt[1, s] = t
+            ve[1, s, 0], ve[1, s, 1], ve[1, s, 2], ve[1, s, 3] = e
+        for i in range(npre):
+            ok, t, e = _prefill_layer(PH, PT, PE, CHK, KVG, s, float(pc[i]), float(pk[i]), miss)
+            if not ok:
+                return False, 0.0, _Z
+            vt[2 + i, s] = t
+            ve[2 + i, s, 0], ve[2 + i, s, 1], ve[2 + i, s, 2], ve[2 + i, s, 3] = e
+    rows = float(seqs) if pp == 1 else seqs / m
+    ok, ht, he = _interp1(HH, HT, HE, 0, TOK, rows, HEAD, miss)
+    if not ok:
+        return False, 0.0, _Z
+    if pp == 1:
+        lo, hi = sp[0], sp[1]
+        t, e = _sum_groups(vt, ve, 0, gs, gc, lo, hi)
+        for i in range(npre):
+            at, ae = _sum_groups(vt, ve, 2 + i, gs, gc, lo, hi)
+            t, e = t + at, _add(e, ae)
+        if ndec:
+            at, ae = _sum_groups(vt, ve, 1, gs, gc, lo, hi)
+            t, e = t + at, _add(e, ae)
+        return True, t + ht + extra, _plain(_scale(_add(e, he), tp), extra * static_lay)
+    # a pipeline (StepCostModel.stage_times and _pipeline_step)
     objects = ip[I_OBJECTS] != 0
     for s in range(pp):
         lo, hi = sp[s], sp[s + 1]
-        ok, t, e = _dense(DH, DT, DE, TOK, gs, gc, lo, hi, tokens / m, miss)
-        if not ok:
-            return False, 0.0, _Z
+        t, e = _sum_groups(vt, ve, 0, gs, gc, lo, hi)
         for i in range(npre):
-            ok, at, ae = _attn_prefill(PH, PT, PE, CHK, KVG, gs, gc, lo, hi, float(pc[i]),
-                                       float(pk[i]), miss)
-            if not ok:
-                return False, 0.0, _Z
+            at, ae = _sum_groups(vt, ve, 2 + i, gs, gc, lo, hi)
             # an energy object divides by multiplying with the reciprocal; a float divides
             ae = _scale(ae, 1.0 / m) if objects else (ae[0] / m, ae[1] / m, ae[2] / m,
                                                       ae[3] / m)
             t, e = t + at / m, _add(e, ae)
         if ndec:
-            ok, at, ae = _attn_decode(AH, AT, AE, BAT, KVG, gs, gc, lo, hi, ndec / m,
-                                      kvsum / ndec, miss)
-            if not ok:
-                return False, 0.0, _Z
+            at, ae = _sum_groups(vt, ve, 1, gs, gc, lo, hi)
             t, e = t + at, _add(e, ae)
         if s == pp - 1:
-            ok, ht, he = _interp1(HH, HT, HE, 0, TOK, seqs / m, HEAD, miss)
-            if not ok:
-                return False, 0.0, _Z
             t, e = t + ht, _add(e, he)
         ts[s] = t
         tes[s, 0], tes[s, 1], tes[s, 2], tes[s, 3] = e
@@ -417,7 +404,7 @@ def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
 @njit(cache=True)
 def _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc, cross, k, TOK, BAT,
              KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH, PT, PE, ts, tes,
-             pc, pk, miss):
+             vt, ve, pc, pk, miss):
     """Up to ``k`` decode steps of every running request, each costed as a full step would
     be; the steps run are committed (a table miss or a full log stops it early, and the
     caller's next call goes on from there)."""
@@ -441,7 +428,7 @@ def _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc, cross, 
     while done < k:
         ok, seconds, e = _step_cost(ip, fp, 0, pc, pk, R, kvsum + R * done, TOK, BAT, KVG,
                                     CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH,
-                                    PT, PE, ts, tes, miss)
+                                    PT, PE, ts, tes, vt, ve, miss)
         if not ok:
             status = MISS
             break
@@ -550,6 +537,9 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
     ts = np.empty(max(ip[I_PP], 1))
     tes = np.empty((max(ip[I_PP], 1), 4))
     fc = np.empty(cap, dtype=np.int64)
+    # each layer type's answers of one step: dense, decode attention, then each prefill chunk
+    vt = np.empty((2 + cap, DT.shape[0]))
+    ve = np.empty((2 + cap, DT.shape[0], 4))
     cross = np.empty(block, dtype=np.int64)
     while True:
         R, free = st_i[S_R], st_i[S_FREE]
@@ -563,7 +553,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
             if k >= 2:
                 status = _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc,
                                   cross, k, TOK, BAT, KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT,
-                                  HE, AH, AT, AE, PH, PT, PE, ts, tes, pc, pk, miss)
+                                  HE, AH, AT, AE, PH, PT, PE, ts, tes, vt, ve, pc, pk, miss)
                 if status != DONE:
                     return status
                 continue
@@ -664,7 +654,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
         if scheduled:
             ok, seconds, e = _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK,
                                         gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH,
-                                        PT, PE, ts, tes, miss)
+                                        PT, PE, ts, tes, vt, ve, miss)
             if not ok:
                 return MISS
             if not seconds >= 0.0 or np.isinf(seconds):
