@@ -20,3 +20,17 @@ def test_kernel_tests_pass_without_jit():
                        env=env, capture_output=True, text=True, cwd=TESTS.parent)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert " passed" in p.stdout
+
+
+@pytest.mark.slow
+def test_serving_loop_runs_without_jit():
+    """The compiled serving loop, run as plain Python, still equals the Python scheduler (a
+    selection of tests/test_serving_loop.py: the uncompiled loop is slow)."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    select = ("(test_compiled_loop_equals_the_python_paths and None-scenario1) or growing or "
+              "negative or bracket or compensated or band_parts")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-o", "addopts=", str(TESTS / "test_serving_loop.py"), "-k", select],
+                       env=env, capture_output=True, text=True, cwd=TESTS.parent)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert " 11 passed" in p.stdout
