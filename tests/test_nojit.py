@@ -33,4 +33,4 @@ def test_serving_loop_runs_without_jit():
                         "-o", "addopts=", str(TESTS / "test_serving_loop.py"), "-k", select],
                        env=env, capture_output=True, text=True, cwd=TESTS.parent)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-    assert " 11 passed" in p.stdout
+    assert "\n11 passed" in p.stdout
