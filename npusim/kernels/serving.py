@@ -67,6 +67,15 @@ def plan(comp, gen, blk, inp, budget, block, floor):
     R = comp.shape[0]
     n = np.empty(R, dtype=np.int64)
     need = np.empty(R, dtype=np.int64)
+    need_total, n_total = plan_into(comp, gen, blk, inp, budget, block, floor, n, need)
+    return n, need, need_total, n_total
+
+
+@njit(cache=True)
+def plan_into(comp, gen, blk, inp, budget, block, floor, n, need):
+    """:func:`plan` writing ``n`` and ``need`` into the given arrays (their first
+    ``len(comp)`` places); returns ``(need_total, n_total)``."""
+    R = comp.shape[0]
     asked = 0
     need_total = 0
     n_total = 0
@@ -84,7 +93,7 @@ def plan(comp, gen, blk, inp, budget, block, floor):
         need[i] = held - blk[i]
         need_total += need[i]
         n_total += take
-    return n, need, need_total, n_total
+    return need_total, n_total
 
 
 @njit(cache=True)
@@ -118,7 +127,20 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
     blk2 = np.empty(R, dtype=np.int64)
     flags = np.zeros(R, dtype=np.int64)
     counts = np.zeros(6, dtype=np.int64)
+    advance_into(comp, gen, pdone, n, inp, block, floor, out, comp2, gen2, pdone2, blk2, flags,
+                 counts)
+    return comp2, gen2, pdone2, blk2, flags, counts
+
+
+@njit(cache=True)
+def advance_into(comp, gen, pdone, n, inp, block, floor, out, comp2, gen2, pdone2, blk2, flags,
+                 counts):
+    """:func:`advance` writing its arrays into the given ones (their first ``len(comp)``
+    places, ``counts`` all six)."""
+    R = comp.shape[0]
+    counts[:] = 0
     for i in range(R):
+        flags[i] = 0
         c, g, ni = comp[i], gen[i], n[i]
         known = inp + g
         hi = c + ni if c + ni < inp else inp
@@ -152,7 +174,6 @@ def advance(comp, gen, pdone, n, inp, block, floor, out):
         gen2[i] = g2
         if inp + g2 - c2 == 1 and g2 >= 1:
             counts[5] += 1
-    return comp2, gen2, pdone2, blk2, flags, counts
 
 
 # ----------------------------------------------------------------------------- the twins
@@ -206,5 +227,5 @@ def advance_ref(comp, gen, pdone, n, inp, block, floor, out):
                                               ready]
 
 
-__all__ = ["DECODE", "DONE", "FIRST", "PREFILL", "SAMPLED", "advance", "advance_ref", "plan",
-           "plan_ref"]
+__all__ = ["DECODE", "DONE", "FIRST", "PREFILL", "SAMPLED", "advance", "advance_into",
+           "advance_ref", "plan", "plan_into", "plan_ref"]

@@ -35,6 +35,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .serving import DECODE as _DECODE
+from .serving import DONE as _DONE
+from .serving import FIRST as _FIRST
+from .serving import PREFILL as _PREFILL
+from .serving import advance_into, plan_into
+
 DONE = 0
 """Status of :func:`run`: the measured requests have all finished."""
 MISS = 1
@@ -70,9 +76,6 @@ R_USER, R_PREEMPTS, R_SAVED_GEN, R_SAVED_PDONE = range(4)
 # tokens computed first time, tokens sampled, requests scheduled, running, blocks held)
 L_START, L_END, L_ENERGY, L_ONCHIP, L_BITS, L_FLOOR = range(6)
 L_PREFILL, L_OUTPUT, L_BATCH, L_RUNNING, L_BLOCKS = range(5)
-
-# the scheduler's flags, as npusim.kernels.serving's
-_DECODE, _PREFILL, _FIRST, _DONE = 1, 2, 8, 16
 
 _Z = (0.0, 0.0, 0.0, 0.0)
 
@@ -534,6 +537,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
     flags = np.empty(cap, dtype=np.int64)
     pc = np.empty(cap, dtype=np.int64)
     pk = np.empty(cap, dtype=np.int64)
+    counts = np.empty(6, dtype=np.int64)
     ts = np.empty(max(ip[I_PP], 1))
     tes = np.empty((max(ip[I_PP], 1), 4))
     fc = np.empty(cap, dtype=np.int64)
@@ -557,22 +561,9 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
                 if status != DONE:
                     return status
                 continue
-        # -- plan: tokens per running request, blocks each newly needs (kernels.serving.plan)
-        asked = need_total = n_total = 0
-        for i in range(R):
-            rem = inp + gen[i] - comp[i]
-            left = budget - asked
-            if left < 0:
-                left = 0
-            take = rem if rem < left else left
-            n[i] = take
-            asked += rem
-            held = (comp[i] + take + block - 1) // block
-            if held < floor:
-                held = floor
-            need[i] = held - blk[i]
-            need_total += need[i]
-            n_total += take
+        # -- plan: tokens per running request, blocks each newly needs
+        need_total, n_total = plan_into(comp[:R], gen[:R], blk[:R], inp, budget, block, floor,
+                                        n, need)
         end, admitted = R, 0
         preempted = need_total > free
         if preempted:
@@ -610,45 +601,18 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
                 free_after -= blocks
                 admitted += 1
             end = R + admitted
-        # -- the state after the step (kernels.serving.advance)
-        useful = sampled = scheduled = blocks_held = 0
+        # -- the state after the step
+        advance_into(comp[:end], gen[:end], pdone[:end], n[:end], inp, block, floor, out, comp2,
+                     gen2, pdone2, blk2, flags, counts)
+        useful, sampled, scheduled, blocks_held = counts[0], counts[1], counts[2], counts[3]
         npre = ndec = kvsum = 0
         for i in range(end):
-            c, g, ni = comp[i], gen[i], n[i]
-            known = inp + g
-            hi = c + ni if c + ni < inp else inp
-            seen = c if c > pdone[i] else pdone[i]
-            if hi > seen:
-                useful += hi - seen
-            pdone2[i] = pdone[i] if pdone[i] > hi else hi
-            c2 = c + ni
-            comp2[i] = c2
-            held = (c2 + block - 1) // block
-            if held < floor:
-                held = floor
-            blk2[i] = held
-            blocks_held += held
-            fl = 0
-            g2 = g
-            if ni > 0:
-                scheduled += 1
-                if known - c == 1 and g >= 1:
-                    fl += _DECODE
-                    ndec += 1
-                    kvsum += c if c > 1 else 1     # a decode has at least its prompt cached
-                else:
-                    fl += _PREFILL
-                    pc[npre], pk[npre] = ni, c
-                    npre += 1
-                if c2 == known:
-                    g2 = g + 1
-                    sampled += 1
-                    if g2 == 1:
-                        fl += _FIRST
-                    if g2 >= out:
-                        fl += _DONE
-            gen2[i] = g2
-            flags[i] = fl
+            if flags[i] & _DECODE:
+                ndec += 1
+                kvsum += comp[i] if comp[i] > 1 else 1    # a decode has its prompt cached
+            elif flags[i] & _PREFILL:
+                pc[npre], pk[npre] = n[i], comp[i]
+                npre += 1
         t = st_f[0]
         seconds, e = 0.0, _Z
         if scheduled:
