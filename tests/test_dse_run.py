@@ -131,6 +131,29 @@ def test_grid_runs_then_resumes_without_rerunning(tmp_path):
     assert len(load(tmp_path / "out")) == 6
 
 
+def test_a_spec_with_another_field_shows_stored_points_as_its_own(tmp_path):
+    """Points an earlier, narrower spec stored are this spec's points when found again: its
+    numbering and every one of its fields, in the run's rows and in the store."""
+    import npusim
+    narrow = {**TINY, "fields": {"cores.sram": ["128 KiB", "256 KiB"]}}
+    s1 = run_sweep(spec_of(tmp_path, **narrow), tmp_path / "out", workers=1, progress=False)
+    assert (s1.points, s1.evaluated) == (2, 2)
+    # edu's own DRAM bandwidth is one of the two values: those two designs are stored already
+    base_bw = npusim.load_arch("edu").dram.bandwidth
+    wide = {**TINY, "fields": {"cores.sram": ["128 KiB", "256 KiB"],
+                               "dram.bandwidth": [f"{base_bw} B/s", f"{2 * base_bw} B/s"]}}
+    s2 = run_sweep(spec_of(tmp_path, **wide), tmp_path / "out", workers=1, progress=False)
+    assert (s2.points, s2.stored_before, s2.evaluated) == (4, 2, 2)
+    rows = load(tmp_path / "out")
+    assert sorted(r["point"] for r in rows) == [0, 1, 2, 3]
+    assert all(r["dram.bandwidth"] in (base_bw, 2 * base_bw) for r in rows)
+    assert {(r["cores.sram"], r["dram.bandwidth"]) for r in rows} == {
+        (s, b) for s in (128 * 1024, 256 * 1024) for b in (base_bw, 2 * base_bw)}
+    s3 = run_sweep(spec_of(tmp_path, **wide), tmp_path / "out", workers=1, progress=False)
+    assert (s3.stored_before, s3.evaluated) == (4, 0)
+    assert load(tmp_path / "out") == rows
+
+
 def test_two_local_processes_give_what_one_gives(tmp_path):
     spec = spec_of(tmp_path)
     run_sweep(spec, tmp_path / "a", workers=1, progress=False)

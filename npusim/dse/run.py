@@ -364,7 +364,7 @@ class Driver:
                 if new and not all(r["key"] in self.written for r in old):
                     self.summary.stored_before += 1
                     earlier += 1
-                results[i] = old
+                results[i] = [self.adopt(r, base + i, name, p) for r in old]
             else:
                 tasks.append((base + i, p, name))
         if self.progress is not None and tasks:
@@ -404,6 +404,22 @@ class Driver:
                             "error": f"the worker running this point failed: {error}",
                             "elapsed_s": 0.0, "worker": ""})
         return out
+
+    def adopt(self, rec: dict, index: int, phase: str, point: dict) -> dict:
+        """A record an earlier run stored, as this run's point ``index`` of ``phase``: an
+        earlier spec may have numbered it otherwise or lacked some of this spec's fields (the
+        same resolved design and workload, so the same figures). Relabelled in the store too,
+        so that its report shows this spec's fields. A record this run wrote is kept."""
+        if rec["key"] in self.written:
+            return rec
+        from .strategies import values
+        mine = {**rec, "point": int(index), "phase": phase, "params": dict(point),
+                "values": values(self.spec, dict(point))}
+        if any(mine[k] != rec[k] for k in ("point", "phase", "params", "values")):
+            self.store.relabel(mine)
+        self.by_key[rec["key"]] = mine
+        self.written.add(rec["key"])
+        return mine
 
     def put(self, rec: dict) -> None:
         if self.store.put(rec):

@@ -544,6 +544,15 @@ class Store:
                                     r["elapsed_s"], r["worker"], __version__, now))
         return cur.rowcount == 1
 
+    def relabel(self, record: dict) -> None:
+        """Give the stored record with ``record``'s key its ``point``, ``phase``, ``params`` and
+        ``values`` (a run of another spec that finds the same design and workload stored
+        shows it as its own point; the figures are the same, they depend on the key only)."""
+        r = checked_record(record)
+        self._write('UPDATE points SET point = ?, phase = ?, params = ?, "values" = ? '
+                    'WHERE key = ?', (r["point"], r["phase"], dumps(r["params"]),
+                                      dumps(r["values"]), r["key"]))
+
     def keys(self) -> set[str]:
         """The keys of every stored record (a re-run skips these)."""
         return {r[0] for r in self._read("SELECT key FROM points")}
