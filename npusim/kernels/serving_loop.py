@@ -357,6 +357,15 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
 # --------------------------------------------------------------------------- the loop
 
 @njit(cache=True)
+def _first_chunk(tokens, left, block, floor):
+    """A waiting request's first chunk (its ``tokens`` to compute, at most the ``left`` of the
+    budget) and the blocks it needs (``_Simulation.admit_waiting``)."""
+    chunk = tokens if tokens < left else left
+    blocks = (chunk + block - 1) // block
+    return chunk, (blocks if blocks > floor else floor)
+
+
+@njit(cache=True)
 def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
     """Steps from now in which the scheduler can only let every running request decode
     (``_Simulation.decode_stretch``): no admission, no finish, no block shortage; 0 when the
@@ -380,13 +389,8 @@ def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
             opening += 1
     left = budget - R
     if left > 0 and R < max_seqs and st_i[S_WLEN] > 0:
-        head = wait[st_i[S_WHEAD]]
-        chunk = inp + req_i[head, R_SAVED_GEN]
-        if left < chunk:
-            chunk = left
-        blocks = (chunk + block - 1) // block
-        if blocks < floor:
-            blocks = floor
+        _, blocks = _first_chunk(inp + req_i[wait[st_i[S_WHEAD]], R_SAVED_GEN], left, block,
+                                 floor)
         if blocks <= free - opening:
             return 0          # the head of the queue is admitted now
         # else it stays blocked: free blocks only shrink while everyone decodes
@@ -586,12 +590,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
             head, wlen = st_i[S_WHEAD], st_i[S_WLEN]
             while admitted < wlen and left > 0 and admitted < room:
                 r = wait[(head + admitted) % wcap]
-                chunk = inp + req_i[r, R_SAVED_GEN]
-                if left < chunk:
-                    chunk = left
-                blocks = (chunk + block - 1) // block
-                if blocks < floor:
-                    blocks = floor
+                chunk, blocks = _first_chunk(inp + req_i[r, R_SAVED_GEN], left, block, floor)
                 if blocks > free_after:
                     break
                 j = R + admitted
