@@ -78,6 +78,12 @@ L_START, L_END, L_ENERGY, L_ONCHIP, L_BITS, L_FLOOR = range(6)
 L_PREFILL, L_OUTPUT, L_BATCH, L_RUNNING, L_BLOCKS = range(5)
 
 _Z = (0.0, 0.0, 0.0, 0.0)
+# arguments passed as int64 values, not literals (a literal would compile the callee once more)
+_NONE = np.int64(0)
+_HEAD_SLOT = np.int64(0)
+_DENSE_ROW, _DECODE_ROW = np.int64(0), np.int64(1)
+_K_DENSE, _K_HEAD, _K_DECODE, _K_PREFILL = (np.int64(k) for k in (DENSE, HEAD, DECODE_ATTN,
+                                                                 PREFILL_ATTN))
 
 
 # ---------------------------------------------------------------- energies of four parts
@@ -201,20 +207,20 @@ def _accumulate(t, e, first, count, dt, de):
     the float 0.0 is a plain-number addition)."""
     t += count * dt
     if first:
-        e = _plain(_scale(de, count), 0.0)
+        e = _plain(_scale(de, float(count)), 0.0)
     else:
-        e = _add(e, _scale(de, count))
+        e = _add(e, _scale(de, float(count)))
     return t, e
 
 
 @njit(cache=True)
 def _prefill_layer(PH, PT, PE, CHK, KVG, s, chunk, cached, miss):
     """``StepCostModel._prefill_layer``: the causal half of the chunk's score rectangle."""
-    ok, t0, e0 = _interp2(PH, PT, PE, s, CHK, chunk, KVG, cached, PREFILL_ATTN, miss)
+    ok, t0, e0 = _interp2(PH, PT, PE, s, CHK, chunk, KVG, cached, _K_PREFILL, miss)
     if not ok:
         return False, 0.0, _Z
     if chunk > 1:
-        ok, t1, e1 = _interp2(PH, PT, PE, s, CHK, chunk, KVG, cached + chunk, PREFILL_ATTN,
+        ok, t1, e1 = _interp2(PH, PT, PE, s, CHK, chunk, KVG, cached + chunk, _K_PREFILL,
                               miss)
         if not ok:
             return False, 0.0, _Z
@@ -265,13 +271,13 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
     x_dense = float(tokens) if pp == 1 else tokens / m
     x_batch = float(ndec) if pp == 1 else ndec / m
     for s in range(slots):
-        ok, t, e = _interp1(DH, DT, DE, s, TOK, x_dense, DENSE, miss)
+        ok, t, e = _interp1(DH, DT, DE, s, TOK, x_dense, _K_DENSE, miss)
         if not ok:
             return False, 0.0, _Z
         vt[0, s] = t
         ve[0, s, 0], ve[0, s, 1], ve[0, s, 2], ve[0, s, 3] = e
         if ndec:
-            ok, t, e = _interp2(AH, AT, AE, s, BAT, x_batch, KVG, kvsum / ndec, DECODE_ATTN,
+            ok, t, e = _interp2(AH, AT, AE, s, BAT, x_batch, KVG, kvsum / ndec, _K_DECODE,
                                 miss)
             if not ok:
                 return False, 0.0, _Z
@@ -284,24 +290,24 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
             vt[2 + i, s] = t
             ve[2 + i, s, 0], ve[2 + i, s, 1], ve[2 + i, s, 2], ve[2 + i, s, 3] = e
     rows = float(seqs) if pp == 1 else seqs / m
-    ok, ht, he = _interp1(HH, HT, HE, 0, TOK, rows, HEAD, miss)
+    ok, ht, he = _interp1(HH, HT, HE, _HEAD_SLOT, TOK, rows, _K_HEAD, miss)
     if not ok:
         return False, 0.0, _Z
     if pp == 1:
         lo, hi = sp[0], sp[1]
-        t, e = _sum_groups(vt, ve, 0, gs, gc, lo, hi)
+        t, e = _sum_groups(vt, ve, _DENSE_ROW, gs, gc, lo, hi)
         for i in range(npre):
             at, ae = _sum_groups(vt, ve, 2 + i, gs, gc, lo, hi)
             t, e = t + at, _add(e, ae)
         if ndec:
-            at, ae = _sum_groups(vt, ve, 1, gs, gc, lo, hi)
+            at, ae = _sum_groups(vt, ve, _DECODE_ROW, gs, gc, lo, hi)
             t, e = t + at, _add(e, ae)
-        return True, t + ht + extra, _plain(_scale(_add(e, he), tp), extra * static_lay)
+        return True, t + ht + extra, _plain(_scale(_add(e, he), float(tp)), extra * static_lay)
     # a pipeline (StepCostModel.stage_times and _pipeline_step)
     objects = ip[I_OBJECTS] != 0
     for s in range(pp):
         lo, hi = sp[s], sp[s + 1]
-        t, e = _sum_groups(vt, ve, 0, gs, gc, lo, hi)
+        t, e = _sum_groups(vt, ve, _DENSE_ROW, gs, gc, lo, hi)
         for i in range(npre):
             at, ae = _sum_groups(vt, ve, 2 + i, gs, gc, lo, hi)
             # an energy object divides by multiplying with the reciprocal; a float divides
@@ -309,7 +315,7 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
                                                       ae[3] / m)
             t, e = t + at / m, _add(e, ae)
         if ndec:
-            at, ae = _sum_groups(vt, ve, 1, gs, gc, lo, hi)
+            at, ae = _sum_groups(vt, ve, _DECODE_ROW, gs, gc, lo, hi)
             t, e = t + at, _add(e, ae)
         if s == pp - 1:
             t, e = t + ht, _add(e, he)
@@ -340,7 +346,7 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
     c0 = 0.0
     for s in range(pp):
         idle = period - m * ts[s]
-        item = _plain(_scale((tes[s, 0], tes[s, 1], tes[s, 2], tes[s, 3]), m),
+        item = _plain(_scale((tes[s, 0], tes[s, 1], tes[s, 2], tes[s, 3]), float(m)),
                       chip_static * (idle if idle > 0.0 else 0.0))
         if s == 0:
             energy = _plain(item, 0.0)     # sum() starts from 0: 0.0 + the first item
@@ -351,7 +357,7 @@ def _step_cost(ip, fp, npre, pc, pk, ndec, kvsum, TOK, BAT, KVG, CHK, gs, gc, sp
             energy = (tot, 0.0, 0.0, 0.0)
     if not objects and compensated and c0 != 0.0 and np.isfinite(c0):
         energy = (energy[0] + c0, 0.0, 0.0, 0.0)
-    return True, period + extra, _plain(_scale(energy, tp), extra * static_lay)
+    return True, period + extra, _plain(_scale(energy, float(tp)), extra * static_lay)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -366,11 +372,11 @@ def _first_chunk(tokens, left, block, floor):
 
 
 @njit(cache=True)
-def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
+def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc, hist):
     """Steps from now in which the scheduler can only let every running request decode
     (``_Simulation.decode_stretch``): no admission, no finish, no block shortage; 0 when the
     next step needs the full scheduler. Fills ``fc`` with the step (from 0) at which each
-    request opens a new block."""
+    request opens a new block (``hist``, of ``block`` places, is scratch)."""
     R, free = st_i[S_R], st_i[S_FREE]
     inp, out, block, floor = ip[I_INP], ip[I_OUT], ip[I_BLOCK], ip[I_FLOOR]
     budget, max_seqs = ip[I_BUDGET], ip[I_MAXSEQS]
@@ -400,11 +406,19 @@ def _stretch_length(ip, st_i, req_i, wait, gen, comp, fc):
         if k > fc[i]:
             crossings += (k - fc[i] + block - 1) // block
     if crossings > free:
-        # the (free + 1)-th block request, in step order, is the first that cannot be met
-        order = np.sort(fc[:R])
+        # the (free + 1)-th block request, in step order, is the first that cannot be met:
+        # the pos-th smallest first crossing (each below ``block`` here: under no_evict none
+        # opens), counted rather than sorted, in round ``rounds``
         rounds, pos = free // R, free % R
-        if order[pos] + rounds * block < k:
-            k = order[pos] + rounds * block
+        hist[:] = 0
+        for i in range(R):
+            hist[fc[i]] += 1
+        v, seen = 0, hist[0]
+        while seen <= pos:
+            v += 1
+            seen += hist[v]
+        if v + rounds * block < k:
+            k = v + rounds * block
     return k if k >= 2 else 0
 
 
@@ -433,7 +447,7 @@ def _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc, cross, 
     status = DONE
     done = 0
     while done < k:
-        ok, seconds, e = _step_cost(ip, fp, 0, pc, pk, R, kvsum + R * done, TOK, BAT, KVG,
+        ok, seconds, e = _step_cost(ip, fp, _NONE, pc, pk, R, kvsum + R * done, TOK, BAT, KVG,
                                     CHK, gs, gc, sp, DH, DT, DE, HH, HT, HE, AH, AT, AE, PH,
                                     PT, PE, ts, tes, vt, ve, miss)
         if not ok:
@@ -557,7 +571,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
                 or st_i[S_NREQ] + max_seqs > req_f.shape[0]):
             return GROW
         if stretches:
-            k = _stretch_length(ip, st_i, req_i, wait, gen, comp, fc)
+            k = _stretch_length(ip, st_i, req_i, wait, gen, comp, fc, cross)
             if k >= 2:
                 status = _stretch(ip, fp, st_i, st_f, comp, gen, blk, log_f, log_i, gapt, fc,
                                   cross, k, TOK, BAT, KVG, CHK, gs, gc, sp, DH, DT, DE, HH, HT,
@@ -604,7 +618,7 @@ def run(ip, fp, st_i, st_f, req_f, req_i, wait, rid, comp, gen, blk, pdone, comp
         advance_into(comp[:end], gen[:end], pdone[:end], n[:end], inp, block, floor, out, comp2,
                      gen2, pdone2, blk2, flags, counts)
         useful, sampled, scheduled, blocks_held = counts[0], counts[1], counts[2], counts[3]
-        npre = ndec = kvsum = 0
+        npre, ndec, kvsum = _NONE, _NONE, _NONE
         for i in range(end):
             if flags[i] & _DECODE:
                 ndec += 1
