@@ -11,6 +11,7 @@ the band cost model, and random scheduler limits.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_compiled_loop_equals_the_python_paths(models, kind, layout, scenario, c
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(inp=st.integers(1, 400), out=st.integers(1, 120), users=st.integers(1, 24),
+@given(inp=st.integers(1, 390), out=st.integers(1, 120), users=st.integers(1, 24),
        seqs=st.integers(1, 16), budget=st.integers(1, 600), blocks=st.integers(0, 60),
        policy=st.sampled_from(["vllm", "no_evict"]), layout=st.sampled_from(
            ["tp=1,pp=1", "tp=1,pp=2"]), band=st.booleans())
@@ -139,7 +140,7 @@ def test_compiled_loop_equals_the_full_scheduler_on_random_limits(models, inp, o
         results = _runs(model, Scenario(inp, out, users=users), config, capacity,
                         paths=("compiled", "stepwise", "slow"))
     except NpusimError as e:      # a budget too small to make progress is refused alike
-        with pytest.raises(NpusimError, match=str(e)[:40]):
+        with pytest.raises(NpusimError, match=re.escape(str(e)[:40])):
             _runs(model, Scenario(inp, out, users=users), config, capacity, paths=("slow",))
         return
     _check(results)
