@@ -222,7 +222,8 @@ def test_kperf_worker_built_cost_models_equal_one_process(monkeypatch):
     _same_result(one, two)
 
 
-def test_kperf_a_worker_build_that_fails_is_a_row_status_as_in_one_process(monkeypatch):
+def _fp8_layouts_fail(monkeypatch):
+    """Choosing among layouts fails for fp8 (a capacity error), as a worker may meet it."""
     fastest = sc.StepCostModel._fastest
 
     def failing(self, fitting):
@@ -231,6 +232,10 @@ def test_kperf_a_worker_build_that_fails_is_a_row_status_as_in_one_process(monke
         return fastest(self, fitting)
 
     monkeypatch.setattr(sc.StepCostModel, "_fastest", failing)
+
+
+def test_kperf_a_worker_build_that_fails_is_a_row_status_as_in_one_process(monkeypatch):
+    _fp8_layouts_fail(monkeypatch)
     one = kp.kperf("rngd", TINY, chips=2, precisions=("bf16", "fp8"), jobs=1, **MATRIX)
     two = kp.kperf("rngd", TINY, chips=2, precisions=("bf16", "fp8"), jobs=2, **MATRIX)
     assert one.runs[1]["status"] == "does not fit: no layout of the test fits"
@@ -240,14 +245,7 @@ def test_kperf_a_worker_build_that_fails_is_a_row_status_as_in_one_process(monke
 
 
 def test_a_layout_that_fails_on_a_worker_fails_here_as_it_would(monkeypatch):
-    fastest = sc.StepCostModel._fastest
-
-    def failing(self, fitting):
-        if self.precision == "fp8":
-            raise CapacityError("no layout of the test fits")
-        return fastest(self, fitting)
-
-    monkeypatch.setattr(sc.StepCostModel, "_fastest", failing)
+    _fp8_layouts_fail(monkeypatch)
     costs = kp._Costs(TINY, load_arch("rngd"), jobs=2)
     bf16, fp8 = costs.pending(2, "bf16"), costs.pending(2, "fp8")
     costs.cost_many([bf16, fp8])

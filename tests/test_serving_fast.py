@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -22,12 +23,12 @@ from npusim.errors import NpusimError
 from npusim.workloads import kperf as kp
 from npusim.workloads import stepcost as sc
 from npusim.workloads.powerband import BandCostModel
-from npusim.workloads.serving import Scenario, ServingConfig, simulate_serving
+from npusim.workloads.serving import Scenario, ServingConfig, StepLog, simulate_serving
 from npusim.workloads.stepcost import KV, StepCostModel
 
 MODEL = "tiny-llama"
-STEP_LOG = ("start_s", "end_s", "energy_j", "prefill_tokens", "output_tokens", "batch",
-            "running", "kv_blocks", "idle")
+# every per-step array of the log
+STEP_LOG = tuple(f.name for f in dataclasses.fields(StepLog) if f.name != "kv_blocks_total")
 
 
 @pytest.fixture(scope="module")

@@ -46,16 +46,16 @@ class _Tables:
         """Simulate the point ``miss`` names (as the Python cost model's interpolation would)
         and store it."""
         kind, s, i, j = (int(v) for v in miss)
-        layer = self.layers[s] if kind != K.HEAD else None
         if kind == K.DENSE:
-            args, at = ("dense", "prefill", 1, TOKENS[i], None, layer), (s, i)
+            (seconds, energy), at = cost._dense_point(TOKENS[i], self.layers[s], tp), (s, i)
         elif kind == K.HEAD:
-            args, at = ("head", "prefill", TOKENS[i], TOKENS[i], None, None), (0, i)
+            (seconds, energy), at = cost._head_point(TOKENS[i], tp), (0, i)
         elif kind == K.DECODE_ATTN:
-            args, at = ("attention", "decode", BATCH[i], None, max(KV[j], 1), layer), (s, i, j)
+            (seconds, energy), at = (cost._decode_point(BATCH[i], KV[j], self.layers[s], tp),
+                                     (s, i, j))
         else:
-            args, at = ("attention", "prefill", 1, CHUNK[i], KV[j], layer), (s, i, j)
-        seconds, energy = cost._run(*args, tp=tp)
+            (seconds, energy), at = (cost._prefill_point(CHUNK[i], KV[j], self.layers[s], tp),
+                                     (s, i, j))
         parts = tuple(cost._parts(energy)) + (0.0,) * 3
         known, T, E = self.arrays[3 * kind: 3 * kind + 3]
         T[at] = seconds

@@ -645,6 +645,25 @@ class StepCostModel:
             self._cache[key] = g
         return g
 
+    # -- the part answers at one grid point, which the costs interpolate between (the
+    # compiled serving loop fills its tables through these too)
+    def _dense_point(self, tokens: int, layer: int, tp) -> tuple:
+        """One layer's dense part for ``tokens`` new tokens."""
+        return self._run("dense", "prefill", 1, tokens, None, layer, tp=tp)
+
+    def _head_point(self, rows: int, tp) -> tuple:
+        """The head (final norm, LM head, embedding) for ``rows`` sequences."""
+        return self._run("head", "prefill", rows, rows, None, None, tp=tp)
+
+    def _decode_point(self, batch: int, kv: int, layer: int, tp) -> tuple:
+        """One layer's decode attention of ``batch`` sequences at ``kv`` cached tokens (at
+        least 1: a decoding sequence has its prompt cached)."""
+        return self._run("attention", "decode", batch, None, max(kv, 1), layer, tp=tp)
+
+    def _prefill_point(self, chunk: int, cached: int, layer: int, tp) -> tuple:
+        """One layer's attention for a prefill chunk of ``chunk`` tokens over ``cached``."""
+        return self._run("attention", "prefill", 1, chunk, cached, layer, tp=tp)
+
     def _run(self, *args, tp: int | None = None) -> tuple[float, float]:
         tp = self.parallel.tp if tp is None else tp
         key = ("run", tp) + args
@@ -761,8 +780,7 @@ class StepCostModel:
         t = e = 0.0
         for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp1(TOKENS, tokens,
-                                   lambda n, L=layer: self._run("dense", "prefill", 1, n, None, L,
-                                                                tp=tp))
+                                   lambda n, L=layer: self._dense_point(n, L, tp))
             t += count * dt
             e += count * de
         self._memo[key] = t, e
@@ -783,8 +801,7 @@ class StepCostModel:
                     memo.clear()
                 hit = memo[key] = self._interp2(
                     BATCH, batch, KV, kv,
-                    lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1),
-                                                    L, tp=tp))
+                    lambda b, k, L=layer: self._decode_point(b, k, L, tp))
             dt, de = hit
             t += count * dt
             e += count * de
@@ -828,7 +845,7 @@ class StepCostModel:
         def rect(k):
             return self._interp2(
                 CHUNK, chunk, KV, k,
-                lambda c, kk: self._run("attention", "prefill", 1, c, kk, layer, tp=tp))
+                lambda c, kk: self._prefill_point(c, kk, layer, tp))
         t0, e0 = rect(cached)
         if chunk > 1:
             t1, e1 = rect(cached + chunk)
@@ -843,7 +860,7 @@ class StepCostModel:
         hit = self._memo.get(key)
         if hit is None:
             hit = self._memo[key] = self._interp1(
-                TOKENS, rows, lambda n: self._run("head", "prefill", n, n, None, None, tp=tp))
+                TOKENS, rows, lambda n: self._head_point(n, tp))
         return hit
 
     def transfer_seconds(self, tokens: float) -> float:
@@ -1004,9 +1021,7 @@ class StepCostModel:
         t, e = 0.0, None
         for layer, count in (self.layer_groups if groups is None else groups):
             dt, de = self._interp2_many(
-                BATCH, batch, KV, kv,
-                lambda b, k, L=layer: self._run("attention", "decode", b, None, max(k, 1), L,
-                                                tp=tp))
+                BATCH, batch, KV, kv, lambda b, k, L=layer: self._decode_point(b, k, L, tp))
             t = t + count * dt
             e = self._plus_plain(count * de, 0.0) if e is None else e + count * de
         return t, e
